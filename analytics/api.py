@@ -1,0 +1,71 @@
+"""The analytics API: `/api/analytics`, `/api/analytics/<name>` and the CSV export (Bearer key
+with scope `read`; the export also takes a staff session, for the console)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+
+from project.database import db_call
+from providers.gateway.auth import api_view, authenticate
+from providers.gateway.errors import RequestError
+from providers.openapi import Param, Response, document
+
+from . import queries
+from . import schemas as s
+from .export import export_csv
+from .windows import WINDOWS, WindowError, parse_window
+
+WINDOW = Param("window", description="the window to sum over (default 24h)",
+               schema={"type": "string", "enum": list(WINDOWS), "default": "24h"})
+
+
+def window_of(request: HttpRequest) -> str:
+    try:
+        return parse_window(request.GET.get("window"))
+    except WindowError as exc:
+        raise RequestError(400, str(exc), code="invalid_window") from None
+
+
+@document("GET", "/api/analytics", "Requests, success rate, failovers, latency, tokens and cost: in total, "
+          "per provider and per route", scope="read", tags=["analytics"],
+          responses={200: Response("The window's figures", s.Analytics)}, params=[WINDOW])
+@api_view("read")
+async def analytics(request: HttpRequest) -> HttpResponse:
+    name = window_of(request)
+    return JsonResponse(await db_call(queries.summary, name))
+
+
+@document("GET", "/api/analytics/{name}", "One provider's figures, per route, over time, and its top errors",
+          scope="read", tags=["analytics"], responses={200: Response("The provider's figures", s.ProviderAnalytics)},
+          params=[WINDOW], errors=(400, 401, 403, 404))
+@api_view("read")
+async def provider_analytics(request: HttpRequest, name: str) -> HttpResponse:
+    window = window_of(request)
+    if not await db_call(queries.provider_known, name):
+        raise RequestError(404, f"no provider named {name!r}", code="provider_not_found")
+    return JsonResponse(await db_call(queries.provider_detail, name, window))
+
+
+@document("GET", "/api/analytics/export.csv", "The window as CSV: one line per time step, provider and route "
+          "(also with a staff session, for the console)", scope="read", tags=["analytics"],
+          responses={200: Response("CSV with a header line", content_type="text/csv")},
+          params=[WINDOW, Param("by", description="provider: attempts per provider and route (default); "
+                                                  "route: client requests per route and serving provider",
+                                schema={"type": "string", "enum": ["provider", "route"]})])
+async def export(request: HttpRequest) -> HttpResponse:
+    try:
+        user = await request.auser()
+        if not (user.is_active and user.is_staff):
+            await authenticate(request, "read")
+        window = window_of(request)
+        by = request.GET.get("by") or "provider"
+        if by not in ("provider", "route"):
+            raise RequestError(400, "`by` must be provider or route.", code="invalid_by")
+    except RequestError as exc:
+        return exc.response()
+    body = await db_call(export_csv, window, by=by)
+    response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="analytics-{window}-{by}-{stamp}.csv"'
+    return response

@@ -1,0 +1,276 @@
+"""Rollups of the request log per minute, hour and day, written with the raw rows.
+
+Each batch of records is first summed in memory (one row per time bucket and dimension),
+then added to the rollup tables with `INSERT ... ON CONFLICT DO UPDATE SET c = c + excluded.c`
+in the caller's transaction: an atomic increment on SQLite and PostgreSQL alike, so several
+processes can add to the same row at once and every request is counted exactly once (the raw
+rows and their rollups commit or roll back together). Rows are written in key order so two
+PostgreSQL transactions never wait on each other's rows in opposite orders.
+
+Two perspectives, both with the route dimension:
+- `RouteRollup` (route, serving provider): client requests by outcome, failovers, retries,
+  end-to-end latency, time to first token, tokens and cost;
+- `ProviderRollup` (provider, route): the attempts sent to a provider from each request's
+  attempt list, by outcome, skips, failovers away from it, retries on it, attempt latency,
+  and the tokens and cost of the answers it served.
+`ErrorRollup` counts error reasons (of requests, attempts and skips) for "top errors".
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connections, router
+
+from . import histogram
+from .models import ErrorRollup, Granularity, ProviderRollup, RouteRollup
+from .records import RequestRecord
+
+COMMON = ("latency_sum_ms", "tokens_in", "tokens_out", "characters", "images", "cost_nano")
+ROUTE_VALUES: tuple[str, ...] = (
+    "requests", "successes", "failures", "unavailable", "deadlines", "stream_aborted", "caller_errors",
+    "cancelled", "calls", "failovers", "retries", "ttft_sum_ms", "ttft_count", *COMMON, *histogram.COLUMNS,
+)
+PROVIDER_VALUES: tuple[str, ...] = (
+    "attempts", "successes", "failures", "rate_limited", "exhausted", "deadlines", "stream_aborted",
+    "caller_errors", "cancelled", "skipped", "hedges", "failovers", "retries", "served", *COMMON,
+    *histogram.COLUMNS,
+)
+ROUTE_KEY = ("granularity", "bucket", "route", "provider")
+PROVIDER_KEY = ("granularity", "bucket", "provider", "route")
+ERROR_KEY = ("granularity", "bucket", "kind", "provider", "route", "error")
+
+R = {name: i for i, name in enumerate(ROUTE_VALUES)}
+P = {name: i for i, name in enumerate(PROVIDER_VALUES)}
+R_HIST = R[histogram.COLUMNS[0]]
+P_HIST = P[histogram.COLUMNS[0]]
+
+REQUEST_OUTCOMES = {
+    "success": "successes", "failure": "failures", "unavailable": "unavailable", "deadline": "deadlines",
+    "stream_aborted": "stream_aborted", "caller_error": "caller_errors", "cancelled": "cancelled",
+}
+ATTEMPT_OUTCOMES = {
+    "success": "successes", "failure": "failures", "rate_limited": "rate_limited", "exhausted": "exhausted",
+    "deadline": "deadlines", "stream_aborted": "stream_aborted", "caller_error": "caller_errors",
+    "cancelled": "cancelled",
+}
+NANO = Decimal(10**9)
+
+Sparse = tuple[tuple[int, float], ...]  # (column index, amount) pairs
+
+
+class Contribution:
+    """What one request adds to the rollups, independent of its time bucket."""
+
+    __slots__ = ("errors", "providers", "route", "route_values")
+
+    def __init__(self, route: tuple[str, str], route_values: Sparse,
+                 providers: list[tuple[tuple[str, str], Sparse]], errors: list[tuple[str, str, str, str]]) -> None:
+        self.route = route  # (route, serving provider)
+        self.route_values = route_values
+        self.providers = providers  # ((provider, route), values)
+        self.errors = errors  # (kind, provider, route, error)
+
+
+def nano(cost: Decimal | float | int) -> int:
+    return int(Decimal(cost) * NANO) if isinstance(cost, Decimal | int) else int(Decimal(str(cost)) * NANO)
+
+
+def contribution(r: RequestRecord) -> Contribution:
+    """The rollup amounts of one request record."""
+    attempts = r.attempts or []
+    sent = [a for a in attempts if not a.get("skipped")]
+    targets: dict[tuple[str, str], int] = {}  # target -> calls sent to it, in chain order
+    for a in sent:
+        target = (a.get("provider", ""), a.get("model", ""))
+        targets[target] = targets.get(target, 0) + 1
+    served = (r.provider, r.model) if r.provider else None
+    order = list(targets)
+    # A failover is a target the request left for another one: every target sent to but the
+    # one that answered (or, when none did, but the last one tried).
+    left = [t for t in order if t != served] if served else order[:-1]
+    failovers = max(r.failovers, len(left))
+    retries = max(r.retries, len(sent) - len(targets))
+
+    route_values: list[tuple[int, float]] = [
+        (R["requests"], 1), (R[REQUEST_OUTCOMES.get(r.outcome, "failures")], 1),
+        (R["latency_sum_ms"], r.latency_ms), (R_HIST + histogram.bucket_of(r.latency_ms), 1),
+    ]
+    if sent:
+        route_values.append((R["calls"], len(sent)))
+    if failovers:
+        route_values.append((R["failovers"], failovers))
+    if retries:
+        route_values.append((R["retries"], retries))
+    if r.ttft_ms is not None:
+        route_values += [(R["ttft_sum_ms"], r.ttft_ms), (R["ttft_count"], 1)]
+    usage = _usage(r, R)
+    route_values += usage
+
+    per_provider: dict[str, dict[int, float]] = {}
+
+    def add(provider: str, column: str, amount: float) -> None:
+        values = per_provider.setdefault(provider, {})
+        index = P[column]
+        values[index] = values.get(index, 0) + amount
+
+    errors: list[tuple[str, str, str, str]] = []
+    for a in attempts:
+        provider = a.get("provider", "")
+        if a.get("skipped"):
+            add(provider, "skipped", 1)
+            errors.append(("skip", provider, r.route, str(a["skipped"])[:100]))
+            continue
+        outcome = a.get("outcome") or "failure"
+        duration = float(a.get("duration_ms") or 0.0)
+        add(provider, "attempts", 1)
+        add(provider, ATTEMPT_OUTCOMES.get(outcome, "failures"), 1)
+        add(provider, "latency_sum_ms", duration)
+        values = per_provider[provider]
+        index = P_HIST + histogram.bucket_of(duration)
+        values[index] = values.get(index, 0) + 1
+        if a.get("hedge"):
+            add(provider, "hedges", 1)
+        if outcome not in ("success", "cancelled"):
+            errors.append(("attempt", provider, r.route, (a.get("reason") or outcome)[:100]))
+    for target in left:
+        add(target[0], "failovers", 1)
+    for target, calls in targets.items():
+        if calls > 1:
+            add(target[0], "retries", calls - 1)
+    if r.provider:
+        add(r.provider, "served", 1)
+        for index, amount in _usage(r, P):
+            values = per_provider[r.provider]
+            values[index] = values.get(index, 0) + amount
+    if r.outcome != "success":
+        errors.append(("request", "", r.route, (r.error or r.outcome)[:100]))
+    return Contribution(
+        (r.route, r.provider), tuple(route_values),
+        [((provider, r.route), tuple(values.items())) for provider, values in per_provider.items()],
+        errors,
+    )
+
+
+def _usage(r: RequestRecord, columns: dict[str, int]) -> list[tuple[int, float]]:
+    out: list[tuple[int, float]] = []
+    for name in ("tokens_in", "tokens_out", "characters", "images"):
+        value = getattr(r, name)
+        if value:
+            out.append((columns[name], value))
+    cost = nano(r.cost) if r.cost else 0
+    if cost:
+        out.append((columns["cost_nano"], cost))
+    return out
+
+
+def truncate(at: datetime, granularity: str) -> datetime:
+    """The start of the minute, hour or day (UTC) that holds `at`."""
+    at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if granularity == Granularity.MINUTE:
+        return at.replace(second=0, microsecond=0)
+    if granularity == Granularity.HOUR:
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class Accumulator:
+    """Sums contributions per minute in memory, then writes minute, hour and day rows."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[datetime, str, str], list[float]] = {}
+        self.providers: dict[tuple[datetime, str, str], list[float]] = {}
+        self.errors: dict[tuple[datetime, str, str, str, str], int] = {}
+
+    def add(self, minute: datetime, c: Contribution, times: int = 1) -> None:
+        """Add `times` requests that contribute `c`, in the bucket starting at `minute`."""
+        key = (minute, *c.route)
+        row = self.routes.get(key)
+        if row is None:
+            row = self.routes[key] = [0] * len(ROUTE_VALUES)
+        for index, amount in c.route_values:
+            row[index] += amount * times
+        for dims, values in c.providers:
+            key = (minute, *dims)
+            row = self.providers.get(key)
+            if row is None:
+                row = self.providers[key] = [0] * len(PROVIDER_VALUES)
+            for index, amount in values:
+                row[index] += amount * times
+        for error in c.errors:
+            key = (minute, *error)
+            self.errors[key] = self.errors.get(key, 0) + times
+
+    def add_record(self, record: RequestRecord) -> None:
+        self.add(truncate(record.at, Granularity.MINUTE), contribution(record))
+
+    def rows(self, granularity: str, since: datetime | None = None) -> tuple[list[tuple], list[tuple], list[tuple]]:
+        """Route, provider and error rows of one granularity (buckets from `since` on)."""
+        return (_fold(self.routes, granularity, since), _fold(self.providers, granularity, since),
+                _fold(self.errors, granularity, since))
+
+    def write(self, *, using: str | None = None, since: dict[str, datetime | None] | None = None) -> None:
+        """Add everything summed so far to the rollup tables (in the caller's transaction)."""
+        since = since or {}
+        for granularity in Granularity.values:
+            if granularity in since and since[granularity] is None:
+                continue
+            routes, providers, errors = self.rows(granularity, since.get(granularity))
+            upsert(RouteRollup, ROUTE_KEY, ROUTE_VALUES, routes, using=using)
+            upsert(ProviderRollup, PROVIDER_KEY, PROVIDER_VALUES, providers, using=using)
+            upsert(ErrorRollup, ERROR_KEY, ("count",), errors, using=using)
+
+
+def _fold(rows: dict[tuple, Any], granularity: str, since: datetime | None) -> list[tuple]:
+    out: dict[tuple, Any] = {}
+    for key, values in rows.items():
+        bucket = truncate(key[0], granularity)
+        if since is not None and bucket < since:
+            continue
+        folded = (granularity, bucket, *key[1:])
+        current = out.get(folded)
+        if current is None:
+            out[folded] = values
+        elif isinstance(values, int):
+            out[folded] = current + values
+        else:
+            out[folded] = list(map(operator.add, current, values))
+    return [(*key, *(values if isinstance(values, list) else (values,))) for key, values in sorted(out.items())]
+
+
+def upsert(model: type, key: Sequence[str], values: Sequence[str], rows: Iterable[tuple], *,
+           using: str | None = None) -> int:
+    """Add `rows` (key fields then value fields) to `model`'s table with atomic increments."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    connection = connections[using or router.db_for_write(model)]
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    columns = ", ".join(qn(c) for c in (*key, *values))
+    marks = ", ".join(["%s"] * (len(key) + len(values)))
+    sets = ", ".join(f"{qn(c)} = {table}.{qn(c)} + EXCLUDED.{qn(c)}" for c in values)
+    sql = (f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+           f"ON CONFLICT ({', '.join(qn(c) for c in key)}) DO UPDATE SET {sets}")
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [(row[0], adapt(row[1]), *row[2:]) for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+    return len(rows)
+
+
+def add_to_rollups(records: list[RequestRecord], *, using: str | None = None) -> None:
+    """Add a batch of request records to the minute, hour and day rollups.
+
+    Call it inside the transaction that writes the records' raw rows (recorder.write_batch).
+    """
+    if not records:
+        return
+    accumulator = Accumulator()
+    for record in records:
+        accumulator.add_record(record)
+    accumulator.write(using=using)

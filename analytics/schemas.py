@@ -1,0 +1,101 @@
+"""Answers of the analytics API, for the OpenAPI document (providers/openapi.py)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Latency(BaseModel):
+    avg: float | None = Field(description="mean, ms")
+    p50: float | None = Field(description="median from the rollups' histogram (within one ~20% bucket), ms")
+    p95: float | None
+    p99: float | None
+
+
+class Ttft(BaseModel):
+    avg: float | None = Field(description="mean time to first token of streams, ms")
+
+
+class Usage(BaseModel):
+    tokens_in: int
+    tokens_out: int
+    characters: int
+    images: int
+    cost: float = Field(description="in the price unit of the model catalog")
+
+
+class RouteFigures(Usage):
+    """Client requests (of the whole gateway, or of one route)."""
+
+    requests: int
+    successes: int
+    failures: int = Field(description="every target failed or was skipped, the deadline ran out, "
+                                      "or a stream broke")
+    success_rate: float | None = Field(description="successes / (successes + failures); null when both are 0")
+    caller_errors: int = Field(description="the provider refused the request as malformed (4xx): not counted as failures")
+    cancelled: int = Field(description="the client went away")
+    unavailable: int = Field(description="failures where every target was skipped (503)")
+    deadlines: int
+    failovers: int = Field(description="targets a request left for another one")
+    failover_rate: float | None = Field(description="failovers / requests")
+    retries: int
+    calls: int = Field(description="attempts sent to providers")
+    latency_ms: Latency = Field(description="end to end")
+    ttft_ms: Ttft
+
+
+class ProviderFigures(Usage):
+    """Attempts sent to one provider (from every request's attempt list)."""
+
+    requests: int = Field(description="attempts sent to the provider")
+    successes: int
+    failures: int = Field(description="failed attempts: errors, rate limits, exhausted credit, timeouts, broken streams")
+    success_rate: float | None = Field(description="successes / (successes + failures); null when both are 0")
+    rate_limited: int
+    exhausted: int
+    deadlines: int
+    caller_errors: int
+    cancelled: int
+    skipped: int = Field(description="times the provider was passed over (open breaker, cooldown, ...)")
+    failovers: int = Field(description="times a request left this provider for another")
+    failover_rate: float | None = Field(description="failovers / requests")
+    retries: int
+    hedges: int
+    served: int = Field(description="requests whose answer came from this provider (tokens and cost are theirs)")
+    latency_ms: Latency = Field(description="per attempt")
+
+
+class Analytics(BaseModel):
+    window: str = Field(description="5m, 1h, 24h, 7d or 30d")
+    from_: str = Field(alias="from", description="start of the window (UTC, ISO 8601)")
+    to: str
+    total: RouteFigures
+    providers: dict[str, ProviderFigures]
+    routes: dict[str, RouteFigures]
+
+
+class Point(ProviderFigures):
+    at: str = Field(description="start of the step")
+
+
+class Series(BaseModel):
+    step_s: int
+    points: list[Point]
+
+
+class TopError(BaseModel):
+    kind: str = Field(description="request (what clients got), attempt (what the provider answered), skip")
+    provider: str
+    error: str
+    count: int
+    share: float | None
+
+
+class ProviderAnalytics(ProviderFigures):
+    window: str
+    from_: str = Field(alias="from")
+    to: str
+    provider: str
+    routes: dict[str, ProviderFigures]
+    series: Series
+    top_errors: list[TopError]

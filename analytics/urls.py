@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import api, metrics
+
+urlpatterns = [
+    path("api/analytics", api.analytics, name="analytics-summary"),
+    path("api/analytics/export.csv", api.export, name="analytics-export"),
+    path("api/analytics/<str:name>", api.provider_analytics, name="analytics-provider"),
+    path("metrics", metrics.metrics, name="analytics-metrics"),
+]

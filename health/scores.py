@@ -1,0 +1,106 @@
+"""Health score and status (resilience.md §9): pure functions, no I/O.
+
+The score (0-100) is made of named parts so an operator can see why a provider sits at 62:
+probe (last scheduled probe ok / slow / failed), latency (target p95 over observed p95) and
+reliability (success rate of live calls and probes in the breaker's window), multiplied by
+a state factor (closed 1, half-open 0.3, open / forced open / cooling down / exhausted 0).
+
+The status comes from the success rate over the same window: healthy above 90 %, degraded
+from 70 % to 90 %, unhealthy below 70 %, unknown before any data; disabled and maintenance
+are an operator's. A change needs the new status on `DEBOUNCE` consecutive evaluations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEBOUNCE = 2
+STATE_FACTOR = {"closed": 1.0, "metrics_only": 1.0, "disabled": 1.0, "half_open": 0.3,
+                "open": 0.0, "forced_open": 0.0}
+
+
+@dataclass(frozen=True)
+class Weights:
+    probe: float = 40.0
+    latency: float = 30.0
+    reliability: float = 30.0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one evaluation knows about a provider."""
+
+    enabled: bool
+    maintenance: bool
+    breaker: str  # the breaker's state
+    cooling: str | None  # "rate_limited" / "exhausted" when every credential is set aside
+    probe: str | None  # "ok" | "slow" | "failed" | None (never probed)
+    success_rate: float | None  # over the window, live calls and probes; None without calls
+    calls: int
+    p95_ms: float | None
+    target_p95_ms: float
+
+
+@dataclass(frozen=True)
+class Score:
+    total: float | None
+    parts: dict[str, float]
+
+
+def score(inputs: Inputs, weights: Weights = Weights()) -> Score:
+    if inputs.probe is None and inputs.success_rate is None:
+        return Score(None, {})
+    probe = {"ok": weights.probe, "slow": weights.probe / 2}.get(inputs.probe or "", 0.0)
+    if inputs.p95_ms is None or inputs.p95_ms <= 0:
+        latency = weights.latency if inputs.success_rate is not None or inputs.probe == "ok" else 0.0
+    else:
+        latency = weights.latency * min(1.0, inputs.target_p95_ms / inputs.p95_ms)
+    rate = inputs.success_rate if inputs.success_rate is not None else (1.0 if inputs.probe == "ok" else 0.0)
+    reliability = weights.reliability * rate
+    factor = 0.0 if inputs.cooling else STATE_FACTOR.get(inputs.breaker, 1.0)
+    total = (probe + latency + reliability) * factor
+    return Score(round(total, 1), {"probe": round(probe, 1), "latency": round(latency, 1),
+                                   "reliability": round(reliability, 1), "state_factor": factor})
+
+
+def status_of(inputs: Inputs) -> tuple[str, str]:
+    """The status these inputs call for, and why (shown in the event history)."""
+    if not inputs.enabled:
+        return "disabled", "disabled by an operator"
+    if inputs.maintenance:
+        return "maintenance", "in a maintenance window"
+    if inputs.success_rate is None:
+        if inputs.probe is None:
+            return "unknown", "no data yet"
+        return ("healthy", "last probe succeeded") if inputs.probe in ("ok", "slow") else \
+            ("unhealthy", "last probe failed")
+    rate = inputs.success_rate * 100
+    where = f"success rate {rate:.0f}% over {inputs.calls} call{'s' if inputs.calls != 1 else ''}"
+    if rate > 90:
+        return "healthy", where
+    if rate >= 70:
+        return "degraded", f"{where} (70-90%)"
+    return "unhealthy", f"{where} (< 70%)"
+
+
+@dataclass(frozen=True)
+class Debounced:
+    status: str  # what is shown now
+    pending: str  # a different status seen, not yet taken ("" when none)
+    count: int  # consecutive evaluations that saw `pending`
+    changed: bool
+
+
+def debounce(current: str, pending: str, count: int, seen: str, needed: int = DEBOUNCE) -> Debounced:
+    """Take `seen` as the status only after `needed` consecutive evaluations saw it.
+
+    An operator's statuses (disabled, maintenance) and leaving them take effect at once:
+    they are decisions, not measurements.
+    """
+    if seen == current:
+        return Debounced(current, "", 0, False)
+    immediate = seen in ("disabled", "maintenance") or current in ("disabled", "maintenance", "unknown")
+    count = count + 1 if seen == pending else 1
+    if immediate or count >= needed:
+        return Debounced(seen, "", 0, True)
+    return Debounced(current, seen, count, False)

@@ -1,0 +1,103 @@
+"""How an alert reaches people: one module per kind of channel (webhook, slack, email).
+
+Each module has `async def send(notice, target, client) -> str`, which returns a short line
+saying what was sent, or raises `DeliveryError`. The error tree is that one class:
+`permanent=True` when trying again cannot help (HTTP 4xx other than 408/429, a redirect,
+an address refused by the URL rules or no valid email address, an SMTP 5xx), `False` for
+what may pass (timeouts, refused connections, 5xx, 408, 429, SMTP 4xx). Transports never
+put the target in a message: a webhook URL usually embeds its token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+
+EVENTS = ("alert", "reminder", "recovery", "test")
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What one alert says; every transport renders it in its own format."""
+
+    event: str  # alert | reminder | recovery | test
+    channel: str
+    provider: str  # "" for a test
+    status: str
+    breaker: str
+    reason: str
+    at: datetime
+    since: datetime | None = None  # when the incident's alert went out (reminders, recoveries)
+
+    @property
+    def console_url(self) -> str:
+        base = settings.CONSOLE_URL.rstrip("/")
+        return f"{base}/providers/{quote(self.provider)}" if self.provider else f"{base}/"
+
+    def trouble(self, still: bool = False) -> str:
+        """What is wrong, in a few words ("is unhealthy", "still has its breaker open")."""
+        if self.status == "unhealthy" or self.breaker != "open":
+            return f"is still {self.status}" if still else f"is {self.status}"
+        return "still has its breaker open" if still else "has its breaker open"
+
+    @property
+    def title(self) -> str:
+        if self.event == "alert":
+            return f"ALERT: {self.provider} {self.trouble()}"
+        if self.event == "reminder":
+            lasting = f" (for {duration(self.since, self.at)})" if self.since else ""
+            return f"REMINDER: {self.provider} {self.trouble(still=True)}{lasting}"
+        if self.event == "recovery":
+            return f"RECOVERED: {self.provider} is {self.status} again"
+        return f"TEST: alert channel {self.channel} works"
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for the body of a message."""
+        if self.event == "test":
+            return [("Channel", self.channel), ("Sent at", stamp(self.at)), ("Note", self.reason)]
+        rows = [("Provider", self.provider), ("Status", self.status), ("Breaker", self.breaker),
+                ("Reason", self.reason or "-"), ("At", stamp(self.at))]
+        if self.since is not None:
+            rows.append(("Alerted at", stamp(self.since)))
+        return rows
+
+
+def stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def duration(start: datetime, end: datetime) -> str:
+    seconds = max(0, int((end - start).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+Send = Callable[[Notice, str, httpx.AsyncClient], Awaitable[str]]
+
+
+def transport(kind: str) -> Send:
+    from . import email, slack, webhook
+
+    senders: dict[str, Send] = {"webhook": webhook.send, "slack": slack.send, "email": email.send}
+    try:
+        return senders[kind]
+    except KeyError:
+        raise DeliveryError(f"unknown channel kind {kind!r}", permanent=True) from None

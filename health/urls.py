@@ -1,0 +1,31 @@
+from django.urls import path
+
+from analytics import pages as analytics_pages
+
+from . import actions, api
+from . import views as health_views
+
+urlpatterns = [
+    path("healthz", health_views.healthz, name="health-healthz"),
+    path("api/health", api.health_list, name="health-list"),
+    path("api/health/check", api.health_check_all, name="health-check-all"),
+    path("api/health/<str:name>", api.health_detail, name="health-detail"),
+    path("api/health/<str:name>/check", api.health_check_one, name="health-check-one"),
+    # The console (staff only).
+    path("", health_views.dashboard, name="health-dashboard"),
+    path("events", health_views.events_page, name="health-events"),
+    path("analytics", analytics_pages.analytics_page, name="analytics-page"),
+    path("discover", actions.discover_page, name="health-discover"),
+    path("discover/register", actions.register_discovered, name="health-register-discovered"),
+    path("demo/remove", actions.remove_demo_providers, name="health-remove-demo"),
+    path("providers/<str:name>", health_views.provider_page, name="health-provider"),
+    path("providers/<str:name>/check", actions.check_provider, name="health-check-provider"),
+    path("providers/<str:name>/reset", actions.reset_breaker, name="health-reset-breaker"),
+    path("providers/<str:name>/force-open", actions.force_open, name="health-force-open"),
+    path("providers/<str:name>/enable", actions.enable_provider, name="health-enable-provider"),
+    path("providers/<str:name>/disable", actions.disable_provider, name="health-disable-provider"),
+    path("providers/<str:name>/maintenance/start", actions.start_maintenance, name="health-start-maintenance"),
+    path("providers/<str:name>/maintenance/end", actions.end_maintenance, name="health-end-maintenance"),
+    path("providers/<str:name>/pull", actions.pull_model, name="health-pull-model"),
+    path("providers/<str:name>/sd-model", actions.switch_sd_model, name="health-switch-sd-model"),
+]

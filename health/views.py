@@ -1,0 +1,70 @@
+"""The console's pages (staff only) and the process's own health endpoint.
+
+Each page is one template that renders the whole page, or one named partial for an htmx
+request: the partial is chosen by the element htmx targets (`HX-Target`), so links and
+forms keep real URLs and the pages work without JavaScript.
+"""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from providers import schemas as s
+from providers.openapi import Response, document
+
+from . import pages
+from .access import console_view
+from .cards import Filters
+from .history import WINDOWS
+
+
+def _database_ok() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        return cursor.fetchone() == (1,)
+
+
+@document("GET", "/healthz", "Liveness and readiness of this process", scope=None, tags=["meta"],
+          responses={200: Response("Up", s.Healthz), 503: Response("The database does not answer", s.Healthz)}, errors=())
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness and readiness: 200 when the database answers, 503 otherwise."""
+    try:
+        ok = await sync_to_async(_database_ok)()
+    except Exception as exc:
+        return JsonResponse({"status": "error", "database": type(exc).__name__}, status=503)
+    return JsonResponse({"status": "ok" if ok else "error", "database": "ok" if ok else "error"},
+                        status=200 if ok else 503)
+
+
+def template_for(request: HttpRequest, template: str, partials: dict[str, str], default: str) -> str:
+    """The whole page, or for htmx the partial that its target names."""
+    if not request.htmx:
+        return template
+    return f"{template}#{partials.get(request.htmx.target or '', default)}"
+
+
+@console_view()
+async def dashboard(request: HttpRequest) -> HttpResponse:
+    context = await pages.dashboard_context(Filters.from_query(request.GET), request.role)
+    return render(request, template_for(request, pages.DASHBOARD, {"resync": "live"}, "board"), context)
+
+
+@console_view()
+async def provider_page(request: HttpRequest, name: str) -> HttpResponse:
+    window = request.GET.get("window", "24h")
+    if window not in WINDOWS:
+        window = "24h"
+    context = await pages.provider_context(name, window, request.role)
+    if context is None:
+        raise Http404(f"no provider named {name!r}")
+    partials = {"resync": "live", "charts": "charts", f"events-{name}": "events", f"pull-{name}": "pull"}
+    return render(request, template_for(request, pages.PROVIDER, partials, "summary"), context)
+
+
+@console_view()
+def events_page(request: HttpRequest) -> HttpResponse:
+    context = pages.events_context(request.GET, request.role)
+    return render(request, template_for(request, pages.EVENTS, {}, "event-list"), context)

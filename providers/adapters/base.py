@@ -1,0 +1,345 @@
+"""What every provider adapter is: one class per wire format, speaking httpx, knowing no Django.
+
+An adapter turns the gateway's OpenAI-shaped request into its provider's wire format, sends it
+with the shared `httpx.AsyncClient`, and turns the answer back into OpenAI's shape (or raw
+bytes for audio and images). It never retries, never sleeps for backoff and keeps no health
+state: the engine decides all of that. It reports failures by raising
+`providers.engine.errors.UpstreamError` (built with `UpstreamError.from_response`, which
+classifies status, body and headers) and lets httpx transport errors propagate unchanged;
+the engine classifies those with `classify_exception`.
+
+Capabilities: chat, embeddings, image, tts, stt, translation, video.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import httpx
+
+from providers.engine.errors import UpstreamError
+from providers.engine.outcome import Classification, Outcome
+
+CAPABILITIES = ("chat", "embeddings", "image", "tts", "stt", "translation", "video")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """Everything an adapter needs to reach one provider with one credential."""
+
+    name: str
+    kind: str
+    base_url: str
+    api_key: str | None = None
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    stream_idle_timeout_s: float = 30.0
+    # Kind-specific settings (e.g. anthropic `version`, deepl `formality`, simulated behaviour).
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    """What a call consumed, in the units its provider bills."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    characters: int = 0
+    images: int = 0
+    audio_seconds: float = 0.0
+
+    def cost(self, price: Price | None) -> Decimal:
+        if price is None:
+            return Decimal(0)
+        million = Decimal(1_000_000)
+        return (
+            price.input_per_mtok * self.tokens_in / million
+            + price.output_per_mtok * self.tokens_out / million
+            + price.per_image * self.images
+            + price.per_kchar * Decimal(self.characters) / Decimal(1000)
+            + price.per_minute * Decimal(str(self.audio_seconds)) / Decimal(60)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A model's prices, in dollars; edited in the admin, applied by `Usage.cost`."""
+
+    input_per_mtok: Decimal = Decimal(0)
+    output_per_mtok: Decimal = Decimal(0)
+    per_image: Decimal = Decimal(0)
+    per_kchar: Decimal = Decimal(0)
+    per_minute: Decimal = Decimal(0)
+
+
+@dataclass(slots=True)
+class Result:
+    """A complete, successful answer.
+
+    `content` is exactly what the gateway sends to its client; `data` is the parsed JSON
+    (OpenAI's shape) when `media_type` is JSON, kept so callers need not parse twice.
+    """
+
+    content: bytes
+    media_type: str = "application/json"
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    data: Any = None
+
+    @classmethod
+    def json(cls, data: Any, *, usage: Usage | None = None, model: str = "") -> Result:
+        return cls(
+            content=json.dumps(data, separators=(",", ":")).encode(),
+            usage=usage or Usage(),
+            model=model,
+            data=data,
+        )
+
+
+class ChatStream:
+    """An OpenAI `chat.completion.chunk` stream.
+
+    Iterating yields chunk dicts in OpenAI's shape. `usage` is filled in as the provider
+    reports it (at the latest when iteration ends). `aclose()` releases the connection and
+    is safe to call at any time, more than once: with `response` given it closes that too,
+    because an async generator that never started runs no `finally` of its own.
+    """
+
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]], *, model: str = "",
+                 response: httpx.Response | None = None) -> None:
+        self._chunks = chunks
+        self._response = response
+        self.model = model
+        self.usage = Usage()
+
+    @classmethod
+    def of(cls, make_chunks: Callable[[ChatStream], AsyncIterator[dict[str, Any]]], *, model: str = "",
+           response: httpx.Response | None = None) -> ChatStream:
+        """A stream whose chunk generator needs the stream itself (to fill in `usage`)."""
+        stream = cls(_no_chunks(), model=model, response=response)
+        stream._chunks = make_chunks(stream)
+        return stream
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            if self._response is not None:
+                await self._response.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model a provider offers."""
+
+    name: str
+    capabilities: frozenset[str] = frozenset({"chat"})
+    context_window: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def wav_seconds(data: bytes) -> float | None:
+    """The length of a WAV file, or None when `data` is not one."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    try:
+        with wave.open(io.BytesIO(data)) as audio:
+            rate = audio.getframerate()
+            return audio.getnframes() / rate if rate else None
+    except (wave.Error, EOFError):
+        return None
+
+
+async def _no_chunks() -> AsyncIterator[dict[str, Any]]:
+    return
+    yield
+
+
+def bad_request(message: str) -> UpstreamError:
+    """A request this provider cannot take (the caller's fault), in OpenAI's error shape."""
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+    return UpstreamError(Classification(Outcome.CALLER_ERROR, "invalid_request"), status=400,
+                         message=message, body=json.dumps(body).encode())
+
+
+def malformed(message: str, *, response: httpx.Response | None = None, data: Any = None,
+              body: bytes | None = None, reason: str = "malformed_response") -> UpstreamError:
+    """A 2xx answer whose content cannot be used: a FAILURE (another target may do better).
+
+    The provider's status, headers and body are kept when `response` is given (its body only
+    if it was read), or the unusable `data`/`body` itself.
+    """
+    status, headers, media_type = 200, None, "application/json"
+    if response is not None:
+        status, headers = response.status_code, response.headers
+        media_type = response.headers.get("content-type", "").split(";")[0] or "application/octet-stream"
+        if body is None:
+            try:
+                body = response.content
+            except httpx.ResponseNotRead:
+                body = b""
+    if body is None:
+        body = json.dumps(data).encode() if data is not None else b""
+    return UpstreamError(Classification(Outcome.FAILURE, reason), status=status, message=message,
+                         headers=headers, body=body, media_type=media_type)
+
+
+def json_answer(response: httpx.Response, message_of: Callable[[bytes], str] | None = None) -> Any:
+    """The JSON of an answer that is not streamed: a non-2xx is raised as `UpstreamError` (its
+    message read by `message_of`, for providers with their own error shape), an unreadable
+    body as `malformed`."""
+    if not response.is_success:
+        message = message_of(response.content) if message_of is not None else ""
+        raise UpstreamError.from_response(
+            response.status_code, response.headers, response.content,
+            message=message or f"HTTP {response.status_code}",
+            media_type=response.headers.get("content-type", "application/json").split(";")[0],
+        )
+    try:
+        return json.loads(response.content)
+    except ValueError as exc:
+        raise malformed(f"the answer is not JSON: {exc}", response=response) from exc
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a 2xx answer carries, or `malformed` (a FAILURE) if it carries none."""
+    try:
+        data = json.loads(response.content)
+    except ValueError as exc:
+        raise malformed(f"the answer is not JSON: {exc}", response=response) from exc
+    if not isinstance(data, dict):
+        raise malformed("the answer is not a JSON object", response=response)
+    return data
+
+
+def stream_broken(response: httpx.Response, message: str, reason: str = "stream_broken") -> UpstreamError:
+    """A stream that ended wrongly (no terminator, an error event): a FAILURE."""
+    return UpstreamError(Classification(Outcome.FAILURE, reason), status=response.status_code, message=message,
+                         headers=response.headers)
+
+
+class Unsupported(UpstreamError):
+    """The adapter cannot do what was asked (a capability its wire format lacks)."""
+
+    def __init__(self, kind: str, what: str) -> None:
+        super().__init__(
+            Classification(Outcome.CALLER_ERROR, "unsupported"),
+            status=400,
+            message=f"provider kind {kind!r} does not support {what}",
+            body=json.dumps(
+                {"error": {"type": "invalid_request_error", "message": f"{kind} does not support {what}"}}
+            ).encode(),
+        )
+
+
+class Adapter:
+    """Base of the adapters. Subclasses set the class attributes and override what they speak.
+
+    Every request method takes the OpenAI-shaped request body (a dict), the upstream `model`
+    name and `timeout`, the seconds this attempt may take in all; it returns a `Result` or
+    raises `UpstreamError`. `chat_stream` returns once the provider has accepted the request
+    (status 200); errors before that raise, as for `chat`.
+    """
+
+    kind: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]]
+    default_base_url: ClassVar[str] = ""
+
+    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient) -> None:
+        self.config = config
+        self.client = client
+        self.base_url = (config.base_url or self.default_base_url).rstrip("/")
+
+    def timeout(self, seconds: float) -> httpx.Timeout:
+        """httpx timeouts for one attempt: connect capped at the provider's connect timeout."""
+        return httpx.Timeout(seconds, connect=min(self.config.connect_timeout_s, seconds))
+
+    def stream_timeout(self, seconds: float) -> httpx.Timeout:
+        """For streams the engine bounds time to first byte; httpx bounds each idle gap."""
+        return httpx.Timeout(
+            seconds,
+            connect=min(self.config.connect_timeout_s, seconds),
+            read=self.config.stream_idle_timeout_s,
+        )
+
+    async def chat(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        raise Unsupported(self.kind, "chat")
+
+    async def chat_stream(self, request: dict[str, Any], *, model: str, timeout: float) -> ChatStream:
+        raise Unsupported(self.kind, "streaming chat")
+
+    async def embeddings(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        raise Unsupported(self.kind, "embeddings")
+
+    async def images(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        raise Unsupported(self.kind, "image generation")
+
+    async def speech(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        raise Unsupported(self.kind, "text to speech")
+
+    async def transcription(
+        self, request: dict[str, Any], audio: bytes, filename: str, *, model: str, timeout: float
+    ) -> Result:
+        raise Unsupported(self.kind, "speech to text")
+
+    async def translate(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        """`request` is {"text": str | list[str], "target_lang": str, "source_lang"?: str}.
+
+        The result's data is {"translations": [{"text", "detected_source_language"}]}.
+        """
+        raise Unsupported(self.kind, "translation")
+
+    async def video(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        """Compose a video. `request` is {"prompt": str, "images"?: [url, ...], "audio"?: url,
+        "duration_s"?: number, ...}: a prompt, optionally the stills to animate or cut
+        together and a soundtrack, and the length wanted; other keys are the provider's own.
+
+        The result's data is shaped like an images answer: {"created", "data": [{"url"}]},
+        one entry per video made (a URL may be a `data:` URL). Usage counts each video made
+        in `images`, so a model's `per_image` price is its price per video.
+        """
+        raise Unsupported(self.kind, "video composition")
+
+    async def list_models(self, *, timeout: float) -> list[ModelInfo]:
+        raise Unsupported(self.kind, "model listing")
+
+    async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
+        """A health check that fits the provider's cost: cheap by default, a tiny real call
+        when `deep` is set. Returns details to show operators; raises on failure."""
+        models = await self.list_models(timeout=timeout)
+        return {"models": len(models)}
+
+    async def send_streaming(self, method: str, url: str, *, timeout: httpx.Timeout, **kwargs: Any) -> httpx.Response:
+        """Send with a streamed answer. A non-2xx is raised as `UpstreamError` (its body read)
+        and the response closed; the caller closes a successful one (ChatStream does)."""
+        request = self.client.build_request(method, url, timeout=timeout, **kwargs)
+        response = await self.client.send(request, stream=True)
+        try:
+            await self.check(response)
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
+    async def check(self, response: httpx.Response) -> httpx.Response:
+        """Raise `UpstreamError` for a non-2xx answer, reading the body first if streamed."""
+        if response.is_success:
+            return response
+        body = await response.aread()
+        raise UpstreamError.from_response(
+            response.status_code,
+            response.headers,
+            body,
+            media_type=response.headers.get("content-type", "application/json").split(";")[0],
+        )

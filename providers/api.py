@@ -1,0 +1,315 @@
+"""The operations API: providers, breakers, configuration, model catalog (Bearer key with
+scope `read`; changes need `admin`). Health lives in health/api.py, analytics in
+analytics/api.py. Every change an API call makes is audited under `api:<key name>`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from project.database import db_call
+
+from . import schemas as s
+from .catalog import forget_discovered, refresh_catalog
+from .config import ConfigError, apply_config, export_config, load_document
+from .engine import UpstreamError
+from .gateway.auth import api_view
+from .gateway.errors import RequestError, error_response
+from .models import AuditLog, Provider
+from .openapi import Param, Response, build_schema, document
+from .runtime import runtime
+from .snapshot import ProviderEntry
+
+
+def actor(request: HttpRequest) -> str:
+    key = getattr(request, "api_key", None)
+    return f"api:{key.name}" if key is not None else "api"
+
+
+def audit(request: HttpRequest, action: str, object_type: str, name: str, changes: dict[str, Any] | None = None) -> None:
+    AuditLog.objects.create(actor=actor(request), action=action, object_type=object_type, object_name=name,
+                            changes=changes or {})
+
+
+async def provider_entry(name: str) -> ProviderEntry:
+    entry = (await runtime().current()).providers.get(name)
+    if entry is None:
+        raise RequestError(404, f"no provider named {name!r}", code="provider_not_found")
+    return entry
+
+
+def _health_rows() -> dict[str, Any]:
+    from health.models import ProviderHealth
+
+    return {h.provider.name: h for h in ProviderHealth.objects.select_related("provider")}
+
+
+def _summary(entry: ProviderEntry, health: Any, breaker: str, base_url: str) -> dict[str, Any]:
+    status = health.status if health is not None else "unknown"
+    if not entry.enabled:
+        status = "disabled"
+    elif entry.maintenance:
+        status = "maintenance"
+    return {
+        "name": entry.name, "kind": entry.kind, "base_url": base_url, "enabled": entry.enabled,
+        "maintenance": entry.maintenance, "capabilities": list(entry.capabilities), "models": list(entry.models),
+        "priority": entry.priority, "weight": entry.weight, "is_demo": entry.is_demo, "status": status,
+        "score": health.score if health is not None else None, "breaker": breaker,
+    }
+
+
+@document("GET", "/api/providers", "List providers with their status and breaker state", scope="read",
+          tags=["providers"], responses={200: Response("The providers", s.ProviderList)})
+@api_view("read")
+async def providers_list(request: HttpRequest) -> HttpResponse:
+    rt = runtime()
+    snapshot = await rt.current()
+    health = await db_call(_health_rows)
+    rows = [_summary(e, health.get(e.name), rt.engine.snapshot(e.name).state, e.config.base_url)
+            for e in sorted(snapshot.providers.values(), key=lambda p: (p.priority, p.name))]
+    return JsonResponse({"providers": rows})
+
+
+@document("GET", "/api/providers/{name}", "One provider: settings, credentials (masked), state", scope="read",
+          tags=["providers"], responses={200: Response("The provider", s.ProviderDetail)}, errors=(401, 403, 404))
+@api_view("read")
+async def provider_detail(request: HttpRequest, name: str) -> HttpResponse:
+    rt = runtime()
+    entry = await provider_entry(name)
+    health = (await db_call(_health_rows)).get(name)
+    breaker = rt.engine.snapshot(name)
+    cooldowns = {credential: (kind, until) for credential, kind, until in breaker.cooldowns}
+
+    def credentials() -> list[dict[str, Any]]:
+        provider = Provider.objects.get(name=name)
+        rows = []
+        for secret in provider.secrets.all():
+            cooldown = cooldowns.get(str(secret.pk))
+            kind, until = cooldown if cooldown else ("active", None)
+            rows.append({"id": str(secret.pk), "label": secret.label, "hint": secret.display,
+                         "enabled": secret.enabled, "state": kind, "until": until})
+        return rows
+
+    data = _summary(entry, health, breaker.state, entry.config.base_url)
+    b = entry.breaker
+    data.update({
+        "timeout_s": entry.timeout_s,
+        "retry": {"max_attempts": entry.retry.max_attempts, "base_delay_s": entry.retry.base_delay_s,
+                  "max_delay_s": entry.retry.max_delay_s},
+        "breaker_policy": {"mode": entry.breaker_mode, "window_s": b.window_s, "min_calls": b.min_calls,
+                           "failure_rate": b.failure_rate, "consecutive_failures": b.consecutive_failures,
+                           "break_s": b.break_s, "max_break_s": b.max_break_s,
+                           "half_open_probes": b.half_open_probes},
+        "health_check": await db_call(lambda: dict(
+            zip(("interval_s", "timeout_s", "probe"),
+                Provider.objects.filter(name=name).values_list("health_interval_s", "health_timeout_s",
+                                                                "health_probe").get(), strict=True))),
+        "options": dict(entry.config.options),
+        "credentials": await db_call(credentials),
+    })
+    return JsonResponse(data)
+
+
+def breaker_dict(snap: Any) -> dict[str, Any]:
+    return {
+        "name": snap.key, "state": snap.state, "generation": snap.generation, "open_until": snap.open_until,
+        "opened_count": snap.opened_count, "reason": snap.reason, "calls": snap.calls,
+        "failures": snap.failures, "slow": snap.slow, "success_rate": snap.success_rate,
+        "consecutive_failures": snap.consecutive_failures,
+        "cooldowns": [{"credential": c, "kind": k, "until": u} for c, k, u in snap.cooldowns],
+    }
+
+
+@document("GET", "/api/breakers", "Every provider's circuit breaker and cooldowns", scope="read",
+          tags=["breakers"], responses={200: Response("The breakers", s.BreakerList)})
+@api_view("read")
+async def breakers_list(request: HttpRequest) -> HttpResponse:
+    rt = runtime()
+    snapshot = await rt.current()
+    for name in snapshot.providers:
+        await rt.engine.refresh(name)  # apply due lazy transitions so the answer is current
+    return JsonResponse({"breakers": [breaker_dict(rt.engine.snapshot(n)) for n in sorted(snapshot.providers)]})
+
+
+@document("POST", "/api/breakers/{name}/reset", "Close the breaker and clear the provider's cooldowns",
+          scope="admin", tags=["breakers"], responses={200: Response("The breaker after the reset", s.Breaker)},
+          errors=(401, 403, 404))
+@require_http_methods(["POST"])
+@api_view("admin")
+async def breaker_reset(request: HttpRequest, name: str) -> HttpResponse:
+    await provider_entry(name)
+    rt = runtime()
+    await rt.engine.reset(name)
+    await db_call(audit, request, "reset_breaker", "provider", name)
+    await _note_action(name, "reset_breaker", actor(request))
+    return JsonResponse(breaker_dict(rt.engine.snapshot(name)))
+
+
+@document("POST", "/api/breakers/{name}/force-open", "Force the breaker open (a failover drill)",
+          scope="admin", tags=["breakers"], request=s.ForceOpen,
+          responses={200: Response("The breaker, forced open", s.Breaker)}, errors=(400, 401, 403, 404))
+@require_http_methods(["POST"])
+@api_view("admin")
+async def breaker_force_open(request: HttpRequest, name: str) -> HttpResponse:
+    await provider_entry(name)
+    minutes = None
+    if request.body.strip():
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            raise RequestError(400, "The body must be JSON: {\"minutes\": N}.") from None
+        if not isinstance(data, dict):  # `null` or `5` must not mean "open until reset"
+            raise RequestError(400, "The body must be a JSON object: {\"minutes\": N}.")
+        minutes = data.get("minutes")
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
+                                    or not 0 < minutes <= 7 * 24 * 60):
+            raise RequestError(400, "`minutes` must be a number > 0 and <= 10080.")
+    rt = runtime()
+    await rt.engine.force_open(name, minutes * 60 if minutes else None)
+    await db_call(audit, request, "force_open", "provider", name, {"minutes": minutes})
+    await _note_action(name, "force_open", actor(request), f"for {minutes} minutes" if minutes else "until reset")
+    return JsonResponse(breaker_dict(rt.engine.snapshot(name)))
+
+
+async def _note_action(name: str, action: str, who: str, detail: str = "") -> None:
+    """Put an operator's action in the provider's event history (the console shows it)."""
+    from health.events import record_action
+
+    await db_call(record_action, name, action, who, detail)
+
+
+@document("GET", "/api/providers/{name}/models", "The provider's model catalog (discovered, configured, priced)",
+          scope="read", tags=["providers"], responses={200: Response("The models", s.CatalogList)},
+          params=[Param("refresh", description="true: ask the provider now", schema={"type": "boolean"})],
+          errors=(401, 403, 404))
+@api_view("read")
+async def provider_models(request: HttpRequest, name: str) -> HttpResponse:
+    await provider_entry(name)
+    if request.GET.get("refresh") in ("1", "true", "yes"):
+        try:
+            await refresh_catalog(runtime(), name)
+        except UpstreamError as exc:
+            return error_response(502, "provider_error", f"{name} did not list its models: {exc.message}")
+        except Exception as exc:
+            return error_response(502, "provider_error", f"{name} did not list its models: {type(exc).__name__}")
+
+    def rows() -> list[dict[str, Any]]:
+        out = []
+        for m in Provider.objects.get(name=name).catalog.all():
+            out.append({"name": m.name, "capabilities": m.capabilities, "context_window": m.context_window,
+                        "input_price_per_mtok": float(m.input_price_per_mtok),
+                        "output_price_per_mtok": float(m.output_price_per_mtok),
+                        "price_per_image": float(m.price_per_image), "price_per_kchar": float(m.price_per_kchar),
+                        "source": m.source, "free": m.is_free})
+        return out
+
+    return JsonResponse({"provider": name, "models": await db_call(rows)})
+
+
+@document("POST", "/api/providers/{name}/models/{model}/pull",
+          "Pull a model onto an Ollama provider; streams progress as JSON lines", scope="admin",
+          tags=["providers"],
+          responses={200: Response("One progress object per line", s.PullProgress, "application/x-ndjson")},
+          errors=(400, 401, 403, 404))
+@require_http_methods(["POST"])
+@api_view("admin")
+async def provider_model_pull(request: HttpRequest, name: str, model: str) -> HttpResponse:
+    entry = await provider_entry(name)
+    if entry.kind != "ollama":
+        raise RequestError(400, f"{name} is a {entry.kind} provider; only Ollama providers pull models.",
+                           code="unsupported")
+    rt = runtime()
+    adapter: Any = rt.adapter(entry, entry.credentials[0][0] if entry.credentials else None)
+    await db_call(audit, request, "pull_model", "provider", name, {"model": model})
+
+    async def progress() -> AsyncIterator[bytes]:
+        try:
+            async for step in adapter.pull(model):
+                yield json.dumps(step).encode() + b"\n"
+        except UpstreamError as exc:
+            yield json.dumps({"status": "error", "error": exc.message}).encode() + b"\n"
+            return
+        except Exception as exc:
+            yield json.dumps({"status": "error", "error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n"
+            return
+        with contextlib.suppress(Exception):  # the pull worked; the catalog refreshes on its schedule anyway
+            await refresh_catalog(rt, name)
+
+    response = StreamingHttpResponse(progress(), content_type="application/x-ndjson")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@document("GET", "/api/config", "The configuration, as import_config takes it (secrets masked)", scope="read",
+          tags=["config"], responses={200: Response("The configuration", s.ConfigDocument)},
+          params=[Param("format", description="json (default) or yaml", schema={"type": "string",
+                                                                                 "enum": ["json", "yaml"]})])
+@api_view("read")
+async def config_get(request: HttpRequest) -> HttpResponse:
+    fmt = request.GET.get("format", "json")
+    if fmt not in ("json", "yaml"):
+        raise RequestError(400, f"`format` must be json or yaml, not {fmt!r}.", code="invalid_format")
+    doc = await db_call(export_config)
+    if fmt == "yaml":
+        from .config import dump_yaml
+
+        return HttpResponse(dump_yaml(doc), content_type="application/yaml")
+    return JsonResponse(doc)
+
+
+@document("PUT", "/api/config", "Replace the configuration (what the document omits is deleted)",
+          scope="admin", tags=["config"], request=s.ConfigDocument,
+          responses={200: Response("What changed", s.ConfigResult)},
+          params=[Param("prune", description="false: only create and update", schema={"type": "boolean"})])
+@api_view("admin")
+async def config_put(request: HttpRequest) -> HttpResponse:
+    try:
+        text = request.body.decode()
+    except UnicodeDecodeError:
+        raise RequestError(400, "The body must be UTF-8 YAML or JSON.") from None
+    prune = request.GET.get("prune", "true").lower() not in ("0", "false", "no")
+    try:
+        doc = load_document(text)
+        if not doc and prune:
+            # A blank body, `null` or `{}` would otherwise delete every provider, route and
+            # channel: a client's mistake, most likely. Emptying it all must be said outright.
+            raise ConfigError(["document: empty; to delete everything, send "
+                               '{"providers": [], "routes": [], "alert_channels": []}'])
+        summary = await db_call(apply_config, doc, actor=actor(request), prune=prune)
+    except ConfigError as exc:
+        return error_response(400, "invalid_config", "nothing changed: " + "; ".join(exc.errors[:20]),
+                              code="invalid_config", errors=exc.errors)
+    await runtime().refresh(force=True)
+    return JsonResponse({"created": summary.created, "updated": summary.updated, "deleted": summary.deleted,
+                         "unchanged": summary.unchanged})
+
+
+@csrf_exempt
+@require_http_methods(["GET", "PUT"])
+async def config(request: HttpRequest) -> HttpResponse:
+    return await (config_put(request) if request.method == "PUT" else config_get(request))
+
+
+@document("DELETE", "/api/cache", "Forget every discovered model (they are listed again on the next refresh)",
+          scope="admin", tags=["config"], responses={200: Response("How many were forgotten", s.CacheCleared)})
+@require_http_methods(["DELETE"])
+@api_view("admin")
+async def cache_delete(request: HttpRequest) -> HttpResponse:
+    count = await db_call(forget_discovered)
+    await db_call(audit, request, "clear_cache", "models", "discovered", {"forgotten": count})
+    await runtime().refresh(force=True)
+    return JsonResponse({"forgotten_models": count})
+
+
+@document("GET", "/api/schema", "This OpenAPI 3 document", scope=None, tags=["meta"],
+          responses={200: Response("OpenAPI 3 document")}, errors=())
+async def schema(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(build_schema(), json_dumps_params={"indent": None})
+

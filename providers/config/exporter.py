@@ -1,0 +1,76 @@
+"""Exporting the configuration as a document `apply_config` accepts: export → import is a no-op.
+
+Secrets come out as `env:NAME` references or masked (`sk-…abcd`); never in clear.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import yaml
+
+from health.models import AlertChannel
+from providers.models import Provider, Route
+
+from .schema import ALERT_KEYS, PRICE_KEYS, PROVIDER_KEYS, ROUTE_KEYS, Key
+
+
+def _put(doc: dict[str, Any], key: Key, value: Any) -> None:
+    if isinstance(value, Decimal):
+        value = float(value)
+    container = doc
+    for part in key.path[:-1]:
+        container = container.setdefault(part, {})
+    container[key.path[-1]] = value
+
+
+def _fields(obj: Any, keys: tuple[Key, ...], *, skip_empty: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = getattr(obj, key.field)
+        if skip_empty and value in (None, "", [], {}):
+            continue
+        _put(out, key, value)
+    return out
+
+
+def export_config() -> dict[str, Any]:
+    providers = []
+    for provider in Provider.objects.prefetch_related("secrets", "catalog").order_by("priority", "name"):
+        entry: dict[str, Any] = {"name": provider.name, **_fields(provider, PROVIDER_KEYS)}
+        secrets = [s.display for s in provider.secrets.all()]
+        if len(secrets) == 1:
+            entry["api_key"] = secrets[0]
+        elif secrets:
+            entry["api_keys"] = secrets
+        prices = {}
+        for model in provider.catalog.all():
+            spec = _fields(model, PRICE_KEYS)
+            spec = {k: v for k, v in spec.items() if v not in (0, 0.0)}
+            if spec:
+                prices[model.name] = spec
+        if prices:
+            entry["prices"] = prices
+        providers.append(entry)
+    routes = []
+    for route in Route.objects.prefetch_related("targets__provider").order_by("name"):
+        entry = {"name": route.name, **_fields(route, ROUTE_KEYS)}
+        entry["targets"] = [
+            {"provider": t.provider.name, "model": t.model, **({"weight": t.weight} if t.weight else {})}
+            for t in route.targets.all()
+        ]
+        routes.append(entry)
+    channels = []
+    for channel in AlertChannel.objects.prefetch_related("providers").order_by("name"):
+        entry = {"name": channel.name, **_fields(channel, ALERT_KEYS)}
+        entry["to" if channel.kind == AlertChannel.Kind.EMAIL else "url"] = channel.display_target
+        names = sorted(p.name for p in channel.providers.all())
+        if names:
+            entry["providers"] = names
+        channels.append(entry)
+    return {"providers": providers, "routes": routes, "alert_channels": channels}
+
+
+def dump_yaml(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False)

@@ -1,0 +1,327 @@
+"""The fallback chain executor: one request, its targets in order, its retries and deadline.
+
+For each target in the strategy's order the chain first asks, without sending anything,
+whether the target may be used (enabled, breaker, cooldowns, bulkhead, deadline, throttling,
+retry budget). A refused target is recorded with `skipped` set and costs no call. Otherwise it
+sends the attempt under `asyncio.timeout`, classifies the result (resilience.md §2) and decides:
+return it, retry the same target (backoff, Retry-After, next credential), fall back to the next
+target at once, or stop (caller error, deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from . import hedging
+from .backoff import full_jitter, jittered_at_least
+from .cooldown import EXHAUSTED, INVALID, RATE_LIMITED
+from .deadline import MARGIN_S, AttemptTimer
+from .errors import AllTargetsFailed, CallerError, CircuitOpen, DeadlineExceeded, UpstreamError
+from .outcome import Outcome, parse_retry_after
+from .policy import RoutePolicy, TargetSpec
+from .result import AttemptContext, AttemptRecord, ChainResult
+from .sent import Sent
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+AttemptFn = Callable[[TargetSpec, AttemptContext], Awaitable[Any]]
+Admitted = tuple[str | None, Any, int, Any]  # credential, Permit, bulkhead lease, KeyState
+
+
+class FallbackChain:
+    """The state of one `Engine.execute` call. Created per request, never shared."""
+
+    __slots__ = ("attempts", "call", "deadline", "deadline_hit", "engine", "last_error", "order",
+                 "race_won", "route", "sent", "skip_error", "streaming", "tries")
+
+    def __init__(
+        self,
+        engine: Engine,
+        route: RoutePolicy,
+        order: list[TargetSpec],
+        call: AttemptFn,
+        deadline: float,
+        streaming: bool,
+    ) -> None:
+        self.engine = engine
+        self.route = route
+        self.order = order
+        self.call = call
+        self.deadline = deadline
+        self.streaming = streaming
+        self.attempts: list[AttemptRecord] = []
+        self.sent = 0  # calls sent over the chain (skips not counted)
+        self.tries: dict[int, int] = {}  # calls sent per target (by position in `order`)
+        self.last_error: BaseException | None = None
+        self.skip_error: BaseException | None = None
+        self.deadline_hit = False
+        self.race_won = False  # a hedged race has a winner: cancelled calls lost it
+
+    # the loop ------------------------------------------------------------------------------
+    async def run(self) -> ChainResult[Any]:
+        for index, target in enumerate(self.order):
+            if self.sent >= self.route.max_attempts:
+                break
+            result = await self._run_target(index, target)
+            if result is not None:
+                return result
+        raise self._failure()
+
+    async def _run_target(self, index: int, target: TargetSpec) -> ChainResult[Any] | None:
+        engine = self.engine
+        while self.sent < self.route.max_attempts:
+            n = self.tries.get(index, 0)
+            if n >= target.retry.max_attempts:
+                return None
+            hedge_now = self.route.hedge is not None and self.sent == 0
+            admitted = await self.admit(target, retry=n > 0)
+            if isinstance(admitted, str):
+                return None
+            if hedge_now:
+                sent = await hedging.race(self, index, target, admitted)
+            else:
+                sent = await self.send(index, target, admitted)
+            if sent.ok:
+                return self._result(sent)
+            outcome = sent.classification.outcome
+            key = target.breaker_key
+            retry = target.retry
+            now = engine.clock.monotonic()
+            if outcome is Outcome.CALLER_ERROR:
+                if (
+                    sent.status in (401, 403)
+                    and target.rotate_credentials
+                    and sent.credential is not None
+                    and engine.cooldowns.available(key, target.credentials, now) > 1
+                ):
+                    await engine.cooldowns.start(key, sent.credential, INVALID, retry.invalid_ttl_s,
+                                                 f"http_{sent.status}")
+                    self.tries[index] -= 1  # a bad key is not a failed try of the target
+                    continue
+                assert isinstance(sent.error, UpstreamError)
+                raise CallerError(sent.error, self.attempts)
+            hint = self._retry_after(sent)
+            if outcome is Outcome.RATE_LIMITED:
+                await engine.cooldowns.start(key, sent.credential, RATE_LIMITED,
+                                             hint if hint is not None else retry.default_cooldown_s,
+                                             sent.classification.reason)
+                if engine.cooldowns.available(key, target.credentials, now) > 0:
+                    continue  # the next credential, at once
+                if (
+                    hint is None
+                    or hint > min(retry.max_retry_after_s, self.deadline - now - MARGIN_S)
+                    or self.tries[index] >= retry.max_attempts
+                    or self.sent >= self.route.max_attempts
+                    or not engine.budget_for(target).allows(now)
+                ):
+                    return None  # too long to wait here: fall back at once, the key cools down
+                if not await self._sleep(target, jittered_at_least(hint, retry.retry_after_jitter, engine.rng)):
+                    return None
+                continue
+            if outcome is Outcome.EXHAUSTED:
+                await engine.cooldowns.start(key, sent.credential, EXHAUSTED,
+                                             hint if hint is not None else retry.exhausted_cooldown_s,
+                                             sent.classification.reason)
+                if engine.cooldowns.available(key, target.credentials, now) > 0:
+                    continue  # the next credential, at once
+                return None
+            # FAILURE or DEADLINE: retry on this target, budget and deadline permitting
+            if (
+                self.tries[index] >= retry.max_attempts
+                or self.sent >= self.route.max_attempts
+                or sent.classification.should_retry is False
+            ):
+                return None
+            if hint is not None:
+                if hint > retry.max_retry_after_s:
+                    return None
+                delay = jittered_at_least(hint, retry.retry_after_jitter, engine.rng)
+            else:
+                delay = full_jitter(self.tries[index], retry.base_delay_s, retry.max_delay_s, engine.rng)
+            if not await self._sleep(target, delay):
+                return None
+        return None
+
+    async def _sleep(self, target: TargetSpec, delay: float) -> bool:
+        """Back off before a retry, unless the retry could no longer be useful afterwards."""
+        left = self.deadline - self.engine.clock.monotonic() - delay
+        if left < self.engine.min_useful_time(target) or left <= MARGIN_S:
+            self.deadline_hit = True
+            self._skip(target, "deadline", f"backoff {delay:.2f}s leaves {max(left, 0):.2f}s")
+            return False
+        if delay > 0:
+            await self.engine.clock.sleep(delay)
+        return True
+
+    def _retry_after(self, sent: Sent) -> float | None:
+        """The server's wait hint, re-read so that implausible values (> 300 s) are skipped."""
+        retry = sent.target.retry
+        error = sent.error
+        if isinstance(error, UpstreamError) and error.headers:
+            # Rate-limit reset headers (OpenAI sends them with every answer) say when a request
+            # window reopens: news for a 429 alone. A failing server is waited for only when
+            # it says so (Retry-After), else the backoff applies.
+            return parse_retry_after({k.lower(): v for k, v in error.headers.items()},
+                                     self.engine.clock.time(), max_s=retry.discard_retry_after_s,
+                                     explicit_only=sent.classification.outcome is not Outcome.RATE_LIMITED)
+        hint = sent.classification.retry_after
+        return hint if hint is not None and hint <= retry.discard_retry_after_s else None
+
+    # admission -----------------------------------------------------------------------------
+    async def admit(
+        self, target: TargetSpec, *, retry: bool, hedge: bool = False, record: bool = True
+    ) -> Admitted | str:
+        """(credential, permit, bulkhead lease, key state) for one call, or why to skip."""
+        engine = self.engine
+        now = engine.clock.monotonic()
+        ks = engine.state_for(target)
+        breaker = ks.breaker
+        reason: str | None = None
+        credential: str | None = None
+        if not target.enabled:
+            reason = "disabled"
+        elif target.maintenance:
+            reason = "maintenance"
+        elif (reason := breaker.check(now)) is None:
+            credential, reason = engine.cooldowns.pick(target.breaker_key, target.credentials, now)
+        if reason is None and hedge and breaker.state() == "half_open":
+            reason = "half_open"  # a hedge goes only to a CLOSED breaker
+        if reason is None and not ks.bulkhead.has_room(now):
+            reason = "bulkhead_full"
+        if reason is None:
+            left = self.deadline - now
+            if left <= MARGIN_S or left < engine.min_useful_time(target):
+                reason = "deadline"
+                self.deadline_hit = True
+        extra = retry or hedge
+        if reason is None and extra and not ks.budget.allows(now):
+            reason = "budget"
+        if reason is None and target.retry.throttle and ks.throttle.should_reject(now, engine.rng):
+            ks.throttle.record(now, accepted=False)
+            reason = "throttled"
+        if reason is not None:
+            if record:
+                self._skip(target, reason)
+            return reason
+        try:
+            permit = await breaker.acquire()
+        except CircuitOpen as exc:
+            if record:
+                self.skip_error = exc
+                self._skip(target, "open" if exc.state != "half_open" else "half_open_full")
+            return "open"
+        lease = ks.bulkhead.try_acquire(now, now + target.attempt_timeout_s + breaker.probe_ttl_s)
+        reason = "bulkhead_full" if lease is None else None
+        if reason is None and extra and not ks.budget.try_spend(now):
+            reason = "budget"
+        # Last, so an open breaker or a full bulkhead never uses up a request of the minute.
+        if reason is None and (target.requests_per_minute or target.tokens_per_minute) and not await engine.limits.take(
+            target.breaker_key, target.requests_per_minute, target.tokens_per_minute
+        ):
+            reason = "limit"
+        if reason is not None:
+            await breaker.release(permit)
+            if lease is not None:
+                ks.bulkhead.release(lease)
+            if record:
+                self._skip(target, reason)
+            return reason
+        if not extra:
+            ks.budget.record_first(now)
+        return credential, permit, lease, ks
+
+    def _skip(self, target: TargetSpec, reason: str, detail: str = "") -> None:
+        if reason in ("open", "forced_open", "half_open_full") and self.skip_error is None:
+            breaker = self.engine.breaker_for(target)
+            st = self.engine.store.state(target.breaker_key)
+            wait = (st.open_until - self.engine.clock.monotonic()) if st.open_until else breaker.probe_ttl_s
+            self.skip_error = CircuitOpen(target.breaker_key, max(wait, 0.001), st.state)
+        self.attempts.append(AttemptRecord(
+            target.provider, target.model, None, None, None, 0.0, skipped=reason, reason=reason,
+            error=detail,
+        ))
+
+    # sending -------------------------------------------------------------------------------
+    async def send(
+        self, index: int, target: TargetSpec, admitted: Admitted, *, hedge: bool = False
+    ) -> Sent:
+        """Send one attempt and do all its bookkeeping. Raises only CancelledError."""
+        engine = self.engine
+        credential, permit, lease, ks = admitted
+        clock = engine.clock
+        breaker = ks.breaker
+        self.sent += 1
+        attempt_no = self.tries[index] = self.tries.get(index, 0) + 1
+        start = clock.monotonic()
+        timeout = min(target.timeout_for(self.streaming), self.deadline - start - MARGIN_S)
+        ctx = AttemptContext(timeout, self.deadline, attempt_no, self.sent, credential, hedge)
+        sent = Sent(target, credential, hedge)
+        try:
+            with AttemptTimer(asyncio.get_running_loop(), start + timeout):
+                sent.value = await self.call(target, ctx)
+            sent.ok = True
+            sent.status = 200  # every adapter answers only a 2xx; the attempt list shows it
+        except asyncio.CancelledError:
+            sent.fail(asyncio.CancelledError())
+            sent.duration = clock.monotonic() - start
+            ks.bulkhead.release(lease)
+            await breaker.release(permit)
+            self._finished(sent, "hedge_lost" if self.race_won else "cancelled")
+            raise
+        except Exception as exc:
+            sent.fail(exc)
+            self.last_error = exc
+        except BaseException:
+            ks.bulkhead.release(lease)
+            await breaker.release(permit)
+            raise
+        end = clock.monotonic()
+        sent.duration = duration = end - start
+        if sent.ok:
+            engine.record_latency(target, duration)
+            if self.streaming:  # the permit and the slot stay until finish()
+                ks.bulkhead.extend(lease, max(end + breaker.probe_ttl_s, self.deadline))
+                sent.finisher = engine.stream_finisher(self, target, sent, permit, lease)
+            else:
+                ks.bulkhead.release(lease)
+                await breaker.record(permit, Outcome.SUCCESS, duration)
+        else:
+            ks.bulkhead.release(lease)
+            await breaker.record(permit, sent.classification.outcome, duration)
+        if target.retry.throttle:
+            accepted = sent.accepted
+            if accepted is not None:
+                ks.throttle.record(end, accepted=accepted)
+        self._finished(sent)
+        return sent
+
+    def _finished(self, sent: Sent, reason: str = "") -> None:
+        record = sent.record(reason)
+        sent.index = len(self.attempts)
+        self.attempts.append(record)
+        if not (sent.ok and self.streaming):
+            self.engine.announce(record, sent.target, sent.slow)
+
+    # endings -------------------------------------------------------------------------------
+    def _result(self, sent: Sent) -> ChainResult[Any]:
+        served = sent.target
+        targets_sent = [i for i, n in self.tries.items() if n]
+        failovers = sum(1 for i in targets_sent if self.order[i] is not served)
+        retries = self.sent - len(targets_sent)
+        return ChainResult(sent.value, served, self.attempts, failovers, retries, sent.finisher)
+
+    def _failure(self) -> AllTargetsFailed:
+        names = "; ".join(
+            f"{a.provider}: {'skipped ' + a.skipped if a.skipped else a.reason}" for a in self.attempts
+        ) or "no targets"
+        last = self.last_error or self.skip_error
+        all_skipped = self.sent == 0
+        left = self.deadline - self.engine.clock.monotonic()
+        if self.deadline_hit or left <= MARGIN_S:
+            return DeadlineExceeded(f"deadline left no time for another attempt ({names})",
+                                    self.attempts, last_error=last, all_skipped=all_skipped)
+        return AllTargetsFailed(f"every target failed ({names})", self.attempts,
+                                last_error=last, all_skipped=all_skipped)

@@ -1,0 +1,1 @@
+"""The gateway's HTTP surface: OpenAI-compatible endpoints, /api/execute, API key checks."""

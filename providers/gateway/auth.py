@@ -1,0 +1,139 @@
+"""API keys on every call: a SHA-256 lookup in the snapshot (no query), scopes, optional
+per-key request limits, and `last_used_at` written in the background, once a minute at most."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from project.database import db_call
+from providers.runtime import Runtime, runtime
+from providers.snapshot import KeyEntry
+
+from .errors import RequestError
+
+log = logging.getLogger(__name__)
+
+View = Callable[..., Awaitable[HttpResponse]]
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    meta = request.META
+    header = meta.get("HTTP_AUTHORIZATION", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return meta.get("HTTP_X_API_KEY") or None  # the anthropic SDK's header
+
+
+class KeyUsage:
+    """Per-process request counters and last-use times for API keys."""
+
+    def __init__(self) -> None:
+        self.windows: dict[int, tuple[int, int]] = {}  # key id -> (minute, count)
+        self.last_used: dict[int, float] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def allow(self, key: KeyEntry, now: float) -> float | None:
+        """None when the key may send another request this minute, else seconds to wait."""
+        limit = key.rate_limit_per_minute
+        if not limit:
+            return None
+        minute = int(now // 60)
+        current, count = self.windows.get(key.id, (minute, 0))
+        if current != minute:
+            count = 0
+        if count >= limit:
+            return 60 - (now % 60)
+        self.windows[key.id] = (minute, count + 1)
+        return None
+
+    def touch(self, key: KeyEntry, now: float) -> None:
+        self.last_used[key.id] = now
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(60)
+        await self.flush()
+
+    async def flush(self) -> None:
+        pending, self.last_used = self.last_used, {}
+        if pending:
+            try:
+                await db_call(_write_last_used, pending)
+            except Exception:
+                log.exception("could not record API key use")
+
+
+def _write_last_used(pending: dict[int, float]) -> None:
+    from datetime import UTC, datetime
+
+    from providers.models import ApiKey
+
+    for key_id, at in pending.items():
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(at, tz=UTC))
+
+
+def key_usage(rt: Runtime) -> KeyUsage:
+    usage = getattr(rt, "key_usage", None)
+    if usage is None:
+        usage = rt.key_usage = KeyUsage()  # type: ignore[attr-defined]
+    return usage
+
+
+async def authenticate(request: HttpRequest, scope: str) -> KeyEntry:
+    token = bearer_token(request)
+    if token is None:
+        raise RequestError(401, "Missing API key: send Authorization: Bearer <key>.",
+                           type_="authentication_error", code="missing_api_key")
+    rt = runtime()
+    snapshot = await rt.current()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    key = snapshot.keys.get(digest)
+    if key is None and await rt.refresh_soon():  # a key created a moment ago works at once
+        key = (await rt.current()).keys.get(digest)
+    if key is None or (key.expires_at is not None and key.expires_at <= timezone.now()):
+        raise RequestError(401, "Invalid API key.", type_="authentication_error", code="invalid_api_key")
+    if not key.has_scope(scope):
+        raise RequestError(403, f"This API key lacks the {scope!r} scope.", type_="permission_error",
+                           code="insufficient_scope")
+    now = time.time()
+    usage = key_usage(rt)
+    wait = usage.allow(key, now)
+    if wait is not None:
+        raise RequestError(429, f"API key {key.name!r} is over its limit of {key.rate_limit_per_minute} "
+                                "requests per minute.", type_="rate_limit_error", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(max(1, round(wait)))})
+    usage.touch(key, now)
+    return key
+
+
+def api_view(scope: str) -> Callable[[View], View]:
+    """An async view for API clients: Bearer key with `scope`, no CSRF (no cookies used)."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                request.api_key = await authenticate(request, scope)  # type: ignore[attr-defined]
+                return await view(request, *args, **kwargs)
+            except RequestError as exc:
+                return exc.response()
+            except RequestDataTooBig:  # Django's own answer would be an HTML 400
+                return RequestError(413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                                         "bytes.", type_="request_too_large", code="request_too_large").response()
+
+        return csrf_exempt(wrapper)
+
+    return decorate

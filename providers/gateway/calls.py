@@ -1,0 +1,86 @@
+"""One gateway request turned into attempts: which adapter method, with which arguments.
+
+For a stream, the attempt itself waits for the first chunk, so a provider that fails before
+its first byte is a plain failure the engine can retry or fall back from; after it, the
+stream belongs to the client and a break is never retried (resilience.md §2).
+
+An answer larger than `GATEWAY_MAX_RESPONSE_BYTES` is never read past that size: the shared
+client's transport cuts it (providers/adapters/client.py), the attempt fails with
+`response_too_large`, and the engine retries or falls back as for any broken answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from providers.adapters import Adapter, ChatStream, Result
+from providers.engine import AttemptContext, Classification, Outcome, TargetSpec, UpstreamError
+from providers.runtime import Runtime
+from providers.snapshot import Snapshot
+
+
+@dataclass
+class StreamStart:
+    """A stream whose first chunk has arrived."""
+
+    stream: ChatStream
+    chunks: AsyncIterator[dict[str, Any]]
+    first: dict[str, Any]
+
+
+async def open_stream(adapter: Adapter, body: dict[str, Any], model: str, timeout: float) -> StreamStart:
+    stream = await adapter.chat_stream(body, model=model, timeout=timeout)
+    chunks = aiter(stream)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        await stream.aclose()
+        raise UpstreamError(Classification(Outcome.FAILURE, "empty_stream"),
+                            message="the stream ended before its first chunk") from None
+    except BaseException:
+        await stream.aclose()
+        raise
+    return StreamStart(stream, chunks, first)
+
+
+@dataclass
+class Call:
+    """What the client asked for, in OpenAI's shape, for one capability."""
+
+    capability: str
+    body: dict[str, Any]
+    stream: bool = False
+    audio: bytes = b""
+    filename: str = "audio"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def attempt_fn(self, rt: Runtime, snapshot: Snapshot) -> Any:
+        capability, body, stream = self.capability, self.body, self.stream
+
+        async def attempt(target: TargetSpec, ctx: AttemptContext) -> Result | StreamStart:
+            adapter = rt.adapter(snapshot.providers[target.provider], ctx.credential)
+            if capability == "chat" and stream:
+                return await open_stream(adapter, body, target.model, ctx.timeout)
+            return await self.complete(adapter, target.model, ctx.timeout)
+
+        return attempt
+
+    async def complete(self, adapter: Adapter, model: str, timeout: float) -> Result:
+        capability, body = self.capability, self.body
+        if capability == "chat":
+            return await adapter.chat(body, model=model, timeout=timeout)
+        if capability == "embeddings":
+            return await adapter.embeddings(body, model=model, timeout=timeout)
+        if capability == "image":
+            return await adapter.images(body, model=model, timeout=timeout)
+        if capability == "tts":
+            return await adapter.speech(body, model=model, timeout=timeout)
+        if capability == "stt":
+            return await adapter.transcription(body, self.audio, self.filename, model=model, timeout=timeout)
+        if capability == "translation":
+            return await adapter.translate(body, model=model, timeout=timeout)
+        if capability == "video":
+            return await adapter.video(body, model=model, timeout=timeout)
+        raise ValueError(f"unknown capability {capability!r}")

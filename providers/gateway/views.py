@@ -1,0 +1,448 @@
+"""The gateway endpoints: OpenAI's wire format (so the official SDKs work unchanged) and
+the generic `/api/execute`.
+
+Each request is routed along its fallback chain by the engine; the answer says who served
+it (`X-Gateway-Route`, `X-Gateway-Provider`, `X-Gateway-Attempts`), caller errors from a
+provider come back as they are, and a request nobody could serve gets 502 (503 when every
+target was skipped) with the attempt list in an OpenAI-style error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
+
+from analytics.recorder import record_request
+from analytics.records import RequestRecord
+from providers import schemas as s
+from providers.adapters import Result, Usage
+from providers.engine import (
+    AllTargetsFailed,
+    AttemptRecord,
+    CallerError,
+    ChainResult,
+    DeadlineExceeded,
+    NoTargets,
+    RoutePolicy,
+    TargetSpec,
+)
+from providers.openapi import Param, Response, document
+from providers.runtime import Runtime, runtime
+from providers.snapshot import ResolveError, Snapshot
+
+from .auth import api_view
+from .calls import Call, StreamStart
+from .errors import RequestError, error_response
+
+log = logging.getLogger(__name__)
+
+GATEWAY_HEADERS = ("X-Gateway-Route", "X-Gateway-Provider", "X-Gateway-Model", "X-Gateway-Attempts", "X-Gateway-Failovers", "X-Request-Id")
+ROUTING_ERRORS = {
+    502: Response("Every target failed (or the deadline ran out); the attempts are in the body", s.ErrorBody),
+    503: Response("Every target was skipped (breaker open, cooling down, exhausted)", s.ErrorBody),
+}
+STEERING = (
+    Param("X-Gateway-Deadline", "header", "a shorter deadline for this request, seconds",
+          {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}),
+    Param("X-Gateway-Prefer", "header", "try this provider first"),
+)
+
+
+def _answers(ok: Response) -> dict[int, Response]:
+    return {200: ok, **ROUTING_ERRORS}
+
+
+_pending: set[asyncio.Task[None]] = set()  # token counts on their way to a shared store
+
+CAPABILITIES = ("chat", "embeddings", "image", "tts", "stt", "translation", "video")
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_json(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError as exc:
+        raise RequestError(400, f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "The body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _options(request: HttpRequest) -> tuple[float | None, str | None]:
+    """Caller overrides from headers: a shorter deadline and a preferred provider."""
+    deadline = request.META.get("HTTP_X_GATEWAY_DEADLINE")
+    try:
+        deadline_s = float(deadline) if deadline else None
+    except ValueError:
+        raise RequestError(400, "X-Gateway-Deadline must be a number of seconds.") from None
+    if deadline_s is not None and not 0 < deadline_s <= 3600:
+        raise RequestError(400, "X-Gateway-Deadline must be > 0 and <= 3600.")
+    return deadline_s, request.META.get("HTTP_X_GATEWAY_PREFER") or None
+
+
+class Exchange:
+    """One request's trip through the engine, and what gets recorded about it."""
+
+    def __init__(self, request: HttpRequest, rt: Runtime, snapshot: Snapshot, capability: str) -> None:
+        self.request = request
+        self.rt = rt
+        self.snapshot = snapshot
+        self.capability = capability
+        self.started = time.perf_counter()
+        self.at = datetime.now(UTC)
+        self.request_id = secrets.token_hex(8)
+        self.route = ""
+        self.result: ChainResult[Any] | None = None
+
+    def resolve(self, model: Any) -> tuple[RoutePolicy, tuple[TargetSpec, ...]]:
+        try:
+            policy, targets = self.snapshot.resolve(model, self.capability)
+        except ResolveError as exc:
+            raise RequestError(exc.status, str(exc), code=exc.code) from None
+        self.route = policy.name
+        return policy, targets
+
+    async def run(self, call: Call, policy: RoutePolicy, targets: tuple[TargetSpec, ...], *,
+                  deadline_s: float | None, prefer: str | None) -> ChainResult[Any]:
+        self.result = await self.rt.engine.execute(
+            policy, targets, call.attempt_fn(self.rt, self.snapshot),
+            deadline_s=deadline_s, preferred_provider=prefer, streaming=call.stream,
+        )
+        return self.result
+
+    def headers(self, attempts: list[AttemptRecord], provider: str = "", model: str = "") -> dict[str, str]:
+        headers = {
+            "X-Gateway-Route": self.route,
+            "X-Gateway-Attempts": str(sum(1 for a in attempts if a.skipped is None)),
+            "X-Request-Id": self.request_id,
+        }
+        if provider:
+            headers["X-Gateway-Provider"] = provider
+            headers["X-Gateway-Model"] = model
+        return headers
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def record(self, outcome: str, status: int, attempts: list[AttemptRecord], *, provider: str = "",
+               model: str = "", usage: Usage | None = None, ttft_ms: float | None = None,
+               stream: bool = False, failovers: int = 0, retries: int = 0, error: str = "") -> None:
+        usage = usage or Usage()
+        if outcome not in ("success", "stream_aborted", "cancelled") and attempts and not failovers and not retries:
+            # A failed chain raises without its counts: they follow from the attempt list.
+            sent_to = [a.provider for a in attempts if a.skipped is None]
+            distinct = len(dict.fromkeys(sent_to))
+            failovers, retries = max(0, distinct - 1), len(sent_to) - distinct
+        cost = Decimal(0)
+        if provider:
+            entry = self.snapshot.providers.get(provider)
+            if entry is not None:
+                cost = usage.cost(entry.price(model))
+                tokens = usage.tokens_in + usage.tokens_out
+                if entry.tokens_per_minute and tokens:  # what the provider's token limit counts
+                    task = asyncio.get_running_loop().create_task(self.rt.engine.limits.add_tokens(provider, tokens))
+                    _pending.add(task)
+                    task.add_done_callback(_pending.discard)
+        key = getattr(self.request, "api_key", None)
+        record_request(RequestRecord(
+            at=self.at, request_id=self.request_id, route=self.route, capability=self.capability,
+            outcome=outcome, status=status, latency_ms=self.elapsed_ms(), provider=provider, model=model,
+            api_key_id=key.id if key is not None else None, ttft_ms=ttft_ms, stream=stream,
+            attempts=[a.as_dict() for a in attempts], calls=sum(1 for a in attempts if a.skipped is None),
+            failovers=failovers, retries=retries, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
+            characters=usage.characters, images=usage.images, cost=cost, error=error,
+        ))
+
+    def failure_response(self, exc: BaseException) -> HttpResponse:
+        """The answer, and the record, for a request the chain could not serve."""
+        if isinstance(exc, CallerError):
+            upstream = exc.upstream
+            attempts = exc.attempts
+            served = next((a for a in reversed(attempts) if a.skipped is None), None)
+            status = upstream.status or 400
+            body = upstream.body or _dumps({"error": {"type": "invalid_request_error", "message": upstream.message}})
+            response = HttpResponse(body, status=status, content_type=upstream.media_type or "application/json")
+            for name, value in self.headers(attempts, served.provider if served else "",
+                                            served.model if served else "").items():
+                response[name] = value
+            self.record("caller_error", status, attempts, provider=served.provider if served else "",
+                        model=served.model if served else "", error=upstream.classification.reason)
+            return response
+        if isinstance(exc, AllTargetsFailed):
+            attempts = exc.attempts
+            if isinstance(exc, DeadlineExceeded):
+                status, type_, outcome = 502, "deadline_exceeded", "deadline"
+            elif exc.all_skipped:
+                status, type_, outcome = 503, "no_target_available", "unavailable"
+            else:
+                status, type_, outcome = 502, "all_targets_failed", "failure"
+            last = next((a for a in reversed(attempts) if a.skipped is None), None)
+            reason = last.reason if last else (attempts[-1].skipped or "") if attempts else ""
+            self.record(outcome, status, attempts, error=reason)
+            return error_response(status, type_, str(exc), attempts=[a.as_dict() for a in attempts],
+                                  headers=self.headers(attempts))
+        if isinstance(exc, NoTargets):
+            self.record("unavailable", 503, [], error="no_targets")
+            return error_response(503, "no_target_available", str(exc), attempts=[], headers=self.headers([]))
+        raise exc
+
+
+def _success_headers(exchange: Exchange, result: ChainResult[Any]) -> dict[str, str]:
+    headers = exchange.headers(result.attempts, result.target.provider, result.target.model)
+    headers["X-Gateway-Failovers"] = str(result.failovers)
+    return headers
+
+
+async def _serve(request: HttpRequest, capability: str, body: dict[str, Any], *, stream: bool = False,
+                 audio: bytes = b"", filename: str = "audio") -> HttpResponse:
+    """Route one OpenAI-shaped request and answer in OpenAI's shape."""
+    rt = runtime()
+    snapshot = await rt.current()
+    exchange = Exchange(request, rt, snapshot, capability)
+    policy, targets = exchange.resolve(body.get("model"))
+    deadline_s, prefer = _options(request)
+    call = Call(capability, body, stream=stream, audio=audio, filename=filename)
+    try:
+        result = await exchange.run(call, policy, targets, deadline_s=deadline_s, prefer=prefer)
+    except (CallerError, AllTargetsFailed, NoTargets) as exc:
+        return exchange.failure_response(exc)
+    except asyncio.CancelledError:
+        exchange.record("cancelled", 499, exchange.result.attempts if exchange.result else [])
+        raise
+    if stream:
+        return _stream_response(exchange, result)
+    value: Result = result.value
+    response = HttpResponse(value.content, content_type=value.media_type)
+    for name, header in _success_headers(exchange, result).items():
+        response[name] = header
+    exchange.record("success", 200, result.attempts, provider=result.target.provider, model=result.target.model,
+                    usage=value.usage, failovers=result.failovers, retries=result.retries)
+    return response
+
+
+def _stream_response(exchange: Exchange, result: ChainResult[Any]) -> StreamingHttpResponse:
+    start: StreamStart = result.value
+    ttft_ms = exchange.elapsed_ms()
+
+    async def events() -> AsyncIterator[bytes]:
+        error: BaseException | None = None
+        try:
+            yield b"data: " + _dumps(start.first) + b"\n\n"
+            async for chunk in start.chunks:
+                yield b"data: " + _dumps(chunk) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except asyncio.CancelledError as exc:  # the client went away: stop the upstream call
+            error = exc
+            raise
+        except Exception as exc:
+            # Bytes were forwarded already: no retry, no fallback; the client hears why.
+            error = exc
+            yield b"data: " + _dumps({"error": {"type": "stream_aborted", "code": "stream_aborted",
+                                                "message": f"the provider's stream broke: {exc}"}}) + b"\n\n"
+        finally:
+            await start.stream.aclose()
+            await result.finish(error)
+            outcome = ("success" if error is None else
+                       "cancelled" if isinstance(error, asyncio.CancelledError) else "stream_aborted")
+            exchange.record(outcome, 200 if error is None else 499 if outcome == "cancelled" else 200,
+                            result.attempts, provider=result.target.provider, model=result.target.model,
+                            usage=start.stream.usage, ttft_ms=ttft_ms, stream=True, failovers=result.failovers,
+                            retries=result.retries, error="" if error is None else type(error).__name__)
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    for name, header in _success_headers(exchange, result).items():
+        response[name] = header
+    return response
+
+
+@document("POST", "/v1/chat/completions", "Chat completion (OpenAI format; stream: true for server-sent events)", scope="gateway", request=s.ChatRequest, request_content_type="application/json",
+          responses=_answers(Response("The completion, or an SSE stream of chunks", s.ChatCompletion, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@api_view("gateway")
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    body = parse_json(request)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, "`messages` must be a non-empty list.", code="invalid_messages")
+    return await _serve(request, "chat", body, stream=body.get("stream") is True)
+
+
+@document("POST", "/v1/embeddings", "Embeddings (OpenAI format)", scope="gateway", request=s.EmbeddingsRequest, request_content_type="application/json",
+          responses=_answers(Response("The embeddings", s.Embeddings, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@api_view("gateway")
+async def embeddings(request: HttpRequest) -> HttpResponse:
+    body = parse_json(request)
+    if "input" not in body:
+        raise RequestError(400, "`input` is required.", code="missing_input")
+    return await _serve(request, "embeddings", body)
+
+
+@document("POST", "/v1/images/generations", "Image generation (OpenAI format)", scope="gateway", request=s.ImageRequest, request_content_type="application/json",
+          responses=_answers(Response("The images", s.Images, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@api_view("gateway")
+async def images_generations(request: HttpRequest) -> HttpResponse:
+    body = parse_json(request)
+    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        raise RequestError(400, "`prompt` must be a non-empty string.", code="missing_prompt")
+    return await _serve(request, "image", body)
+
+
+@document("POST", "/v1/audio/speech", "Text to speech (OpenAI format); audio bytes back", scope="gateway", request=s.SpeechRequest, request_content_type="application/json",
+          responses=_answers(Response("The audio", None, "application/octet-stream", headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@api_view("gateway")
+async def audio_speech(request: HttpRequest) -> HttpResponse:
+    body = parse_json(request)
+    if not isinstance(body.get("input"), str) or not body["input"]:
+        raise RequestError(400, "`input` must be a non-empty string.", code="missing_input")
+    return await _serve(request, "tts", body)
+
+
+@document("POST", "/v1/audio/transcriptions", "Speech to text (OpenAI format, multipart)", scope="gateway", request=s.TranscriptionRequest, request_content_type="multipart/form-data",
+          responses=_answers(Response("The transcription", s.Transcription, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@api_view("gateway")
+async def audio_transcriptions(request: HttpRequest) -> HttpResponse:
+    try:
+        upload = request.FILES.get("file")
+    except MultiPartParserError as exc:
+        raise RequestError(400, f"The body is not valid multipart/form-data: {exc}", code="invalid_multipart") from None
+    if upload is None:
+        raise RequestError(400, "`file` (multipart) is required.", code="missing_file")
+    body = {k: v for k, v in request.POST.items()}
+    return await _serve(request, "stt", body, audio=upload.read(), filename=upload.name or "audio")
+
+
+@document("GET", "/v1/models", "Routes and provider/model names a client may put in `model`", scope="gateway",
+          responses={200: Response("The models", s.ModelList)}, errors=(401, 403))
+@api_view("gateway")
+async def models(request: HttpRequest) -> HttpResponse:
+    snapshot = await runtime().current()
+    data: list[dict[str, Any]] = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "gateway",
+         "capability": route.policy.capability, "kind": "route"}
+        for name, route in sorted(snapshot.routes.items()) if route.enabled
+    ]
+    for provider in sorted(snapshot.providers.values(), key=lambda p: p.name):
+        if not provider.enabled:
+            continue
+        for model in provider.models:
+            data.append({"id": f"{provider.name}/{model}", "object": "model", "created": 0,
+                         "owned_by": provider.name,
+                         "capabilities": list(provider.model_capabilities.get(model, provider.capabilities)),
+                         "kind": "provider_model"})
+    return JsonResponse({"object": "list", "data": data})
+
+
+# -- /api/execute ---------------------------------------------------------------------------
+
+def _execute_body(capability: str, data: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI-shaped request for `capability` from execute's `input` and `options`."""
+    if capability == "chat":
+        if isinstance(data, str):
+            body: dict[str, Any] = {"messages": [{"role": "user", "content": data}]}
+        elif isinstance(data, list):
+            body = {"messages": data}
+        elif isinstance(data, dict) and isinstance(data.get("messages"), list):
+            body = dict(data)
+        else:
+            raise RequestError(400, "chat `input` must be a string, a list of messages or {messages}.")
+        if not body["messages"]:
+            raise RequestError(400, "chat `input` has no messages.")
+    elif capability == "embeddings":
+        body = {"input": data}
+    elif capability == "image":
+        body = {"prompt": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
+        if not body.get("prompt"):
+            raise RequestError(400, "image `input` must be a prompt string or {prompt, ...}.")
+    elif capability == "tts":
+        body = {"input": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
+        if not body.get("input"):
+            raise RequestError(400, "tts `input` must be the text to speak or {input, voice, ...}.")
+    elif capability == "translation":
+        body = {"text": data} if isinstance(data, str | list) else dict(data) if isinstance(data, dict) else {}
+        if not body.get("text"):
+            raise RequestError(400, "translation `input` must be text, a list of texts or {text, target_lang}.")
+    elif capability == "video":
+        body = {"prompt": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            raise RequestError(400, "video `input` must be a prompt string or {prompt, images, audio, duration_s}.")
+    else:
+        raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.")
+    for name, value in options.items():
+        if name not in ("deadline_s", "prefer"):
+            body.setdefault(name, value)
+    if capability == "translation" and not body.get("target_lang"):
+        raise RequestError(400, "translation needs `target_lang` (in `input` or `options`).")
+    body.pop("stream", None)
+    return body
+
+
+def _output(value: Result) -> Any:
+    if value.media_type.startswith("application/json"):
+        return value.data if value.data is not None else json.loads(value.content)
+    return {"media_type": value.media_type, "b64": base64.b64encode(value.content).decode()}
+
+
+@document("POST", "/api/execute", "Any capability through a route, with the attempt list in the answer", scope="gateway", request=s.ExecuteRequest, request_content_type="application/json",
+          responses=_answers(Response("The result and every attempt", s.ExecuteResult, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@api_view("gateway")
+async def execute(request: HttpRequest) -> HttpResponse:
+    payload = parse_json(request)
+    capability = payload.get("capability")
+    if capability not in CAPABILITIES or capability == "stt":
+        raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.")
+    options = payload.get("options") or {}
+    if not isinstance(options, dict):
+        raise RequestError(400, "`options` must be an object.")
+    route_name = payload.get("route") or payload.get("model")
+    body = _execute_body(capability, payload.get("input"), options)
+    deadline_s = options.get("deadline_s")
+    if deadline_s is not None and (not isinstance(deadline_s, int | float) or not 0 < deadline_s <= 3600):
+        raise RequestError(400, "`options.deadline_s` must be a number > 0 and <= 3600.")
+    rt = runtime()
+    snapshot = await rt.current()
+    exchange = Exchange(request, rt, snapshot, capability)
+    policy, targets = exchange.resolve(route_name)
+    try:
+        result = await exchange.run(Call(capability, body), policy, targets, deadline_s=deadline_s,
+                                    prefer=options.get("prefer"))
+    except (CallerError, AllTargetsFailed, NoTargets) as exc:
+        return exchange.failure_response(exc)
+    value: Result = result.value
+    entry = snapshot.providers.get(result.target.provider)
+    cost = value.usage.cost(entry.price(result.target.model) if entry else None)
+    answer = {
+        "id": exchange.request_id,
+        "route": exchange.route,
+        "capability": capability,
+        "provider": result.target.provider,
+        "model": result.target.model,
+        "output": _output(value),
+        "usage": {"tokens_in": value.usage.tokens_in, "tokens_out": value.usage.tokens_out,
+                  "characters": value.usage.characters, "images": value.usage.images},
+        "cost": float(cost),
+        "failovers": result.failovers,
+        "retries": result.retries,
+        "latency_ms": round(exchange.elapsed_ms(), 3),
+        "attempts": [a.as_dict() for a in result.attempts],
+    }
+    response = JsonResponse(answer)
+    for name, header in _success_headers(exchange, result).items():
+        response[name] = header
+    exchange.record("success", 200, result.attempts, provider=result.target.provider, model=result.target.model,
+                    usage=value.usage, failovers=result.failovers, retries=result.retries)
+    return response

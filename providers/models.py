@@ -1,0 +1,441 @@
+"""The configuration of the gateway: providers, their secrets and models, routes, API keys.
+
+Every change to these rows bumps `ConfigState.version` (see signals.py); running workers and
+the monitor compare that number every second or two and reload, so a change made anywhere
+takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as pysecrets
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F
+from django.utils import timezone
+
+from . import crypto
+from .validation import RangeValidator, validate_name, validate_provider_url, validate_route_name
+
+
+class Kind(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OLLAMA = "ollama", "Ollama"
+    SDWEBUI = "sdwebui", "Stable Diffusion WebUI"
+    ELEVENLABS = "elevenlabs", "ElevenLabs"
+    DEEPL = "deepl", "DeepL"
+    SIMULATED = "simulated", "Simulated (no network)"
+    REPLICATE = "replicate", "Replicate"
+    POLLINATIONS = "pollinations", "Pollinations (images)"
+    STOCK = "stock", "Stock photos (Pexels-style search)"
+    PIPER = "piper", "Piper TTS"
+
+
+class Capability(models.TextChoices):
+    CHAT = "chat"
+    EMBEDDINGS = "embeddings"
+    IMAGE = "image"
+    TTS = "tts"
+    STT = "stt"
+    TRANSLATION = "translation"
+    VIDEO = "video"
+
+
+# What each wire format can do, used when a provider lists no capabilities of its own.
+KIND_CAPABILITIES: dict[str, list[str]] = {
+    Kind.OPENAI: ["chat", "embeddings", "image", "tts", "stt"],
+    Kind.ANTHROPIC: ["chat"],
+    Kind.OLLAMA: ["chat", "embeddings"],
+    Kind.SDWEBUI: ["image"],
+    Kind.ELEVENLABS: ["tts"],
+    Kind.DEEPL: ["translation"],
+    Kind.SIMULATED: ["chat", "embeddings", "image", "tts", "translation", "video"],
+    Kind.REPLICATE: ["image", "video"],
+    Kind.POLLINATIONS: ["image"],
+    Kind.STOCK: ["image"],
+    Kind.PIPER: ["tts"],
+}
+
+# Attempt timeouts by modality (resilience.md §6), used when a provider sets none.
+DEFAULT_TIMEOUT_S = {"chat": 30.0, "embeddings": 30.0, "tts": 10.0, "stt": 60.0, "image": 120.0, "translation": 10.0,
+                     "video": 120.0}
+
+
+class Strategy(models.TextChoices):
+    PRIORITY = "priority"
+    ROUND_ROBIN = "round_robin"
+    WEIGHTED = "weighted"
+    LEAST_LATENCY = "least_latency"
+    HEALTH_SCORE = "health_score"
+    RANDOM = "random"
+    COST = "cost"
+
+
+class ProbeMode(models.TextChoices):
+    CHEAP = "cheap", "Model list or version (free)"
+    DEEP = "deep", "A tiny real call (billed)"
+
+
+class BreakerMode(models.TextChoices):
+    NORMAL = "normal"
+    METRICS_ONLY = "metrics_only", "Metrics only (never trips)"
+    DISABLED = "disabled", "Disabled (always closed, records nothing)"
+
+
+def _validate_capabilities(value: object) -> None:
+    if not isinstance(value, list) or any(v not in Capability.values for v in value):
+        raise ValidationError(f"must be a list of: {', '.join(Capability.values)}", code="capabilities")
+
+
+def _validate_str_list(value: object) -> None:
+    if not isinstance(value, list) or any(not isinstance(v, str) or not v for v in value):
+        raise ValidationError("must be a list of names", code="list")
+
+
+def _validate_dict(value: object) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("must be a mapping", code="dict")
+
+
+class Provider(models.Model):
+    name = models.CharField(max_length=64, unique=True, validators=[validate_name])
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    base_url = models.CharField(max_length=500, blank=True, validators=[validate_provider_url],
+                                help_text="Empty: the kind's public default.")
+    enabled = models.BooleanField(default=True)
+    capabilities = models.JSONField(default=list, blank=True, validators=[_validate_capabilities],
+                                    help_text="Empty: what the kind supports.")
+    configured_models = models.JSONField(default=list, blank=True, validators=[_validate_str_list],
+                                         verbose_name="models", help_text="Empty: discovered from the provider.")
+    priority = models.IntegerField(default=1, validators=[RangeValidator(0, 1000)],
+                                   help_text="Lower goes first.")
+    weight = models.FloatField(default=1.0, validators=[RangeValidator(0, 1000, low_inclusive=False)])
+    timeout_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(0, 600, low_inclusive=False)],
+                                  help_text="Attempt timeout. Empty: 30 s text, 10 s speech, 120 s images.")
+
+    retry_max_attempts = models.PositiveSmallIntegerField(default=2, validators=[RangeValidator(1, 10)],
+                                                          help_text="Attempts per request, the first included.")
+    retry_base_delay_s = models.FloatField(default=0.5, validators=[RangeValidator(0, 60)])
+    retry_max_delay_s = models.FloatField(default=8.0, validators=[RangeValidator(0, 300, low_inclusive=False)])
+
+    breaker_mode = models.CharField(max_length=20, choices=BreakerMode.choices, default=BreakerMode.NORMAL)
+    breaker_window_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(1, 86400)],
+                                         help_text="Empty: max(60 s, 2 × timeout).")
+    breaker_min_calls = models.PositiveIntegerField(default=10, validators=[RangeValidator(1, 100000)])
+    breaker_failure_rate = models.FloatField(default=0.5, validators=[RangeValidator(0, 1, low_inclusive=False)])
+    breaker_consecutive_failures = models.PositiveIntegerField(default=5, validators=[RangeValidator(0, 10000)],
+                                                               help_text="0 turns the rule off.")
+    breaker_break_s = models.FloatField(default=30.0, validators=[RangeValidator(0, 86400, low_inclusive=False)])
+    breaker_max_break_s = models.FloatField(default=300.0, validators=[RangeValidator(0, 86400, low_inclusive=False)])
+    breaker_half_open_probes = models.PositiveSmallIntegerField(default=3, validators=[RangeValidator(1, 100)])
+
+    health_interval_s = models.FloatField(default=30.0, validators=[RangeValidator(1, 86400)])
+    health_timeout_s = models.FloatField(default=10.0, validators=[RangeValidator(0, 600, low_inclusive=False)])
+    health_probe = models.CharField(max_length=10, choices=ProbeMode.choices, default=ProbeMode.CHEAP)
+
+    max_concurrent = models.PositiveIntegerField(default=32, validators=[RangeValidator(1, 10000)])
+    limit_requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[RangeValidator(1, 10_000_000)],
+        help_text="Skip this provider (to the next target) rather than send past this. Empty: no limit.")
+    limit_tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[RangeValidator(1, 10_000_000_000)],
+        help_text="Tokens (in + out) per minute; empty: no limit.")
+    options = models.JSONField(default=dict, blank=True, validators=[_validate_dict],
+                               help_text="Settings particular to the kind.")
+    is_demo = models.BooleanField(default=False, help_text="Loaded by the demo; removed with it.")
+    discovered = models.BooleanField(default=False, help_text="Registered from local discovery.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if None not in (self.breaker_max_break_s, self.breaker_break_s) and \
+                self.breaker_max_break_s < self.breaker_break_s:
+            errors["breaker_max_break_s"] = "must be >= breaker break_s"
+        if None not in (self.retry_max_delay_s, self.retry_base_delay_s) and \
+                self.retry_max_delay_s < self.retry_base_delay_s:
+            errors["retry_max_delay_s"] = "must be >= retry base_delay_s"
+        timeout = self.primary_timeout_s
+        if self.breaker_window_s is not None and self.breaker_window_s < 2 * timeout:
+            errors["breaker_window_s"] = f"must be >= 2 × the attempt timeout ({_fmt(2 * timeout)} s)"
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def effective_capabilities(self) -> list[str]:
+        return list(self.capabilities) or list(KIND_CAPABILITIES.get(self.kind, []))
+
+    def attempt_timeout_for(self, capability: str) -> float:
+        return self.timeout_s or DEFAULT_TIMEOUT_S.get(capability, 30.0)
+
+    @property
+    def primary_timeout_s(self) -> float:
+        """The attempt timeout of the provider's first (primary) capability; it sizes the
+        breaker window, which must hold at least two attempts (resilience.md §3)."""
+        caps = self.effective_capabilities
+        return self.timeout_s or DEFAULT_TIMEOUT_S.get(caps[0] if caps else "chat", 30.0)
+
+    @property
+    def window_s(self) -> float:
+        return self.breaker_window_s or max(60.0, 2 * self.primary_timeout_s)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+class Secret(models.Model):
+    """One credential of a provider: an encrypted literal or a reference to an environment
+    variable. The clear value is never shown again after saving: only `hint` is."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="secrets")
+    label = models.CharField(max_length=64, blank=True)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Credentials are tried in this order.")
+    env_var = models.CharField(max_length=128, blank=True, help_text="Read from this environment variable.")
+    ciphertext = models.TextField(blank=True, editable=False)
+    hint = models.CharField(max_length=32, blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}: {self.display}"
+
+    sealed = crypto.SealedField("env_var", "ciphertext", "hint")
+
+    def set_value(self, plaintext: str) -> None:
+        self.sealed.seal(self, plaintext)
+
+    def set_env(self, name: str) -> None:
+        self.sealed.refer(self, name)
+
+    def value(self) -> str | None:
+        return self.sealed.reveal(self)
+
+    @property
+    def display(self) -> str:
+        """The reference as config shows it: `env:NAME` or the masked value."""
+        return self.sealed.display(self)
+
+    def clean(self) -> None:
+        if self.env_var and not self.env_var.replace("_", "").isalnum():
+            raise ValidationError({"env_var": "must be an environment variable name"})
+
+
+class ProviderModel(models.Model):
+    """A model a provider serves: configured, discovered or added by hand, with its prices."""
+
+    class Source(models.TextChoices):
+        CONFIG = "config"
+        DISCOVERED = "discovered"
+        MANUAL = "manual"
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="catalog")
+    name = models.CharField(max_length=200)
+    capabilities = models.JSONField(default=list, blank=True, validators=[_validate_capabilities])
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    input_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
+                                               validators=[RangeValidator(0)])
+    output_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
+                                                validators=[RangeValidator(0)])
+    price_per_image = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
+                                          validators=[RangeValidator(0)])
+    price_per_kchar = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
+                                          validators=[RangeValidator(0)])
+    price_per_minute = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
+                                           validators=[RangeValidator(0)])
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.MANUAL)
+    details = models.JSONField(default=dict, blank=True)
+    discovered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["provider", "name"]
+        constraints = [models.UniqueConstraint(fields=["provider", "name"], name="unique_provider_model")]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.name}"
+
+    @property
+    def is_free(self) -> bool:
+        return not any(
+            (self.input_price_per_mtok, self.output_price_per_mtok, self.price_per_image,
+             self.price_per_kchar, self.price_per_minute)
+        )
+
+
+class MaintenanceWindow(models.Model):
+    """While a window is open, traffic routes around the provider and its alerts are silent."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="maintenance_windows")
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-starts_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name} {self.starts_at:%Y-%m-%d %H:%M}–{self.ends_at:%H:%M}"
+
+    def clean(self) -> None:
+        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "must be after starts_at"})
+
+    @property
+    def active(self) -> bool:
+        return self.starts_at <= timezone.now() < self.ends_at
+
+
+class Route(models.Model):
+    """What a client names in `model`: an ordered fallback chain for one capability."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[validate_route_name])
+    capability = models.CharField(max_length=20, choices=Capability.choices, default=Capability.CHAT)
+    strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.PRIORITY)
+    max_attempts = models.PositiveSmallIntegerField(default=3, validators=[RangeValidator(1, 20)],
+                                                    help_text="Attempts across the whole chain.")
+    deadline_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(0, 3600, low_inclusive=False)],
+                                   help_text="Empty: 60 s text, 20 s speech, 180 s images.")
+    hedge = models.BooleanField(default=False, help_text="Send a second request if the first is slow (billed).")
+    hedge_delay_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(0.05, 60)],
+                                      help_text="Empty: adaptive (p95 time to first token).")
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    is_demo = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RouteTarget(models.Model):
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="targets")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="route_targets")
+    model = models.CharField(max_length=200, blank=True, help_text="Empty: the provider's first model.")
+    position = models.PositiveSmallIntegerField(default=0)
+    weight = models.FloatField(null=True, blank=True, validators=[RangeValidator(0, 1000, low_inclusive=False)],
+                               help_text="Empty: the provider's weight.")
+
+    class Meta:
+        ordering = ["route", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.model}" if self.model else self.provider.name
+
+
+class Scope(models.TextChoices):
+    GATEWAY = "gateway"
+    READ = "read"
+    ADMIN = "admin"
+
+
+KEY_PREFIX = "gw_"
+
+
+def hash_key(key: str) -> str:
+    # Keys carry 256 random bits, so a fast hash cannot be brute-forced; a slow KDF would
+    # only add latency to every gateway call.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self) -> ApiKeyQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
+
+
+class ApiKey(models.Model):
+    """An application's key. Only its SHA-256 and a visible prefix are stored."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True,
+                                                        help_text="Requests per minute; empty: no limit.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def clean(self) -> None:
+        if not isinstance(self.scopes, list) or not self.scopes or any(s not in Scope.values for s in self.scopes):
+            raise ValidationError({"scopes": f"must be a non-empty list of: {', '.join(Scope.values)}"})
+
+    @classmethod
+    def issue(cls, name: str, scopes: list[str], **fields: object) -> tuple[ApiKey, str]:
+        """Create a key; returns the row and the clear key, which is never stored."""
+        ident = pysecrets.token_hex(4)
+        key = f"{KEY_PREFIX}{ident}_{pysecrets.token_urlsafe(32)}"
+        row = cls(name=name, scopes=scopes, prefix=f"{KEY_PREFIX}{ident}", key_hash=hash_key(key), **fields)
+        row.full_clean()
+        row.save()
+        return row, key
+
+    def has_scope(self, scope: str) -> bool:
+        # admin implies read: whoever may change the configuration may read it
+        return scope in self.scopes or (scope == Scope.READ and Scope.ADMIN in self.scopes)
+
+
+class AuditLog(models.Model):
+    """Who changed what and when. Secret values never appear: only their masked form."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=40)
+    object_type = models.CharField(max_length=40)
+    object_name = models.CharField(max_length=200)
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.object_type} {self.object_name}"
+
+
+class ConfigState(models.Model):
+    """One row: a number bumped by every configuration change, polled by running processes."""
+
+    version = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"config version {self.version}"
+
+    @classmethod
+    def bump(cls) -> None:
+        updated = cls.objects.filter(pk=1).update(version=F("version") + 1, updated_at=timezone.now())
+        if not updated:
+            cls.objects.get_or_create(pk=1, defaults={"version": 1})
+
+    @classmethod
+    def current(cls) -> int:
+        row = cls.objects.filter(pk=1).values_list("version", flat=True).first()
+        return row or 0

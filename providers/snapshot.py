@@ -1,0 +1,268 @@
+"""An immutable picture of the configuration, built from the database in one go.
+
+The gateway's hot path reads only this: routes already turned into engine policies and
+targets, providers with their decrypted credentials, API keys by hash. A running process
+builds a new snapshot when `ConfigState.version` moves (or a maintenance window opens or
+closes) and swaps it in with one assignment, so a request never sees half a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from .adapters import Price, ProviderConfig
+from .engine import BreakerPolicy, RetryPolicy, RoutePolicy, TargetSpec
+from .engine.policy import HedgePolicy, modality_for
+from .models import ApiKey, ConfigState, MaintenanceWindow, Provider, ProviderModel, Route
+
+CAPABILITY_MODELS_HINT = {"embeddings": ("embed",), "image": ("image", "dall", "diffusion", "flux", "sd"),
+                          "tts": ("tts", "speech", "eleven"), "stt": ("whisper", "transcri")}
+
+
+class ResolveError(Exception):
+    """`model` names nothing the gateway can route; `status` and `code` say how to answer."""
+
+    def __init__(self, message: str, *, status: int = 404, code: str = "model_not_found") -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    name: str
+    kind: str
+    enabled: bool
+    maintenance: bool
+    capabilities: tuple[str, ...]
+    models: tuple[str, ...]  # configured first, then discovered
+    model_capabilities: Mapping[str, tuple[str, ...]]
+    prices: Mapping[str, Price]
+    config: ProviderConfig  # without a key; see `credentials`
+    credentials: tuple[tuple[str, str | None], ...]  # (credential id, clear key)
+    priority: int
+    weight: float
+    timeout_s: float | None
+    retry: RetryPolicy
+    breaker: BreakerPolicy  # resolved against the primary timeout: one policy per breaker
+    breaker_mode: str
+    max_concurrent: int
+    is_demo: bool
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+    def default_model(self, capability: str) -> str:
+        for name in self.models:
+            if capability in self.model_capabilities.get(name, ()):
+                return name
+        hints = CAPABILITY_MODELS_HINT.get(capability)
+        if hints:
+            for name in self.models:
+                if any(h in name.lower() for h in hints):
+                    return name
+        return self.models[0] if self.models else ""
+
+    def price(self, model: str) -> Price | None:
+        return self.prices.get(model)
+
+    def target(self, model: str, capability: str, *, priority: int, weight: float | None = None) -> TargetSpec:
+        modality = modality_for(capability)
+        price = self.prices.get(model)
+        cost = 0.0
+        if price is not None:
+            cost = float(price.input_per_mtok + price.output_per_mtok + price.per_image * 1000
+                         + price.per_kchar * 1000 + price.per_minute * 1000)
+        return TargetSpec(
+            provider=self.name,
+            model=model,
+            breaker_key=self.name,
+            credentials=tuple(cid for cid, _ in self.credentials),
+            priority=priority,
+            weight=weight if weight is not None else self.weight,
+            cost=cost,
+            enabled=self.enabled,
+            maintenance=self.maintenance,
+            attempt_timeout_s=self.timeout_s or modality.attempt_timeout_s,
+            first_byte_timeout_s=min(modality.first_byte_timeout_s, self.timeout_s)
+            if modality.first_byte_timeout_s and self.timeout_s else modality.first_byte_timeout_s,
+            retry=self.retry,
+            breaker=self.breaker,
+            max_concurrent=self.max_concurrent,
+            rotate_credentials=len(self.credentials) > 1,
+            capability=capability,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+        )
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    policy: RoutePolicy
+    targets: tuple[TargetSpec, ...]
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    id: int
+    name: str
+    prefix: str
+    scopes: frozenset[str]
+    rate_limit_per_minute: int | None
+    expires_at: datetime | None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes or (scope == "read" and "admin" in self.scopes)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    providers: Mapping[str, ProviderEntry]
+    routes: Mapping[str, RouteEntry]
+    keys: Mapping[str, KeyEntry]  # by key hash
+    next_change_at: datetime | None = None  # a maintenance window opens or closes
+    errors: tuple[str, ...] = field(default=())
+
+    def resolve(self, model: str, capability: str) -> tuple[RoutePolicy, tuple[TargetSpec, ...]]:
+        """The route (or one provider's model) that `model` names, for `capability`."""
+        if not model or not isinstance(model, str):
+            raise ResolveError("`model` is required: a route name or provider/model", status=400,
+                               code="invalid_request")
+        route = self.routes.get(model)
+        if route is not None:
+            if not route.enabled:
+                raise ResolveError(f"route {model!r} is disabled", status=404)
+            if route.policy.capability != capability:
+                raise ResolveError(f"route {model!r} serves {route.policy.capability}, not {capability}",
+                                   status=400, code="wrong_capability")
+            return route.policy, route.targets
+        provider_name, slash, upstream_model = model.partition("/")
+        if slash:
+            provider = self.providers.get(provider_name)
+            if provider is None:
+                raise ResolveError(f"no route or provider named {provider_name!r}")
+            if capability not in provider.capabilities:
+                raise ResolveError(f"provider {provider_name!r} does not offer {capability}",
+                                   status=400, code="wrong_capability")
+            target = provider.target(upstream_model or provider.default_model(capability), capability, priority=0)
+            return self._single_route(model, capability, provider), (target,)
+        # A bare upstream model name: every provider that lists it, by priority.
+        owners = sorted((p for p in self.providers.values() if model in p.models and capability in p.capabilities),
+                        key=lambda p: (p.priority, p.name))
+        if owners:
+            targets = tuple(p.target(model, capability, priority=i) for i, p in enumerate(owners))
+            return RoutePolicy(name=model, capability=capability, max_attempts=3), targets
+        raise ResolveError(f"no route, provider/model or known model named {model!r}")
+
+    @staticmethod
+    def _single_route(name: str, capability: str, provider: ProviderEntry) -> RoutePolicy:
+        return RoutePolicy(name=name, capability=capability, max_attempts=provider.retry.max_attempts)
+
+
+def _price(row: ProviderModel) -> Price:
+    return Price(
+        input_per_mtok=Decimal(row.input_price_per_mtok), output_per_mtok=Decimal(row.output_price_per_mtok),
+        per_image=Decimal(row.price_per_image), per_kchar=Decimal(row.price_per_kchar),
+        per_minute=Decimal(row.price_per_minute),
+    )
+
+
+def _provider_entry(provider: Provider, now: datetime, windows: list[MaintenanceWindow]) -> ProviderEntry:
+    credentials: list[tuple[str, str | None]] = []
+    for secret in provider.secrets.all():
+        if secret.enabled:
+            credentials.append((str(secret.pk), secret.value()))
+    catalog = list(provider.catalog.all())
+    names = list(dict.fromkeys([*provider.configured_models, *(m.name for m in catalog)]))
+    primary = provider.primary_timeout_s
+    capabilities = provider.effective_capabilities
+    breaker = BreakerPolicy.for_modality(
+        modality_for(capabilities[0] if capabilities else "chat"),
+        window_s=provider.window_s,
+        min_calls=provider.breaker_min_calls,
+        failure_rate=provider.breaker_failure_rate,
+        consecutive_failures=provider.breaker_consecutive_failures,
+        break_s=provider.breaker_break_s,
+        max_break_s=provider.breaker_max_break_s,
+        half_open_probes=provider.breaker_half_open_probes,
+    ).resolve(primary)
+    return ProviderEntry(
+        name=provider.name,
+        kind=provider.kind,
+        enabled=provider.enabled,
+        maintenance=any(w.starts_at <= now < w.ends_at for w in windows),
+        capabilities=tuple(capabilities),
+        models=tuple(names),
+        model_capabilities={m.name: tuple(m.capabilities) for m in catalog if m.capabilities},
+        prices={m.name: _price(m) for m in catalog},
+        config=ProviderConfig(
+            name=provider.name, kind=provider.kind, base_url=provider.base_url, api_key=None,
+            timeout_s=primary, options=dict(provider.options),
+        ),
+        credentials=tuple(credentials),
+        priority=provider.priority,
+        weight=provider.weight,
+        timeout_s=provider.timeout_s,
+        retry=RetryPolicy(
+            max_attempts=provider.retry_max_attempts,
+            base_delay_s=provider.retry_base_delay_s,
+            max_delay_s=provider.retry_max_delay_s,
+            # The budget's floor (resilience.md §4: max(3, 10 %)) must leave one request the
+            # retries its provider is set to, or `retry.max_attempts` above 4 could never
+            # happen; the 10 % rule still caps what many requests add.
+            budget_min_retries=max(3, provider.retry_max_attempts - 1),
+        ),
+        breaker=breaker,
+        breaker_mode=provider.breaker_mode,
+        max_concurrent=provider.max_concurrent,
+        is_demo=provider.is_demo,
+        requests_per_minute=provider.limit_requests_per_minute,
+        tokens_per_minute=provider.limit_tokens_per_minute,
+    )
+
+
+def load_snapshot() -> Snapshot:
+    """Read the whole configuration (a handful of queries) into a Snapshot. Sync: call it
+    through `sync_to_async` from async code."""
+    version = ConfigState.current()
+    now = timezone.now()
+    windows: dict[int, list[MaintenanceWindow]] = {}
+    boundaries: list[datetime] = []
+    for window in MaintenanceWindow.objects.filter(ends_at__gt=now):
+        windows.setdefault(window.provider_id, []).append(window)
+        boundaries.extend(t for t in (window.starts_at, window.ends_at) if t > now)
+    providers: dict[str, ProviderEntry] = {}
+    errors: list[str] = []
+    for provider in Provider.objects.prefetch_related("secrets", "catalog"):
+        try:
+            providers[provider.name] = _provider_entry(provider, now, windows.get(provider.pk, []))
+        except Exception as exc:  # one unreadable provider (a lost key) must not stop the rest
+            errors.append(f"provider {provider.name}: {exc}")
+    routes: dict[str, RouteEntry] = {}
+    for route in Route.objects.prefetch_related("targets__provider"):
+        targets = []
+        for position, row in enumerate(route.targets.all()):
+            entry = providers.get(row.provider.name)
+            if entry is None:
+                continue
+            model = row.model or entry.default_model(route.capability)
+            targets.append(entry.target(model, route.capability, priority=position, weight=row.weight))
+        hedge = HedgePolicy(delay_s=route.hedge_delay_s or 1.0) if route.hedge else None
+        if route.hedge and route.hedge_delay_s:
+            hedge = HedgePolicy(delay_s=route.hedge_delay_s, min_samples=10**9)  # fixed delay
+        policy = RoutePolicy(name=route.name, capability=route.capability, strategy=route.strategy,
+                             max_attempts=route.max_attempts, deadline_s=route.deadline_s, hedge=hedge)
+        routes[route.name] = RouteEntry(policy=policy, targets=tuple(targets), enabled=route.enabled)
+    keys = {
+        k.key_hash: KeyEntry(id=k.pk, name=k.name, prefix=k.prefix, scopes=frozenset(k.scopes),
+                             rate_limit_per_minute=k.rate_limit_per_minute, expires_at=k.expires_at)
+        for k in ApiKey.objects.active()
+    }
+    return Snapshot(version=version, providers=providers, routes=routes, keys=keys,
+                    next_change_at=min(boundaries, default=None), errors=tuple(errors))

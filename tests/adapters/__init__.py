@@ -1,0 +1,1 @@
+"""Adapter tests, one file per wire format, each against its fake server."""

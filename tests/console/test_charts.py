@@ -1,0 +1,78 @@
+"""The server-side charts: pure functions of numbers to SVG."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from health import charts, history
+from health.templatetags import console
+
+
+def test_a_sparkline_scales_from_zero_and_marks_failed_checks():
+    svg = charts.sparkline([100, 200, 50], [False, True, False], label="p1 check latency")
+    assert svg.startswith('<svg class="sparkline" role="img"')
+    assert 'aria-label="p1 check latency: 3 checks, latest 50 ms, lowest 50 ms, highest 200 ms"' in svg
+    points = re.search(r'<polyline class="spark-line" points="([^"]+)"', svg).group(1).split()
+    ys = [float(p.split(",")[1]) for p in points]
+    assert ys[1] == 2.0 and ys[0] == 14.0 and ys[2] == 20.0  # top at the pad, half, a quarter
+    assert svg.count('class="spark-fail"') == 1
+
+
+def test_a_sparkline_without_data_says_so():
+    assert 'aria-label="x: no data yet"' in charts.sparkline([], label="x")
+    one = charts.sparkline([42.0], label="x")
+    assert "1 checks, latest 42 ms" in one and 'points="2,2 118,2"' in one
+
+
+def test_a_heartbeat_has_a_slot_per_check_with_its_story():
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    beats = [charts.Beat(now - timedelta(seconds=30 * i), ok=i != 1, slow=i == 2, latency_ms=90.0,
+                         error="http_500: <boom>" if i == 1 else "") for i in range(3)][::-1]
+    svg = charts.heartbeat(beats, label="p1 checks", slots=10)
+    assert svg.count('class="beat beat-none"') == 7
+    assert svg.count("beat-ok") == 1 and svg.count("beat-fail") == 1 and svg.count("beat-slow") == 1
+    assert "last 3 checks, 1 ok, 1 slow, 1 failed" in svg
+    assert "2026-01-01 11:59:30 UTC · failed · 90 ms · http_500: &lt;boom&gt;" in svg  # escaped
+
+
+def test_a_line_chart_breaks_its_line_where_data_is_missing():
+    start = 0.0
+    points = [(0, 10.0), (10, 20.0), (20, None), (30, 40.0), (40, 30.0)]
+    svg = charts.line_chart([charts.Series("p50", points, "series-a")], start, 40, label="Latency", unit="ms")
+    assert svg.count("<polyline") == 2
+    assert 'aria-label="Latency. p50 from 10 ms to 40 ms, latest 30 ms"' in svg
+    assert ">40 ms</text>" in svg and ">0 ms</text>" in svg  # a round top
+
+
+def test_a_percentage_chart_runs_to_100_and_labels_an_empty_series():
+    svg = charts.line_chart([charts.Series("success", [(0, None)], "series-ok")], 0, 60, label="Success",
+                            unit="%", y_max=100)
+    assert ">100%</text>" in svg and "success: no data" in svg and "<polyline" not in svg
+
+
+def test_ticks_are_round_numbers():
+    assert charts._ticks(380) == [0, 100, 200, 300, 400]
+    assert charts._ticks(100) == [0, 25, 50, 75, 100]
+    small = charts._ticks(0.3)
+    assert len(small) == 5 and small[-1] == 0.4
+
+
+def test_buckets_hold_counts_and_percentiles():
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [(start + timedelta(seconds=s), ok, ms) for s, ok, ms in
+            [(5, True, 100), (10, True, 300), (20, False, 9000), (70, True, 50), (130, True, 1)]]
+    buckets = history.bucketize(rows, start.timestamp(), start.timestamp() + 120, 2)
+    assert [(b.checks, b.failures) for b in buckets] == [(3, 1), (1, 0)]  # the last row is outside
+    assert buckets[0].p50_ms == 100 and buckets[0].p95_ms == 300 and round(buckets[0].success_pct) == 67
+    assert buckets[1].p50_ms == 50
+
+
+def test_the_formatting_filters():
+    assert console.ms(None) == "–" and console.ms(84.4) == "84 ms" and console.ms(1234) == "1.2 s"
+    assert console.rate(0.985) == "98.5%" and console.rate(1.0) == "100%" and console.rate(None) == "–"
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert console.ago(now - timedelta(seconds=12), now) == "12 s ago"
+    assert console.ago(now - timedelta(minutes=5), now) == "5 min ago"
+    assert console.ago(now - timedelta(hours=5), now) == "5 h ago"
+    assert console.ago(None) == "never"

@@ -1,0 +1,1 @@
+from tests.gateway.conftest import configure  # noqa: F401  (apply a configuration document)
