@@ -21,8 +21,11 @@ WINDOW = Param("window", description="the window to sum over (default 24h)",
 
 
 def window_of(request: HttpRequest) -> str:
+    value = request.GET.get("window")
     try:
-        return parse_window(request.GET.get("window"))
+        if value == "":  # `?window=`: no window named, as invalid as any name outside the list
+            raise WindowError(f"empty window: use one of {', '.join(WINDOWS)}")
+        return parse_window(value)
     except WindowError as exc:
         raise RequestError(400, str(exc), code="invalid_window") from None
 
@@ -59,7 +62,7 @@ async def export(request: HttpRequest) -> HttpResponse:
         if not (user.is_active and user.is_staff):
             await authenticate(request, "read")
         window = window_of(request)
-        by = request.GET.get("by") or "provider"
+        by = request.GET.get("by", "provider")
         if by not in ("provider", "route"):
             raise RequestError(400, "`by` must be provider or route.", code="invalid_by")
     except RequestError as exc:

@@ -151,11 +151,13 @@ STATIC_ROOT = BASE_DIR / ".staticfiles"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-# Behind HTTPS (a reverse proxy that sets X-Forwarded-Proto) cookies are marked Secure.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_HTTPS_PROXY", default=False) else None
-SESSION_COOKIE_SECURE = env.bool("BEHIND_HTTPS_PROXY", default=False)
-CSRF_COOKIE_SECURE = env.bool("BEHIND_HTTPS_PROXY", default=False)
-SECURE_HSTS_SECONDS = 31536000 if env.bool("BEHIND_HTTPS_PROXY", default=False) else 0
+# Behind HTTPS (a reverse proxy that sets X-Forwarded-Proto and X-Forwarded-For) cookies are
+# marked Secure, HSTS is sent and login throttling keys on the forwarded client address.
+BEHIND_HTTPS_PROXY = env.bool("BEHIND_HTTPS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_HTTPS_PROXY else None
+SESSION_COOKIE_SECURE = BEHIND_HTTPS_PROXY
+CSRF_COOKIE_SECURE = BEHIND_HTTPS_PROXY
+SECURE_HSTS_SECONDS = 31536000 if BEHIND_HTTPS_PROXY else 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -186,9 +188,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
-if env.bool("BEHIND_HTTPS_PROXY", default=False):
-    AXES_IPWARE_PROXY_COUNT = 1
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+AXES_CLIENT_IP_CALLABLE = "project.client_ip.client_ip"  # X-Forwarded-For only behind the proxy
 
 DEFAULT_EXCEPTION_REPORTER_FILTER = "project.redaction.SecretSafeExceptionReporterFilter"
 

@@ -248,7 +248,7 @@ async def provider_model_pull(request: HttpRequest, name: str, model: str) -> Ht
 
 
 @document("GET", "/api/config", "The configuration, as import_config takes it (secrets masked)", scope="read",
-          tags=["config"], responses={200: Response("The configuration", s.ConfigDocument)},
+          tags=["config"], responses={200: Response("The configuration", s.ConfigDocument, also=("application/yaml",))},
           params=[Param("format", description="json (default) or yaml", schema={"type": "string",
                                                                                  "enum": ["json", "yaml"]})])
 @api_view("read")

@@ -1,4 +1,4 @@
-"""The OpenAPI 3 document of the gateway and operations APIs, generated from the code.
+"""The OpenAPI 3.1 document of the gateway and operations APIs, generated from the code.
 
 Every API view is registered with `document(...)`, which names its method, path, scope and
 the pydantic models of its request and answers (providers/schemas.py). `build_schema()`
@@ -23,6 +23,9 @@ class Response:
     model: type[BaseModel] | None = None
     content_type: str = JSON
     headers: tuple[str, ...] = ()
+    # Other media types the same answer can come in (YAML on request, an SSE stream, ...): a
+    # structured one (JSON, YAML) has the model's schema, any other is a string.
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,17 +128,22 @@ def build_schema(server_url: str = "/") -> dict[str, Any]:
         answers: dict[str, Any] = {}
         for status, response in sorted(ep.responses.items()):
             answer: dict[str, Any] = {"description": response.description}
-            if response.model is not None:
-                answer["content"] = {response.content_type: {"schema": _schema_of(response.model, components)}}
-            elif response.content_type != JSON:
-                answer["content"] = {response.content_type: {"schema": {"type": "string"}}}
+            for media_type in (response.content_type, *response.also):
+                structured = media_type == JSON or media_type.endswith(("yaml", "+json"))
+                if response.model is not None and structured:
+                    schema = _schema_of(response.model, components)
+                elif media_type != JSON:
+                    schema = {"type": "string"}
+                else:
+                    continue
+                answer.setdefault("content", {})[media_type] = {"schema": schema}
             if response.headers:
                 answer["headers"] = {h: {"schema": {"type": "string"}} for h in response.headers}
             answers[str(status)] = answer
         operation["responses"] = answers
         paths.setdefault(ep.path, {})[ep.method] = operation
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",  # the schemas are JSON Schema 2020-12 (pydantic)
         "info": {
             "title": "AI gateway",
             "version": "1.0",

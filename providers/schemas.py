@@ -246,7 +246,9 @@ class PullProgress(BaseModel):
     error: str | None = None
 
 
-class ConfigDocument(Open):
+class ConfigDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # PUT /api/config refuses an unknown section
+
     providers: list[Open] = Field(default_factory=list)
     routes: list[Open] = Field(default_factory=list)
     alert_channels: list[Open] = Field(default_factory=list)

@@ -272,7 +272,7 @@ def _stream_response(exchange: Exchange, result: ChainResult[Any]) -> StreamingH
 
 
 @document("POST", "/v1/chat/completions", "Chat completion (OpenAI format; stream: true for server-sent events)", scope="gateway", request=s.ChatRequest, request_content_type="application/json",
-          responses=_answers(Response("The completion, or an SSE stream of chunks", s.ChatCompletion, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+          responses=_answers(Response("The completion, or an SSE stream of chunks", s.ChatCompletion, headers=GATEWAY_HEADERS, also=("text/event-stream",))), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
 @api_view("gateway")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = parse_json(request)
@@ -303,7 +303,7 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
 
 
 @document("POST", "/v1/audio/speech", "Text to speech (OpenAI format); audio bytes back", scope="gateway", request=s.SpeechRequest, request_content_type="application/json",
-          responses=_answers(Response("The audio", None, "application/octet-stream", headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+          responses=_answers(Response("The audio, in the type the provider answered with (audio/mpeg, audio/wav, ...)", None, "audio/*", headers=GATEWAY_HEADERS, also=("application/octet-stream",))), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
 @api_view("gateway")
 async def audio_speech(request: HttpRequest) -> HttpResponse:
     body = parse_json(request)

@@ -17,7 +17,6 @@ seed. A longer, randomised run:
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 import traceback
@@ -55,20 +54,7 @@ CONFIG = {
 ROUTE_FOR = {"/v1/chat/completions": "chat", "/v1/embeddings": "embed", "/v1/images/generations": "image",
              "/v1/audio/speech": "tts", "/api/execute": "chat"}
 GATEWAY_PATHS = ("/v1/", "/api/execute")
-
-
-def pending_schema_fixes(document: dict[str, Any]) -> dict[str, Any]:
-    """Known defects of the document, patched here so the fuzzing can go on; each has an
-    xfail test below that starts to pass (and so fails, being strict) once it is fixed."""
-    document = copy.deepcopy(document)
-    document["openapi"] = "3.1.0"
-    document["components"]["schemas"]["ConfigDocument"]["additionalProperties"] = False
-    for path, method, media_type in OTHER_MEDIA_TYPES:
-        document["paths"][path][method]["responses"]["200"]["content"][media_type] = {"schema": {}}
-    return document
-
-
-# Answers the document does not list: (path, method, media type).
+# Answers in a media type other than the main one: (path, method, media type).
 OTHER_MEDIA_TYPES = [
     ("/api/config", "get", "application/yaml"),  # ?format=yaml
     ("/v1/chat/completions", "post", "text/event-stream"),  # "stream": true
@@ -92,12 +78,8 @@ def document(live) -> dict[str, Any]:
 def known(case: Any, failure: Failure) -> bool:
     """Failures of defects already reported, each with an xfail test below (so they are not
     found again and again, and the rest of the operation's examples still run)."""
-    empty_query = any(value == "" for value in (case.query or {}).values())
-    if failure.code == "ST201" and case.operation.path.startswith("/api/analytics") and empty_query:
-        return True  # `window=` (empty) is taken as the default window
-    if failure.code in ("ST104", "ST109") and case.operation.path == "/v1/audio/transcriptions":
-        return True  # a multipart body Twisted cannot parse: daphne's bare 400
-    return failure.code == "ST105" and "text/html" in failure.message  # Django's HTML 404 for an unknown URL
+    # a multipart body Twisted cannot parse: daphne's bare 400
+    return failure.code in ("ST104", "ST109") and case.operation.path == "/v1/audio/transcriptions"
 
 
 def gateway_errors_only(ctx: Any, response: Any, case: Any) -> None:
@@ -133,7 +115,7 @@ def test_the_api_answers_every_generated_request_within_its_schema(live, documen
         # servers ignore a query parameter they do not know; refusing it is no promise of ours
         "generation": {"allow-extra-parameters": False},
     })
-    api = schemathesis.openapi.from_dict(pending_schema_fixes(document), config=config)
+    api = schemathesis.openapi.from_dict(document, config=config)
     failures: list[str] = []
     timings: list[str] = []
     for result in api.get_all_operations():
@@ -172,7 +154,7 @@ def test_the_server_log_has_no_traceback_after_the_fuzzing(live):
     assert "Traceback" not in live.log(), live.log()[-5000:]
 
 
-# -- defects of the document, patched above for the fuzzing --------------------------------------
+# -- the document and the server agree (defects found by the fuzzing, fixed) --------------------------------------
 
 
 ONLY_31 = ("const", "prefixItems", "$defs")
@@ -192,47 +174,25 @@ def _uses_31_only_keywords(node: Any) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "providers/openapi.py build_schema declares \"openapi\": \"3.0.3\", but the schemas in it are "
-    "JSON Schema 2020-12 (pydantic's): `type: null` in anyOf (44 places), `const`, and a numeric "
-    "`exclusiveMinimum` on X-Gateway-Deadline. OpenAPI 3.0 tools reject the document "
-    "(schemathesis: 'Invalid X-Gateway-Deadline definition: minimum is a required property'). "
-    "Declaring 3.1.0 fixes it."))
 def test_the_document_declares_the_openapi_version_its_schemas_are_written_in(document):
     assert document["openapi"].startswith("3.1") or not _uses_31_only_keywords(document)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "providers/schemas.py ConfigDocument allows additional properties, but PUT /api/config "
-    "refuses an unknown section with 400 ('unknown section (allowed: providers, routes, "
-    "alert_channels)'); the schema should say additionalProperties: false."))
 def test_the_config_document_schema_refuses_the_sections_the_server_refuses(document):
     assert document["components"]["schemas"]["ConfigDocument"].get("additionalProperties") is False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The document gives one media type per answer (providers/openapi.py Response.content_type), so "
-    "GET /api/config?format=yaml (application/yaml), a streamed chat completion (text/event-stream) "
-    "and /v1/audio/speech (audio/mpeg, audio/wav: the provider's type; documented as "
-    "application/octet-stream) answer with media types the document does not list."))
 def test_the_document_lists_every_media_type_an_endpoint_answers_with(document):
     missing = [(path, media_type) for path, method, media_type in OTHER_MEDIA_TYPES
                if media_type not in document["paths"][path][method]["responses"]["200"].get("content", {})]
     assert not missing
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "analytics/api.py: an empty `window` (and `by` on the CSV export) is taken as the default, "
-    "where the document's enum says it is invalid; any other unknown value is a 400."))
 def test_an_empty_window_is_refused_like_any_value_outside_the_enum(live):
     assert live.api("GET", "/api/analytics?window=xyz").status_code == 400
     assert live.api("GET", "/api/analytics?window=").status_code == 400
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "project/urls.py has no JSON handler404: an /api/ URL that matches no pattern (a provider name "
-    "with a newline, /api/nothing) gets Django's HTML 404 page, while the gateway's own paths "
-    "(/v1/...) answer JSON."))
 def test_an_unknown_api_url_answers_a_json_404(live):
     assert live.api("GET", "/v1/nothing").json()["error"]["type"] == "not_found"
     response = live.api("GET", "/api/nothing/here")

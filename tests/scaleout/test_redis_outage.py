@@ -41,9 +41,15 @@ def test_a_hung_redis_costs_a_call_at_most_one_timeout_then_nothing_and_is_used_
     assert {ending for _, _, ending in samples} == {"ok"}  # nothing reached a caller
     up = [lat for start, lat, _ in samples if start < frozen_at]
     during = [(start, lat) for start, lat, _ in samples if frozen_at <= start < thawed_at]
-    slow = [(start, lat) for start, lat in during if lat > 0.005]
+    # When Redis is thawed it first works off what queued up while it hung, and a call that
+    # started during the hang may reach it then (its outcome recorded once the store is back):
+    # it is bounded below like every other, but says nothing of when the store's breaker opened.
+    within = [(start, lat) for start, lat in during if start + lat < thawed_at]
+    # a call that paid the 50 ms operation timeout (a stall of the event loop of a few ms, as
+    # when the store tries to reconnect, is no timeout; the median below bounds those)
+    slow = [(start, lat) for start, lat in within if lat >= 0.045]
     opened_at = max(start + lat for start, lat in slow)
-    after_open = [lat for start, lat in during if start > opened_at]
+    after_open = [lat for start, lat in within if start > opened_at]
     print(f"\nRedis up: {len(up)} calls, median {ms(statistics.median(up))}, max {ms(max(up))}")
     print(f"hung, until the store's breaker opened ({ms(opened_at - frozen_at)} after the freeze): "
           f"{len(slow)} calls paid a timeout, the slowest {ms(max(lat for _, lat in slow))}")

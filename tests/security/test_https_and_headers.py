@@ -77,19 +77,21 @@ def test_over_plain_http_behind_the_proxy_no_hsts_is_sent(proxied):
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=True, reason=(
-    "project/settings.py sets AXES_IPWARE_PROXY_COUNT and AXES_IPWARE_META_PRECEDENCE_ORDER behind "
-    "the proxy, but django-axes only reads them when django-ipware is installed, and it is not a "
-    "dependency (pyproject.toml): axes falls back to REMOTE_ADDR, the proxy's own address. Every "
-    "client then shares one address, so a few wrong passwords from anyone lock the account out "
-    "for everyone (a lockout denial of service). Fix: add django-ipware to the dependencies (or set "
-    "AXES_CLIENT_IP_CALLABLE to read X-Forwarded-For behind the proxy)."))
 def test_the_proxy_s_forwarded_address_keys_the_lockout(proxied):
     statuses = [sign_in(proxied.url, forwarded_for="203.0.113.66", password="wrong").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]  # the third failure (LOGIN_FAILURE_LIMIT) locks out
     assert sign_in(proxied.url, forwarded_for="203.0.113.66").status_code == 429
     # the same account from another address: not locked out
     assert sign_in(proxied.url, forwarded_for="198.51.100.7").status_code == 302
+
+
+@pytest.mark.e2e
+def test_a_forged_forwarded_entry_does_not_dodge_the_lockout(proxied):
+    """The proxy appends the address it saw; what the client wrote to the left of it is ignored."""
+    statuses = [sign_in(proxied.url, forwarded_for=f"10.0.0.{n}, 203.0.113.77", password="wrong").status_code
+                for n in range(3)]
+    assert statuses == [200, 200, 429]
+    assert sign_in(proxied.url, forwarded_for="10.9.9.9, 203.0.113.77").status_code == 429
 
 
 # -- not behind a proxy: the default, in process ---------------------------------------------------
