@@ -128,9 +128,11 @@ def fleet(tmp_path_factory) -> Iterator[dict]:
         (tmp / "config.json").write_text(json.dumps(config))
         admin.manage("import_config", str(tmp / "config.json"))
         key = admin.manage("create_api_key", "fleet", "--scopes", "gateway,read,admin").stdout.strip().splitlines()[-1]
-        for _ in range(2):
+        # worker A under daphne, B under uvicorn (docs/deploy.md's faster choice): both serve the
+        # gateway and the console's websocket, as one fleet
+        for kind in ("daphne", "uvicorn"):
             worker = srv.ServerProcess(url="", env=dict(base))
-            srv.start(worker, tmp, args=("--no-embedded",))
+            srv.start(worker, tmp, server_kind=kind, args=("--no-embedded",))
             processes.append(worker)
         yield {"a": processes[0], "b": processes[1], "key": key, "env": base, "redis": redis, "up": up,
                "spare": spare, "tmp": tmp, "monitors": monitors}
