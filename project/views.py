@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.defaults import page_not_found
 
-from providers.gateway.errors import error_response
+from providers.gateway.errors import no_endpoint
 
 API_PREFIXES = ("/api/", "/v1/")
 
@@ -13,5 +13,5 @@ API_PREFIXES = ("/api/", "/v1/")
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler404: a JSON error for an API URL that matches no pattern, Django's page otherwise."""
     if request.path_info.startswith(API_PREFIXES):
-        return error_response(404, "not_found", f"No API endpoint at {request.path_info}.")
+        return no_endpoint(request.path_info)
     return page_not_found(request, exception)

@@ -18,6 +18,11 @@ def error_response(status: int, type_: str, message: str, *, code: str | None = 
     return response
 
 
+def no_endpoint(path: str) -> HttpResponse:
+    """The 404 of an API URL that matches no endpoint."""
+    return error_response(404, "not_found", f"No API endpoint at {path}.")
+
+
 class RequestError(Exception):
     """A request the gateway refuses before routing it (bad JSON, unknown model, ...)."""
 

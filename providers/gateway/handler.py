@@ -26,7 +26,7 @@ from django.http import Http404, HttpResponse
 from django.urls import ResolverMatch, get_resolver, set_urlconf
 from django.utils.log import log_response
 
-from .errors import error_response
+from .errors import error_response, no_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class GatewayHandler(ASGIHandler):
             request.resolver_match = match
             response = await match.func(request, *match.args, **match.kwargs)
         except Http404:
-            response = error_response(404, "not_found", f"No API endpoint at {request.path_info}.")
+            response = no_endpoint(request.path_info)
         except Exception:
             log.exception("gateway view failed: %s", request.path_info)
             response = error_response(500, "internal_error", "The gateway failed to handle this request.")

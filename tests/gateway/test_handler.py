@@ -16,6 +16,15 @@ async def test_an_unknown_gateway_path_is_a_json_404(gateway, key):
     assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
 
 
+async def test_an_unknown_operations_path_is_a_json_404_and_an_unknown_page_is_html(gateway, key):
+    """/api/ goes through Django's full stack (not the lean handler): its handler404 answers
+    JSON under /api/ and /v1/, Django's HTML page elsewhere."""
+    response = await gateway.get("/api/nothing/here", headers=auth(key))
+    assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
+    page = await gateway.get("/nothing/here")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+
+
 async def test_a_view_that_raises_is_a_json_500_not_a_crash(gateway, key, monkeypatch, two_openai):
     from providers.gateway import views
 
