@@ -72,8 +72,9 @@ class Window:
 
 
 def parse_window(value: str | None) -> str:
-    """The window's name (DEFAULT_WINDOW for None or ""); WindowError when unknown."""
-    if not value:
+    """The window's name (DEFAULT_WINDOW for None: none asked for); WindowError when unknown,
+    the empty name included (`?window=` names no window)."""
+    if value is None:
         return DEFAULT_WINDOW
     if value not in WINDOWS:
         raise WindowError(f"unknown window {value!r}: use one of {', '.join(WINDOWS)}")

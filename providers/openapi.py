@@ -15,6 +15,11 @@ from typing import Any
 from pydantic import BaseModel
 
 JSON = "application/json"
+SSE = "text/event-stream"
+# One server-sent event, as OpenAPI tools read a text/event-stream schema: per event.
+SSE_EVENT = {"type": "object", "required": ["data"],
+             "properties": {"event": {"type": "string"}, "data": {"type": "string"},
+                            "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}}}
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,8 @@ class Response:
     content_type: str = JSON
     headers: tuple[str, ...] = ()
     # Other media types the same answer can come in (YAML on request, an SSE stream, ...): a
-    # structured one (JSON, YAML) has the model's schema, any other is a string.
+    # structured one (JSON, YAML) has the model's schema, an SSE stream one per event, any
+    # other is a string.
     also: tuple[str, ...] = ()
 
 
@@ -132,6 +138,8 @@ def build_schema(server_url: str = "/") -> dict[str, Any]:
                 structured = media_type == JSON or media_type.endswith(("yaml", "+json"))
                 if response.model is not None and structured:
                     schema = _schema_of(response.model, components)
+                elif media_type == SSE:
+                    schema = SSE_EVENT
                 elif media_type != JSON:
                     schema = {"type": "string"}
                 else:

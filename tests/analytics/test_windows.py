@@ -40,5 +40,6 @@ def test_a_30_day_window_reads_days_and_widens_its_old_edge_to_a_whole_hour():
 
 def test_an_unknown_window_is_refused_and_none_means_24h():
     assert parse_window(None) == "24h"
-    with pytest.raises(WindowError):
-        parse_window("2w")
+    for unknown in ("2w", ""):
+        with pytest.raises(WindowError):
+            parse_window(unknown)

@@ -154,7 +154,7 @@ def test_the_server_log_has_no_traceback_after_the_fuzzing(live):
     assert "Traceback" not in live.log(), live.log()[-5000:]
 
 
-# -- the document and the server agree (defects found by the fuzzing, fixed) --------------------------------------
+# -- the document and the server agree (defects the fuzzing found, fixed) -------------------------
 
 
 ONLY_31 = ("const", "prefixItems", "$defs")
