@@ -184,6 +184,21 @@ async def _note_action(name: str, action: str, who: str, detail: str = "") -> No
     await db_call(record_action, name, action, who, detail)
 
 
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def query_flag(request: HttpRequest, name: str, default: bool) -> bool:
+    """A boolean query parameter: true/false (or 1/0, yes/no); anything else is a 400, never
+    a guess (`?prune=fasle` must not delete the configuration)."""
+    value = request.GET.get(name)
+    if value is None:
+        return default
+    try:
+        return FLAGS[value.lower()]
+    except KeyError:
+        raise RequestError(400, f"`{name}` must be true or false.", code=f"invalid_{name}") from None
+
+
 @document("GET", "/api/providers/{name}/models", "The provider's model catalog (discovered, configured, priced)",
           scope="read", tags=["providers"], responses={200: Response("The models", s.CatalogList)},
           params=[Param("refresh", description="true: ask the provider now", schema={"type": "boolean"})],
@@ -191,7 +206,7 @@ async def _note_action(name: str, action: str, who: str, detail: str = "") -> No
 @api_view("read")
 async def provider_models(request: HttpRequest, name: str) -> HttpResponse:
     await provider_entry(name)
-    if request.GET.get("refresh") in ("1", "true", "yes"):
+    if query_flag(request, "refresh", False):
         try:
             await refresh_catalog(runtime(), name)
         except UpstreamError as exc:
@@ -274,7 +289,7 @@ async def config_put(request: HttpRequest) -> HttpResponse:
         text = request.body.decode()
     except UnicodeDecodeError:
         raise RequestError(400, "The body must be UTF-8 YAML or JSON.") from None
-    prune = request.GET.get("prune", "true").lower() not in ("0", "false", "no")
+    prune = query_flag(request, "prune", True)
     try:
         doc = load_document(text)
         if not doc and prune:

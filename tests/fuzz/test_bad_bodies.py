@@ -93,6 +93,22 @@ async def test_an_empty_document_without_prune_changes_nothing_and_is_fine(gatew
     assert response.status_code == 200 and response.json()["deleted"] == []
 
 
+@pytest.mark.parametrize("prune", ["fasle", "-1.7976931348623157e+308", ""])
+async def test_a_prune_flag_that_is_neither_true_nor_false_is_refused_and_deletes_nothing(gateway, key, simulated,
+                                                                                        prune):
+    from providers.models import Provider
+
+    response = await gateway.put(f"/api/config?prune={prune}", json={"providers": [], "routes": [],
+                                                                      "alert_channels": []}, headers=auth(key))
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_prune"
+    assert await Provider.objects.filter(name="sim").aexists()
+
+
+async def test_a_refresh_flag_that_is_neither_true_nor_false_is_refused(gateway, key, simulated):
+    response = await gateway.get("/api/providers/sim/models?refresh=maybe", headers=auth(key))
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_refresh"
+
+
 @pytest.mark.parametrize("body", [b"null", b'"ten"', b"[5]", b"5"])
 async def test_force_open_with_a_body_that_is_not_an_object_is_refused_and_opens_nothing(gateway, key, simulated, body):
     response = await gateway.post("/api/breakers/sim/force-open", content=body,
