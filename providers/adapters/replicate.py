@@ -229,16 +229,16 @@ class ReplicateAdapter(Adapter):
         while prediction.get("status") not in TERMINAL:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise UpstreamError(
-                    Classification(Outcome.DEADLINE, "prediction_timeout"),
-                    message=f"prediction {pid} was still {prediction.get('status')} when the attempt's time ran out",
-                    body=json.dumps(prediction).encode(),
-                )
+                raise _out_of_time(pid, prediction)
             await asyncio.sleep(min(interval, remaining))
             remaining = deadline - loop.time()
             if remaining <= 0:
                 continue
-            data = await self._call("GET", f"/v1/predictions/{pid}", remaining)
+            try:
+                data = await self._call("GET", f"/v1/predictions/{pid}", remaining)
+            except httpx.TimeoutException:
+                # the poll had only the attempt's remaining time: its timeout is that time running out
+                raise _out_of_time(pid, prediction) from None
             if not isinstance(data, dict) or "status" not in data:
                 raise malformed("the answer is not a prediction", data=data)
             prediction = data
@@ -284,6 +284,14 @@ class ReplicateAdapter(Adapter):
             return response.json()
         except ValueError as exc:
             raise malformed(f"the answer is not JSON: {exc}", response=response) from exc
+
+
+def _out_of_time(pid: str, prediction: dict[str, Any]) -> UpstreamError:
+    return UpstreamError(
+        Classification(Outcome.DEADLINE, "prediction_timeout"),
+        message=f"prediction {pid} was still {prediction.get('status')} when the attempt's time ran out",
+        body=json.dumps(prediction).encode(),
+    )
 
 
 def _route(model: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -228,6 +228,18 @@ async def test_a_prediction_that_never_finishes_is_cancelled_when_the_attempts_t
     assert fake.last["status"] == "canceled" and len(polls(fake)) >= 3
 
 
+async def test_a_poll_that_outlasts_the_attempts_time_is_the_deadline_not_an_upstream_timeout(adapter, fake):
+    """A poll gets only the attempt's remaining time, so its timeout is that time running out."""
+    fake.behaviour = "hang"
+    fake.fault(hang=True, path="/v1/predictions/", times=1)  # the first poll never answers
+
+    error = await raised(adapter.images({"prompt": "x"}, model="black-forest-labs/flux-schnell", timeout=0.3))
+
+    assert (classify_exception(error).outcome, classify_exception(error).reason) == \
+        (Outcome.DEADLINE, "prediction_timeout")
+    assert [r.path for r in cancels(fake)] == [f"/v1/predictions/{fake.last['id']}/cancel"]
+
+
 @pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
 async def test_the_engines_attempt_timer_firing_cancels_the_prediction(fake, transport):
     fake.behaviour = "hang"
