@@ -68,6 +68,7 @@ class GatewayCollector:
     def collect(self) -> Iterator[Metric]:
         yield from self.requests()
         yield from self.attempts()
+        yield from self.request_log()
         yield from self.health()
 
     def requests(self) -> Iterator[Metric]:
@@ -75,8 +76,9 @@ class GatewayCollector:
         columns = (*(c for _, c in outcomes), "latency_sum_ms", *histogram.COLUMNS)
         requests = CounterMetricFamily("gateway_requests", "Client requests by route, serving provider "
                                        "(empty: none) and outcome", labels=["route", "provider", "outcome"])
-        latency = HistogramMetricFamily("gateway_request_duration_seconds", "End-to-end request latency "
-                                        "by route and serving provider", labels=["route", "provider"])
+        latency = HistogramMetricFamily("gateway_request_duration_seconds", "End-to-end latency of the "
+                                        "requests that reached a provider, by route and serving provider",
+                                        labels=["route", "provider"])
         for row in _totals(RouteRollup, ("route", "provider"), columns):
             labels = [row["route"], row["provider"]]
             for outcome, column in outcomes:
@@ -114,6 +116,20 @@ class GatewayCollector:
             cost.add_metric(labels, int(row["cost_nano"]) / 1e9)
             latency.add_metric(labels, _buckets(row), row["latency_sum_ms"] / 1000)
         yield from (attempts, failovers, retries, served, tokens, cost, latency)
+
+    def request_log(self) -> Iterator[Metric]:
+        from .models import LogQuarantine
+
+        quarantined = CounterMetricFamily(
+            "gateway_request_log_quarantined", "Request records the database refused as they were, by "
+            "cause (the error's class); written in a degraded form (ASCII text) where possible",
+            labels=["cause"])
+        degraded = CounterMetricFamily("gateway_request_log_degraded", "Quarantined request records "
+                                       "written in their degraded form (they still count)", labels=["cause"])
+        for row in LogQuarantine.objects.order_by("cause"):
+            quarantined.add_metric([row.cause], row.count)
+            degraded.add_metric([row.cause], row.degraded)
+        yield from (quarantined, degraded)
 
     def health(self) -> Iterator[Metric]:
         from health.models import ProviderHealth

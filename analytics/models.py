@@ -150,3 +150,26 @@ class ErrorRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.granularity} {self.bucket:%Y-%m-%d %H:%M} {self.kind} {self.provider} {self.error}: {self.count}"
+
+
+class LogQuarantine(models.Model):
+    """Request records a database refused as they were, counted per cause (the exception's
+    class) for ever: `gateway_request_log_quarantined_total` on /metrics.
+
+    `degraded` counts those written in their degraded form (ASCII text, analytics/records.py),
+    so the request still counts; the rest are held in the writing process's memory. The last
+    one's request id and the database's message say where to look.
+    """
+
+    cause = models.CharField(max_length=100, unique=True)
+    count = models.PositiveBigIntegerField(default=0)
+    degraded = models.PositiveBigIntegerField(default=0)
+    last_at = models.DateTimeField()
+    last_request_id = models.CharField(max_length=32, blank=True)
+    last_message = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        verbose_name_plural = "log quarantine"
+
+    def __str__(self) -> str:
+        return f"{self.cause}: {self.count} ({self.degraded} degraded)"

@@ -14,6 +14,12 @@ Two perspectives, both with the route dimension:
   attempt list, by outcome, skips, failovers away from it, retries on it, attempt latency,
   and the tokens and cost of the answers it served.
 `ErrorRollup` counts error reasons (of requests, attempts and skips) for "top errors".
+
+The route dimension is bounded: a record counts under its `rollup_route` when the gateway set
+one (analytics/dimensions.py: names the configuration does not know collapse into "(other)").
+Latency (sum and histogram) counts only requests that reached a provider (at least one
+attempt sent): a request refused before any call (every target skipped, no target, refused
+at the edge) took the gateway a millisecond, and counting it would read as a fast provider.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from django.db import connections, router
 
 from . import histogram
 from .models import ErrorRollup, Granularity, ProviderRollup, RouteRollup
-from .records import RequestRecord
+from .records import RequestRecord, clamp_ms
 
 COMMON = ("latency_sum_ms", "tokens_in", "tokens_out", "characters", "images", "cost_nano")
 ROUTE_VALUES: tuple[str, ...] = (
@@ -57,8 +63,14 @@ ATTEMPT_OUTCOMES = {
     "success": "successes", "failure": "failures", "rate_limited": "rate_limited", "exhausted": "exhausted",
     "deadline": "deadlines", "stream_aborted": "stream_aborted", "caller_error": "caller_errors",
     "cancelled": "cancelled",
+    # The provider refused our key or lacks the model: no outage, but that attempt on that
+    # provider failed, and its success rate says so (health shows why).
+    "credential_rejected": "failures", "target_misconfigured": "failures",
 }
 NANO = Decimal(10**9)
+# Attempt lists are JSON: their names are cut to the rollup columns here.
+PROVIDER_LENGTH = ProviderRollup._meta.get_field("provider").max_length or 64
+ERROR_LENGTH = ErrorRollup._meta.get_field("error").max_length or 100
 
 Sparse = tuple[tuple[int, float], ...]  # (column index, amount) pairs
 
@@ -80,13 +92,18 @@ def nano(cost: Decimal | float | int) -> int:
     return int(Decimal(cost) * NANO) if isinstance(cost, Decimal | int) else int(Decimal(str(cost)) * NANO)
 
 
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else "" if value is None else str(value)[:limit]
+
+
 def contribution(r: RequestRecord) -> Contribution:
     """The rollup amounts of one request record."""
     attempts = r.attempts or []
+    route = r.rollup_route if r.rollup_route is not None else r.route
     sent = [a for a in attempts if not a.get("skipped")]
     targets: dict[tuple[str, str], int] = {}  # target -> calls sent to it, in chain order
     for a in sent:
-        target = (a.get("provider", ""), a.get("model", ""))
+        target = (_text(a.get("provider"), PROVIDER_LENGTH), _text(a.get("model"), 200))
         targets[target] = targets.get(target, 0) + 1
     served = (r.provider, r.model) if r.provider else None
     order = list(targets)
@@ -96,12 +113,11 @@ def contribution(r: RequestRecord) -> Contribution:
     failovers = max(r.failovers, len(left))
     retries = max(r.retries, len(sent) - len(targets))
 
-    route_values: list[tuple[int, float]] = [
-        (R["requests"], 1), (R[REQUEST_OUTCOMES.get(r.outcome, "failures")], 1),
-        (R["latency_sum_ms"], r.latency_ms), (R_HIST + histogram.bucket_of(r.latency_ms), 1),
-    ]
-    if sent:
-        route_values.append((R["calls"], len(sent)))
+    route_values: list[tuple[int, float]] = [(R["requests"], 1), (R[REQUEST_OUTCOMES.get(r.outcome, "failures")], 1)]
+    if sent:  # latency is that of requests that reached a provider (module docstring)
+        latency = clamp_ms(r.latency_ms)
+        route_values += [(R["latency_sum_ms"], latency), (R_HIST + histogram.bucket_of(latency), 1),
+                         (R["calls"], len(sent))]
     if failovers:
         route_values.append((R["failovers"], failovers))
     if retries:
@@ -120,13 +136,13 @@ def contribution(r: RequestRecord) -> Contribution:
 
     errors: list[tuple[str, str, str, str]] = []
     for a in attempts:
-        provider = a.get("provider", "")
+        provider = _text(a.get("provider"), PROVIDER_LENGTH)
         if a.get("skipped"):
             add(provider, "skipped", 1)
-            errors.append(("skip", provider, r.route, str(a["skipped"])[:100]))
+            errors.append(("skip", provider, route, _text(a["skipped"], ERROR_LENGTH)))
             continue
-        outcome = a.get("outcome") or "failure"
-        duration = float(a.get("duration_ms") or 0.0)
+        outcome = _text(a.get("outcome"), 20) or "failure"
+        duration = clamp_ms(a.get("duration_ms"))
         add(provider, "attempts", 1)
         add(provider, ATTEMPT_OUTCOMES.get(outcome, "failures"), 1)
         add(provider, "latency_sum_ms", duration)
@@ -136,7 +152,7 @@ def contribution(r: RequestRecord) -> Contribution:
         if a.get("hedge"):
             add(provider, "hedges", 1)
         if outcome not in ("success", "cancelled"):
-            errors.append(("attempt", provider, r.route, (a.get("reason") or outcome)[:100]))
+            errors.append(("attempt", provider, route, _text(a.get("reason") or outcome, ERROR_LENGTH)))
     for target in left:
         add(target[0], "failovers", 1)
     for target, calls in targets.items():
@@ -148,10 +164,10 @@ def contribution(r: RequestRecord) -> Contribution:
             values = per_provider[r.provider]
             values[index] = values.get(index, 0) + amount
     if r.outcome != "success":
-        errors.append(("request", "", r.route, (r.error or r.outcome)[:100]))
+        errors.append(("request", "", route, _text(r.error or r.outcome, ERROR_LENGTH)))
     return Contribution(
-        (r.route, r.provider), tuple(route_values),
-        [((provider, r.route), tuple(values.items())) for provider, values in per_provider.items()],
+        (route, r.provider), tuple(route_values),
+        [((provider, route), tuple(values.items())) for provider, values in per_provider.items()],
         errors,
     )
 

@@ -6,6 +6,10 @@ from pydantic import BaseModel, Field
 
 
 class Latency(BaseModel):
+    """Latency of what reached a provider: requests with at least one attempt sent (route
+    figures) or attempts (provider figures). Requests refused before any provider was called
+    (every target skipped, no target, refused at the edge) count in `requests`, not here."""
+
     avg: float | None = Field(description="mean, ms")
     p50: float | None = Field(description="median from the rollups' histogram (within one ~20% bucket), ms")
     p95: float | None
@@ -40,7 +44,8 @@ class RouteFigures(Usage):
     failover_rate: float | None = Field(description="failovers / requests")
     retries: int
     calls: int = Field(description="attempts sent to providers")
-    latency_ms: Latency = Field(description="end to end")
+    latency_ms: Latency = Field(description="end to end, of the requests that reached a provider "
+                                            "(at least one attempt sent); null when none did")
     ttft_ms: Ttft
 
 
@@ -71,7 +76,9 @@ class Analytics(BaseModel):
     to: str
     total: RouteFigures
     providers: dict[str, ProviderFigures]
-    routes: dict[str, RouteFigures]
+    routes: dict[str, RouteFigures] = Field(description="per route name; names the configuration did not "
+                                                        "know when the request came (a provider/model the "
+                                                        "provider does not list) are counted under \"(other)\"")
 
 
 class Point(ProviderFigures):

@@ -23,7 +23,7 @@ def attempt(provider: str, outcome: str | None = "success", ms: float = 50.0, *,
 
 def record(attempts: list[dict[str, Any]], *, outcome: str | None = None, route: str = "chat",
            at: datetime = NOW, latency_ms: float | None = None, tokens: tuple[int, int] = (10, 5),
-           cost: str = "0.0001", **fields: Any) -> RequestRecord:
+           cost: str = "0.0001", request_id: str = "r", **fields: Any) -> RequestRecord:
     """A record as the gateway writes it: the last sent attempt's provider served it when it succeeded."""
     sent = [a for a in attempts if not a["skipped"]]
     last = sent[-1] if sent else None
@@ -32,7 +32,7 @@ def record(attempts: list[dict[str, Any]], *, outcome: str | None = None, route:
     served = last if last and outcome in ("success", "caller_error", "stream_aborted") else None
     ok = outcome == "success"
     return RequestRecord(
-        at=at, request_id="r", route=route, capability="chat", outcome=outcome,
+        at=at, request_id=request_id, route=route, capability="chat", outcome=outcome,
         status=200 if ok else 400 if outcome == "caller_error" else 502,
         latency_ms=latency_ms if latency_ms is not None else sum(a["duration_ms"] for a in attempts) + 1,
         provider=served["provider"] if served else "", model=served["model"] if served else "",

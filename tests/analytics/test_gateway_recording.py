@@ -6,8 +6,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db.models import Sum
 
-from analytics.models import ProviderRollup, RequestLog, RouteRollup
-from analytics.recorder import flush_all
+from analytics.models import LogQuarantine, ProviderRollup, RequestLog, RouteRollup
+from analytics.recorder import flush_all, recorder
 from tests.conftest import auth
 from tests.gateway.conftest import CHAT, provider
 
@@ -74,3 +74,59 @@ async def test_a_burst_through_the_gateway_with_failovers_is_counted_exactly(
     body = (await gateway.get("/api/analytics?window=5m", headers=auth(key))).json()
     assert (body["total"]["requests"], body["total"]["failovers"]) == (11, 5)
     assert body["providers"]["up-a"]["failures"] == 8
+
+
+async def test_a_request_whose_model_carries_a_lone_surrogate_does_not_stop_the_request_log(
+        gateway, configure, upstream_a, key, settings):
+    settings.ANALYTICS_FLUSH_INTERVAL_S = 60
+    await configure({"providers": [provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER)]})
+    poison = b'{"model": "up-a/gpt-4o-mini\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
+    await gateway.post("/v1/chat/completions", content=poison,
+                       headers={**auth(key), "Content-Type": "application/json"})
+    # a provider's error text with a NUL and a lone surrogate (PostgreSQL refuses both in JSON)
+    upstream_a.fault(status=500, times=2, body='{"error": {"message": "bad \\u0000 \\ud800 news"}}')
+    await gateway.post("/v1/chat/completions", json={**CHAT, "model": "up-a/gpt-4o-mini"}, headers=auth(key))
+    normal = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "up-a/gpt-4o-mini"},
+                                headers=auth(key))
+    assert normal.status_code == 200
+    await flush_all()
+
+    rows = await sync_to_async(list)(RequestLog.objects.values_list("request_id", "model", "route", "attempts"))
+    assert normal.headers["X-Request-Id"] in {r[0] for r in rows}
+    # whatever the edge answered the poison request, nothing is left unwritten in the queue
+    assert recorder().queue == [] and not recorder().held
+    assert all("\ud800" not in model + route for _, model, route, _ in rows)  # stored as valid UTF-8
+    errors = [a["error"] for _, _, _, attempts in rows for a in attempts if a["status"] == 500]
+    assert errors and all("news" in e and "\x00" not in e and "\ud800" not in e for e in errors)
+    text = (await gateway.get("/metrics", headers=auth(key))).text
+    assert "gateway_requests_total" in text
+    quarantined = await sync_to_async(lambda: sum(q.count for q in LogQuarantine.objects.all()))()
+    if quarantined:  # the bounds made it writable; were it refused, /metrics says so
+        assert "gateway_request_log_quarantined_total" in text
+
+
+async def test_junk_route_names_from_callers_collapse_into_one_rollup_dimension(
+        gateway, configure, upstream_a, key, settings):
+    settings.ANALYTICS_FLUSH_INTERVAL_S = 60
+    await configure({
+        "providers": [provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER, models=["gpt-4o-mini"])],
+        "routes": [{"name": "chain", "capability": "chat", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}]}],
+    })
+    for i in range(40):
+        await gateway.post("/v1/chat/completions", json={**CHAT, "model": f"up-a/junk-{i}"}, headers=auth(key))
+    for model in ("chain", "up-a/gpt-4o-mini", "gpt-4o-mini"):
+        response = await gateway.post("/v1/chat/completions", json={**CHAT, "model": model}, headers=auth(key))
+        assert response.status_code == 200
+    await flush_all()
+
+    @sync_to_async
+    def check() -> None:
+        # the raw log keeps what callers sent
+        assert RequestLog.objects.filter(route__startswith="up-a/junk-").count() == 40
+        routes = dict(RouteRollup.objects.filter(granularity="h").values_list("route").annotate(n=Sum("requests")))
+        assert routes == {"(other)": 40, "chain": 1, "up-a/gpt-4o-mini": 1, "gpt-4o-mini": 1}
+        assert set(ProviderRollup.objects.values_list("route", flat=True)) <= set(routes)
+
+    await check()
+    body = (await gateway.get("/api/analytics?window=5m", headers=auth(key))).json()
+    assert set(body["routes"]) == {"(other)", "chain", "up-a/gpt-4o-mini", "gpt-4o-mini"}

@@ -76,3 +76,18 @@ def test_the_csv_export_sums_to_the_window_totals(spread):
     assert {r["bucket_seconds"] for r in rows} == {"3600"}
     with pytest.raises(ValueError):
         export_csv("24h", by="key")
+
+
+def test_latency_percentiles_count_only_requests_that_reached_a_provider():
+    refused = [record([attempt("a", skipped="open", ms=0), attempt("b", skipped="cooldown", ms=0)],
+                      outcome="unavailable", latency_ms=0.8) for _ in range(30)]
+    refused += [record([], outcome="caller_error", latency_ms=0.5) for _ in range(10)]  # refused at the edge
+    served = [record([attempt("a", ms=290)], latency_ms=300) for _ in range(10)]
+    write_batch(refused + served)
+    total = queries.summary("5m", now=NOW)["total"]
+    assert total["requests"] == 50 and total["unavailable"] == 30
+    latency = total["latency_ms"]
+    assert 250 <= latency["p50"] <= 360 and latency["avg"] == 300.0
+    write_batch([record([attempt("a", skipped="open", ms=0)], outcome="unavailable", route="down", latency_ms=1)])
+    assert queries.summary("5m", now=NOW)["routes"]["down"]["latency_ms"] == {
+        "avg": None, "p50": None, "p95": None, "p99": None}  # nothing reached a provider: no latency
