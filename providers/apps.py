@@ -1,4 +1,25 @@
+from typing import Any
+
 from django.apps import AppConfig
+
+# The settings the outbound-URL guard reads (see providers/adapters/urlguard.py).
+URL_GUARD_SETTINGS = frozenset({"PROVIDER_URL_ALLOW", "PROVIDER_URL_DENY", "FETCH_URL_ALLOW"})
+
+
+def configure_url_guard(**_: Any) -> None:
+    """Give the guard this process's allow and deny lists (it imports no Django itself)."""
+    from django.conf import settings
+
+    from .adapters import urlguard
+
+    urlguard.configure(provider_allow=getattr(settings, "PROVIDER_URL_ALLOW", []),
+                       provider_deny=getattr(settings, "PROVIDER_URL_DENY", []),
+                       fetch_allow=getattr(settings, "FETCH_URL_ALLOW", []))
+
+
+def _setting_changed(setting: str, **kwargs: Any) -> None:
+    if setting in URL_GUARD_SETTINGS:  # tests override them
+        configure_url_guard()
 
 
 class ProvidersConfig(AppConfig):
@@ -6,7 +27,11 @@ class ProvidersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.signals import setting_changed
+
         from . import checks, signals
 
         signals.connect()
         checks.register()
+        configure_url_guard()
+        setting_changed.connect(_setting_changed, dispatch_uid="providers.url_guard")

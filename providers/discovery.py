@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from providers.adapters import ModelInfo, ProviderConfig, adapter_class
+from providers.adapters import ModelInfo, ProviderConfig, adapter_class, urlguard
+from providers.adapters.client import build_client
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,14 @@ async def discover(
 ) -> list[DiscoveredServer]:
     """Probe every host on every port list at once; what answered like a provider, sorted."""
     own = client is None
-    http = client or httpx.AsyncClient(trust_env=False)  # loopback probes must not go via a proxy
+    # The URL guard's provider policy: loopback and private hosts are what discovery is for,
+    # metadata and link-local addresses are refused however a host list spells them.
+    # Loopback probes must not go via a proxy.
+    http = client or build_client("httpx", policy=urlguard.PROVIDER, trust_env=False)
     wait = httpx.Timeout(timeout_s)
     try:
         probes: list[Awaitable[DiscoveredServer | None]] = []
-        for host in hosts:
+        for host in _allowed_hosts(hosts):
             for port in ollama_ports:
                 probes.append(_probe_ollama(http, _origin(host, port), wait))
             for port in sdwebui_ports:
@@ -107,6 +111,17 @@ async def list_provider_models(
     return await adapter.list_models(timeout=timeout_s)
 
 
+def _allowed_hosts(hosts: Iterable[str]) -> list[str]:
+    """The hosts the guard lets discovery probe, normalised; a refused one is logged and skipped."""
+    allowed = []
+    for host in hosts:
+        try:
+            allowed.append(urlguard.current(urlguard.PROVIDER).check_host(str(host)))
+        except urlguard.URLRefused as exc:
+            logger.warning("discovery: not probing %r: %s", str(host)[:100], exc.message)
+    return list(dict.fromkeys(allowed))
+
+
 def _origin(host: str, port: int) -> str:
     host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"http://{host}:{port}"
@@ -116,6 +131,9 @@ async def _get_json(http: httpx.AsyncClient, url: str, wait: httpx.Timeout) -> A
     """The JSON answer of a 200, or None for anything else (refused, timeout, HTML, 4xx)."""
     try:
         response = await http.get(url, timeout=wait, follow_redirects=False)
+    except urlguard.URLRefused as exc:  # the name resolved to a refused address
+        logger.warning("discovery: %s refused: %s", url, exc.message)
+        return None
     except httpx.HTTPError as exc:
         logger.debug("discovery: %s did not answer: %r", url, exc)
         return None

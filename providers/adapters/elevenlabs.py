@@ -19,6 +19,7 @@ from providers.engine.errors import UpstreamError
 from providers.engine.outcome import Classification, Outcome
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed
+from .urlguard import path_segment
 
 DEFAULT_MODEL = "eleven_multilingual_v2"
 
@@ -41,7 +42,8 @@ class ElevenLabsAdapter(Adapter):
             voice = voice.get("id")
         if not isinstance(voice, str) or not voice:
             raise bad_request("'voice' is required")
-        voice_id = (self.config.options.get("voices") or {}).get(voice, voice)
+        # The id goes into the path: "../../v1/user" must not reach another endpoint.
+        voice_id = path_segment((self.config.options.get("voices") or {}).get(voice, voice), "voice")
         output_format = _output_format(request.get("response_format") or "mp3")
         body: dict[str, Any] = {"text": text, "model_id": model or DEFAULT_MODEL}
         settings = dict(request.get("voice_settings") or {})

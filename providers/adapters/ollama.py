@@ -37,6 +37,7 @@ from .base import (
     json_object,
     malformed,
 )
+from .client import fetch
 
 # Families and name fragments that mark a model as an embedding model or a vision model, for
 # Ollama versions whose /api/show does not list `capabilities` (before 0.6).
@@ -164,9 +165,10 @@ class OllamaAdapter(Adapter):
                 raise bad_request("empty image data URL")
             return payload
         if url.startswith(("http://", "https://")):
-            response = await self.client.get(url, timeout=self.timeout(timeout))
-            if not response.is_success:
-                raise bad_request(f"could not fetch image {url}: HTTP {response.status_code}")
+            # The caller's URL, so the caller's fault if it cannot be fetched (a 400, no
+            # breaker effect); loopback, private and metadata addresses are refused.
+            response = await fetch(self.client, url, timeout=timeout, supplied_by="caller", what="image_url",
+                                   connect_timeout=self.config.connect_timeout_s)
             return base64.b64encode(response.content).decode()
         raise bad_request("image_url must be a data URL or an http(s) URL")
 

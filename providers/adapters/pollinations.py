@@ -36,13 +36,14 @@ import json
 import random
 import time
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 
 from providers.engine.errors import UpstreamError
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed
+from .urlguard import path_text
 
 _PASSTHROUGH = ("negative_prompt", "enhance", "safe", "quality", "transparent", "guidance_scale")
 
@@ -134,7 +135,8 @@ class PollinationsAdapter(Adapter):
 
     def _url(self, prompt: str, params: dict[str, Any]) -> str:
         query = urlencode({k: json.dumps(v) if isinstance(v, bool) else v for k, v in params.items()})
-        return f"{self.base_url}/prompt/{quote(prompt, safe='')}?{query}"
+        segment = path_text(prompt, "'prompt'")
+        return f"{self.base_url}/prompt/{segment}?{query}"
 
     async def _fetch(self, url: str, timeout: float) -> bytes:
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}

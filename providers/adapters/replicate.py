@@ -67,6 +67,8 @@ from providers.engine.errors import UpstreamError
 from providers.engine.outcome import Classification, Outcome
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed
+from .client import fetch
+from .urlguard import path_segment
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ _PASSTHROUGH = ("seed", "negative_prompt", "output_format", "output_quality", "g
                 "num_inference_steps", "disable_safety_checker", "go_fast", "megapixels")
 _VIDEO_PASSTHROUGH = ("seed", "negative_prompt", "resolution", "fps", "aspect_ratio", "prompt_optimizer")
 _VERSION = re.compile(r"^[0-9a-f]{64}$")
+_PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_IMAGES = 10
 
 
@@ -107,6 +110,8 @@ class ReplicateAdapter(Adapter):
         pid = str(prediction.get("id") or "")
         if not pid:
             raise malformed("the prediction has no id", data=prediction)
+        if not _PREDICTION_ID.match(pid):  # it goes into the poll and cancel paths
+            raise malformed("the prediction id is not an identifier", data=prediction)
         try:
             prediction = await self._wait(prediction, pid, deadline)
         except BaseException:
@@ -261,7 +266,11 @@ class ReplicateAdapter(Adapter):
         if url.startswith("data:"):
             return url.partition(",")[2]
         remaining = max(0.001, deadline - asyncio.get_running_loop().time())
-        response = await self.client.get(url, timeout=self.timeout(remaining))
+        # The upstream's URL: judged by the fetch policy (a refused one is this provider's
+        # FAILURE), unless it is on the provider's own origin.
+        response = await fetch(self.client, url, timeout=remaining, supplied_by="upstream",
+                               what="the prediction's output", same_origin_as=self.base_url,
+                               connect_timeout=self.config.connect_timeout_s)
         if not response.is_success:
             raise UpstreamError(Classification(Outcome.FAILURE, "output_unavailable"),
                                 status=response.status_code, message=f"downloading {url} answered {response.status_code}",
@@ -302,6 +311,8 @@ def _route(model: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     owner, _, name = owner_name.partition("/")
     if not owner or not name or "/" in name:
         raise bad_request(f"Replicate model {model!r} must be 'owner/name', 'owner/name:version' or a version id")
+    # Both go into the path: no '..', '?', '#' or '%' may make it name another endpoint.
+    owner, name = path_segment(owner, "Replicate model owner"), path_segment(name, "Replicate model name")
     return f"/v1/models/{owner}/{name}/predictions", {"input": inputs}
 
 

@@ -41,6 +41,7 @@ from providers.engine.errors import UpstreamError
 from providers.engine.outcome import Classification, Outcome
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed
+from .client import fetch
 
 _MAX_PER_PAGE = 80
 
@@ -151,7 +152,10 @@ class StockPhotoAdapter(Adapter):
             return False
 
     async def _download(self, url: str, timeout: float) -> str:
-        response = await self.client.get(url, timeout=self.timeout(timeout))
+        # The upstream's URL: judged by the fetch policy (a refused one is this provider's
+        # FAILURE), unless it is on the provider's own origin.
+        response = await fetch(self.client, url, timeout=timeout, supplied_by="upstream", what="the photo",
+                               same_origin_as=self.base_url, connect_timeout=self.config.connect_timeout_s)
         if not response.is_success:
             raise UpstreamError(Classification(Outcome.FAILURE, "output_unavailable"), status=response.status_code,
                                 message=f"downloading {url} answered {response.status_code}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 import pytest
 from aiohttp import web
@@ -84,12 +84,11 @@ async def test_an_ollama_seen_only_on_an_openai_port_is_offered_as_openai_compat
 
 async def test_a_hanging_port_is_given_up_after_the_short_timeout(ollama_server):
     ollama_server.fault(path="/api/version", hang=True)
-    started = time.monotonic()
-
-    found = await discover(ollama_ports=[ollama_server.port], sdwebui_ports=[], openai_ports=[], timeout_s=0.2)
+    # the hang never ends: discover returns only because it gave up on the port
+    found = await asyncio.wait_for(
+        discover(ollama_ports=[ollama_server.port], sdwebui_ports=[], openai_ports=[], timeout_s=0.2), 60)
 
     assert found == []
-    assert time.monotonic() - started < 2
 
 
 async def test_a_server_answering_errors_is_not_found(ollama_server):
