@@ -4,9 +4,11 @@ The monitor hands the `Alerter` one `Observation` per provider per evaluation. F
 (channel, provider) pair (a channel without providers covers every provider) the counts of
 consecutive bad and good evaluations decide (`decide`, pure):
 
-- bad: status unhealthy, or the breaker open. A breaker an operator forced open is a drill,
-  not an incident, and half-open is neither bad nor good (it is still finding out), nor is
-  `unknown` (no data yet);
+- bad: status unhealthy, the breaker open, or a credential the provider rejects (401/403:
+  someone must replace the key, even while other credentials still serve). A breaker an
+  operator forced open is a drill, not an incident (its status reads unhealthy, since it
+  takes no traffic, but it does not alert), and half-open is neither bad nor good (it is
+  still finding out), nor is `unknown` (no data yet);
 - after `failure_threshold` bad ones in a row: one alert; while still bad, a reminder every
   `reminder_interval_s` (if set); after `success_threshold` good ones: one recovery notice
   (if `notify_recovery`), and the next incident alerts again;
@@ -49,6 +51,7 @@ from django.utils import timezone
 
 from project import lifecycle
 from project.database import db_call
+from providers.adapters.scrub import ScrubbingTransport
 from providers.engine.backoff import backoff_bound
 from providers.models import Provider
 
@@ -77,11 +80,16 @@ class Observation:
     maintenance: bool
     reason: str
     at: datetime
+    rejected: bool = False  # the provider refuses one of our credentials
 
 
 def verdict(obs: Observation) -> str:
     if not obs.enabled or obs.maintenance or obs.status in ("disabled", "maintenance"):
         return SILENCED
+    if obs.rejected:
+        return BAD
+    if obs.breaker == "forced_open":
+        return GOOD
     if obs.status == "unhealthy" or obs.breaker == "open":
         return BAD
     if obs.status == "unknown" or obs.breaker == "half_open":
@@ -249,7 +257,7 @@ async def deliver(delivery: Delivery, *, retries: int, semaphore: asyncio.Semaph
                 raise DeliveryError("no target (an empty value or an unset environment variable)", permanent=True)
             send = transport(delivery.kind)
             async with semaphore or contextlib.nullcontext(), \
-                    httpx.AsyncClient(timeout=timeout_s, verify=_tls()) as client:
+                    httpx.AsyncClient(timeout=timeout_s, transport=_scrubbed()) as client:
                 async with asyncio.timeout(timeout_s):
                     detail = await send(delivery.notice, delivery.target, client)
             return Outcome(True, detail, attempts=attempt)
@@ -269,6 +277,12 @@ async def deliver(delivery: Delivery, *, retries: int, semaphore: asyncio.Semaph
 
 
 @functools.cache
+def _scrubbed() -> httpx.AsyncBaseTransport:
+    """A delivery's transport: what a receiver answers (kept in the channel's last error) passes
+    the same credential scrubber as every provider answer."""
+    return ScrubbingTransport(httpx.AsyncHTTPTransport(verify=_tls()))
+
+
 def _tls() -> ssl.SSLContext:
     """One TLS context for every delivery: building one costs some 60 ms (the CA bundle)."""
     return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())

@@ -3,7 +3,9 @@
 Secrets are never logged on purpose; these filters are the second line: Django's debug
 error page hides POST fields, request headers and frame variables whose names look secret
 (also inside dicts, lists and dataclasses, where a provider's config keeps its key), and
-every log record is scrubbed of strings shaped like provider or gateway keys.
+every log record (message, arguments, traceback with its exception messages, stack) is
+scrubbed of strings shaped like provider or gateway keys and of every secret the gateway
+holds, in any spelling `providers.adapters.scrub` knows (a key in a URL, escaped, base64).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 from django.views.debug import SafeExceptionReporterFilter
 
+from providers.adapters.scrub import REDACTED, scrub_text
+
 SECRET_NAME = re.compile(
     r"(?i)(secret|token|key|pass|plaintext|value|target|auth|credential|cipher|cookie|url|dsn)"
 )
@@ -25,11 +29,11 @@ SECRET_SHAPES = re.compile(
     r"(sk-[A-Za-z0-9_\-]{8,}|gw_[0-9a-f]{8}_[A-Za-z0-9_\-]{16,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}"
     r"|DeepL-Auth-Key\s+\S+|gAAAAA[A-Za-z0-9_\-=]{20,})"
 )
-REDACTED = "[redacted]"
 
 
 def redact(text: str) -> str:
-    return SECRET_SHAPES.sub(REDACTED, text)
+    """`text` without the secrets the gateway holds and without key-shaped strings."""
+    return SECRET_SHAPES.sub(REDACTED, scrub_text(text))
 
 
 class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
@@ -83,14 +87,27 @@ class _Shown:
 
 
 class RedactSecretsFilter(logging.Filter):
-    """Scrubs key-shaped strings from every log record's message and arguments."""
+    """Scrubs every log record: its message with its arguments, the formatted traceback of
+    its exception (where exception messages quote URLs, bodies and headers) and its stack.
+
+    The traceback is formatted here, once, into `exc_text`, which formatters print instead
+    of formatting `exc_info` again."""
+
+    _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+            message = None  # a bad format string: logging reports it when it formats
+        if message is not None:
+            cleaned = redact(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

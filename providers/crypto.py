@@ -6,19 +6,35 @@ re-encrypts every stored secret with it before the old key is dropped.
 
 Without `ENCRYPTION_KEYS` a key is derived from `SECRET_KEY` (HKDF), so a development
 database still works; a system check warns about it.
+
+A secret may also be a reference to an environment variable (`env:NAME`), for provider
+keys kept out of the database. Such a reference must never read the server's own
+configuration (`env:SECRET_KEY` would send the server's key to any URL an admin-scope key
+names): `env_reference_error` refuses every name the settings module reads, the names
+Django, libpq and our commands read, and any variable whose value is one of the server's
+own keys; `SealedField.reveal` reads nothing for a refused name.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import functools
+import importlib.util
+import logging
+import os
+import re
+from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
-__all__ = ["DecryptionError", "SealedField", "decrypt", "encrypt", "mask", "reset_keys", "rotate"]
+__all__ = ["DecryptionError", "SealedField", "decrypt", "encrypt", "env_reference_error", "mask",
+           "reset_keys", "rotate", "server_env_names"]
+
+log = logging.getLogger(__name__)
 
 
 class DecryptionError(Exception):
@@ -97,9 +113,12 @@ class SealedField:
         setattr(obj, self.hint, f"env:{name}")
 
     def reveal(self, obj: object) -> str | None:
-        import os
-
+        """The clear value; None when there is none, or when the reference is refused (the
+        refusal is logged: the import and the admin refuse such names before saving)."""
         if name := getattr(obj, self.env):
+            if (why := env_reference_error(name)) is not None:
+                log.error("%s %s: %s", type(obj).__name__, getattr(obj, "pk", None), why)
+                return None
             return os.environ.get(name)
         if token := getattr(obj, self.ciphertext):
             return decrypt(token)
@@ -108,3 +127,68 @@ class SealedField:
     def display(self, obj: object) -> str:
         name = getattr(obj, self.env)
         return f"env:{name}" if name else getattr(obj, self.hint)
+
+
+# -- env: references -----------------------------------------------------------------------
+
+# Read by the server outside its settings module: Django (DJANGO_SETTINGS_MODULE and
+# friends), libpq (PGPASSWORD, PGPASSFILE, ...), `manage.py ensure_admin` (ADMIN_*).
+_SERVER_PREFIXES = ("DJANGO_", "ADMIN_")
+_LIBPQ = re.compile(r"PG[A-Z]+")
+# Always refused, even if the settings module cannot be read.
+_ALWAYS = frozenset({"SECRET_KEY", "SECRET_KEY_FALLBACKS", "ENCRYPTION_KEYS", "DATABASE_URL",
+                     "REDIS_URL", "EMAIL_URL", "ADMIN_PASSWORD"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Calls through which a settings module reads a variable: django-environ (`env.str("X")`,
+# `env("X")`), os.environ.get/setdefault/pop, os.getenv.
+_READERS = re.compile(r"env(\.\w+)?|os\.getenv|getenv|os\.environ\.(get|setdefault|pop)|environ\.(get|setdefault|pop)")
+
+
+@functools.cache
+def server_env_names() -> frozenset[str]:
+    """Every environment variable the settings module reads, found in its source: the list
+    follows the settings by itself (a setting added later is refused without a change here)."""
+    names = set(_ALWAYS)
+    modules = {"project.settings", os.environ.get("DJANGO_SETTINGS_MODULE") or "",
+               getattr(settings, "SETTINGS_MODULE", None) or ""}
+    for module in filter(None, modules):
+        try:
+            spec = importlib.util.find_spec(module)
+            source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+            tree = ast.parse(source)
+        except (ImportError, OSError, SyntaxError, ValueError) as exc:
+            log.warning("cannot read %s for the names env: references may not use: %s", module, exc)
+            continue
+        for node in ast.walk(tree):
+            key: ast.expr | None = None
+            if isinstance(node, ast.Call) and node.args and _READERS.fullmatch(ast.unparse(node.func)):
+                key = node.args[0]
+            elif isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("os.environ", "environ"):
+                key = node.slice
+            if isinstance(key, ast.Constant) and isinstance(key.value, str) and _ENV_NAME.fullmatch(key.value):
+                names.add(key.value.upper())
+    return frozenset(names)
+
+
+def _server_values() -> set[str]:
+    database = settings.DATABASES.get("default", {})
+    values = {settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()),
+              *(k.decode() if isinstance(k, bytes) else str(k) for k in settings.ENCRYPTION_KEYS),
+              database.get("PASSWORD") or "", getattr(settings, "EMAIL_HOST_PASSWORD", "") or "",
+              getattr(settings, "REDIS_URL", "") or ""}
+    return {v for v in values if v}
+
+
+def env_reference_error(name: str) -> str | None:
+    """Why `env:NAME` may not be used, or None if it may. Provider keys and alert targets
+    may come from the environment; the server's own configuration may not."""
+    if not _ENV_NAME.fullmatch(name or ""):
+        return f"env:{name} is not an environment variable name"
+    upper = name.upper()
+    if upper in server_env_names() or upper.startswith(_SERVER_PREFIXES) or _LIBPQ.fullmatch(upper):
+        return (f"env:{name} names a setting of the gateway server itself; an env: reference may "
+                f"only name a variable set for provider keys or alert targets")
+    value = os.environ.get(name)
+    if value and value in _server_values():
+        return f"env:{name} holds one of the gateway server's own keys; it cannot be used as a secret"
+    return None

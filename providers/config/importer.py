@@ -18,6 +18,7 @@ from django.db import transaction
 
 from health.models import AlertChannel
 from providers import crypto
+from providers.bounds import MAX_DOCUMENT_VALUES, BoundsError, check_json, check_yaml_text
 from providers.models import AuditLog, Provider, ProviderModel, Route, RouteTarget, Secret
 
 from .schema import (
@@ -58,7 +59,16 @@ class Summary:
 
 
 def load_document(text: str) -> dict[str, Any]:
-    """Parse YAML (JSON is YAML) into the document mapping, or raise ConfigError."""
+    """Parse YAML (JSON is YAML) into the document mapping, or raise ConfigError.
+
+    Bounded before the YAML loader composes it (recursively: 3,000 nested brackets overflow the
+    stack) and after (aliases can make a short text a huge tree; lone surrogates, NaN and
+    infinities cannot be stored), so every way in (the API, `import_config`, the demo) is.
+    """
+    try:
+        check_yaml_text(text)
+    except BoundsError as exc:
+        raise ConfigError([f"document: {exc}"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -69,6 +79,10 @@ def load_document(text: str) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["document: must be a mapping with providers, routes and alert_channels"])
+    try:
+        check_json(data, max_nodes=MAX_DOCUMENT_VALUES)
+    except BoundsError as exc:
+        raise ConfigError([f"{exc.path or 'document'}: {exc}"]) from None
     return data
 
 
@@ -164,6 +178,9 @@ class _Importer:
             name = value[4:]
             if not name or not name.replace("_", "").isalnum():
                 self.error(path, "env: must be followed by an environment variable name")
+                return None
+            if (refused := crypto.env_reference_error(name)) is not None:
+                self.error(path, refused)
                 return None
             return ("env", name)
         for secret in existing:
