@@ -13,11 +13,20 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.backends.signals import connection_created
 from django.db.models import F
 from django.utils import timezone
 
+from project.database import restrict_sqlite_files
+
 from . import crypto
+from .adapters import validate_options
+from .engine import policy as engine_policy
 from .validation import RangeValidator, validate_name, validate_provider_url, validate_route_name
+
+# Models load before any process connects to the database: from its first connection on, a
+# SQLite file (secrets, key hashes, the request log) is readable by its owner only.
+connection_created.connect(restrict_sqlite_files, dispatch_uid="project.database.restrict_sqlite_files")
 
 
 class Kind(models.TextChoices):
@@ -60,8 +69,6 @@ KIND_CAPABILITIES: dict[str, list[str]] = {
 }
 
 # Attempt timeouts by modality (resilience.md §6), used when a provider sets none.
-DEFAULT_TIMEOUT_S = {"chat": 30.0, "embeddings": 30.0, "tts": 10.0, "stt": 60.0, "image": 120.0, "translation": 10.0,
-                     "video": 120.0}
 
 
 class Strategy(models.TextChoices):
@@ -167,6 +174,13 @@ class Provider(models.Model):
         timeout = self.primary_timeout_s
         if self.breaker_window_s is not None and self.breaker_window_s < 2 * timeout:
             errors["breaker_window_s"] = f"must be >= 2 × the attempt timeout ({_fmt(2 * timeout)} s)"
+        if isinstance(self.options, dict):  # else the field's own validator said so
+            # The kind's options are checked here, like every other field, so the admin, the
+            # API and import_config refuse what the adapter could not run with.
+            try:
+                validate_options(self.kind, self.options)
+            except ValueError as exc:
+                errors["options"] = str(exc)
         if errors:
             raise ValidationError(errors)
 
@@ -175,14 +189,15 @@ class Provider(models.Model):
         return list(self.capabilities) or list(KIND_CAPABILITIES.get(self.kind, []))
 
     def attempt_timeout_for(self, capability: str) -> float:
-        return self.timeout_s or DEFAULT_TIMEOUT_S.get(capability, 30.0)
+        """The engine's one capability table decides the default (providers/engine/policy.py)."""
+        return engine_policy.attempt_timeout_for(capability, self.timeout_s)
 
     @property
     def primary_timeout_s(self) -> float:
-        """The attempt timeout of the provider's first (primary) capability; it sizes the
-        breaker window, which must hold at least two attempts (resilience.md §3)."""
-        caps = self.effective_capabilities
-        return self.timeout_s or DEFAULT_TIMEOUT_S.get(caps[0] if caps else "chat", 30.0)
+        """The attempt timeout the provider's one breaker is sized for: the longest of its
+        capabilities' (its window holds two attempts, its half-open reservation outlasts any
+        attempt it admits; resilience.md §3)."""
+        return engine_policy.breaker_timeout_for(self.effective_capabilities or ["chat"], self.timeout_s)
 
     @property
     def window_s(self) -> float:
@@ -230,8 +245,8 @@ class Secret(models.Model):
         return self.sealed.display(self)
 
     def clean(self) -> None:
-        if self.env_var and not self.env_var.replace("_", "").isalnum():
-            raise ValidationError({"env_var": "must be an environment variable name"})
+        if self.env_var and (why := crypto.env_reference_error(self.env_var)):
+            raise ValidationError({"env_var": why})
 
 
 class ProviderModel(models.Model):

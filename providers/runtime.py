@@ -13,8 +13,9 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from django.conf import settings
@@ -22,9 +23,9 @@ from django.utils import timezone
 
 from project.database import db_call
 
-from .adapters import Adapter, adapter_class
+from .adapters import Adapter, adapter_class, scrub
 from .adapters.client import build_client
-from .engine import Engine, Event
+from .engine import Classification, Engine, Event, Outcome, UpstreamError
 from .models import ConfigState
 from .snapshot import ProviderEntry, Snapshot, load_snapshot
 
@@ -47,6 +48,11 @@ class Runtime:
         self._refresher: asyncio.Task[None] | None = None
         self._modes: dict[str, str] = {}
         self._last_forced_check = 0.0
+        # What this runtime holds goes into the process-wide set that every upstream answer
+        # is scrubbed of (providers/adapters/scrub.py); forgotten when the runtime goes.
+        self._secret_sources = (("providers", id(self)), ("alerts", id(self)))
+        weakref.finalize(self, _forget, self._secret_sources)
+        scrub.use_secrets("server", server_secrets())
         for hook in runtime_created:
             hook(self)
 
@@ -64,14 +70,22 @@ class Runtime:
                 connect = getattr(self.engine.store, "connect", None)
                 if connect is not None:  # a shared store: load its state before the first call
                     await connect()
-                await self.install(await db_call(load_snapshot))
+                await self._reload()
                 self._start_refresher()
         assert self.snapshot is not None
         return self.snapshot
 
+    async def _reload(self) -> None:
+        snapshot, alert_targets = await db_call(_load_configuration)
+        scrub.use_secrets(self._secret_sources[1], alert_targets)
+        await self.install(snapshot)
+
     async def install(self, snapshot: Snapshot) -> None:
         for error in snapshot.errors:
             log.error("configuration: %s", error)
+        # Before the snapshot is swapped in: no answer to a call made with a new credential
+        # may be read before that credential is scrubbed from it.
+        scrub.use_secrets(self._secret_sources[0], provider_secrets(snapshot))
         self.snapshot = snapshot
         self._adapters.clear()
         for provider in snapshot.providers.values():
@@ -87,7 +101,7 @@ class Runtime:
         snapshot = self.snapshot
         due = snapshot is not None and snapshot.next_change_at is not None and timezone.now() >= snapshot.next_change_at
         if force or snapshot is None or version != snapshot.version or due:
-            await self.install(await db_call(load_snapshot))
+            await self._reload()
             return True
         return False
 
@@ -125,7 +139,14 @@ class Runtime:
                 from dataclasses import replace
 
                 config = replace(config, api_key=api_key)
-            adapter = adapter_class(provider.kind)(config, self.client)
+            try:
+                adapter = adapter_class(provider.kind)(config, self.client)
+            except (ValueError, TypeError) as exc:
+                # Options saved before they were validated (or edited in the database): the
+                # target is unusable, which probes and the attempt list say in words, not
+                # with a traceback every probe interval.
+                raise UpstreamError(Classification(Outcome.FAILURE, "misconfigured"),
+                                    message=f"the provider's options are invalid: {exc}") from None
             self._adapters[key] = adapter
         return adapter
 
@@ -135,10 +156,70 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.client.aclose()
+        _forget(self._secret_sources)
         for shared in (self.engine.store, self.engine.limits):
             aclose = getattr(shared, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def server_secrets() -> list[str]:
+    """The server's own keys: a provider must never be able to show them to anyone."""
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())]
+    keys += [k.decode() if isinstance(k, bytes) else str(k) for k in settings.ENCRYPTION_KEYS]
+    return keys
+
+
+def _url_secrets(url: str) -> Iterator[str]:
+    """A URL that embeds a token (`https://user:pass@host`, `/services/T0/B0/<token>`,
+    `?token=...`): the whole URL, its password and every long path segment or query value."""
+    yield url
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        if parts.password:
+            yield parts.password
+        # Long parts only: short ones ("v1", "services") are words, not tokens.
+        yield from (segment for segment in parts.path.split("/") if len(segment) >= 16)
+        yield from (value for _, value in parse_qsl(parts.query) if len(value) >= 16)
+
+
+def provider_secrets(snapshot: Snapshot) -> list[str]:
+    """Every credential of every provider in `snapshot`, and passwords in their base URLs."""
+    values: list[str] = []
+    for provider in snapshot.providers.values():
+        values += [key for _, key in provider.credentials if key]
+        with contextlib.suppress(ValueError):
+            if password := urlsplit(provider.config.base_url).password:
+                values.append(password)
+    return values
+
+
+def _alert_targets() -> list[str]:
+    """The alert channels' webhook URLs and their tokens. Read through the app registry: the
+    providers app does not import health. Email addresses are not secrets."""
+    from django.apps import apps
+
+    if not apps.is_installed("health"):
+        return []
+    values: list[str] = []
+    for channel in apps.get_model("health", "AlertChannel").objects.exclude(kind="email"):
+        try:
+            target = channel.target()
+        except Exception as exc:  # an unreadable target is the alert sender's error to report
+            log.warning("alert channel %s: target unreadable for scrubbing: %s", channel.name, exc)
+            continue
+        if target:
+            values += _url_secrets(target)
+    return values
+
+
+def _load_configuration() -> tuple[Snapshot, list[str]]:
+    return load_snapshot(), _alert_targets()
+
+
+def _forget(sources: tuple[Any, ...]) -> None:
+    for source in sources:
+        scrub.forget_secrets(source)
 
 
 def _build_store() -> Any:
@@ -164,6 +245,16 @@ def runtime() -> Runtime:
     if rt is None:
         rt = _runtimes[loop] = Runtime()
     return rt
+
+
+def existing_runtime() -> Runtime | None:
+    """The Runtime of the running event loop if one was made, never creating one (recording
+    and other bookkeeping must not build an engine and an HTTP pool); None outside a loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return _runtimes.get(loop)
 
 
 def install_runtime(rt: Runtime) -> Runtime:

@@ -14,12 +14,20 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from .adapters import Price, ProviderConfig
 from .engine import BreakerPolicy, RetryPolicy, RoutePolicy, TargetSpec
-from .engine.policy import HedgePolicy, modality_for
+from .engine.policy import (
+    HedgePolicy,
+    attempt_timeout_for,
+    breaker_timeout_for,
+    first_byte_timeout_for,
+    modality_for,
+)
 from .models import ApiKey, ConfigState, MaintenanceWindow, Provider, ProviderModel, Route
 
+STREAM_IDLE_TIMEOUT_S = 30.0  # between two chunks of a stream (resilience.md §6)
 CAPABILITY_MODELS_HINT = {"embeddings": ("embed",), "image": ("image", "dall", "diffusion", "flux", "sd"),
                           "tts": ("tts", "speech", "eleven"), "stt": ("whisper", "transcri")}
 
@@ -70,8 +78,8 @@ class ProviderEntry:
     def price(self, model: str) -> Price | None:
         return self.prices.get(model)
 
-    def target(self, model: str, capability: str, *, priority: int, weight: float | None = None) -> TargetSpec:
-        modality = modality_for(capability)
+    def target(self, model: str, capability: str, *, priority: int, weight: float | None = None,
+               caller_named: bool = False) -> TargetSpec:
         price = self.prices.get(model)
         cost = 0.0
         if price is not None:
@@ -82,14 +90,15 @@ class ProviderEntry:
             model=model,
             breaker_key=self.name,
             credentials=tuple(cid for cid, _ in self.credentials),
+            credential_versions=tuple(_fingerprint(key) for _, key in self.credentials),
             priority=priority,
             weight=weight if weight is not None else self.weight,
             cost=cost,
             enabled=self.enabled,
             maintenance=self.maintenance,
-            attempt_timeout_s=self.timeout_s or modality.attempt_timeout_s,
-            first_byte_timeout_s=min(modality.first_byte_timeout_s, self.timeout_s)
-            if modality.first_byte_timeout_s and self.timeout_s else modality.first_byte_timeout_s,
+            # Both from the one capability table, or the provider's own timeout_s when set.
+            attempt_timeout_s=attempt_timeout_for(capability, self.timeout_s),
+            first_byte_timeout_s=first_byte_timeout_for(capability, self.timeout_s),
             retry=self.retry,
             breaker=self.breaker,
             max_concurrent=self.max_concurrent,
@@ -97,7 +106,14 @@ class ProviderEntry:
             capability=capability,
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
+            caller_named=caller_named,
         )
+
+
+def _fingerprint(key: str | None) -> str:
+    """A short keyed digest of a credential's clear value: it changes when the configuration
+    changes the key (so a `rejected` key is tried again) and reveals nothing of it."""
+    return "" if key is None else salted_hmac("providers.credential-version", key).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -150,19 +166,31 @@ class Snapshot:
             if capability not in provider.capabilities:
                 raise ResolveError(f"provider {provider_name!r} does not offer {capability}",
                                    status=400, code="wrong_capability")
-            target = provider.target(upstream_model or provider.default_model(capability), capability, priority=0)
-            return self._single_route(model, capability, provider), (target,)
+            # Named by the caller: a 404 for its model is the caller's answer, not a route to fix.
+            target = provider.target(upstream_model or provider.default_model(capability), capability, priority=0,
+                                     caller_named=True)
+            return self._single_route(model, capability, provider, target), (target,)
         # A bare upstream model name: every provider that lists it, by priority.
         owners = sorted((p for p in self.providers.values() if model in p.models and capability in p.capabilities),
                         key=lambda p: (p.priority, p.name))
         if owners:
             targets = tuple(p.target(model, capability, priority=i) for i, p in enumerate(owners))
-            return RoutePolicy(name=model, capability=capability, max_attempts=3), targets
+            return RoutePolicy(name=model, capability=capability, max_attempts=3,
+                               deadline_s=default_deadline(capability, targets)), targets
         raise ResolveError(f"no route, provider/model or known model named {model!r}")
 
     @staticmethod
-    def _single_route(name: str, capability: str, provider: ProviderEntry) -> RoutePolicy:
-        return RoutePolicy(name=name, capability=capability, max_attempts=provider.retry.max_attempts)
+    def _single_route(name: str, capability: str, provider: ProviderEntry, target: TargetSpec) -> RoutePolicy:
+        return RoutePolicy(name=name, capability=capability, max_attempts=provider.retry.max_attempts,
+                           deadline_s=default_deadline(capability, (target,)))
+
+
+def default_deadline(capability: str, targets: tuple[TargetSpec, ...] | list[TargetSpec]) -> float:
+    """A route's deadline when none is set: the capability's, stretched to one full attempt
+    of its slowest target, so a provider given a long `timeout_s` (a slow local model) is
+    not cut short by a default it never chose."""
+    longest = max((t.attempt_timeout_s for t in targets), default=0.0)
+    return max(modality_for(capability).deadline_s, longest + 1.0)
 
 
 def _price(row: ProviderModel) -> Price:
@@ -180,11 +208,13 @@ def _provider_entry(provider: Provider, now: datetime, windows: list[Maintenance
             credentials.append((str(secret.pk), secret.value()))
     catalog = list(provider.catalog.all())
     names = list(dict.fromkeys([*provider.configured_models, *(m.name for m in catalog)]))
-    primary = provider.primary_timeout_s
     capabilities = provider.effective_capabilities
+    # One breaker serves every capability of the provider: it is sized for the longest
+    # attempt among them, so its half-open reservation outlasts any call it admits.
+    primary = breaker_timeout_for(capabilities or ["chat"], provider.timeout_s)
     breaker = BreakerPolicy.for_modality(
         modality_for(capabilities[0] if capabilities else "chat"),
-        window_s=provider.window_s,
+        window_s=provider.breaker_window_s,  # None: max(60 s, 2 x the timeout above)
         min_calls=provider.breaker_min_calls,
         failure_rate=provider.breaker_failure_rate,
         consecutive_failures=provider.breaker_consecutive_failures,
@@ -203,7 +233,11 @@ def _provider_entry(provider: Provider, now: datetime, windows: list[Maintenance
         prices={m.name: _price(m) for m in catalog},
         config=ProviderConfig(
             name=provider.name, kind=provider.kind, base_url=provider.base_url, api_key=None,
-            timeout_s=primary, options=dict(provider.options),
+            timeout_s=attempt_timeout_for(capabilities[0] if capabilities else "chat", provider.timeout_s),
+            # httpx's read timeout also bounds the wait for a stream's first chunk: it must not
+            # cut a slow model before the first-byte timeout (timeout_s) does.
+            stream_idle_timeout_s=max(STREAM_IDLE_TIMEOUT_S, provider.timeout_s or 0.0),
+            options=dict(provider.options),
         ),
         credentials=tuple(credentials),
         priority=provider.priority,
@@ -257,7 +291,8 @@ def load_snapshot() -> Snapshot:
         if route.hedge and route.hedge_delay_s:
             hedge = HedgePolicy(delay_s=route.hedge_delay_s, min_samples=10**9)  # fixed delay
         policy = RoutePolicy(name=route.name, capability=route.capability, strategy=route.strategy,
-                             max_attempts=route.max_attempts, deadline_s=route.deadline_s, hedge=hedge)
+                             max_attempts=route.max_attempts, hedge=hedge,
+                             deadline_s=route.deadline_s or default_deadline(route.capability, targets))
         routes[route.name] = RouteEntry(policy=policy, targets=tuple(targets), enabled=route.enabled)
     keys = {
         k.key_hash: KeyEntry(id=k.pk, name=k.name, prefix=k.prefix, scopes=frozenset(k.scopes),

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from providers.engine.errors import UpstreamError
+from providers.engine.errors import UnsupportedRequest, UpstreamError
 from providers.engine.outcome import Classification, Outcome
 
 CAPABILITIES = ("chat", "embeddings", "image", "tts", "stt", "translation", "video")
@@ -167,10 +167,11 @@ async def _no_chunks() -> AsyncIterator[dict[str, Any]]:
 
 
 def bad_request(message: str) -> UpstreamError:
-    """A request this provider cannot take (the caller's fault), in OpenAI's error shape."""
+    """A request this provider cannot take, found before anything was sent, in OpenAI's error
+    shape. The engine skips this target ("unsupported", with `message`) and tries the next;
+    the caller gets a 400 only when no target of the route can take the request."""
     body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
-    return UpstreamError(Classification(Outcome.CALLER_ERROR, "invalid_request"), status=400,
-                         message=message, body=json.dumps(body).encode())
+    return UnsupportedRequest(message, reason="invalid_request", body=json.dumps(body).encode())
 
 
 def malformed(message: str, *, response: httpx.Response | None = None, data: Any = None,
@@ -229,14 +230,13 @@ def stream_broken(response: httpx.Response, message: str, reason: str = "stream_
                          headers=response.headers)
 
 
-class Unsupported(UpstreamError):
-    """The adapter cannot do what was asked (a capability its wire format lacks)."""
+class Unsupported(UnsupportedRequest):
+    """The adapter cannot do what was asked (a capability its wire format lacks): the engine
+    skips the target and falls back."""
 
     def __init__(self, kind: str, what: str) -> None:
         super().__init__(
-            Classification(Outcome.CALLER_ERROR, "unsupported"),
-            status=400,
-            message=f"provider kind {kind!r} does not support {what}",
+            f"provider kind {kind!r} does not support {what}",
             body=json.dumps(
                 {"error": {"type": "invalid_request_error", "message": f"{kind} does not support {what}"}}
             ).encode(),

@@ -1,15 +1,44 @@
-"""The shared HTTP client every adapter uses: one pooled `httpx.AsyncClient` per event loop."""
+"""The shared HTTP client every adapter uses: one pooled `httpx.AsyncClient` per event loop,
+every connection of which passes the URL guard (`urlguard`).
+
+The guard runs twice per request. Before anything is sent, the URL's host is judged as the
+resolver will read it (`GuardedTransport`); then, at connect time, the addresses a name
+resolved to are judged before a socket is opened, and only those are connected to (on
+aiohttp a resolver given to the `TCPConnector`, on httpx's own transport a network backend
+that resolves, checks and connects to the checked address). A DNS name that resolves to a
+refused address is refused, however the name was spelt and whenever it changes.
+
+`build_client()` makes the provider client (policy "provider": loopback allowed). Its
+`fetcher()` is the sibling for URLs a caller or an upstream supplied (policy "fetch"), with
+its own pool and DNS cache, no proxy from the environment (a proxy would resolve names where
+the guard cannot see them) and no cookies. `fetch()` downloads such a URL for an adapter and
+says whose fault a failure is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import http.cookiejar
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
 import httpx
 
 from providers.engine.errors import UpstreamError
 from providers.engine.outcome import Classification, Outcome
+from providers.engine.sent import mark_request_sent
+
+from . import urlguard
+from .scrub import ScrubbingTransport
+from .urlguard import URLRefused
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
+
+# name, port -> the addresses it resolves to (a test's stand-in for DNS)
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+PolicyRef = str | urlguard.Policy
 
 
 def _too_large(size: int, limit: int) -> UpstreamError:
@@ -58,17 +87,319 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def build_client(transport: str = "aiohttp", *, max_response_bytes: int | None = None) -> httpx.AsyncClient:
-    """A keep-alive client. `transport="aiohttp"` runs httpx's API over aiohttp's pool, which
-    measured 3-7x the throughput of httpx's own pool at concurrency 32 (shared/measurements.md);
-    `"httpx"` uses httpx's own transport. With `max_response_bytes`, no answer is read past it."""
+# -- the guard in the transport -------------------------------------------------------------------
+
+
+def _policy(ref: PolicyRef) -> urlguard.Policy:
+    # Looked up per request, so a reconfigured allow-list applies to clients already built.
+    return urlguard.current(ref) if isinstance(ref, str) else ref
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Judges every request's scheme and host (each redirect hop too, as each is a request)
+    before the inner transport sees it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, policy: PolicyRef) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme not in ("http", "https"):
+            raise URLRefused(f"the scheme {request.url.scheme!r} is not fetched (http and https only)")
+        # raw_host is what the client connects to: IDNA-encoded, as httpx parsed it.
+        _policy(self.policy).check_host(request.url.raw_host.decode("ascii", "replace"))
+        if not _is_fetch(self.policy):
+            mark_request_sent()  # the provider now has the request: later errors are its answer's
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def _system_resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class GuardedResolver:
+    """An aiohttp resolver: the system's (or `resolve`'s) answer, judged by the policy before
+    aiohttp connects to any of it. aiohttp skips the resolver for an address literal; the
+    `GuardedTransport` in front has judged that literal already."""
+
+    def __init__(self, policy: PolicyRef, resolve: Resolve | None = None) -> None:
+        self.policy = policy
+        self._resolve = resolve
+        self._inner: Any = None
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+        if self._resolve is None:
+            if self._inner is None:
+                from aiohttp.resolver import DefaultResolver
+
+                self._inner = DefaultResolver()
+            found = await self._inner.resolve(host, port, family=family)
+        else:
+            found = [_resolve_result(host, address, port) for address in await self._resolve(host, port)]
+        _policy(self.policy).check_resolved(host.rstrip("."), [str(r["host"]) for r in found])
+        return found
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+def _resolve_result(host: str, address: str, port: int) -> dict[str, Any]:
+    version = ipaddress.ip_address(address).version
+    return {"hostname": host, "host": address, "port": port,
+            "family": socket.AF_INET6 if version == 6 else socket.AF_INET, "proto": 0,
+            "flags": socket.AI_NUMERICHOST}
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class GuardedBackend:
+    """An httpcore network backend that resolves a name itself, judges every address, then
+    connects to the judged addresses in turn (TLS still verifies the name: httpcore passes
+    the URL's host as the server name when it starts TLS)."""
+
+    def __init__(self, inner: Any, policy: PolicyRef, resolve: Resolve | None = None) -> None:
+        self.inner = inner
+        self.policy = policy
+        self._resolve = resolve or _system_resolve
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options: Any = None) -> Any:
+        import httpcore
+
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = [host] if _is_address(host) else await self._resolve(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} took too long") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        _policy(self.policy).check_resolved(host.rstrip("."), addresses)
+        error: Exception = httpcore.ConnectError(f"{host} resolved to no address")
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                    socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.inner.connect_unix_socket(*args, **kwargs)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+# -- clients --------------------------------------------------------------------------------------
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """URLs from callers must not share cookies through one pooled client."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+class GuardedClient(httpx.AsyncClient):
+    """The gateway's HTTP client: every connection judged by `policy`. `fetcher()` is its
+    sibling for caller- and upstream-supplied URLs, built on first use and closed with it."""
+
+    def __init__(self, *, transport_kind: str, policy: PolicyRef, max_response_bytes: int | None,
+                 resolve: Resolve | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.transport_kind = transport_kind
+        self.url_policy = policy
+        self.max_response_bytes = max_response_bytes
+        self.resolve = resolve
+        self._fetcher: GuardedClient | None = None
+
+    def fetcher(self) -> GuardedClient:
+        if self._fetcher is None:
+            self._fetcher = build_client(self.transport_kind, max_response_bytes=self.max_response_bytes,
+                                         policy=urlguard.FETCH, resolve=self.resolve)
+        return self._fetcher
+
+    async def aclose(self) -> None:
+        try:
+            if self._fetcher is not None:
+                await self._fetcher.aclose()
+        finally:
+            await super().aclose()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            if self._fetcher is not None:
+                await self._fetcher.aclose()
+        finally:
+            await super().__aexit__(*exc)
+
+
+def build_client(transport: str = "aiohttp", *, max_response_bytes: int | None = None,
+                 policy: PolicyRef = urlguard.PROVIDER, resolve: Resolve | None = None,
+                 timeout: float | httpx.Timeout = 30, trust_env: bool | None = None) -> GuardedClient:
+    """A keep-alive client whose connections pass the URL guard's `policy` ("provider" for
+    operator-configured URLs, "fetch" for caller- and upstream-supplied ones). `transport=
+    "aiohttp"` runs httpx's API over aiohttp's pool, which measured 3-7x the throughput of
+    httpx's own pool at concurrency 32 (shared/measurements.md); `"httpx"` uses httpx's own
+    transport. With `max_response_bytes`, no answer is read past it. `resolve` replaces DNS
+    (tests). `trust_env` (proxies from the environment) defaults to true for the provider
+    policy and is always false for the fetch policy."""
     if transport == "aiohttp":
         import httpx_aiohttp
 
         # The transport owns the pool, so the limits go to it, not to the client.
-        inner: httpx.AsyncBaseTransport = httpx_aiohttp.AiohttpTransport(limits=DEFAULT_LIMITS)
+        aio = httpx_aiohttp.AiohttpTransport(limits=DEFAULT_LIMITS)
+        aio.client = _session_factory(aio, policy, resolve)
+        inner: httpx.AsyncBaseTransport = aio
     else:
-        inner = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
+        own = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
+        # httpx has no public hook for name resolution; its pool's network backend is it.
+        own._pool._network_backend = GuardedBackend(own._pool._network_backend, policy, resolve)  # type: ignore[assignment]
+        inner = own
     if max_response_bytes is not None:
         inner = LimitedTransport(inner, max_response_bytes)
-    return httpx.AsyncClient(transport=inner, timeout=30)
+    # Every byte an upstream sends back passes the scrubber before anything else sees it.
+    inner = ScrubbingTransport(inner)
+    extra: dict[str, Any] = {"trust_env": trust_env is not False}
+    if _is_fetch(policy):
+        extra = {"trust_env": False, "cookies": httpx.Cookies(http.cookiejar.CookieJar(_NoCookies()))}
+    client = GuardedClient(transport_kind=transport, policy=policy, max_response_bytes=max_response_bytes,
+                           resolve=resolve, transport=GuardedTransport(inner, policy), timeout=timeout, **extra)
+    # A proxy from the environment gets a transport of its own, which resolves nothing here:
+    # its requests are still judged by URL.
+    for pattern, mounted in list(client._mounts.items()):
+        if mounted is not None:
+            client._mounts[pattern] = GuardedTransport(ScrubbingTransport(mounted), policy)
+    return client
+
+
+def _session_factory(aio: Any, policy: PolicyRef, resolve: Resolve | None) -> Callable[[], Any]:
+    def session() -> Any:
+        import aiohttp
+
+        # What httpx_aiohttp would build, with the guarded resolver; cookies stay httpx's
+        # business (aiohttp's own jar would add a second, invisible one).
+        connector = aiohttp.TCPConnector(keepalive_timeout=DEFAULT_LIMITS.keepalive_expiry,
+                                         limit=DEFAULT_LIMITS.max_connections or 0, ssl=aio.ssl_context,
+                                         resolver=GuardedResolver(policy, resolve))  # type: ignore[arg-type]
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    return session
+
+
+# -- fetching URLs that came from a caller or an upstream -----------------------------------------
+
+SuppliedBy = Literal["caller", "upstream"]
+
+UNREACHABLE = ("could not fetch {what}: the host did not answer in time or refused, or it is an address "
+               "the gateway does not fetch (loopback, private, link-local or metadata). Give a public "
+               "http(s) URL or a data: URL.")
+
+
+async def fetch(client: httpx.AsyncClient, url: str, *, timeout: float, supplied_by: SuppliedBy,
+                what: str = "the URL", same_origin_as: str | None = None,
+                connect_timeout: float | None = None) -> httpx.Response:
+    """GET `url`, which a caller or an upstream supplied, through the "fetch" policy.
+
+    For a caller's URL every failure is the caller's (a 400, CALLER_ERROR: no breaker effect):
+    a URL refused by what it says gets the reason; a refusal by what its name resolves to, a
+    connection refused or timed out, all get one message, so the answer is no port or DNS
+    oracle. Fetching takes at most half of `timeout`, so the attempt's own deadline (a
+    provider failure) never fires on a caller's slow URL.
+
+    For an upstream's URL (a prediction's output), a refused URL is that provider's FAILURE
+    (`unsafe_output_url`); other errors propagate for the engine to classify as before.
+    `same_origin_as`: a provider base URL; an upstream URL on that same origin is fetched with
+    the provider's own client (the operator chose that host already).
+    """
+    if supplied_by == "caller":
+        timeout = max(0.001, timeout / 2)
+    wait = httpx.Timeout(timeout, connect=min(connect_timeout or timeout, timeout))
+    if supplied_by == "upstream" and same_origin_as and _same_origin(url, same_origin_as):
+        return await client.get(url, timeout=wait)
+    policy = client.url_policy if isinstance(client, GuardedClient) and _is_fetch(client.url_policy) else urlguard.FETCH
+    try:
+        _policy(policy).check_url(url)
+    except URLRefused as exc:
+        raise _refused(exc, supplied_by, what) from None
+    if supplied_by == "upstream":
+        async with _fetching(client) as http:
+            try:
+                return await http.get(url, timeout=wait)
+            except URLRefused as exc:
+                raise _refused(exc, supplied_by, what) from None
+    try:
+        async with _fetching(client) as http, asyncio.timeout(timeout):
+            response = await http.get(url, timeout=wait)
+    except URLRefused as exc:
+        raise _refused(exc, supplied_by, what) from None
+    except (httpx.HTTPError, OSError, TimeoutError):
+        raise urlguard.caller_error(UNREACHABLE.format(what=what), code="url_not_fetched",
+                                    reason="url_unreachable") from None
+    except UpstreamError as exc:
+        if exc.classification.reason == "response_too_large":
+            raise urlguard.caller_error(f"{what} is too large: {exc.message}", code="url_too_large",
+                                        reason="url_too_large") from None
+        raise
+    if not response.is_success:
+        raise urlguard.caller_error(f"could not fetch {what}: it answered HTTP {response.status_code}",
+                                    code="url_not_fetched", reason="url_unreachable")
+    return response
+
+
+def _is_fetch(policy: PolicyRef) -> bool:
+    return (policy if isinstance(policy, str) else policy.name) == urlguard.FETCH
+
+
+class _fetching:
+    """The client to fetch with: a guarded client's fetcher (or itself, if it is one), or for
+    any other client (a test's plain one) a short-lived guarded client of httpx's transport."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.own: GuardedClient | None = None
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        if isinstance(self.client, GuardedClient):
+            return self.client if _is_fetch(self.client.url_policy) else self.client.fetcher()
+        self.own = build_client("httpx", policy=urlguard.FETCH)
+        return self.own
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.own is not None:
+            await self.own.aclose()
+
+
+def _refused(exc: URLRefused, supplied_by: SuppliedBy, what: str) -> UpstreamError:
+    if supplied_by == "upstream":
+        return UpstreamError(Classification(Outcome.FAILURE, "unsafe_output_url"), status=200,
+                             message=f"the provider answered a URL the gateway does not fetch: {exc.message}")
+    if not exc.static:  # what a name resolves to is told no more than a closed port
+        return urlguard.caller_error(UNREACHABLE.format(what=what), code="url_not_fetched", reason="url_refused")
+    return urlguard.caller_error(f"{what} is refused: {exc.message}", code="url_refused")
+
+
+def _same_origin(url: str, base_url: str) -> bool:
+    try:
+        a, b = httpx.URL(url), httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    return (a.scheme, a.raw_host, a.port or _PORTS.get(a.scheme)) == (b.scheme, b.raw_host, b.port or _PORTS.get(b.scheme))
+
+
+_PORTS = {"http": 80, "https": 443}
+

@@ -8,7 +8,10 @@ Pure Python and httpx; it never imports Django. The behaviour is resilience.md's
                                   preferred_provider=None, streaming=False)
 
 `call(target, ctx)` performs one attempt and returns a value or raises (`UpstreamError`,
-httpx errors); `ctx` is an `AttemptContext`. Errors are the small tree in `errors`.
+`UnsupportedRequest` for a request the target cannot take, httpx errors); `ctx` is an
+`AttemptContext`. Errors are the small tree in `errors`. The HTTP transport calls
+`mark_request_sent()` for every request it sends, so the chain can tell our own translation
+errors (the caller's 400) from a provider's failure.
 
 Test mode: `FakeClock` with `FakeClock.new_loop()` (or `FakeClock.run(coro)`) makes time free:
 sleeps, timeouts and backoff advance virtual time instead of waiting.
@@ -20,7 +23,7 @@ from .budget import AdaptiveThrottle, RetryBudget
 from .bulkhead import Bulkhead
 from .chain import AttemptFn
 from .clock import Clock, FakeClock, SystemClock, VirtualTimeLoop
-from .cooldown import Cooldowns
+from .cooldown import EXHAUSTED, MODEL_MISSING, RATE_LIMITED, REJECTED, Cooldowns
 from .deadline import current_deadline, deadline_scope
 from .engine import Engine
 from .errors import (
@@ -30,6 +33,8 @@ from .errors import (
     DeadlineExceeded,
     EngineError,
     NoTargets,
+    StreamDeadline,
+    UnsupportedRequest,
     UpstreamError,
 )
 from .events import (
@@ -44,6 +49,7 @@ from .latency import LatencyTracker
 from .limits import LimitStore, LocalLimits
 from .outcome import Classification, Outcome, classify_exception, classify_http, parse_retry_after
 from .policy import (
+    CAPABILITY_DEFAULTS,
     IMAGE,
     LLM,
     STRATEGIES,
@@ -54,17 +60,26 @@ from .policy import (
     RetryPolicy,
     RoutePolicy,
     TargetSpec,
+    attempt_timeout_for,
+    breaker_timeout_for,
+    first_byte_timeout_for,
     modality_for,
 )
 from .result import AttemptContext, AttemptRecord, ChainResult
+from .sent import mark_request_sent, watch_sends
 from .store import BreakerState, Cooldown, LocalStateStore, StateStore
 from .strategies import order_targets
 from .window import SlidingWindow, WindowCounts
 
 __all__ = [
+    "CAPABILITY_DEFAULTS",
+    "EXHAUSTED",
     "IMAGE",
     "LEGAL_EDGES",
     "LLM",
+    "MODEL_MISSING",
+    "RATE_LIMITED",
+    "REJECTED",
     "STRATEGIES",
     "TTS",
     "AdaptiveThrottle",
@@ -107,21 +122,28 @@ __all__ = [
     "RoutePolicy",
     "SlidingWindow",
     "StateStore",
+    "StreamDeadline",
     "SystemClock",
     "TargetSpec",
     "ThresholdExceeded",
+    "UnsupportedRequest",
     "UpstreamError",
     "VirtualTimeLoop",
     "WindowCounts",
+    "attempt_timeout_for",
     "backoff_bound",
     "break_duration",
+    "breaker_timeout_for",
     "classify_exception",
     "classify_http",
     "current_deadline",
     "deadline_scope",
+    "first_byte_timeout_for",
     "full_jitter",
     "jittered_at_least",
+    "mark_request_sent",
     "modality_for",
     "order_targets",
     "parse_retry_after",
+    "watch_sends",
 ]

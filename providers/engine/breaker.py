@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .backoff import break_duration
 from .clock import Clock
@@ -357,6 +357,8 @@ class BreakerSnapshot:
     p50_ms: float | None
     p95_ms: float | None
     cooldowns: list[tuple[str | None, str, float | None]]  # (credential, kind, until wall)
+    # The same with the scope: "" (every model of the credential) or one model family.
+    scoped_cooldowns: list[tuple[str | None, str, float | None, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -366,4 +368,6 @@ class BreakerSnapshot:
             "success_rate": self.success_rate, "consecutive_failures": self.consecutive_failures,
             "p50_ms": self.p50_ms, "p95_ms": self.p95_ms,
             "cooldowns": [{"credential": c, "kind": k, "until": u} for c, k, u in self.cooldowns],
+            "scoped_cooldowns": [{"credential": c, "kind": k, "until": u, "scope": sc}
+                                 for c, k, u, sc in self.scoped_cooldowns],
         }

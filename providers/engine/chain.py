@@ -6,6 +6,12 @@ retry budget). A refused target is recorded with `skipped` set and costs no call
 sends the attempt under `asyncio.timeout`, classifies the result (resilience.md §2) and decides:
 return it, retry the same target (backoff, Retry-After, next credential), fall back to the next
 target at once, or stop (caller error, deadline).
+
+Who is at fault decides (product.md): a 401/403 sets that credential aside as `rejected` and
+tries the next credential, then the next target; a 404 for a model the route chose sets the
+target aside as `model_missing` and falls back; a target that cannot take the request
+(`UnsupportedRequest`) is skipped as "unsupported" without a call; an exception from our own
+code before anything was sent is the caller's 400, not the provider's failure.
 """
 
 from __future__ import annotations
@@ -16,13 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 from . import hedging
 from .backoff import full_jitter, jittered_at_least
-from .cooldown import EXHAUSTED, INVALID, RATE_LIMITED
+from .cooldown import EXHAUSTED, MODEL_MISSING, RATE_LIMITED, REJECTED
 from .deadline import MARGIN_S, AttemptTimer
-from .errors import AllTargetsFailed, CallerError, CircuitOpen, DeadlineExceeded, UpstreamError
-from .outcome import Outcome, parse_retry_after
+from .errors import (
+    AllTargetsFailed,
+    CallerError,
+    CircuitOpen,
+    DeadlineExceeded,
+    EngineError,
+    UnsupportedRequest,
+    UpstreamError,
+)
+from .outcome import Outcome, at_fault, parse_retry_after
 from .policy import RoutePolicy, TargetSpec
 from .result import AttemptContext, AttemptRecord, ChainResult
-from .sent import Sent
+from .sent import Sent, watch_sends
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -34,8 +48,8 @@ Admitted = tuple[str | None, Any, int, Any]  # credential, Permit, bulkhead leas
 class FallbackChain:
     """The state of one `Engine.execute` call. Created per request, never shared."""
 
-    __slots__ = ("attempts", "call", "deadline", "deadline_hit", "engine", "last_error", "order",
-                 "race_won", "route", "sent", "skip_error", "streaming", "tries")
+    __slots__ = ("attempts", "call", "comeback", "deadline", "deadline_hit", "engine", "last_error",
+                 "order", "race_won", "route", "sent", "skip_error", "streaming", "tries")
 
     def __init__(
         self,
@@ -59,6 +73,7 @@ class FallbackChain:
         self.skip_error: BaseException | None = None
         self.deadline_hit = False
         self.race_won = False  # a hedged race has a winner: cancelled calls lost it
+        self.comeback: float | None = None  # seconds until the first skipped target is usable
 
     # the loop ------------------------------------------------------------------------------
     async def run(self) -> ChainResult[Any]:
@@ -69,6 +84,10 @@ class FallbackChain:
             if result is not None:
                 return result
         raise self._failure()
+
+    def _comes_back_in(self, seconds: float | None) -> None:
+        if seconds is not None and (self.comeback is None or seconds < self.comeback):
+            self.comeback = max(seconds, 0.0)
 
     async def _run_target(self, index: int, target: TargetSpec) -> ChainResult[Any] | None:
         engine = self.engine
@@ -86,29 +105,37 @@ class FallbackChain:
                 sent = await self.send(index, target, admitted)
             if sent.ok:
                 return self._result(sent)
+            if sent.skipped == "unsupported":
+                return None  # this target cannot take the request: the next one may
+            if sent.skipped == "invalid_request":
+                assert sent.error is not None
+                raise CallerError.invalid(_invalid_message(target, sent.error), self.attempts)
             outcome = sent.classification.outcome
-            key = target.breaker_key
             retry = target.retry
             now = engine.clock.monotonic()
+            cooldowns = engine.cooldowns
             if outcome is Outcome.CALLER_ERROR:
-                if (
-                    sent.status in (401, 403)
-                    and target.rotate_credentials
-                    and sent.credential is not None
-                    and engine.cooldowns.available(key, target.credentials, now) > 1
-                ):
-                    await engine.cooldowns.start(key, sent.credential, INVALID, retry.invalid_ttl_s,
-                                                 f"http_{sent.status}")
-                    self.tries[index] -= 1  # a bad key is not a failed try of the target
-                    continue
                 assert isinstance(sent.error, UpstreamError)
                 raise CallerError(sent.error, self.attempts)
+            if outcome is Outcome.CREDENTIAL_REJECTED:
+                # Our key is refused: never the caller's answer. Set it aside until the
+                # configuration changes it or an operator resets it; another key, or the
+                # next target, serves the request.
+                await cooldowns.start(target, sent.credential, REJECTED, None, sent.classification.reason)
+                self.tries[index] -= 1  # a bad key is not a failed try of the target
+                if cooldowns.available(target, now) > 0:
+                    continue
+                return None
+            if outcome is Outcome.TARGET_MISCONFIGURED:
+                await cooldowns.start(target, None, MODEL_MISSING, retry.model_missing_ttl_s,
+                                      sent.classification.reason)
+                return None
             hint = self._retry_after(sent)
             if outcome is Outcome.RATE_LIMITED:
-                await engine.cooldowns.start(key, sent.credential, RATE_LIMITED,
-                                             hint if hint is not None else retry.default_cooldown_s,
-                                             sent.classification.reason)
-                if engine.cooldowns.available(key, target.credentials, now) > 0:
+                await cooldowns.start(target, sent.credential, RATE_LIMITED,
+                                      hint if hint is not None else retry.default_cooldown_s,
+                                      sent.classification.reason)
+                if cooldowns.available(target, now) > 0:
                     continue  # the next credential, at once
                 if (
                     hint is None
@@ -122,10 +149,10 @@ class FallbackChain:
                     return None
                 continue
             if outcome is Outcome.EXHAUSTED:
-                await engine.cooldowns.start(key, sent.credential, EXHAUSTED,
-                                             hint if hint is not None else retry.exhausted_cooldown_s,
-                                             sent.classification.reason)
-                if engine.cooldowns.available(key, target.credentials, now) > 0:
+                await cooldowns.start(target, sent.credential, EXHAUSTED,
+                                      hint if hint is not None else retry.exhausted_cooldown_s,
+                                      sent.classification.reason)
+                if cooldowns.available(target, now) > 0:
                     continue  # the next credential, at once
                 return None
             # FAILURE or DEADLINE: retry on this target, budget and deadline permitting
@@ -186,7 +213,9 @@ class FallbackChain:
         elif target.maintenance:
             reason = "maintenance"
         elif (reason := breaker.check(now)) is None:
-            credential, reason = engine.cooldowns.pick(target.breaker_key, target.credentials, now)
+            credential, reason = engine.cooldowns.pick(target, now)
+            if reason is not None and record:
+                self._comes_back_in(engine.cooldowns.ends_in(target, now))
         if reason is None and hedge and breaker.state() == "half_open":
             reason = "half_open"  # a hedge goes only to a CLOSED breaker
         if reason is None and not ks.bulkhead.has_room(now):
@@ -231,14 +260,18 @@ class FallbackChain:
             return reason
         if not extra:
             ks.budget.record_first(now)
+        await engine.cooldowns.forget_stale(target, credential)
         return credential, permit, lease, ks
 
     def _skip(self, target: TargetSpec, reason: str, detail: str = "") -> None:
-        if reason in ("open", "forced_open", "half_open_full") and self.skip_error is None:
+        if reason in ("open", "forced_open", "half_open_full"):
             breaker = self.engine.breaker_for(target)
             st = self.engine.store.state(target.breaker_key)
             wait = (st.open_until - self.engine.clock.monotonic()) if st.open_until else breaker.probe_ttl_s
-            self.skip_error = CircuitOpen(target.breaker_key, max(wait, 0.001), st.state)
+            if self.skip_error is None:
+                self.skip_error = CircuitOpen(target.breaker_key, max(wait, 0.001), st.state)
+            if st.state != "forced_open" or st.open_until is not None:  # a forced open waits for a person
+                self._comes_back_in(wait)
         self.attempts.append(AttemptRecord(
             target.provider, target.model, None, None, None, 0.0, skipped=reason, reason=reason,
             error=detail,
@@ -259,26 +292,50 @@ class FallbackChain:
         timeout = min(target.timeout_for(self.streaming), self.deadline - start - MARGIN_S)
         ctx = AttemptContext(timeout, self.deadline, attempt_no, self.sent, credential, hedge)
         sent = Sent(target, credential, hedge)
-        try:
-            with AttemptTimer(asyncio.get_running_loop(), start + timeout):
-                sent.value = await self.call(target, ctx)
-            sent.ok = True
-            sent.status = 200  # every adapter answers only a 2xx; the attempt list shows it
-        except asyncio.CancelledError:
-            sent.fail(asyncio.CancelledError())
-            sent.duration = clock.monotonic() - start
+        with watch_sends() as wire:
+            try:
+                with AttemptTimer(asyncio.get_running_loop(), start + timeout):
+                    sent.value = await self.call(target, ctx)
+                sent.ok = True
+                sent.status = 200  # every adapter answers only a 2xx; the attempt list shows it
+            except asyncio.CancelledError:
+                sent.fail(asyncio.CancelledError())
+                sent.duration = clock.monotonic() - start
+                ks.bulkhead.release(lease)
+                await breaker.release(permit)
+                self._finished(sent, "hedge_lost" if self.race_won else "cancelled")
+                raise
+            except UnsupportedRequest as exc:
+                sent.fail(exc)
+                sent.skipped = "unsupported"
+            except Exception as exc:
+                sent.fail(exc, sent=wire.sent)
+                if isinstance(exc, UpstreamError) or sent.classification.outcome is not Outcome.CALLER_ERROR:
+                    self.last_error = exc
+                else:
+                    sent.skipped = "invalid_request"  # our translation failed: nothing was sent
+            except BaseException:
+                ks.bulkhead.release(lease)
+                await breaker.release(permit)
+                raise
+        if sent.skipped is not None:
+            # The provider was told nothing: not a call, not a try, no breaker effect. The
+            # attempt list shows the target as skipped, with the reason.
+            self.sent -= 1
+            self.tries[index] -= 1
             ks.bulkhead.release(lease)
             await breaker.release(permit)
-            self._finished(sent, "hedge_lost" if self.race_won else "cancelled")
-            raise
-        except Exception as exc:
-            sent.fail(exc)
-            self.last_error = exc
-        except BaseException:
-            ks.bulkhead.release(lease)
-            await breaker.release(permit)
-            raise
+            assert sent.error is not None
+            detail = (sent.error.message if isinstance(sent.error, UpstreamError)
+                      else _invalid_message(target, sent.error))
+            self._skip(target, sent.skipped, detail)
+            return sent
         end = clock.monotonic()
+        if isinstance(sent.error, UpstreamError):
+            # A refused key, or a model the route chose that is not there: neither is the
+            # caller's answer (product.md "Who is at fault").
+            sent.classification = at_fault(sent.classification, sent.status, sent.error.body, sent.error.message,
+                                           target.model, caller_named=target.caller_named)
         sent.duration = duration = end - start
         if sent.ok:
             engine.record_latency(target, duration)
@@ -313,7 +370,12 @@ class FallbackChain:
         retries = self.sent - len(targets_sent)
         return ChainResult(sent.value, served, self.attempts, failovers, retries, sent.finisher)
 
-    def _failure(self) -> AllTargetsFailed:
+    def _failure(self) -> EngineError:
+        if self.sent == 0 and self.attempts and all(a.skipped == "unsupported" for a in self.attempts):
+            # No target can take this request: the caller's to change, and it is told why.
+            why = "; ".join(f"{a.provider}/{a.model}: {a.error}" for a in self.attempts)
+            return CallerError.unsupported(f"no target of this route can take the request ({why})",
+                                           self.attempts)
         names = "; ".join(
             f"{a.provider}: {'skipped ' + a.skipped if a.skipped else a.reason}" for a in self.attempts
         ) or "no targets"
@@ -324,4 +386,13 @@ class FallbackChain:
             return DeadlineExceeded(f"deadline left no time for another attempt ({names})",
                                     self.attempts, last_error=last, all_skipped=all_skipped)
         return AllTargetsFailed(f"every target failed ({names})", self.attempts,
-                                last_error=last, all_skipped=all_skipped)
+                                last_error=last, all_skipped=all_skipped,
+                                retry_after=self.comeback if all_skipped else None)
+
+
+def _invalid_message(target: TargetSpec, error: BaseException) -> str:
+    """The caller's 400 for a request our translation could not build: the exception's kind
+    and text, never a traceback."""
+    text = str(error)[:300]
+    return (f"the request could not be translated for {target.provider}/{target.model}: "
+            f"{type(error).__name__}{': ' + text if text else ''}")

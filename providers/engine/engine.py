@@ -14,7 +14,7 @@ from .chain import AttemptFn, FallbackChain
 from .clock import Clock, SystemClock
 from .cooldown import Cooldowns
 from .deadline import _deadline
-from .errors import NoTargets
+from .errors import NoTargets, StreamDeadline
 from .events import AttemptFinished, Emitter, EventHook
 from .latency import LatencyTracker
 from .limits import LimitStore, LocalLimits
@@ -81,9 +81,10 @@ class Engine:
         """Call `call(target, ctx)` along the route's fallback chain until one succeeds.
 
         Returns a `ChainResult` (for `streaming=True`, call `result.finish(error)` when the
-        stream ends). Raises `CallerError` at once on a caller error, `DeadlineExceeded` when the
-        deadline left no time, `AllTargetsFailed` (with `all_skipped`) otherwise, and lets
-        `asyncio.CancelledError` through unchanged.
+        stream ends). Raises `CallerError` at once on a caller error (and when no target can
+        take the request), `DeadlineExceeded` when the deadline left no time, `AllTargetsFailed`
+        (with `all_skipped` and `retry_after`) otherwise, and lets `asyncio.CancelledError`
+        through unchanged.
         """
         if not targets:
             raise NoTargets(f"route {route.name!r} has no targets")
@@ -156,6 +157,7 @@ class Engine:
             p50_ms=p50 * 1000 if p50 is not None else None,
             p95_ms=p95 * 1000 if p95 is not None else None,
             cooldowns=self.cooldowns.listing(key),
+            scoped_cooldowns=self.cooldowns.listing(key, scoped=True),
         )
 
     def snapshots(self) -> list[BreakerSnapshot]:
@@ -166,6 +168,11 @@ class Engine:
         """Close the breaker and clear every cooldown of `key` (the console's "reset")."""
         await self.breaker(key).reset()
         await self.cooldowns.clear(key)
+
+    async def clear_model_missing(self, key: str, model: str) -> None:
+        """Forget that `model` was missing on `key` (its provider): call it when the model has
+        been pulled or added, so routes use it again at once instead of after the TTL."""
+        await self.cooldowns.drop(key, (None, model))
 
     async def force_open(self, key: str, seconds: float | None = None) -> None:
         await self.breaker(key).force_open(seconds)
@@ -256,6 +263,10 @@ class Engine:
                 outcome, reason = Outcome.SUCCESS, sent.classification.reason
             elif isinstance(error, asyncio.CancelledError):
                 outcome, reason = Outcome.CANCELLED, "cancelled"
+            elif isinstance(error, StreamDeadline):
+                # The request's own deadline cut a stream that was flowing: like a client
+                # going away, the provider is not to blame (the breaker counts nothing).
+                outcome, reason = Outcome.CANCELLED, "stream_deadline"
             else:
                 outcome, reason = Outcome.STREAM_ABORTED, "stream_aborted"
             try:

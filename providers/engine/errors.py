@@ -2,10 +2,15 @@
 
     EngineError
     ├── UpstreamError        a provider answered with an error, or its answer was unusable
+    │   └── UnsupportedRequest  this target cannot take this request (raised before sending):
+    │                            the chain skips it ("unsupported") and falls back
     ├── CircuitOpen          a breaker refused the call (fail fast), with `retry_after`
     ├── NoTargets            the route has no target that could serve the request
-    ├── CallerError          a provider said the request itself is wrong (4xx): returned as is
-    └── AllTargetsFailed     every target failed or was skipped; carries the attempt list
+    ├── CallerError          the request itself is wrong: a provider's 4xx (returned as is), a
+    │                        request no target can take, or one our translation cannot build
+    ├── StreamDeadline       the request's deadline ended a stream after its first byte
+    └── AllTargetsFailed     every target failed or was skipped; carries the attempt list and,
+        │                    when cooldowns or open breakers were the cause, `retry_after`
         └── DeadlineExceeded the request's deadline left no time for another attempt
 
 `asyncio.CancelledError` is never wrapped: it is re-raised unchanged.
@@ -101,6 +106,31 @@ def _message_of(body: bytes) -> str:
     return ""
 
 
+class UnsupportedRequest(UpstreamError):
+    """This target cannot take this request (`n > 1`, audio input, an option its wire format
+    lacks, a value it refuses), found before anything was sent.
+
+    Not the provider's fault and not necessarily the caller's: another target may take it.
+    The chain records the target as skipped ("unsupported", with this message), sends
+    nothing, leaves the breaker alone and falls back; only when every target refuses does
+    the caller get a 400 (`CallerError`) that says why, per target.
+    """
+
+    def __init__(self, message: str, *, reason: str = "unsupported", status: int = 400,
+                 body: bytes = b"") -> None:
+        if not body:
+            body = _error_body(message, reason)
+        super().__init__(Classification(Outcome.CALLER_ERROR, reason), status=status, message=message,
+                         body=body)
+
+
+def _error_body(message: str, code: str) -> bytes:
+    import json
+
+    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                 "code": code}}).encode()
+
+
 class CircuitOpen(EngineError):
     """The breaker is open (or half-open with no probe slot free); the call was not sent."""
 
@@ -116,12 +146,36 @@ class NoTargets(EngineError):
 
 
 class CallerError(EngineError):
-    """A provider rejected the request itself (400/401/403/404/413/422): not retried."""
+    """The request itself is wrong: not retried, never a breaker failure.
+
+    `upstream` is what the caller is answered with: a provider's own 4xx (400/404/413/422) as
+    it came, or one the engine built (`invalid`, `unsupported`) in OpenAI's error shape.
+    """
 
     def __init__(self, upstream: UpstreamError, attempts: Sequence[Any]) -> None:
         self.upstream = upstream
         self.attempts = list(attempts)
         super().__init__(upstream.message)
+
+    @classmethod
+    def invalid(cls, message: str, attempts: Sequence[Any]) -> CallerError:
+        """A request our translation for a target could not build: a 400 `invalid_request`."""
+        return cls(UpstreamError(Classification(Outcome.CALLER_ERROR, "invalid_request"), status=400,
+                                 message=message, body=_error_body(message, "invalid_request")), attempts)
+
+    @classmethod
+    def unsupported(cls, message: str, attempts: Sequence[Any]) -> CallerError:
+        """No target can take the request: a 400 `unsupported`, saying why per target."""
+        return cls(UpstreamError(Classification(Outcome.CALLER_ERROR, "unsupported"), status=400,
+                                 message=message, body=_error_body(message, "unsupported")), attempts)
+
+
+class StreamDeadline(EngineError):
+    """The request's deadline ran out while a stream was being forwarded.
+
+    The client keeps what it got and hears why; the provider is not blamed (the breaker
+    counts nothing), since it was answering, only for longer than the request allowed.
+    """
 
 
 class AllTargetsFailed(EngineError):
@@ -134,10 +188,14 @@ class AllTargetsFailed(EngineError):
         *,
         last_error: BaseException | None = None,
         all_skipped: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         self.attempts = list(attempts)
         self.last_error = last_error
         self.all_skipped = all_skipped
+        # Seconds until the earliest cooldown or open breaker among the skipped targets ends
+        # (None: none of them will end by itself); the gateway sends it as Retry-After.
+        self.retry_after = retry_after
         super().__init__(message)
 
 

@@ -36,10 +36,20 @@ class BreakerStateChanged(Event):
 
 @dataclass(frozen=True, slots=True)
 class CooldownStarted(Event):
+    """A credential, or one model family of a provider, set aside (see `cooldown`).
+
+    kind "rejected" (a 401/403: until the configuration changes the key or an operator resets
+    it) and "model_missing" (a route's model the provider does not have) are what the
+    console shows as the provider's reason and alerts on.
+    """
+
     credential: str | None
-    kind: str  # rate_limited | exhausted | invalid
-    until: float | None  # wall time; None: until an operator resets it
+    kind: str  # rate_limited | exhausted | rejected | model_missing
+    until: float | None  # wall time; None: until an operator resets it (or the key changes)
     reason: str
+    scope: str = ""  # the model family (the model's name), "" for the whole credential
+    provider: str = ""
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ class Outcome(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     EXHAUSTED = "exhausted"
     CALLER_ERROR = "caller_error"
+    CREDENTIAL_REJECTED = "credential_rejected"  # 401/403: our key for the provider is refused
+    TARGET_MISCONFIGURED = "target_misconfigured"  # 404 for a model the route chose
     CANCELLED = "cancelled"
     DEADLINE = "deadline"
     STREAM_ABORTED = "stream_aborted"  # cut after the first byte was forwarded: no retry, no fallback
@@ -60,6 +62,9 @@ _EXHAUSTION_MESSAGES = ("credit balance is too low", "exceeded your current quot
 
 # Statuses a caller must fix; never retried, never a breaker failure (resilience.md §2).
 CALLER_ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 410, 413, 415, 422})
+# Within a chain, these mean the provider refused *our* credential (the caller already passed
+# the gateway's own key check): CREDENTIAL_REJECTED, which the chain decides (`at_fault`).
+CREDENTIAL_STATUSES = frozenset({401, 403})
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -231,6 +236,46 @@ def classify_http(
     if status >= 500:
         return Classification(Outcome.FAILURE, f"http_{status}", parse_retry_after(headers, now), hint)
     return Classification(Outcome.FAILURE, f"unexpected_status_{status}", None, hint)
+
+
+_MODEL_MISSING_CODES = frozenset({"model_not_found", "not_found_error", "model_not_available"})
+
+
+def model_missing(status: int | None, reason: str, body: Any, message: str, model: str) -> bool:
+    """Whether a 404 says the provider has no such *model* (as opposed to another missing
+    thing the caller named, an ElevenLabs voice say, which must not set the target aside).
+
+    Yes when an adapter classified it `model_not_found`, when the error code says so
+    (OpenAI `model_not_found`, Anthropic `not_found_error`), or when the message names the
+    model (Ollama: `model "llama3" not found, try pulling it first`). Another `*_not_found`
+    code (voice_not_found, ...) is the caller's, whatever the message says.
+    """
+    if status != 404:
+        return False
+    if reason == "model_not_found":
+        return True
+    codes, body_message = _error_codes(body)
+    if any(c.endswith("not_found") and c not in _MODEL_MISSING_CODES for c in codes):
+        return False
+    if codes & _MODEL_MISSING_CODES:
+        return True
+    text = f"{message} {body_message}".lower()
+    return "model" in text and bool(model) and model.lower() in text
+
+
+def at_fault(classification: Classification, status: int | None, body: Any, message: str, model: str,
+             *, caller_named: bool) -> Classification:
+    """What a caller error from a provider means inside a fallback chain (product.md "Who is
+    at fault"): a 401/403 is our credential refused (CREDENTIAL_REJECTED); a 404 for a model
+    the route chose is the route misconfigured (TARGET_MISCONFIGURED, "model_missing"). An
+    HTTP answer alone cannot say either: it takes the chain's knowledge of the target."""
+    if classification.outcome is not Outcome.CALLER_ERROR:
+        return classification
+    if status in CREDENTIAL_STATUSES:
+        return Classification(Outcome.CREDENTIAL_REJECTED, classification.reason, None, False)
+    if not caller_named and model_missing(status, classification.reason, body, message, model):
+        return Classification(Outcome.TARGET_MISCONFIGURED, "model_missing", None, False)
+    return classification
 
 
 def _connect_reason(exc: BaseException) -> str:

@@ -15,9 +15,17 @@ from typing import Any
 STRATEGIES = ("priority", "round_robin", "weighted", "least_latency", "health_score", "random", "cost")
 
 
+PROBE_TTL_MARGIN_S = 5.0  # probe_ttl = attempt timeout + this (resilience.md §3)
+
+
 @dataclass(frozen=True, slots=True)
 class Modality:
-    """Timeouts and thresholds that differ between LLM, TTS and image work (§6, §10)."""
+    """One capability's defaults: timeouts and thresholds (resilience.md §3, §6, §10).
+
+    `probe_ttl_s` (a half-open reservation) is derived, attempt timeout + 5 s, so the
+    reservation always outlasts the attempt it admits. `CAPABILITY_DEFAULTS` below is the
+    only table of these numbers: the snapshot, the models and the monitor read it.
+    """
 
     name: str
     attempt_timeout_s: float
@@ -25,16 +33,65 @@ class Modality:
     slow_call_s: float
     deadline_s: float
 
+    @property
+    def probe_ttl_s(self) -> float:
+        return self.attempt_timeout_s + PROBE_TTL_MARGIN_S
 
-LLM = Modality("llm", attempt_timeout_s=30.0, first_byte_timeout_s=20.0, slow_call_s=10.0, deadline_s=60.0)
+    def validate(self) -> None:
+        owner = f"capability {self.name}"
+        _require(self.attempt_timeout_s > 0, owner, "attempt_timeout_s", "must be positive")
+        if self.first_byte_timeout_s is not None:
+            _require(0 < self.first_byte_timeout_s <= self.attempt_timeout_s, owner, "first_byte_timeout_s",
+                     "must be within (0, attempt_timeout_s]")
+        _require(0 < self.slow_call_s < self.attempt_timeout_s, owner, "slow_call_s",
+                 "must be below the attempt timeout (a slow call can still succeed)")
+        _require(self.deadline_s >= self.attempt_timeout_s, owner, "deadline_s", "must be ≥ attempt_timeout_s")
+        _require(self.probe_ttl_s > self.attempt_timeout_s, owner, "probe_ttl_s", "must be > attempt_timeout_s")
+
+
+LLM = Modality("chat", attempt_timeout_s=30.0, first_byte_timeout_s=20.0, slow_call_s=10.0, deadline_s=60.0)
 TTS = Modality("tts", attempt_timeout_s=10.0, first_byte_timeout_s=None, slow_call_s=5.0, deadline_s=20.0)
 IMAGE = Modality("image", attempt_timeout_s=120.0, first_byte_timeout_s=None, slow_call_s=60.0, deadline_s=180.0)
 
+# The one table of per-capability defaults. Each deadline allows one full attempt and a
+# fallback (§6). Speech to text reads a whole recording (60 s); a translation is one short
+# request (10 s); a video is composed like an image.
+CAPABILITY_DEFAULTS: dict[str, Modality] = {
+    "chat": LLM,
+    "embeddings": Modality("embeddings", attempt_timeout_s=30.0, first_byte_timeout_s=None, slow_call_s=10.0,
+                           deadline_s=60.0),
+    "tts": TTS,
+    "stt": Modality("stt", attempt_timeout_s=60.0, first_byte_timeout_s=None, slow_call_s=30.0, deadline_s=120.0),
+    "image": IMAGE,
+    "translation": Modality("translation", attempt_timeout_s=10.0, first_byte_timeout_s=None, slow_call_s=5.0,
+                            deadline_s=20.0),
+    "video": Modality("video", attempt_timeout_s=120.0, first_byte_timeout_s=None, slow_call_s=60.0,
+                      deadline_s=180.0),
+}
+
 
 def modality_for(capability: str) -> Modality:
-    """The modality whose defaults a capability uses (chat, embeddings, stt, translation: LLM;
-    video: as long as an image)."""
-    return {"tts": TTS, "image": IMAGE, "video": IMAGE}.get(capability, LLM)
+    """The defaults of `capability` (an unknown one gets chat's)."""
+    return CAPABILITY_DEFAULTS.get(capability, LLM)
+
+
+def attempt_timeout_for(capability: str, timeout_s: float | None = None) -> float:
+    """A provider's attempt timeout for `capability`: its own `timeout_s` when set."""
+    return timeout_s or modality_for(capability).attempt_timeout_s
+
+
+def first_byte_timeout_for(capability: str, timeout_s: float | None = None) -> float | None:
+    """Time to a stream's first byte: the provider's `timeout_s` when set (an operator who
+    gives a slow local model 120 s means it for streams too), else the capability's default."""
+    if timeout_s:
+        return timeout_s
+    return modality_for(capability).first_byte_timeout_s
+
+
+def breaker_timeout_for(capabilities: tuple[str, ...] | list[str], timeout_s: float | None = None) -> float:
+    """The attempt timeout one provider's breaker is sized for: the longest of its
+    capabilities', since its half-open reservation must outlast any attempt it admits."""
+    return max((attempt_timeout_for(c, timeout_s) for c in capabilities), default=attempt_timeout_for("chat", timeout_s))
 
 
 def _require(ok: bool, owner: str, name: str, why: str) -> None:
@@ -54,7 +111,7 @@ class RetryPolicy:
     retry_after_jitter: float = 0.2  # wait d x U(1, 1 + jitter)
     default_cooldown_s: float = 60.0  # a 429 with no usable header
     exhausted_cooldown_s: float | None = None  # None: until the provider's reset or an operator
-    invalid_ttl_s: float = 3600.0  # a credential refused with 401/403, set aside this long
+    model_missing_ttl_s: float = 300.0  # a route's model the provider does not have (404)
     budget_ratio: float = 0.1  # retries ≤ max(budget_min_retries, ratio x first attempts)
     budget_min_retries: int = 3
     budget_window_s: float = 10.0
@@ -74,7 +131,7 @@ class RetryPolicy:
         )
         _require(self.retry_after_jitter >= 0, owner, "retry_after_jitter", "must not be negative")
         _require(self.default_cooldown_s > 0, owner, "default_cooldown_s", "must be positive")
-        _require(self.invalid_ttl_s > 0, owner, "invalid_ttl_s", "must be positive")
+        _require(self.model_missing_ttl_s > 0, owner, "model_missing_ttl_s", "must be positive")
         _require(0 <= self.budget_ratio <= 1, owner, "budget_ratio", "must be within [0, 1]")
         _require(self.budget_min_retries >= 0, owner, "budget_min_retries", "must not be negative")
         _require(self.budget_window_s > 0, owner, "budget_window_s", "must be positive")
@@ -107,7 +164,7 @@ class BreakerPolicy:
 
     def resolve(self, attempt_timeout_s: float) -> BreakerPolicy:
         """This policy with every derived field filled in for `attempt_timeout_s`."""
-        probe_ttl = self.probe_ttl_s if self.probe_ttl_s is not None else attempt_timeout_s + 5.0
+        probe_ttl = self.probe_ttl_s if self.probe_ttl_s is not None else attempt_timeout_s + PROBE_TTL_MARGIN_S
         return replace(
             self,
             window_s=self.window_s if self.window_s is not None else max(60.0, 2 * attempt_timeout_s),
@@ -198,10 +255,24 @@ class TargetSpec:
     min_useful_s: float | None = None  # None: this target's p50 latency, or 1 s without data
     requests_per_minute: int | None = None  # skipped ("limit") rather than sent past these
     tokens_per_minute: int | None = None
+    # The caller named this target itself (`provider/model`): a 404 is then the caller's
+    # answer; for a target the route chose, it means the route is misconfigured (§2).
+    caller_named: bool = False
+    # Rate limits and a missing model hold for one model family, not the whole provider
+    # (resilience.md §1); default: the model's name.
+    model_family: str = ""
+    # A fingerprint per credential (aligned with `credentials`): a credential rejected with
+    # 401/403 stays set aside only while its fingerprint is the same, so editing the key in
+    # the configuration brings it back at once.
+    credential_versions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.breaker_key:
             object.__setattr__(self, "breaker_key", self.provider)
+        if not self.model_family:
+            object.__setattr__(self, "model_family", self.model)
+        if not isinstance(self.credential_versions, tuple):
+            object.__setattr__(self, "credential_versions", tuple(self.credential_versions))
         if not isinstance(self.credentials, tuple):
             object.__setattr__(self, "credentials", tuple(self.credentials))
         object.__setattr__(self, "breaker", self.breaker.resolve(self.attempt_timeout_s))
@@ -209,7 +280,7 @@ class TargetSpec:
     @classmethod
     def for_modality(cls, modality: Modality, provider: str, model: str, **kw: Any) -> TargetSpec:
         breaker = kw.pop("breaker", None) or BreakerPolicy.for_modality(modality)
-        kw.setdefault("capability", {"llm": "chat"}.get(modality.name, modality.name))
+        kw.setdefault("capability", modality.name)
         return cls(
             provider, model,
             attempt_timeout_s=kw.pop("attempt_timeout_s", modality.attempt_timeout_s),
@@ -232,6 +303,15 @@ class TargetSpec:
         """Image defaults: attempt 120 s, slow > 60 s (total)."""
         return cls.for_modality(IMAGE, provider, model, **kw)
 
+    def credential_version(self, credential: str | None) -> str:
+        """The fingerprint of `credential` ("" when unknown)."""
+        if credential is None or not self.credential_versions:
+            return ""
+        try:
+            return self.credential_versions[self.credentials.index(credential)]
+        except (ValueError, IndexError):
+            return ""
+
     def timeout_for(self, streaming: bool) -> float:
         if streaming and self.first_byte_timeout_s is not None:
             return self.first_byte_timeout_s
@@ -251,8 +331,22 @@ class TargetSpec:
         if self.min_useful_s is not None:
             _require(self.min_useful_s >= 0, owner, "min_useful_s", "must not be negative")
         _require(len(set(self.credentials)) == len(self.credentials), owner, "credentials", "has duplicates")
+        _require(not self.credential_versions or len(self.credential_versions) == len(self.credentials),
+                 owner, "credential_versions", "must have one entry per credential")
         self.retry.validate()
         self.breaker.validate(self.attempt_timeout_s)
+
+
+def validate_capability_defaults() -> None:
+    """The §6 start-up checks on every row of `CAPABILITY_DEFAULTS`, the derived breaker
+    included (window ≥ 2 x attempt timeout, probe TTL > attempt timeout)."""
+    for capability, modality in CAPABILITY_DEFAULTS.items():
+        modality.validate()
+        BreakerPolicy.for_modality(modality).validate(modality.attempt_timeout_s)
+        _require(modality.name == capability, f"capability {capability}", "name", "must match its key")
+
+
+validate_capability_defaults()  # a wrong table fails at import, not during an incident
 
 
 @dataclass(frozen=True, slots=True)

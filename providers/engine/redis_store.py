@@ -90,6 +90,7 @@ from .store import (
     BreakerState,
     Cooldown,
     LocalStateStore,
+    Slot,
 )
 from .window import WindowCounts
 
@@ -99,7 +100,8 @@ SHARED, LOCAL, FREE = "shared", "local", "free"  # FREE: a probe token that hold
 _OPERATOR_REASONS = ("manual_reset", "forced_open")
 _LUA = Path(__file__).with_name("lua")
 _SCRIPTS = ("count", "cas", "clear", "reserve", "release", "probe_result", "cooldown", "uncool",
-            "snapshot")
+            "drop", "snapshot")
+_SCOPE_SEP = "\x1f"  # between credential and scope in a cooldown's hash field (in no id or model name)
 
 # Which layer the last add_outcome of this task chose for `key`: (key, SHARED | LOCAL).
 _trip_layer: ContextVar[tuple[str, str] | None] = ContextVar("redis_store_trip_layer", default=None)
@@ -154,7 +156,7 @@ class _Shared:
     def __init__(self) -> None:
         self.state: BreakerState | None = None  # None: not read yet
         self.ver = -1
-        self.cooldowns: dict[str | None, Cooldown] = {}
+        self.cooldowns: dict[Slot, Cooldown] = {}
         self.cver = -1
         self.probes: tuple[int, list[float]] = (-1, [])  # (generation, live expiries)
         self.counts: WindowCounts | None = None
@@ -173,6 +175,18 @@ def _until(st: BreakerState) -> float:
 
 def _longer(a: Cooldown, b: Cooldown) -> bool:
     return b.until is not None and (a.until is None or a.until > b.until)
+
+
+def _field(slot: Slot) -> str:
+    """A cooldown's hash field: "-" or "=<credential>", then the separator and the scope."""
+    credential, scope = slot
+    head = "-" if credential is None else "=" + credential
+    return head + _SCOPE_SEP + scope if scope else head
+
+
+def _slot(field: str) -> Slot:
+    head, _, scope = field.partition(_SCOPE_SEP)
+    return (None if head == "-" else head[1:]), scope
 
 
 def _pairs(value: Any) -> list[Any]:
@@ -557,7 +571,7 @@ class RedisStateStore:
         return int(reply[0]), int(reply[1])
 
     # cooldowns -----------------------------------------------------------------------------
-    def cooldowns(self, key: str) -> dict[str | None, Cooldown]:
+    def cooldowns(self, key: str) -> dict[Slot, Cooldown]:
         local = self.local.cooldowns(key)
         entry = self._shared.get(key)
         if entry is None or entry.state is None:
@@ -570,25 +584,33 @@ class RedisStateStore:
         if not local:
             return shared
         merged = dict(shared)
-        for credential, cd in local.items():
-            other = merged.get(credential)
+        for slot, cd in local.items():
+            other = merged.get(slot)
             if other is None or _longer(cd, other):
-                merged[credential] = cd
+                merged[slot] = cd
         return merged
 
     async def set_cooldown(self, key: str, cooldown: Cooldown) -> bool:
         started = await self.local.set_cooldown(key, cooldown)
         now = self.clock.monotonic()
         for_ms = "" if cooldown.until is None else f"{max(0.0, cooldown.until - now) * 1000:.3f}"
-        field = "-" if cooldown.credential is None else "=" + cooldown.credential
         base = self._base_name(key)
         reply = await self._run("cooldown", [base + ":c", base + ":s"], [
-            field, cooldown.kind, for_ms, cooldown.reason, self.channel, key, self.reporter_id,
+            _field(cooldown.slot), cooldown.kind, for_ms, cooldown.reason, self.channel, key, self.reporter_id,
+            cooldown.version,
         ], at=1)
         if reply is None:
             return started
         self._apply_cooldowns(key, reply[2], reply[3:])
         return int(reply[0]) == 1
+
+    async def drop_cooldown(self, key: str, slot: Slot) -> None:
+        await self.local.drop_cooldown(key, slot)
+        base = self._base_name(key)
+        reply = await self._run("drop", [base + ":c", base + ":s"],
+                                [_field(slot), self.channel, key, self.reporter_id], at=0)
+        if reply is not None:
+            self._apply_cooldowns(key, reply[1], reply[2:])
 
     async def clear_cooldowns(self, key: str) -> None:
         await self.local.clear_cooldowns(key)
@@ -665,12 +687,13 @@ class RedisStateStore:
         cver = int(cver or 0)
         if cver < entry.cver and not force:
             return
-        book: dict[str | None, Cooldown] = {}
+        book: dict[Slot, Cooldown] = {}
         for i in range(0, len(pairs) - 1, 2):
             field, value = pairs[i], json.loads(pairs[i + 1])
-            credential = None if field == "-" else field[1:]
+            credential, scope = _slot(field)
             until = self._link.local(value["u"]) if value["u"] != "" else None
-            book[credential] = Cooldown(credential, value["k"], until, value.get("r", ""))
+            book[credential, scope] = Cooldown(credential, value["k"], until, value.get("r", ""), scope,
+                                               value.get("v", ""))
         entry.cooldowns, entry.cver = book, cver
 
     async def _refresh(self, keys: list[str], *, force: bool = False) -> None:
@@ -711,6 +734,8 @@ class RedisStateStore:
             self._apply_cooldowns(key, msg["v"], _pairs(msg["c"]))
             if msg.get("x") and msg.get("o") != self.reporter_id:
                 await self.local.clear_cooldowns(key)  # an operator's reset, made elsewhere
+            elif msg.get("d") and msg.get("o") != self.reporter_id:
+                await self.local.drop_cooldown(key, _slot(msg["d"]))  # dropped elsewhere
 
     # Redis ---------------------------------------------------------------------------------
     def _bind(self) -> bool:

@@ -42,7 +42,9 @@ class AttemptRecord(NamedTuple):
     status: int | None
     duration_ms: float
     skipped: str | None = None  # disabled, maintenance, open, half_open_full, forced_open,
-    # cooldown, exhausted, bulkhead_full, throttled, budget, deadline, limit
+    # cooldown, exhausted, rejected, model_missing, bulkhead_full, throttled, budget, deadline,
+    # limit; unsupported (the target cannot take the request: `error` says why) and
+    # invalid_request (our translation for it failed): nothing was sent
     reason: str = ""
     error: str = ""
     hedge: bool = False

@@ -1,9 +1,22 @@
-"""One attempt that was sent: what came back and how long it took (internal to the chain)."""
+"""One attempt: whether anything went out on the wire, what came back, how long it took.
+
+`mark_request_sent()` is the hook for the HTTP layer: the shared client's transport calls it
+as each request goes out. The chain runs every attempt inside `watch_sends()`, so it knows
+whether the attempt reached a provider. An exception from our own code before anything was
+sent (a TypeError while translating the caller's `"temperature": "hot"` for Anthropic) is the
+caller's 400, never the provider's failure; after a send, the same exception means the
+provider's answer could not be used, a FAILURE as before.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+
+import httpx
 
 from .errors import UpstreamError
 from .outcome import SUCCESS, Classification, Outcome, classify_exception
@@ -11,9 +24,51 @@ from .policy import TargetSpec
 from .result import AttemptRecord
 
 
+class Wire:
+    """Whether the attempt it belongs to has sent a request (set by `mark_request_sent`)."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+_wire: ContextVar[Wire | None] = ContextVar("providers_engine_wire", default=None)
+
+
+def mark_request_sent() -> None:
+    """Note that the current attempt has put a request on the wire. Called by the HTTP
+    transport for every request it sends; a no-op outside an attempt."""
+    wire = _wire.get()
+    if wire is not None:
+        wire.sent = True
+
+
+@contextmanager
+def watch_sends() -> Iterator[Wire]:
+    """Run one attempt with a fresh `Wire` (tasks it starts share it: the object is copied
+    by reference into their contexts)."""
+    wire = Wire()
+    token = _wire.set(wire)
+    try:
+        yield wire
+    finally:
+        _wire.reset(token)
+
+
+# Exceptions that speak of the network or of time, whoever raised them: never the caller's.
+_TRANSPORT = (httpx.HTTPError, OSError, TimeoutError, asyncio.CancelledError, httpx.StreamError)
+
+
+def translation_error(exc: BaseException, sent: bool) -> bool:
+    """Whether `exc` is our own code failing on the caller's request before anything went
+    out: not an upstream answer, not a transport or timeout error, and nothing sent."""
+    return not sent and not isinstance(exc, (UpstreamError, *_TRANSPORT)) and isinstance(exc, Exception)
+
+
 class Sent:
     __slots__ = ("classification", "credential", "duration", "error", "finisher", "hedge", "index",
-                 "ok", "status", "target", "value")
+                 "ok", "skipped", "status", "target", "value")
 
     def __init__(self, target: TargetSpec, credential: str | None, hedge: bool) -> None:
         self.target = target
@@ -27,9 +82,14 @@ class Sent:
         self.duration = 0.0
         self.finisher: Callable[[BaseException | None], Awaitable[None]] | None = None
         self.index = -1
+        self.skipped: str | None = None  # "unsupported" / "invalid_request": nothing was sent
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, *, sent: bool = True) -> None:
         self.error = error
+        if translation_error(error, sent):
+            self.classification = Classification(Outcome.CALLER_ERROR, "invalid_request", None, False)
+            self.status = 400
+            return
         self.classification = classify_exception(error)
         if isinstance(error, UpstreamError):
             self.status = error.status
@@ -65,7 +125,11 @@ class Sent:
     def record(self, reason: str = "") -> AttemptRecord:
         cls = self.classification
         error = ""
-        if self.error is not None:
+        if cls.outcome is Outcome.CREDENTIAL_REJECTED:
+            # What a provider says about our key (a careless proxy repeats it) is for the
+            # operator's health view, never for the caller's attempt list.
+            error = f"the provider refused the gateway's credential (HTTP {self.status})"
+        elif self.error is not None:
             message = getattr(self.error, "message", None) or str(self.error) or type(self.error).__name__
             error = message[:200]
         return AttemptRecord(

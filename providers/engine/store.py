@@ -54,15 +54,30 @@ class BreakerState:
 
 @dataclass(frozen=True, slots=True)
 class Cooldown:
-    """A credential set aside: rate limited until `until`, exhausted, or invalid (401/403)."""
+    """A credential set aside: rate limited until `until`, exhausted, rejected (401/403), or
+    a model the provider does not have (model_missing, with `credential` None: any key).
+
+    `scope` is the model family it holds for ("" for the whole credential): a 429 or a
+    missing model concerns one model, an exhausted quota or a refused key every model.
+    `version` is the credential's fingerprint when it was rejected.
+    """
 
     credential: str | None
-    kind: str  # rate_limited | exhausted | invalid
+    kind: str  # rate_limited | exhausted | rejected | model_missing
     until: float | None  # monotonic; None: until an operator resets it
     reason: str = ""
+    scope: str = ""
+    version: str = ""
+
+    @property
+    def slot(self) -> Slot:
+        return self.credential, self.scope
 
     def active(self, now: float) -> bool:
         return self.until is None or now < self.until
+
+
+Slot = tuple[str | None, str]  # (credential, scope): where a cooldown sits in a key's book
 
 
 INITIAL = BreakerState()
@@ -109,10 +124,15 @@ class StateStore(Protocol):
         """Count one probe result for `generation`; returns (successes, failures) so far."""
         ...
 
-    def cooldowns(self, key: str) -> dict[str | None, Cooldown]: ...
+    def cooldowns(self, key: str) -> dict[Slot, Cooldown]: ...
 
     async def set_cooldown(self, key: str, cooldown: Cooldown) -> bool:
-        """Start or extend a cooldown; False (and no change) if one as long already runs."""
+        """Start or extend the cooldown in `cooldown.slot`; False (and no change) if one as
+        long already runs there."""
+        ...
+
+    async def drop_cooldown(self, key: str, slot: Slot) -> None:
+        """Forget the cooldown in `slot` (a model pulled, a key replaced)."""
         ...
 
     async def clear_cooldowns(self, key: str) -> None:
@@ -146,7 +166,7 @@ class LocalStateStore:
         self._windows: dict[str, SlidingWindow] = {}
         self._consecutive: dict[str, int] = {}
         self._probes: dict[str, _Probes] = {}
-        self._cooldowns: dict[str, dict[str | None, Cooldown]] = {}
+        self._cooldowns: dict[str, dict[Slot, Cooldown]] = {}
 
     # breaker state -------------------------------------------------------------------------
     def state(self, key: str) -> BreakerState:
@@ -228,19 +248,25 @@ class LocalStateStore:
         return probes.successes, probes.failures
 
     # cooldowns -----------------------------------------------------------------------------
-    def cooldowns(self, key: str) -> dict[str | None, Cooldown]:
+    def cooldowns(self, key: str) -> dict[Slot, Cooldown]:
         return self._cooldowns.get(key) or {}
 
     async def set_cooldown(self, key: str, cooldown: Cooldown) -> bool:
         book = self._cooldowns.setdefault(key, {})
-        current = book.get(cooldown.credential)
-        # The longer cooldown wins whatever its kind; an expired one is always shorter.
-        if current is not None and (
+        current = book.get(cooldown.slot)
+        # The longer cooldown wins whatever its kind; an expired one is always shorter, and
+        # one set for another version of the credential no longer holds.
+        if current is not None and current.version == cooldown.version and (
             current.until is None or (cooldown.until is not None and current.until >= cooldown.until)
         ):
             return False
-        book[cooldown.credential] = cooldown
+        book[cooldown.slot] = cooldown
         return True
+
+    async def drop_cooldown(self, key: str, slot: Slot) -> None:
+        book = self._cooldowns.get(key)
+        if book:
+            book.pop(slot, None)
 
     async def clear_cooldowns(self, key: str) -> None:
         self._cooldowns.pop(key, None)

@@ -2,7 +2,9 @@
 
 For a stream, the attempt itself waits for the first chunk, so a provider that fails before
 its first byte is a plain failure the engine can retry or fall back from; after it, the
-stream belongs to the client and a break is never retried (resilience.md §2).
+stream belongs to the client and a break is never retried (resilience.md §2). The whole
+stream ends at the request's deadline: the chunk iterator then raises `StreamDeadline`, so
+the client hears why in a stream_aborted error event and the provider is not blamed.
 
 An answer larger than `GATEWAY_MAX_RESPONSE_BYTES` is never read past that size: the shared
 client's transport cuts it (providers/adapters/client.py), the attempt fails with
@@ -11,12 +13,21 @@ client's transport cuts it (providers/adapters/client.py), the attempt fails wit
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from providers.adapters import Adapter, ChatStream, Result
-from providers.engine import AttemptContext, Classification, Outcome, TargetSpec, UpstreamError
+from providers.engine import (
+    AttemptContext,
+    Classification,
+    Clock,
+    Outcome,
+    StreamDeadline,
+    TargetSpec,
+    UpstreamError,
+)
 from providers.runtime import Runtime
 from providers.snapshot import Snapshot
 
@@ -30,7 +41,10 @@ class StreamStart:
     first: dict[str, Any]
 
 
-async def open_stream(adapter: Adapter, body: dict[str, Any], model: str, timeout: float) -> StreamStart:
+async def open_stream(adapter: Adapter, body: dict[str, Any], model: str, timeout: float, *,
+                      deadline: float | None = None, clock: Clock | None = None) -> StreamStart:
+    """Open a chat stream and wait for its first chunk. With `deadline` (a monotonic time on
+    `clock`, the engine's), the chunks after the first stop there (`StreamDeadline`)."""
     stream = await adapter.chat_stream(body, model=model, timeout=timeout)
     chunks = aiter(stream)
     try:
@@ -42,7 +56,29 @@ async def open_stream(adapter: Adapter, body: dict[str, Any], model: str, timeou
     except BaseException:
         await stream.aclose()
         raise
+    if deadline is not None and clock is not None:
+        chunks = until_deadline(chunks, deadline, clock)
     return StreamStart(stream, chunks, first)
+
+
+async def until_deadline(chunks: AsyncIterator[dict[str, Any]], deadline: float,
+                         clock: Clock) -> AsyncIterator[dict[str, Any]]:
+    """`chunks` until the request's deadline; then `StreamDeadline`. The time left is read
+    on the engine's clock and waited for on the loop's, so a fake clock works too."""
+    loop = asyncio.get_running_loop()
+    at = loop.time() + (deadline - clock.monotonic())
+    while True:
+        try:
+            async with asyncio.timeout_at(at) as scope:
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise StreamDeadline("the request's deadline ended the stream (X-Gateway-Deadline or the "
+                                 "route's deadline_s)") from None
+        yield chunk
 
 
 @dataclass
@@ -62,7 +98,8 @@ class Call:
         async def attempt(target: TargetSpec, ctx: AttemptContext) -> Result | StreamStart:
             adapter = rt.adapter(snapshot.providers[target.provider], ctx.credential)
             if capability == "chat" and stream:
-                return await open_stream(adapter, body, target.model, ctx.timeout)
+                return await open_stream(adapter, body, target.model, ctx.timeout, deadline=ctx.deadline,
+                                         clock=rt.engine.clock)
             return await self.complete(adapter, target.model, ctx.timeout)
 
         return attempt

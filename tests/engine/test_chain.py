@@ -129,18 +129,19 @@ async def test_a_refused_credential_is_set_aside_and_the_next_one_tried(engine):
     result = await engine.execute(RoutePolicy("r"), [target], upstream)
     assert result.value == "ok"
     assert [c.credential for c in upstream.contexts] == ["bad", "good"]
-    assert [(c, k) for c, k, _ in engine.snapshot("a").cooldowns] == [("bad", "invalid")]
+    assert [(c, k) for c, k, _ in engine.snapshot("a").cooldowns] == [("bad", "rejected")]
     again = Upstream()
     await engine.execute(RoutePolicy("r"), [target], again)
     assert [c.credential for c in again.contexts] == ["good"]
 
 
-async def test_a_refused_credential_without_rotation_is_a_caller_error(engine):
-    upstream = Upstream(http_error(401))
+async def test_a_refused_credential_without_rotation_is_set_aside_too_never_the_callers_answer(engine):
+    upstream = Upstream(http_error(403))
     target = TargetSpec("a", "m", credentials=("bad", "good"))
-    with pytest.raises(CallerError):
-        await engine.execute(RoutePolicy("r"), [target], upstream)
-    assert upstream.calls == 1
+    result = await engine.execute(RoutePolicy("r"), [target], upstream)
+    assert result.value == "ok"
+    assert [c.credential for c in upstream.contexts] == ["bad", "good"]
+    assert [(c, k) for c, k, _ in engine.snapshot("a").cooldowns] == [("bad", "rejected")]
 
 
 async def test_exactly_one_open_event_when_a_hundred_concurrent_failures_cross_together(engine, clock, events):

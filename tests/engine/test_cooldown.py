@@ -30,8 +30,8 @@ async def test_fifty_rate_limits_cool_the_key_down_without_tripping_the_breaker(
     assert upstream.calls == 50 and all(isinstance(r, AllTargetsFailed) for r in results)
     snap = engine.snapshot("a")
     assert snap.state == "closed" and snap.calls == 0
-    assert [(c, k) for c, k, _ in snap.cooldowns] == [(None, "rate_limited")]
-    assert snap.cooldowns[0][2] == pytest.approx(clock.time() + 5.0)
+    assert [(c, k) for c, k, _, _ in snap.scoped_cooldowns] == [(None, "rate_limited")]
+    assert snap.scoped_cooldowns[0][2] == pytest.approx(clock.time() + 5.0)
     assert len([e for e in events if isinstance(e, CooldownStarted)]) == 1
 
     router = Router(a=upstream, b=Upstream())
@@ -69,7 +69,7 @@ async def test_a_long_retry_after_falls_back_at_once_and_cools_the_key(engine, c
     result = await engine.execute(RoutePolicy("r"), targets, router, deadline_s=30.0)
     assert result.target.provider == "b"
     assert router["b"].started_at[0] - router["a"].started_at[0] <= 0.010
-    (_, kind, until), = engine.snapshot("a").cooldowns
+    (_, kind, until, _), = engine.snapshot("a").scoped_cooldowns
     assert kind == "rate_limited" and until == pytest.approx(clock.time() + 120.0)
 
 
@@ -77,7 +77,7 @@ async def test_an_implausible_retry_after_is_ignored_for_the_default_cooldown(en
     router = Router(a=Upstream(rate_limited(**{"retry-after": "100000"})), b=Upstream())
     result = await engine.execute(RoutePolicy("r"), [TargetSpec("a", "m"), TargetSpec("b", "m")], router)
     assert result.target.provider == "b"
-    (_, kind, until), = engine.snapshot("a").cooldowns
+    (_, kind, until, _), = engine.snapshot("a").scoped_cooldowns
     assert kind == "rate_limited" and until == pytest.approx(clock.time() + 60.0)
 
 
@@ -85,7 +85,7 @@ async def test_an_implausible_header_gives_way_to_the_next_one(engine, clock):
     router = Router(a=Upstream(rate_limited(**{"retry-after": "100000", "x-ratelimit-reset": str(clock.time() + 90)})),
                     b=Upstream())
     await engine.execute(RoutePolicy("r"), [TargetSpec("a", "m"), TargetSpec("b", "m")], router)
-    (_, _, until), = engine.snapshot("a").cooldowns
+    (_, _, until, _), = engine.snapshot("a").scoped_cooldowns
     assert until == pytest.approx(clock.time() + 90.0)
 
 
@@ -110,7 +110,7 @@ async def test_a_rate_limit_on_one_credential_moves_to_the_next_at_once(engine, 
     assert [c.credential for c in upstream.contexts] == ["k1", "k2"]
     assert upstream.started_at[1] == upstream.started_at[0]
     assert result.failovers == 0 and result.retries == 1
-    assert [(c, k) for c, k, _ in engine.snapshot("a").cooldowns] == [("k1", "rate_limited")]
+    assert [(c, k) for c, k, _, _ in engine.snapshot("a").scoped_cooldowns] == [("k1", "rate_limited")]
     second = Upstream()
     await engine.execute(RoutePolicy("r"), [target], second)
     assert [c.credential for c in second.contexts] == ["k2"]  # k1 still cools; k2 does not

@@ -97,7 +97,7 @@ async def test_reset_closes_the_breaker_and_clears_its_cooldowns(engine, clock):
         await engine.record("a", F, 0.1)
     snap = engine.snapshot("a")
     assert snap.state == "open"
-    assert [(c, k) for c, k, _ in snap.cooldowns] == [("k1", "rate_limited")]
+    assert [(c, k) for c, k, _, _ in snap.scoped_cooldowns] == [("k1", "rate_limited")]
     await engine.reset("a")
     snap = engine.snapshot("a")
     assert (snap.state, snap.cooldowns, snap.opened_count, snap.calls) == ("closed", [], 0, 0)

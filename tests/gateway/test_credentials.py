@@ -40,15 +40,17 @@ async def test_a_refused_key_is_set_aside_and_the_next_one_serves(gateway, confi
     assert second.status_code == 200
     assert used_keys(upstream)[-1] == GOOD and len(used_keys(upstream)) == 3  # no second try of the bad key
     detail = (await gateway.get("/api/providers/multi", headers=auth(key))).json()
-    assert [c["state"] for c in detail["credentials"]] == ["invalid", "active"]
+    assert [c["state"] for c in detail["credentials"]] == ["rejected", "active"]
 
 
 async def test_an_exhausted_key_is_set_aside_until_an_operator_resets_it(gateway, configure, upstream, key):
     await configure(doc(upstream.url, [GOOD, GOOD.replace("key", "kez")]))
     upstream.fault(status=429, error_code="insufficient_quota", times=1)
     response = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
-    # the second key is not valid on this fake: its 401 is the caller error, as no key is left
-    assert response.status_code == 401, response.text
+    # the second key is not valid on this fake: its 401 is our credential refused (never the
+    # caller's answer), and no key is left
+    assert response.status_code == 502, response.text
+    assert [a["outcome"] for a in response.json()["error"]["attempts"]] == ["exhausted", "credential_rejected"]
     states = [c["state"] for c in (await gateway.get("/api/providers/multi", headers=auth(key))).json()["credentials"]]
     assert states[0] == "exhausted"
     reset = await gateway.post("/api/breakers/multi/reset", headers=auth(key))
@@ -58,9 +60,13 @@ async def test_an_exhausted_key_is_set_aside_until_an_operator_resets_it(gateway
     assert await sync_to_async(AuditLog.objects.filter(action="reset_breaker", object_name="multi").exists)()
 
 
-async def test_with_one_key_a_401_is_returned_as_is(gateway, configure, upstream, key):
+async def test_with_one_key_a_401_is_never_the_callers_answer(gateway, configure, upstream, key):
     await configure(doc(upstream.url, ["sk-wrong-key-000000001"]))
     response = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["type"] == "all_targets_failed" and error["attempts"][0]["outcome"] == "credential_rejected"
+    assert "sk-wrong" not in response.text
+    again = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
+    assert again.status_code == 503  # set aside until the configuration changes the key or a reset
     assert len(used_keys(upstream)) == 1

@@ -131,7 +131,11 @@ def test_a_bad_file_on_an_empty_database_creates_nothing():
         ({"breaker": {"break_s": 0}}, "providers[0].breaker.break_s: must be > 0 and <= 86400"),
         ({"breaker": {"break_s": 60, "max_break_s": 30}}, "providers[0].breaker.max_break_s: must be >= breaker break_s"),
         ({"breaker": {"half_open_probes": 101}}, "providers[0].breaker.half_open_probes: must be >= 1 and <= 100"),
-        ({"breaker": {"window_s": 30}}, "providers[0].breaker.window_s: must be >= 2 × the attempt timeout (60 s)"),
+        # an openai provider with no capabilities listed may be sent images too (120 s attempts):
+        # its one breaker's window must hold two of those
+        ({"breaker": {"window_s": 30}}, "providers[0].breaker.window_s: must be >= 2 × the attempt timeout (240 s)"),
+        ({"breaker": {"window_s": 30}, "capabilities": ["chat"]},
+         "providers[0].breaker.window_s: must be >= 2 × the attempt timeout (60 s)"),
         ({"health_check": {"interval_s": 0}}, "providers[0].health_check.interval_s: must be >= 1 and <= 86400"),
         ({"health_check": {"timeout_s": 0}}, "providers[0].health_check.timeout_s: must be > 0 and <= 600"),
         ({"timeout_s": 0}, "providers[0].timeout_s: must be > 0 and <= 600"),

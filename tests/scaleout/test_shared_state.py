@@ -246,10 +246,10 @@ async def test_a_shorter_cooldown_from_another_worker_does_not_cut_a_longer_one(
     now = time.monotonic()
     assert await a.store.set_cooldown("p", Cooldown("key-1", "rate_limited", now + 30.0, "http_429"))
     assert not await b.store.set_cooldown("p", Cooldown("key-1", "rate_limited", now + 5.0, "http_429"))
-    until_b = b.store.cooldowns("p")["key-1"].until
+    until_b = b.store.cooldowns("p")[("key-1", "")].until
     assert until_b is not None and abs(until_b - now - 30.0) < 0.1  # converted at each edge
     assert await b.store.set_cooldown("p", Cooldown("key-1", "exhausted", None, "insufficient_quota"))
-    await until(lambda: a.store.cooldowns("p")["key-1"].kind == "exhausted")
+    await until(lambda: a.store.cooldowns("p")[("key-1", "")].kind == "exhausted")
     await b.reset("p")
     await until(lambda: not a.store.cooldowns("p"))
 

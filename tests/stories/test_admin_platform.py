@@ -99,11 +99,17 @@ async def test_a_503_is_tried_five_times_with_growing_backoff_and_a_401_not_agai
     fakes["openai"].fault(path="/v1/chat/completions", status=401, error_code="invalid_api_key")
     refused = await execute(gateway, key, capability="chat", route="assistant", input="Status of order 8?")
 
-    assert refused.status_code == 401  # the provider's answer, as it is: the caller's problem
-    assert refused.json()["error"]["code"] == "invalid_api_key"
-    assert refused.headers["x-gateway-attempts"] == "1"
-    assert len(fakes["openai"].requests_to("/v1/chat/completions")) == 6  # the 5 before, and this one
-    assert len(fakes["anthropic"].requests_to("/v1/messages")) == 1  # no fallback either: the first request's
+    # The provider refused our key, not the caller's request: never tried again, never shown to
+    # the caller; the chain falls back and the key is set aside (product.md, "Who is at fault").
+    assert refused.status_code == 200, refused.text
+    body = refused.json()
+    assert [(a["provider"], a["outcome"], a["status"]) for a in body["attempts"]] == [
+        ("openai", "credential_rejected", 401), ("anthropic", "success", 200)]
+    assert refused.headers["x-gateway-attempts"] == "2"
+    assert len(fakes["openai"].requests_to("/v1/chat/completions")) == 6  # the 5 before, and this one only
+    assert "invalid_api_key" not in refused.text
+    detail = (await gateway.get("/api/providers/openai", headers=auth(key))).json()
+    assert [c["state"] for c in detail["credentials"]] == ["rejected"]
 
 
 async def test_the_assistant_asks_the_provider_the_monitor_finds_healthier_first(platform, gateway, key, fakes):

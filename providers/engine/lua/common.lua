@@ -7,7 +7,8 @@
 --   base:r:<ep>:<i>   reporters of bucket i that saw a failure or a slow call: id -> count
 --   base:p:<gen>      half-open reservations of generation gen: token scored by its expiry
 --   base:q:<gen>      probe bookkeeping of generation gen: seq ok fail
---   base:c            cooldowns: credential field -> {k = kind, u = until or "", r = reason}
+--   base:c            cooldowns: field "-" or "=<credential>", then "\31<scope>" for a model
+--                     family -> {k = kind, u = until or "", r = reason, v = credential version}
 
 local function now_ms()
   local t = redis.call('TIME')
