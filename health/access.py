@@ -10,6 +10,11 @@ Three levels, each including the one before:
 
 Anonymous visitors are sent to the login page (an htmx request is told to go there with
 `HX-Redirect`); a signed-in user below the level needed gets 403.
+
+The console's websocket is same-origin only (`same_origin`): the Origin's scheme, host and
+port must be the request's own (or one in CSRF_TRUSTED_ORIGINS), as Django's CSRF check
+wants for a form post. A host name alone is not enough: another port on the same host is
+another origin, and any program listening there could otherwise read the live console.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from inspect import iscoroutinefunction
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
 from django_htmx.http import HttpResponseClientRedirect
 
 OPERATORS = "operators"
@@ -101,3 +109,46 @@ def console_view(level: Level = "view") -> Callable[[View], View]:
         return guarded
 
     return decorate
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin or URL, with the scheme's default port filled in."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
+
+
+def same_origin(scope: dict[str, Any]) -> bool:
+    """Whether a websocket handshake comes from a page of this site: its Origin has the
+    scheme, host and port of the request's Host (the scheme is https when the socket is
+    wss, or when BEHIND_HTTPS_PROXY and the proxy says so), or is a trusted origin. No
+    Origin, or a Host that ALLOWED_HOSTS refuses: refused."""
+    headers = {name.decode("latin1").lower(): value.decode("latin1") for name, value in scope.get("headers", [])}
+    origin = _origin_of(headers.get("origin", ""))
+    host = headers.get("host", "")
+    if origin is None:
+        return False
+    if not host:
+        # Browsers, the ones an Origin check protects against, always send Host; a client
+        # without one (HTTP/1.0, a test harness) can write any Origin it likes anyway. It
+        # gets the host-name check alone, as channels' AllowedHostsOriginValidator does.
+        return validate_host(origin[1], settings.ALLOWED_HOSTS)
+    domain, _ = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return False
+    secure = scope.get("scheme") == "wss" or (
+        bool(getattr(settings, "SECURE_PROXY_SSL_HEADER", None))
+        and headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() == "https")
+    if origin == _origin_of(f"{'https' if secure else 'http'}://{host}"):
+        return True
+    return any(origin == _origin_of(trusted) for trusted in getattr(settings, "CSRF_TRUSTED_ORIGINS", [])
+               if "*" not in trusted)

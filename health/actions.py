@@ -90,6 +90,13 @@ async def _answer(request: HttpRequest, name: str, text: str, level: str = "succ
         if context is None:
             raise Http404(f"no provider named {name!r}")
         context["flash"] = [(level, text)]
+        pull = context.get("pull")
+        if pull and status == 200 and request.resolver_match is not None \
+                and request.resolver_match.url_name == "health-pull-model":
+            # The page keeps the newer of this answer and the socket's pushes (data-version):
+            # a pull that already ended says how, not "Pulling…".
+            context["flash_version"] = pull.get("version")
+            context["flash"] = [pulls.outcome(pull) or (level, text)]
         return render(request, f"{pages.PROVIDER}#acted", context, status=status)
     messages.add_message(request, messages.ERROR if level == "error" else messages.SUCCESS, text)
     return see_other(reverse("health-provider", args=[name]))

@@ -13,6 +13,7 @@ from providers.gateway.auth import api_view
 from providers.openapi import Response, document
 from providers.runtime import runtime
 
+from . import cooldowns, scores
 from . import schemas as s
 from .events import record_action
 from .models import ProviderHealth
@@ -24,25 +25,32 @@ def _rows() -> dict[str, ProviderHealth]:
 
 
 async def health_entries(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every provider's health (or these providers'): the monitor's row, corrected by this
+    process's live engine state where that state is a fact. A breaker forced open or open,
+    or every credential set aside, makes the provider unavailable the moment it happens,
+    whatever the row (saved at the monitor's last evaluation) says."""
     rt = runtime()
     snapshot = await rt.current()
     rows = await db_call(_rows)
-    entries = []
-    for entry in sorted(snapshot.providers.values(), key=lambda p: (p.priority, p.name)):
-        if names is not None and entry.name not in names:
-            continue
+    chosen = [e for e in sorted(snapshot.providers.values(), key=lambda p: (p.priority, p.name))
+              if names is None or e.name in names]
+    snaps = {}
+    for entry in chosen:
         await rt.engine.refresh(entry.name)
-        snap = rt.engine.snapshot(entry.name)
+        snaps[entry.name] = rt.engine.snapshot(entry.name)
+    set_aside = {name: cooldowns.of_snapshot(snap) for name, snap in snaps.items() if snap.cooldowns}
+    reasons = await db_call(cooldowns.reasons, set_aside) if set_aside else {}
+    entries = []
+    for entry in chosen:
+        snap = snaps[entry.name]
         row = rows.get(entry.name)
-        status = row.status if row is not None else "unknown"
-        if not entry.enabled:
-            status = "disabled"
-        elif entry.maintenance:
-            status = "maintenance"
+        active = set_aside.get(entry.name, [])
+        status, reason = _status(entry, snap.state, row, active, reasons)
         entries.append({
             "name": entry.name,
             "kind": entry.kind,
             "status": status,
+            "reason": reason,
             "score": row.score if row is not None else None,
             "score_parts": row.score_parts if row is not None else {},
             "breaker": {"metrics_only": "closed"}.get(snap.state, snap.state),
@@ -53,11 +61,29 @@ async def health_entries(names: list[str] | None = None) -> list[dict[str, Any]]
             "last_check_at": row.last_check_at.isoformat() if row is not None and row.last_check_at else None,
             "last_check_ok": row.last_check_ok if row is not None else None,
             "last_error": row.last_error if row is not None else "",
-            "cooldowns": [{"credential": c, "kind": k, "until": u} for c, k, u in snap.cooldowns],
+            "cooldowns": [{"credential": cd.credential, "kind": cd.kind, "until": cd.until, "scope": cd.scope,
+                           "reason": reasons.get((entry.name, cd.credential, cd.kind, cd.scope), "")}
+                          for cd in active],
             "enabled": entry.enabled,
             "maintenance": entry.maintenance,
         })
     return entries
+
+
+def _status(entry: Any, breaker: str, row: ProviderHealth | None, active: list[cooldowns.Active],
+            reasons: dict[tuple[str, str | None, str, str], str]) -> tuple[str, str]:
+    """The row's status and reason, unless a live fact (the configuration, the breaker, the
+    credentials) decides otherwise."""
+    status, reason = (row.status, row.reason) if row is not None else ("unknown", "no data yet")
+    cooling, why, _ = cooldowns.set_aside(entry.name, active, [c for c, _ in entry.credentials], reasons)
+    fact = scores.fact(scores.Inputs(enabled=entry.enabled, maintenance=entry.maintenance, breaker=breaker,
+                                     cooling=cooling, cooling_reason=why, probe=None, success_rate=None,
+                                     calls=0, p95_ms=None, target_p95_ms=0.0))
+    if fact is not None:
+        return fact
+    if breaker == "open" and not (status == "unhealthy" and reason.startswith("breaker open")):
+        return "unhealthy", "breaker open: unavailable"
+    return status, reason
 
 
 @document("GET", "/api/health", "Every provider's status, score, breaker, success rate and latency",

@@ -8,6 +8,7 @@ class HealthConfig(AppConfig):
     def ready(self) -> None:
         from providers.runtime import runtime_created
 
-        from . import hooks
+        from . import hooks, sessions
 
         runtime_created.append(hooks.attach)
+        sessions.connect()

@@ -44,6 +44,7 @@ class Card:
     kind: str
     status: str
     breaker: str
+    reason: str = ""
     capabilities: tuple[str, ...] = ()
     is_demo: bool = False
     enabled: bool = True
@@ -111,7 +112,7 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _extras(names: list[str]) -> dict[str, dict[str, Any]]:
+def _extras(names: list[str], beats: bool = True) -> dict[str, dict[str, Any]]:
     """Per provider: the last checks, the capabilities, the end of an open maintenance window."""
     out: dict[str, dict[str, Any]] = {
         p.name: {"capabilities": tuple(p.effective_capabilities), "is_demo": p.is_demo, "beats": [],
@@ -125,6 +126,8 @@ def _extras(names: list[str]) -> dict[str, dict[str, Any]]:
     for name, ends in (MaintenanceWindow.objects.filter(provider__name__in=names, starts_at__lte=now, ends_at__gt=now)
                        .order_by("ends_at").values_list("provider__name", "ends_at")):
         out.setdefault(name, {})["maintenance_until"] = ends
+    if not beats:
+        return {name: {**extra, "beats": ()} for name, extra in out.items()}
     recent = (ProbeResult.objects.filter(provider__name__in=names)
               .annotate(n=Window(RowNumber(), partition_by=[F("provider_id")], order_by=F("at").desc()))
               .filter(n__lte=BEATS).values_list("provider__name", "at", "ok", "slow", "latency_ms", "error"))
@@ -135,15 +138,16 @@ def _extras(names: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-async def load_cards(names: list[str] | None = None) -> list[Card]:
-    """Cards for these providers (all when None), in the configuration's priority order."""
+async def load_cards(names: list[str] | None = None, *, beats: bool = True) -> list[Card]:
+    """Cards for these providers (all when None), in the configuration's priority order;
+    without `beats`, no check history (enough to filter and sort them)."""
     entries = await health_entries(names)
-    extras = await db_call(_extras, [e["name"] for e in entries])
+    extras = await db_call(_extras, [e["name"] for e in entries], beats)
     cards = []
     for e in entries:
         extra = extras.get(e["name"], {})
         cards.append(Card(
-            name=e["name"], kind=e["kind"], status=e["status"], breaker=e["breaker"],
+            name=e["name"], kind=e["kind"], status=e["status"], reason=e["reason"], breaker=e["breaker"],
             capabilities=extra.get("capabilities", ()), is_demo=extra.get("is_demo", False),
             enabled=e["enabled"], maintenance=e["maintenance"], maintenance_until=extra.get("maintenance_until"),
             priority=extra.get("priority", 1), score=e["score"], score_parts=dict(e["score_parts"] or {}),

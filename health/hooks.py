@@ -4,7 +4,9 @@ Each process's engine emits `BreakerStateChanged` and `CooldownStarted` where th
 (a live call in a worker, a probe in the monitor). The hook only queues them (the engine's
 hot path must not wait for a database); a task writes them and publishes `health.update`.
 With shared state in Redis only the process that won the transition emits it, so each
-change is logged once.
+change is logged once. A cooldown's event says what it means (`cooldowns.event_reason`):
+"credential key-a rejected by the provider (HTTP 401), until reset"; the monitor turns a
+rejected credential into the provider's status reason and an alert.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from project.database import db_call
 from providers.engine import BreakerStateChanged, CooldownStarted, Event
 from providers.runtime import Runtime
 
+from . import cooldowns
 from .events import publish, record_event
 from .models import HealthEvent
 
@@ -67,10 +70,12 @@ def _write(events: list[Event]) -> None:
         if isinstance(event, BreakerStateChanged):
             record_event(event.key, HealthEvent.Kind.BREAKER, event.old, event.new, event.reason, at=at)
         elif isinstance(event, CooldownStarted):
-            until = (f" until {datetime.fromtimestamp(event.until, tz=UTC):%H:%M:%S} UTC"
-                     if event.until is not None else " until reset")
-            who = f"credential {event.credential}" if event.credential else "provider"
-            record_event(event.key, HealthEvent.Kind.COOLDOWN, "", event.kind, f"{who}{until}: {event.reason}", at=at)
+            until = (f"until {datetime.fromtimestamp(event.until, tz=UTC):%H:%M:%S} UTC"
+                     if event.until is not None else "until reset")
+            model = getattr(event, "model", "") or getattr(event, "scope", "") or None
+            kind = cooldowns.kind_of(event.kind)
+            record_event(event.key, HealthEvent.Kind.COOLDOWN, "", kind,
+                         cooldowns.event_reason(kind, event.credential, event.reason, until, model), at=at)
 
 
 def attach(rt: Runtime) -> None:

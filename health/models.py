@@ -60,6 +60,12 @@ class AlertChannel(models.Model):
         # an email address is not a secret worth masking; a webhook URL with a token is
         self.sealed.seal(self, plaintext, hint=plaintext if self.kind == self.Kind.EMAIL else None)
 
+    def clean(self) -> None:
+        super().clean()
+        # the admin refuses what the importer refuses: the server's own settings are no target
+        if self.target_env and (why := crypto.env_reference_error(self.target_env)):
+            raise ValidationError({"target_env": why})
+
     def set_target_env(self, name: str) -> None:
         self.sealed.refer(self, name)
 
@@ -95,6 +101,9 @@ class ProviderHealth(models.Model):
 
     provider = models.OneToOneField(Provider, on_delete=models.CASCADE, related_name="health")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNKNOWN)
+    # Why the status is what it is ("breaker forced open by an operator: unavailable",
+    # "credential key-a rejected by the provider (HTTP 401); success rate 100% over 12 calls").
+    reason = models.TextField(blank=True)
     score = models.FloatField(null=True, blank=True)
     score_parts = models.JSONField(default=dict, blank=True)
     breaker = models.CharField(max_length=14, default="closed")

@@ -10,7 +10,8 @@ One tick (`Monitor.tick`):
 3. `collect()`: finished probes feed the engine's window (the same one live calls feed),
    and their results are stored;
 4. `evaluate()`: every provider's score, status (debounced) and breaker state are computed;
-   what changed is saved, logged as an event with its reason and pushed to the consoles;
+   whatever differs from the row as last saved (a probe's result too) is saved in one batch,
+   status changes are logged as events with their reason, and changes pushed to the consoles;
 5. `housekeeping()`: retention, the model catalog, now and then.
 
 Tests call one tick; `run()` is the loop.
@@ -40,7 +41,7 @@ from providers.models import Provider
 from providers.runtime import Runtime, runtime
 from providers.snapshot import ProviderEntry
 
-from . import scores
+from . import cooldowns, scores
 from .alerts import Alerter, Observation
 from .events import publish
 from .lease import Lease
@@ -65,9 +66,10 @@ class ProbeOutcome:
 
 @dataclass
 class HealthView:
-    """The monitor's copy of a ProviderHealth row (saved only when it changes)."""
+    """The monitor's copy of a ProviderHealth row (saved when what it shows changes)."""
 
     status: str = "unknown"
+    reason: str = ""
     score: float | None = None
     parts: dict[str, float] | None = None
     breaker: str = "closed"
@@ -82,11 +84,15 @@ class HealthView:
     detail: dict[str, Any] | None = None
     pending: str = ""
     pending_count: int = 0
+    fact: bool = False  # a fact decided the status at the last evaluation (not stored)
 
     def key(self) -> tuple[Any, ...]:
-        return (self.status, None if self.score is None else round(self.score), self.breaker,
+        """What the console shows of the row: a change of any of it is saved on this tick.
+        The score and the rate are rounded, so noise in the last digit costs no write."""
+        return (self.status, self.reason, None if self.score is None else round(self.score), self.breaker,
                 None if self.success_rate is None else round(self.success_rate, 3), self.last_check_at,
-                self.last_error, self.pending, self.pending_count)
+                self.last_check_ok, self.last_check_ms, self.last_error, self.detail or {}, self.pending,
+                self.pending_count)
 
 
 def holder_id() -> str:
@@ -104,6 +110,9 @@ class Monitor:
         self.inflight: dict[str, asyncio.Task[ProbeOutcome]] = {}
         self.due: dict[str, float] = {}  # provider -> next probe (epoch seconds)
         self.views: dict[str, HealthView] = {}
+        # What each row holds as last saved (HealthView.key): whatever differs from it, a
+        # probe's result as much as a status, is saved on the next evaluation.
+        self.saved: dict[str, tuple[Any, ...]] = {}
         self.leading = False
         self._loaded = False
         self._housekeeping_at = 0.0
@@ -136,6 +145,7 @@ class Monitor:
         now = self.now()
         for name, (view, last) in rows.items():
             self.views[name] = view
+            self.saved[name] = view.key()
             if last is not None:  # a new leader does not probe again what was probed just now
                 self.due.setdefault(name, last.timestamp() + self._intervals.get(name, 30.0))
         for name in snapshot_names:
@@ -163,7 +173,6 @@ class Monitor:
     async def probe(self, provider: ProviderEntry) -> ProbeOutcome:
         timeout_s, deep = self._probe_settings.get(provider.name, (10.0, False))
         credential = provider.credentials[0][0] if provider.credentials else None
-        adapter = self.rt.adapter(provider, credential)
         model = provider.models[0] if provider.models else None
         engine = self.rt.engine
         async with self.semaphore:
@@ -178,6 +187,7 @@ class Monitor:
             at = datetime.fromtimestamp(self.now(), tz=UTC)
             started = time.perf_counter()
             try:
+                adapter = self.rt.adapter(provider, credential)  # may refuse stored options
                 async with asyncio.timeout(timeout_s):
                     detail = await adapter.probe(timeout=timeout_s, deep=deep, model=model)
                 error, outcome = "", Outcome.SUCCESS
@@ -237,20 +247,27 @@ class Monitor:
     # -- 4. evaluation -----------------------------------------------------------------------
 
     async def evaluate(self) -> list[str]:
-        """Score every provider; save, log and publish what changed. Returns changed names."""
+        """Score every provider; save what changed since the last save in one batch (a probe's
+        result included, so every probe shows within one tick), log status changes and
+        publish. Returns the changed names."""
         snapshot = await self.rt.current()
         engine = self.rt.engine
         weights = scores.Weights(*settings.HEALTH_SCORE_WEIGHTS)
-        changed: list[str] = []
         events: list[tuple[str, str, str, str]] = []
         computed: dict[str, float] = {}
         observations: list[Observation] = []
         at = datetime.fromtimestamp(self.now(), tz=UTC)
-        for name, provider in snapshot.providers.items():
+        snaps = {}
+        for name in snapshot.providers:
             await engine.refresh(name)
-            snap = engine.snapshot(name)
+            snaps[name] = engine.snapshot(name)
+        set_aside = {name: cooldowns.of_snapshot(snap) for name, snap in snaps.items() if snap.cooldowns}
+        reasons = await db_call(cooldowns.reasons, set_aside) if set_aside else {}
+        for name, provider in snapshot.providers.items():
+            snap = snaps[name]
             view = self.views.setdefault(name, HealthView())
-            cooling = _cooling(snap, provider)
+            cooling, cooling_reason, rejected = cooldowns.set_aside(
+                name, set_aside.get(name, []), [c for c, _ in provider.credentials], reasons)
             probe = None if view.last_check_ok is None else (
                 "failed" if not view.last_check_ok else "ok")
             inputs = scores.Inputs(
@@ -258,29 +275,37 @@ class Monitor:
                 probe=probe, success_rate=snap.success_rate, calls=snap.calls, p95_ms=snap.p95_ms,
                 target_p95_ms=TARGET_P95_MS.get(provider.capabilities[0] if provider.capabilities else "chat",
                                                 3000.0),
+                cooling_reason=cooling_reason, rejected=rejected,
             )
             result = scores.score(inputs, weights)
             seen, why = scores.status_of(inputs)
-            before = view.key()
-            decided = scores.debounce(view.status, view.pending, view.pending_count, seen)
+            # A fact (forced open, every credential set aside, a credential refused) and its
+            # end show at once: the alert it may send names the status it calls for.
+            fact = scores.fact(inputs) is not None or bool(rejected)
+            decided = scores.debounce(view.status, view.pending, view.pending_count, seen,
+                                      immediate=fact or view.fact)
             if decided.changed:
                 events.append((name, view.status, decided.status, why))
             view.status, view.pending, view.pending_count = decided.status, decided.pending, decided.count
+            view.fact = fact
+            if decided.status == seen:
+                view.reason = why
             view.score, view.parts = result.total, result.parts
             view.breaker = {"metrics_only": "closed"}.get(snap.state, snap.state)
             view.success_rate, view.calls = snap.success_rate, snap.calls
             view.p50_ms, view.p95_ms = snap.p50_ms, snap.p95_ms
             if result.total is not None:
                 computed[name] = result.total
-            if view.key() != before:
-                changed.append(name)
             observations.append(Observation(
                 name, view.status, view.breaker, provider.enabled, provider.maintenance,
-                why if view.breaker != "open" else f"breaker open ({snap.reason}); {why}", at))
+                why if view.breaker != "open" else f"breaker open ({snap.reason}); {why}", at,
+                rejected=cooling == cooldowns.REJECTED or bool(rejected)))
         engine.set_scores(computed)
-        if changed:
+        changed = [name for name in snapshot.providers if self.views[name].key() != self.saved.get(name)]
+        if changed or events:
             await db_call(_save_health, {n: self.views[n] for n in changed}, events)
             for name in changed:
+                self.saved[name] = self.views[name].key()
                 await publish({"type": "health.update", "provider": name})
         await self.alerter.observe(observations)
         return changed
@@ -367,18 +392,10 @@ class Monitor:
         log.info("monitor stopped")
 
 
-def _cooling(snap: Any, provider: ProviderEntry) -> str | None:
-    kinds = {credential: kind for credential, kind, _ in snap.cooldowns}
-    wanted = [c for c, _ in provider.credentials] or [None]
-    if kinds and all(c in kinds for c in wanted):
-        return "rate_limited" if "rate_limited" in kinds.values() else "exhausted"
-    return None
-
-
 def _load_health(names: list[str]) -> dict[str, tuple[HealthView, datetime | None]]:
     out = {}
     for row in ProviderHealth.objects.select_related("provider").filter(provider__name__in=names):
-        view = HealthView(status=row.status, score=row.score, parts=row.score_parts, breaker=row.breaker,
+        view = HealthView(status=row.status, reason=row.reason, score=row.score, parts=row.score_parts, breaker=row.breaker,
                           success_rate=row.success_rate, p50_ms=row.p50_ms, p95_ms=row.p95_ms, calls=row.calls,
                           last_check_at=row.last_check_at, last_check_ok=row.last_check_ok,
                           last_check_ms=row.last_check_ms, last_error=row.last_error, detail=row.detail,
@@ -408,13 +425,13 @@ def store_probes(results: list[ProbeOutcome]) -> None:
     ])
 
 
-HEALTH_FIELDS = ("status", "score", "score_parts", "breaker", "success_rate", "p50_ms", "p95_ms", "calls",
+HEALTH_FIELDS = ("status", "reason", "score", "score_parts", "breaker", "success_rate", "p50_ms", "p95_ms", "calls",
                  "last_check_at", "last_check_ok", "last_check_ms", "last_error", "detail", "pending_status",
                  "pending_count")
 
 
 def _health_values(view: HealthView) -> dict[str, Any]:
-    return {"status": view.status, "score": view.score, "score_parts": view.parts or {}, "breaker": view.breaker,
+    return {"status": view.status, "reason": view.reason, "score": view.score, "score_parts": view.parts or {}, "breaker": view.breaker,
             "success_rate": view.success_rate, "p50_ms": view.p50_ms, "p95_ms": view.p95_ms, "calls": view.calls,
             "last_check_at": view.last_check_at, "last_check_ok": view.last_check_ok,
             "last_check_ms": view.last_check_ms, "last_error": view.last_error, "detail": view.detail or {},

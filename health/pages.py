@@ -21,7 +21,6 @@ from providers.runtime import runtime
 
 from . import charts, pulls
 from .access import Role
-from .api import health_entries
 from .cards import Card, Filters, load_cards, recent_events, status_counts
 from .history import WINDOW_LABELS, WINDOWS, History, probe_history
 from .models import HealthEvent
@@ -38,30 +37,53 @@ PROVIDER_EVENTS = 20
 # -- dashboard -------------------------------------------------------------------------------
 
 
+def _board(filters: Filters, cards: list[Card]) -> dict[str, Any]:
+    choices = filters.choices()
+    return {"filters": filters, "cards": cards,
+            "filter_groups": [("status", "Status", choices["status"]),
+                              ("capability", "Capability", choices["capability"]),
+                              ("sort", "Sort", choices["sort"])]}
+
+
 async def dashboard_context(filters: Filters, role: Role) -> dict[str, Any]:
     every = await load_cards()
-    choices = filters.choices()
+    query = filters.href().removeprefix("?")
     return {
-        "section": "providers", "role": role, "filters": filters,
-        "filter_groups": [("status", "Status", choices["status"]),
-                          ("capability", "Capability", choices["capability"]),
-                          ("sort", "Sort", choices["sort"])],
-        "cards": filters.apply(every), "total": len(every), "counts": status_counts([c.status for c in every]),
+        "section": "providers", "role": role, **_board(filters, filters.apply(every)),
+        "total": len(every), "counts": status_counts([c.status for c in every]),
         "demo": await db_call(demo_present), "recent": await db_call(recent_events, 8),
-        "ws_url": "/ws/health/",
+        # The socket starts out knowing the view; the page tells it when its URL changes.
+        "ws_url": f"/ws/health/?{query}" if query else "/ws/health/",
     }
 
 
-async def render_dashboard_push(names: list[str], role: Role) -> str:
-    """Fragments for changed providers: their cards (or a delete when one is gone), the
-    counts and the recent changes."""
-    entries = await health_entries()
-    cards = await load_cards(names) if names else []
+async def dashboard_listing(filters: Filters) -> list[str]:
+    """The names of the cards the dashboard lists with these filters, in their order."""
+    return [c.name for c in filters.apply(await load_cards(beats=False))]
+
+
+async def render_dashboard_push(names: list[str], role: Role, filters: Filters | None = None,
+                                shown: list[str] | None = None) -> tuple[str, list[str]]:
+    """Fragments for changed providers, and the list of cards the view shows now.
+
+    When that list differs from `shown` (what the page listed after the last push; None:
+    not known), the whole board is pushed, so a card that no longer matches the filters goes,
+    one that now matches comes, and the order follows the sort. Otherwise: the changed
+    cards (a delete for one that is gone). The counts and recent changes come with both."""
+    filters = filters or Filters()
+    every = await load_cards(beats=False)
+    listed = [c.name for c in filters.apply(every)]
+    context: dict[str, Any] = {"role": role, "total": len(every), "counts": status_counts([c.status for c in every]),
+                               "recent": await db_call(recent_events, 8)}
+    if shown is None or listed != shown:
+        full = {c.name: c for c in await load_cards(listed)} if listed else {}
+        context.update(_board(filters, [full[n] for n in listed if n in full]), board=True)
+        return render_to_string(f"{DASHBOARD}#push", context), listed
+    changed = [n for n in names if n in listed]
+    cards = await load_cards(changed) if changed else []
     found = {c.name for c in cards}
-    return render_to_string(f"{DASHBOARD}#push", {
-        "cards": cards, "gone": [n for n in names if n not in found], "role": role, "total": len(entries),
-        "counts": status_counts([e["status"] for e in entries]), "recent": await db_call(recent_events, 8),
-    })
+    context.update(cards=cards, gone=[n for n in names if n not in found], board=False)
+    return render_to_string(f"{DASHBOARD}#push", context), listed
 
 
 # -- provider page ---------------------------------------------------------------------------
@@ -169,7 +191,11 @@ async def render_provider_push(name: str, role: Role) -> str:
 
 
 def render_pull(name: str, state: dict[str, Any]) -> str:
-    return render_to_string(f"{PROVIDER}#pull", {"name": name, "pull": state, "oob": True})
+    """The pull's progress; once it ended, also the page's message saying how."""
+    ended = pulls.outcome(state)
+    return render_to_string(f"{PROVIDER}#pushed-pull", {"name": name, "pull": state, "oob": True,
+                                                       "flash": [ended] if ended else [],
+                                                       "flash_version": state.get("version")})
 
 
 # -- events page -----------------------------------------------------------------------------

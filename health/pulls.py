@@ -2,12 +2,20 @@
 adapter's progress and pushes it to the provider's group (`provider.<name>`), where the
 consumer turns it into the progress bar. The latest state is also kept in the cache, so a
 page opened (or resynchronised) halfway through shows where the pull is.
+
+Every state pushed carries a `version` that only grows, and the page never swaps an older
+state over a newer one: the answer to the "Pull" button (rendered from the cache) can reach
+the browser after the socket brought the pull's end, and must not put "starting" back over
+"failed". The state is in the cache before the task starts, so that answer never shows a
+previous pull. When the pull ends, the push also replaces the page's message ("Pulling …")
+with the outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from typing import Any
@@ -28,6 +36,8 @@ PUSH_EVERY_S = 0.1  # progress lines come much faster than anyone reads them
 KEEP_S = 3600
 
 _tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+# Grows with every push, and across restarts (it starts at the clock): see the docstring.
+_versions = itertools.count(time.time_ns())
 
 
 def state_key(name: str) -> str:
@@ -48,7 +58,17 @@ def task(name: str) -> asyncio.Task[dict[str, Any]] | None:
     return _tasks.get(name)
 
 
+def outcome(state: dict[str, Any]) -> tuple[str, str] | None:
+    """The message for a finished pull: (level, text); None while it runs."""
+    if not state.get("done"):
+        return None
+    if state.get("error"):
+        return "error", f"The pull of {state.get('model')} failed: {state['error']}"
+    return "success", f"Pulled {state.get('model')}."
+
+
 async def _push(name: str, state: dict[str, Any]) -> None:
+    state["version"] = next(_versions)
     await cache.aset(state_key(name), state, KEEP_S)
     layer = get_channel_layer()
     if layer is None:
@@ -59,12 +79,18 @@ async def _push(name: str, state: dict[str, Any]) -> None:
         log.exception("could not publish pull progress of %s", name)
 
 
-async def follow(rt: Runtime, entry: ProviderEntry, model: str, actor: str) -> dict[str, Any]:
+def _initial(model: str) -> dict[str, Any]:
+    return {"model": model, "status": "starting", "percent": 0.0, "completed": 0, "total": 0, "done": False,
+            "error": ""}
+
+
+async def follow(rt: Runtime, entry: ProviderEntry, model: str, actor: str,
+                 state: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pull `model`, pushing progress; returns the final state (done, maybe with an error)."""
     name = entry.name
-    state: dict[str, Any] = {"model": model, "status": "starting", "percent": 0.0, "completed": 0, "total": 0,
-                             "done": False, "error": ""}
-    await _push(name, state)
+    if state is None:
+        state = _initial(model)
+        await _push(name, state)
     adapter: Any = rt.adapter(entry, entry.credentials[0][0] if entry.credentials else None)
     last = 0.0
     try:
@@ -98,6 +124,10 @@ async def follow(rt: Runtime, entry: ProviderEntry, model: str, actor: str) -> d
     if not state["error"]:
         from providers.catalog import refresh_catalog
 
+        # Routes that found the model missing use it again at once (every worker, via the
+        # shared store), not after the model_missing cooldown runs out.
+        with contextlib.suppress(Exception):
+            await rt.engine.clear_model_missing(name, model)
         try:
             await refresh_catalog(rt, name)
         except Exception:  # the model is there; the catalog lists it on its next refresh
@@ -106,7 +136,11 @@ async def follow(rt: Runtime, entry: ProviderEntry, model: str, actor: str) -> d
 
 
 async def start(rt: Runtime, entry: ProviderEntry, model: str, actor: str) -> asyncio.Task[dict[str, Any]]:
-    """Run the pull in the background of this event loop (the server's)."""
-    job = asyncio.get_running_loop().create_task(follow(rt, entry, model, actor), name=f"pull {entry.name} {model}")
+    """Run the pull in the background of this event loop (the server's); its first state is
+    stored before this returns."""
+    state = _initial(model)
+    await _push(entry.name, state)
+    job = asyncio.get_running_loop().create_task(follow(rt, entry, model, actor, state),
+                                                 name=f"pull {entry.name} {model}")
     _tasks[entry.name] = job
     return job

@@ -16,6 +16,7 @@ class HealthEntry(BaseModel):
     name: str
     kind: str
     status: Literal["healthy", "degraded", "unhealthy", "unknown", "disabled", "maintenance"]
+    reason: str
     score: float | None
     score_parts: dict[str, float]
     breaker: Literal["closed", "open", "half_open", "forced_open", "disabled"]

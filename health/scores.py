@@ -3,11 +3,16 @@
 The score (0-100) is made of named parts so an operator can see why a provider sits at 62:
 probe (last scheduled probe ok / slow / failed), latency (target p95 over observed p95) and
 reliability (success rate of live calls and probes in the breaker's window), multiplied by
-a state factor (closed 1, half-open 0.3, open / forced open / cooling down / exhausted 0).
+a state factor (closed 1, half-open 0.3, open / forced open / every credential set aside:
+cooling down, exhausted or rejected, 0).
 
 The status comes from the success rate over the same window: healthy above 90 %, degraded
 from 70 % to 90 %, unhealthy below 70 %, unknown before any data; disabled and maintenance
-are an operator's. A change needs the new status on `DEBOUNCE` consecutive evaluations.
+are an operator's. Some facts decide it whatever the rate says (`fact`): a breaker forced
+open, or every credential set aside, leaves the provider unavailable (unhealthy); an open
+breaker makes it unhealthy too, and a credential the provider rejects while others still
+serve makes a healthy provider degraded. A measured change needs the new status on
+`DEBOUNCE` consecutive evaluations; a fact takes effect at once.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ class Inputs:
     enabled: bool
     maintenance: bool
     breaker: str  # the breaker's state
-    cooling: str | None  # "rate_limited" / "exhausted" when every credential is set aside
+    cooling: str | None  # "rate_limited" / "exhausted" / "rejected" when every credential is set aside
     probe: str | None  # "ok" | "slow" | "failed" | None (never probed)
     success_rate: float | None  # over the window, live calls and probes; None without calls
     calls: int
     p95_ms: float | None
     target_p95_ms: float
+    cooling_reason: str = ""  # why every credential is set aside, for people
+    rejected: str = ""  # credentials the provider refuses while others still serve, for people
 
 
 @dataclass(frozen=True)
@@ -63,12 +70,37 @@ def score(inputs: Inputs, weights: Weights = Weights()) -> Score:
                                    "reliability": round(reliability, 1), "state_factor": factor})
 
 
-def status_of(inputs: Inputs) -> tuple[str, str]:
-    """The status these inputs call for, and why (shown in the event history)."""
+def fact(inputs: Inputs) -> tuple[str, str] | None:
+    """The status that facts decide whatever the measurements say, and why; None when the
+    measurements decide. Facts are decisions (an operator's, or the provider refusing our
+    credentials), so they take effect at once (see `debounce`)."""
     if not inputs.enabled:
         return "disabled", "disabled by an operator"
     if inputs.maintenance:
         return "maintenance", "in a maintenance window"
+    if inputs.breaker == "forced_open":
+        return "unhealthy", "breaker forced open by an operator: unavailable"
+    if inputs.cooling:
+        why = inputs.cooling_reason or f"every credential set aside ({inputs.cooling.replace('_', ' ')})"
+        return "unhealthy", f"{why}: unavailable"
+    return None
+
+
+def status_of(inputs: Inputs) -> tuple[str, str]:
+    """The status these inputs call for, and why (shown in the event history and on the card)."""
+    decided = fact(inputs)
+    if decided is not None:
+        return decided
+    status, why = _measured(inputs)
+    if inputs.breaker == "open":
+        # Nothing is sent to an open breaker: whatever the window's rate, it is unavailable.
+        return "unhealthy", f"breaker open: unavailable; {why}"
+    if inputs.rejected:
+        return ("degraded" if status == "healthy" else status), f"{inputs.rejected}; {why}"
+    return status, why
+
+
+def _measured(inputs: Inputs) -> tuple[str, str]:
     if inputs.success_rate is None:
         if inputs.probe is None:
             return "unknown", "no data yet"
@@ -91,15 +123,17 @@ class Debounced:
     changed: bool
 
 
-def debounce(current: str, pending: str, count: int, seen: str, needed: int = DEBOUNCE) -> Debounced:
+def debounce(current: str, pending: str, count: int, seen: str, needed: int = DEBOUNCE, *,
+             immediate: bool = False) -> Debounced:
     """Take `seen` as the status only after `needed` consecutive evaluations saw it.
 
     An operator's statuses (disabled, maintenance) and leaving them take effect at once:
-    they are decisions, not measurements.
+    they are decisions, not measurements; so does any status with `immediate` (a fact that
+    holds now or held at the previous evaluation, see `fact`).
     """
     if seen == current:
         return Debounced(current, "", 0, False)
-    immediate = seen in ("disabled", "maintenance") or current in ("disabled", "maintenance", "unknown")
+    immediate = immediate or seen in ("disabled", "maintenance") or current in ("disabled", "maintenance", "unknown")
     count = count + 1 if seen == pending else 1
     if immediate or count >= needed:
         return Debounced(seen, "", 0, True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from django import template
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from health import charts
 
@@ -53,6 +55,24 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     if seconds < 36 * 3600:
         return f"{seconds / 3600:.0f} h ago"
     return f"{seconds / 86400:.0f} d ago"
+
+
+@register.simple_tag
+def ago_time(value: datetime | None) -> SafeString | str:
+    """A <time> saying how long ago, which the page's script keeps ticking: the exact time
+    with its timezone is in `datetime` (ISO 8601), the wording the same as `ago`."""
+    if value is None:
+        return ""
+    return format_html('<time datetime="{}" data-ago title="{}">{}</time>', value.isoformat(),
+                       dateformat.format(timezone.localtime(value), "Y-m-d H:i:s e"), ago(value))
+
+
+@register.simple_tag
+def until_time(value: datetime | None) -> SafeString | str:
+    """How long from now ("in 12 min"), ticking like `ago_time`."""
+    if value is None:
+        return ""
+    return format_html('<span data-until="{}">{}</span>', value.isoformat(), until(value))
 
 
 @register.filter

@@ -5,8 +5,11 @@
 
   // -- live updates ---------------------------------------------------------------------------
   // htmx's ws extension reconnects by itself only after an abnormal close; a server that
-  // restarts (1001) or closes cleanly must be followed too.
+  // restarts (1001) or closes cleanly must be followed too. 4401: the session ended (signed
+  // out, or no longer staff): reconnecting cannot help.
   var RETRIED_BY_EXTENSION = [1006, 1011, 1012, 1013];
+  var SIGNED_OUT = 4401;
+  var socket = null;
 
   function liveStatus(state, text) {
     var el = document.getElementById("live-status");
@@ -23,17 +26,89 @@
   }
 
   document.addEventListener("htmx:wsConnecting", function () { liveStatus("connecting", "Connecting…"); });
-  document.addEventListener("htmx:wsOpen", function () {
+  // The dashboard's socket pushes the board the page shows: it is told which view (filters,
+  // sort) whenever the page's URL changes.
+  function sendView() {
+    if (socket && document.getElementById("board")) {
+      socket.send(JSON.stringify({ view: window.location.search }));
+    }
+  }
+
+  document.addEventListener("htmx:wsOpen", function (evt) {
+    socket = evt.detail.socketWrapper;
     liveStatus("on", "Live");
+    sendView();
     resync();
   });
+  document.addEventListener("htmx:pushedIntoHistory", sendView);
+  document.addEventListener("htmx:historyRestore", sendView);
+  window.addEventListener("popstate", sendView);
   document.addEventListener("htmx:wsClose", function (evt) {
-    liveStatus("off", "Reconnecting…");
+    socket = null;
     var code = evt.detail && evt.detail.event ? evt.detail.event.code : 1006;
+    if (code === SIGNED_OUT) {
+      liveStatus("off", "Signed out: reload to sign in");
+      var element = document.getElementById("socket");
+      if (element) { element.removeAttribute("ws-connect"); element.remove(); }
+      return;
+    }
+    liveStatus("off", "Reconnecting…");
     if (RETRIED_BY_EXTENSION.indexOf(code) < 0 && document.getElementById("socket")) {
       var wrapper = evt.detail.socketWrapper;
       window.setTimeout(function () { wrapper.reconnect(); }, 1000 + Math.random() * 2000);
     }
+  });
+
+  // An element with data-version (a pull's progress, its message) is never replaced by an
+  // older state: an action's answer can arrive after the socket brought what followed it.
+  function versionOf(node) {
+    if (!node) { return null; }
+    if (node.nodeType === 1 && node.hasAttribute("data-version")) { return Number(node.getAttribute("data-version")); }
+    var inner = node.firstElementChild;
+    return inner && inner.hasAttribute("data-version") ? Number(inner.getAttribute("data-version")) : null;
+  }
+
+  // Nor is an element replaced while a request it sent waits for its answer (htmx marks the
+  // sender with htmx-request): the answer's fragments would be looked for in the detached
+  // copy and lost, and its errors would never reach the page. The answer brings the fresh
+  // state of what it changed; the next push the rest.
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var target = evt.detail.target;
+    var have = versionOf(target);
+    var incoming = versionOf(evt.detail.fragment);
+    if (have !== null && incoming !== null && incoming < have) { evt.detail.shouldSwap = false; }
+    if (target && target.querySelector && (target.classList.contains("htmx-request") || target.querySelector(".htmx-request"))) {
+      evt.detail.shouldSwap = false;
+    }
+  });
+
+  // A live swap never eats what someone is typing: a form field (with an id) that was
+  // changed keeps its value in the element that replaces it, and the focus stays in it.
+  var refocus = null;
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var target = evt.detail.target;
+    var fragment = evt.detail.fragment;
+    if (!target || !fragment || !fragment.querySelector || !evt.detail.shouldSwap) { return; }
+    target.querySelectorAll("input[id], textarea[id], select[id]").forEach(function (field) {
+      var twin = fragment.querySelector("#" + CSS.escape(field.id));
+      if (!twin || twin.tagName !== field.tagName || field.type === "hidden") { return; }
+      var changed = field.tagName === "SELECT"
+        ? Array.prototype.some.call(field.options, function (o) { return o.selected !== o.defaultSelected; })
+        : field.value !== field.defaultValue;
+      if (changed) { twin.value = field.value; }
+      if (field === document.activeElement) {
+        refocus = { id: field.id, start: field.selectionStart, end: field.selectionEnd };
+      }
+    });
+  });
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    if (!refocus) { return; }
+    var field = document.getElementById(refocus.id);
+    var where = refocus;
+    refocus = null;
+    if (!field || field === document.activeElement) { return; }
+    field.focus();
+    try { if (where.start !== null) { field.setSelectionRange(where.start, where.end); } } catch (e) { /* not a text field */ }
   });
 
   // An expanded score stays expanded when its card is replaced.
@@ -78,6 +153,42 @@
   document.addEventListener("htmx:sendError", function () {
     flash("The server did not answer. Check your connection and try again.");
   });
+
+  // -- relative times -------------------------------------------------------------------------
+  // "8 s ago" keeps counting: every <time data-ago> (and <span data-until>) carries its
+  // instant in ISO 8601 with its timezone, and is rewritten each second in the wording of
+  // the server's `ago` / `until` filters. The server's clock is the reference (the page
+  // says what time it was when rendered), so a wrong clock here changes nothing.
+  var serverOffset = 0;
+  (function () {
+    var meta = document.querySelector('meta[name="server-time"]');
+    var then = meta ? Date.parse(meta.getAttribute("content")) : NaN;
+    if (!isNaN(then)) { serverOffset = then - Date.now(); }
+  })();
+
+  function span(seconds) {
+    if (seconds < 90) { return Math.round(seconds) + " s"; }
+    if (seconds < 90 * 60) { return Math.round(seconds / 60) + " min"; }
+    if (seconds < 36 * 3600) { return Math.round(seconds / 3600) + " h"; }
+    return Math.round(seconds / 86400) + " d";
+  }
+
+  function tick() {
+    var now = Date.now() + serverOffset;
+    document.querySelectorAll("time[data-ago]").forEach(function (el) {
+      var at = Date.parse(el.getAttribute("datetime"));
+      if (isNaN(at)) { return; }
+      var text = span(Math.max(0, (now - at) / 1000)) + " ago";
+      if (el.textContent !== text) { el.textContent = text; }
+    });
+    document.querySelectorAll("[data-until]").forEach(function (el) {
+      var at = Date.parse(el.getAttribute("data-until"));
+      if (isNaN(at)) { return; }
+      var text = "in " + span(Math.max(0, (at - now) / 1000));
+      if (el.textContent !== text) { el.textContent = text; }
+    });
+  }
+  window.setInterval(tick, 1000);
 
   // -- theme ----------------------------------------------------------------------------------
   var THEMES = ["auto", "light", "dark"];

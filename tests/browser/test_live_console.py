@@ -3,6 +3,7 @@ reconnect that misses nothing, pages without JavaScript."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -132,3 +133,76 @@ def test_the_pages_work_without_javascript(browser, console):
         expect(page.locator("#event-list")).to_contain_text("check_now")
     finally:
         context.close()
+
+
+def watch_swaps(page, element_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Note when the element is last replaced (its parent's children change)."""
+    page.evaluate("""(id) => {
+        window.__lastSwap = performance.now();
+        new MutationObserver(() => { window.__lastSwap = performance.now(); })
+            .observe(document.getElementById(id).parentElement, {childList: true});
+    }""", element_id)
+
+
+def quiet(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until no swap came for two and a half seconds: the pushes an action set off (its own,
+    the monitor's re-evaluation) are in, so a click does not land on an element being replaced."""
+    page.wait_for_function("() => performance.now() - window.__lastSwap > 2500")
+
+
+def live_swap(page, api, element_id: str, provider: str) -> None:  # type: ignore[no-untyped-def]
+    """Have the server push the provider's live fragments (a check now through the API), wait
+    until the socket's copy of `element_id` replaced the one on the page, then for quiet."""
+    page.evaluate("(id) => document.getElementById(id).setAttribute('data-old', '1')", element_id)
+    assert api.post(f"/api/health/{provider}/check").status_code == 200
+    page.wait_for_function("(id) => { const e = document.getElementById(id); return e && !e.hasAttribute('data-old'); }",
+                           arg=element_id)
+    quiet(page)
+
+
+def test_every_control_works_after_any_number_of_live_swaps_without_a_reload(page, console):
+    name = "demo-fast"
+    config = f"config-{name}"
+    page.on("dialog", lambda dialog: dialog.accept())  # "Disable demo-fast?"
+    page.goto(console.url + f"/providers/{name}")
+    wait_live(page)
+    page.evaluate("window.__samePage = true")
+    watch_swaps(page, config)
+    flash = page.locator("#flash")
+    api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.api_key}"})
+    try:
+        for _ in range(3):
+            live_swap(page, api, config, name)
+        page.locator(f"#{config}").get_by_role("button", name="Disable").click()
+        expect(flash).to_contain_text(f"{name} is disabled.")
+        quiet(page)
+        live_swap(page, api, config, name)  # the pushed copy, not the answer's
+        page.locator(f"#{config}").get_by_role("button", name="Enable").click()
+        expect(flash).to_contain_text(f"{name} is enabled.")
+        quiet(page)
+        for _ in range(2):
+            live_swap(page, api, config, name)
+        page.get_by_label("Maintenance for").fill("5")
+        page.get_by_role("button", name="Start maintenance").click()
+        expect(flash).to_contain_text(f"{name} is in maintenance until")
+        quiet(page)
+        live_swap(page, api, config, name)
+        page.get_by_role("button", name="End maintenance now").click()
+        expect(flash).to_contain_text(f"{name}'s maintenance ended.")
+        expect(flash).not_to_contain_text("not allowed")
+        assert page.evaluate("window.__samePage") is True  # no reload happened
+    finally:
+        api.post(f"/api/providers/{name}/enable")
+        api.close()
+
+
+def test_relative_times_keep_ticking_between_pushes(page, console):
+    page.route_web_socket("**/ws/health/**", lambda ws: ws.close(code=4000, reason="no pushes (test)"))
+    with httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {console.api_key}"}) as api:
+        assert api.post("/api/health/demo-fast/check").status_code == 200  # an event of a second ago
+    page.goto(console.url + "/")
+    stamp = page.locator("#recent-events time[data-ago]").first
+    expect(stamp).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$"))
+    first = stamp.text_content()
+    expect(stamp).not_to_have_text(first, timeout=5000)  # no push came: the page counted on its own
+    expect(stamp).to_have_text(re.compile(r"^\d+ (s|min|h|d) ago$"))

@@ -179,6 +179,26 @@ async def test_a_failed_pull_says_why(configure, rt, login, users, ollama):
     assert "file does not exist" in page
 
 
+async def test_a_pull_that_failed_before_the_answer_says_so_not_pulling(configure, rt, login, users, ollama,
+                                                                        monkeypatch):
+    await configure({"providers": [{"name": "local", "kind": "ollama", "base_url": ollama.url}]})
+    start = pulls.start
+
+    async def start_and_finish(*args, **kwargs):  # the pull fails before the answer is rendered
+        job = await start(*args, **kwargs)
+        await asyncio.wait_for(asyncio.shield(job), 10)
+        return job
+
+    monkeypatch.setattr(pulls, "start", start_and_finish)
+    client = await login(users["operator"])
+    response = await client.post("/providers/local/pull", {"model": "no-such-model"}, headers=htmx())
+    html = response.content.decode()
+    assert response.status_code == 200
+    flash = html[html.index('<div id="flash"'):html.index("</div>", html.index('<div id="flash"'))]
+    assert "The pull of no-such-model failed" in flash and "Pulling" not in flash
+    assert "data-version=" in flash  # the page keeps the newer of this and the socket's pushes
+
+
 async def test_only_ollama_providers_pull(simulated, login, users):
     client = await login(users["operator"])
     response = await client.post("/providers/sim-a/pull", {"model": "llama3.2"}, headers=htmx())

@@ -28,7 +28,11 @@ async def session_cookie(async_client, user) -> tuple[bytes, bytes]:  # type: ig
 
 
 async def connect(path: str = "/ws/health/", *headers: tuple[bytes, bytes]) -> tuple[WebsocketCommunicator, bool]:
-    communicator = WebsocketCommunicator(application, path, headers=list(headers))
+    """A handshake with these headers, and the Host a browser always sends (unless given)."""
+    sent = list(headers)
+    if not any(name == b"host" for name, _ in sent):
+        sent.append((b"host", b"testserver"))
+    communicator = WebsocketCommunicator(application, path, headers=sent)
     connected, _ = await communicator.connect(timeout=5)
     return communicator, connected
 
@@ -132,3 +136,99 @@ async def test_what_a_client_sends_is_ignored(simulated, async_client, users):
     assert await communicator.receive_nothing(timeout=0.2)
     await communicator.disconnect()
     await asyncio.sleep(0)
+
+
+async def closed_with(communicator: WebsocketCommunicator) -> int | None:
+    """The close code the server sent next (None if it sent a fragment instead)."""
+    message = await communicator.receive_output(timeout=5)
+    return message.get("code") if message["type"] == "websocket.close" else None
+
+
+@pytest.mark.parametrize(("origin", "host"), [
+    (b"http://testserver:8001", b"testserver"),  # another port of the same host
+    (b"http://testserver", b"testserver:8000"),
+    (b"http://testserver:8000", b"testserver:8001"),
+    (b"https://testserver", b"testserver"),  # another scheme (the socket is ws, not wss)
+    (b"http://testserver.evil.example", b"testserver"),
+])
+async def test_a_socket_from_another_origin_of_the_same_host_is_refused(simulated, async_client, users, origin, host):
+    cookie = await session_cookie(async_client, users["staff"])
+    communicator, connected = await connect("/ws/health/", (b"origin", origin), (b"host", host), cookie)
+    assert connected is False
+    await communicator.disconnect()
+
+
+async def test_a_socket_from_the_same_scheme_host_and_port_is_accepted(simulated, async_client, users):
+    cookie = await session_cookie(async_client, users["staff"])
+    communicator, connected = await connect("/ws/health/", (b"origin", b"http://testserver:8000"),
+                                            (b"host", b"testserver:8000"), cookie)
+    assert connected
+    await communicator.disconnect()
+
+
+async def test_signing_out_closes_the_socket(simulated, async_client, users):
+    communicator, connected = await connect("/ws/health/", ORIGIN, await session_cookie(async_client, users["staff"]))
+    assert connected
+    response = await async_client.post("/logout/")
+    assert response.status_code in (200, 302)
+    assert await closed_with(communicator) == 4401
+    await get_channel_layer().group_send("health", {"type": "health.update", "provider": "sim-a"})
+    assert await communicator.receive_nothing(timeout=0.3)  # unsubscribed: nothing more comes
+    await communicator.disconnect()
+
+
+async def test_a_user_who_loses_staff_is_disconnected(simulated, async_client, users):
+    user = users["operator"]
+    communicator, connected = await connect("/ws/health/", ORIGIN, await session_cookie(async_client, user))
+    assert connected
+
+    @sync_to_async
+    def demote():
+        user.is_staff = False
+        user.save()
+
+    await demote()
+    assert await closed_with(communicator) == 4401
+    await communicator.disconnect()
+
+
+async def test_a_session_that_ended_without_a_signal_gets_no_further_push(simulated, async_client, users):
+    from django.contrib.sessions.models import Session
+
+    communicator, connected = await connect("/ws/health/", ORIGIN, await session_cookie(async_client, users["staff"]))
+    assert connected
+    await sync_to_async(lambda: Session.objects.all().delete())()  # expired and cleared, say
+    await get_channel_layer().group_send("health", {"type": "health.update", "provider": "sim-a"})
+    assert await closed_with(communicator) == 4401  # checked before the push: no fragment
+    await communicator.disconnect()
+
+
+@sync_to_async
+def set_status(name: str, status: str) -> None:
+    ProviderHealth.objects.update_or_create(provider=Provider.objects.get(name=name), defaults={"status": status})
+
+
+async def test_a_filtered_dashboard_drops_a_card_that_stops_matching_and_takes_one_that_starts(
+        simulated, async_client, users):
+    await set_status("sim-a", "healthy")
+    await set_status("sim-b", "healthy")
+    cookie = await session_cookie(async_client, users["staff"])
+    communicator, connected = await connect("/ws/health/?status=healthy", ORIGIN, cookie)
+    assert connected
+    await set_status("sim-a", "unhealthy")
+    await get_channel_layer().group_send("health", {"type": "health.update", "provider": "sim-a"})
+    html = await communicator.receive_from(timeout=5)
+    assert '<section id="board"' in html and 'hx-swap-oob="true"' in html  # the whole list, again
+    assert 'id="card-sim-b"' in html and 'id="card-sim-a"' not in html
+    # The page switched to the unhealthy ones (its URL changed): the socket follows.
+    await communicator.send_to(text_data='{"view": "?status=unhealthy"}')
+    await set_status("sim-b", "unhealthy")
+    await get_channel_layer().group_send("health", {"type": "health.update", "provider": "sim-b"})
+    html = await communicator.receive_from(timeout=5)
+    assert 'id="card-sim-a"' in html and 'id="card-sim-b"' in html and '<section id="board"' in html
+    await set_status("sim-b", "healthy")
+    await get_channel_layer().group_send("health", {"type": "health.update", "provider": "sim-b"})
+    html = await communicator.receive_from(timeout=5)
+    assert 'id="card-sim-a"' in html and 'id="card-sim-b"' not in html
+    await communicator.disconnect()
+

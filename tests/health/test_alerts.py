@@ -323,3 +323,59 @@ async def test_a_hung_receiver_never_delays_the_tick(configure, make_monitor, cl
     channel = await sync_to_async(AlertChannel.objects.get)(name="ops")
     assert channel.enabled and channel.delivery_failures == 1
     assert "no answer within 0.3 s" in channel.last_delivery_error
+
+
+async def reject(rt, name, credential, status=401):
+    """What the engine does on a provider's 401/403 for one of our credentials: the credential
+    set aside until reset (kind "rejected"), and the CooldownStarted event, written by the
+    health hook as a worker's sink would."""
+    from health import hooks
+    from providers.engine.events import CooldownStarted
+    from providers.engine.store import Cooldown
+
+    await rt.engine.store.set_cooldown(name, Cooldown(credential, "rejected", None, f"http_{status}"))
+    event = CooldownStarted(rt.engine.clock.time(), name, credential, "rejected", None, f"http_{status}")
+    await sync_to_async(hooks._write)([event])
+
+
+async def test_a_rejected_credential_alerts_and_the_provider_says_why(configure, make_monitor, clock, fake,
+                                                                     receiver, vrt):
+    from health.api import health_entries
+
+    await configure({"providers": [provider("p1", fake.url)]})
+    await make_channel("ops", receiver.url + "/hook", failure_threshold=1)
+    monitor = make_monitor()
+    await settle_healthy(monitor, clock)
+    [(credential, _)] = (await vrt.current()).providers["p1"].credentials
+    await reject(vrt, "p1", credential)
+    await evaluate(monitor, clock)
+    assert receiver.events() == ["alert"]
+    alert = receiver.payloads()[0]
+    assert f"credential {credential} rejected by the provider (HTTP 401)" in alert["reason"]
+    row = await health("p1")
+    assert row.status == "unhealthy"  # its only credential is refused: it takes no traffic
+    assert f"credential {credential} rejected by the provider (HTTP 401)" in row.reason
+    [entry] = await health_entries(["p1"])
+    assert entry["status"] == "unhealthy" and "rejected by the provider (HTTP 401)" in entry["reason"]
+    assert [(c["kind"], c["credential"]) for c in entry["cooldowns"]] == [("rejected", credential)]
+    assert "rejected by the provider (HTTP 401), until reset" in entry["cooldowns"][0]["reason"]
+
+
+async def test_a_rejected_credential_alerts_even_while_another_one_serves(configure, make_monitor, clock, fake,
+                                                                         receiver, vrt):
+    entry = provider("p1", fake.url, api_keys=[API_KEY, "sk-revoked-key-0000000000"])
+    del entry["api_key"]
+    await configure({"providers": [entry]})
+    await make_channel("ops", receiver.url + "/hook", failure_threshold=1)
+    monitor = make_monitor()
+    await settle_healthy(monitor, clock)
+    credentials = [c for c, _ in (await vrt.current()).providers["p1"].credentials]
+    assert len(credentials) == 2
+    await reject(vrt, "p1", credentials[1], status=403)
+    await evaluate(monitor, clock)
+    assert receiver.events() == ["alert"]
+    alert = receiver.payloads()[0]
+    assert alert["status"] == "degraded"  # what it is now, not what it was before the refusal
+    assert f"credential {credentials[1]} rejected by the provider (HTTP 403)" in alert["reason"]
+    row = await health("p1")
+    assert row.status == "degraded" and "(HTTP 403)" in row.reason

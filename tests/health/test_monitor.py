@@ -176,3 +176,56 @@ async def test_probes_close_a_half_open_breaker_without_any_live_traffic(configu
     assert (await health("p1")).breaker == "closed"
     breaker_events = [e[1:3] for e in await events("p1", "breaker")]
     assert breaker_events[-2:] == [("open", "half_open"), ("half_open", "closed")]
+
+
+async def test_every_probe_shows_within_one_tick_even_when_the_status_does_not_change(configure, make_monitor,
+                                                                                     fake, fake2, clock):
+    await configure({"providers": [provider("p1", fake.url), provider("p2", fake2.url)]})
+    monitor = make_monitor()
+    await full_tick(monitor)
+    first = {name: (await health(name)).last_check_at for name in ("p1", "p2")}
+    clock.advance(6)  # past the 5 s interval (jittered by 10 % at most)
+    await full_tick(monitor)
+    for name in ("p1", "p2"):  # both rows written in the tick that took the results in
+        row = await health(name)
+        assert row.status == "healthy" and row.last_check_ok is True
+        assert row.last_check_at > first[name]
+        assert row.last_check_at.timestamp() == pytest.approx(clock.t, abs=0.01)  # this round's probe
+
+
+async def test_a_breaker_forced_open_shows_the_provider_unavailable_at_once(configure, make_monitor, fake, rt):
+    from health.api import health_entries
+
+    await configure({"providers": [provider("p1", fake.url)]})
+    monitor = make_monitor()
+    await full_tick(monitor)
+    assert (await health("p1")).status == "healthy"
+    await rt.engine.force_open("p1", 600)
+    [entry] = await health_entries(["p1"])  # the API and the cards, before the monitor's next tick
+    assert entry["status"] == "unhealthy" and entry["breaker"] == "forced_open"
+    assert "forced open" in entry["reason"] and "unavailable" in entry["reason"]
+    await monitor.tick()  # one evaluation: a fact, not debounced
+    row = await health("p1")
+    assert row.status == "unhealthy" and row.breaker == "forced_open"
+    assert row.reason == "breaker forced open by an operator: unavailable"
+    assert [e[1:3] for e in await events("p1", "status")][-1] == ("healthy", "unhealthy")
+    await rt.engine.reset("p1")
+    await monitor.tick()
+    assert (await health("p1")).status == "healthy"  # its end shows at once too
+
+
+async def test_options_stored_before_they_were_validated_fail_the_probe_in_words_not_a_traceback(
+        configure, make_monitor, caplog):
+    from providers.models import Provider
+
+    await configure({"providers": [{"name": "sim", "kind": "simulated", "models": ["m"],
+                                    "health_check": {"interval_s": 5, "timeout_s": 1}}]})
+    # what an older version let through (or an edit in the database): the adapter refuses it
+    await sync_to_async(Provider.objects.filter(name="sim").update)(options={"error_rate": 2})
+    monitor = make_monitor()
+    await monitor.rt.refresh(force=True)
+    await full_tick(monitor)
+    row = await health("sim")
+    assert row.last_check_ok is False
+    assert "options are invalid" in row.last_error and "error_rate" in row.last_error
+    assert not [r for r in caplog.records if r.exc_info]
