@@ -7,16 +7,32 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import SuspiciousOperation  # noqa: E402
+from django.core.handlers.exception import response_for_exception  # noqa: E402
+from django.http import Http404  # noqa: E402
 
 from health.routing import websocket_urlpatterns  # noqa: E402
 from project.lifecycle import lifespan  # noqa: E402
 from providers.gateway.handler import GatewayHandler  # noqa: E402
 
 GATEWAY_PATHS = ("/v1/", "/api/execute")
+
+
+class StaticFiles(ASGIStaticFilesHandler):
+    """Our static files. A path that climbs out of the static folders (`/static/..%2f..%2fx`)
+    is a file we do not have: a 404, not the exception (a 500) Django's handler lets through."""
+
+    async def get_response_async(self, request):  # type: ignore[no-untyped-def]
+        try:
+            return await super().get_response_async(request)
+        except SuspiciousOperation:
+            return await sync_to_async(response_for_exception, thread_sensitive=False)(
+                request, Http404("No such static file."))
 
 
 def http_router(gateway, django):  # type: ignore[no-untyped-def]
@@ -32,7 +48,7 @@ def http_router(gateway, django):  # type: ignore[no-untyped-def]
 
 application = ProtocolTypeRouter(
     {
-        "http": http_router(GatewayHandler(), ASGIStaticFilesHandler(django_asgi_app)),
+        "http": http_router(GatewayHandler(), StaticFiles(django_asgi_app)),
         # The console's live updates: a browser on another origin, or without a staff
         # session, is refused (health/consumers.py checks the user).
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),

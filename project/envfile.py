@@ -1,8 +1,11 @@
-"""Write `.env` with freshly generated secrets, unless it exists: `python -m project.envfile`."""
+"""Write `.env` with freshly generated secrets, unless it exists: `python -m project.envfile`.
+Either way the file ends up readable by its owner only."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 import sys
 from pathlib import Path
 
@@ -20,13 +23,25 @@ ENCRYPTION_KEYS={encryption_key}
 def main(path: str = ".env") -> int:
     target = Path(path)
     if target.exists():
+        restrict(target)
         return 0
-    target.write_text(
-        TEMPLATE.format(secret_key=secrets.token_urlsafe(50), encryption_key=Fernet.generate_key().decode())
-    )
-    target.chmod(0o600)
+    text = TEMPLATE.format(secret_key=secrets.token_urlsafe(50), encryption_key=Fernet.generate_key().decode())
+    # Created owner-only (O_EXCL: never through someone else's file or link), so the secrets
+    # are never readable by others, not even between writing and a chmod.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    restrict(target)  # a umask may have taken away more, never added
     print(f"wrote {target} with generated SECRET_KEY and ENCRYPTION_KEYS")
     return 0
+
+
+def restrict(target: Path) -> None:
+    """An existing .env keeps its content but loses group and other permissions."""
+    mode = stat.S_IMODE(target.stat().st_mode)
+    if mode & 0o077:
+        target.chmod(mode & 0o700)
+        print(f"{target} was readable by others: now by its owner only")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Inside django-csp: API answers get JSON errors and their own, stricter policy.
+    "project.views.api_answers",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -201,6 +203,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own defaults add handlers without the redaction filter (a console one when
+        # DEBUG is on): none here, so every line reaches the root's, which has it.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         # httpx logs every request at INFO: far too much for a gateway's hot path.
         "httpx": {"level": "WARNING"},
@@ -215,6 +220,10 @@ NO_DEMO = env.bool("NO_DEMO", default=False)
 # beyond the built-in rule (http/https only; link-local and cloud metadata refused).
 PROVIDER_URL_DENY = env.list("PROVIDER_URL_DENY", default=[])
 PROVIDER_URL_ALLOW = env.list("PROVIDER_URL_ALLOW", default=[])
+# URLs a caller or an upstream hands the gateway to fetch (an `image_url` for an Ollama target,
+# a Replicate output) are refused on loopback, private, link-local and metadata addresses;
+# these hosts, domains or networks (CIDR) are let through.
+FETCH_URL_ALLOW = env.list("FETCH_URL_ALLOW", default=[])
 
 # The ASGI server `manage.py serve` (and so `make run`) uses: daphne or uvicorn.
 ASGI_SERVER = env.str("ASGI_SERVER", default="daphne")
@@ -239,6 +248,11 @@ SHARED_STATE = env.bool("SHARED_STATE", default=True)
 ANALYTICS_FLUSH_INTERVAL_S = env.float("ANALYTICS_FLUSH_INTERVAL_S", default=1.0)
 ANALYTICS_BATCH_SIZE = env.int("ANALYTICS_BATCH_SIZE", default=500)
 ANALYTICS_MAX_QUEUE = env.int("ANALYTICS_MAX_QUEUE", default=200_000)
+# A write refused with a connection-class error this many times in a row while the database
+# answers is treated as a bad record: isolated, degraded and counted (quarantined).
+ANALYTICS_WRITE_ATTEMPTS = env.int("ANALYTICS_WRITE_ATTEMPTS", default=5)
+# Records that could not be written even in degraded form, kept in memory (and named at shutdown).
+ANALYTICS_QUARANTINE_MAX = env.int("ANALYTICS_QUARANTINE_MAX", default=1000)
 
 # The monitor.
 MONITOR_TICK_S = env.float("MONITOR_TICK_S", default=1.0)

@@ -8,7 +8,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template import engines
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -219,6 +221,14 @@ class RouteAdmin(AuditedAdmin):
         return " → ".join(str(t) for t in obj.targets.all())
 
 
+NEW_KEY_PAGE = """{% extends "admin/base_site.html" %}
+{% block content %}
+<p class="warning">The new key <strong>{{ row.name }}</strong> ({{ row.prefix }}…) is shown once, store it now:</p>
+<p><code id="new-api-key">{{ key }}</code></p>
+<p><a href="{{ changelist }}">Back to the API keys</a> · <a href="{{ change }}">Edit this key</a></p>
+{% endblock %}"""
+
+
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
 
@@ -249,8 +259,20 @@ class ApiKeyAdmin(AuditedAdmin):
         obj.pk, obj.prefix, obj.key_hash = row.pk, row.prefix, row.key_hash
         obj.created_at = row.created_at
         self.audit(request, "create", row, {"scopes": row.scopes, "prefix": row.prefix})
-        self.message_user(request, format_html(
-            "The new key is shown once, store it now: <code id=\"new-api-key\">{}</code>", key), messages.WARNING)
+        request._new_api_key = key  # type: ignore[attr-defined]  # for response_add, this request only
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        """The new key, in the answer to the save itself. Not a message: messages travel in a
+        signed (readable) cookie, and the key would sit in the browser's cookie jar."""
+        key = getattr(request, "_new_api_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "title": "New API key", "key": key, "row": obj,
+                   "opts": self.opts, "changelist": reverse("admin:providers_apikey_changelist"),
+                   "change": reverse("admin:providers_apikey_change", args=[obj.pk])}
+        response = HttpResponse(engines["django"].from_string(NEW_KEY_PAGE).render(context, request))
+        response["Cache-Control"] = "no-store"  # not in any cache, nor the browser's history
+        return response
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -20,6 +20,7 @@ from .catalog import forget_discovered, refresh_catalog
 from .config import ConfigError, apply_config, export_config, load_document
 from .engine import UpstreamError
 from .gateway.auth import api_view
+from .gateway.bodies import parse_json
 from .gateway.errors import RequestError, error_response
 from .models import AuditLog, Provider
 from .openapi import Param, Response, build_schema, document
@@ -160,12 +161,8 @@ async def breaker_force_open(request: HttpRequest, name: str) -> HttpResponse:
     await provider_entry(name)
     minutes = None
     if request.body.strip():
-        try:
-            data = json.loads(request.body)
-        except ValueError:
-            raise RequestError(400, "The body must be JSON: {\"minutes\": N}.") from None
-        if not isinstance(data, dict):  # `null` or `5` must not mean "open until reset"
-            raise RequestError(400, "The body must be a JSON object: {\"minutes\": N}.")
+        # `null` or `5` must not mean "open until reset": only an object is taken.
+        data = parse_json(request, what='The body ({"minutes": N})')
         minutes = data.get("minutes")
         if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
                                     or not 0 < minutes <= 7 * 24 * 60):
@@ -291,7 +288,7 @@ async def config_put(request: HttpRequest) -> HttpResponse:
         raise RequestError(400, "The body must be UTF-8 YAML or JSON.") from None
     prune = query_flag(request, "prune", True)
     try:
-        doc = load_document(text)
+        doc = load_document(text)  # bounded in depth and size, then validated by the importer
         if not doc and prune:
             # A blank body, `null` or `{}` would otherwise delete every provider, route and
             # channel: a client's mistake, most likely. Emptying it all must be said outright.

@@ -2,11 +2,20 @@
 
 `adapter_class(kind)` imports the module for a kind on first use, so loading this package
 costs nothing and each adapter module stays independent of the others.
+
+`validate_options(kind, options)` checks a provider's `options` the way every other setting is
+checked, when the configuration is saved (admin, API, import) rather than when the adapter
+first runs: every kind's options are a JSON object of bounded depth and size, and an adapter
+class may declare a `validate_options(options)` classmethod raising ValueError, with a message
+that starts with the option's name, for the options it reads.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
+
+from providers.bounds import BoundsError, check_json
 
 from .base import (
     CAPABILITIES,
@@ -32,6 +41,7 @@ __all__ = [
     "Unsupported",
     "Usage",
     "adapter_class",
+    "validate_options",
 ]
 
 # kind -> "module:Class"
@@ -60,3 +70,22 @@ def adapter_class(kind: str) -> type[Adapter]:
         cls = getattr(importlib.import_module(module_name), class_name)
         _classes[kind] = cls
     return cls
+
+
+MAX_OPTIONS_DEPTH = 16
+MAX_OPTIONS_VALUES = 10_000
+
+
+def validate_options(kind: str, options: Any) -> None:
+    """Refuse `options` a provider of `kind` cannot run with: ValueError naming the option."""
+    if not isinstance(options, dict):
+        raise ValueError("must be a mapping")
+    try:
+        check_json(options, max_depth=MAX_OPTIONS_DEPTH, max_nodes=MAX_OPTIONS_VALUES)
+    except BoundsError as exc:
+        raise ValueError(f"{exc.path} {exc}" if exc.path else str(exc)) from None
+    if kind not in ADAPTER_MODULES:
+        return  # the kind itself is refused, with its own message
+    check = getattr(adapter_class(kind), "validate_options", None)
+    if check is not None:
+        check(options)

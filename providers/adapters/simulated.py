@@ -41,6 +41,16 @@ from providers.engine.errors import UpstreamError
 from .base import Adapter, ChatStream, ModelInfo, ProviderConfig, Result, Usage
 
 _Z95 = 1.6448536269514722  # the standard normal's 95th percentile
+# Embeddings are computed in the event loop: bound the work one request can ask for
+# (2,000,000 dimensions froze a server for 11 s). 65,536 values take well under 0.1 s.
+MAX_DIMENSIONS = 8192
+MAX_EMBEDDING_VALUES = 65_536
+MAX_DELAY_MS = 3_600_000.0  # an hour: anything longer is a typo, and overflows a sleep soon enough
+OPTIONS = frozenset({
+    "latency_ms", "latency_jitter_ms", "latency_p50_ms", "latency_p95_ms", "chunk_delay_ms",
+    "error_rate", "rate_limit_rate", "retry_after_s", "exhausted_rate", "timeout_rate", "stream_cut_rate",
+    "outage", "seed", "reply", "embedding_dims", "models",
+})
 
 DEFAULT_MODELS: tuple[ModelInfo, ...] = (
     ModelInfo("sim-chat", frozenset({"chat"}), 8192),
@@ -76,20 +86,17 @@ class Behaviour:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Behaviour:
         """Read `config.options`; raises ValueError naming the first bad field."""
-        def number(name: str, default: float | None = None) -> float | None:
+        def number(name: str, default: float | None = None, high: float = MAX_DELAY_MS) -> float | None:
             value = options.get(name, default)
             if value is None:
                 return None
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+                raise ValueError(f"{name} must be a number from 0 to {high:g}, not {value!r}")
             return float(value)
 
         rates = {}
         for name in ("error_rate", "rate_limit_rate", "exhausted_rate", "timeout_rate", "stream_cut_rate"):
-            rate = number(name, 0.0) or 0.0
-            if rate > 1:
-                raise ValueError(f"{name} must be between 0 and 1, not {rate}")
-            rates[name] = rate
+            rates[name] = number(name, 0.0, high=1.0) or 0.0
         if sum(v for k, v in rates.items() if k != "stream_cut_rate") > 1:
             raise ValueError("error_rate + rate_limit_rate + exhausted_rate + timeout_rate must not exceed 1")
         p50, p95 = number("latency_p50_ms"), number("latency_p95_ms")
@@ -106,7 +113,7 @@ class Behaviour:
         if period is not None and not (numbers and isinstance(period, int | float) and 0 < down <= period):
             raise ValueError("outage needs period_s > 0 and 0 < down_s <= period_s")
         seed = options.get("seed")
-        if seed is not None and not isinstance(seed, int):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an integer, not {seed!r}")
         return cls(
             latency_ms=number("latency_ms", 0.0) or 0.0,
@@ -114,7 +121,7 @@ class Behaviour:
             latency_p50_ms=p50,
             latency_p95_ms=p95,
             chunk_delay_ms=number("chunk_delay_ms", 0.0) or 0.0,
-            retry_after_s=number("retry_after_s", 1.0) or 0.0,
+            retry_after_s=number("retry_after_s", 1.0, high=86400.0) or 0.0,
             outage_period_s=float(period) if period is not None else None,
             outage_down_s=float(down),
             outage_offset_s=float(offset),
@@ -135,6 +142,23 @@ class Behaviour:
         return 0.0
 
 
+def _check_model_entry(i: int, entry: Any) -> None:
+    if isinstance(entry, str) and entry:
+        return
+    where = f"models[{i}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be a name or {{name, capabilities, context_window}}")
+    if not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise ValueError(f"{where}.name must be a non-empty string")
+    capabilities = entry.get("capabilities")
+    if capabilities is not None and (not isinstance(capabilities, list)
+                                     or any(c not in SimulatedAdapter.capabilities for c in capabilities)):
+        raise ValueError(f"{where}.capabilities must be a list of: {', '.join(sorted(SimulatedAdapter.capabilities))}")
+    window = entry.get("context_window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ValueError(f"{where}.context_window must be a whole number >= 1")
+
+
 def _window(raw: Any) -> tuple[float, float]:
     if not isinstance(raw, list | tuple) or len(raw) != 2:
         raise ValueError(f"an outage window is [start, end], not {raw!r}")
@@ -151,6 +175,29 @@ class SimulatedAdapter(Adapter):
     kind = "simulated"
     capabilities = frozenset({"chat", "embeddings", "image", "tts", "translation", "video"})
     default_base_url = "simulated://local"
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        """Every option this adapter reads, checked as the configuration is saved; ValueError
+        naming the option (see providers/adapters/__init__.py)."""
+        unknown = sorted(set(options) - OPTIONS)
+        if unknown:
+            raise ValueError(f"{unknown[0]} is not an option of simulated providers "
+                             f"(they take: {', '.join(sorted(OPTIONS))})")
+        Behaviour.from_options(options)
+        dims = options.get("embedding_dims")
+        if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int)
+                                 or not 1 <= dims <= MAX_DIMENSIONS):
+            raise ValueError(f"embedding_dims must be a whole number from 1 to {MAX_DIMENSIONS}, not {dims!r}")
+        reply = options.get("reply")
+        if reply is not None and not isinstance(reply, str):
+            raise ValueError("reply must be a string")
+        models = options.get("models")
+        if models is not None:
+            if not isinstance(models, list):
+                raise ValueError("models must be a list of names or {name, capabilities, context_window}")
+            for i, entry in enumerate(models):
+                _check_model_entry(i, entry)
 
     def __init__(
         self,
@@ -255,7 +302,14 @@ class SimulatedAdapter(Adapter):
         inputs = [raw] if isinstance(raw, str) else raw
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise _openai_error(400, "invalid_request_error", None, "'input' must be a string or a list of strings")
-        dims = int(request.get("dimensions") or self.config.options.get("embedding_dims", 16))
+        dims = request.get("dimensions") or self.config.options.get("embedding_dims", 16)
+        if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_DIMENSIONS:
+            raise _openai_error(400, "invalid_request_error", None,
+                                f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}")
+        if len(inputs) * dims > MAX_EMBEDDING_VALUES:
+            raise _openai_error(400, "invalid_request_error", None,
+                                f"a simulated provider returns at most {MAX_EMBEDDING_VALUES} values per "
+                                f"request (inputs × dimensions); this asks for {len(inputs) * dims}")
         as_base64 = request.get("encoding_format") == "base64"
         data = []
         for i, text in enumerate(inputs):

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -133,6 +133,8 @@ def api_view(scope: str) -> Callable[[View], View]:
             except RequestDataTooBig:  # Django's own answer would be an HTML 400
                 return RequestError(413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
                                          "bytes.", type_="request_too_large", code="request_too_large").response()
+            except SuspiciousOperation as exc:  # too many form fields or files, a bad multipart name...
+                return RequestError(400, f"The request is refused: {exc}", code="invalid_request").response()
 
         return csrf_exempt(wrapper)
 

@@ -1,4 +1,5 @@
-"""JSON error answers in OpenAI's shape: {"error": {"type", "message", "code", ...}}."""
+"""JSON error answers in OpenAI's shape: {"error": {"type", "message", "code", "param", ...}},
+and what every answer under /v1 and /api carries (`finish_api_response`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,24 @@ import json
 from typing import Any
 
 from django.http import HttpResponse
+from django.http.response import HttpResponseBase
+
+API_PREFIXES = ("/api/", "/v1/")
+# An API answer is data, never a page: no sniffing it into HTML, no framing, nothing loaded
+# from it. The console's pages keep their own policy (django-csp, project/settings.py).
+API_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# What an error status means, for an answer Django (or a decorator) made as a page.
+STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
 
 
 def error_response(status: int, type_: str, message: str, *, code: str | None = None,
@@ -20,19 +39,57 @@ def error_response(status: int, type_: str, message: str, *, code: str | None = 
 
 def no_endpoint(path: str) -> HttpResponse:
     """The 404 of an API URL that matches no endpoint."""
-    return error_response(404, "not_found", f"No API endpoint at {path}.")
+    return error_response(404, "not_found", f"No API endpoint at {_shown(path)}.")
+
+
+def _shown(path: str) -> str:
+    return path if len(path) <= 200 else path[:200] + "…"
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON (application/json, application/problem+json, ...)."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def finish_api_response(path: str, method: str, response: HttpResponseBase) -> HttpResponseBase:
+    """Every answer under /v1 and /api: an error made as a page (a 405 from
+    `require_http_methods`, Django's 400/403/500 pages) becomes a JSON error, and the
+    API's security headers are set."""
+    if response.status_code >= 400 and not is_json(response.get("Content-Type")) and not response.streaming:
+        status = response.status_code
+        if status == 405:
+            allowed = response.get("Allow", "")
+            message = f"{method} is not allowed here" + (f"; use {allowed}." if allowed else ".")
+        elif status >= 500:
+            message = "The server failed to handle this request."
+        else:
+            message = f"{response.reason_phrase} ({status})."
+        type_ = STATUS_TYPES.get(status, "internal_error" if status >= 500 else "invalid_request_error")
+        replacement = error_response(status, type_, message)
+        for name in ("Allow", "Retry-After"):
+            if name in response:
+                replacement[name] = response[name]
+        response = replacement
+    for name, value in API_SECURITY_HEADERS.items():
+        response[name] = value
+    return response
 
 
 class RequestError(Exception):
-    """A request the gateway refuses before routing it (bad JSON, unknown model, ...)."""
+    """A request the gateway refuses before routing it (bad JSON, unknown model, ...);
+    `param` names the offending field, as OpenAI's errors do."""
 
     def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+                 code: str | None = None, headers: dict[str, str] | None = None,
+                 param: str | None = None) -> None:
         self.status = status
         self.type = type_
         self.code = code
         self.headers = headers
+        self.param = param
         super().__init__(message)
 
     def response(self) -> HttpResponse:
-        return error_response(self.status, self.type, str(self), code=self.code, headers=self.headers)
+        extra = {"param": self.param} if self.param is not None else {}
+        return error_response(self.status, self.type, str(self), code=self.code, headers=self.headers, **extra)

@@ -21,12 +21,13 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.http import Http404, HttpResponse
 from django.urls import ResolverMatch, get_resolver, set_urlconf
 from django.utils.log import log_response
 
-from .errors import error_response, no_endpoint
+from .errors import API_SECURITY_HEADERS, error_response, finish_api_response, no_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +97,23 @@ class GatewayHandler(ASGIHandler):
             response = await match.func(request, *match.args, **match.kwargs)
         except Http404:
             response = no_endpoint(request.path_info)
+        except SuspiciousOperation as exc:  # as Django's handler: the caller's request, a 400
+            response = error_response(400, "invalid_request_error", f"The request is refused: {exc}",
+                                      code="invalid_request")
         except Exception:
             log.exception("gateway view failed: %s", request.path_info)
             response = error_response(500, "internal_error", "The gateway failed to handle this request.")
+        response = finish_api_response(request.path_info, request.method, response)  # a 405 page -> JSON
         response._resource_closers.append(request.close)
         if response.status_code == 500:  # 502/503 are answers about providers, logged as events
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
         return response
 
     async def send_response(self, response: Any, send: Any) -> None:
-        # The one security header Django's middleware would have added that matters for an API:
-        # a client must not sniff a provider's error body (passed through as is) into HTML.
-        response.setdefault("X-Content-Type-Options", "nosniff")
+        # What the API's answers carry whoever made them (the 413 above included): a client
+        # must not sniff an answer into HTML, nor load or frame anything from it.
+        for name, value in API_SECURITY_HEADERS.items():
+            response[name] = value
         await super().send_response(response, send)
 
     async def _serve(self, request: ASGIRequest, send: Any) -> None:

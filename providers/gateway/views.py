@@ -1,10 +1,14 @@
 """The gateway endpoints: OpenAI's wire format (so the official SDKs work unchanged) and
 the generic `/api/execute`.
 
-Each request is routed along its fallback chain by the engine; the answer says who served
-it (`X-Gateway-Route`, `X-Gateway-Provider`, `X-Gateway-Attempts`), caller errors from a
-provider come back as they are, and a request nobody could serve gets 502 (503 when every
-target was skipped) with the attempt list in an OpenAI-style error body.
+Each request is checked once, at the edge, before any target is tried (bodies.py: bounded
+JSON, names, the common OpenAI parameters; a bad one is the caller's 400 naming the field).
+It is then routed along its fallback chain by the engine; the answer says who served it
+(`X-Gateway-Route`, `X-Gateway-Provider`, `X-Gateway-Attempts`, encoded so that no header
+carries a caller's raw text), caller errors from a provider come back as they are when they
+are JSON (anything else, an HTML page say, is wrapped in our JSON error), and a request
+nobody could serve gets 502 (503 when every target was skipped, with `Retry-After` when the
+engine knows when a target comes back) with the attempt list in an OpenAI-style error body.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -22,11 +27,13 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.views.decorators.http import require_http_methods
 
 from analytics.recorder import record_request
 from analytics.records import RequestRecord
 from providers import schemas as s
 from providers.adapters import Result, Usage
+from providers.bounds import header_value
 from providers.engine import (
     AllTargetsFailed,
     AttemptRecord,
@@ -35,6 +42,7 @@ from providers.engine import (
     DeadlineExceeded,
     NoTargets,
     RoutePolicy,
+    StreamDeadline,
     TargetSpec,
 )
 from providers.openapi import Param, Response, document
@@ -42,8 +50,9 @@ from providers.runtime import Runtime, runtime
 from providers.snapshot import ResolveError, Snapshot
 
 from .auth import api_view
+from .bodies import check_name, parse_json, validate
 from .calls import Call, StreamStart
-from .errors import RequestError, error_response
+from .errors import RequestError, error_response, is_json
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +81,6 @@ def _dumps(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def parse_json(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"null")
-    except ValueError as exc:
-        raise RequestError(400, f"The body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise RequestError(400, "The body must be a JSON object.", code="invalid_json")
-    return body
-
-
 def _options(request: HttpRequest) -> tuple[float | None, str | None]:
     """Caller overrides from headers: a shorter deadline and a preferred provider."""
     deadline = request.META.get("HTTP_X_GATEWAY_DEADLINE")
@@ -91,7 +90,10 @@ def _options(request: HttpRequest) -> tuple[float | None, str | None]:
         raise RequestError(400, "X-Gateway-Deadline must be a number of seconds.") from None
     if deadline_s is not None and not 0 < deadline_s <= 3600:
         raise RequestError(400, "X-Gateway-Deadline must be > 0 and <= 3600.")
-    return deadline_s, request.META.get("HTTP_X_GATEWAY_PREFER") or None
+    prefer = request.META.get("HTTP_X_GATEWAY_PREFER") or None
+    if prefer is not None:
+        check_name(prefer, "X-Gateway-Prefer")
+    return deadline_s, prefer
 
 
 class Exchange:
@@ -125,14 +127,16 @@ class Exchange:
         return self.result
 
     def headers(self, attempts: list[AttemptRecord], provider: str = "", model: str = "") -> dict[str, str]:
+        # The route may be the caller's own `provider/model` text: checked at the edge, and
+        # still encoded, so a header never carries a caller's raw characters.
         headers = {
-            "X-Gateway-Route": self.route,
+            "X-Gateway-Route": header_value(self.route),
             "X-Gateway-Attempts": str(sum(1 for a in attempts if a.skipped is None)),
             "X-Request-Id": self.request_id,
         }
         if provider:
-            headers["X-Gateway-Provider"] = provider
-            headers["X-Gateway-Model"] = model
+            headers["X-Gateway-Provider"] = header_value(provider)
+            headers["X-Gateway-Model"] = header_value(model)
         return headers
 
     def elapsed_ms(self) -> float:
@@ -174,8 +178,7 @@ class Exchange:
             attempts = exc.attempts
             served = next((a for a in reversed(attempts) if a.skipped is None), None)
             status = upstream.status or 400
-            body = upstream.body or _dumps({"error": {"type": "invalid_request_error", "message": upstream.message}})
-            response = HttpResponse(body, status=status, content_type=upstream.media_type or "application/json")
+            response = _relayed_error(status, upstream.body, upstream.media_type, upstream.message)
             for name, value in self.headers(attempts, served.provider if served else "",
                                             served.model if served else "").items():
                 response[name] = value
@@ -193,12 +196,26 @@ class Exchange:
             last = next((a for a in reversed(attempts) if a.skipped is None), None)
             reason = last.reason if last else (attempts[-1].skipped or "") if attempts else ""
             self.record(outcome, status, attempts, error=reason)
+            headers = self.headers(attempts)
+            retry_after = getattr(exc, "retry_after", None)
+            if status == 503 and isinstance(retry_after, int | float) and not isinstance(retry_after, bool) \
+                    and math.isfinite(retry_after):
+                headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             return error_response(status, type_, str(exc), attempts=[a.as_dict() for a in attempts],
-                                  headers=self.headers(attempts))
+                                  headers=headers)
         if isinstance(exc, NoTargets):
             self.record("unavailable", 503, [], error="no_targets")
             return error_response(503, "no_target_available", str(exc), attempts=[], headers=self.headers([]))
         raise exc
+
+
+def _relayed_error(status: int, body: bytes, media_type: str | None, message: str) -> HttpResponse:
+    """A provider's answer to a bad request, relayed to the caller: JSON as it came; anything
+    else (an HTML error page, text) wrapped in our JSON error, never served as a page of ours."""
+    if body and is_json(media_type or "application/json"):
+        return HttpResponse(body, status=status, content_type=media_type or "application/json")
+    return error_response(status, "invalid_request_error", message or f"the provider answered {status}",
+                          code="upstream_error")
 
 
 def _success_headers(exchange: Exchange, result: ChainResult[Any]) -> dict[str, str]:
@@ -251,8 +268,10 @@ def _stream_response(exchange: Exchange, result: ChainResult[Any]) -> StreamingH
         except Exception as exc:
             # Bytes were forwarded already: no retry, no fallback; the client hears why.
             error = exc
+            # A deadline that ran out is said as such: the provider did nothing wrong.
+            message = str(exc) if isinstance(exc, StreamDeadline) else f"the provider's stream broke: {exc}"
             yield b"data: " + _dumps({"error": {"type": "stream_aborted", "code": "stream_aborted",
-                                                "message": f"the provider's stream broke: {exc}"}}) + b"\n\n"
+                                                "message": message}}) + b"\n\n"
         finally:
             await start.stream.aclose()
             await result.finish(error)
@@ -273,47 +292,61 @@ def _stream_response(exchange: Exchange, result: ChainResult[Any]) -> StreamingH
 
 @document("POST", "/v1/chat/completions", "Chat completion (OpenAI format; stream: true for server-sent events)", scope="gateway", request=s.ChatRequest, request_content_type="application/json",
           responses=_answers(Response("The completion, or an SSE stream of chunks", s.ChatCompletion, headers=GATEWAY_HEADERS, also=("text/event-stream",))), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@require_http_methods(["POST"])
 @api_view("gateway")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     body = parse_json(request)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "`messages` must be a non-empty list.", code="invalid_messages")
+        raise RequestError(400, "`messages` must be a non-empty list.", code="invalid_messages",
+                           param="messages")
+    check_name(body.get("model"), "model")
+    validate(s.ChatRequest, body)
     return await _serve(request, "chat", body, stream=body.get("stream") is True)
 
 
 @document("POST", "/v1/embeddings", "Embeddings (OpenAI format)", scope="gateway", request=s.EmbeddingsRequest, request_content_type="application/json",
           responses=_answers(Response("The embeddings", s.Embeddings, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@require_http_methods(["POST"])
 @api_view("gateway")
 async def embeddings(request: HttpRequest) -> HttpResponse:
     body = parse_json(request)
     if "input" not in body:
-        raise RequestError(400, "`input` is required.", code="missing_input")
+        raise RequestError(400, "`input` is required.", code="missing_input", param="input")
+    check_name(body.get("model"), "model")
+    validate(s.EmbeddingsRequest, body)
     return await _serve(request, "embeddings", body)
 
 
 @document("POST", "/v1/images/generations", "Image generation (OpenAI format)", scope="gateway", request=s.ImageRequest, request_content_type="application/json",
           responses=_answers(Response("The images", s.Images, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@require_http_methods(["POST"])
 @api_view("gateway")
 async def images_generations(request: HttpRequest) -> HttpResponse:
     body = parse_json(request)
     if not isinstance(body.get("prompt"), str) or not body["prompt"]:
-        raise RequestError(400, "`prompt` must be a non-empty string.", code="missing_prompt")
+        raise RequestError(400, "`prompt` must be a non-empty string.", code="missing_prompt", param="prompt")
+    check_name(body.get("model"), "model")
+    validate(s.ImageRequest, body)
     return await _serve(request, "image", body)
 
 
 @document("POST", "/v1/audio/speech", "Text to speech (OpenAI format); audio bytes back", scope="gateway", request=s.SpeechRequest, request_content_type="application/json",
           responses=_answers(Response("The audio, in the type the provider answered with (audio/mpeg, audio/wav, ...)", None, "audio/*", headers=GATEWAY_HEADERS, also=("application/octet-stream",))), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@require_http_methods(["POST"])
 @api_view("gateway")
 async def audio_speech(request: HttpRequest) -> HttpResponse:
     body = parse_json(request)
     if not isinstance(body.get("input"), str) or not body["input"]:
-        raise RequestError(400, "`input` must be a non-empty string.", code="missing_input")
+        raise RequestError(400, "`input` must be a non-empty string.", code="missing_input", param="input")
+    check_name(body.get("model"), "model")
+    validate(s.SpeechRequest, body)
     return await _serve(request, "tts", body)
 
 
 @document("POST", "/v1/audio/transcriptions", "Speech to text (OpenAI format, multipart)", scope="gateway", request=s.TranscriptionRequest, request_content_type="multipart/form-data",
           responses=_answers(Response("The transcription", s.Transcription, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@require_http_methods(["POST"])
 @api_view("gateway")
 async def audio_transcriptions(request: HttpRequest) -> HttpResponse:
     try:
@@ -321,13 +354,29 @@ async def audio_transcriptions(request: HttpRequest) -> HttpResponse:
     except MultiPartParserError as exc:
         raise RequestError(400, f"The body is not valid multipart/form-data: {exc}", code="invalid_multipart") from None
     if upload is None:
-        raise RequestError(400, "`file` (multipart) is required.", code="missing_file")
+        raise RequestError(400, "`file` (multipart) is required.", code="missing_file", param="file")
     body = {k: v for k, v in request.POST.items()}
+    check_name(body.get("model"), "model")
+    _check_transcription_fields(body)
     return await _serve(request, "stt", body, audio=upload.read(), filename=upload.name or "audio")
+
+
+def _check_transcription_fields(body: dict[str, str]) -> None:
+    """Multipart fields are text: the numeric ones must read as numbers in range."""
+    temperature = body.get("temperature")
+    if temperature is not None:
+        try:
+            value = float(temperature)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value <= 1:
+            raise RequestError(400, "Invalid `temperature`: a number from 0 to 1.", code="invalid_value",
+                               param="temperature")
 
 
 @document("GET", "/v1/models", "Routes and provider/model names a client may put in `model`", scope="gateway",
           responses={200: Response("The models", s.ModelList)}, errors=(401, 403))
+@require_http_methods(["GET"])
 @api_view("gateway")
 async def models(request: HttpRequest) -> HttpResponse:
     snapshot = await runtime().current()
@@ -359,34 +408,36 @@ def _execute_body(capability: str, data: Any, options: dict[str, Any]) -> dict[s
         elif isinstance(data, dict) and isinstance(data.get("messages"), list):
             body = dict(data)
         else:
-            raise RequestError(400, "chat `input` must be a string, a list of messages or {messages}.")
+            raise RequestError(400, "chat `input` must be a string, a list of messages or {messages}.", param="input")
         if not body["messages"]:
-            raise RequestError(400, "chat `input` has no messages.")
+            raise RequestError(400, "chat `input` has no messages.", param="input")
     elif capability == "embeddings":
         body = {"input": data}
     elif capability == "image":
         body = {"prompt": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
         if not body.get("prompt"):
-            raise RequestError(400, "image `input` must be a prompt string or {prompt, ...}.")
+            raise RequestError(400, "image `input` must be a prompt string or {prompt, ...}.", param="input")
     elif capability == "tts":
         body = {"input": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
         if not body.get("input"):
-            raise RequestError(400, "tts `input` must be the text to speak or {input, voice, ...}.")
+            raise RequestError(400, "tts `input` must be the text to speak or {input, voice, ...}.", param="input")
     elif capability == "translation":
         body = {"text": data} if isinstance(data, str | list) else dict(data) if isinstance(data, dict) else {}
         if not body.get("text"):
-            raise RequestError(400, "translation `input` must be text, a list of texts or {text, target_lang}.")
+            raise RequestError(400, "translation `input` must be text, a list of texts or {text, target_lang}.", param="input")
     elif capability == "video":
         body = {"prompt": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
         if not isinstance(body.get("prompt"), str) or not body["prompt"]:
-            raise RequestError(400, "video `input` must be a prompt string or {prompt, images, audio, duration_s}.")
+            raise RequestError(400, "video `input` must be a prompt string or {prompt, images, audio, duration_s}.", param="input")
     else:
-        raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.")
+        raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.",
+                           param="capability")
     for name, value in options.items():
         if name not in ("deadline_s", "prefer"):
             body.setdefault(name, value)
     if capability == "translation" and not body.get("target_lang"):
-        raise RequestError(400, "translation needs `target_lang` (in `input` or `options`).")
+        raise RequestError(400, "translation needs `target_lang` (in `input` or `options`).",
+                           param="options.target_lang")
     body.pop("stream", None)
     return body
 
@@ -399,20 +450,29 @@ def _output(value: Result) -> Any:
 
 @document("POST", "/api/execute", "Any capability through a route, with the attempt list in the answer", scope="gateway", request=s.ExecuteRequest, request_content_type="application/json",
           responses=_answers(Response("The result and every attempt", s.ExecuteResult, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@require_http_methods(["POST"])
 @api_view("gateway")
 async def execute(request: HttpRequest) -> HttpResponse:
     payload = parse_json(request)
     capability = payload.get("capability")
     if capability not in CAPABILITIES or capability == "stt":
-        raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.")
+        raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.",
+                           param="capability")
     options = payload.get("options") or {}
     if not isinstance(options, dict):
-        raise RequestError(400, "`options` must be an object.")
+        raise RequestError(400, "`options` must be an object.", param="options")
     route_name = payload.get("route") or payload.get("model")
-    body = _execute_body(capability, payload.get("input"), options)
+    check_name(route_name, "route")
+    validate(s.ExecuteRequest, payload)
+    data = payload.get("input")
+    body = _execute_body(capability, data, options)
+    # The checks of the matching /v1 endpoint, each error named where the caller wrote it.
+    origin = {name: f"input.{name}" if isinstance(data, dict) else "input" for name in body}
+    origin.update({name: f"options.{name}" for name in options if not (isinstance(data, dict) and name in data)})
+    validate(s.EXECUTE_PARAMS[capability], body, origin=origin)
     deadline_s = options.get("deadline_s")
-    if deadline_s is not None and (not isinstance(deadline_s, int | float) or not 0 < deadline_s <= 3600):
-        raise RequestError(400, "`options.deadline_s` must be a number > 0 and <= 3600.")
+    if options.get("prefer") is not None:
+        check_name(options["prefer"], "options.prefer")
     rt = runtime()
     snapshot = await rt.current()
     exchange = Exchange(request, rt, snapshot, capability)

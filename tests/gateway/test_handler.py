@@ -44,7 +44,7 @@ async def test_a_client_that_disconnects_cancels_the_upstream_call(two_openai, k
     from providers.runtime import runtime
 
     await two_openai()
-    upstream_a.fault(delay_s=5)
+    upstream_a.fault(delay_s=120)  # far longer than the bound below: only a cancel ends it
     await runtime().current()
     body = b'{"model": "chain", "messages": [{"role": "user", "content": "hi"}]}'
     messages = [{"type": "http.request", "body": body, "more_body": False}]
@@ -69,10 +69,8 @@ async def test_a_client_that_disconnects_cancels_the_upstream_call(two_openai, k
         await asyncio.sleep(0.02)
         if upstream_a.requests_to("/v1/chat/completions"):
             break
-    started = asyncio.get_running_loop().time()
     disconnect.set()
-    await asyncio.wait_for(app, 2)  # returns at once, not after the upstream's 5 s
-    assert asyncio.get_running_loop().time() - started < 1.0
+    await asyncio.wait_for(app, 60)  # it returns: the upstream's 120 s answer was not waited for
     assert not app.cancelled() and app.exception() is None
     assert sent == []  # nothing was answered to a client that left
     assert len(upstream_a.requests_to("/v1/chat/completions")) == 1  # and it was not retried elsewhere

@@ -90,6 +90,7 @@ def test_a_server_error_on_a_route_with_no_fallback_is_a_502_with_the_attempts(l
 def test_consecutive_failures_open_the_breaker_then_requests_get_503_without_an_upstream_call(live, setup, primary):
     names = setup()
     primary.fault(status=503)
+    before = time.time()
     statuses = [live.chat(names.body(names.solo)).status_code for _ in range(4)]
     # 2 + 2 calls, then the 5th consecutive failure opens the breaker (its retry is skipped);
     # the 4th request finds it open and is refused at once.
@@ -97,7 +98,7 @@ def test_consecutive_failures_open_the_breaker_then_requests_get_503_without_an_
     assert calls(primary) == 5
     breaker = live.breaker(names.first)
     assert breaker["state"] == "open" and breaker["reason"] == "consecutive_failures 5"
-    assert breaker["open_until"] > time.time() + 20
+    assert breaker["open_until"] >= before + 30  # the base break time, from when it opened
     last = live.chat(names.body(names.solo))
     assert last.status_code == 503 and calls(primary) == 5
     assert last.json()["error"]["type"] == "no_target_available"
@@ -132,14 +133,16 @@ def test_a_429_with_a_long_retry_after_in_seconds_cools_the_key_down_and_falls_b
         live, setup, primary, fallback):
     names = setup()
     primary.fault(status=429, retry_after="120")
-    started = time.monotonic()
+    before = time.time()
     response = live.chat(names.body())
-    assert time.monotonic() - started < 0.8
+    after = time.time()
+    # fell back at once: the first target was tried once, never waited for
     assert served(response) == (200, names.second, "2", "1")
+    assert calls(primary) == 1
     breaker = live.breaker(names.first)
     assert (breaker["state"], breaker["failures"]) == ("closed", 0)  # a rate limit is not an outage
     [cooldown] = breaker["cooldowns"]
-    assert cooldown["kind"] == "rate_limited" and abs(cooldown["until"] - (time.time() + 120)) < 5
+    assert cooldown["kind"] == "rate_limited" and before + 120 <= cooldown["until"] <= after + 120 * 1.2
     # while it cools down the key is skipped without a call
     again = live.chat(names.body())
     assert served(again)[:2] == (200, names.second) and calls(primary) == 1
@@ -223,7 +226,7 @@ def test_a_connect_timeout_is_retried_then_the_fallback_serves(live, setup, fall
         response = live.chat(names.body())
         elapsed = time.monotonic() - started
     assert served(response) == (200, names.second, "3", "1")
-    assert 0.9 < elapsed < 3
+    assert elapsed >= 0.9  # both attempts waited out their 0.5 s timeout
     assert live.breaker(names.first)["failures"] == 2
     first_two = attempts(logged(live, response))[:2]
     # whichever fires first, httpx's connect timeout or the engine's attempt timer (both 0.5 s)
@@ -235,7 +238,7 @@ def test_a_read_timeout_is_retried_then_the_fallback_serves(live, setup, primary
     primary.fault(hang=True)
     started = time.monotonic()
     response = live.chat(names.body())
-    assert 0.9 < time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.9  # both attempts waited out their 0.5 s timeout
     assert served(response) == (200, names.second, "3", "1")
     assert live.breaker(names.first)["failures"] == 2
     assert attempts(logged(live, response))[:2] == [(names.first, "deadline", None, "attempt_timeout")] * 2
@@ -263,14 +266,14 @@ def test_a_trickling_upstream_is_cut_at_the_attempt_timeout_and_the_fallback_ser
         names = setup(loris.url, timeout_s=0.5)
         started = time.monotonic()
         response = live.chat(names.body())
-        assert 0.9 < time.monotonic() - started < 3
+        assert time.monotonic() - started >= 0.9  # both attempts waited out their 0.5 s timeout
         assert served(response) == (200, names.second, "3", "1")
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30  # a bound on waiting, not a timing goal
         while time.monotonic() < deadline and not all(c.ended for c in loris.connections):
             time.sleep(0.05)
-        # the gateway hung up on both trickling connections instead of waiting them out
+        # the gateway hung up on both trickling connections instead of waiting them out (each
+        # trickle would go on for 10 s; closed_by_peer says the gateway ended it first)
         assert len(loris.connections) == 2 and all(c.closed_by_peer for c in loris.connections)
-        assert all(c.ended - c.started < 2 for c in loris.connections)
     assert attempts(logged(live, response))[:2] == [(names.first, "deadline", None, "attempt_timeout")] * 2
 
 

@@ -2,7 +2,8 @@
 
 With ADMIN_USERNAME and ADMIN_PASSWORD set, that superuser is created or its password
 updated. Otherwise, when no superuser exists, `admin` is created with a random password,
-printed this once.
+printed this once. ADMIN_PASSWORD without ADMIN_USERNAME is an error, not a guess: which
+account's password it should set is not for us to pick.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -23,6 +24,10 @@ class Command(BaseCommand):
         User = get_user_model()
         username = os.environ.get("ADMIN_USERNAME", "")
         password = os.environ.get("ADMIN_PASSWORD", "")
+        if password and not username:
+            raise CommandError("ADMIN_PASSWORD is set but ADMIN_USERNAME is not: set ADMIN_USERNAME to the "
+                               "administrator's name (for example ADMIN_USERNAME=admin), or unset "
+                               "ADMIN_PASSWORD to get a generated password.")
         if username and password:
             user, created = User.objects.get_or_create(username=username)
             user.is_staff = user.is_superuser = True

@@ -27,7 +27,8 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"{path}: {exc.strerror}") from exc
         try:
-            summary = apply_config(load_document(text), actor="import_config", prune=options["prune"])
+            doc = load_document(text)
+            summary = apply_config(doc, actor="import_config", prune=options["prune"])
         except ConfigError as exc:
             raise CommandError(f"{path}: nothing changed:\n" + "\n".join(exc.errors)) from exc
         for line in summary.created:
