@@ -21,8 +21,12 @@ from project.database import restrict_sqlite_files
 
 from . import crypto
 from .adapters import validate_options
+from .bounds import BoundsError, check_json
 from .engine import policy as engine_policy
 from .validation import RangeValidator, validate_name, validate_provider_url, validate_route_name
+
+MAX_OPTIONS_DEPTH = 16  # a provider's kind-specific options: bounded like every stored JSON value
+MAX_OPTIONS_VALUES = 10_000
 
 # Models load before any process connects to the database: from its first connection on, a
 # SQLite file (secrets, key hashes, the request log) is readable by its owner only.
@@ -178,7 +182,10 @@ class Provider(models.Model):
             # The kind's options are checked here, like every other field, so the admin, the
             # API and import_config refuse what the adapter could not run with.
             try:
+                check_json(self.options, max_depth=MAX_OPTIONS_DEPTH, max_nodes=MAX_OPTIONS_VALUES)
                 validate_options(self.kind, self.options)
+            except BoundsError as exc:
+                errors["options"] = f"{exc.path} {exc}" if exc.path else str(exc)
             except ValueError as exc:
                 errors["options"] = str(exc)
         if errors:
