@@ -25,8 +25,11 @@ run: $(VENV)/.installed .env
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+## Lint: ruff, mypy (strict for the engine and the adapters), import-linter's layer contracts
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

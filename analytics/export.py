@@ -30,6 +30,7 @@ def export_csv(name: str = "24h", *, by: str = "provider", now: datetime | None 
         raise ValueError("by must be 'provider' or 'route'")
     win = window(name, now)
     step = int(win.step.total_seconds())
+    columns: tuple[str, ...]
     if by == "provider":
         rows = series_sums(ProviderRollup, win, ("provider", "route"), PROVIDER_VALUES)
         block, columns = provider_block, PROVIDER_COLUMNS

@@ -2,26 +2,21 @@
 
 Every worker process answers the same: counters and histograms are sums of the day rollups
 (kept for ever, and added to in the same transaction as each batch of requests, so they only
-grow), gauges come from ProviderHealth as the monitor last wrote it. Nothing is counted in
-process memory, so several workers, restarts and a separate monitor process change nothing.
+grow); other apps add their metrics with `add_collector` in their AppConfig.ready (health's
+gauges come from ProviderHealth as the monitor last wrote it). Nothing is counted in process
+memory, so several workers, restarts and a separate monitor process change nothing.
 Figures lag the requests by the recorder's flush interval (ANALYTICS_FLUSH_INTERVAL_S).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-    StateSetMetricFamily,
-)
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from project.database import db_call
@@ -36,8 +31,16 @@ from .sums import all_time_sums
 
 # Every third histogram bound (x1.73): fine enough for histogram_quantile, few series.
 EXPORTED_BOUNDS = tuple(range(0, len(histogram.BOUNDS_MS), 3))
-BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
-STATUSES = ("healthy", "degraded", "unhealthy", "unknown", "disabled", "maintenance")
+
+# Further metrics, read at scrape time (sync: they may query the database), after this app's own.
+Collector = Callable[[], Iterable[Metric]]
+_collectors: list[Collector] = []
+
+
+def add_collector(collector: Collector) -> None:
+    """Add `collector`'s metrics to /metrics (in an AppConfig.ready)."""
+    if collector not in _collectors:
+        _collectors.append(collector)
 
 
 def _le(ms: float) -> str:
@@ -46,7 +49,8 @@ def _le(ms: float) -> str:
 
 def _buckets(sums: dict[str, Any]) -> list[tuple[str, float]]:
     counts = [int(sums[c]) for c in histogram.COLUMNS]
-    out, seen, index = [], 0, 0
+    out: list[tuple[str, float]] = []
+    seen = index = 0
     for bound in EXPORTED_BOUNDS:
         while index <= bound:
             seen += counts[index]
@@ -63,13 +67,14 @@ def _totals(model: type, group: tuple[str, ...], columns: tuple[str, ...]) -> li
 
 
 class GatewayCollector:
-    """A prometheus_client collector over the rollups and provider health."""
+    """A prometheus_client collector over the rollups, and the collectors other apps added."""
 
     def collect(self) -> Iterator[Metric]:
         yield from self.requests()
         yield from self.attempts()
         yield from self.request_log()
-        yield from self.health()
+        for collector in _collectors:
+            yield from collector()
 
     def requests(self) -> Iterator[Metric]:
         outcomes = tuple(REQUEST_OUTCOMES.items())
@@ -131,27 +136,11 @@ class GatewayCollector:
             degraded.add_metric([row.cause], row.degraded)
         yield from (quarantined, degraded)
 
-    def health(self) -> Iterator[Metric]:
-        from health.models import ProviderHealth
-
-        score = GaugeMetricFamily("gateway_provider_health_score", "Health score (0-100) as the monitor "
-                                  "last computed it", labels=["provider"])
-        breaker = StateSetMetricFamily("gateway_breaker_state", "Circuit breaker state", labels=["provider"])
-        status = StateSetMetricFamily("gateway_provider_status", "Health status", labels=["provider"])
-        rows = ProviderHealth.objects.select_related("provider").order_by("provider__name")
-        for h in rows:
-            name = h.provider.name
-            if h.score is not None:
-                score.add_metric([name], float(h.score))
-            breaker.add_metric([name], {s: h.breaker == s for s in BREAKER_STATES})
-            status.add_metric([name], {s: h.status == s for s in STATUSES})
-        yield from (score, breaker, status)
-
 
 def render_metrics() -> bytes:
     """The exposition text (sync: it reads the database)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector())  # type: ignore[arg-type]
+    registry.register(GatewayCollector())
     return generate_latest(registry)
 
 

@@ -3,7 +3,8 @@
 One `Recorder` per event loop. `record_request` bounds a record (analytics/records.py) and
 appends it to the queue (no I/O); a background task writes a batch every
 `ANALYTICS_FLUSH_INTERVAL_S` or as soon as `ANALYTICS_BATCH_SIZE` records wait. Each batch
-is written in one transaction, so no record is counted twice.
+is written in one transaction, so no record is counted twice. AnalyticsConfig.ready connects
+`record_request` to the gateway's finished requests and `flush_all` to the shutdown hooks.
 
 The log must never stop. When a batch fails to write:
 - the database is away (an `OperationalError`/`InterfaceError` and `SELECT 1` fails too): the
@@ -34,7 +35,6 @@ from typing import Any
 
 from django.conf import settings
 
-from project import lifecycle
 from project.database import db_call
 
 from .dimensions import current_snapshot, rollup_route
@@ -187,8 +187,8 @@ class Recorder:
             # Nothing of the batch went in, in any form: the database refuses everything (a
             # missing table, a full disk), not these records. They wait, as in an outage.
             return written, [*(r for r, _ in refused), *unwritten]
-        for record, exc in refused:
-            await self._hold(record, exc)
+        for record, error in refused:
+            await self._hold(record, error)
         return written, unwritten
 
     async def _keep_waiting(self, exc: BaseException) -> bool:
@@ -366,5 +366,3 @@ def recorders() -> list[Recorder]:
     """This process's recorders (one per event loop)."""
     return list(_recorders.values())
 
-
-lifecycle.on_shutdown(flush_all)

@@ -1,5 +1,5 @@
-"""What the gateway records about each request it served (or failed to serve), and the bounds
-every record is put in before it is queued.
+"""The bounds every request record (providers/gateway/records.py: what the gateway announces
+about each request it served, or failed to serve) is put in before it is queued.
 
 A record carries text that callers and providers chose (model names, error reasons, whole
 attempt lists), so any of it may be something a database refuses: a lone surrogate (not
@@ -19,40 +19,15 @@ import itertools
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from django.db import models
 
-@dataclass(slots=True)
-class RequestRecord:
-    at: datetime
-    request_id: str
-    route: str
-    capability: str
-    outcome: str  # success | failure | unavailable | caller_error | cancelled | deadline | stream_aborted
-    status: int  # what the client got
-    latency_ms: float
-    provider: str = ""  # who served it ("" when nobody did)
-    model: str = ""
-    api_key_id: int | None = None
-    ttft_ms: float | None = None
-    stream: bool = False
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    calls: int = 0  # attempts that reached a provider
-    failovers: int = 0
-    retries: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    characters: int = 0
-    images: int = 0
-    cost: Decimal = Decimal(0)
-    error: str = ""  # the error class (the last reason) when it failed
-    # Not a column: the route name the rollups count this request under (analytics/dimensions.py);
-    # None: `route` itself. The raw row always keeps `route`.
-    rollup_route: str | None = None
-
+# Defined where the gateway builds it; the analytics modules read it from here.
+from providers.gateway.records import RequestRecord as RequestRecord
 
 # The RequestLog columns, in the record's order.
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RequestRecord) if f.name != "rollup_route")
@@ -177,7 +152,7 @@ def clean_attempts(value: Any, *, ascii: bool = False) -> list[dict[str, Any]]:
     if not isinstance(value, list | tuple):
         return []
     attempts = clean_json([a for a in itertools.islice(value, JSON_ITEMS) if isinstance(a, dict)], ascii=ascii)
-    return attempts  # type: ignore[no-any-return]
+    return attempts
 
 
 def _utf8(text: str) -> bool:
@@ -299,7 +274,8 @@ def degrade(record: RequestRecord) -> RequestRecord:
 def _length(name: str) -> int:
     from .models import RequestLog
 
-    return RequestLog._meta.get_field(name).max_length or 0
+    field = RequestLog._meta.get_field(name)
+    return (field.max_length or 0) if isinstance(field, models.Field) else 0
 
 
 def _route_length() -> int:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connections, router, transaction
+from django.db.models import Model
 
 from .models import ErrorRollup, Granularity, ProviderRollup, RequestLog, RouteRollup
 
@@ -61,12 +62,12 @@ def apply_retention(now: datetime | None = None, *, max_rows: int | None = None)
     return deleted
 
 
-def _delete(model: type, field: str, before: datetime, where: dict[str, str], limit: int | None) -> int:
+def _delete(model: type[Model], field: str, before: datetime, where: dict[str, str], limit: int | None) -> int:
     """DELETE rows with `field` < `before` (and `where`) in chunks, each a short transaction."""
     alias = router.db_for_write(model)
     connection = connections[alias]
     qn = connection.ops.quote_name
-    table = qn(model._meta.db_table)  # type: ignore[attr-defined]
+    table = qn(model._meta.db_table)
     conditions = " AND ".join([f"{qn(field)} < %s", *(f"{qn(k)} = %s" for k in where)])
     params = [connection.ops.adapt_datetimefield_value(before), *where.values()]
     total = 0

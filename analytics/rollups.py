@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connections, router
+from django.db.models import Model
 
 from . import histogram
 from .models import ErrorRollup, Granularity, ProviderRollup, RouteRollup
@@ -204,22 +205,22 @@ class Accumulator:
 
     def add(self, minute: datetime, c: Contribution, times: int = 1) -> None:
         """Add `times` requests that contribute `c`, in the bucket starting at `minute`."""
-        key = (minute, *c.route)
-        row = self.routes.get(key)
+        route_key = (minute, *c.route)
+        row = self.routes.get(route_key)
         if row is None:
-            row = self.routes[key] = [0] * len(ROUTE_VALUES)
+            row = self.routes[route_key] = [0] * len(ROUTE_VALUES)
         for index, amount in c.route_values:
             row[index] += amount * times
         for dims, values in c.providers:
-            key = (minute, *dims)
-            row = self.providers.get(key)
+            provider_key = (minute, *dims)
+            row = self.providers.get(provider_key)
             if row is None:
-                row = self.providers[key] = [0] * len(PROVIDER_VALUES)
+                row = self.providers[provider_key] = [0] * len(PROVIDER_VALUES)
             for index, amount in values:
                 row[index] += amount * times
         for error in c.errors:
-            key = (minute, *error)
-            self.errors[key] = self.errors.get(key, 0) + times
+            error_key = (minute, *error)
+            self.errors[error_key] = self.errors.get(error_key, 0) + times
 
     def add_record(self, record: RequestRecord) -> None:
         self.add(truncate(record.at, Granularity.MINUTE), contribution(record))
@@ -258,7 +259,7 @@ def _fold(rows: dict[tuple, Any], granularity: str, since: datetime | None) -> l
     return [(*key, *(values if isinstance(values, list) else (values,))) for key, values in sorted(out.items())]
 
 
-def upsert(model: type, key: Sequence[str], values: Sequence[str], rows: Iterable[tuple], *,
+def upsert(model: type[Model], key: Sequence[str], values: Sequence[str], rows: Iterable[tuple], *,
            using: str | None = None) -> int:
     """Add `rows` (key fields then value fields) to `model`'s table with atomic increments."""
     rows = list(rows)

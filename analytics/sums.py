@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connections, router
+from django.db.models import Model
 
 from .windows import Window
 
@@ -27,7 +28,7 @@ def step_start(vendor: str, column: str, step_s: int) -> str:
     return f"(CAST(strftime('%%s', {column}) AS INTEGER) / {step_s} * {step_s})"  # %% for the placeholder pass
 
 
-def _run(model: type, columns: Sequence[str], group: Sequence[str], where: list[str], params: list[Any],
+def _run(model: type[Model], columns: Sequence[str], group: Sequence[str], where: list[str], params: list[Any],
          step_s: int | None = None) -> dict[tuple, Sums]:
     connection = connections[router.db_for_read(model)]
     qn = connection.ops.quote_name
@@ -35,7 +36,7 @@ def _run(model: type, columns: Sequence[str], group: Sequence[str], where: list[
     if step_s is not None:
         keys.insert(0, step_start(connection.vendor, qn("bucket"), step_s))
     sums = ", ".join(f"SUM({qn(c)})" for c in columns)
-    sql = (f"SELECT {', '.join([*keys, sums])} FROM {qn(model._meta.db_table)} "  # type: ignore[attr-defined]
+    sql = (f"SELECT {', '.join([*keys, sums])} FROM {qn(model._meta.db_table)} "
            f"WHERE {' AND '.join(where) or '1=1'}" + (f" GROUP BY {', '.join(keys)}" if keys else ""))
     out: dict[tuple, Sums] = {}
     width = len(keys)
@@ -59,7 +60,7 @@ def _filters(connection_alias: Any, equal: dict[str, str] | None) -> tuple[list[
     return where, params
 
 
-def window_sums(model: type, win: Window, group: Sequence[str], columns: Sequence[str],
+def window_sums(model: type[Model], win: Window, group: Sequence[str], columns: Sequence[str],
                 equal: dict[str, str] | None = None) -> dict[tuple, Sums]:
     """Summed `columns` of the rows covering the window, per value of the `group` fields."""
     connection = connections[router.db_for_read(model)]
@@ -72,7 +73,7 @@ def window_sums(model: type, win: Window, group: Sequence[str], columns: Sequenc
     return _run(model, columns, group, [f"({' OR '.join(spans)})", *where], params + more)
 
 
-def series_sums(model: type, win: Window, group: Sequence[str], columns: Sequence[str],
+def series_sums(model: type[Model], win: Window, group: Sequence[str], columns: Sequence[str],
                 equal: dict[str, str] | None = None) -> dict[tuple, Sums]:
     """Summed `columns` per (step start, *group) over the window, at its series granularity."""
     connection = connections[router.db_for_read(model)]
@@ -83,7 +84,7 @@ def series_sums(model: type, win: Window, group: Sequence[str], columns: Sequenc
     return _run(model, columns, group, where + more_where, params + more, int(win.step.total_seconds()))
 
 
-def all_time_sums(model: type, group: Sequence[str], columns: Sequence[str]) -> dict[tuple, Sums]:
+def all_time_sums(model: type[Model], group: Sequence[str], columns: Sequence[str]) -> dict[tuple, Sums]:
     """Summed `columns` of every day rollup (kept for ever: all-time totals), per `group`."""
     qn = connections[router.db_for_read(model)].ops.quote_name
     return _run(model, columns, group, [f"{qn('granularity')} = %s"], ["d"])

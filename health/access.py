@@ -20,7 +20,7 @@ another origin, and any program listening there could otherwise read the live co
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from inspect import iscoroutinefunction
 from typing import Any, Literal
@@ -127,7 +127,7 @@ def _origin_of(url: str) -> tuple[str, str, int] | None:
     return scheme, parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
 
 
-def same_origin(scope: dict[str, Any]) -> bool:
+def same_origin(scope: Mapping[str, Any]) -> bool:
     """Whether a websocket handshake comes from a page of this site: its Origin has the
     scheme, host and port of the request's Host (the scheme is https when the socket is
     wss, or when BEHIND_HTTPS_PROXY and the proxy says so), or is a trusted origin. No

@@ -13,6 +13,7 @@ needed); an htmx POST answers with the changed fragments, swapped out of band.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -34,9 +35,10 @@ from providers.runtime import runtime
 from providers.snapshot import ProviderEntry
 
 from . import pages, pulls
-from .access import console_view
+from .access import Level, View, console_view
 from .events import publish, record_action
 from .monitor import check_now
+from .views import ConsoleRequest
 
 MAX_MINUTES = 7 * 24 * 60
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,199}$")
@@ -83,10 +85,10 @@ def _minutes(request: HttpRequest) -> int:
     return minutes
 
 
-async def _answer(request: HttpRequest, name: str, text: str, level: str = "success", status: int = 200) -> HttpResponse:
+async def _answer(request: ConsoleRequest, name: str, text: str, level: str = "success", status: int = 200) -> HttpResponse:
     """The changed fragments for htmx; otherwise back to the provider page with a message."""
     if request.htmx:
-        context = await pages.provider_live_context(name, request.role)  # type: ignore[attr-defined]
+        context = await pages.provider_live_context(name, request.role)
         if context is None:
             raise Http404(f"no provider named {name!r}")
         context["flash"] = [(level, text)]
@@ -102,11 +104,15 @@ async def _answer(request: HttpRequest, name: str, text: str, level: str = "succ
     return see_other(reverse("health-provider", args=[name]))
 
 
-def provider_action(level: str = "act"):  # type: ignore[no-untyped-def]
+# An action: does its work on the named provider and says what it did.
+Action = Callable[[HttpRequest, str], Awaitable[str]]
+
+
+def provider_action(level: Level = "act") -> Callable[[Action], View]:
     """POST only, at `level`; an ActionError becomes a 400 with its message."""
 
-    def decorate(fn):  # type: ignore[no-untyped-def]
-        async def view(request: HttpRequest, name: str) -> HttpResponse:
+    def decorate(fn: Action) -> View:
+        async def view(request: ConsoleRequest, name: str) -> HttpResponse:
             await _entry(name)
             try:
                 text = await fn(request, name)
@@ -116,7 +122,7 @@ def provider_action(level: str = "act"):  # type: ignore[no-untyped-def]
 
         view.__name__ = fn.__name__
         view.__doc__ = fn.__doc__
-        return require_POST(console_view(level)(view))  # type: ignore[arg-type]
+        return require_POST(console_view(level)(view))
 
     return decorate
 
@@ -298,7 +304,7 @@ def _known_urls() -> dict[str, str]:
 
 
 @console_view("configure")
-async def discover_page(request: HttpRequest) -> HttpResponse:
+async def discover_page(request: ConsoleRequest) -> HttpResponse:
     """Look for Ollama, SD WebUI and OpenAI-compatible servers nearby and offer to register them."""
     found = await discover_configured()
     known = await db_call(_known_urls)

@@ -34,7 +34,8 @@ class AlertChannelForm(forms.ModelForm):
                   "success_threshold", "reminder_interval_s", "notify_recovery"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         target = data.get("target")
         if target:
             probe = AlertChannel(kind=data.get("kind") or "webhook")

@@ -40,13 +40,14 @@ import time
 import weakref
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import certifi
 import httpx
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Field, Q
 from django.utils import timezone
 
 from project import lifecycle
@@ -176,11 +177,13 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
     seen = {obs.provider: (obs, verdict(obs)) for obs in observations}
     bad = [name for name, (_, v) in seen.items() if v == BAD]
     rows: dict[tuple[int, str], tuple[int, Counts, str]] = {}
-    for pk, channel_id, name, *counts, reason in AlertState.objects.filter(channel__in=channels).filter(
-            Q(firing=True) | Q(bad_count__gt=0) | Q(good_count__gt=0) | Q(provider__name__in=bad)
-    ).values_list("pk", "channel_id", "provider__name", "bad_count", "good_count", "firing", "since",
-                  "last_sent_at", "reminders", "reason"):
-        rows[(channel_id, name)] = (pk, Counts(*counts), reason)
+    for state_pk, channel_id, name, bad_count, good_count, firing, since, last_sent_at, reminders, reason in \
+            AlertState.objects.filter(channel__in=channels).filter(
+                Q(firing=True) | Q(bad_count__gt=0) | Q(good_count__gt=0) | Q(provider__name__in=bad)
+            ).values_list("pk", "channel_id", "provider__name", "bad_count", "good_count", "firing", "since",
+                          "last_sent_at", "reminders", "reason"):
+        rows[(channel_id, name)] = (state_pk, Counts(bad_count, good_count, firing, since, last_sent_at, reminders),
+                                    reason)
     ids = dict(Provider.objects.filter(name__in=bad).values_list("name", "id")) if bad else {}
     created: list[AlertState] = []
     updated: list[AlertState] = []
@@ -192,16 +195,21 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
         for name, (obs, v) in seen.items():
             if scope and name not in scope:
                 continue
+            pk: int | None
             pk, before, reason = rows.get((channel.pk, name), (None, QUIET, ""))
             if pk is None and (v != BAD or name not in ids):
                 continue
             after, event = decide(before, rules, v, obs.at)
             if after != before:
-                row = AlertState(pk=pk, channel_id=channel.pk, provider_id=ids.get(name),
+                row = AlertState(pk=pk, channel_id=channel.pk,
                                  bad_count=after.bad, good_count=after.good, firing=after.firing,
                                  since=after.since, last_sent_at=after.last_sent_at, reminders=after.reminders,
                                  reason=obs.reason if v == BAD else reason)
-                (updated if pk is not None else created).append(row)
+                if pk is None:  # a new row; an update writes the state fields only
+                    row.provider_id = ids[name]
+                    created.append(row)
+                else:
+                    updated.append(row)
             if event is not None:
                 if not target:
                     target.append(channel.target())
@@ -215,20 +223,27 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
     return deliveries
 
 
+def _state_column(name: str) -> tuple[Field[Any, Any], str]:
+    """An AlertState field and its quoted column."""
+    field = AlertState._meta.get_field(name)
+    assert isinstance(field, Field) and field.column is not None  # a plain column of the table
+    return field, connection.ops.quote_name(field.column)
+
+
 def _update_states(rows: list[AlertState]) -> None:
     """One UPDATE statement run for every row (executemany): when a thousand providers go
     down at once, the ORM's bulk_update would hold the tick for seconds."""
     if not rows:
         return
-    fields = [AlertState._meta.get_field(name) for name in [*STATE_FIELDS, "updated_at"]]
+    fields = [_state_column(name) for name in [*STATE_FIELDS, "updated_at"]]
     table = connection.ops.quote_name(AlertState._meta.db_table)
-    columns = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
-    pk = connection.ops.quote_name(AlertState._meta.pk.column)
+    columns = ", ".join(f"{column} = %s" for _, column in fields)
+    _, pk = _state_column(AlertState._meta.pk.name)
     now = timezone.now()
     params = []
     for row in rows:
         row.updated_at = now
-        params.append([f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields] + [row.pk])
+        params.append([f.get_db_prep_save(getattr(row, f.attname), connection) for f, _ in fields] + [row.pk])
     with connection.cursor() as cursor:
         cursor.executemany(f"UPDATE {table} SET {columns} WHERE {pk} = %s", params)
 

@@ -6,9 +6,25 @@ class HealthConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from providers.runtime import runtime_created
+        """Plug the health app into the layers below it; none of them imports it."""
+        from analytics.metrics import add_collector
+        from providers import api as providers_api
+        from providers import runtime, signals
+        from providers.config import register_section
 
-        from . import hooks, sessions
+        from . import channel_config, events, hooks, readings, sessions
+        from .models import AlertChannel
 
-        runtime_created.append(hooks.attach)
+        # Each runtime's engine events go to the event history and the consoles.
+        runtime.runtime_created.append(hooks.attach)
+        # Alert channels are configuration: in the document, reloaded on change, and their
+        # webhook URLs scrubbed from upstream answers like the providers' own keys.
+        register_section(channel_config.SECTION)
+        signals.watch(AlertChannel, m2m=(AlertChannel.providers.through,))
+        runtime.secret_sources.append(channel_config.alert_targets)
+        # The operations API shows each provider's status and logs operators' breaker actions.
+        providers_api.add_health_reader(readings.provider_health)
+        signals.operator_acted.connect(events.note_operator_action, dispatch_uid="health.operator_action")
+        # /metrics carries each provider's health gauges.
+        add_collector(readings.health_metrics)
         sessions.connect()

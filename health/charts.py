@@ -161,12 +161,12 @@ def line_chart(series: Sequence[Series], start: float, end: float, *, label: str
     described = []
     for s in series:
         segments: list[list[tuple[float, float]]] = [[]]
-        for t, v in s.points:
-            if v is None:
+        for t, point in s.points:
+            if point is None:
                 if segments[-1]:
                     segments.append([])
                 continue
-            segments[-1].append((x_of(t), y_of(v)))
+            segments[-1].append((x_of(t), y_of(point)))
         for seg in segments:
             if len(seg) == 1:
                 x, y = seg[0]

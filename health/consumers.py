@@ -71,7 +71,7 @@ class HealthConsumer(AsyncWebsocketConsumer):
             return
         user = self.scope.get("user")
         self.role = await Role.aof(user) if user is not None else Role()
-        if not self.role.can_view:
+        if user is None or not self.role.can_view:
             await self.close()
             return
         query = QueryDict(self.scope.get("query_string", b"").decode("latin1"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -32,6 +33,13 @@ def record_action(provider_name: str, action: str, actor: str, detail: str = "")
     event = record_event(provider_name, HealthEvent.Kind.ACTION, new=action, reason=detail, actor=actor)
     publish_sync({"type": "health.event", "provider": provider_name, "event_id": event.pk})
     return event
+
+
+def note_operator_action(sender: Any, *, provider: str, action: str, actor: str, detail: str = "",
+                         **kwargs: Any) -> None:
+    """Receiver of `providers.signals.operator_acted` (connected in HealthConfig.ready): an
+    action taken through the operations API goes in the history like one from the console."""
+    record_action(provider, action, actor, detail)
 
 
 async def publish(message: dict[str, object]) -> None:

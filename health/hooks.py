@@ -79,6 +79,8 @@ def _write(events: list[Event]) -> None:
 
 
 def attach(rt: Runtime) -> None:
+    """A `runtime_created` hook (HealthConfig.ready): each new runtime's engine events go to
+    a sink of its own, kept as `rt.event_sink`."""
     sink = EventSink()
     rt.engine.subscribe(sink)
-    rt.event_sink = sink  # type: ignore[attr-defined]
+    rt.event_sink = sink

@@ -322,8 +322,8 @@ class Monitor:
         try:
             from analytics.retention import apply_retention
         except ImportError:
-            apply_retention = None
-        if apply_retention is not None:
+            pass
+        else:
             # bounded per pass, so a large backlog never holds up a tick for long
             await db_call(apply_retention, max_rows=settings.MONITOR_RETENTION_ROWS)
         await self.refresh_catalogs()

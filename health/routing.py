@@ -5,5 +5,6 @@ from django.urls import path
 from .consumers import HealthConsumer
 
 websocket_urlpatterns = [
-    path("ws/health/", HealthConsumer.as_asgi()),
+    # django-stubs' path() knows views only, not ASGI consumers (typeddjango/django-stubs#3354)
+    path("ws/health/", HealthConsumer.as_asgi()),  # type: ignore[arg-type]
 ]

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 
-class Latency(BaseModel):
+class HealthLatency(BaseModel):
     p50: float | None
     p95: float | None
 
@@ -22,7 +22,7 @@ class HealthEntry(BaseModel):
     breaker: Literal["closed", "open", "half_open", "forced_open", "disabled"]
     success_rate: float | None
     calls: int
-    latency_ms: Latency
+    latency_ms: HealthLatency
     last_check_at: str | None
     last_check_ok: bool | None
     last_error: str

@@ -1,8 +1,6 @@
 from django.urls import path
 
-from analytics import pages as analytics_pages
-
-from . import actions, api
+from . import actions, analytics_page, api
 from . import views as health_views
 
 urlpatterns = [
@@ -14,7 +12,7 @@ urlpatterns = [
     # The console (staff only).
     path("", health_views.dashboard, name="health-dashboard"),
     path("events", health_views.events_page, name="health-events"),
-    path("analytics", analytics_pages.analytics_page, name="analytics-page"),
+    path("analytics", analytics_page.analytics_page, name="analytics-page"),
     path("discover", actions.discover_page, name="health-discover"),
     path("discover/register", actions.register_discovered, name="health-register-discovered"),
     path("demo/remove", actions.remove_demo_providers, name="health-remove-demo"),

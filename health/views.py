@@ -11,14 +11,23 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django_htmx.middleware import HtmxDetails
 
 from providers import schemas as s
 from providers.openapi import Response, document
 
 from . import pages
-from .access import console_view
+from .access import Role, console_view
 from .cards import Filters
 from .history import WINDOWS
+
+
+class ConsoleRequest(HttpRequest):
+    """A console view's request as it reaches the view: `htmx` set by django-htmx's
+    middleware, `role` by `console_view`. Only a type: the object is Django's own request."""
+
+    htmx: HtmxDetails
+    role: Role
 
 
 def _database_ok() -> bool:
@@ -39,7 +48,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
                         status=200 if ok else 503)
 
 
-def template_for(request: HttpRequest, template: str, partials: dict[str, str], default: str) -> str:
+def template_for(request: ConsoleRequest, template: str, partials: dict[str, str], default: str) -> str:
     """The whole page, or for htmx the partial that its target names."""
     if not request.htmx:
         return template
@@ -47,13 +56,13 @@ def template_for(request: HttpRequest, template: str, partials: dict[str, str], 
 
 
 @console_view()
-async def dashboard(request: HttpRequest) -> HttpResponse:
+async def dashboard(request: ConsoleRequest) -> HttpResponse:
     context = await pages.dashboard_context(Filters.from_query(request.GET), request.role)
     return render(request, template_for(request, pages.DASHBOARD, {"resync": "live"}, "board"), context)
 
 
 @console_view()
-async def provider_page(request: HttpRequest, name: str) -> HttpResponse:
+async def provider_page(request: ConsoleRequest, name: str) -> HttpResponse:
     window = request.GET.get("window", "24h")
     if window not in WINDOWS:
         window = "24h"
@@ -65,6 +74,6 @@ async def provider_page(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @console_view()
-def events_page(request: HttpRequest) -> HttpResponse:
+def events_page(request: ConsoleRequest) -> HttpResponse:
     context = pages.events_context(request.GET, request.role)
     return render(request, template_for(request, pages.EVENTS, {}, "event-list"), context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -118,6 +119,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -243,6 +245,9 @@ GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=64 * 
 CONFIG_POLL_INTERVAL_S = env.float("CONFIG_POLL_INTERVAL_S", default=1.0)
 # Share breaker, cooldown and budget state through Redis when REDIS_URL is set.
 SHARED_STATE = env.bool("SHARED_STATE", default=True)
+# Each shared-state operation on Redis waits at most this long, then the local breaker decides
+# (resilience.md §8: 50 ms; a Redis that is slower than that is treated as away).
+REDIS_OP_TIMEOUT_S = env.float("REDIS_OP_TIMEOUT_S", default=0.05)
 
 # Analytics: request records are written in batches off the hot path.
 ANALYTICS_FLUSH_INTERVAL_S = env.float("ANALYTICS_FLUSH_INTERVAL_S", default=1.0)

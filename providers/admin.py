@@ -100,7 +100,8 @@ class SecretForm(forms.ModelForm):
         fields = ["label", "position", "enabled", "env_var", "value"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         stored = bool(self.instance and self.instance.ciphertext)
         if self.has_changed() and not (data.get("value") or data.get("env_var") or stored):
             raise forms.ValidationError("Give a value or an environment variable name.")

@@ -1,15 +1,21 @@
 """The operations API: providers, breakers, configuration, model catalog (Bearer key with
 scope `read`; changes need `admin`). Health lives in health/api.py, analytics in
-analytics/api.py. Every change an API call makes is audited under `api:<key name>`."""
+analytics/api.py. Every change an API call makes is audited under `api:<key name>`.
+
+Two things here come from the health app, plugged in by its AppConfig.ready: each provider's
+status and score (`add_health_reader`), and the event history that hears of an operator's
+breaker action (it connects to `signals.operator_acted`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, NamedTuple
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -25,6 +31,7 @@ from .gateway.errors import RequestError, error_response
 from .models import AuditLog, Provider
 from .openapi import Param, Response, build_schema, document
 from .runtime import runtime
+from .signals import operator_acted
 from .snapshot import ProviderEntry
 
 
@@ -45,13 +52,31 @@ async def provider_entry(name: str) -> ProviderEntry:
     return entry
 
 
-def _health_rows() -> dict[str, Any]:
-    from health.models import ProviderHealth
+class HealthSummary(NamedTuple):
+    status: str  # healthy | degraded | unhealthy | unknown ...
+    score: float | None  # 0-100
 
-    return {h.provider.name: h for h in ProviderHealth.objects.select_related("provider")}
+
+# Readers of the providers' health by name (sync: they may query the database). None
+# plugged in: every provider is "unknown".
+HealthReader = Callable[[], Mapping[str, HealthSummary]]
+_health_readers: list[HealthReader] = []
 
 
-def _summary(entry: ProviderEntry, health: Any, breaker: str, base_url: str) -> dict[str, Any]:
+def add_health_reader(reader: HealthReader) -> None:
+    """Plug in a reader of each provider's status and score (in an AppConfig.ready)."""
+    if reader not in _health_readers:
+        _health_readers.append(reader)
+
+
+def _health_rows() -> dict[str, HealthSummary]:
+    rows: dict[str, HealthSummary] = {}
+    for reader in _health_readers:
+        rows.update(reader())
+    return rows
+
+
+def _summary(entry: ProviderEntry, health: HealthSummary | None, breaker: str, base_url: str) -> dict[str, Any]:
     status = health.status if health is not None else "unknown"
     if not entry.enabled:
         status = "disabled"
@@ -175,10 +200,8 @@ async def breaker_force_open(request: HttpRequest, name: str) -> HttpResponse:
 
 
 async def _note_action(name: str, action: str, who: str, detail: str = "") -> None:
-    """Put an operator's action in the provider's event history (the console shows it)."""
-    from health.events import record_action
-
-    await db_call(record_action, name, action, who, detail)
+    """Tell whoever listens (the event history, which the console shows) of an operator's action."""
+    await db_call(operator_acted.send, sender=Provider, provider=name, action=action, actor=who, detail=detail)
 
 
 FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -231,7 +254,7 @@ async def provider_models(request: HttpRequest, name: str) -> HttpResponse:
           errors=(400, 401, 403, 404))
 @require_http_methods(["POST"])
 @api_view("admin")
-async def provider_model_pull(request: HttpRequest, name: str, model: str) -> HttpResponse:
+async def provider_model_pull(request: HttpRequest, name: str, model: str) -> HttpResponseBase:
     entry = await provider_entry(name)
     if entry.kind != "ollama":
         raise RequestError(400, f"{name} is a {entry.kind} provider; only Ollama providers pull models.",

@@ -56,7 +56,8 @@ def remove_demo(actor: str = "demo") -> int:
     with transaction.atomic():
         routes = list(Route.objects.filter(is_demo=True))
         providers = list(Provider.objects.filter(is_demo=True))
-        for obj in [*routes, *providers]:
+        objs: list[Route | Provider] = [*routes, *providers]
+        for obj in objs:
             obj.delete()
             AuditLog.objects.create(actor=actor, action="delete", object_type=type(obj).__name__.lower(),
                                     object_name=obj.name, changes={"demo": True})

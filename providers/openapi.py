@@ -105,9 +105,11 @@ def document(
 
 def _schema_of(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = definition
-    components[model.__name__] = schema
+    for name, definition in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+        # Components are named after their classes: two different ones of one name would
+        # silently describe one endpoint with the other's schema.
+        if components.setdefault(name, definition) != definition:
+            raise ValueError(f"two different schemas are both named {name!r}: rename one")
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 

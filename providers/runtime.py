@@ -4,6 +4,11 @@ and the configuration snapshot kept fresh in the background.
 There is one `Runtime` per event loop (the engine's in-process state and the HTTP client's
 connection pool are bound to a loop). The gateway, the operations API and the embedded
 monitor of one process share it, so probes and live calls feed the same breakers.
+
+What later apps add is wired in their AppConfig.ready, through the two lists below, and
+lands in fields the class declares: `runtime_created` hooks run on each new runtime (health
+attaches its `event_sink` there), and `secret_sources` name more secrets every upstream
+answer is scrubbed of (health's alert channel targets).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -29,20 +34,54 @@ from .engine import Classification, Engine, Event, Outcome, UpstreamError
 from .models import ConfigState
 from .snapshot import ProviderEntry, Snapshot, load_snapshot
 
+if TYPE_CHECKING:
+    from .gateway.auth import KeyUsage
+
 log = logging.getLogger(__name__)
 
 _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = weakref.WeakKeyDictionary()
 
-# Called with each new Runtime (the health and analytics apps subscribe to its engine).
+
+class EventSink(Protocol):
+    """What listens to a runtime's engine events on behalf of a later app (health/hooks.py
+    writes breaker changes and cooldowns to the event history)."""
+
+    # Called on a breaker's change (an embedded monitor evaluates at once); None: nobody.
+    on_breaker_change: Callable[[], None] | None
+
+    def __call__(self, event: Event) -> None: ...
+
+    async def flush(self) -> None:
+        """Write the events queued so far."""
+
+    async def written(self, limit_s: float = 5.0) -> None:
+        """Wait (at most `limit_s`) until the events emitted so far are written."""
+
+
+# Called with each new Runtime, in the order added (health attaches its event sink). Filled in
+# the apps' AppConfig.ready.
 runtime_created: list[Callable[[Runtime], None]] = []
+# Sync functions returning more secrets that no upstream answer may show (health: its alert
+# channels' webhook URLs); read with each configuration load. Filled in AppConfig.ready.
+secret_sources: list[Callable[[], list[str]]] = []
 
 
 class Runtime:
+    engine: Engine
+    client: httpx.AsyncClient  # one connection pool for every provider
+    snapshot: Snapshot | None  # the configuration in use; None until first loaded
+    # Set by a `runtime_created` hook (health/hooks.py); None when no app listens.
+    event_sink: EventSink | None
+    # Per-key request counts and last-use times; made by the gateway's auth on first use.
+    key_usage: KeyUsage | None
+
     def __init__(self, *, engine: Engine | None = None, client: httpx.AsyncClient | None = None) -> None:
         self.engine = engine or Engine(store=_build_store(), limits=_build_limits())
         self.client = client or build_client(settings.GATEWAY_HTTP_TRANSPORT,
                                                   max_response_bytes=settings.GATEWAY_MAX_RESPONSE_BYTES)
-        self.snapshot: Snapshot | None = None
+        self.snapshot = None
+        self.event_sink = None
+        self.key_usage = None
         self._adapters: dict[tuple[str, str | None, int], Adapter] = {}
         self._loading: asyncio.Lock | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -50,8 +89,8 @@ class Runtime:
         self._last_forced_check = 0.0
         # What this runtime holds goes into the process-wide set that every upstream answer
         # is scrubbed of (providers/adapters/scrub.py); forgotten when the runtime goes.
-        self._secret_sources = (("providers", id(self)), ("alerts", id(self)))
-        weakref.finalize(self, _forget, self._secret_sources)
+        self._scrub_sources = (("providers", id(self)), ("sources", id(self)))
+        weakref.finalize(self, _forget, self._scrub_sources)
         scrub.use_secrets("server", server_secrets())
         for hook in runtime_created:
             hook(self)
@@ -76,8 +115,8 @@ class Runtime:
         return self.snapshot
 
     async def _reload(self) -> None:
-        snapshot, alert_targets = await db_call(_load_configuration)
-        scrub.use_secrets(self._secret_sources[1], alert_targets)
+        snapshot, more_secrets = await db_call(_load_configuration)
+        scrub.use_secrets(self._scrub_sources[1], more_secrets)
         await self.install(snapshot)
 
     async def install(self, snapshot: Snapshot) -> None:
@@ -85,7 +124,7 @@ class Runtime:
             log.error("configuration: %s", error)
         # Before the snapshot is swapped in: no answer to a call made with a new credential
         # may be read before that credential is scrubbed from it.
-        scrub.use_secrets(self._secret_sources[0], provider_secrets(snapshot))
+        scrub.use_secrets(self._scrub_sources[0], provider_secrets(snapshot))
         self.snapshot = snapshot
         self._adapters.clear()
         for provider in snapshot.providers.values():
@@ -156,7 +195,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.client.aclose()
-        _forget(self._secret_sources)
+        _forget(self._scrub_sources)
         for shared in (self.engine.store, self.engine.limits):
             aclose = getattr(shared, "aclose", None)
             if aclose is not None:
@@ -170,7 +209,7 @@ def server_secrets() -> list[str]:
     return keys
 
 
-def _url_secrets(url: str) -> Iterator[str]:
+def url_secrets(url: str) -> Iterator[str]:
     """A URL that embeds a token (`https://user:pass@host`, `/services/T0/B0/<token>`,
     `?token=...`): the whole URL, its password and every long path segment or query value."""
     yield url
@@ -194,27 +233,8 @@ def provider_secrets(snapshot: Snapshot) -> list[str]:
     return values
 
 
-def _alert_targets() -> list[str]:
-    """The alert channels' webhook URLs and their tokens. Read through the app registry: the
-    providers app does not import health. Email addresses are not secrets."""
-    from django.apps import apps
-
-    if not apps.is_installed("health"):
-        return []
-    values: list[str] = []
-    for channel in apps.get_model("health", "AlertChannel").objects.exclude(kind="email"):
-        try:
-            target = channel.target()
-        except Exception as exc:  # an unreadable target is the alert sender's error to report
-            log.warning("alert channel %s: target unreadable for scrubbing: %s", channel.name, exc)
-            continue
-        if target:
-            values += _url_secrets(target)
-    return values
-
-
 def _load_configuration() -> tuple[Snapshot, list[str]]:
-    return load_snapshot(), _alert_targets()
+    return load_snapshot(), [value for source in secret_sources for value in source()]
 
 
 def _forget(sources: tuple[Any, ...]) -> None:
@@ -226,7 +246,7 @@ def _build_store() -> Any:
     if settings.REDIS_URL and settings.SHARED_STATE:
         from .engine.redis_store import RedisStateStore  # scale-out
 
-        return RedisStateStore.from_url(settings.REDIS_URL)
+        return RedisStateStore.from_url(settings.REDIS_URL, op_timeout_s=settings.REDIS_OP_TIMEOUT_S)
     return None
 
 
@@ -261,15 +281,6 @@ def install_runtime(rt: Runtime) -> Runtime:
     """Use `rt` for the running loop (tests inject engines with fake clocks)."""
     _runtimes[asyncio.get_running_loop()] = rt
     return rt
-
-
-def emit_to(callback: Callable[[Event], None]) -> Callable[[Runtime], None]:
-    """A `runtime_created` hook that subscribes `callback` to each new engine."""
-
-    def hook(rt: Runtime) -> None:
-        rt.engine.subscribe(callback)
-
-    return hook
 
 
 def monotonic() -> float:

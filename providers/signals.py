@@ -1,10 +1,16 @@
-"""Every configuration change bumps ConfigState, so running processes reload within seconds."""
+"""Every configuration change bumps ConfigState, so running processes reload within seconds;
+and the signal that tells later apps about an operator's action on a provider.
+
+The providers app watches its own models; a later app whose models are part of the
+configuration (health's alert channels) calls `watch` for them in its AppConfig.ready.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.dispatch import Signal
 
 from .models import (
     ApiKey,
@@ -19,6 +25,11 @@ from .models import (
 
 CONFIG_MODELS = (Provider, Secret, ProviderModel, MaintenanceWindow, Route, RouteTarget, ApiKey)
 
+# Sent (synchronously, from a database thread) when an operator changes a provider through the
+# operations API (reset or force-open a breaker), with `provider`, `action`, `actor` and
+# `detail`; health puts it in the provider's event history. Not on any hot path.
+operator_acted = Signal()
+
 
 def _bump(sender: Any, **kwargs: Any) -> None:
     if kwargs.get("raw"):  # loaddata
@@ -26,11 +37,15 @@ def _bump(sender: Any, **kwargs: Any) -> None:
     ConfigState.bump()
 
 
-def connect() -> None:
-    from health.models import AlertChannel
-
-    for model in (*CONFIG_MODELS, AlertChannel):
+def watch(*models: type[Any], m2m: tuple[Any, ...] = ()) -> None:
+    """Bump the configuration version whenever a row of `models` (or a link of the `m2m`
+    through tables) is saved or deleted."""
+    for model in models:
         post_save.connect(_bump, sender=model, dispatch_uid=f"config-bump-save-{model.__name__}")
         post_delete.connect(_bump, sender=model, dispatch_uid=f"config-bump-delete-{model.__name__}")
-    m2m_changed.connect(_bump, sender=AlertChannel.providers.through, dispatch_uid="config-bump-m2m")
+    for through in m2m:
+        m2m_changed.connect(_bump, sender=through, dispatch_uid=f"config-bump-m2m-{through.__name__}")
 
+
+def connect() -> None:
+    watch(*CONFIG_MODELS)

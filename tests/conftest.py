@@ -8,12 +8,17 @@ import os
 # outlive the test (and stop PostgreSQL from dropping the test database), so tests reconnect.
 os.environ.setdefault("CONN_MAX_AGE", "0")
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from cryptography.fernet import Fernet
+
+from providers.engine import FakeClock, VirtualTimeLoop
 
 TEST_KEY = Fernet.generate_key().decode()
 
@@ -27,6 +32,66 @@ def _encryption_key(settings: pytest.FixtureRequest) -> Iterator[None]:
     crypto.reset_keys()
     yield
     crypto.reset_keys()
+
+
+class Clock(FakeClock):
+    """The suite's one fake clock: the engine's `FakeClock` (`monotonic`, `time`, `advance`)
+    that, called, is also a wall clock for the monitor and its lease (`Monitor(now=clock)`)."""
+
+    def __call__(self) -> float:
+        return self.time()
+
+
+@pytest.fixture
+async def clock() -> Clock:
+    """The test's fake clock. On the engine tests' virtual-time loop it is that loop's clock,
+    so waiting moves it; elsewhere it moves only with `advance`, from the real wall time
+    (rows the monitor writes are compared with the database's "now")."""
+    loop = asyncio.get_running_loop()
+    if isinstance(loop, VirtualTimeLoop):
+        assert isinstance(loop.clock, Clock)
+        return loop.clock
+    return Clock(wall=time.time())
+
+
+@pytest.fixture
+def configure() -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    """`await configure(document)`: apply a configuration as `PUT /api/config` would, pruning
+    what it does not name; returns what `apply_config` returns."""
+    from providers.config import apply_config
+
+    return sync_to_async(lambda doc: apply_config(doc, actor="test", prune=True))
+
+
+@pytest.fixture
+async def rt() -> AsyncIterator[Any]:
+    """A fresh runtime installed as this process's own (views, the gateway and the monitor
+    use it), on the real clock; closed after the test."""
+    from providers.runtime import Runtime, install_runtime
+
+    runtime = install_runtime(Runtime())
+    yield runtime
+    await runtime.close()
+
+
+@pytest.fixture
+def users(django_user_model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One user at each level: signed in only (`plain`), staff (sees), operator (acts),
+    superuser (`admin`, configures)."""
+    from django.contrib.auth.models import Group
+
+    from health.access import OPERATORS
+
+    operators, _ = Group.objects.get_or_create(name=OPERATORS)
+    # No passwords: the tests sign in with force_login, and hashing one costs half a second.
+    made = {
+        "plain": django_user_model.objects.create_user("plain"),
+        "staff": django_user_model.objects.create_user("viewer", is_staff=True),
+        "operator": django_user_model.objects.create_user("oper", is_staff=True),
+        "admin": django_user_model.objects.create_superuser("boss", "boss@example.com"),
+    }
+    made["operator"].groups.add(operators)
+    return made
 
 
 @pytest.fixture

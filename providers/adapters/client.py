@@ -22,8 +22,9 @@ import http.cookiejar
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import httpcore
 import httpx
 
 from providers.engine.errors import UpstreamError
@@ -80,7 +81,8 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         if length.isdigit() and int(length) > self.limit:
             await response.aclose()
             raise _too_large(int(length), self.limit)
-        response.stream = _CountedStream(response.stream, self.limit)  # type: ignore[arg-type]
+        # An async transport's answer streams asynchronously (httpx types it as either kind).
+        response.stream = _CountedStream(cast(httpx.AsyncByteStream, response.stream), self.limit)
         return response
 
     async def aclose(self) -> None:
@@ -137,7 +139,7 @@ class GuardedResolver:
                 from aiohttp.resolver import DefaultResolver
 
                 self._inner = DefaultResolver()
-            found = await self._inner.resolve(host, port, family=family)
+            found: list[dict[str, Any]] = await self._inner.resolve(host, port, family=family)
         else:
             found = [_resolve_result(host, address, port) for address in await self._resolve(host, port)]
         _policy(self.policy).check_resolved(host.rstrip("."), [str(r["host"]) for r in found])
@@ -163,7 +165,7 @@ def _is_address(host: str) -> bool:
     return True
 
 
-class GuardedBackend:
+class GuardedBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend that resolves a name itself, judges every address, then
     connects to the judged addresses in turn (TLS still verifies the name: httpcore passes
     the URL's host as the server name when it starts TLS)."""
@@ -175,8 +177,6 @@ class GuardedBackend:
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None) -> Any:
-        import httpcore
-
         try:
             async with asyncio.timeout(timeout):
                 addresses = [host] if _is_address(host) else await self._resolve(host, port)
@@ -268,7 +268,7 @@ def build_client(transport: str = "aiohttp", *, max_response_bytes: int | None =
     else:
         own = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
         # httpx has no public hook for name resolution; its pool's network backend is it.
-        own._pool._network_backend = GuardedBackend(own._pool._network_backend, policy, resolve)  # type: ignore[assignment]
+        own._pool._network_backend = GuardedBackend(own._pool._network_backend, policy, resolve)
         inner = own
     if max_response_bytes is not None:
         inner = LimitedTransport(inner, max_response_bytes)

@@ -192,6 +192,7 @@ class OllamaAdapter(Adapter):
             raise malformed(response=response, message="no 'embeddings' in the answer")
         as_base64 = request.get("encoding_format") == "base64"
         tokens = _count(data, "prompt_eval_count")
+        answered: str = data.get("model") or model
         answer = {
             "object": "list",
             "data": [
@@ -199,10 +200,10 @@ class OllamaAdapter(Adapter):
                  "embedding": _base64_floats(v) if as_base64 else v}
                 for i, v in enumerate(vectors)
             ],
-            "model": data.get("model") or model,
+            "model": answered,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-        return Result.json(answer, usage=Usage(tokens_in=tokens), model=answer["model"])
+        return Result.json(answer, usage=Usage(tokens_in=tokens), model=answered)
 
     # -- management ---------------------------------------------------------------------------
 

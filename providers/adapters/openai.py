@@ -246,7 +246,9 @@ class OpenAIAdapter(Adapter):
         if media_type != "application/json":  # response_format text, srt or vtt
             return Result(content=response.content, media_type=media_type, model=model)
         data = self._json(response)
-        reported = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+        reported = data.get("usage")
+        if not isinstance(reported, Mapping):
+            reported = {}
         usage = _usage_of(reported)
         seconds = data.get(
             "duration", reported.get("seconds") if reported.get("type") == "duration" else None

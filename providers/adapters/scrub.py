@@ -43,6 +43,7 @@ import string
 import threading
 from collections.abc import AsyncIterator, Hashable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 
@@ -326,7 +327,9 @@ class Redactor:
         found = []
         match = self.pattern.search(data)
         while match is not None:
-            found.append((match.start() - self.offsets[int(match.lastgroup[1:])], match.end()))  # type: ignore[index]
+            group = match.lastgroup
+            assert group is not None  # every alternative of the pattern is a named group
+            found.append((match.start() - self.offsets[int(group[1:])], match.end()))
             match = self.pattern.search(data, match.start() + 1)
         return found
 
@@ -548,7 +551,9 @@ class ScrubbingTransport(httpx.AsyncBaseTransport):
         except KeyError:
             stream, framing = response.stream, set()
         else:
-            stream, framing = _ScrubbedStream(response.stream, redactor, decoder), {b"content-length",
+            # An async transport's answer streams asynchronously (httpx types it as either kind).
+            inner = cast(httpx.AsyncByteStream, response.stream)
+            stream, framing = _ScrubbedStream(inner, redactor, decoder), {b"content-length",
                                                                                     b"content-encoding"}
         headers = []
         for name, value in response.headers.raw:
@@ -561,7 +566,7 @@ class ScrubbingTransport(httpx.AsyncBaseTransport):
         reason = extensions.get("reason_phrase")
         if isinstance(reason, bytes):
             extensions["reason_phrase"] = redactor.sub(reason)
-        return httpx.Response(response.status_code, headers=headers, stream=stream,  # type: ignore[arg-type]
+        return httpx.Response(response.status_code, headers=headers, stream=stream,
                               request=request, extensions=extensions)
 
     async def aclose(self) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from health.models import AlertChannel
 from providers.models import Provider, Route
 
-from .schema import ALERT_KEYS, PRICE_KEYS, PROVIDER_KEYS, ROUTE_KEYS, Key
+from .schema import PRICE_KEYS, PROVIDER_KEYS, ROUTE_KEYS, Key
+from .sections import sections
 
 
 def _put(doc: dict[str, Any], key: Key, value: Any) -> None:
@@ -25,7 +25,8 @@ def _put(doc: dict[str, Any], key: Key, value: Any) -> None:
     container[key.path[-1]] = value
 
 
-def _fields(obj: Any, keys: tuple[Key, ...], *, skip_empty: bool = True) -> dict[str, Any]:
+def fields_of(obj: Any, keys: tuple[Key, ...], *, skip_empty: bool = True) -> dict[str, Any]:
+    """The entry keys of `obj`'s fields (empty ones left out): for every section's export."""
     out: dict[str, Any] = {}
     for key in keys:
         value = getattr(obj, key.field)
@@ -38,7 +39,7 @@ def _fields(obj: Any, keys: tuple[Key, ...], *, skip_empty: bool = True) -> dict
 def export_config() -> dict[str, Any]:
     providers = []
     for provider in Provider.objects.prefetch_related("secrets", "catalog").order_by("priority", "name"):
-        entry: dict[str, Any] = {"name": provider.name, **_fields(provider, PROVIDER_KEYS)}
+        entry: dict[str, Any] = {"name": provider.name, **fields_of(provider, PROVIDER_KEYS)}
         secrets = [s.display for s in provider.secrets.all()]
         if len(secrets) == 1:
             entry["api_key"] = secrets[0]
@@ -46,7 +47,7 @@ def export_config() -> dict[str, Any]:
             entry["api_keys"] = secrets
         prices = {}
         for model in provider.catalog.all():
-            spec = _fields(model, PRICE_KEYS)
+            spec = fields_of(model, PRICE_KEYS)
             spec = {k: v for k, v in spec.items() if v not in (0, 0.0)}
             if spec:
                 prices[model.name] = spec
@@ -55,21 +56,16 @@ def export_config() -> dict[str, Any]:
         providers.append(entry)
     routes = []
     for route in Route.objects.prefetch_related("targets__provider").order_by("name"):
-        entry = {"name": route.name, **_fields(route, ROUTE_KEYS)}
+        entry = {"name": route.name, **fields_of(route, ROUTE_KEYS)}
         entry["targets"] = [
             {"provider": t.provider.name, "model": t.model, **({"weight": t.weight} if t.weight else {})}
             for t in route.targets.all()
         ]
         routes.append(entry)
-    channels = []
-    for channel in AlertChannel.objects.prefetch_related("providers").order_by("name"):
-        entry = {"name": channel.name, **_fields(channel, ALERT_KEYS)}
-        entry["to" if channel.kind == AlertChannel.Kind.EMAIL else "url"] = channel.display_target
-        names = sorted(p.name for p in channel.providers.all())
-        if names:
-            entry["providers"] = names
-        channels.append(entry)
-    return {"providers": providers, "routes": routes, "alert_channels": channels}
+    doc: dict[str, Any] = {"providers": providers, "routes": routes}
+    for section in sections():
+        doc[section.name] = section.export()
+    return doc
 
 
 def dump_yaml(doc: dict[str, Any]) -> str:

@@ -16,26 +16,23 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from health.models import AlertChannel
 from providers import crypto
 from providers.bounds import MAX_DOCUMENT_VALUES, BoundsError, check_json, check_yaml_text
 from providers.models import AuditLog, Provider, ProviderModel, Route, RouteTarget, Secret
 
 from .schema import (
-    ALERT_KEYS,
-    ALERT_SPECIAL,
     PRICE_KEYS,
     PROVIDER_KEYS,
     PROVIDER_SPECIAL,
     ROUTE_KEYS,
     ROUTE_SPECIAL,
     TARGET_KEYS,
-    TOP_LEVEL,
     Key,
     allowed_paths,
     coerce,
     field_paths,
 )
+from .sections import sections, top_level
 
 
 class ConfigError(Exception):
@@ -87,14 +84,22 @@ def load_document(text: str) -> dict[str, Any]:
 
 
 @dataclass
-class _Staged:
+class Staged:
+    """One entry, validated and ready to save: the model object with its changes applied."""
+
     obj: Any
     created: bool
     changes: dict[str, list[Any]]
     after_save: list[Any] = field(default_factory=list)  # callables run after obj is saved
 
 
-class _Importer:
+class Importer:
+    """Stages every section of one document (all errors collected), then saves it all.
+
+    A registered section (sections.py) stages its entries with the helpers below:
+    `entries`, `check_unknown`, `assign`, `validate`, `secret_value` and `error`.
+    """
+
     def __init__(self, doc: dict[str, Any], actor: str, prune: bool) -> None:
         self.doc = doc
         self.actor = actor
@@ -195,8 +200,8 @@ class _Importer:
 
     # -- sections --------------------------------------------------------------------------
 
-    def stage_providers(self) -> dict[str, _Staged]:
-        staged: dict[str, _Staged] = {}
+    def stage_providers(self) -> dict[str, Staged]:
+        staged: dict[str, Staged] = {}
         existing = {p.name: p for p in Provider.objects.prefetch_related("secrets", "catalog")}
         for path, entry in self.entries("providers"):
             self.check_unknown(path, entry, PROVIDER_KEYS, PROVIDER_SPECIAL)
@@ -213,13 +218,13 @@ class _Importer:
                 self.error(f"{path}.kind", "is required")
             changes = self.assign(path, obj, entry, PROVIDER_KEYS)
             self.validate(path, obj, PROVIDER_KEYS)
-            item = _Staged(obj, created, changes)
+            item = Staged(obj, created, changes)
             self.stage_secrets(path, entry, obj, item)
             self.stage_prices(path, entry, obj, item)
             staged[name] = item
         return staged
 
-    def stage_secrets(self, path: str, entry: dict[str, Any], obj: Provider, item: _Staged) -> None:
+    def stage_secrets(self, path: str, entry: dict[str, Any], obj: Provider, item: Staged) -> None:
         if "api_key" in entry and "api_keys" in entry:
             self.error(f"{path}.api_keys", "give api_key or api_keys, not both")
             return
@@ -267,9 +272,9 @@ class _Importer:
 
         item.after_save.append(save_secrets)
 
-    def stage_prices(self, path: str, entry: dict[str, Any], obj: Provider, item: _Staged) -> None:
+    def stage_prices(self, path: str, entry: dict[str, Any], obj: Provider, item: Staged) -> None:
         prices = entry.get("prices")
-        names = entry.get("models") if isinstance(entry.get("models"), list) else []
+        names: list[Any] = entry["models"] if isinstance(entry.get("models"), list) else []
         if prices is not None and not isinstance(prices, dict):
             self.error(f"{path}.prices", "must be a mapping of model name to prices")
             return
@@ -302,8 +307,8 @@ class _Importer:
         if rows:
             item.after_save.append(save_rows)
 
-    def stage_routes(self, provider_names: set[str]) -> dict[str, _Staged]:
-        staged: dict[str, _Staged] = {}
+    def stage_routes(self, provider_names: set[str]) -> dict[str, Staged]:
+        staged: dict[str, Staged] = {}
         existing = {r.name: r for r in Route.objects.prefetch_related("targets__provider")}
         for path, entry in self.entries("routes"):
             self.check_unknown(path, entry, ROUTE_KEYS, ROUTE_SPECIAL)
@@ -320,7 +325,7 @@ class _Importer:
             self.validate(path, obj, ROUTE_KEYS)
             targets = self.parse_targets(path, entry.get("targets"), provider_names)
             before = [[t.provider.name, t.model, t.weight] for t in obj.targets.all()] if obj.pk else []
-            item = _Staged(obj, created, changes)
+            item = Staged(obj, created, changes)
             if targets is not None and targets != before:
                 item.changes["targets"] = [before, targets]
 
@@ -345,8 +350,8 @@ class _Importer:
         for i, target in enumerate(value):
             tpath = f"{where}[{i}]"
             if isinstance(target, str):  # shorthand "provider/model" or "provider"
-                provider, _, model = target.partition("/")
-                target = {"provider": provider, "model": model}
+                named, _, model = target.partition("/")
+                target = {"provider": named, "model": model}
             if not isinstance(target, dict):
                 self.error(tpath, "must be a mapping with provider and model")
                 continue
@@ -368,71 +373,24 @@ class _Importer:
             targets.append([provider, model, weight])
         return targets
 
-    def stage_alerts(self, provider_names: set[str]) -> dict[str, _Staged]:
-        staged: dict[str, _Staged] = {}
-        existing = {a.name: a for a in AlertChannel.objects.prefetch_related("providers")}
-        for path, entry in self.entries("alert_channels"):
-            self.check_unknown(path, entry, ALERT_KEYS, ALERT_SPECIAL)
-            name = entry.get("name")
-            if not isinstance(name, str) or not name:
-                self.error(f"{path}.name", "is required")
-                continue
-            obj = existing.get(name) or AlertChannel(name=name)
-            created = obj.pk is None
-            changes = self.assign(path, obj, entry, ALERT_KEYS)
-            self.validate(path, obj, ALERT_KEYS)
-            item = _Staged(obj, created, changes)
-            target_key = "to" if obj.kind == AlertChannel.Kind.EMAIL else "url"
-            raw = entry.get(target_key)
-            if raw is None:
-                if created or not obj.display_target:
-                    self.error(f"{path}.{target_key}", "is required")
-            else:
-                hints = [obj.target_hint] if obj.pk else []
-                parsed = self.secret_value(f"{path}.{target_key}", raw, [Secret(hint=h) for h in hints])
-                if parsed and parsed[0] == "literal":
-                    try:
-                        obj.validate_target(parsed[1])
-                    except ValidationError as exc:
-                        self.error(f"{path}.{target_key}", "; ".join(exc.messages))
-                        parsed = None
-                if parsed and parsed[0] == "env" and obj.target_env != parsed[1]:
-                    item.changes[target_key] = [obj.display_target, f"env:{parsed[1]}"]
-                    obj.set_target_env(parsed[1])
-                elif parsed and parsed[0] == "literal":
-                    old = obj.display_target
-                    obj.set_target(parsed[1])
-                    if old != obj.display_target or created:
-                        item.changes[target_key] = [old, obj.display_target]
-            names = entry.get("providers") or []
-            if not isinstance(names, list) or any(n not in provider_names for n in names):
-                self.error(f"{path}.providers", "must be a list of known provider names")
-                names = []
-            before = sorted(p.name for p in obj.providers.all()) if obj.pk else []
-            if sorted(names) != before:
-                item.changes["providers"] = [before, sorted(names)]
-            item.after_save.append(
-                lambda channel=obj, names=names: channel.providers.set(Provider.objects.filter(name__in=names))
-            )
-            staged[name] = item
-        return staged
-
     # -- run -------------------------------------------------------------------------------
 
     def run(self) -> Summary:
+        allowed = top_level()
         for key in self.doc:
-            if key not in TOP_LEVEL:
-                self.error(key, f"unknown section (allowed: {', '.join(TOP_LEVEL)})")
+            if key not in allowed:
+                self.error(key, f"unknown section (allowed: {', '.join(allowed)})")
         providers = self.stage_providers()
         existing_names = set(Provider.objects.values_list("name", flat=True))
         known = set(providers) | (set() if self.prune else existing_names)
         routes = self.stage_routes(known)
-        alerts = self.stage_alerts(known)
+        extra = [(section, section.stage(self, known)) for section in sections()]
         if self.errors:
             raise ConfigError(self.errors)
         summary = Summary()
         with transaction.atomic():
-            for kind, staged in (("provider", providers), ("route", routes), ("alert_channel", alerts)):
+            for kind, staged in (("provider", providers), ("route", routes),
+                                 *((section.kind, items) for section, items in extra)):
                 for name, item in staged.items():
                     if not item.created and not item.changes:
                         summary.unchanged += 1
@@ -445,8 +403,11 @@ class _Importer:
                     AuditLog.objects.create(actor=self.actor, action=action, object_type=kind,
                                             object_name=name, changes=item.changes)
             if self.prune:
-                for kind, model, staged in (("route", Route, routes), ("alert_channel", AlertChannel, alerts),
-                                            ("provider", Provider, providers)):
+                # Providers go last: the other sections' rows refer to them.
+                pruned: list[tuple[str, type[Any], dict[str, Staged]]] = [
+                    ("route", Route, routes), *((section.kind, section.model, items) for section, items in extra),
+                    ("provider", Provider, providers)]
+                for kind, model, staged in pruned:
                     for obj in model.objects.exclude(name__in=list(staged)):
                         obj.delete()
                         summary.deleted.append(f"{kind} {obj.name}")
@@ -473,4 +434,4 @@ def apply_config(doc: dict[str, Any], *, actor: str, prune: bool = False) -> Sum
 
     Raises ConfigError listing every problem, having changed nothing.
     """
-    return _Importer(doc, actor, prune).run()
+    return Importer(doc, actor, prune).run()

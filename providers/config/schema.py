@@ -2,7 +2,8 @@
 
 One table per section; the importer reads values through it, the exporter writes them
 through it, and validation errors on a model field are reported at its config path. So a
-key exists in exactly one place.
+key exists in exactly one place (a later app's section keeps its table with its own code,
+as health/channel_config.py does for alert channels).
 """
 
 from __future__ import annotations
@@ -77,18 +78,8 @@ ROUTE_KEYS: tuple[Key, ...] = (
 ROUTE_SPECIAL = ("name", "targets")
 TARGET_KEYS = ("provider", "model", "weight")
 
-ALERT_KEYS: tuple[Key, ...] = (
-    Key(("kind",), "kind", "str"),
-    Key(("enabled",), "enabled", "bool"),
-    Key(("failure_threshold",), "failure_threshold", "int"),
-    Key(("success_threshold",), "success_threshold", "int"),
-    Key(("reminder_interval_s",), "reminder_interval_s", "int", nullable=True),
-    Key(("notify_recovery",), "notify_recovery", "bool"),
-)
-# url (webhook, slack) or to (email): the target, a secret; providers: names
-ALERT_SPECIAL = ("name", "url", "to", "providers")
-
-TOP_LEVEL = ("providers", "routes", "alert_channels")
+# This app's sections; later apps add theirs (sections.py: health's alert_channels).
+BUILT_IN = ("providers", "routes")
 
 
 def field_paths(keys: tuple[Key, ...]) -> dict[str, str]:

@@ -103,9 +103,11 @@ class CircuitBreaker:
         if not policy.resolved:
             policy = policy.resolve(30.0)
         self.policy = policy
-        self.window_s: float = policy.window_s  # type: ignore[assignment]
-        self.probe_ttl_s: float = policy.probe_ttl_s  # type: ignore[assignment]
-        self.max_half_open_s: float = policy.max_half_open_s  # type: ignore[assignment]
+        window_s, probe_ttl_s, max_half_open_s = policy.window_s, policy.probe_ttl_s, policy.max_half_open_s
+        assert window_s is not None and probe_ttl_s is not None and max_half_open_s is not None
+        self.window_s: float = window_s
+        self.probe_ttl_s: float = probe_ttl_s
+        self.max_half_open_s: float = max_half_open_s
         self._need_fail = max(1, math.ceil(policy.failure_rate * policy.half_open_probes - 1e-9))
         self._need_ok = policy.half_open_probes - self._need_fail + 1
 

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import selectors
 import time
-from collections.abc import Coroutine
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 T = TypeVar("T")
 
@@ -99,14 +102,14 @@ class FakeClock:
             return runner.run(coro)
 
 
-class _VirtualSelector:
+class _VirtualSelector(selectors.BaseSelector):
     """Wraps a real selector: real I/O is polled without blocking; a timed wait becomes a jump."""
 
     def __init__(self, clock: FakeClock) -> None:
         self._selector = selectors.DefaultSelector()
         self._clock = clock
 
-    def select(self, timeout: float | None = None) -> list[Any]:
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is not None and timeout <= 0:
             return self._selector.select(0)
         events = self._selector.select(0)
@@ -117,6 +120,27 @@ class _VirtualSelector:
         self._clock.advance(timeout)
         return []
 
+    # Everything but `select` is the real selector's.
+    def register(self, fileobj: FileDescriptorLike, events: int,
+                 data: Any = None) -> selectors.SelectorKey:
+        return self._selector.register(fileobj, events, data)
+
+    def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
+        return self._selector.unregister(fileobj)
+
+    def modify(self, fileobj: FileDescriptorLike, events: int,
+               data: Any = None) -> selectors.SelectorKey:
+        return self._selector.modify(fileobj, events, data)
+
+    def get_key(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
+        return self._selector.get_key(fileobj)
+
+    def get_map(self) -> Mapping[FileDescriptorLike, selectors.SelectorKey]:
+        return self._selector.get_map()
+
+    def close(self) -> None:
+        self._selector.close()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._selector, name)
 
@@ -126,7 +150,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
-        super().__init__(selector=_VirtualSelector(clock))  # type: ignore[arg-type]
+        super().__init__(selector=_VirtualSelector(clock))
 
     def time(self) -> float:
         return self.clock.monotonic()

@@ -19,12 +19,19 @@ exactly until the configuration changes it or an operator resets the provider.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 from .clock import Clock
 from .events import CooldownStarted, Emitter
 from .policy import TargetSpec
 from .store import Cooldown, Slot, StateStore
 
 RATE_LIMITED, EXHAUSTED, REJECTED, MODEL_MISSING = "rate_limited", "exhausted", "rejected", "model_missing"
+
+# A cooldown as `Cooldowns.listing` shows it: (credential, kind, until as wall time or None),
+# and with the scope last.
+CooldownRow = tuple[str | None, str, float | None]
+ScopedCooldownRow = tuple[str | None, str, float | None, str]
 
 # The skip reason for a target whose every credential is set aside, most hopeful first: a
 # rate limit ends by itself, the others need a reset, a new key or a pulled model.
@@ -137,16 +144,24 @@ class Cooldowns:
     async def clear(self, key: str) -> None:
         await self.store.clear_cooldowns(key)
 
-    def listing(self, key: str, *, scoped: bool = False) -> list[tuple]:  # type: ignore[type-arg]
+    @overload
+    def listing(self, key: str) -> list[CooldownRow]: ...
+
+    @overload
+    def listing(self, key: str, *, scoped: Literal[True]) -> list[ScopedCooldownRow]: ...
+
+    def listing(self, key: str, *, scoped: bool = False) -> list[CooldownRow] | list[ScopedCooldownRow]:
         """Active cooldowns, as (credential, kind, until as wall time or None), or with
         `scoped` as (credential, kind, until, scope): scope "" holds for every model of the
         credential, a model family's name for that model only (a 429, a missing model)."""
         now = self.clock.monotonic()
         wall = self.clock.time()
-        out: list[tuple] = []  # type: ignore[type-arg]
+        rows: list[ScopedCooldownRow] = []
         for cd in self.store.cooldowns(key).values():
             if not cd.active(now):
                 continue
             until = wall + (cd.until - now) if cd.until is not None else None
-            out.append((cd.credential, cd.kind, until, cd.scope) if scoped else (cd.credential, cd.kind, until))
-        return out
+            rows.append((cd.credential, cd.kind, until, cd.scope))
+        if scoped:
+            return rows
+        return [(credential, kind, until) for credential, kind, until, _ in rows]

@@ -37,7 +37,7 @@ async def race(chain: FallbackChain, index: int, target: TargetSpec, admitted: A
     assert policy is not None
     delay = hedge_delay(policy, chain.engine.latency.get(latency_key(target)))
     primary = asyncio.ensure_future(chain.send(index, target, admitted))
-    tasks = {primary}
+    tasks: set[asyncio.Future[Sent]] = {primary}
     try:
         done, _ = await asyncio.wait(tasks, timeout=delay)
         if done:

@@ -20,7 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ class LimitStore(Protocol):
 class LocalLimits:
     """In-process counts. `now` is wall-clock seconds (minutes are calendar minutes)."""
 
-    def __init__(self, now: object = time.time) -> None:
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
         self._now = now
         self._counts: dict[str, dict[int, list[int]]] = {}  # key -> minute -> [requests, tokens]
 
@@ -59,7 +63,7 @@ class LocalLimits:
         return previous, current, (now % 60) / 60
 
     async def take(self, key: str, rpm: int | None, tpm: int | None) -> bool:
-        previous, current, into = self._minutes(key, self._now())  # type: ignore[operator]
+        previous, current, into = self._minutes(key, self._now())
         if rpm is not None and _estimate(previous[0], current[0], into) + 1 > rpm:
             return False
         if tpm is not None and _estimate(previous[1], current[1], into) >= tpm:
@@ -69,11 +73,11 @@ class LocalLimits:
 
     async def add_tokens(self, key: str, tokens: int) -> None:
         if tokens > 0:
-            _, current, _ = self._minutes(key, self._now())  # type: ignore[operator]
+            _, current, _ = self._minutes(key, self._now())
             current[1] += tokens
 
     def usage(self, key: str) -> tuple[float, float]:
-        previous, current, into = self._minutes(key, self._now())  # type: ignore[operator]
+        previous, current, into = self._minutes(key, self._now())
         return _estimate(previous[0], current[0], into), _estimate(previous[1], current[1], into)
 
 
@@ -108,21 +112,23 @@ return 1
 class RedisLimits:
     """Counts shared through Redis; local counting while Redis is unreachable."""
 
-    def __init__(self, client: object, *, prefix: str = "gw:limit:", op_timeout_s: float = 0.05,
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "gw:limit:", op_timeout_s: float = 0.05,
                  retry_after_s: float = 5.0) -> None:
         self.client = client
         self.prefix = prefix
         self.op_timeout_s = op_timeout_s
         self.retry_after_s = retry_after_s
         self.local = LocalLimits()
-        self._script = client.register_script(_SCRIPT)  # type: ignore[attr-defined]
+        self._script = client.register_script(_SCRIPT)
         self._down_until = 0.0
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: object) -> RedisLimits:
-        import redis.asyncio as redis
+    def from_url(cls, url: str, *, prefix: str = "gw:limit:", op_timeout_s: float = 0.05,
+                 retry_after_s: float = 5.0) -> RedisLimits:
+        import redis.asyncio
 
-        return cls(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1), **kwargs)  # type: ignore[arg-type]
+        client = redis.asyncio.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        return cls(client, prefix=prefix, op_timeout_s=op_timeout_s, retry_after_s=retry_after_s)
 
     async def _run(self, key: str, rpm: int | None, tpm: int | None, add: int) -> bool | None:
         """The script's answer, or None when Redis is away (the caller counts locally)."""
@@ -158,4 +164,4 @@ class RedisLimits:
         return self.local.usage(key)
 
     async def aclose(self) -> None:
-        await self.client.aclose()  # type: ignore[attr-defined]
+        await self.client.aclose()

@@ -13,7 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,7 +26,7 @@ from .errors import RequestError
 
 log = logging.getLogger(__name__)
 
-View = Callable[..., Awaitable[HttpResponse]]
+View = Callable[..., Awaitable[HttpResponseBase]]  # a streamed answer too
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -88,7 +89,7 @@ def _write_last_used(pending: dict[int, float]) -> None:
 def key_usage(rt: Runtime) -> KeyUsage:
     usage = getattr(rt, "key_usage", None)
     if usage is None:
-        usage = rt.key_usage = KeyUsage()  # type: ignore[attr-defined]
+        usage = rt.key_usage = KeyUsage()
     return usage
 
 
@@ -124,7 +125,7 @@ def api_view(scope: str) -> Callable[[View], View]:
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             try:
                 request.api_key = await authenticate(request, scope)  # type: ignore[attr-defined]
                 return await view(request, *args, **kwargs)

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from providers.bounds import BoundsError, load_json, name_problem
 
@@ -84,7 +85,7 @@ def _data_path(loc: tuple[Any, ...], data: Any, missing: bool) -> tuple[str, int
 def _first_error(exc: ValidationError, body: dict[str, Any]) -> tuple[str, str, str]:
     """(param, message, code) of the most specific error: a union reports one error per member;
     the one that went deepest into the value says best what is wrong."""
-    found: dict[str, list[dict[str, Any]]] = {}
+    found: dict[str, list[ErrorDetails]] = {}
     best, best_depth = "", -1
     for error in exc.errors(include_url=False, include_input=False):
         path, depth = _data_path(tuple(error["loc"]), body, error["type"] == "missing")

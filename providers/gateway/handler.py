@@ -23,7 +23,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import ResolverMatch, get_resolver, set_urlconf
 from django.utils.log import log_response
 
@@ -83,7 +84,7 @@ class GatewayHandler(ASGIHandler):
             state["finished"] = True
             listener.cancel()
 
-    async def get_response_async(self, request: Any) -> Any:
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         # Django's version logs every 4xx through a thread hop; a refused API call is an
         # answer, not an incident. Server errors are still logged.
         set_urlconf(settings.ROOT_URLCONF)
@@ -94,7 +95,7 @@ class GatewayHandler(ASGIHandler):
                 if len(self._resolved) < 64:  # a handful of fixed paths; never grow without bound
                     self._resolved[request.path_info] = match
             request.resolver_match = match
-            response = await match.func(request, *match.args, **match.kwargs)
+            response: HttpResponseBase = await match.func(request, *match.args, **match.kwargs)
         except Http404:
             response = no_endpoint(request.path_info)
         except SuspiciousOperation as exc:  # as Django's handler: the caller's request, a 400
@@ -103,10 +104,13 @@ class GatewayHandler(ASGIHandler):
         except Exception:
             log.exception("gateway view failed: %s", request.path_info)
             response = error_response(500, "internal_error", "The gateway failed to handle this request.")
-        response = finish_api_response(request.path_info, request.method, response)  # a 405 page -> JSON
-        response._resource_closers.append(request.close)
+        response = finish_api_response(request.path_info, request.method or "", response)  # a 405 page -> JSON
+        # As Django's own handler does; the stubs leave out this private list.
+        response._resource_closers.append(request.close)  # type: ignore[attr-defined]
         if response.status_code == 500:  # 502/503 are answers about providers, logged as events
-            log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+            # log_response reads any response's status; its stub asks for an HttpResponse.
+            log_response("%s: %s", response.reason_phrase, request.path,
+                         response=response, request=request)  # type: ignore[arg-type]
         return response
 
     async def send_response(self, response: Any, send: Any) -> None:

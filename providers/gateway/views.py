@@ -27,10 +27,9 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_http_methods
 
-from analytics.recorder import record_request
-from analytics.records import RequestRecord
 from providers import schemas as s
 from providers.adapters import Result, Usage
 from providers.bounds import header_value
@@ -53,6 +52,7 @@ from .auth import api_view
 from .bodies import check_name, parse_json, validate
 from .calls import Call, StreamStart
 from .errors import RequestError, error_response, is_json
+from .records import RequestRecord, announce
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _options(request: HttpRequest) -> tuple[float | None, str | None]:
 
 
 class Exchange:
-    """One request's trip through the engine, and what gets recorded about it."""
+    """One request's trip through the engine, and the record announced about it when it ends."""
 
     def __init__(self, request: HttpRequest, rt: Runtime, snapshot: Snapshot, capability: str) -> None:
         self.request = request
@@ -162,7 +162,7 @@ class Exchange:
                     _pending.add(task)
                     task.add_done_callback(_pending.discard)
         key = getattr(self.request, "api_key", None)
-        record_request(RequestRecord(
+        announce(RequestRecord(
             at=self.at, request_id=self.request_id, route=self.route, capability=self.capability,
             outcome=outcome, status=status, latency_ms=self.elapsed_ms(), provider=provider, model=model,
             api_key_id=key.id if key is not None else None, ttft_ms=ttft_ms, stream=stream,
@@ -225,7 +225,7 @@ def _success_headers(exchange: Exchange, result: ChainResult[Any]) -> dict[str, 
 
 
 async def _serve(request: HttpRequest, capability: str, body: dict[str, Any], *, stream: bool = False,
-                 audio: bytes = b"", filename: str = "audio") -> HttpResponse:
+                 audio: bytes = b"", filename: str = "audio") -> HttpResponseBase:
     """Route one OpenAI-shaped request and answer in OpenAI's shape."""
     rt = runtime()
     snapshot = await rt.current()
@@ -294,7 +294,7 @@ def _stream_response(exchange: Exchange, result: ChainResult[Any]) -> StreamingH
           responses=_answers(Response("The completion, or an SSE stream of chunks", s.ChatCompletion, headers=GATEWAY_HEADERS, also=("text/event-stream",))), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
 @require_http_methods(["POST"])
 @api_view("gateway")
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     body = parse_json(request)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -309,7 +309,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
           responses=_answers(Response("The embeddings", s.Embeddings, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
 @require_http_methods(["POST"])
 @api_view("gateway")
-async def embeddings(request: HttpRequest) -> HttpResponse:
+async def embeddings(request: HttpRequest) -> HttpResponseBase:
     body = parse_json(request)
     if "input" not in body:
         raise RequestError(400, "`input` is required.", code="missing_input", param="input")
@@ -322,7 +322,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
           responses=_answers(Response("The images", s.Images, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
 @require_http_methods(["POST"])
 @api_view("gateway")
-async def images_generations(request: HttpRequest) -> HttpResponse:
+async def images_generations(request: HttpRequest) -> HttpResponseBase:
     body = parse_json(request)
     if not isinstance(body.get("prompt"), str) or not body["prompt"]:
         raise RequestError(400, "`prompt` must be a non-empty string.", code="missing_prompt", param="prompt")
@@ -335,7 +335,7 @@ async def images_generations(request: HttpRequest) -> HttpResponse:
           responses=_answers(Response("The audio, in the type the provider answered with (audio/mpeg, audio/wav, ...)", None, "audio/*", headers=GATEWAY_HEADERS, also=("application/octet-stream",))), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
 @require_http_methods(["POST"])
 @api_view("gateway")
-async def audio_speech(request: HttpRequest) -> HttpResponse:
+async def audio_speech(request: HttpRequest) -> HttpResponseBase:
     body = parse_json(request)
     if not isinstance(body.get("input"), str) or not body["input"]:
         raise RequestError(400, "`input` must be a non-empty string.", code="missing_input", param="input")
@@ -348,14 +348,14 @@ async def audio_speech(request: HttpRequest) -> HttpResponse:
           responses=_answers(Response("The transcription", s.Transcription, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
 @require_http_methods(["POST"])
 @api_view("gateway")
-async def audio_transcriptions(request: HttpRequest) -> HttpResponse:
+async def audio_transcriptions(request: HttpRequest) -> HttpResponseBase:
     try:
         upload = request.FILES.get("file")
     except MultiPartParserError as exc:
         raise RequestError(400, f"The body is not valid multipart/form-data: {exc}", code="invalid_multipart") from None
     if upload is None:
         raise RequestError(400, "`file` (multipart) is required.", code="missing_file", param="file")
-    body = {k: v for k, v in request.POST.items()}
+    body: dict[str, str] = {k: str(v) for k, v in request.POST.items()}
     check_name(body.get("model"), "model")
     _check_transcription_fields(body)
     return await _serve(request, "stt", body, audio=upload.read(), filename=upload.name or "audio")
@@ -378,7 +378,7 @@ def _check_transcription_fields(body: dict[str, str]) -> None:
           responses={200: Response("The models", s.ModelList)}, errors=(401, 403))
 @require_http_methods(["GET"])
 @api_view("gateway")
-async def models(request: HttpRequest) -> HttpResponse:
+async def models(request: HttpRequest) -> HttpResponseBase:
     snapshot = await runtime().current()
     data: list[dict[str, Any]] = [
         {"id": name, "object": "model", "created": 0, "owned_by": "gateway",
@@ -452,7 +452,7 @@ def _output(value: Result) -> Any:
           responses=_answers(Response("The result and every attempt", s.ExecuteResult, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
 @require_http_methods(["POST"])
 @api_view("gateway")
-async def execute(request: HttpRequest) -> HttpResponse:
+async def execute(request: HttpRequest) -> HttpResponseBase:
     payload = parse_json(request)
     capability = payload.get("capability")
     if capability not in CAPABILITIES or capability == "stt":

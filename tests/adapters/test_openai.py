@@ -395,14 +395,16 @@ async def test_a_429_with_retry_after_seconds_is_rate_limited(adapter, fake):
 
 
 async def test_a_429_with_an_http_date_is_rate_limited_until_that_date(adapter, fake):
-    fake.fault(
-        path=CHAT, status=429, retry_after=email.utils.formatdate(time.time() + 30, usegmt=True)
-    )
+    date = int(time.time()) + 30  # an HTTP date has whole seconds
+    fake.fault(path=CHAT, status=429, retry_after=email.utils.formatdate(date, usegmt=True))
 
+    before = time.time()
     error = await failure_of(adapter.chat(HELLO, model="gpt-4o-mini", timeout=5))
+    after = time.time()
 
     assert error.outcome == Outcome.RATE_LIMITED
-    assert 27 <= error.classification.retry_after <= 30
+    # seconds from the moment of the answer, which lies between `before` and `after`
+    assert date - after <= error.classification.retry_after <= date - before
 
 
 async def test_retry_after_ms_wins_over_retry_after(adapter, fake):

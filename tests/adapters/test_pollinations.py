@@ -233,10 +233,18 @@ async def test_the_cheap_probe_lists_models_and_the_deep_one_draws_a_tiny_image(
     assert sent_query(fake)[0]["width"] == "64" and sent_query(fake)[0]["model"] == "turbo"
 
 
-async def test_the_default_base_url_is_pollinations_and_the_query_stays_readable(client):
-    adapter = PollinationsAdapter(ProviderConfig(name="p", kind="pollinations", base_url=""), client)
+async def test_the_default_base_url_is_pollinations_and_the_query_stays_readable():
+    sent: list[httpx.Request] = []
 
-    url = adapter._url("a b", {"width": 64, "nologo": True, "seed": 3})
+    def pollinations(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, content=b"\xff\xd8", headers={"Content-Type": "image/jpeg"})
 
+    async with httpx.AsyncClient(transport=httpx.MockTransport(pollinations)) as client:
+        adapter = PollinationsAdapter(ProviderConfig(name="p", kind="pollinations", base_url=""), client)
+        await adapter.images({"prompt": "a b", "size": "64x64", "seed": 3}, model="", timeout=5)
+
+    url = str(sent[0].url)
     assert url.startswith("https://image.pollinations.ai/prompt/a%20b?")
-    assert parse_qs(urlsplit(url).query) == {"width": ["64"], "nologo": ["true"], "seed": ["3"]}
+    assert parse_qs(urlsplit(url).query) == {"width": ["64"], "height": ["64"], "nologo": ["true"],
+                                             "private": ["true"], "seed": ["3"]}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from analytics.records import RequestRecord
-from tests.gateway.conftest import configure, upstream_a, upstream_b  # noqa: F401
+from tests.gateway.conftest import upstream_a, upstream_b  # noqa: F401
 
 NOW = datetime(2026, 11, 20, 12, 30, 15, tzinfo=UTC)
 

@@ -1,17 +1,14 @@
-"""Console tests: users at each level, a configuration of simulated providers, the runtime
-of the test's event loop (async views use it), and htmx request headers."""
+"""Console tests: a configuration of simulated providers on the test's runtime (async views
+use it), signing in, and htmx request headers. `users`, `configure` and `rt` are the suite's
+(tests/conftest.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 
-from health.access import OPERATORS
-from providers.config import apply_config
-from providers.runtime import Runtime, install_runtime
+from providers.runtime import Runtime
 
 SIMULATED = {
     "providers": [
@@ -27,9 +24,8 @@ async def settle(rt: Runtime) -> None:
     """Let the engine's event sink write what an engine call emitted (before the test reads or
     writes the database itself: the in-memory test database takes one writer at a time)."""
     sink = getattr(rt, "event_sink", None)
-    await asyncio.sleep(0)
-    if sink is not None and sink._task is not None:
-        await sink._task
+    if sink is not None:
+        await sink.written()
 
 
 def htmx(target: str | None = None) -> dict[str, str]:
@@ -38,34 +34,6 @@ def htmx(target: str | None = None) -> dict[str, str]:
     if target:
         headers["HX-Target"] = target
     return headers
-
-
-@pytest.fixture
-def users(django_user_model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from django.contrib.auth.models import Group
-
-    operators, _ = Group.objects.get_or_create(name=OPERATORS)
-    # No passwords: the tests sign in with force_login, and hashing one costs half a second.
-    made = {
-        "plain": django_user_model.objects.create_user("plain"),
-        "staff": django_user_model.objects.create_user("viewer", is_staff=True),
-        "operator": django_user_model.objects.create_user("oper", is_staff=True),
-        "admin": django_user_model.objects.create_superuser("boss", "boss@example.com"),
-    }
-    made["operator"].groups.add(operators)
-    return made
-
-
-@pytest.fixture
-def configure():
-    return sync_to_async(lambda doc: apply_config(doc, actor="test", prune=True))
-
-
-@pytest.fixture
-async def rt():
-    runtime = install_runtime(Runtime())
-    yield runtime
-    await runtime.close()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -73,11 +74,15 @@ async def test_reset_closes_a_breaker_and_is_audited(simulated, login, users):
 
 async def test_force_open_holds_the_breaker_open_for_the_minutes_given(simulated, login, users):
     client = await login(users["operator"])
+    before = time.time()
     response = await client.post("/providers/sim-a/force-open", {"minutes": "15"}, headers=htmx())
     assert response.status_code == 200
     snap = simulated.engine.snapshot("sim-a")
     assert snap.state == "forced_open"
-    assert snap.open_until is not None and 14 * 60 < snap.open_until - time.time() <= 15 * 60
+    # 15 minutes from the moment of the action, which lies between `before` and now (the
+    # snapshot turns the monotonic deadline into wall time: allow a millisecond for that)
+    assert snap.open_until is not None
+    assert before + 15 * 60 - 0.001 <= snap.open_until <= time.time() + 15 * 60 + 0.001
     assert await audit_rows("force_open") == [("oper", "sim-a", {"minutes": 15})]
     assert await action_events("sim-a") == [("force_open", "oper", "for 15 minutes")]
     assert "forced open" in response.content.decode()  # the summary's breaker
@@ -110,12 +115,14 @@ async def test_disable_and_enable_change_the_provider_and_are_audited(simulated,
 
 async def test_a_maintenance_window_starts_now_and_ends_on_demand(simulated, login, users):
     client = await login(users["admin"])
+    before = timezone.now()
     response = await client.post("/providers/sim-a/maintenance/start",
                                  {"minutes": "45", "reason": "driver upgrade"}, headers=htmx())
     assert response.status_code == 200
     window = await sync_to_async(MaintenanceWindow.objects.get)(provider__name="sim-a")
     assert window.created_by == "boss" and window.reason == "driver upgrade"
-    assert 44 * 60 < (window.ends_at - timezone.now()).total_seconds() <= 45 * 60
+    # 45 minutes from the moment of the action, which lies between `before` and now
+    assert before + timedelta(minutes=45) <= window.ends_at <= timezone.now() + timedelta(minutes=45)
     assert (await simulated.current()).providers["sim-a"].maintenance is True
     html = response.content.decode()
     assert "status-maintenance" in html and "driver upgrade" in html

@@ -51,11 +51,16 @@ def test_a_percentage_chart_runs_to_100_and_labels_an_empty_series():
     assert ">100%</text>" in svg and "success: no data" in svg and "<polyline" not in svg
 
 
-def test_ticks_are_round_numbers():
-    assert charts._ticks(380) == [0, 100, 200, 300, 400]
-    assert charts._ticks(100) == [0, 25, 50, 75, 100]
-    small = charts._ticks(0.3)
-    assert len(small) == 5 and small[-1] == 0.4
+def y_axis(top: float) -> list[str]:
+    """The y axis's labels, bottom to top, of a line chart whose highest value is `top`."""
+    svg = charts.line_chart([charts.Series("s", [(0, top)], "series-a")], 0, 60, label="L", unit="%")
+    return re.findall(r'<text class="tick" x="42" y="[^"]+" text-anchor="end">([^<]*)</text>', svg)
+
+
+def test_the_y_axis_ticks_are_round_numbers():
+    assert y_axis(380) == ["0%", "100%", "200%", "300%", "400%"]
+    assert y_axis(100) == ["0%", "25%", "50%", "75%", "100%"]
+    assert y_axis(0.3) == ["0%", "0.1%", "0.2%", "0.3%", "0.4%"]
 
 
 def test_buckets_hold_counts_and_percentiles():

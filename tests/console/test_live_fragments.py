@@ -90,10 +90,11 @@ async def test_a_missing_model_and_a_rejected_credential_are_shown_on_the_card_w
     engine = simulated.engine
     await engine.store.set_cooldown("sim-a", Cooldown(None, "model_missing", None, "http_404", scope="sim-large"))
     await engine.store.set_cooldown("sim-b", Cooldown("key-b", "rejected", None, "http_403"))
-    await sync_to_async(hooks._write)([
-        CooldownStarted(engine.clock.time(), "sim-a", None, "model_missing", None, "http_404", scope="sim-large",
-                        provider="sim-a", model="sim-large"),
-        CooldownStarted(engine.clock.time(), "sim-b", "key-b", "rejected", None, "http_403")])
+    sink = hooks.EventSink()  # what a worker's sink writes when the engine emits them
+    sink(CooldownStarted(engine.clock.time(), "sim-a", None, "model_missing", None, "http_404", scope="sim-large",
+                         provider="sim-a", model="sim-large"))
+    sink(CooldownStarted(engine.clock.time(), "sim-b", "key-b", "rejected", None, "http_403"))
+    await sink.written()
     html, _ = await pages.render_dashboard_push(["sim-a", "sim-b"], ADMIN, shown=["sim-a", "sim-b"])
     card_a = html[html.index('<article id="card-sim-a"'):]
     card_a = card_a[:card_a.index("</article>")]

@@ -8,21 +8,15 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-from providers.engine import Engine, FakeClock, VirtualTimeLoop
+from providers.engine import Engine, FakeClock
+from tests.conftest import Clock
 
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    return {"virtual_time": lambda: FakeClock().new_loop()}
-
-
-@pytest.fixture
-async def clock() -> FakeClock:
-    """The running loop's clock: advancing it is what virtual time does."""
-    loop = asyncio.get_running_loop()
-    assert isinstance(loop, VirtualTimeLoop)
-    return loop.clock
+    """Every engine test runs on a virtual-time loop; the suite's `clock` fixture is its clock."""
+    return {"virtual_time": lambda: Clock().new_loop()}
 
 
 @pytest.fixture

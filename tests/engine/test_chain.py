@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import random
-import time
 
 import httpx
 import pytest
@@ -38,13 +37,11 @@ async def test_the_eleventh_request_fails_fast_without_touching_the_transport(en
         with pytest.raises(AllTargetsFailed):
             await engine.execute(route, [target], upstream)
     assert engine.snapshot("a").state == "open"
-    virtual, real = clock.monotonic(), time.perf_counter()
+    virtual = clock.monotonic()
     with pytest.raises(AllTargetsFailed) as info:
         await engine.execute(route, [target], upstream)
-    real_elapsed = time.perf_counter() - real
     assert upstream.calls == 10
-    assert clock.monotonic() == virtual
-    assert real_elapsed < 0.005
+    assert clock.monotonic() == virtual  # no backoff, no timeout: it waited for nothing
     assert info.value.all_skipped and info.value.attempts[0].skipped == "open"
     assert isinstance(info.value.last_error, CircuitOpen)
     assert 30.0 <= info.value.last_error.retry_after <= 36.0

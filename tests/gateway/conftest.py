@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from asgiref.sync import sync_to_async
 
-from providers.config import apply_config
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai import API_KEY as OPENAI_KEY
 from tests.fakes.openai import FakeOpenAI
@@ -40,16 +38,6 @@ def provider(name: str, url: str, *, kind: str = "openai", key: str = OPENAI_KEY
 
 
 @pytest.fixture
-def configure():
-    """Apply a configuration document (sync, from an async test: wrap in sync_to_async)."""
-
-    def apply(doc: dict) -> None:
-        apply_config(doc, actor="test", prune=True)
-
-    return sync_to_async(apply)
-
-
-@pytest.fixture
 def two_openai(configure, upstream_a, upstream_b):
     async def setup(**route: object) -> None:
         await configure({
@@ -63,5 +51,6 @@ def two_openai(configure, upstream_a, upstream_b):
 
 
 from tests.conftest import auth  # noqa: E402,F401  (re-exported for the tests here)
+
 
 CHAT = {"model": "chain", "messages": [{"role": "user", "content": "hello there"}]}

@@ -1,42 +1,14 @@
+"""Monitor tests: monitors on the suite's fake clock (`clock`, tests/conftest.py) and the
+test's runtime (`rt`); `configure` applies a configuration document."""
+
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from health.monitor import Monitor
-from providers.config import apply_config
-from providers.runtime import Runtime, install_runtime
-
-
-class Clock:
-    def __init__(self, start: float | None = None) -> None:
-        self.t = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def configure():
-    return sync_to_async(lambda doc: apply_config(doc, actor="test", prune=True))
-
-
-@pytest.fixture
-async def rt():
-    runtime = install_runtime(Runtime())
-    yield runtime
-    await runtime.close()
+from providers.runtime import Runtime
 
 
 @pytest.fixture
@@ -52,8 +24,7 @@ async def full_tick(monitor: Monitor) -> None:
     await monitor.tick()
     await monitor.wait_for_probes()
     await monitor.tick()
-    sink = getattr(monitor.rt, "event_sink", None)
+    sink = monitor.rt.event_sink
     if sink is not None:
-        await sink.flush()
-        if sink._task is not None:
-            await sink._task
+        await sink.flush()  # what a caller without a loop emitted
+        await sink.written()

@@ -1,14 +1,13 @@
 """Alerts driven by the monitor, one evaluation at a time, against a fake provider and a
 fake webhook receiver on loopback.
 
-The engine runs on a `FakeClock` that is also the monitor's clock, so breaker breaks and the
+The engine runs on the suite's fake clock (`clock`), which is also the monitor's clock, so breaker breaks and the
 window move with `clock.advance` and nothing really waits.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from datetime import timedelta
 
 import pytest
@@ -18,20 +17,12 @@ from django.utils import timezone
 from health.models import AlertChannel, AlertState, HealthEvent, ProviderHealth
 from health.monitor import Monitor
 from providers.engine import CircuitOpen, Engine, Outcome
-from providers.engine.clock import FakeClock
 from providers.models import MaintenanceWindow, Provider
 from providers.runtime import Runtime, install_runtime
 from tests.fakes.openai import API_KEY, FakeOpenAI
 from tests.fakes.webhook import FakeWebhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Clock(FakeClock):
-    """The engine's clock, and (called) the monitor's wall clock."""
-
-    def __call__(self) -> float:
-        return self.time()
 
 
 def provider(name, url, **extra):
@@ -47,11 +38,6 @@ def _fast_alerts(settings):
     settings.ALERT_RETRY_BASE_S = 0.01
     settings.ALERT_TIMEOUT_S = 2.0
     settings.CONSOLE_URL = "https://console.example.com"
-
-
-@pytest.fixture
-def clock():
-    return Clock(start=1000.0, wall=time.time())
 
 
 @pytest.fixture
@@ -335,7 +321,9 @@ async def reject(rt, name, credential, status=401):
 
     await rt.engine.store.set_cooldown(name, Cooldown(credential, "rejected", None, f"http_{status}"))
     event = CooldownStarted(rt.engine.clock.time(), name, credential, "rejected", None, f"http_{status}")
-    await sync_to_async(hooks._write)([event])
+    sink = hooks.EventSink()
+    sink(event)
+    await sink.written()
 
 
 async def test_a_rejected_credential_alerts_and_the_provider_says_why(configure, make_monitor, clock, fake,

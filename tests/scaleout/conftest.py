@@ -29,6 +29,7 @@ import redis
 URL = os.environ.get("SCALEOUT_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("A", "B", "C", "D")
+OP_TIMEOUT_S = 0.25  # what the tests' stores allow Redis per operation
 
 
 def _reachable(url: str) -> str | None:
@@ -123,7 +124,10 @@ class Fleet:
         return {name: self.workers[name].reply() for name in names}
 
     def configure(self, url: str, prefix: str, names: tuple[str, ...] = NAMES, **policy: Any) -> None:
-        store = policy.pop("store", None)
+        # Redis gets 250 ms per operation, not the default 50: on a busy machine an answer can
+        # take longer than 50 ms, and the store would then rightly decide on local state,
+        # which is not what a test of the shared state looks at.
+        store = {"op_timeout_s": OP_TIMEOUT_S, **(policy.pop("store", None) or {})}
         self.all("configure", names, url=url, prefix=prefix, policy=policy, store=store)
 
     def stop(self) -> None:

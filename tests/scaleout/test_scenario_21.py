@@ -1,5 +1,10 @@
 """Scenario 21 (resilience.md): four gateway workers, each its own process, sharing breaker
-state through Redis. Real Redis, real time; each test under a key prefix of its own."""
+state through Redis. Real Redis, real time; each test under a key prefix of its own.
+
+What is asserted is what each worker does (refuses without a call, decides on local state);
+how soon (a third worker refuses within a second of the trip; a call costs at most one 50 ms
+operation timeout while Redis is away) are bench/engine/redis_run.py's figures. Waits have
+generous bounds that only stop a hang (the workers' `wait` and `wait_rejected`)."""
 
 from __future__ import annotations
 
@@ -28,22 +33,19 @@ def test_twenty_failures_from_one_worker_open_only_its_local_breaker(fleet: Flee
     assert b["sent"] == 5 and b["endings"] == {"ok": 5}
 
 
-def test_failures_from_two_workers_open_the_shared_breaker_and_a_third_rejects_within_a_second(
+def test_failures_from_two_workers_open_the_shared_breaker_and_a_third_rejects_without_a_call(
     fleet: Fleet, prefix: str, redis_url: str
 ):
     fleet.configure(redis_url, prefix, **POLICY)
     fleet.all("execute", n=1)  # every worker has used the key
     fleet["A"]("record", outcome="failure", n=20)
-    tripped_at = fleet["B"]("record", outcome="failure", n=1)["done_at"]
+    fleet["B"]("record", outcome="failure", n=1)
     state = shared_hash(redis_url, prefix)
     assert (state["state"], state["gen"]) == ("open", "1")
     rejected = fleet.all("wait_rejected", names=("C", "D"))
     for name, result in rejected.items():
         assert result["at"] is not None, name
         assert result["endings"] == {"skipped:open": 1}
-        delay = result["at"] - tripped_at
-        print(f"{name} rejects {delay * 1000:.1f} ms after the trip, after {result['sent']} calls")
-        assert delay <= 1.0
 
 
 def test_after_the_break_four_workers_with_fifty_concurrent_calls_each_send_exactly_three_probes(
@@ -54,7 +56,7 @@ def test_after_the_break_four_workers_with_fifty_concurrent_calls_each_send_exac
     fleet["B"]("record", outcome="failure", n=2)  # five in a row from two workers
     assert shared_hash(redis_url, prefix)["state"] == "open"
     for name in "ABCD":
-        assert fleet[name]("wait", field="view", value="half_open", timeout=3.0)["at"] is not None
+        assert fleet[name]("wait", field="view", value="half_open")["at"] is not None
     results = fleet.all("execute", n=50, delay=0.3, at=time.time() + 0.2)
     assert sum(r["sent"] for r in results.values()) == 3
     endings: dict[str, int] = {}
@@ -95,7 +97,7 @@ def test_a_429_on_one_worker_cools_the_key_on_every_worker_without_a_call(
     a = fleet["A"]("execute", n=1, status=429, headers={"retry-after": "30"})
     assert a["sent"] == 1
     for name in "BCD":
-        seen = fleet[name]("wait", field="cooldown", value=["rate_limited"], timeout=1.0)
+        seen = fleet[name]("wait", field="cooldown", value=["rate_limited"])
         assert seen["at"] is not None, name
         result = fleet[name]("execute", n=3)
         assert result["sent"] == 0
@@ -117,15 +119,13 @@ def test_a_killed_redis_leaves_each_worker_on_its_local_breaker_and_shared_state
     during = fleet.all("execute", names=("B", "C"), n=20)
     for result in during.values():
         assert result["endings"] == {"ok": 20}  # nothing from Redis reaches a caller
-        print(f"outage: slowest call {max(result['latencies']) * 1000:.2f} ms")
-        assert max(result["latencies"]) <= 0.06
     assert fleet["A"]("state")["available"] is False
 
     private_redis.start()  # the same port, empty
     for name in names:
-        assert fleet[name]("wait", field="available", value=True, timeout=3.0)["at"] is not None
+        assert fleet[name]("wait", field="available", value=True)["at"] is not None
     fleet["A"]("record", outcome="failure", n=1)
-    tripped_at = fleet["B"]("record", outcome="failure", n=5)["done_at"]
+    fleet["B"]("record", outcome="failure", n=5)
     assert shared_hash(private_redis.url, prefix)["state"] == "open"  # shared again
     rejected = fleet["C"]("wait_rejected")
-    assert rejected["at"] is not None and rejected["at"] - tripped_at <= 1.0
+    assert rejected["at"] is not None and rejected["endings"] == {"skipped:open": 1}

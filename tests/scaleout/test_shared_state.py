@@ -1,6 +1,10 @@
 """The Redis state store in one process with several stores (one per simulated worker):
 clocks, half-open reservations, probe decisions, the quorum rule, operator actions, caching.
-Real Redis, real time."""
+Real Redis, real time.
+
+Real time is only bracketed, never bounded: a deadline is checked against the moments before
+and after the action that set it, widened by `EDGE_S`, and waits have bounds that only stop a
+hang. How soon a worker sees a change is a figure of bench/engine/redis_run.py."""
 
 from __future__ import annotations
 
@@ -23,12 +27,16 @@ from providers.engine import (
 )
 from providers.engine.redis_store import RedisStateStore
 
-from .conftest import shared_hash
+from .conftest import OP_TIMEOUT_S, shared_hash
 
 pytestmark = pytest.mark.scaleout
 
 F, OK = Outcome.FAILURE, Outcome.SUCCESS
 POLICY = BreakerPolicy(break_s=1.0, max_break_s=5.0, jitter=0.0).resolve(30.0)
+# A deadline crosses each edge (local monotonic <-> Redis TIME) with an offset taken at the
+# midpoint of a round trip, which the store allows at most OP_TIMEOUT_S: it is off by half that.
+EDGE_S = OP_TIMEOUT_S / 2
+HANG_S = 30.0  # a bound on waiting, not a timing goal
 MakeEngine = Callable[..., Awaitable[Engine]]
 
 
@@ -52,13 +60,13 @@ class ShiftedClock:
 @pytest.fixture
 async def make_engine(redis_url: str, prefix: str) -> AsyncIterator[MakeEngine]:
     """Engines on stores of their own, as if each were a worker. These tests are about what
-    is shared, not about timeouts (test_redis_outage.py is), so they allow Redis 250 ms, not
-    50: on a busy test machine an answer can take longer than 50 ms, and the store would then
-    rightly decide on local state, which is not what these tests look at."""
+    is shared, not about timeouts, so they allow Redis OP_TIMEOUT_S (250 ms), not 50: on a
+    busy test machine an answer can take longer than 50 ms, and the store would then rightly
+    decide on local state, which is not what these tests look at."""
     stores: list[RedisStateStore] = []
 
     async def make(name: str, clock: Any = None, **options: Any) -> Engine:
-        options.setdefault("op_timeout_s", 0.25)
+        options.setdefault("op_timeout_s", OP_TIMEOUT_S)
         store = RedisStateStore.from_url(redis_url, prefix=prefix, reporter_id=name, clock=clock, **options)
         stores.append(store)
         assert await store.connect()
@@ -76,8 +84,9 @@ def shared(engine: Engine) -> Any:
     return engine.store.layers("p")[0]
 
 
-async def until(condition: Callable[[], bool], timeout: float = 2.0) -> float:
-    """Poll every millisecond; the monotonic time when `condition` first held."""
+async def until(condition: Callable[[], bool], timeout: float = HANG_S) -> float:
+    """Poll every millisecond; the monotonic time when `condition` first held. `timeout` only
+    stops a hang."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -105,18 +114,26 @@ async def test_shared_deadlines_are_set_and_judged_on_redis_time_whatever_the_ho
     a_clock, b_clock = ShiftedClock(), ShiftedClock(monotonic_offset=5000.0, wall_offset=-3600.0)
     a = await make_engine("A", clock=a_clock)
     b = await make_engine("B", clock=b_clock)  # another host: its monotonic origin differs
-    tripped = await trip(a, b)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    seconds, micros = client.time()
+
+    def redis_ms() -> float:
+        seconds, micros = client.time()
+        return seconds * 1000 + micros / 1000
+
+    before_ms, before = redis_ms(), time.monotonic()
+    tripped = await trip(a, b)
+    after_ms = redis_ms()
     client.close()
     state = shared_hash(redis_url, prefix)
     assert state["state"] == "open"
-    left_on_redis = float(state["open_until"]) - (seconds * 1000 + micros / 1000)
-    assert 900 < left_on_redis <= 1000  # the break was set on Redis TIME
+    # the break was set on Redis TIME: 1 s from the trip, which lies between the two readings
+    assert before_ms + 1000 <= float(state["open_until"]) <= after_ms + 1000
     await until(lambda: shared(a) is not None and shared(a).state == "open")
-    left_a = shared(a).open_until - a_clock.monotonic()
-    left_b = shared(b).open_until - b_clock.monotonic()
-    assert abs(left_a - left_b) < 0.02 and 0.8 < left_a <= 1.0  # converted at each edge
+    await until(lambda: shared(b) is not None and shared(b).state == "open")
+    # converted at each edge, into each host's own monotonic clock
+    for host_clock, engine in ((a_clock, a), (b_clock, b)):
+        origin = host_clock.monotonic_offset
+        assert before + origin + 1.0 - EDGE_S <= shared(engine).open_until <= tripped + origin + 1.0 + EDGE_S
     a_clock.wall_offset -= 3600.0  # the wall clock jumps back an hour while open
     flips: dict[str, float] = {}
 
@@ -126,29 +143,25 @@ async def test_shared_deadlines_are_set_and_judged_on_redis_time_whatever_the_ho
                 flips[name] = time.monotonic()
         return len(flips) == 2
 
-    await until(both_half_open, timeout=3.0)
-    print(f"\nhalf-open {1000 * (flips['A'] - tripped):.1f} ms (A) and "
-          f"{1000 * (flips['B'] - tripped):.1f} ms (B) after a 1000 ms break")
-    assert abs(flips["A"] - flips["B"]) < 0.02
-    assert 0.9 < flips["A"] - tripped < 1.1
+    await until(both_half_open)  # not an hour later: the jump moved nothing
+    assert min(flips.values()) >= before + 1.0 - EDGE_S  # nor earlier than the break
 
 
-async def test_without_pubsub_a_worker_sees_a_shared_transition_within_the_cache_ttl(make_engine: MakeEngine):
+async def test_without_pubsub_a_worker_sees_a_shared_transition_once_its_cache_expires(make_engine: MakeEngine):
     a, b = await make_engine("A"), await make_engine("B")
     c = await make_engine("C", subscribe=False)
     c.breaker("p").check()
     await until(lambda: shared(c) is not None)
-    tripped = await trip(a, b)
-    seen = await until(lambda: c.breaker("p").check() == "open", timeout=3.0)
-    print(f"\nwithout pub/sub, C refuses {1000 * (seen - tripped):.0f} ms after the trip")
-    assert seen - tripped <= 1.0
+    await trip(a, b)
+    await until(lambda: c.breaker("p").check() == "open")  # how soon: bench/engine/redis_run.py
 
 
 async def test_a_cancelled_shared_probe_frees_its_slot_at_once_and_a_hung_one_at_probe_ttl(
     make_engine: MakeEngine,
 ):
-    policy = BreakerPolicy(break_s=0.3, max_break_s=1.0, jitter=0.0, probe_ttl_s=0.8,
-                           max_half_open_s=5.0).resolve(30.0)
+    # probe_ttl 2 s: the checks below, made before it passes, have time to spare on a busy machine
+    policy = BreakerPolicy(break_s=0.3, max_break_s=1.0, jitter=0.0, probe_ttl_s=2.0,
+                           max_half_open_s=30.0).resolve(30.0)
     x, y, z = [await make_engine(name) for name in "XYZ"]
     bx, by, bz = (e.breaker("p", policy) for e in (x, y, z))
     await trip(x, y, policy)
@@ -164,7 +177,7 @@ async def test_a_cancelled_shared_probe_frees_its_slot_at_once_and_a_hung_one_at
         with pytest.raises(CircuitOpen) as refused:
             await breaker.acquire()
         assert refused.value.state == "half_open" and refused.value.retry_after > 0
-    await asyncio.sleep(hung_at + 0.8 - time.monotonic() + 0.05)
+    await asyncio.sleep(hung_at + 2.0 - time.monotonic() + 0.05)
     replacement = await bz.acquire()  # the hung probe's reservation expired at probe_ttl
     assert replacement.probe is not None
     with pytest.raises(CircuitOpen):
@@ -197,11 +210,14 @@ async def test_two_failed_probes_on_two_workers_reopen_the_shared_breaker_for_tw
     await trip(x, y)
     await asyncio.sleep(1.05)
     px, py = await x.breaker("p").acquire(), await y.breaker("p").acquire()
+    before = time.monotonic()
     await x.breaker("p").record(px, F, 0.1)
     await y.breaker("p").record(py, F, 0.1)
+    after = time.monotonic()
     state = shared_hash(redis_url, prefix)
     assert (state["state"], state["k"], state["reason"]) == ("open", "2", "probe_failed")
-    assert 1.9 < shared(y).open_until - time.monotonic() <= 2.0  # base x 2^(k-1)
+    # base x 2^(k-1) = 2 s from the reopening, which lies between `before` and `after`
+    assert before + 2.0 - EDGE_S <= shared(y).open_until <= after + 2.0 + EDGE_S
 
 
 async def test_one_reporter_counts_for_the_shared_breaker_only_past_ten_times_min_calls(make_engine: MakeEngine):
@@ -234,11 +250,13 @@ async def test_an_operator_reset_on_one_worker_closes_the_breaker_everywhere_loc
 async def test_forcing_a_breaker_open_on_one_worker_refuses_calls_on_every_worker(make_engine: MakeEngine):
     a, b = await make_engine("A"), await make_engine("B")
     b.breaker("p").check()
+    before = time.monotonic()
     await a.force_open("p", 60.0)
     await until(lambda: b.breaker("p").check() == "forced_open")
     with pytest.raises(CircuitOpen) as refused:
         await b.breaker("p").acquire()
-    assert 59.0 < refused.value.retry_after <= 60.0
+    # 60 s from the action, less the time since: bracketed, each edge adding its error
+    assert 60.0 - (time.monotonic() - before) - 2 * EDGE_S <= refused.value.retry_after <= 60.0 + 2 * EDGE_S
 
 
 async def test_a_shorter_cooldown_from_another_worker_does_not_cut_a_longer_one(make_engine: MakeEngine):
@@ -247,7 +265,7 @@ async def test_a_shorter_cooldown_from_another_worker_does_not_cut_a_longer_one(
     assert await a.store.set_cooldown("p", Cooldown("key-1", "rate_limited", now + 30.0, "http_429"))
     assert not await b.store.set_cooldown("p", Cooldown("key-1", "rate_limited", now + 5.0, "http_429"))
     until_b = b.store.cooldowns("p")[("key-1", "")].until
-    assert until_b is not None and abs(until_b - now - 30.0) < 0.1  # converted at each edge
+    assert until_b is not None and abs(until_b - (now + 30.0)) <= 2 * EDGE_S  # converted at each edge
     assert await b.store.set_cooldown("p", Cooldown("key-1", "exhausted", None, "insufficient_quota"))
     await until(lambda: a.store.cooldowns("p")[("key-1", "")].kind == "exhausted")
     await b.reset("p")

@@ -106,7 +106,8 @@ class Worker:
 
     async def run(self, seconds: float, concurrency: int = 1, status: int | None = None) -> dict[str, Any]:
         """Back-to-back requests for `seconds` from `concurrency` tasks: each one's start
-        (wall time), latency and ending, to see what Redis trouble costs a caller."""
+        (wall time), latency, ending, and whether the store used Redis's shared state once it
+        ended (False: the store's own breaker is open and local state decides)."""
         samples: list[tuple[float, float, str]] = []
         stop = time.perf_counter() + seconds
 
@@ -125,7 +126,8 @@ class Worker:
                 ending = "skipped" if exc.all_skipped else "failed"
             except Exception as exc:
                 ending = f"raised:{type(exc).__module__}.{type(exc).__name__}"
-            samples.append((wall, time.perf_counter() - start, ending))
+            available = self.store is not None and self.store.shared_available
+            samples.append((wall, time.perf_counter() - start, ending, available))
 
         async def loop() -> None:
             while time.perf_counter() < stop:
@@ -149,8 +151,9 @@ class Worker:
             "check": self.engine.breaker(KEY).check(),
         }
 
-    async def wait(self, field: str, value: Any, timeout: float = 5.0) -> dict[str, Any]:
-        """Poll state() every millisecond until `field` equals `value`; the wall time then."""
+    async def wait(self, field: str, value: Any, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll state() every millisecond until `field` equals `value`; the wall time then.
+        `timeout` only stops a hang: how soon is a benchmark's question, not a test's."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if (await self.state())[field] == value:
@@ -158,8 +161,9 @@ class Worker:
             await asyncio.sleep(0.001)
         return {"at": None, "state": await self.state()}
 
-    async def wait_rejected(self, timeout: float = 3.0) -> dict[str, Any]:
-        """Send a request every 2 ms until one is refused without reaching the transport."""
+    async def wait_rejected(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Send a request every 2 ms until one is refused without reaching the transport.
+        `timeout` only stops a hang."""
         deadline = time.perf_counter() + timeout
         sent = 0
         while time.perf_counter() < deadline:

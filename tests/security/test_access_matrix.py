@@ -22,15 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
-from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from health.access import OPERATORS
 from project.asgi import application
-from providers.config import apply_config
-from providers.runtime import Runtime, install_runtime
 from tests.console.conftest import SIMULATED
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,27 +103,11 @@ API = api_operations()
 
 
 @pytest.fixture
-def users(django_user_model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from django.contrib.auth.models import Group
-
-    made = {
-        "plain": django_user_model.objects.create_user("plain"),
-        "staff": django_user_model.objects.create_user("viewer", is_staff=True),
-        "operator": django_user_model.objects.create_user("oper", is_staff=True),
-        "admin": django_user_model.objects.create_superuser("boss", "boss@example.com"),
-    }
-    made["operator"].groups.add(Group.objects.get_or_create(name=OPERATORS)[0])
-    return made
-
-
-@pytest.fixture
-async def simulated():  # type: ignore[no-untyped-def]
+async def simulated(configure, rt):  # type: ignore[no-untyped-def]
     """Two simulated providers, and a runtime of this test's loop that knows them."""
-    await sync_to_async(apply_config)(SIMULATED, actor="test", prune=True)
-    runtime = install_runtime(Runtime())
-    await runtime.refresh(force=True)
-    yield runtime
-    await runtime.close()
+    await configure(SIMULATED)
+    await rt.refresh(force=True)
+    return rt
 
 
 def test_every_url_pattern_is_in_the_matrix():

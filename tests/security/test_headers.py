@@ -34,15 +34,6 @@ class HtmlErrors(FakeServer):
 
 
 @pytest.fixture
-def configure():
-    from asgiref.sync import sync_to_async
-
-    from providers.config import apply_config
-
-    return sync_to_async(lambda doc: apply_config(doc, actor="test", prune=True))
-
-
-@pytest.fixture
 def html_upstream() -> Iterator[HtmlErrors]:
     with HtmlErrors() as server:
         yield server

@@ -25,7 +25,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
-from health.access import OPERATORS
 from providers.config import load_document
 from tests.conftest import auth
 
@@ -78,21 +77,6 @@ def load_story(gateway, key, monkeypatch):  # type: ignore[no-untyped-def]
         return (await gateway.get("/api/config", headers=auth(key))).json()
 
     return load
-
-
-@pytest.fixture
-def users(django_user_model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """A staff member (sees), an operator (acts) and a superuser (configures)."""
-    from django.contrib.auth.models import Group
-
-    operators, _ = Group.objects.get_or_create(name=OPERATORS)
-    made = {
-        "staff": django_user_model.objects.create_user("viewer", is_staff=True),
-        "operator": django_user_model.objects.create_user("oper", is_staff=True),
-        "admin": django_user_model.objects.create_superuser("boss", "boss@example.com"),
-    }
-    made["operator"].groups.add(operators)
-    return made
 
 
 @pytest.fixture

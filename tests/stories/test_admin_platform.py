@@ -5,7 +5,6 @@ configuration changed only by superusers, in the console and in the admin."""
 
 from __future__ import annotations
 
-import itertools
 import random
 from contextlib import ExitStack
 
@@ -90,9 +89,10 @@ async def test_a_503_is_tried_five_times_with_growing_backoff_and_a_401_not_agai
     assert (body["provider"], body["retries"], body["failovers"]) == ("anthropic", 4, 1)
     arrivals = [r.at for r in fakes["openai"].requests_to("/v1/chat/completions")]
     backoffs = [BASE_DELAY_S * 2 ** n for n in range(4)]  # 0.1, 0.2, 0.4, 0.8 s
-    # Each gap is its backoff plus the attempt (a few ms on loopback): never shorter, and growing.
+    # Each gap is its backoff plus the attempt: never shorter than its (growing) backoff. How
+    # long an attempt takes is the machine's business, so gaps are not compared with each
+    # other; the exact schedule is asserted on the fake clock (tests/engine/test_backoff.py).
     assert all(gap >= backoff for gap, backoff in zip(gaps(arrivals), backoffs, strict=True)), gaps(arrivals)
-    assert all(b > a for a, b in itertools.pairwise(gaps(arrivals))), gaps(arrivals)
     assert body["latency_ms"] >= sum(backoffs) * 1000
 
     fakes["openai"].clear_faults()

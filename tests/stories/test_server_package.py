@@ -23,12 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CLAUDE, QWEN = "claude-haiku-4-5-20251001", "qwen2.5-0.5b-instruct"
 
-# A refused connection on loopback fails in about a millisecond, and the fallback adds only
-# the engine's bookkeeping. The story's bound is 100 ms; anything near it would mean the
-# failover waits (a retry's backoff, a timeout) where it must not. Each request is checked,
-# loose enough for a loaded CI machine, where a few milliseconds become tens.
-FAILOVER_OVERHEAD_MS = 100
-
 
 @pytest.fixture
 def fakes():
@@ -76,7 +70,10 @@ async def test_the_four_chains_serve_as_configured(package, gateway, key, fakes)
     assert hedged["provider"] == "anthropic"
     assert [(a["provider"], a["hedge"]) for a in hedged["attempts"] if a["outcome"] == "success"] == [
         ("anthropic", True)]
-    assert 2000 <= hedged["latency_ms"] < 3000
+    assert hedged["latency_ms"] >= 2000  # the hedge waited its 2 s
+    # ... and the answer did not wait for OpenAI's 3 s: its attempt lost the race, cancelled
+    assert [(a["provider"], a["outcome"], a["reason"]) for a in hedged["attempts"] if not a["hedge"]] == [
+        ("openai", "cancelled", "hedge_lost")]
 
 
 async def test_anthropic_down_opens_its_breaker_and_costs_each_request_little(
@@ -89,10 +86,10 @@ async def test_anthropic_down_opens_its_breaker_and_costs_each_request_little(
         assert (failed["provider"], failed["outcome"], failed["reason"]) == ("anthropic", "failure",
                                                                              "connect_error")
         assert served["provider"] == "llama-cpp" and body["provider"] == "llama-cpp"
-        # All the request spent besides the answer that served it: the refused attempt and
-        # the fallback to the next provider.
-        overhead_ms = body["latency_ms"] - served["duration_ms"]
-        assert failed["duration_ms"] < overhead_ms < FAILOVER_OVERHEAD_MS, body
+        # The failover costs little because it waits for nothing: no retry (so no backoff) and
+        # a refused connection, not a timeout. What it costs in milliseconds (the story's
+        # bound is 100 ms) is bench/gateway/run.py's "failover" figure.
+        assert (body["retries"], body["failovers"]) == (0, 1), body
 
     # The third failure in a row opened the breaker: Anthropic is skipped without a call.
     skipped = await execute(gateway, key, "default")

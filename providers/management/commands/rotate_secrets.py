@@ -1,15 +1,31 @@
-"""`manage.py rotate_secrets`: re-encrypt every stored secret with the newest ENCRYPTION_KEYS key."""
+"""`manage.py rotate_secrets`: re-encrypt every stored secret with the newest ENCRYPTION_KEYS key.
+
+The secrets are found through Django's app registry: every installed model that declares a
+`sealed = crypto.SealedField(...)` (a provider's credentials, an alert channel's target), so
+a later app's secrets are rotated without this command naming its models, and a new sealed
+model cannot be forgotten here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from health.models import AlertChannel
 from providers import crypto
-from providers.models import AuditLog, Secret
+from providers.models import AuditLog
+
+
+def sealed_models() -> list[tuple[type[Any], str]]:
+    """(model, its ciphertext field) for every installed model that keeps a sealed secret."""
+    found = []
+    for model in apps.get_models():
+        sealed = getattr(model, "sealed", None)
+        if isinstance(sealed, crypto.SealedField):
+            found.append((model, sealed.ciphertext))
+    return found
 
 
 class Command(BaseCommand):
@@ -20,14 +36,11 @@ class Command(BaseCommand):
         crypto.reset_keys()
         count = 0
         with transaction.atomic():
-            for secret in Secret.objects.exclude(ciphertext="").select_for_update():
-                secret.ciphertext = crypto.rotate(secret.ciphertext)
-                secret.save(update_fields=["ciphertext"])
-                count += 1
-            for channel in AlertChannel.objects.exclude(target_ciphertext="").select_for_update():
-                channel.target_ciphertext = crypto.rotate(channel.target_ciphertext)
-                channel.save(update_fields=["target_ciphertext"])
-                count += 1
+            for model, field in sealed_models():
+                for row in model.objects.exclude(**{field: ""}).select_for_update():
+                    setattr(row, field, crypto.rotate(getattr(row, field)))
+                    row.save(update_fields=[field])
+                    count += 1
             AuditLog.objects.create(actor="rotate_secrets", action="rotate", object_type="secrets",
                                     object_name="all", changes={"count": count})
         self.stdout.write(self.style.SUCCESS(f"re-encrypted {count} secrets with the newest key"))

@@ -1,7 +1,9 @@
 """The console's /analytics page (staff only): what `analytics.queries.page` reads from the
 rollups, as tiles, server-drawn charts and tables, for one window (5 min to 30 days).
 
-One template renders the whole page or, for htmx (the window tabs), its `body` partial.
+Part of the console (this app), drawn from analytics' queries. One template
+(templates/analytics/page.html) renders the whole page or, for htmx (the window tabs), its
+`body` partial.
 """
 
 from __future__ import annotations
@@ -9,14 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
-from health import charts
-from health.access import console_view
+from analytics.queries import page
+from analytics.windows import DEFAULT_WINDOW, WINDOWS
 
-from .queries import page
-from .windows import DEFAULT_WINDOW, WINDOWS
+from . import charts
+from .access import console_view
+from .views import ConsoleRequest
 
 TEMPLATE = "analytics/page.html"
 LABELS = {"5m": "5 minutes", "1h": "1 hour", "24h": "24 hours", "7d": "7 days", "30d": "30 days"}
@@ -74,9 +77,9 @@ def _step(seconds: int) -> str:
 
 
 @console_view()
-def analytics_page(request: HttpRequest) -> HttpResponse:
+def analytics_page(request: ConsoleRequest) -> HttpResponse:
     window = request.GET.get("window") or DEFAULT_WINDOW
     if window not in WINDOWS:
         window = DEFAULT_WINDOW
-    ctx = {**context(window), "role": request.role}  # type: ignore[attr-defined]
+    ctx = {**context(window), "role": request.role}
     return render(request, f"{TEMPLATE}#body" if request.htmx else TEMPLATE, ctx)

@@ -1,1 +1,0 @@
-from tests.gateway.conftest import configure  # noqa: F401  (apply a configuration document)
