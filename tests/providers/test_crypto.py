@@ -48,6 +48,27 @@ def test_rotation_reencrypts_with_the_new_key_and_the_old_key_can_then_go(settin
     assert Secret.objects.get(pk=secret.pk).value() == "sk-rotate-me-please-1234"
 
 
+def test_rotation_reencrypts_every_sealed_secret_alert_channel_targets_included(settings):
+    from django.core.management import call_command
+
+    from health.models import AlertChannel
+
+    channel = AlertChannel(name="ops", kind="webhook")
+    channel.set_target("https://hooks.example.com/services/T000/B000/rotate-this-token")
+    channel.save()
+    old_key = settings.ENCRYPTION_KEYS[0]
+    new_key = Fernet.generate_key().decode()
+
+    settings.ENCRYPTION_KEYS = [new_key, old_key]
+    crypto.reset_keys()
+    out = io.StringIO()
+    call_command("rotate_secrets", stdout=out)
+
+    settings.ENCRYPTION_KEYS = [new_key]  # the old key gone: only what was re-encrypted reads
+    crypto.reset_keys()
+    assert AlertChannel.objects.get(pk=channel.pk).target().endswith("rotate-this-token")
+
+
 def test_a_secret_encrypted_under_an_unknown_key_raises_a_clear_error(settings):
     token = crypto.encrypt("sk-abcdefghijklmnop")
     settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
