@@ -52,5 +52,4 @@ def two_openai(configure, upstream_a, upstream_b):
 
 from tests.conftest import auth  # noqa: E402,F401  (re-exported for the tests here)
 
-
 CHAT = {"model": "chain", "messages": [{"role": "user", "content": "hello there"}]}
