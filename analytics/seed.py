@@ -18,7 +18,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -97,79 +97,113 @@ def routes_for(n: int) -> list[RouteShape]:
 class Template:
     __slots__ = ("contribution", "row")
 
-    def __init__(self, row: tuple, c: Contribution) -> None:
+    def __init__(self, row: tuple[Any, ...], c: Contribution) -> None:
         self.row = row
         self.contribution = c
 
 
+@dataclass
+class _Walk:
+    """One simulated request on its way along the route's chain."""
+
+    elapsed: float  # ms so far, the gateway's own time included
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    sent: int = 0
+    served: Profile | None = None  # the provider that answered (success or caller error)
+    outcome: str = "failure"
+    error: str = ""
+
+
+_STATUSES = {"success": 200, "caller_error": 400, "unavailable": 503, "cancelled": 499, "stream_aborted": 200}
+_MAX_CALLS, _TRIES_PER_PROVIDER = 3, 2
+
+
 def simulate(route: RouteShape, providers: list[Profile], rng: random.Random, outage: int | None) -> RequestRecord:
     """One request along the route's chain (at most 3 attempts, 2 per provider)."""
-    attempts: list[dict[str, Any]] = []
-    sent = 0
-    elapsed = rng.uniform(0.5, 3.0)  # the gateway's own time
-    served: Profile | None = None
-    outcome, error = "failure", ""
+    walk = _Walk(elapsed=rng.uniform(0.5, 3.0))
     stream = rng.random() < route.stream
     tokens_in = max(1, int(rng.lognormvariate(math.log(route.tokens_in), 0.6)))
     for index in route.chain:
         p = providers[index]
         if rng.random() < (0.35 if outage == index else 0.004):
-            attempts.append(_attempt(p, None, 0.0, None, skipped=rng.choice(("open", "cooldown"))))
+            walk.attempts.append(_attempt(p, None, 0.0, None, skipped=rng.choice(("open", "cooldown"))))
             continue
-        for _try in range(2):
-            if sent >= 3:
-                break
-            sent += 1
-            ms = rng.lognormvariate(math.log(p.median_ms * max(1.0, tokens_in / 2000) ** 0.3), p.sigma)
-            u = rng.random()
-            fail = 0.85 if outage == index else p.fail
-            if u < 0.004:
-                attempts.append(_attempt(p, "caller_error", ms * 0.2, 400, reason="http_400"))
-                elapsed += ms * 0.2
-                served, outcome, error = p, "caller_error", "http_400"
-                break
-            if u < 0.004 + fail:
-                reason, status = rng.choice(FAILURES)
-                ms = p.median_ms * 8 if reason == "timeout" else ms * (0.05 if reason == "connect_error" else 0.4)
-                attempts.append(_attempt(p, "failure", ms, status, reason=reason))
-                elapsed += ms + rng.uniform(50, 400)  # the backoff before the next try
-                continue
-            if u < 0.004 + fail + p.limited:
-                attempts.append(_attempt(p, "rate_limited", ms * 0.05, 429, reason="rate_limited"))
-                elapsed += ms * 0.05
-                break  # a rate-limited provider is left at once
-            attempts.append(_attempt(p, "success", ms, 200))
-            elapsed += ms
-            served, outcome = p, "success"
+        _try_provider(walk, p, rng, outage == index, tokens_in)
+        if walk.served is not None or walk.sent >= _MAX_CALLS:
             break
-        if served is not None or sent >= 3:
-            break
-    if served is None:
-        if not any(a["skipped"] is None for a in attempts):
-            outcome, error = "unavailable", "no_target_available"
+    _settle(walk, stream, rng)
+    return _record(route, walk, stream, tokens_in, rng)
+
+
+def _try_provider(walk: _Walk, p: Profile, rng: random.Random, down: bool, tokens_in: int) -> None:
+    """Up to two calls to `p` while the request has calls left; a retry only after a failure."""
+    for _try in range(_TRIES_PER_PROVIDER):
+        if walk.sent >= _MAX_CALLS or not _call(walk, p, rng, down, tokens_in):
+            return
+
+
+def _call(walk: _Walk, p: Profile, rng: random.Random, down: bool, tokens_in: int) -> bool:
+    """One call to `p` (in an outage of `p` when `down`): True if it failed and may be retried."""
+    walk.sent += 1
+    ms = rng.lognormvariate(math.log(p.median_ms * max(1.0, tokens_in / 2000) ** 0.3), p.sigma)
+    u = rng.random()
+    fail = 0.85 if down else p.fail
+    if u < 0.004:
+        walk.attempts.append(_attempt(p, "caller_error", ms * 0.2, 400, reason="http_400"))
+        walk.elapsed += ms * 0.2
+        walk.served, walk.outcome, walk.error = p, "caller_error", "http_400"
+        return False
+    if u < 0.004 + fail:
+        reason, status = rng.choice(FAILURES)
+        ms = p.median_ms * 8 if reason == "timeout" else ms * (0.05 if reason == "connect_error" else 0.4)
+        walk.attempts.append(_attempt(p, "failure", ms, status, reason=reason))
+        walk.elapsed += ms + rng.uniform(50, 400)  # the backoff before the next try
+        return True
+    if u < 0.004 + fail + p.limited:
+        walk.attempts.append(_attempt(p, "rate_limited", ms * 0.05, 429, reason="rate_limited"))
+        walk.elapsed += ms * 0.05
+        return False  # a rate-limited provider is left at once
+    walk.attempts.append(_attempt(p, "success", ms, 200))
+    walk.elapsed += ms
+    walk.served, walk.outcome = p, "success"
+    return False
+
+
+def _settle(walk: _Walk, stream: bool, rng: random.Random) -> None:
+    """The request's outcome once the chain is done: nothing usable, or a success the caller
+    (or the stream) lost on the way back."""
+    if walk.served is None:
+        if not any(a["skipped"] is None for a in walk.attempts):
+            walk.outcome, walk.error = "unavailable", "no_target_available"
         else:
-            error = next(a["reason"] for a in reversed(attempts) if a["skipped"] is None)
-    elif outcome == "success" and rng.random() < 0.003:
-        outcome, error = "cancelled", "client_disconnected"
-    elif outcome == "success" and stream and rng.random() < 0.004:
-        outcome, error = "stream_aborted", "ReadError"
-    ok = outcome in ("success", "stream_aborted")
-    targets = list(dict.fromkeys(a["provider"] for a in attempts if a["skipped"] is None))
+            walk.error = next(a["reason"] for a in reversed(walk.attempts) if a["skipped"] is None)
+    elif walk.outcome == "success" and rng.random() < 0.003:
+        walk.outcome, walk.error = "cancelled", "client_disconnected"
+    elif walk.outcome == "success" and stream and rng.random() < 0.004:
+        walk.outcome, walk.error = "stream_aborted", "ReadError"
+
+
+def _record(route: RouteShape, walk: _Walk, stream: bool, tokens_in: int, rng: random.Random) -> RequestRecord:
+    """The request as the gateway records it: tokens and cost only for an answer."""
+    served = walk.served
+    ok = walk.outcome in ("success", "stream_aborted")
+    targets = list(dict.fromkeys(a["provider"] for a in walk.attempts if a["skipped"] is None))
     # as the gateway records them: the engine's counts when a provider answered, else none
     failovers = len(targets) - 1 if served is not None else 0
-    retries = sent - len(targets) if served is not None else 0
+    retries = walk.sent - len(targets) if served is not None else 0
     tokens_out = max(1, int(rng.lognormvariate(math.log(route.tokens_out), 0.7))) if ok and route.tokens_out else 0
     cost = Decimal(0)
     if ok and served is not None:
         cost = ((tokens_in * served.price_in + tokens_out * served.price_out) / 1_000_000).quantize(Decimal("1e-8"))
     return RequestRecord(
         at=datetime(2000, 1, 1, tzinfo=UTC), request_id="", route=route.name, capability=route.capability,
-        outcome=outcome, status={"success": 200, "caller_error": 400, "unavailable": 503, "cancelled": 499,
-                                 "stream_aborted": 200}.get(outcome, 502),
-        latency_ms=round(elapsed, 3), provider=served.name if served else "", model=served.model if served else "",
-        api_key_id=None, ttft_ms=round(elapsed * rng.uniform(0.15, 0.4), 3) if stream and ok else None,
-        stream=stream and route.capability == "chat", attempts=attempts,
-        calls=sent, failovers=failovers, retries=retries, tokens_in=tokens_in if ok else 0, tokens_out=tokens_out, cost=cost, error=error,
+        outcome=walk.outcome, status=_STATUSES.get(walk.outcome, 502),
+        latency_ms=round(walk.elapsed, 3), provider=served.name if served else "",
+        model=served.model if served else "", api_key_id=None,
+        ttft_ms=round(walk.elapsed * rng.uniform(0.15, 0.4), 3) if stream and ok else None,
+        stream=stream and route.capability == "chat", attempts=walk.attempts,
+        calls=walk.sent, failovers=failovers, retries=retries, tokens_in=tokens_in if ok else 0,
+        tokens_out=tokens_out, cost=cost, error=walk.error,
     )
 
 
@@ -218,7 +252,8 @@ def seed(rows: int, *, days: float = 30, providers: Sequence[str] = DEFAULT_PROV
     counts = _spread(rows, minutes, start, rng)
     incidents = _incidents(minutes, len(profs), rng)
     keep = cutoffs(now)
-    since = {Granularity.MINUTE: keep["minute"] or start, Granularity.HOUR: keep["hour"] or start}
+    minute_since = keep["minute"] or start
+    since: dict[str, datetime | None] = {Granularity.MINUTE: minute_since, Granularity.HOUR: keep["hour"] or start}
     sqlite = connection.vendor == "sqlite"
     qn = connection.ops.quote_name
     fields = ("at", "request_id", *ROW_FIELDS)
@@ -234,9 +269,10 @@ def seed(rows: int, *, days: float = 30, providers: Sequence[str] = DEFAULT_PROV
         day_start = start + timedelta(minutes=minute)
         day_end = min(minutes, minute + int((_next_day(day_start) - day_start).total_seconds() // 60))
         accumulator = Accumulator()
-        pending: list[tuple] = []
+        pending: list[tuple[Any, ...]] = []
         with transaction.atomic(using=alias), connection.cursor() as cursor:
-            bucket, drawn = None, Counter()
+            bucket: datetime | None = None
+            drawn: Counter[Template] = Counter()
             for m in range(minute, day_end):
                 n = counts[m]
                 if not n:
@@ -244,11 +280,12 @@ def seed(rows: int, *, days: float = 30, providers: Sequence[str] = DEFAULT_PROV
                 at = start + timedelta(minutes=m)
                 # Older than the minute rollups' retention only hours are kept: sum per hour,
                 # where the same template comes up often, and add each once, times its count.
-                here = at if at >= since[Granularity.MINUTE] else at.replace(minute=0)
+                here = at if at >= minute_since else at.replace(minute=0)
                 if here != bucket:
                     _add_drawn(accumulator, bucket, drawn)
                     bucket, drawn = here, Counter()
-                pool = outages[incidents[m]] if incidents[m] is not None else normal
+                incident = incidents[m]
+                pool = outages[incident] if incident is not None else normal
                 picks = rng.choices(pool, k=n)
                 drawn.update(picks)
                 ids = os.urandom(8 * n).hex()

@@ -95,37 +95,41 @@ def _blocks(content: Any, kind: str) -> list[dict[str, Any]]:
     for part in content:
         if not isinstance(part, Mapping):
             raise bad_request("message content parts must be objects")
-        kind_of_part = part.get("type")
-        block: dict[str, Any]
-        if kind_of_part == "text":
-            if not part.get("text"):
-                continue  # Anthropic refuses empty text blocks
-            block = {"type": "text", "text": part["text"]}
-        elif kind_of_part == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, Mapping) else image
-            if not isinstance(url, str):
-                raise bad_request("image_url parts need a url")
-            inline = _data_url(url)
-            source = (
-                {"type": "base64", "media_type": inline[0], "data": inline[1]}
-                if inline
-                else {"type": "url", "url": url}
-            )
-            block = {"type": "image", "source": source}
-        elif kind_of_part == "file":
-            file = part.get("file") or {}
-            inline = _data_url(str(file.get("file_data", "")))
-            if inline is None:
-                raise Unsupported(kind, "file parts without inline file_data")
-            source = {"type": "base64", "media_type": inline[0], "data": inline[1]}
-            block = {"type": "document", "source": source}
-        else:
-            raise Unsupported(kind, f"content parts of type {kind_of_part!r}")
+        block = _block(part, kind)
+        if block is None:
+            continue
         if "cache_control" in part:
             block["cache_control"] = part["cache_control"]
         blocks.append(block)
     return blocks
+
+
+def _block(part: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    """The content block for one part, None for a part to leave out (an empty text)."""
+    kind_of_part = part.get("type")
+    if kind_of_part == "text":
+        # Anthropic refuses empty text blocks
+        return {"type": "text", "text": part["text"]} if part.get("text") else None
+    if kind_of_part == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else image
+        if not isinstance(url, str):
+            raise bad_request("image_url parts need a url")
+        inline = _data_url(url)
+        source = (
+            {"type": "base64", "media_type": inline[0], "data": inline[1]}
+            if inline
+            else {"type": "url", "url": url}
+        )
+        return {"type": "image", "source": source}
+    if kind_of_part == "file":
+        file = part.get("file") or {}
+        inline = _data_url(str(file.get("file_data", "")))
+        if inline is None:
+            raise Unsupported(kind, "file parts without inline file_data")
+        return {"type": "document", "source": {"type": "base64", "media_type": inline[0],
+                                               "data": inline[1]}}
+    raise Unsupported(kind, f"content parts of type {kind_of_part!r}")
 
 
 def _tool_use(call: Any, where: str) -> dict[str, Any]:
@@ -139,6 +143,97 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
     if not isinstance(arguments, dict):
         raise bad_request(f"{where}.function.arguments must be a JSON object")
     return {"type": "tool_use", "id": call.get("id"), "name": function["name"], "input": arguments}
+
+
+def _turn(message: Mapping[str, Any], i: int, kind: str) -> tuple[str, list[dict[str, Any]]]:
+    """The Anthropic role and content blocks of one non-system message."""
+    role = message.get("role")
+    if role == "user":
+        return "user", _blocks(message.get("content"), kind)
+    if role == "assistant":
+        blocks = _blocks(message.get("content"), kind)
+        for j, call in enumerate(message.get("tool_calls") or []):
+            blocks.append(_tool_use(call, f"messages[{i}].tool_calls[{j}]"))
+        return "assistant", blocks
+    if role == "tool":
+        content = message.get("content")
+        result = {
+            "type": "tool_result",
+            "tool_use_id": message.get("tool_call_id"),
+            "content": content if isinstance(content, str) else _blocks(content, kind),
+        }
+        return "user", [result]
+    raise Unsupported(kind, f"messages with role {role!r}")
+
+
+def _conversation(messages: Any, kind: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system blocks, alternating turns) of the OpenAI messages."""
+    if not isinstance(messages, list):
+        raise bad_request("messages must be a list")
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise bad_request(f"messages[{i}] must be an object")
+        if message.get("role") in ("system", "developer"):
+            system.extend(_blocks(message.get("content"), kind))
+            continue
+        role, blocks = _turn(message, i, kind)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:  # Anthropic requires alternation
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":  # Anthropic wants tool results before any other content
+            turn["content"].sort(key=lambda block: block.get("type") != "tool_result")
+    return system, turns
+
+
+def _system(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Plain text blocks joined into one string; blocks with more (cache_control) as they are."""
+    if all(set(block) == {"type", "text"} for block in blocks):
+        return "\n\n".join(block["text"] for block in blocks)
+    return blocks
+
+
+def _sampling(request: Mapping[str, Any]) -> dict[str, Any]:
+    """temperature, top_p and stop_sequences, where the request sets them."""
+    out: dict[str, Any] = {}
+    if request.get("temperature") is not None:
+        out["temperature"] = min(float(request["temperature"]), 1.0)  # OpenAI allows up to 2
+    if request.get("top_p") is not None:
+        out["top_p"] = request["top_p"]
+    stop = request.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    return out
+
+
+def _tools(tools: Any, kind: str) -> list[dict[str, Any]]:
+    """Anthropic tool definitions for OpenAI function tools; any other kind is refused."""
+    out = []
+    for tool in tools:
+        if not isinstance(tool, Mapping) or tool.get("type", "function") != "function":
+            raise Unsupported(
+                kind,
+                f"tools of type {tool.get('type') if isinstance(tool, Mapping) else tool!r}",
+            )
+        function = tool.get("function") or {}
+        spec = {
+            "name": function.get("name"),
+            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+        }
+        if function.get("description"):
+            spec["description"] = function["description"]
+        out.append(spec)
+    return out
+
+
+# The tool_choice types that take `disable_parallel_tool_use`: with "none" no tool is called,
+# and Anthropic's schema refuses the field there.
+_PARALLEL_CHOICES = frozenset({"auto", "any", "tool"})
 
 
 def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
@@ -156,7 +251,9 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     else:
         raise bad_request(f"unsupported tool_choice {choice!r}")
     if parallel is False:
-        mapped = {**(mapped or {"type": "auto"}), "disable_parallel_tool_use": True}
+        mapped = mapped or {"type": "auto"}
+        if mapped["type"] in _PARALLEL_CHOICES:
+            mapped = {**mapped, "disable_parallel_tool_use": True}
     return mapped
 
 
@@ -170,80 +267,17 @@ def to_anthropic(
     """The Messages API body for an OpenAI chat request."""
     if (request.get("n") or 1) != 1:
         raise Unsupported(kind, "n > 1")
-    messages = request.get("messages")
-    if not isinstance(messages, list):
-        raise bad_request("messages must be a list")
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise bad_request(f"messages[{i}] must be an object")
-        role = message.get("role")
-        if role in ("system", "developer"):
-            system.extend(_blocks(message.get("content"), kind))
-        elif role == "user":
-            add("user", _blocks(message.get("content"), kind))
-        elif role == "assistant":
-            blocks = _blocks(message.get("content"), kind)
-            for j, call in enumerate(message.get("tool_calls") or []):
-                blocks.append(_tool_use(call, f"messages[{i}].tool_calls[{j}]"))
-            add("assistant", blocks)
-        elif role == "tool":
-            content = message.get("content")
-            result: dict[str, Any] = {
-                "type": "tool_result",
-                "tool_use_id": message.get("tool_call_id"),
-            }
-            result["content"] = content if isinstance(content, str) else _blocks(content, kind)
-            add("user", [result])
-        else:
-            raise Unsupported(kind, f"messages with role {role!r}")
-    for turn in turns:
-        if turn["role"] == "user":  # Anthropic wants tool results before any other content
-            turn["content"].sort(key=lambda block: block.get("type") != "tool_result")
-
+    system, turns = _conversation(request.get("messages"), kind)
     max_tokens = (
         request.get("max_completion_tokens") or request.get("max_tokens") or default_max_tokens
     )
     body: dict[str, Any] = {"model": model, "messages": turns, "max_tokens": max_tokens}
     if system:
-        if all(set(block) == {"type", "text"} for block in system):
-            body["system"] = "\n\n".join(block["text"] for block in system)
-        else:
-            body["system"] = system
-    if request.get("temperature") is not None:
-        body["temperature"] = min(float(request["temperature"]), 1.0)  # OpenAI allows up to 2
-    if request.get("top_p") is not None:
-        body["top_p"] = request["top_p"]
-    stop = request.get("stop")
-    if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        body["system"] = _system(system)
+    body.update(_sampling(request))
     tools = request.get("tools")
     if tools:
-        body["tools"] = []
-        for tool in tools:
-            if not isinstance(tool, Mapping) or tool.get("type", "function") != "function":
-                raise Unsupported(
-                    kind,
-                    f"tools of type {tool.get('type') if isinstance(tool, Mapping) else tool!r}",
-                )
-            function = tool.get("function") or {}
-            spec = {
-                "name": function.get("name"),
-                "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
-            }
-            if function.get("description"):
-                spec["description"] = function["description"]
-            body["tools"].append(spec)
+        body["tools"] = _tools(tools, kind)
     choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
     if choice is not None and tools:
         body["tool_choice"] = choice
@@ -437,10 +471,10 @@ class AnthropicAdapter(Adapter):
                     if delta.get("type") == "text_delta":
                         yield chunk({"content": delta.get("text", "")})
                     elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                        position = tools.get(payload.get("index", 0))
-                        if position is not None:
+                        call_index = tools.get(payload.get("index", 0))
+                        if call_index is not None:
                             fragment = {"arguments": delta["partial_json"]}
-                            yield chunk({"tool_calls": [{"index": position, "function": fragment}]})
+                            yield chunk({"tool_calls": [{"index": call_index, "function": fragment}]})
                 elif kind == "message_delta":
                     finish = FINISH_REASONS.get(
                         str((payload.get("delta") or {}).get("stop_reason")), "stop"

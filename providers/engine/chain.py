@@ -39,10 +39,11 @@ from .result import AttemptContext, AttemptRecord, ChainResult
 from .sent import Sent, watch_sends
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .breaker import CircuitBreaker, Permit
+    from .engine import Engine, KeyState
 
 AttemptFn = Callable[[TargetSpec, AttemptContext], Awaitable[Any]]
-Admitted = tuple[str | None, Any, int, Any]  # credential, Permit, bulkhead lease, KeyState
+Admitted = tuple[str | None, "Permit", int, "KeyState"]  # credential, permit, bulkhead lease, key state
 
 
 class FallbackChain:
@@ -201,67 +202,98 @@ class FallbackChain:
     async def admit(
         self, target: TargetSpec, *, retry: bool, hedge: bool = False, record: bool = True
     ) -> Admitted | str:
-        """(credential, permit, bulkhead lease, key state) for one call, or why to skip."""
+        """(credential, permit, bulkhead lease, key state) for one call, or why to skip.
+
+        The checks that take nothing come first; then the breaker's permit; then the slots
+        (bulkhead, retry budget, request limits), each given back if a later one refuses. A
+        refusal is recorded as a skip unless `record` is False (a hedge's candidate).
+        """
         engine = self.engine
         now = engine.clock.monotonic()
         ks = engine.state_for(target)
-        breaker = ks.breaker
-        reason: str | None = None
-        credential: str | None = None
-        if not target.enabled:
-            reason = "disabled"
-        elif target.maintenance:
-            reason = "maintenance"
-        elif (reason := breaker.check(now)) is None:
-            credential, reason = engine.cooldowns.pick(target, now)
-            if reason is not None and record:
-                self._comes_back_in(engine.cooldowns.ends_in(target, now))
-        if reason is None and hedge and breaker.state() == "half_open":
-            reason = "half_open"  # a hedge goes only to a CLOSED breaker
-        if reason is None and not ks.bulkhead.has_room(now):
-            reason = "bulkhead_full"
+        extra = retry or hedge  # a retry or a hedge spends the retry budget
+        credential, reason = self._cooldown_pick(target, ks.breaker, now, record)
         if reason is None:
-            left = self.deadline - now
-            if left <= MARGIN_S or left < engine.min_useful_time(target):
-                reason = "deadline"
-                self.deadline_hit = True
-        extra = retry or hedge
-        if reason is None and extra and not ks.budget.allows(now):
-            reason = "budget"
-        if reason is None and target.retry.throttle and ks.throttle.should_reject(now, engine.rng):
-            ks.throttle.record(now, accepted=False)
-            reason = "throttled"
+            reason = self._static_refusal(target, ks, now, hedge, extra)
         if reason is not None:
-            if record:
-                self._skip(target, reason)
-            return reason
+            return self._refused(target, reason, record)
         try:
-            permit = await breaker.acquire()
+            permit = await ks.breaker.acquire()
         except CircuitOpen as exc:
             if record:
                 self.skip_error = exc
                 self._skip(target, "open" if exc.state != "half_open" else "half_open_full")
             return "open"
-        lease = ks.bulkhead.try_acquire(now, now + target.attempt_timeout_s + breaker.probe_ttl_s)
-        reason = "bulkhead_full" if lease is None else None
-        if reason is None and extra and not ks.budget.try_spend(now):
-            reason = "budget"
+        lease = self._take_slots(target, ks, now, extra)
+        if isinstance(lease, str):
+            await ks.breaker.release(permit)
+            return self._refused(target, lease, record)
         # Last, so an open breaker or a full bulkhead never uses up a request of the minute.
-        if reason is None and (target.requests_per_minute or target.tokens_per_minute) and not await engine.limits.take(
+        if (target.requests_per_minute or target.tokens_per_minute) and not await engine.limits.take(
             target.breaker_key, target.requests_per_minute, target.tokens_per_minute
         ):
-            reason = "limit"
-        if reason is not None:
-            await breaker.release(permit)
-            if lease is not None:
-                ks.bulkhead.release(lease)
-            if record:
-                self._skip(target, reason)
-            return reason
+            await ks.breaker.release(permit)
+            ks.bulkhead.release(lease)
+            return self._refused(target, "limit", record)
         if not extra:
             ks.budget.record_first(now)
         await engine.cooldowns.forget_stale(target, credential)
         return credential, permit, lease, ks
+
+    def _cooldown_pick(
+        self, target: TargetSpec, breaker: CircuitBreaker, now: float, record: bool
+    ) -> tuple[str | None, str | None]:
+        """(credential to use, None) or (None, why not): the target's switches, its breaker's
+        state, then its credentials' cooldowns."""
+        if not target.enabled:
+            return None, "disabled"
+        if target.maintenance:
+            return None, "maintenance"
+        reason = breaker.check(now)
+        if reason is not None:
+            return None, reason
+        cooldowns = self.engine.cooldowns
+        credential, reason = cooldowns.pick(target, now)
+        if reason is not None and record:
+            self._comes_back_in(cooldowns.ends_in(target, now))
+        return credential, reason
+
+    def _static_refusal(
+        self, target: TargetSpec, ks: KeyState, now: float, hedge: bool, extra: bool
+    ) -> str | None:
+        """Why not to call a target whose breaker and credentials allow it, judged without
+        taking anything: hedging, bulkhead room, time left, retry budget, throttling."""
+        if hedge and ks.breaker.state() == "half_open":
+            return "half_open"  # a hedge goes only to a CLOSED breaker
+        if not ks.bulkhead.has_room(now):
+            return "bulkhead_full"
+        left = self.deadline - now
+        if left <= MARGIN_S or left < self.engine.min_useful_time(target):
+            self.deadline_hit = True
+            return "deadline"
+        if extra and not ks.budget.allows(now):
+            return "budget"
+        if target.retry.throttle and ks.throttle.should_reject(now, self.engine.rng):
+            ks.throttle.record(now, accepted=False)
+            return "throttled"
+        return None
+
+    @staticmethod
+    def _take_slots(target: TargetSpec, ks: KeyState, now: float, extra: bool) -> int | str:
+        """A bulkhead lease, and a unit of retry budget for a retry or a hedge; or why not
+        (with nothing left taken). Sync: the hot path pays no await for it."""
+        lease = ks.bulkhead.try_acquire(now, now + target.attempt_timeout_s + ks.breaker.probe_ttl_s)
+        if lease is None:
+            return "bulkhead_full"
+        if extra and not ks.budget.try_spend(now):
+            ks.bulkhead.release(lease)
+            return "budget"
+        return lease
+
+    def _refused(self, target: TargetSpec, reason: str, record: bool) -> str:
+        if record:
+            self._skip(target, reason)
+        return reason
 
     def _skip(self, target: TargetSpec, reason: str, detail: str = "") -> None:
         if reason in ("open", "forced_open", "half_open_full"):

@@ -201,6 +201,12 @@ def test_tool_calls_become_tool_use_and_tool_messages_lead_the_next_user_turn():
             {"type": "tool", "name": "get_weather"},
         ),
         (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+        (
+            {"type": "function", "function": {"name": "get_weather"}},
+            False,
+            {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
+        ),
     ],
 )
 def test_tools_and_tool_choice_take_their_anthropic_forms(choice, parallel, expected):
@@ -220,6 +226,14 @@ def test_tools_and_tool_choice_take_their_anthropic_forms(choice, parallel, expe
         }
     ]
     assert body["tool_choice"] == expected
+
+
+@pytest.mark.parametrize("parallel", [False, True, None])
+def test_tool_choice_none_never_carries_disable_parallel_tool_use(parallel):
+    # Anthropic's schema allows disable_parallel_tool_use on auto, any and tool only.
+    request = {**HELLO, "tools": [WEATHER_TOOL], "tool_choice": "none", "parallel_tool_calls": parallel}
+
+    assert to_anthropic(request, model=MODEL)["tool_choice"] == {"type": "none"}
 
 
 def test_sampling_settings_carry_over_and_max_tokens_defaults_to_1024():
