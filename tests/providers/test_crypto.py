@@ -29,43 +29,36 @@ def test_a_secret_is_stored_encrypted_and_read_back_in_clear():
     assert secret.hint == "sk-…mnop"
 
 
-def test_rotation_reencrypts_with_the_new_key_and_the_old_key_can_then_go(settings):
+def rotate_to_a_new_key(settings) -> None:
+    """Put a new key in front, run rotate_secrets, then drop the old key: only what was
+    re-encrypted still reads."""
     from django.core.management import call_command
 
+    old_key = settings.ENCRYPTION_KEYS[0]
+    new_key = Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS = [new_key, old_key]
+    crypto.reset_keys()
+    call_command("rotate_secrets", stdout=io.StringIO())
+    settings.ENCRYPTION_KEYS = [new_key]
+    crypto.reset_keys()
+
+
+def test_rotation_reencrypts_with_the_new_key_and_the_old_key_can_then_go(settings):
     provider = Provider.objects.create(name="p1", kind="openai")
     secret = Secret(provider=provider)
     secret.set_value("sk-rotate-me-please-1234")
     secret.save()
-    old_key = settings.ENCRYPTION_KEYS[0]
-    new_key = Fernet.generate_key().decode()
-
-    settings.ENCRYPTION_KEYS = [new_key, old_key]
-    crypto.reset_keys()
-    call_command("rotate_secrets", stdout=io.StringIO())
-
-    settings.ENCRYPTION_KEYS = [new_key]
-    crypto.reset_keys()
+    rotate_to_a_new_key(settings)
     assert Secret.objects.get(pk=secret.pk).value() == "sk-rotate-me-please-1234"
 
 
 def test_rotation_reencrypts_every_sealed_secret_alert_channel_targets_included(settings):
-    from django.core.management import call_command
-
     from health.models import AlertChannel
 
     channel = AlertChannel(name="ops", kind="webhook")
     channel.set_target("https://hooks.example.com/services/T000/B000/rotate-this-token")
     channel.save()
-    old_key = settings.ENCRYPTION_KEYS[0]
-    new_key = Fernet.generate_key().decode()
-
-    settings.ENCRYPTION_KEYS = [new_key, old_key]
-    crypto.reset_keys()
-    out = io.StringIO()
-    call_command("rotate_secrets", stdout=out)
-
-    settings.ENCRYPTION_KEYS = [new_key]  # the old key gone: only what was re-encrypted reads
-    crypto.reset_keys()
+    rotate_to_a_new_key(settings)
     assert AlertChannel.objects.get(pk=channel.pk).target().endswith("rotate-this-token")
 
 
