@@ -61,8 +61,17 @@ def load_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         value = json.loads(raw, parse_constant=_constant, parse_float=_finite)
     except RecursionError:
         raise BoundsError(f"the JSON nests deeper than {max_depth} levels") from None
-    check_json(value, max_depth=max_depth)
+    # The walk costs several times the parse (it is on every gateway request): skip it when the
+    # bytes alone show it cannot find anything. Fewer brackets than the depth limit cannot nest
+    # past it, and a lone surrogate can only come from a \uD8xx-\uDFxx escape (UTF-8 bytes
+    # cannot carry one). Brackets or escapes inside strings only make the walk run.
+    if not (isinstance(raw, bytes | bytearray) and raw.count(b"{") + raw.count(b"[") < max_depth
+            and not _SURROGATE_ESCAPE.search(raw)):
+        check_json(value, max_depth=max_depth)
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _join(path: str, key: Any) -> str:
