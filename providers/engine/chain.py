@@ -237,7 +237,8 @@ class FallbackChain:
             return self._refused(target, "limit", record)
         if not extra:
             ks.budget.record_first(now)
-        await engine.cooldowns.forget_stale(target, credential)
+        if credential is not None and engine.store.cooldowns(target.breaker_key):
+            await engine.cooldowns.forget_stale(target, credential)  # only when there are any
         return credential, permit, lease, ks
 
     def _cooldown_pick(
