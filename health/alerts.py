@@ -53,7 +53,7 @@ from django.utils import timezone
 from project import lifecycle
 from project.database import db_call
 from providers.adapters.scrub import ScrubbingTransport
-from providers.engine.backoff import backoff_bound
+from providers.engine import backoff_bound
 from providers.models import Provider
 
 from .events import publish, publish_sync, record_event

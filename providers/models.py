@@ -22,7 +22,7 @@ from project.database import restrict_sqlite_files
 from . import crypto
 from .adapters import validate_options
 from .bounds import BoundsError, check_json
-from .engine import policy as engine_policy
+from .engine import attempt_timeout_for, breaker_timeout_for
 from .validation import RangeValidator, validate_name, validate_provider_url, validate_route_name
 
 MAX_OPTIONS_DEPTH = 16  # a provider's kind-specific options: bounded like every stored JSON value
@@ -197,14 +197,14 @@ class Provider(models.Model):
 
     def attempt_timeout_for(self, capability: str) -> float:
         """The engine's one capability table decides the default (providers/engine/policy.py)."""
-        return engine_policy.attempt_timeout_for(capability, self.timeout_s)
+        return attempt_timeout_for(capability, self.timeout_s)
 
     @property
     def primary_timeout_s(self) -> float:
         """The attempt timeout the provider's one breaker is sized for: the longest of its
         capabilities' (its window holds two attempts, its half-open reservation outlasts any
         attempt it admits; resilience.md §3)."""
-        return engine_policy.breaker_timeout_for(self.effective_capabilities or ["chat"], self.timeout_s)
+        return breaker_timeout_for(self.effective_capabilities or ["chat"], self.timeout_s)
 
     @property
     def window_s(self) -> float:

@@ -244,7 +244,7 @@ def _forget(sources: tuple[Any, ...]) -> None:
 
 def _build_store() -> Any:
     if settings.REDIS_URL and settings.SHARED_STATE:
-        from .engine.redis_store import RedisStateStore  # scale-out
+        from .engine import RedisStateStore  # scale-out
 
         return RedisStateStore.from_url(settings.REDIS_URL, op_timeout_s=settings.REDIS_OP_TIMEOUT_S)
     return None
@@ -252,7 +252,7 @@ def _build_store() -> Any:
 
 def _build_limits() -> Any:
     if settings.REDIS_URL and settings.SHARED_STATE:
-        from .engine.limits import RedisLimits  # request limits shared by every worker
+        from .engine import RedisLimits  # request limits shared by every worker
 
         return RedisLimits.from_url(settings.REDIS_URL)
     return None

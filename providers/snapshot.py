@@ -17,9 +17,12 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from .adapters import Price, ProviderConfig
-from .engine import BreakerPolicy, RetryPolicy, RoutePolicy, TargetSpec
-from .engine.policy import (
+from .engine import (
+    BreakerPolicy,
     HedgePolicy,
+    RetryPolicy,
+    RoutePolicy,
+    TargetSpec,
     attempt_timeout_for,
     breaker_timeout_for,
     first_byte_timeout_for,

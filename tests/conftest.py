@@ -18,7 +18,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from cryptography.fernet import Fernet
 
-from providers.engine import FakeClock, VirtualTimeLoop
+from providers.engine import FakeClock
+from providers.engine.clock import VirtualTimeLoop
 
 TEST_KEY = Fernet.generate_key().decode()
 

@@ -43,8 +43,8 @@ from providers.engine import (
     RoutePolicy,
     TargetSpec,
     UpstreamError,
-    classify_http,
 )
+from providers.engine.outcome import classify_http
 from providers.engine.redis_store import RedisStateStore
 
 ROUTE = RoutePolicy("bench", max_attempts=1)

@@ -32,8 +32,8 @@ from providers.engine import (
     RoutePolicy,
     TargetSpec,
     UpstreamError,
-    classify_http,
 )
+from providers.engine.outcome import classify_http
 from providers.engine.strategies import order_targets
 
 

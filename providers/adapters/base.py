@@ -23,8 +23,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from providers.engine.errors import UnsupportedRequest, UpstreamError
-from providers.engine.outcome import Classification, Outcome
+from providers.engine import Classification, Outcome, UnsupportedRequest, UpstreamError
 
 CAPABILITIES = ("chat", "embeddings", "image", "tts", "stt", "translation", "video")
 

@@ -27,9 +27,7 @@ from typing import Any, Literal, cast
 import httpcore
 import httpx
 
-from providers.engine.errors import UpstreamError
-from providers.engine.outcome import Classification, Outcome
-from providers.engine.sent import mark_request_sent
+from providers.engine import Classification, Outcome, UpstreamError, mark_request_sent
 
 from . import urlguard
 from .scrub import ScrubbingTransport

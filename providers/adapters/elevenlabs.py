@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.engine.errors import UpstreamError
-from providers.engine.outcome import Classification, Outcome
+from providers.engine import Classification, Outcome, UpstreamError
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed
 from .urlguard import path_segment

@@ -23,8 +23,7 @@ from typing import Any
 
 import httpx
 
-from providers.engine.errors import UpstreamError
-from providers.engine.outcome import Classification, Outcome
+from providers.engine import Classification, Outcome, UpstreamError
 
 from .base import (
     Adapter,

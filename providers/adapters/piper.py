@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from providers.engine.errors import UpstreamError
+from providers.engine import UpstreamError
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed, wav_seconds
 

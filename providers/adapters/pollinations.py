@@ -40,7 +40,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from providers.engine.errors import UpstreamError
+from providers.engine import UpstreamError
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed
 from .urlguard import path_text

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from providers.engine.errors import UpstreamError
+from providers.engine import UpstreamError
 
 from .base import Adapter, ChatStream, ModelInfo, ProviderConfig, Result, Usage
 

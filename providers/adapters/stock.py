@@ -37,8 +37,7 @@ from typing import Any
 
 import httpx
 
-from providers.engine.errors import UpstreamError
-from providers.engine.outcome import Classification, Outcome
+from providers.engine import Classification, Outcome, UpstreamError
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed
 from .client import fetch

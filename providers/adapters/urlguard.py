@@ -45,8 +45,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import idna
 
-from providers.engine.errors import UpstreamError
-from providers.engine.outcome import Classification, Outcome
+from providers.engine import Classification, Outcome, UpstreamError
 
 __all__ = [
     "FETCH",

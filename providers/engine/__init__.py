@@ -13,18 +13,19 @@ Pure Python and httpx; it never imports Django. The behaviour is resilience.md's
 `mark_request_sent()` for every request it sends, so the chain can tell our own translation
 errors (the caller's 400) from a provider's failure.
 
+The names below are the engine's whole public surface; the modules behind them are private
+to the package (an import-linter contract, `make lint`, refuses a project module importing one
+directly; the engine's own tests may).
+
 Test mode: `FakeClock` with `FakeClock.new_loop()` (or `FakeClock.run(coro)`) makes time free:
 sleeps, timeouts and backoff advance virtual time instead of waiting.
 """
 
-from .backoff import backoff_bound, break_duration, full_jitter, jittered_at_least
-from .breaker import LEGAL_EDGES, BreakerSnapshot, CircuitBreaker, Permit
-from .budget import AdaptiveThrottle, RetryBudget
-from .bulkhead import Bulkhead
-from .chain import AttemptFn
-from .clock import Clock, FakeClock, SystemClock, VirtualTimeLoop
-from .cooldown import EXHAUSTED, MODEL_MISSING, RATE_LIMITED, REJECTED, Cooldowns
-from .deadline import current_deadline, deadline_scope
+from typing import TYPE_CHECKING, Any
+
+from .backoff import backoff_bound
+from .breaker import Permit
+from .clock import Clock, FakeClock, SystemClock
 from .engine import Engine
 from .errors import (
     AllTargetsFailed,
@@ -37,26 +38,12 @@ from .errors import (
     UnsupportedRequest,
     UpstreamError,
 )
-from .events import (
-    AttemptFinished,
-    BreakerStateChanged,
-    CooldownStarted,
-    Event,
-    EventHook,
-    ThresholdExceeded,
-)
-from .latency import LatencyTracker
-from .limits import LimitStore, LocalLimits
-from .outcome import Classification, Outcome, classify_exception, classify_http, parse_retry_after
+from .events import AttemptFinished, BreakerStateChanged, CooldownStarted, Event, ThresholdExceeded
+from .limits import RedisLimits
+from .outcome import Classification, Outcome, classify_exception
 from .policy import (
-    CAPABILITY_DEFAULTS,
-    IMAGE,
-    LLM,
-    STRATEGIES,
-    TTS,
     BreakerPolicy,
     HedgePolicy,
-    Modality,
     RetryPolicy,
     RoutePolicy,
     TargetSpec,
@@ -66,61 +53,38 @@ from .policy import (
     modality_for,
 )
 from .result import AttemptContext, AttemptRecord, ChainResult
-from .sent import mark_request_sent, watch_sends
-from .store import BreakerState, Cooldown, LocalStateStore, StateStore
-from .strategies import order_targets
-from .window import SlidingWindow, WindowCounts
+from .sent import mark_request_sent
+from .store import StateStore
+
+if TYPE_CHECKING:
+    from .redis_store import RedisStateStore
 
 __all__ = [
-    "CAPABILITY_DEFAULTS",
-    "EXHAUSTED",
-    "IMAGE",
-    "LEGAL_EDGES",
-    "LLM",
-    "MODEL_MISSING",
-    "RATE_LIMITED",
-    "REJECTED",
-    "STRATEGIES",
-    "TTS",
-    "AdaptiveThrottle",
     "AllTargetsFailed",
     "AttemptContext",
     "AttemptFinished",
-    "AttemptFn",
     "AttemptRecord",
     "BreakerPolicy",
-    "BreakerSnapshot",
-    "BreakerState",
     "BreakerStateChanged",
-    "Bulkhead",
     "CallerError",
     "ChainResult",
-    "CircuitBreaker",
     "CircuitOpen",
     "Classification",
     "Clock",
-    "Cooldown",
     "CooldownStarted",
-    "Cooldowns",
     "DeadlineExceeded",
     "Engine",
     "EngineError",
     "Event",
-    "EventHook",
     "FakeClock",
     "HedgePolicy",
-    "LatencyTracker",
-    "LimitStore",
-    "LocalLimits",
-    "LocalStateStore",
-    "Modality",
     "NoTargets",
     "Outcome",
     "Permit",
-    "RetryBudget",
+    "RedisLimits",
+    "RedisStateStore",
     "RetryPolicy",
     "RoutePolicy",
-    "SlidingWindow",
     "StateStore",
     "StreamDeadline",
     "SystemClock",
@@ -128,22 +92,20 @@ __all__ = [
     "ThresholdExceeded",
     "UnsupportedRequest",
     "UpstreamError",
-    "VirtualTimeLoop",
-    "WindowCounts",
     "attempt_timeout_for",
     "backoff_bound",
-    "break_duration",
     "breaker_timeout_for",
     "classify_exception",
-    "classify_http",
-    "current_deadline",
-    "deadline_scope",
     "first_byte_timeout_for",
-    "full_jitter",
-    "jittered_at_least",
     "mark_request_sent",
     "modality_for",
-    "order_targets",
-    "parse_retry_after",
-    "watch_sends",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The Redis-backed state store loads `redis` only when a deployment asks for it."""
+    if name == "RedisStateStore":
+        from .redis_store import RedisStateStore
+
+        return RedisStateStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,8 +39,10 @@ def engine(clock: FakeClock, rng: random.Random, events: list[object]) -> Engine
 @pytest.fixture
 def make_breaker(clock: FakeClock, rng: random.Random, events: list[object]):  # type: ignore[no-untyped-def]
     """Build a CircuitBreaker on a fresh local store; its events land in `events`."""
-    from providers.engine import BreakerPolicy, CircuitBreaker, LocalStateStore
+    from providers.engine import BreakerPolicy
+    from providers.engine.breaker import CircuitBreaker
     from providers.engine.events import Emitter
+    from providers.engine.store import LocalStateStore
 
     def make(policy: BreakerPolicy | None = None, key: str = "p") -> CircuitBreaker:
         emitter = Emitter()

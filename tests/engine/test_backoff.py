@@ -7,7 +7,8 @@ import statistics
 
 import pytest
 
-from providers.engine import backoff_bound, break_duration, full_jitter, jittered_at_least
+from providers.engine import backoff_bound
+from providers.engine.backoff import break_duration, full_jitter, jittered_at_least
 
 
 @pytest.mark.parametrize("attempt", range(1, 7))

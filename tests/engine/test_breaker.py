@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from providers.engine import (
-    BreakerPolicy,
-    BreakerStateChanged,
-    CircuitBreaker,
-    CircuitOpen,
-    Outcome,
-)
+from providers.engine import BreakerPolicy, BreakerStateChanged, CircuitOpen, Outcome
+from providers.engine.breaker import CircuitBreaker
 
 RATE_ONLY = BreakerPolicy(consecutive_failures=0)  # scenarios 1-5 test the rate rule alone
 S, F = Outcome.SUCCESS, Outcome.FAILURE

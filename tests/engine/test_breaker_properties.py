@@ -16,17 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from providers.engine import (
-    LEGAL_EDGES,
     BreakerPolicy,
     BreakerStateChanged,
-    CircuitBreaker,
     CircuitOpen,
     FakeClock,
-    LocalStateStore,
     Outcome,
     Permit,
 )
+from providers.engine.breaker import LEGAL_EDGES, CircuitBreaker
 from providers.engine.events import Emitter
+from providers.engine.store import LocalStateStore
 
 
 class YieldingStore(LocalStateStore):

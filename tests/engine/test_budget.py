@@ -7,15 +7,8 @@ import random
 
 import pytest
 
-from providers.engine import (
-    AdaptiveThrottle,
-    AllTargetsFailed,
-    Engine,
-    RetryBudget,
-    RetryPolicy,
-    RoutePolicy,
-    TargetSpec,
-)
+from providers.engine import AllTargetsFailed, Engine, RetryPolicy, RoutePolicy, TargetSpec
+from providers.engine.budget import AdaptiveThrottle, RetryBudget
 
 from .upstream import Router, Upstream, http_error
 

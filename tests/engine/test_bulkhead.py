@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from providers.engine import Bulkhead, RoutePolicy, TargetSpec
+from providers.engine import RoutePolicy, TargetSpec
+from providers.engine.bulkhead import Bulkhead
 
 from .upstream import Router, Upstream, ok
 

@@ -14,9 +14,8 @@ from providers.engine import (
     RoutePolicy,
     TargetSpec,
     UpstreamError,
-    current_deadline,
-    deadline_scope,
 )
+from providers.engine.deadline import current_deadline, deadline_scope
 
 from .upstream import Router, Upstream, hang, http_error
 

@@ -8,12 +8,10 @@ import json
 import pytest
 
 from providers.engine import (
-    CAPABILITY_DEFAULTS,
     AllTargetsFailed,
     BreakerPolicy,
     CallerError,
     CooldownStarted,
-    Modality,
     Outcome,
     RoutePolicy,
     StreamDeadline,
@@ -21,6 +19,7 @@ from providers.engine import (
     UnsupportedRequest,
     mark_request_sent,
 )
+from providers.engine.policy import CAPABILITY_DEFAULTS, Modality
 
 from .upstream import Router, Upstream, http_error, raises
 

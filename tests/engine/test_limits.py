@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from providers.engine import LocalLimits, RoutePolicy, TargetSpec
+from providers.engine import RoutePolicy, TargetSpec
+from providers.engine.limits import LocalLimits
 
 from .upstream import Router, Upstream
 

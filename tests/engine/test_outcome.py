@@ -6,7 +6,8 @@ from email.utils import formatdate
 
 import httpx
 
-from providers.engine import Outcome, classify_exception, classify_http, parse_retry_after
+from providers.engine import Outcome, classify_exception
+from providers.engine.outcome import classify_http, parse_retry_after
 
 NOW = 1_800_000_000.0
 

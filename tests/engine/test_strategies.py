@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from providers.engine import RoutePolicy, TargetSpec, order_targets
+from providers.engine import RoutePolicy, TargetSpec
 from providers.engine.latency import LatencyTracker
+from providers.engine.strategies import order_targets
 
 from .upstream import Router, Upstream
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from providers.engine import SlidingWindow
+from providers.engine.window import SlidingWindow
 
 
 def test_it_counts_calls_failures_and_slow_calls():

@@ -16,16 +16,9 @@ from typing import Any
 import pytest
 import redis
 
-from providers.engine import (
-    BreakerPolicy,
-    BreakerStateChanged,
-    CircuitOpen,
-    Cooldown,
-    Engine,
-    Outcome,
-    StateStore,
-)
+from providers.engine import BreakerPolicy, BreakerStateChanged, CircuitOpen, Engine, Outcome
 from providers.engine.redis_store import RedisStateStore
+from providers.engine.store import Cooldown, StateStore
 
 from .conftest import OP_TIMEOUT_S, shared_hash
 
