@@ -33,6 +33,8 @@ from typing import Any
 from django.db import connections, router
 from django.db.models import Model
 
+from providers.engine import count_hops
+
 from . import histogram
 from .models import ErrorRollup, Granularity, ProviderRollup, RouteRollup
 from .records import RequestRecord, clamp_ms
@@ -102,17 +104,10 @@ def contribution(r: RequestRecord) -> Contribution:
     attempts = r.attempts or []
     route = r.rollup_route if r.rollup_route is not None else r.route
     sent = [a for a in attempts if not a.get("skipped")]
-    targets: dict[tuple[str, str], int] = {}  # target -> calls sent to it, in chain order
-    for a in sent:
-        target = (_text(a.get("provider"), PROVIDER_LENGTH), _text(a.get("model"), 200))
-        targets[target] = targets.get(target, 0) + 1
     served = (r.provider, r.model) if r.provider else None
-    order = list(targets)
-    # A failover is a target the request left for another one: every target sent to but the
-    # one that answered (or, when none did, but the last one tried).
-    left = [t for t in order if t != served] if served else order[:-1]
-    failovers = max(r.failovers, len(left))
-    retries = max(r.retries, len(sent) - len(targets))
+    # The engine's one definition of failovers and retries (`providers.engine.Hops`), per target.
+    hops = count_hops(((_text(a.get("provider"), PROVIDER_LENGTH), _text(a.get("model"), 200)) for a in sent), served)
+    targets, left, failovers, retries = hops.calls, hops.left, hops.failovers, hops.retries
 
     route_values: list[tuple[int, float]] = [(R["requests"], 1), (R[REQUEST_OUTCOMES.get(r.outcome, "failures")], 1)]
     if sent:  # latency is that of requests that reached a provider (module docstring)

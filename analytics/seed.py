@@ -25,6 +25,8 @@ from typing import Any
 
 from django.db import connections, router, transaction
 
+from providers.engine import count_hops
+
 from .models import Granularity, RequestLog
 from .records import RequestRecord
 from .retention import cutoffs
@@ -187,10 +189,9 @@ def _record(route: RouteShape, walk: _Walk, stream: bool, tokens_in: int, rng: r
     """The request as the gateway records it: tokens and cost only for an answer."""
     served = walk.served
     ok = walk.outcome in ("success", "stream_aborted")
-    targets = list(dict.fromkeys(a["provider"] for a in walk.attempts if a["skipped"] is None))
-    # as the gateway records them: the engine's counts when a provider answered, else none
-    failovers = len(targets) - 1 if served is not None else 0
-    retries = walk.sent - len(targets) if served is not None else 0
+    # as the gateway records them: the engine's counts (`count_hops`), served or not
+    hops = count_hops(((a["provider"], a["model"]) for a in walk.attempts if a["skipped"] is None),
+                      (served.name, served.model) if served is not None else None)
     tokens_out = max(1, int(rng.lognormvariate(math.log(route.tokens_out), 0.7))) if ok and route.tokens_out else 0
     cost = Decimal(0)
     if ok and served is not None:
@@ -202,7 +203,7 @@ def _record(route: RouteShape, walk: _Walk, stream: bool, tokens_in: int, rng: r
         model=served.model if served else "", api_key_id=None,
         ttft_ms=round(walk.elapsed * rng.uniform(0.15, 0.4), 3) if stream and ok else None,
         stream=stream and route.capability == "chat", attempts=walk.attempts,
-        calls=walk.sent, failovers=failovers, retries=retries, tokens_in=tokens_in if ok else 0,
+        calls=walk.sent, failovers=hops.failovers, retries=hops.retries, tokens_in=tokens_in if ok else 0,
         tokens_out=tokens_out, cost=cost, error=walk.error,
     )
 

@@ -52,7 +52,7 @@ from .policy import (
     first_byte_timeout_for,
     modality_for,
 )
-from .result import AttemptContext, AttemptRecord, ChainResult
+from .result import AttemptContext, AttemptRecord, ChainResult, Hops, count_hops
 from .sent import mark_request_sent
 from .store import StateStore
 
@@ -78,6 +78,7 @@ __all__ = [
     "Event",
     "FakeClock",
     "HedgePolicy",
+    "Hops",
     "NoTargets",
     "Outcome",
     "Permit",
@@ -96,6 +97,7 @@ __all__ = [
     "backoff_bound",
     "breaker_timeout_for",
     "classify_exception",
+    "count_hops",
     "first_byte_timeout_for",
     "mark_request_sent",
     "modality_for",

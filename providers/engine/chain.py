@@ -35,7 +35,7 @@ from .errors import (
 )
 from .outcome import Outcome, at_fault, parse_retry_after
 from .policy import RoutePolicy, TargetSpec
-from .result import AttemptContext, AttemptRecord, ChainResult
+from .result import AttemptContext, AttemptRecord, ChainResult, hops_of
 from .sent import Sent, watch_sends
 
 if TYPE_CHECKING:
@@ -398,10 +398,10 @@ class FallbackChain:
     # endings -------------------------------------------------------------------------------
     def _result(self, sent: Sent) -> ChainResult[Any]:
         served = sent.target
-        targets_sent = [i for i, n in self.tries.items() if n]
-        failovers = sum(1 for i in targets_sent if self.order[i] is not served)
-        retries = self.sent - len(targets_sent)
-        return ChainResult(sent.value, served, self.attempts, failovers, retries, sent.finisher)
+        if self.sent == 1:  # the usual case: one call, no hops
+            return ChainResult(sent.value, served, self.attempts, 0, 0, sent.finisher)
+        hops = hops_of(self.attempts, (served.provider, served.model))
+        return ChainResult(sent.value, served, self.attempts, hops.failovers, hops.retries, sent.finisher)
 
     def _failure(self) -> EngineError:
         if self.sent == 0 and self.attempts and all(a.skipped == "unsupported" for a in self.attempts):

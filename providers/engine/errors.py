@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .outcome import Classification, Outcome, classify_http
+from .result import Hops, hops_of
 
 
 class EngineError(Exception):
@@ -157,6 +158,11 @@ class CallerError(EngineError):
         self.attempts = list(attempts)
         super().__init__(upstream.message)
 
+    @property
+    def hops(self) -> Hops:
+        """How the request moved along its chain before it ended (`result.Hops`)."""
+        return hops_of(self.attempts)
+
     @classmethod
     def invalid(cls, message: str, attempts: Sequence[Any]) -> CallerError:
         """A request our translation for a target could not build: a 400 `invalid_request`."""
@@ -197,6 +203,11 @@ class AllTargetsFailed(EngineError):
         # (None: none of them will end by itself); the gateway sends it as Retry-After.
         self.retry_after = retry_after
         super().__init__(message)
+
+    @property
+    def hops(self) -> Hops:
+        """How the request moved along its chain before it ended (`result.Hops`)."""
+        return hops_of(self.attempts)
 
 
 class DeadlineExceeded(AllTargetsFailed):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from .outcome import Outcome
@@ -64,6 +64,40 @@ class AttemptRecord(NamedTuple):
         }
 
 
+class Hops(NamedTuple):
+    """How a request moved along its chain, counted from the calls it sent (skips are no calls).
+
+    A failover is a target the request left for another: every target sent a call but the one
+    that served it (a hedge's losing primary included), or, when none did, but the last one
+    tried. A retry is a call beyond the first to the same target. This is the one definition:
+    the chain's result, the gateway's failure answers, the analytics rollups and the demo
+    seeder all count with `count_hops`.
+    """
+
+    failovers: int
+    retries: int
+    left: tuple[tuple[str, str], ...]  # (provider, model) of each target left, in chain order
+    calls: dict[tuple[str, str], int]  # calls sent per target, in chain order
+
+
+def count_hops(sent: Iterable[tuple[str, str]], served: tuple[str, str] | None = None) -> Hops:
+    """`sent`: (provider, model) of each call sent, in order; `served`: the target that
+    answered (None when none did)."""
+    calls: dict[tuple[str, str], int] = {}
+    total = 0
+    for target in sent:
+        calls[target] = calls.get(target, 0) + 1
+        total += 1
+    order = tuple(calls)
+    left = tuple(t for t in order if t != served) if served is not None else order[:-1]
+    return Hops(len(left), total - len(calls), left, calls)
+
+
+def hops_of(attempts: Sequence[AttemptRecord], served: tuple[str, str] | None = None) -> Hops:
+    """`count_hops` of an attempt list."""
+    return count_hops(((a.provider, a.model) for a in attempts if a.skipped is None), served)
+
+
 _pending: set[asyncio.Future[None]] = set()  # finish() tasks nobody awaits, kept from the GC
 
 
@@ -80,9 +114,8 @@ class _Done:
 class ChainResult(Generic[T]):
     """A successful chain: the value, the target that served it and every attempt made.
 
-    `failovers` counts the other targets that were sent a call (a hedge's losing primary
-    included); `retries` counts calls beyond the first on each target. Skipped targets count
-    in neither: they are in `attempts` with `skipped` set.
+    `failovers` and `retries` are `hops_of(attempts, served)` (see `Hops`). Skipped targets
+    count in neither: they are in `attempts` with `skipped` set.
 
     For a streaming call, the engine keeps the breaker permit and bulkhead slot until
     `finish(error)`: None for a stream that ended well, the exception that broke it otherwise

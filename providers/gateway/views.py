@@ -146,11 +146,6 @@ class Exchange:
                model: str = "", usage: Usage | None = None, ttft_ms: float | None = None,
                stream: bool = False, failovers: int = 0, retries: int = 0, error: str = "") -> None:
         usage = usage or Usage()
-        if outcome not in ("success", "stream_aborted", "cancelled") and attempts and not failovers and not retries:
-            # A failed chain raises without its counts: they follow from the attempt list.
-            sent_to = [a.provider for a in attempts if a.skipped is None]
-            distinct = len(dict.fromkeys(sent_to))
-            failovers, retries = max(0, distinct - 1), len(sent_to) - distinct
         cost = Decimal(0)
         if provider:
             entry = self.snapshot.providers.get(provider)
@@ -182,8 +177,10 @@ class Exchange:
             for name, value in self.headers(attempts, served.provider if served else "",
                                             served.model if served else "").items():
                 response[name] = value
+            hops = exc.hops
             self.record("caller_error", status, attempts, provider=served.provider if served else "",
-                        model=served.model if served else "", error=upstream.classification.reason)
+                        model=served.model if served else "", error=upstream.classification.reason,
+                        failovers=hops.failovers, retries=hops.retries)
             return response
         if isinstance(exc, AllTargetsFailed):
             attempts = exc.attempts
@@ -195,7 +192,8 @@ class Exchange:
                 status, type_, outcome = 502, "all_targets_failed", "failure"
             last = next((a for a in reversed(attempts) if a.skipped is None), None)
             reason = last.reason if last else (attempts[-1].skipped or "") if attempts else ""
-            self.record(outcome, status, attempts, error=reason)
+            hops = exc.hops
+            self.record(outcome, status, attempts, error=reason, failovers=hops.failovers, retries=hops.retries)
             headers = self.headers(attempts)
             retry_after = getattr(exc, "retry_after", None)
             if status == 503 and isinstance(retry_after, int | float) and not isinstance(retry_after, bool) \

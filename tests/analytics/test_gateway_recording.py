@@ -69,6 +69,8 @@ async def test_a_burst_through_the_gateway_with_failovers_is_counted_exactly(
         assert raw_tokens > 0 and b["tokens_in"] == raw_tokens
         # the engine's own counts, as recorded on each successful request, agree with the rollups'
         assert RequestLog.objects.filter(outcome="success").aggregate(f=Sum("failovers"))["f"] == 3
+        # ... and so do the counts on every row, failed requests included: one definition
+        assert RequestLog.objects.aggregate(f=Sum("failovers"), r=Sum("retries")) == {"f": 5, "r": 5}
 
     await check()
     body = (await gateway.get("/api/analytics?window=5m", headers=auth(key))).json()
