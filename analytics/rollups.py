@@ -33,7 +33,7 @@ from typing import Any
 from django.db import connections, router
 from django.db.models import Model
 
-from providers.engine import count_hops
+from providers.engine import Hops, count_hops
 
 from . import histogram
 from .models import ErrorRollup, Granularity, ProviderRollup, RouteRollup
@@ -107,65 +107,66 @@ def contribution(r: RequestRecord) -> Contribution:
     served = (r.provider, r.model) if r.provider else None
     # The engine's one definition of failovers and retries (`providers.engine.Hops`), per target.
     hops = count_hops(((_text(a.get("provider"), PROVIDER_LENGTH), _text(a.get("model"), 200)) for a in sent), served)
-    targets, left, failovers, retries = hops.calls, hops.left, hops.failovers, hops.retries
+    errors: list[tuple[str, str, str, str]] = []
+    per_provider = _provider_values(r, attempts, hops, route, errors)
+    if r.outcome != "success":
+        errors.append(("request", "", route, _text(r.error or r.outcome, ERROR_LENGTH)))
+    return Contribution(
+        (route, r.provider), tuple(_route_values(r, len(sent), hops)),
+        [((provider, route), tuple(values.items())) for provider, values in per_provider.items()],
+        errors,
+    )
 
-    route_values: list[tuple[int, float]] = [(R["requests"], 1), (R[REQUEST_OUTCOMES.get(r.outcome, "failures")], 1)]
-    if sent:  # latency is that of requests that reached a provider (module docstring)
+
+def _route_values(r: RequestRecord, calls: int, hops: Hops) -> list[tuple[int, float]]:
+    values: list[tuple[int, float]] = [(R["requests"], 1), (R[REQUEST_OUTCOMES.get(r.outcome, "failures")], 1)]
+    if calls:  # latency is that of requests that reached a provider (module docstring)
         latency = clamp_ms(r.latency_ms)
-        route_values += [(R["latency_sum_ms"], latency), (R_HIST + histogram.bucket_of(latency), 1),
-                         (R["calls"], len(sent))]
-    if failovers:
-        route_values.append((R["failovers"], failovers))
-    if retries:
-        route_values.append((R["retries"], retries))
+        values += [(R["latency_sum_ms"], latency), (R_HIST + histogram.bucket_of(latency), 1), (R["calls"], calls)]
+    if hops.failovers:
+        values.append((R["failovers"], hops.failovers))
+    if hops.retries:
+        values.append((R["retries"], hops.retries))
     if r.ttft_ms is not None:
-        route_values += [(R["ttft_sum_ms"], r.ttft_ms), (R["ttft_count"], 1)]
-    usage = _usage(r, R)
-    route_values += usage
+        values += [(R["ttft_sum_ms"], r.ttft_ms), (R["ttft_count"], 1)]
+    return values + _usage(r, R)
 
+
+def _provider_values(r: RequestRecord, attempts: list[dict[str, Any]], hops: Hops, route: str,
+                     errors: list[tuple[str, str, str, str]]) -> dict[str, dict[int, float]]:
+    """Per provider: column index -> amount; skips and failed attempts also go to `errors`."""
     per_provider: dict[str, dict[int, float]] = {}
 
-    def add(provider: str, column: str, amount: float) -> None:
+    def add(provider: str, index: int, amount: float) -> None:
         values = per_provider.setdefault(provider, {})
-        index = P[column]
         values[index] = values.get(index, 0) + amount
 
-    errors: list[tuple[str, str, str, str]] = []
     for a in attempts:
         provider = _text(a.get("provider"), PROVIDER_LENGTH)
         if a.get("skipped"):
-            add(provider, "skipped", 1)
+            add(provider, P["skipped"], 1)
             errors.append(("skip", provider, route, _text(a["skipped"], ERROR_LENGTH)))
             continue
         outcome = _text(a.get("outcome"), 20) or "failure"
         duration = clamp_ms(a.get("duration_ms"))
-        add(provider, "attempts", 1)
-        add(provider, ATTEMPT_OUTCOMES.get(outcome, "failures"), 1)
-        add(provider, "latency_sum_ms", duration)
-        values = per_provider[provider]
-        index = P_HIST + histogram.bucket_of(duration)
-        values[index] = values.get(index, 0) + 1
+        add(provider, P["attempts"], 1)
+        add(provider, P[ATTEMPT_OUTCOMES.get(outcome, "failures")], 1)
+        add(provider, P["latency_sum_ms"], duration)
+        add(provider, P_HIST + histogram.bucket_of(duration), 1)
         if a.get("hedge"):
-            add(provider, "hedges", 1)
+            add(provider, P["hedges"], 1)
         if outcome not in ("success", "cancelled"):
             errors.append(("attempt", provider, route, _text(a.get("reason") or outcome, ERROR_LENGTH)))
-    for target in left:
-        add(target[0], "failovers", 1)
-    for target, calls in targets.items():
+    for target in hops.left:
+        add(target[0], P["failovers"], 1)
+    for target, calls in hops.calls.items():
         if calls > 1:
-            add(target[0], "retries", calls - 1)
+            add(target[0], P["retries"], calls - 1)
     if r.provider:
-        add(r.provider, "served", 1)
+        add(r.provider, P["served"], 1)
         for index, amount in _usage(r, P):
-            values = per_provider[r.provider]
-            values[index] = values.get(index, 0) + amount
-    if r.outcome != "success":
-        errors.append(("request", "", route, _text(r.error or r.outcome, ERROR_LENGTH)))
-    return Contribution(
-        (route, r.provider), tuple(route_values),
-        [((provider, route), tuple(values.items())) for provider, values in per_provider.items()],
-        errors,
-    )
+            add(r.provider, index, amount)
+    return per_provider
 
 
 def _usage(r: RequestRecord, columns: dict[str, int]) -> list[tuple[int, float]]:

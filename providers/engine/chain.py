@@ -91,7 +91,7 @@ class FallbackChain:
             self.comeback = max(seconds, 0.0)
 
     async def _run_target(self, index: int, target: TargetSpec) -> ChainResult[Any] | None:
-        engine = self.engine
+        """Call one target until it serves, or until the chain should move on (None)."""
         while self.sent < self.route.max_attempts:
             n = self.tries.get(index, 0)
             if n >= target.retry.max_attempts:
@@ -106,72 +106,79 @@ class FallbackChain:
                 sent = await self.send(index, target, admitted)
             if sent.ok:
                 return self._result(sent)
-            if sent.skipped == "unsupported":
-                return None  # this target cannot take the request: the next one may
-            if sent.skipped == "invalid_request":
-                assert sent.error is not None
-                raise CallerError.invalid(_invalid_message(target, sent.error), self.attempts)
-            outcome = sent.classification.outcome
-            retry = target.retry
-            now = engine.clock.monotonic()
-            cooldowns = engine.cooldowns
-            if outcome is Outcome.CALLER_ERROR:
-                assert isinstance(sent.error, UpstreamError)
-                raise CallerError(sent.error, self.attempts)
-            if outcome is Outcome.CREDENTIAL_REJECTED:
-                # Our key is refused: never the caller's answer. Set it aside until the
-                # configuration changes it or an operator resets it; another key, or the
-                # next target, serves the request.
-                await cooldowns.start(target, sent.credential, REJECTED, None, sent.classification.reason)
-                self.tries[index] -= 1  # a bad key is not a failed try of the target
-                if cooldowns.available(target, now) > 0:
-                    continue
-                return None
-            if outcome is Outcome.TARGET_MISCONFIGURED:
-                await cooldowns.start(target, None, MODEL_MISSING, retry.model_missing_ttl_s,
-                                      sent.classification.reason)
-                return None
-            hint = self._retry_after(sent)
-            if outcome is Outcome.RATE_LIMITED:
-                await cooldowns.start(target, sent.credential, RATE_LIMITED,
-                                      hint if hint is not None else retry.default_cooldown_s,
-                                      sent.classification.reason)
-                if cooldowns.available(target, now) > 0:
-                    continue  # the next credential, at once
-                if (
-                    hint is None
-                    or hint > min(retry.max_retry_after_s, self.deadline - now - MARGIN_S)
-                    or self.tries[index] >= retry.max_attempts
-                    or self.sent >= self.route.max_attempts
-                    or not engine.budget_for(target).allows(now)
-                ):
-                    return None  # too long to wait here: fall back at once, the key cools down
-                if not await self._sleep(target, jittered_at_least(hint, retry.retry_after_jitter, engine.rng)):
-                    return None
-                continue
-            if outcome is Outcome.EXHAUSTED:
-                await cooldowns.start(target, sent.credential, EXHAUSTED,
-                                      hint if hint is not None else retry.exhausted_cooldown_s,
-                                      sent.classification.reason)
-                if cooldowns.available(target, now) > 0:
-                    continue  # the next credential, at once
-                return None
-            # FAILURE or DEADLINE: retry on this target, budget and deadline permitting
-            if (
-                self.tries[index] >= retry.max_attempts
-                or self.sent >= self.route.max_attempts
-                or sent.classification.should_retry is False
-            ):
-                return None
-            if hint is not None:
-                if hint > retry.max_retry_after_s:
-                    return None
-                delay = jittered_at_least(hint, retry.retry_after_jitter, engine.rng)
-            else:
-                delay = full_jitter(self.tries[index], retry.base_delay_s, retry.max_delay_s, engine.rng)
-            if not await self._sleep(target, delay):
+            if not await self._again(index, target, sent):
                 return None
         return None
+
+    async def _again(self, index: int, target: TargetSpec, sent: Sent) -> bool:
+        """After a failed call: whether to call this target again (True) or move on. Raises
+        CallerError for a request that is the caller's to fix."""
+        if sent.skipped == "unsupported":
+            return False  # this target cannot take the request: the next one may
+        if sent.skipped == "invalid_request":
+            assert sent.error is not None
+            raise CallerError.invalid(_invalid_message(target, sent.error), self.attempts)
+        outcome = sent.classification.outcome
+        if outcome is Outcome.CALLER_ERROR:
+            assert isinstance(sent.error, UpstreamError)
+            raise CallerError(sent.error, self.attempts)
+        if outcome is Outcome.CREDENTIAL_REJECTED:
+            return await self._credential_rejected(index, target, sent)
+        if outcome is Outcome.TARGET_MISCONFIGURED:
+            await self.engine.cooldowns.start(target, None, MODEL_MISSING, target.retry.model_missing_ttl_s,
+                                              sent.classification.reason)
+            return False
+        hint = self._retry_after(sent)
+        if outcome is Outcome.RATE_LIMITED:
+            return await self._rate_limited(index, target, sent, hint)
+        if outcome is Outcome.EXHAUSTED:
+            return await self._cool_key(target, sent, EXHAUSTED,
+                                        hint if hint is not None else target.retry.exhausted_cooldown_s)
+        return await self._failed(index, target, sent, hint)
+
+    async def _cool_key(self, target: TargetSpec, sent: Sent, kind: str, seconds: float | None) -> bool:
+        """Set the credential aside; True when another credential of the target can serve now."""
+        cooldowns = self.engine.cooldowns
+        await cooldowns.start(target, sent.credential, kind, seconds, sent.classification.reason)
+        return cooldowns.available(target, self.engine.clock.monotonic()) > 0
+
+    async def _credential_rejected(self, index: int, target: TargetSpec, sent: Sent) -> bool:
+        # Our key is refused: never the caller's answer. Set it aside until the configuration
+        # changes it or an operator resets it; another key, or the next target, serves.
+        self.tries[index] -= 1  # a bad key is not a failed try of the target
+        return await self._cool_key(target, sent, REJECTED, None)
+
+    async def _rate_limited(self, index: int, target: TargetSpec, sent: Sent, hint: float | None) -> bool:
+        retry = target.retry
+        if await self._cool_key(target, sent, RATE_LIMITED, hint if hint is not None else retry.default_cooldown_s):
+            return True  # the next credential, at once
+        now = self.engine.clock.monotonic()
+        if (
+            hint is None
+            or hint > min(retry.max_retry_after_s, self.deadline - now - MARGIN_S)
+            or self.tries[index] >= retry.max_attempts
+            or self.sent >= self.route.max_attempts
+            or not self.engine.budget_for(target).allows(now)
+        ):
+            return False  # too long to wait here: fall back at once, the key cools down
+        return await self._sleep(target, jittered_at_least(hint, retry.retry_after_jitter, self.engine.rng))
+
+    async def _failed(self, index: int, target: TargetSpec, sent: Sent, hint: float | None) -> bool:
+        """FAILURE or DEADLINE: retry on this target, budget and deadline permitting."""
+        retry = target.retry
+        if (
+            self.tries[index] >= retry.max_attempts
+            or self.sent >= self.route.max_attempts
+            or sent.classification.should_retry is False
+        ):
+            return False
+        if hint is not None:
+            if hint > retry.max_retry_after_s:
+                return False
+            delay = jittered_at_least(hint, retry.retry_after_jitter, self.engine.rng)
+        else:
+            delay = full_jitter(self.tries[index], retry.base_delay_s, retry.max_delay_s, self.engine.rng)
+        return await self._sleep(target, delay)
 
     async def _sleep(self, target: TargetSpec, delay: float) -> bool:
         """Back off before a retry, unless the retry could no longer be useful afterwards."""

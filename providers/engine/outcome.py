@@ -122,6 +122,21 @@ def parse_retry_after(
 
 
 def _retry_after_candidates(headers: Mapping[str, str], now: float, explicit_only: bool = False) -> Iterator[float]:
+    """Every wait the headers state, most explicit first: Retry-After(-Ms), then (unless
+    `explicit_only`) the rate-limit reset headers of OpenAI, Anthropic and the plain
+    `x-ratelimit-reset` epoch."""
+    yield from _explicit_waits(headers, now)
+    if explicit_only:
+        return
+    yield from _openai_resets(headers)
+    yield from _anthropic_resets(headers, now)
+    unix = headers.get("x-ratelimit-reset")
+    if unix is not None:
+        with contextlib.suppress(ValueError):
+            yield max(0.0, float(unix) - now)
+
+
+def _explicit_waits(headers: Mapping[str, str], now: float) -> Iterator[float]:
     ms = headers.get("retry-after-ms")
     if ms is not None:
         with contextlib.suppress(ValueError):
@@ -134,15 +149,15 @@ def _retry_after_candidates(headers: Mapping[str, str], now: float, explicit_onl
             parsed = _parse_instant(ra, now)
             if parsed is not None:
                 yield parsed
-    if explicit_only:
-        return
+
+
+def _openai_resets(headers: Mapping[str, str]) -> Iterator[float]:
+    """The reset of the limit that was hit (remaining 0), else the later of the two."""
     resets: list[float] = []
     hit: float | None = None
     for kind in ("requests", "tokens"):
         reset = headers.get(f"x-ratelimit-reset-{kind}")
-        if reset is None:
-            continue
-        seconds = parse_duration(reset)
+        seconds = None if reset is None else parse_duration(reset)
         if seconds is None:
             continue
         if hit is None and headers.get(f"x-ratelimit-remaining-{kind}", "").strip() == "0":
@@ -152,16 +167,15 @@ def _retry_after_candidates(headers: Mapping[str, str], now: float, explicit_onl
         yield hit
     elif resets:
         yield max(resets)
+
+
+def _anthropic_resets(headers: Mapping[str, str], now: float) -> Iterator[float]:
     for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
         reset = headers.get(f"anthropic-ratelimit-{kind}-reset")
         if reset is not None and headers.get(f"anthropic-ratelimit-{kind}-remaining", "").strip() == "0":
             parsed = _parse_instant(reset, now)
             if parsed is not None:
                 yield parsed
-    unix = headers.get("x-ratelimit-reset")
-    if unix is not None:
-        with contextlib.suppress(ValueError):
-            yield max(0.0, float(unix) - now)
 
 
 def _error_codes(body: Any) -> tuple[set[str], str]:
