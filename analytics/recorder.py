@@ -111,6 +111,13 @@ class Recorder:
         if len(self.queue) >= settings.ANALYTICS_BATCH_SIZE:
             self._wake.set()
 
+    def stop(self) -> None:
+        """Stop the background writer. What is queued stays queued: `flush` still writes it,
+        and the next `record` starts the writer again."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):  # the interval passed: flush anyway

@@ -28,9 +28,16 @@ class ProvidersConfig(AppConfig):
 
     def ready(self) -> None:
         from django.core.signals import setting_changed
+        from django.db.backends.signals import connection_created
+
+        from project.database import restrict_sqlite_files
 
         from . import checks, signals
 
+        # Apps are ready before any process connects to the database: from its first
+        # connection on, a SQLite file (secrets, key hashes, the request log) is readable by
+        # its owner only.
+        connection_created.connect(restrict_sqlite_files, dispatch_uid="project.database.restrict_sqlite_files")
         signals.connect()
         checks.register()
         configure_url_guard()

@@ -13,11 +13,8 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.backends.signals import connection_created
 from django.db.models import F
 from django.utils import timezone
-
-from project.database import restrict_sqlite_files
 
 from . import crypto
 from .adapters import validate_options
@@ -27,10 +24,6 @@ from .validation import RangeValidator, validate_name, validate_provider_url, va
 
 MAX_OPTIONS_DEPTH = 16  # a provider's kind-specific options: bounded like every stored JSON value
 MAX_OPTIONS_VALUES = 10_000
-
-# Models load before any process connects to the database: from its first connection on, a
-# SQLite file (secrets, key hashes, the request log) is readable by its owner only.
-connection_created.connect(restrict_sqlite_files, dispatch_uid="project.database.restrict_sqlite_files")
 
 
 class Kind(models.TextChoices):

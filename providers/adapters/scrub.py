@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import binascii
 import bisect
+import contextlib
 import re
 import string
 import threading
-from collections.abc import AsyncIterator, Hashable, Iterable
+from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -445,6 +446,24 @@ def forget_secrets(source: Hashable) -> None:
     with _lock:
         if _sources.pop(source, None) is not None:
             _rebuild()
+
+
+@contextlib.contextmanager
+def holding_nothing() -> Iterator[None]:
+    """Hold no secret inside the block, whatever this process's sources gave (tests: an answer
+    with nothing to scrub); every source's secrets come back after it."""
+    global _current
+    with _lock:
+        saved, saved_current = dict(_sources), _current
+        _sources.clear()
+        _current = None
+    try:
+        yield
+    finally:
+        with _lock:
+            _sources.clear()
+            _sources.update(saved)
+            _current = saved_current
 
 
 def current() -> Redactor | None:

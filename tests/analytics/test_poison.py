@@ -36,8 +36,7 @@ def poison_records():
 
 async def flushed(rec: Recorder) -> None:
     await rec.flush(everything=True)
-    if rec._task is not None:
-        rec._task.cancel()  # the background writer record() started: the flush above did its work
+    rec.stop()  # the background writer record() started: the flush above did its work
 
 
 @sync_to_async

@@ -53,7 +53,7 @@ async def test_a_full_queue_drops_and_counts_new_records_instead_of_blocking(set
     for _ in range(7):
         rec.record(record([attempt("a")]))
     assert (len(rec.queue), rec.dropped) == (5, 2)
-    rec._task.cancel()  # the background writer it started: nothing to write here
+    rec.stop()  # the background writer it started: nothing to write here
 
 
 class Database:

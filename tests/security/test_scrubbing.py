@@ -215,15 +215,15 @@ async def test_a_transport_error_that_quotes_a_secret_is_scrubbed(held):
     assert KEY not in str(info.value) and REDACTED in str(info.value)
 
 
-async def test_with_no_secret_held_an_answer_passes_through_untouched(monkeypatch):
-    monkeypatch.setattr(scrub, "_current", None)  # other tests' runtimes may hold some
+async def test_with_no_secret_held_an_answer_passes_through_untouched():
     body = b'{"ok": true}'
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers={"Content-Length": str(len(body))}, content=body)
 
-    async with client_for(handler) as client:
-        response = await client.get("http://upstream.test/")
+    with scrub.holding_nothing():  # other tests' runtimes may hold some
+        async with client_for(handler) as client:
+            response = await client.get("http://upstream.test/")
     assert response.content == body and response.headers["content-length"] == str(len(body))
 
 
