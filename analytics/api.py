@@ -11,7 +11,7 @@ from providers.gateway.auth import api_view, authenticate
 from providers.gateway.errors import RequestError
 from providers.openapi import Param, Response, document
 
-from . import queries
+from . import queries, requests
 from . import schemas as s
 from .export import export_csv
 from .windows import WINDOWS, WindowError, parse_window
@@ -69,3 +69,41 @@ async def export(request: HttpRequest) -> HttpResponse:
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="analytics-{window}-{by}-{stamp}.csv"'
     return response
+
+
+REQUEST_FILTERS = [
+    Param("route", description="only this route (the name the client asked for)"),
+    Param("provider", description="only requests this provider answered"),
+    Param("key", description="only requests made with this API key (its name or prefix)"),
+    Param("status", description="ok: answered; failed: any other outcome",
+          schema={"type": "string", "enum": ["ok", "failed"]}),
+    Param("since", description="from this time on (ISO 8601 or seconds since the epoch)"),
+    Param("until", description="up to this time (ISO 8601 or seconds since the epoch)"),
+    Param("limit", description=f"rows per page (1-{requests.MAX_LIMIT}, default {requests.DEFAULT_LIMIT})",
+          schema={"type": "integer", "minimum": 1, "maximum": requests.MAX_LIMIT}),
+    Param("cursor", description="the `next_cursor` of the previous page"),
+]
+
+
+@document("GET", "/api/requests", "The request log, newest first, cursor-paged and filtered", scope="read",
+          tags=["requests"], responses={200: Response("One page of requests", s.RequestPage)},
+          params=REQUEST_FILTERS, errors=(400, 401, 403))
+@api_view("read")
+async def request_list(request: HttpRequest) -> HttpResponse:
+    try:
+        filters = requests.parse_filters(request.GET)
+    except requests.QueryError as exc:
+        raise RequestError(400, str(exc), code="invalid_parameter", param=exc.param) from None
+    return JsonResponse(await db_call(requests.page, filters))
+
+
+@document("GET", "/api/requests/{request_id}", "One request by its X-Request-Id: every attempt, tokens, cost "
+          "and timings", scope="read", tags=["requests"],
+          responses={200: Response("The request", s.RequestDetail)}, errors=(401, 403, 404))
+@api_view("read")
+async def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
+    found = await db_call(requests.find, request_id) if len(request_id) <= 64 else None
+    if found is None:
+        raise RequestError(404, "no request with this id in the log (it may be older than the retention, or "
+                                "not written yet: the log is written in batches)", code="request_not_found")
+    return JsonResponse(found)

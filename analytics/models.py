@@ -34,7 +34,11 @@ class RequestLog(models.Model):
     error = models.CharField(max_length=100, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["provider", "at"]), models.Index(fields=["route", "at"])]
+        # Each filter of the request log API (analytics/requests.py) is a range scan on one of these.
+        indexes = [models.Index(fields=["provider", "at"]), models.Index(fields=["route", "at"]),
+                   models.Index(fields=["api_key_id", "at"], name="analytics_r_key_at"),
+                   models.Index(fields=["outcome", "at"], name="analytics_r_outcome_at"),
+                   models.Index(fields=["request_id"], name="analytics_r_request_id")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.route} {self.provider or '-'} {self.outcome} {self.status}"

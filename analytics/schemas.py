@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Latency(BaseModel):
@@ -106,3 +106,61 @@ class ProviderAnalytics(ProviderFigures):
     routes: dict[str, ProviderFigures]
     series: Series
     top_errors: list[TopError]
+
+
+class RequestTokens(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    in_: int = Field(alias="in")
+    out: int
+
+
+class RequestTimings(BaseModel):
+    total_ms: float
+    first_token_ms: float | None
+
+
+class LoggedRequest(BaseModel):
+    request_id: str
+    at: str
+    route: str
+    capability: str
+    key: str | None = Field(description="the API key's name")
+    provider: str | None = Field(description="who answered (null: nobody did)")
+    model: str | None
+    outcome: str = Field(description="success, failure, caller_error, unavailable, deadline, cancelled, stream_aborted")
+    status: int
+    ok: bool
+    error: str | None
+    stream: bool
+    calls: int
+    failovers: int
+    retries: int
+    tokens: RequestTokens
+    characters: int
+    images: int
+    cost: str = Field(description="in the configured price currency, as a decimal string")
+    cache: str | None
+    timings: RequestTimings
+
+
+class RequestPage(BaseModel):
+    requests: list[LoggedRequest]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page; null on the last")
+
+
+class LoggedAttempt(BaseModel):
+    provider: str | None
+    model: str | None
+    credential: str | None
+    outcome: str | None
+    status: int | None
+    duration_ms: float | None
+    skipped: str | None = Field(description="why the target was skipped (no call was sent)")
+    reason: str | None
+    error: str | None
+    hedge: bool
+
+
+class RequestDetail(LoggedRequest):
+    attempts: list[LoggedAttempt]
