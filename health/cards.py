@@ -3,10 +3,16 @@
 
 The dashboard, the provider page and the websocket consumer all build cards here, so a
 card pushed over the socket is the same markup as the one in the page.
+
+A dashboard push needs every card (to filter, sort and count them) and the recent changes,
+the same for every console: `boards.get(seen)` loads them once for all the consoles of this
+process that heard of the same changes (a single flight), and each console renders its own
+view of them (its role, its filters).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -222,3 +228,62 @@ def recent_events(limit: int = 8, provider: str | None = None) -> list[HealthEve
     if provider is not None:
         rows = rows.filter(provider_name=provider)
     return list(rows[:limit])
+
+
+# -- one load for every console ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Board:
+    """What every dashboard push is made of: every card, with its checks, and the recent changes."""
+
+    cards: tuple[Card, ...]
+    recent: tuple[HealthEvent, ...]
+
+
+async def load_board() -> Board:
+    return Board(tuple(await load_cards()), tuple(await db_call(recent_events, 8)))
+
+
+@dataclass(frozen=True)
+class _Flight:
+    started: int  # the changes heard of when the load started: it reflects all of them
+    loop: asyncio.AbstractEventLoop
+    task: asyncio.Task[Board]
+
+
+class SharedBoards:
+    """A single flight of `load_board` for the consoles of this process.
+
+    Each console counts the changes it hears of (`note_change`, on every `health.update` or
+    `health.event`) and asks for a board that reflects the last one it heard of (`get(seen)`).
+    A load started after that change reflects it, in flight or done: the consoles pushing the
+    same changes share it. A load started before it, failed, or of another event loop does
+    not: a new one starts. A console that goes away while it waits cancels only its waiting.
+    """
+
+    def __init__(self) -> None:
+        self.changes = 0
+        self._flight: _Flight | None = None
+
+    def note_change(self) -> int:
+        """One more change heard of; returns its number, for `get`."""
+        self.changes += 1
+        return self.changes
+
+    async def get(self, seen: int | None = None) -> Board:
+        """A board that reflects change `seen` (None: everything until now)."""
+        if seen is None:
+            seen = self.note_change()
+        loop = asyncio.get_running_loop()
+        flight = self._flight
+        if flight is None or flight.started < seen or flight.loop is not loop or _failed(flight.task):
+            flight = self._flight = _Flight(self.changes, loop, loop.create_task(load_board()))
+        return await asyncio.shield(flight.task)
+
+
+def _failed(task: asyncio.Task[Board]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
+
+
+boards = SharedBoards()

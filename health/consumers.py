@@ -14,7 +14,9 @@ Messages it handles:
 - `session.end` / `session.check` (groups `session.<key>`, `user.<id>`, see sessions.py):
   the session ended (signed out, demoted, deleted): close; or read the session again.
 
-Updates that arrive together are coalesced into one message. Every fragment carries the
+Updates that arrive together are coalesced into one message. The dashboard's data for a push
+is loaded once for every socket of this process that pushes the same changes
+(`cards.boards`); each socket renders it for its own user and view. Every fragment carries the
 id of the element it replaces; htmx's ws extension swaps them out of band. The socket
 sends nothing on connect: the page re-fetches its live parts when the socket (re)opens, so
 nothing missed while it was down stays missing.
@@ -51,7 +53,7 @@ from django.http import QueryDict
 
 from . import pages, pulls, sessions
 from .access import Role, same_origin
-from .cards import Filters
+from .cards import Filters, boards
 from .events import GROUP
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class HealthConsumer(AsyncWebsocketConsumer):
             self.joined.append(sessions.session_group(self.session_key))
         self.dirty: set[str] = set()
         self.events_of: set[str] = set()
+        self.seen = 0  # the last change this socket heard of (cards.SharedBoards)
         self.flushing: asyncio.Task[None] | None = None
         self.ended = False
         self.checked_at = time.monotonic()
@@ -158,12 +161,14 @@ class HealthConsumer(AsyncWebsocketConsumer):
         name = str(event.get("provider") or "")
         if name and (not self.provider or name == self.provider):
             self.dirty.add(name)
+            self.seen = boards.note_change()
             self._flush_soon()
 
     async def health_event(self, event: dict[str, Any]) -> None:
         name = str(event.get("provider") or "")
         if not self.provider or name == self.provider:
             self.events_of.add(name)
+            self.seen = boards.note_change()
             self._flush_soon()
 
     async def pull_progress(self, event: dict[str, Any]) -> None:
@@ -200,9 +205,12 @@ class HealthConsumer(AsyncWebsocketConsumer):
                 html = await pages.render_provider_push(self.provider, self.role)
             else:
                 html, self.shown = await pages.render_dashboard_push(sorted(dirty), self.role, self.filters,
-                                                                     self.shown)
+                                                                     self.shown, seen=self.seen)
         except Exception:  # one bad render must not close the socket; the next change retries
             log.exception("could not render the console update for %s", sorted(dirty | events_of))
             return
         if html.strip():
             await self.send(text_data=html)
+        if (self.dirty or self.events_of) and not self.ended:
+            # what arrived while this push was rendered: its own push, not the next change's
+            self.flushing = asyncio.get_running_loop().create_task(self._flush())

@@ -1,18 +1,30 @@
 """The monitoring loop, built like healthchecks' `sendalerts`: small steps that each say
-whether there is more work right now, run by a loop that stops cleanly on a stop event.
+whether they did work, and a tick that says whether more work is ready right now, run by a
+loop that stops cleanly on a stop event.
 
 One tick (`Monitor.tick`):
 1. `lead()`: hold the lease, so only one monitor probes (a second waits and takes over
    when the first stops renewing);
 2. `start_probes()`: every provider whose interval (jittered ±10 %) has passed is probed in
    a task of its own, with its own timeout and a bounded number at once, so a hung provider
-   never delays the others or the tick;
+   never delays the others or the tick; returns how many it started;
 3. `collect()`: finished probes feed the engine's window (the same one live calls feed),
-   and their results are stored;
+   and their results are stored; returns them;
 4. `evaluate()`: every provider's score, status (debounced) and breaker state are computed;
    whatever differs from the row as last saved (a probe's result too) is saved in one batch,
    status changes are logged as events with their reason, and changes pushed to the consoles;
-5. `housekeeping()`: retention, the model catalog, now and then.
+   returns the changed names;
+5. `housekeeping()`: retention, the model catalog, now and then; returns whether it ran.
+
+`tick()` returns `ready()`: True when work is ready right now (a probe finished after
+`collect` looked, a provider fell due after `start_probes` looked), and the loop goes round
+again at once. Otherwise `run()` sleeps until the first of: a stop, a wake (a breaker changed
+in this process), a probe in flight finishing, the next provider due, the lease's renewal,
+or MONITOR_TICK_S (which keeps every provider evaluated, and housekeeping looked at, that
+often).
+
+The breaker belongs to the engine: a probe takes a permit and reports through it (or
+through `engine.record` when refused); the monitor only reads the state the engine gives.
 
 Tests call one tick; `run()` is the loop.
 """
@@ -22,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import socket
@@ -120,6 +133,7 @@ class Monitor:
         self._intervals: dict[str, float] = {}
         self._probes_seen_id = 0  # probe results up to this id are taken in
         self._probe_settings: dict[str, tuple[float, bool]] = {}
+        self._probed: list[str] = []  # the enabled providers start_probes saw last
         self.wake = asyncio.Event()
         sink = getattr(self.rt, "event_sink", None)
         if sink is not None:
@@ -159,6 +173,7 @@ class Monitor:
         snapshot = await self.rt.current()
         now = self.now()
         started = 0
+        self._probed = [name for name, provider in snapshot.providers.items() if provider.enabled]
         for name, provider in snapshot.providers.items():
             if name in self.inflight or not provider.enabled:
                 continue
@@ -204,11 +219,9 @@ class Monitor:
             latency = time.perf_counter() - started
         slow_s = min(provider.breaker.slow_call_s, timeout_s / 2)
         ok = outcome is Outcome.SUCCESS
-        if outcome not in (Outcome.SUCCESS, Outcome.FAILURE, Outcome.DEADLINE):
-            # A caller error (a bad key) says nothing about the provider's health.
-            if permit is not None:
-                await breaker.release(permit)
-        elif permit is not None:
+        # The engine decides what counts: an outcome that says nothing about the provider's
+        # health (a caller error, a bad key) only gives the permit back, changing no counter.
+        if permit is not None:
             await breaker.record(permit, outcome, latency)
             if ok:
                 engine.latency.add(provider.name, latency)
@@ -312,10 +325,11 @@ class Monitor:
 
     # -- 5. housekeeping ---------------------------------------------------------------------
 
-    async def housekeeping(self) -> None:
+    async def housekeeping(self) -> bool:
+        """Retention and the model catalogs, every MONITOR_HOUSEKEEPING_S; True when it ran."""
         now = self.now()
         if now < self._housekeeping_at:
-            return
+            return False
         self._housekeeping_at = now + settings.MONITOR_HOUSEKEEPING_S
         cutoff = timezone.now() - timedelta(days=settings.PROBE_RETENTION_DAYS)
         await db_call(lambda: ProbeResult.objects.filter(at__lt=cutoff).delete())
@@ -327,6 +341,7 @@ class Monitor:
             # bounded per pass, so a large backlog never holds up a tick for long
             await db_call(apply_retention, max_rows=settings.MONITOR_RETENTION_ROWS)
         await self.refresh_catalogs()
+        return True
 
     async def refresh_catalogs(self) -> None:
         from providers.catalog import refresh_catalog
@@ -347,7 +362,7 @@ class Monitor:
     # -- the loop ----------------------------------------------------------------------------
 
     async def tick(self) -> bool:
-        """One round; True when there is more work right now (probes in flight)."""
+        """One round; True when more work is ready right now (`ready`)."""
         if not await self.lead():
             return False
         snapshot = await self.rt.current()
@@ -358,7 +373,30 @@ class Monitor:
         await self.collect()
         await self.evaluate()
         await self.housekeeping()
-        return bool(self.inflight)
+        return self.ready()
+
+    def ready(self) -> bool:
+        """Work ready right now: a probe that finished and is not collected yet, or a provider
+        due and not started. Only the leader has work. (Housekeeping is not: it waits for the
+        next tick, so a short MONITOR_HOUSEKEEPING_S never turns the loop into a spin.)"""
+        if not self.leading:
+            return False
+        return any(task.done() for task in self.inflight.values()) or self.next_due_in() <= 0
+
+    def next_due_in(self) -> float:
+        """Seconds until the next probe of an enabled provider not in flight falls due
+        (negative when overdue; infinite when none is waiting)."""
+        due = [self.due.get(name, 0.0) for name in self._probed if name not in self.inflight]
+        return min(due) - self.now() if due else math.inf
+
+    def idle_s(self) -> float:
+        """How long the loop sleeps when nothing wakes it: MONITOR_TICK_S (every provider is
+        evaluated that often), and while leading no longer than until the next due work or
+        a third of the lease (so it is renewed in time whatever MONITOR_TICK_S is)."""
+        limit = settings.MONITOR_TICK_S
+        if self.leading:
+            limit = min(limit, self.lease.ttl_s / 3, max(self.next_due_in(), 0.0))
+        return limit
 
     def _load_settings(self) -> None:
         rows = Provider.objects.values_list("name", "health_interval_s", "health_timeout_s", "health_probe")
@@ -373,23 +411,37 @@ class Monitor:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("monitor starting as %s", self.lease.holder)
         while not stop.is_set():
+            self.wake.clear()  # this tick evaluates what a wake until now was for
             try:
                 await self.rt.refresh()
-                await self.tick()
+                more = await self.tick()
+                idle_s = self.idle_s()
             except Exception:
                 log.exception("monitor tick failed; trying again")
-            # Sleep until the next tick, a stop, or a breaker change in this process (so the
-            # consoles see the status follow the breaker at once).
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
-            await asyncio.wait(waiters, timeout=settings.MONITOR_TICK_S, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
-            self.wake.clear()
+                # not at once: whatever failed may fail again, and work still "ready" must
+                # not turn the loop into a spin
+                more, idle_s = False, settings.MONITOR_TICK_S
+            if more:
+                await asyncio.sleep(0)  # the probes, the consoles and a stop get their turn
+                continue
+            await self.sleep(stop, idle_s)
         for task in self.inflight.values():
             task.cancel()
         if self.leading:
             await db_call(self.lease.release)
         log.info("monitor stopped")
+
+    async def sleep(self, stop: asyncio.Event, timeout_s: float) -> None:
+        """Wait for the first of: a stop, a wake (a breaker change in this process, so the
+        consoles see the status follow the breaker at once), a probe in flight finishing
+        (collected and shown at once), or `timeout_s`."""
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+        running = [task for task in self.inflight.values() if not task.done()]
+        try:
+            await asyncio.wait([*waiters, *running], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
 
 def _load_health(names: list[str]) -> dict[str, tuple[HealthView, datetime | None]]:

@@ -21,7 +21,7 @@ from providers.runtime import runtime
 
 from . import charts, pulls
 from .access import Role
-from .cards import Card, Filters, load_cards, recent_events, status_counts
+from .cards import Card, Filters, boards, load_cards, recent_events, status_counts
 from .history import WINDOW_LABELS, WINDOWS, History, probe_history
 from .models import HealthEvent
 
@@ -63,26 +63,30 @@ async def dashboard_listing(filters: Filters) -> list[str]:
 
 
 async def render_dashboard_push(names: list[str], role: Role, filters: Filters | None = None,
-                                shown: list[str] | None = None) -> tuple[str, list[str]]:
+                                shown: list[str] | None = None, seen: int | None = None) -> tuple[str, list[str]]:
     """Fragments for changed providers, and the list of cards the view shows now.
 
     When that list differs from `shown` (what the page listed after the last push; None:
     not known), the whole board is pushed, so a card that no longer matches the filters goes,
     one that now matches comes, and the order follows the sort. Otherwise: the changed
-    cards (a delete for one that is gone). The counts and recent changes come with both."""
+    cards (a delete for one that is gone). The counts and recent changes come with both.
+
+    The data is one load, shared by the consoles of this process that push the same changes
+    (`seen`: the last change this console heard of, see `cards.SharedBoards`; None: a load
+    of its own); only the rendering, for this role and these filters, is this console's."""
     filters = filters or Filters()
-    every = await load_cards(beats=False)
-    listed = [c.name for c in filters.apply(every)]
+    board = await boards.get(seen)
+    every = board.cards
+    chosen = filters.apply(every)
+    listed = [c.name for c in chosen]
     context: dict[str, Any] = {"role": role, "total": len(every), "counts": status_counts([c.status for c in every]),
-                               "recent": await db_call(recent_events, 8)}
+                               "recent": board.recent}
     if shown is None or listed != shown:
-        full = {c.name: c for c in await load_cards(listed)} if listed else {}
-        context.update(_board(filters, [full[n] for n in listed if n in full]), board=True)
+        context.update(_board(filters, chosen), board=True)
         return render_to_string(f"{DASHBOARD}#push", context), listed
-    changed = [n for n in names if n in listed]
-    cards = await load_cards(changed) if changed else []
-    found = {c.name for c in cards}
-    context.update(cards=cards, gone=[n for n in names if n not in found], board=False)
+    changed = set(names) & set(listed)
+    cards = [c for c in every if c.name in changed]  # in the configuration's order, as loaded
+    context.update(cards=cards, gone=[n for n in names if n not in changed], board=False)
     return render_to_string(f"{DASHBOARD}#push", context), listed
 
 
