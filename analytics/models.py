@@ -32,6 +32,7 @@ class RequestLog(models.Model):
     images = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     error = models.CharField(max_length=100, blank=True)
+    cache = models.CharField(max_length=8, blank=True)  # hit | miss | bypass; "" when the route has no cache
 
     class Meta:
         # Each filter of the request log API (analytics/requests.py) is a range scan on one of these.
@@ -95,6 +96,7 @@ class RouteRollup(Rollup):
     retries = models.PositiveBigIntegerField(default=0)
     ttft_sum_ms = models.FloatField(default=0)
     ttft_count = models.PositiveBigIntegerField(default=0)
+    cache_hits = models.PositiveBigIntegerField(default=0)  # answered from the response cache: no call, no cost
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["granularity", "bucket", "route", "provider"],

@@ -191,8 +191,8 @@ def summary(row: RequestLog, key_names: dict[int, str]) -> dict[str, Any]:
         "tokens": {"in": row.tokens_in, "out": row.tokens_out},
         "characters": row.characters,
         "images": row.images,
-        "cost": str(row.cost),
-        "cache": None,  # no response cache answered it (the log keeps no cache field yet)
+        "cost": format(row.cost.normalize(), "f"),
+        "cache": row.cache or None,  # hit | miss | bypass; null when the route has no cache
         "timings": {"total_ms": round(row.latency_ms, 3),
                     "first_token_ms": None if row.ttft_ms is None else round(row.ttft_ms, 3)},
     }

@@ -42,7 +42,8 @@ from .records import RequestRecord, clamp_ms
 COMMON = ("latency_sum_ms", "tokens_in", "tokens_out", "characters", "images", "cost_nano")
 ROUTE_VALUES: tuple[str, ...] = (
     "requests", "successes", "failures", "unavailable", "deadlines", "stream_aborted", "caller_errors",
-    "cancelled", "calls", "failovers", "retries", "ttft_sum_ms", "ttft_count", *COMMON, *histogram.COLUMNS,
+    "cancelled", "calls", "failovers", "retries", "ttft_sum_ms", "ttft_count", "cache_hits", *COMMON,
+    *histogram.COLUMNS,
 )
 PROVIDER_VALUES: tuple[str, ...] = (
     "attempts", "successes", "failures", "rate_limited", "exhausted", "deadlines", "stream_aborted",
@@ -129,6 +130,8 @@ def _route_values(r: RequestRecord, calls: int, hops: Hops) -> list[tuple[int, f
         values.append((R["retries"], hops.retries))
     if r.ttft_ms is not None:
         values += [(R["ttft_sum_ms"], r.ttft_ms), (R["ttft_count"], 1)]
+    if r.cache == "hit":
+        values.append((R["cache_hits"], 1))
     return values + _usage(r, R)
 
 

@@ -44,6 +44,7 @@ class RouteFigures(Usage):
     failover_rate: float | None = Field(description="failovers / requests")
     retries: int
     calls: int = Field(description="attempts sent to providers")
+    cache_hits: int = Field(description="answered from the response cache: no provider called, no cost")
     latency_ms: Latency = Field(description="end to end, of the requests that reached a provider "
                                             "(at least one attempt sent); null when none did")
     ttft_ms: Ttft

@@ -217,7 +217,7 @@ def _attempt(p: Profile, outcome: str | None, ms: float, status: int | None, *, 
 
 ROW_FIELDS = ("route", "capability", "provider", "model", "api_key_id", "outcome", "status", "latency_ms",
               "ttft_ms", "stream", "attempts", "calls", "failovers", "retries", "tokens_in", "tokens_out",
-              "characters", "images", "cost", "error")
+              "characters", "images", "cost", "error", "cache")
 
 
 def templates(routes: list[RouteShape], providers: list[Profile], rng: random.Random, outage: int | None,

@@ -47,6 +47,7 @@ class RequestRecord:
     images: int = 0
     cost: Decimal = Decimal(0)
     error: str = ""  # the error class (the last reason) when it failed
+    cache: str = ""  # hit | miss | bypass: what the response cache did ("" when the route has none)
     # Not a column: the route name the rollups count this request under (analytics/dimensions.py);
     # None: `route` itself. The raw row always keeps `route`.
     rollup_route: str | None = None
