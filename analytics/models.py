@@ -33,6 +33,7 @@ class RequestLog(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     error = models.CharField(max_length=100, blank=True)
     cache = models.CharField(max_length=8, blank=True)  # hit | miss | bypass; "" when the route has no cache
+    saved = models.DecimalField(max_digits=14, decimal_places=8, default=0)  # what a cache hit saved
 
     class Meta:
         # Each filter of the request log API (analytics/requests.py) is a range scan on one of these.
@@ -97,6 +98,7 @@ class RouteRollup(Rollup):
     ttft_sum_ms = models.FloatField(default=0)
     ttft_count = models.PositiveBigIntegerField(default=0)
     cache_hits = models.PositiveBigIntegerField(default=0)  # answered from the response cache: no call, no cost
+    cache_saved_nano = models.BigIntegerField(default=0)  # what those answers cost when a provider made them
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["granularity", "bucket", "route", "provider"],

@@ -68,7 +68,7 @@ def route_block(s: Sums | None) -> dict[str, Any]:
         "unavailable": int(s.get("unavailable", 0)), "deadlines": int(s.get("deadlines", 0)),
         "failovers": failovers, "failover_rate": _ratio(failovers, requests),
         "retries": int(s.get("retries", 0)), "calls": int(s.get("calls", 0)),
-        "cache_hits": int(s.get("cache_hits", 0)),
+        "cache_hits": int(s.get("cache_hits", 0)), "cache_saved": round(s.get("cache_saved_nano", 0) / 1e9, 9),
         "latency_ms": _latency(s),
         "ttft_ms": {"avg": round(s.get("ttft_sum_ms", 0) / ttft_count, 1) if ttft_count else None},
         **_usage(s),

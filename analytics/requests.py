@@ -193,6 +193,7 @@ def summary(row: RequestLog, key_names: dict[int, str]) -> dict[str, Any]:
         "images": row.images,
         "cost": format(row.cost.normalize(), "f"),
         "cache": row.cache or None,  # hit | miss | bypass; null when the route has no cache
+        "saved": format(row.saved.normalize(), "f"),
         "timings": {"total_ms": round(row.latency_ms, 3),
                     "first_token_ms": None if row.ttft_ms is None else round(row.ttft_ms, 3)},
     }

@@ -42,7 +42,7 @@ from .records import RequestRecord, clamp_ms
 COMMON = ("latency_sum_ms", "tokens_in", "tokens_out", "characters", "images", "cost_nano")
 ROUTE_VALUES: tuple[str, ...] = (
     "requests", "successes", "failures", "unavailable", "deadlines", "stream_aborted", "caller_errors",
-    "cancelled", "calls", "failovers", "retries", "ttft_sum_ms", "ttft_count", "cache_hits", *COMMON,
+    "cancelled", "calls", "failovers", "retries", "ttft_sum_ms", "ttft_count", "cache_hits", "cache_saved_nano", *COMMON,
     *histogram.COLUMNS,
 )
 PROVIDER_VALUES: tuple[str, ...] = (
@@ -132,6 +132,8 @@ def _route_values(r: RequestRecord, calls: int, hops: Hops) -> list[tuple[int, f
         values += [(R["ttft_sum_ms"], r.ttft_ms), (R["ttft_count"], 1)]
     if r.cache == "hit":
         values.append((R["cache_hits"], 1))
+        if r.saved:
+            values.append((R["cache_saved_nano"], nano(r.saved)))
     return values + _usage(r, R)
 
 

@@ -45,6 +45,7 @@ class RouteFigures(Usage):
     retries: int
     calls: int = Field(description="attempts sent to providers")
     cache_hits: int = Field(description="answered from the response cache: no provider called, no cost")
+    cache_saved: float = Field(description="what the cached answers cost when a provider made them")
     latency_ms: Latency = Field(description="end to end, of the requests that reached a provider "
                                             "(at least one attempt sent); null when none did")
     ttft_ms: Ttft
@@ -141,7 +142,8 @@ class LoggedRequest(BaseModel):
     characters: int
     images: int
     cost: str = Field(description="in the configured price currency, as a decimal string")
-    cache: str | None
+    cache: str | None = Field(description="hit, miss or bypass; null when the route has no cache")
+    saved: str = Field(description="a cache hit: what the answer cost when a provider made it")
     timings: RequestTimings
 
 

@@ -217,7 +217,7 @@ def _attempt(p: Profile, outcome: str | None, ms: float, status: int | None, *, 
 
 ROW_FIELDS = ("route", "capability", "provider", "model", "api_key_id", "outcome", "status", "latency_ms",
               "ttft_ms", "stream", "attempts", "calls", "failovers", "retries", "tokens_in", "tokens_out",
-              "characters", "images", "cost", "error", "cache")
+              "characters", "images", "cost", "error", "cache", "saved")
 
 
 def templates(routes: list[RouteShape], providers: list[Profile], rng: random.Random, outage: int | None,
@@ -230,7 +230,7 @@ def templates(routes: list[RouteShape], providers: list[Profile], rng: random.Ra
             r = simulate(route, providers, rng, outage)
             c = contribution(r)
             row = tuple(json.dumps(r.attempts, separators=(", ", ": ")) if f == "attempts" else
-                        str(r.cost) if f == "cost" else getattr(r, f) for f in ROW_FIELDS)
+                        str(getattr(r, f)) if f in ("cost", "saved") else getattr(r, f) for f in ROW_FIELDS)
             made.append(Template(row, c))
         out += made * max(1, round(route.share * 20))
     return out

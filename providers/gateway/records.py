@@ -48,6 +48,7 @@ class RequestRecord:
     cost: Decimal = Decimal(0)
     error: str = ""  # the error class (the last reason) when it failed
     cache: str = ""  # hit | miss | bypass: what the response cache did ("" when the route has none)
+    saved: Decimal = Decimal(0)  # a cache hit: what the kept answer cost when a provider made it
     # Not a column: the route name the rollups count this request under (analytics/dimensions.py);
     # None: `route` itself. The raw row always keeps `route`.
     rollup_route: str | None = None
