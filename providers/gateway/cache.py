@@ -6,7 +6,7 @@ id: one key never reads another's answers) and the request body with its keys so
 that differs in any value is a miss; one whose keys only come in another order is a hit.
 
 What is kept: the answer's bytes as the client got them, its media type, who served it and
-its usage (so a hit says who served the original, and analytics count the tokens it saved).
+its usage and cost (so a hit says who served the original, and analytics count what it saved).
 Only complete, successful, non-streamed answers are kept, and none larger than
 RESPONSE_CACHE_MAX_BYTES. A hit costs nothing and calls nobody.
 
@@ -43,6 +43,7 @@ class Cached:
     model: str
     tokens_in: int = 0
     tokens_out: int = 0
+    cost: str = "0"  # what the answer cost when a provider made it (a hit saves it)
 
     def dumps(self) -> bytes:
         head = {k: v for k, v in asdict(self).items() if k != "content"}
