@@ -248,6 +248,10 @@ SHARED_STATE = env.bool("SHARED_STATE", default=True)
 # Each shared-state operation on Redis waits at most this long, then the local breaker decides
 # (resilience.md §8: 50 ms; a Redis that is slower than that is treated as away).
 REDIS_OP_TIMEOUT_S = env.float("REDIS_OP_TIMEOUT_S", default=0.05)
+# API keys' limits while Redis is away: "open" (each worker enforces on its own counts) or
+# "closed" (a limited key's requests get 503 until Redis answers); providers/keys.py says why.
+KEY_LIMITS_WHEN_REDIS_DOWN = env.str("KEY_LIMITS_WHEN_REDIS_DOWN", default="open")
+KEY_SPEND_FLUSH_INTERVAL_S = env.float("KEY_SPEND_FLUSH_INTERVAL_S", default=1.0)
 
 # Analytics: request records are written in batches off the hot path.
 ANALYTICS_FLUSH_INTERVAL_S = env.float("ANALYTICS_FLUSH_INTERVAL_S", default=1.0)

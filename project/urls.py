@@ -9,6 +9,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("providers.urls")),
+    path("", include("providers.keys_urls")),
     path("", include("analytics.urls")),
     path("", include("health.urls")),
 ]

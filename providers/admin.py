@@ -3,6 +3,7 @@ write-only (the form never renders a stored value), a new API key is shown once.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -19,6 +20,7 @@ from .demo import remove_demo
 from .models import (
     ApiKey,
     AuditLog,
+    BudgetPeriod,
     MaintenanceWindow,
     Provider,
     ProviderModel,
@@ -230,19 +232,38 @@ NEW_KEY_PAGE = """{% extends "admin/base_site.html" %}
 {% endblock %}"""
 
 
+class RoutesField(forms.Field):
+    """A key's allowed routes as one line, comma-separated (empty: every route)."""
+
+    widget = forms.TextInput
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        return [name.strip() for name in str(value or "").split(",") if name.strip()]
+
+
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+    routes = RoutesField(required=False, help_text="Route names, comma-separated; empty: every route.")
+    budget_period = forms.ChoiceField(choices=BudgetPeriod.choices, required=False, initial=BudgetPeriod.MONTH,
+                                      help_text="The budget's UTC calendar period (the week starts on Monday).")
 
     class Meta:
         model = ApiKey
-        fields = ["name", "scopes", "rate_limit_per_minute", "expires_at", "revoked_at"]
+        fields = ["name", "scopes", "routes", "rate_limit_per_minute", "tokens_per_minute", "budget",
+                  "budget_period", "expires_at", "revoked_at"]
+
+    def clean_budget_period(self) -> str:
+        return self.cleaned_data.get("budget_period") or BudgetPeriod.MONTH
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(AuditedAdmin):
     form = ApiKeyForm
-    list_display = ["name", "prefix", "scope_list", "last_used_at", "expires_at", "revoked_at"]
-    list_filter = ["revoked_at"]
+    list_display = ["name", "prefix", "scope_list", "budget_use", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["revoked_at", "budget_period"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created_at", "last_used_at"]
     actions = ["revoke"]
@@ -251,12 +272,26 @@ class ApiKeyAdmin(AuditedAdmin):
     def scope_list(self, obj: ApiKey) -> str:
         return ", ".join(obj.scopes)
 
+    @admin.display(description="spend in the period")
+    def budget_use(self, obj: ApiKey) -> str:
+        """As written to the database (a second or so behind the gateway's own count)."""
+        from .keys import usage_in_period
+
+        used = usage_in_period(obj.pk, obj.budget_period, timezone.now())
+        spent = f"{used['spend'].normalize():f}"
+        if obj.budget is None:
+            return f"{spent} ({used['requests']} requests)"
+        share = used["spend"] / obj.budget * 100 if obj.budget else Decimal(100)
+        return f"{spent} of {obj.budget.normalize():f} per {obj.budget_period} ({share:.0f} %)"
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
-        row, key = ApiKey.issue(obj.name, list(form.cleaned_data["scopes"]),
-                                rate_limit_per_minute=obj.rate_limit_per_minute, expires_at=obj.expires_at)
+        row, key = ApiKey.issue(obj.name, list(form.cleaned_data["scopes"]), routes=obj.routes,
+                                rate_limit_per_minute=obj.rate_limit_per_minute,
+                                tokens_per_minute=obj.tokens_per_minute, budget=obj.budget,
+                                budget_period=obj.budget_period, expires_at=obj.expires_at)
         obj.pk, obj.prefix, obj.key_hash = row.pk, row.prefix, row.key_hash
         obj.created_at = row.created_at
         self.audit(request, "create", row, {"scopes": row.scopes, "prefix": row.prefix})

@@ -30,9 +30,11 @@ class ProvidersConfig(AppConfig):
         from django.core.signals import setting_changed
         from django.db.backends.signals import connection_created
 
+        from project import lifecycle
         from project.database import restrict_sqlite_files
 
-        from . import checks, signals
+        from . import checks, keys, signals
+        from .gateway.records import on_request_finished
 
         # Apps are ready before any process connects to the database: from its first
         # connection on, a SQLite file (secrets, key hashes, the request log) is readable by
@@ -42,3 +44,8 @@ class ProvidersConfig(AppConfig):
         checks.register()
         configure_url_guard()
         setting_changed.connect(_setting_changed, dispatch_uid="providers.url_guard")
+        # API keys' limits: each finished request is counted against its key (spend, tokens),
+        # and what is counted is written before the process stops.
+        keys.check_settings()
+        on_request_finished(keys.settle)
+        lifecycle.on_shutdown(keys.flush_all)

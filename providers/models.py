@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from . import crypto
 from .adapters import validate_options
-from .bounds import BoundsError, check_json
+from .bounds import BoundsError, check_json, name_problem
 from .engine import attempt_timeout_for, breaker_timeout_for
 from .validation import RangeValidator, validate_name, validate_provider_url, validate_route_name
 
@@ -376,15 +376,60 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
 
 
+class BudgetPeriod(models.TextChoices):
+    """A budget's period: a UTC calendar day, ISO week (from Monday) or month."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+MAX_KEY_ROUTES = 100
+MAX_BUDGET = 1_000_000_000  # in the price currency, per period
+
+
+def validate_key_routes(value: object) -> None:
+    """The routes a key may use: a list of distinct names (route names, or `provider/model`
+    as a caller may name one); an empty list allows every route."""
+    if not isinstance(value, list):
+        raise ValidationError("must be a list of route names", code="routes")
+    if len(value) > MAX_KEY_ROUTES:
+        raise ValidationError(f"must name at most {MAX_KEY_ROUTES} routes", code="routes")
+    for name in value:
+        problem = name_problem(name, max_length=200)
+        if problem is None and "," in name:
+            problem = "must not contain ','"
+        if problem:
+            raise ValidationError(f"{name!r}: {problem}" if isinstance(name, str) else f"each name {problem}",
+                                  code="routes")
+    if len(set(value)) != len(value):
+        raise ValidationError("names a route twice", code="routes")
+
+
 class ApiKey(models.Model):
-    """An application's key. Only its SHA-256 and a visible prefix are stored."""
+    """An application's key. Only its SHA-256 and a visible prefix are stored.
+
+    Its limits (all optional, enforced per request by providers/keys.py): the routes it may
+    use, requests and tokens per minute, and a budget per calendar period (UTC) in the
+    currency of the configured prices; what it spent is kept per day in `KeySpend`.
+    """
 
     name = models.CharField(max_length=100, unique=True)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     scopes = models.JSONField(default=list)
+    routes = models.JSONField(default=list, blank=True, validators=[validate_key_routes],
+                              help_text="Route names this key may use; empty: every route.")
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True,
+                                                        validators=[RangeValidator(1, 10_000_000)],
                                                         help_text="Requests per minute; empty: no limit.")
+    tokens_per_minute = models.PositiveBigIntegerField(null=True, blank=True,
+                                                       validators=[RangeValidator(1, 10**12)],
+                                                       help_text="Tokens (in + out) per minute; empty: no limit.")
+    budget = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True,
+                                 validators=[RangeValidator(0, MAX_BUDGET)],
+                                 help_text="Spend allowed per period, in the prices' currency; empty: no budget.")
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -416,6 +461,26 @@ class ApiKey(models.Model):
     def has_scope(self, scope: str) -> bool:
         # admin implies read: whoever may change the configuration may read it
         return scope in self.scopes or (scope == Scope.READ and Scope.ADMIN in self.scopes)
+
+
+class KeySpend(models.Model):
+    """What one API key used on one UTC day: the sum of its requests' cost (as the request log
+    has it), their count and tokens. Written in batches by providers/keys.py; a period's spend
+    is the sum of its days (and seeds the shared counter when Redis has none)."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="spend")
+    day = models.DateField()
+    spend = models.DecimalField(max_digits=20, decimal_places=8, default=Decimal(0))
+    requests = models.PositiveBigIntegerField(default=0)
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["key", "-day"]
+        constraints = [models.UniqueConstraint(fields=["key", "day"], name="keyspend_key_day")]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} {self.day}: {self.spend}"
 
 
 class AuditLog(models.Model):

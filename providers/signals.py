@@ -1,5 +1,6 @@
 """Every configuration change bumps ConfigState, so running processes reload within seconds;
-and the signal that tells later apps about an operator's action on a provider.
+and the signals that tell later apps about an operator's action on a provider and about an
+API key passing a threshold of its budget.
 
 The providers app watches its own models; a later app whose models are part of the
 configuration (health's alert channels) calls `watch` for them in its AppConfig.ready.
@@ -29,6 +30,13 @@ CONFIG_MODELS = (Provider, Secret, ProviderModel, MaintenanceWindow, Route, Rout
 # operations API (reset or force-open a breaker), with `provider`, `action`, `actor` and
 # `detail`; health puts it in the provider's event history. Not on any hot path.
 operator_acted = Signal()
+
+# Sent (synchronously, from a database thread) when an API key's spend passes a threshold of its
+# budget (providers/keys.py), once per threshold, period and budget across every worker, with
+# `key_name`, `prefix`, `threshold` (80 or 100, percent), `spend` and `budget` (Decimal, in the
+# prices' currency), `period` (day | week | month) and `period_start` (a UTC datetime). The
+# health app connects its alert channels to it.
+key_budget_crossed = Signal()
 
 
 def _bump(sender: Any, **kwargs: Any) -> None:

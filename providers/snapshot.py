@@ -128,15 +128,28 @@ class RouteEntry:
 
 @dataclass(frozen=True)
 class KeyEntry:
+    """An API key as the gateway checks it on each request (providers/keys.py enforces the
+    limits: `routes` empty allows every route; None: no limit)."""
+
     id: int
     name: str
     prefix: str
     scopes: frozenset[str]
-    rate_limit_per_minute: int | None
+    rate_limit_per_minute: int | None  # requests per minute
     expires_at: datetime | None
+    routes: frozenset[str] = frozenset()
+    tokens_per_minute: int | None = None
+    budget: Decimal | None = None  # per `budget_period`, in the prices' currency
+    budget_period: str = "month"  # day | week | month (UTC calendar periods)
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes or (scope == "read" and "admin" in self.scopes)
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit applies (a key with none costs the hot path nothing)."""
+        return bool(self.routes) or self.rate_limit_per_minute is not None \
+            or self.tokens_per_minute is not None or self.budget is not None
 
 
 @dataclass(frozen=True)
@@ -299,7 +312,9 @@ def load_snapshot() -> Snapshot:
         routes[route.name] = RouteEntry(policy=policy, targets=tuple(targets), enabled=route.enabled)
     keys = {
         k.key_hash: KeyEntry(id=k.pk, name=k.name, prefix=k.prefix, scopes=frozenset(k.scopes),
-                             rate_limit_per_minute=k.rate_limit_per_minute, expires_at=k.expires_at)
+                             rate_limit_per_minute=k.rate_limit_per_minute, expires_at=k.expires_at,
+                             routes=frozenset(k.routes or ()), tokens_per_minute=k.tokens_per_minute,
+                             budget=k.budget, budget_period=k.budget_period)
         for k in ApiKey.objects.active()
     }
     return Snapshot(version=version, providers=providers, routes=routes, keys=keys,
