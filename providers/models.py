@@ -38,6 +38,9 @@ class Kind(models.TextChoices):
     POLLINATIONS = "pollinations", "Pollinations (images)"
     STOCK = "stock", "Stock photos (Pexels-style search)"
     PIPER = "piper", "Piper TTS"
+    FAL = "fal", "fal.ai (queue API)"
+    WHISPER = "whisper", "whisper-asr-webservice"
+    FFMPEG = "ffmpeg", "ffmpeg composition service"
 
 
 class Capability(models.TextChoices):
@@ -63,6 +66,9 @@ KIND_CAPABILITIES: dict[str, list[str]] = {
     Kind.POLLINATIONS: ["image"],
     Kind.STOCK: ["image"],
     Kind.PIPER: ["tts"],
+    Kind.FAL: ["image", "tts"],
+    Kind.WHISPER: ["stt"],
+    Kind.FFMPEG: ["video"],
 }
 
 # Attempt timeouts by modality (resilience.md §6), used when a provider sets none.

@@ -55,6 +55,9 @@ ADAPTER_MODULES: dict[str, str] = {
     "pollinations": "providers.adapters.pollinations:PollinationsAdapter",
     "stock": "providers.adapters.stock:StockPhotoAdapter",
     "piper": "providers.adapters.piper:PiperAdapter",
+    "fal": "providers.adapters.fal:FalAdapter",
+    "whisper": "providers.adapters.whisper_asr:WhisperASRAdapter",
+    "ffmpeg": "providers.adapters.ffmpeg:FFmpegAdapter",
 }
 
 _classes: dict[str, type[Adapter]] = {}

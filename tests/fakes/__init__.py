@@ -20,6 +20,9 @@ FAKES: dict[str, str] = {
     "pollinations": "tests.fakes.pollinations:FakePollinations",
     "stock": "tests.fakes.stock:FakeStockPhotos",
     "piper": "tests.fakes.piper:FakePiper",
+    "fal": "tests.fakes.fal:FakeFal",
+    "whisper": "tests.fakes.whisper_asr:FakeWhisperASR",
+    "ffmpeg": "tests.fakes.ffmpeg:FakeFFmpeg",
 }
 
 
