@@ -5,11 +5,30 @@ turns keep their roles, with consecutive turns of one role merged (Anthropic req
 alternation); text, image (data URL → base64 source, http(s) → url source) and file (PDF)
 parts become content blocks; assistant `tool_calls` become `tool_use` blocks and `tool`
 messages `tool_result` blocks at the head of the next user turn; `tools`, `tool_choice` and
-`parallel_tool_calls` map to their Anthropic forms; `max_tokens` (or `max_completion_tokens`,
+`parallel_tool_calls` map to their Anthropic forms (`cache_control` on a part or a tool, and
+`is_error` on a tool message, are kept); `max_tokens` (or `max_completion_tokens`,
 default 1024 because Anthropic requires one), `temperature` (capped at Anthropic's 1.0),
 `top_p` and `stop` (→ `stop_sequences`) carry over. What has no Anthropic equivalent and
 changes the answer's shape (`n` > 1, audio input, non-function tools) is refused as
 `Unsupported`; sampling hints without an equivalent (seed, penalties, logprobs) are dropped.
+
+Structured output: `response_format` json_schema becomes a forced tool whose `input_schema`
+is the schema (named after the schema, else `json_response`; with a number added when a
+tool of the caller's has that name), and json_object the same tool with a permissive object
+schema (a forced tool, not a system instruction and prefill); the tool's input comes back
+as the message's text content (finish `stop`), streamed as content deltas of its JSON. With
+tools of the caller's own the choice becomes `any` (the model calls one of them or answers
+in the schema); a caller's named `tool_choice` is kept. Text blocks are left out of such
+answers: the content is the JSON alone. A schema whose root is not an object is refused
+(`Unsupported`): tool inputs are objects.
+
+Reasoning: `reasoning_effort` (low, medium, high) becomes `thinking` with a budget of 1024,
+4096 or 16384 tokens, capped below `max_tokens` (left out when that leaves less than 1024);
+an explicit `thinking` object passes through instead. Thinking is left out where Anthropic
+refuses it: with a forced tool (`any`/`tool`), and in a tool loop (an assistant turn with
+`tool_use`), whose thinking blocks this translation does not carry. While it is on,
+`temperature` and `top_k` are left out and a `top_p` under 0.95 too, as Anthropic requires.
+Thinking blocks of answers are not returned.
 
 Answers become an OpenAI `chat.completion`; streams become `chat.completion.chunk` dicts
 (role first, then text and tool-call argument fragments, then the finish reason, and the
@@ -27,6 +46,7 @@ header, a string or a list), `default_max_tokens` (default 1024).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -161,6 +181,8 @@ def _turn(message: Mapping[str, Any], i: int, kind: str) -> tuple[str, list[dict
             "tool_use_id": message.get("tool_call_id"),
             "content": content if isinstance(content, str) else _blocks(content, kind),
         }
+        if message.get("is_error") is True:  # an extension the Anthropic dialect sets
+            result["is_error"] = True
         return "user", [result]
     raise Unsupported(kind, f"messages with role {role!r}")
 
@@ -226,6 +248,8 @@ def _tools(tools: Any, kind: str) -> list[dict[str, Any]]:
         }
         if function.get("description"):
             spec["description"] = function["description"]
+        if tool.get("cache_control"):
+            spec["cache_control"] = tool["cache_control"]
         out.append(spec)
     return out
 
@@ -256,14 +280,94 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     return mapped
 
 
-def to_anthropic(
-    request: Mapping[str, Any],
-    *,
-    model: str,
-    default_max_tokens: int = DEFAULT_MAX_TOKENS,
-    kind: str = "anthropic",
-) -> dict[str, Any]:
-    """The Messages API body for an OpenAI chat request."""
+# -- structured output and reasoning ------------------------------------------------------------
+
+STRUCTURED_TOOL = "json_response"
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+MIN_THINKING_BUDGET = 1024  # Anthropic's floor for budget_tokens
+_FORCED = frozenset({"any", "tool"})
+
+
+def _structured(request: Mapping[str, Any], taken: set[str], kind: str) -> dict[str, Any] | None:
+    """The tool that carries `response_format` (json_object, json_schema), or None."""
+    fmt = request.get("response_format")
+    if not isinstance(fmt, Mapping) or fmt.get("type") in (None, "text"):
+        return None
+    schema: Any = _ANY_OBJECT
+    description: Any = None
+    if fmt["type"] == "json_object":
+        name = STRUCTURED_TOOL
+    elif fmt["type"] == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if schema is None:
+            schema = _ANY_OBJECT
+        if not isinstance(schema, Mapping):
+            raise bad_request("response_format.json_schema.schema must be an object")
+        if schema.get("type", "object") != "object":
+            raise Unsupported(kind, "a response_format json_schema whose root is not an object")
+        named = spec.get("name") if isinstance(spec, Mapping) else None
+        name = named if isinstance(named, str) and _TOOL_NAME.match(named) else STRUCTURED_TOOL
+        description = spec.get("description") if isinstance(spec, Mapping) else None
+    else:
+        raise Unsupported(kind, f"response_format of type {fmt['type']!r}")
+    base, n = name, 1
+    while name in taken:  # a tool of the caller's own has the name
+        name, n = f"{base[:58]}_{n}", n + 1
+    text = "Give your answer by calling this tool: its input is the answer, as JSON."
+    if fmt["type"] == "json_schema" and isinstance(description, str) and description:
+        text = f"{text} {description}"
+    return {"name": name, "description": text, "input_schema": dict(schema)}
+
+
+def _structured_choice(choice: dict[str, Any] | None, name: str, user_tools: bool,
+                       parallel: Any) -> dict[str, Any]:
+    """The tool_choice with the structured tool: forced, or `any` beside the caller's tools;
+    a caller's named choice is kept."""
+    if choice is not None and choice["type"] == "tool":
+        return choice
+    if user_tools and (choice is None or choice["type"] in ("auto", "any")):
+        mapped: dict[str, Any] = {"type": "any"}
+    else:
+        mapped = {"type": "tool", "name": name}
+    if parallel is False:
+        mapped["disable_parallel_tool_use"] = True
+    return mapped
+
+
+def _thinking(request: Mapping[str, Any], body: dict[str, Any]) -> None:
+    """`thinking` from `reasoning_effort`, or the explicit one; then left out, or the sampling
+    settings it refuses left out, as Anthropic requires."""
+    if "thinking" not in body:
+        budget = EFFORT_BUDGETS.get(str(request.get("reasoning_effort")))
+        if budget is not None:
+            budget = min(budget, int(body["max_tokens"]) - 1)
+            if budget >= MIN_THINKING_BUDGET:
+                body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    thinking = body.get("thinking")
+    if not isinstance(thinking, Mapping) or thinking.get("type") == "disabled":
+        return
+    forced = (body.get("tool_choice") or {}).get("type") in _FORCED
+    tool_loop = any(
+        block.get("type") == "tool_use"
+        for turn in body["messages"] if turn["role"] == "assistant"
+        for block in turn["content"]
+    )
+    if forced or tool_loop:
+        del body["thinking"]
+        return
+    body.pop("temperature", None)
+    body.pop("top_k", None)
+    if body.get("top_p") is not None and body["top_p"] < 0.95:
+        del body["top_p"]
+
+
+def _translate(
+    request: Mapping[str, Any], *, model: str, default_max_tokens: int, kind: str
+) -> tuple[dict[str, Any], str | None]:
+    """The Messages API body, and the name of the tool that carries structured output."""
     if (request.get("n") or 1) != 1:
         raise Unsupported(kind, "n > 1")
     system, turns = _conversation(request.get("messages"), kind)
@@ -280,12 +384,31 @@ def to_anthropic(
     choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
     if choice is not None and tools:
         body["tool_choice"] = choice
+    structured = _structured(request, {t["name"] for t in body.get("tools", [])}, kind)
+    if structured is not None:
+        body["tool_choice"] = _structured_choice(
+            body.get("tool_choice"), structured["name"], bool(tools),
+            request.get("parallel_tool_calls"),
+        )
+        body["tools"] = [*body.get("tools", []), structured]
     if request.get("user"):
         body["metadata"] = {"user_id": str(request["user"])}
     for key in _PASSED_THROUGH:
         if key in request:
             body[key] = request[key]
-    return body
+    _thinking(request, body)
+    return body, structured["name"] if structured else None
+
+
+def to_anthropic(
+    request: Mapping[str, Any],
+    *,
+    model: str,
+    default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    kind: str = "anthropic",
+) -> dict[str, Any]:
+    """The Messages API body for an OpenAI chat request."""
+    return _translate(request, model=model, default_max_tokens=default_max_tokens, kind=kind)[0]
 
 
 # -- Anthropic answer → OpenAI answer -----------------------------------------------------------
@@ -313,12 +436,29 @@ def openai_usage(usage: Usage, cached: int = 0) -> dict[str, Any]:
     }
 
 
-def to_openai(message: Mapping[str, Any], *, model: str) -> dict[str, Any]:
-    """The OpenAI `chat.completion` for an Anthropic message."""
-    content = message.get("content") or []
-    text = "".join(
-        b.get("text", "") for b in content if isinstance(b, Mapping) and b.get("type") == "text"
+def _finish(stop_reason: Any, *, structured_only: bool = False) -> str:
+    """OpenAI's finish reason; a turn whose only tool call was the structured answer stops."""
+    if structured_only and stop_reason == "tool_use":
+        return "stop"
+    return FINISH_REASONS.get(str(stop_reason), "stop")
+
+
+def to_openai(
+    message: Mapping[str, Any], *, model: str, structured: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI `chat.completion` for an Anthropic message. `structured` names the tool
+    that carried `response_format`: its input is the answer's text."""
+    content = [b for b in message.get("content") or [] if isinstance(b, Mapping)]
+    answer = next(
+        (b for b in content if b.get("type") == "tool_use" and structured and b.get("name") == structured),
+        None,
     )
+    if answer is not None:
+        text = json.dumps(answer.get("input") or {}, ensure_ascii=False)
+    elif structured:
+        text = ""
+    else:
+        text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
     tool_calls = [
         {
             "id": b.get("id"),
@@ -326,27 +466,150 @@ def to_openai(message: Mapping[str, Any], *, model: str) -> dict[str, Any]:
             "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})},
         }
         for b in content
-        if isinstance(b, Mapping) and b.get("type") == "tool_use"
+        if b.get("type") == "tool_use" and b is not answer
     ]
     reply: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else "")}
     if tool_calls:
         reply["tool_calls"] = tool_calls
     usage, cached = _usage(message.get("usage"))
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": reply,
+        "logprobs": None,
+        "finish_reason": _finish(message.get("stop_reason"),
+                                 structured_only=structured is not None and not tool_calls),
+    }
     return {
         "id": message.get("id"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": message.get("model") or model,
-        "choices": [
-            {
-                "index": 0,
-                "message": reply,
-                "logprobs": None,
-                "finish_reason": FINISH_REASONS.get(str(message.get("stop_reason")), "stop"),
-            }
-        ],
+        "choices": [choice],
         "usage": openai_usage(usage, cached),
     }
+
+
+# -- Anthropic stream → OpenAI chunks -----------------------------------------------------------
+
+
+class _ChunkTranslator:
+    """One Anthropic stream's events, turned into OpenAI chunks one event at a time; `usage`
+    is filled in place as message_start and message_delta report it."""
+
+    def __init__(self, usage: Usage, model: str, *, include_usage: bool, structured: str | None) -> None:
+        self.usage = usage
+        self.model = model
+        self.include_usage = include_usage
+        self.structured = structured
+        self.head: dict[str, Any] = {
+            "id": "",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        self.tools: dict[int, int] = {}  # Anthropic content block index -> OpenAI tool call index
+        self.answer_blocks: set[int] = set()  # blocks of the structured tool: their JSON is the text
+        self.finish = "stop"
+        self.cached = 0
+        self.steps = {
+            "message_start": self.message_start,
+            "content_block_start": self.block_start,
+            "content_block_delta": self.block_delta,
+            "message_delta": self.message_delta,
+            "message_stop": self.message_stop,
+        }
+
+    def step(self, kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """The chunks one event makes (ping, content_block_stop and event types added later
+        carry nothing to forward)."""
+        handler = self.steps.get(kind)
+        return handler(payload) if handler is not None else []
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        out = {**self.head, "choices": [choice]}
+        if self.include_usage:
+            out["usage"] = None
+        return out
+
+    def message_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        message = payload.get("message") or {}
+        self.head["id"] = message.get("id", "")
+        self.head["model"] = message.get("model") or self.model
+        found, self.cached = _usage(message.get("usage"))
+        self.usage.tokens_in, self.usage.tokens_out = found.tokens_in, found.tokens_out
+        return [self.chunk({"role": "assistant", "content": ""})]
+
+    def block_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        block = payload.get("content_block") or {}
+        index = payload.get("index", 0)
+        if block.get("type") == "tool_use":
+            if self.structured and block.get("name") == self.structured:
+                self.answer_blocks.add(index)
+                return []
+            self.tools[index] = position = len(self.tools)
+            call = {"index": position, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""}}
+            return [self.chunk({"tool_calls": [call]})]
+        if block.get("type") == "text" and block.get("text") and not self.structured:
+            return [self.chunk({"content": block["text"]})]
+        return []
+
+    def block_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        delta = payload.get("delta") or {}
+        index = payload.get("index", 0)
+        if delta.get("type") == "text_delta" and not self.structured:
+            return [self.chunk({"content": delta.get("text", "")})]
+        if delta.get("type") != "input_json_delta" or not delta.get("partial_json"):
+            return []
+        if index in self.answer_blocks:
+            return [self.chunk({"content": delta["partial_json"]})]
+        call_index = self.tools.get(index)
+        if call_index is None:
+            return []
+        fragment = {"index": call_index, "function": {"arguments": delta["partial_json"]}}
+        return [self.chunk({"tool_calls": [fragment]})]
+
+    def message_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        delta = payload.get("delta") or {}
+        self.finish = _finish(delta.get("stop_reason"),
+                              structured_only=self.structured is not None and not self.tools)
+        reported = payload.get("usage") or {}
+        if reported.get("output_tokens") is not None:
+            self.usage.tokens_out = int(reported["output_tokens"])
+        if reported.get("input_tokens") is not None:
+            found, self.cached = _usage(reported)
+            self.usage.tokens_in = found.tokens_in
+        return []
+
+    def message_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        last = self.chunk({}, self.finish)
+        if not self.include_usage:
+            return [last]
+        return [last, {**self.head, "choices": [], "usage": openai_usage(self.usage, self.cached)}]
+
+
+def _event_payload(response: httpx.Response, data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise stream_broken(response, f"unreadable event: {data[:120]!r}", "malformed_response")
+    return payload
+
+
+def _stream_error(response: httpx.Response, payload: dict[str, Any], data: str) -> UpstreamError:
+    """An `error` event: a FAILURE named after its type."""
+    error = payload.get("error") or {}
+    kind_of_error = error.get("type", "error")
+    return UpstreamError(
+        Classification(Outcome.FAILURE, f"stream_{kind_of_error}"),
+        status=response.status_code,
+        message=f"{kind_of_error} mid-stream: {error.get('message', '')}",
+        headers=response.headers,
+        body=data.encode(),
+    )
 
 
 # -- the adapter --------------------------------------------------------------------------------
@@ -372,14 +635,15 @@ class AnthropicAdapter(Adapter):
             headers["anthropic-beta"] = beta if isinstance(beta, str) else ",".join(beta)
         return headers
 
-    def _body(self, request: Mapping[str, Any], model: str) -> dict[str, Any]:
+    def _body(self, request: Mapping[str, Any], model: str) -> tuple[dict[str, Any], str | None]:
         default = int(self.config.options.get("default_max_tokens", DEFAULT_MAX_TOKENS))
-        return to_anthropic(request, model=model, default_max_tokens=default, kind=self.kind)
+        return _translate(request, model=model, default_max_tokens=default, kind=self.kind)
 
     async def chat(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        body, structured = self._body(request, model)
         response = await self.client.post(
             self.base_url + "/v1/messages",
-            json=self._body(request, model),
+            json=body,
             headers=self.headers(),
             timeout=self.timeout(timeout),
         )
@@ -387,119 +651,37 @@ class AnthropicAdapter(Adapter):
         message = json_object(response)
         if message.get("type") != "message" or not isinstance(message.get("content"), list):
             raise malformed("not a message", response=response)
-        data = to_openai(message, model=model)
+        data = to_openai(message, model=model, structured=structured)
         usage, _ = _usage(message.get("usage"))
         return Result.json(data, usage=usage, model=data["model"])
 
     async def chat_stream(
         self, request: dict[str, Any], *, model: str, timeout: float
     ) -> ChatStream:
-        body = {**self._body(request, model), "stream": True}
-        response = await self.send_streaming("POST", self.base_url + "/v1/messages", json=body,
-                                             headers=self.headers(), timeout=self.stream_timeout(timeout))
+        body, structured = self._body(request, model)
+        response = await self.send_streaming("POST", self.base_url + "/v1/messages",
+                                             json={**body, "stream": True}, headers=self.headers(),
+                                             timeout=self.stream_timeout(timeout))
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         usage = Usage()
-        chunks = self._chunks(response, usage, model, include_usage)
-        stream = ChatStream(chunks, model=model, response=response)
+        translator = _ChunkTranslator(usage, model, include_usage=include_usage, structured=structured)
+        stream = ChatStream(self._chunks(response, translator), model=model, response=response)
         stream.usage = usage  # filled in place as message_start and message_delta arrive
         return stream
 
     async def _chunks(
-        self, response: httpx.Response, usage: Usage, model: str, include_usage: bool
+        self, response: httpx.Response, translator: _ChunkTranslator
     ) -> AsyncIterator[dict[str, Any]]:
-        head: dict[str, Any] = {
-            "id": "",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
-        tools: dict[int, int] = {}  # Anthropic content block index -> OpenAI tool call index
-        finish = "stop"
-        cached = 0
-
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            out = {
-                **head,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-                ],
-            }
-            if include_usage:
-                out["usage"] = None
-            return out
-
         try:
             async for event, data in read_sse(response):
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    payload = None
-                if not isinstance(payload, dict):
-                    raise stream_broken(
-                        response, f"unreadable event: {data[:120]!r}", "malformed_response"
-                    )
+                payload = _event_payload(response, data)
                 kind = event or payload.get("type")
-                if kind == "message_start":
-                    message = payload.get("message") or {}
-                    head["id"] = message.get("id", "")
-                    head["model"] = message.get("model") or model
-                    found, cached = _usage(message.get("usage"))
-                    usage.tokens_in, usage.tokens_out = found.tokens_in, found.tokens_out
-                    yield chunk({"role": "assistant", "content": ""})
-                elif kind == "content_block_start":
-                    block = payload.get("content_block") or {}
-                    if block.get("type") == "tool_use":
-                        tools[payload.get("index", 0)] = position = len(tools)
-                        call = {"name": block.get("name"), "arguments": ""}
-                        yield chunk(
-                            {
-                                "tool_calls": [
-                                    {
-                                        "index": position,
-                                        "id": block.get("id"),
-                                        "type": "function",
-                                        "function": call,
-                                    }
-                                ]
-                            }
-                        )
-                    elif block.get("type") == "text" and block.get("text"):
-                        yield chunk({"content": block["text"]})
-                elif kind == "content_block_delta":
-                    delta = payload.get("delta") or {}
-                    if delta.get("type") == "text_delta":
-                        yield chunk({"content": delta.get("text", "")})
-                    elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                        call_index = tools.get(payload.get("index", 0))
-                        if call_index is not None:
-                            fragment = {"arguments": delta["partial_json"]}
-                            yield chunk({"tool_calls": [{"index": call_index, "function": fragment}]})
-                elif kind == "message_delta":
-                    finish = FINISH_REASONS.get(
-                        str((payload.get("delta") or {}).get("stop_reason")), "stop"
-                    )
-                    reported = payload.get("usage") or {}
-                    if reported.get("output_tokens") is not None:
-                        usage.tokens_out = int(reported["output_tokens"])
-                    if reported.get("input_tokens") is not None:
-                        found, cached = _usage(reported)
-                        usage.tokens_in = found.tokens_in
-                elif kind == "message_stop":
-                    yield chunk({}, finish)
-                    if include_usage:
-                        yield {**head, "choices": [], "usage": openai_usage(usage, cached)}
+                if kind == "error":
+                    raise _stream_error(response, payload, data)
+                for chunk in translator.step(str(kind), payload):
+                    yield chunk
+                if kind == "message_stop":
                     return
-                elif kind == "error":
-                    error = payload.get("error") or {}
-                    kind_of_error = error.get("type", "error")
-                    raise UpstreamError(
-                        Classification(Outcome.FAILURE, f"stream_{kind_of_error}"),
-                        status=response.status_code,
-                        message=f"{kind_of_error} mid-stream: {error.get('message', '')}",
-                        headers=response.headers,
-                        body=data.encode(),
-                    )
-                # ping, content_block_stop and event types added later carry nothing to forward
             raise stream_broken(response, "stream ended before message_stop")
         finally:
             await response.aclose()

@@ -1,4 +1,5 @@
-"""API keys on every call: a SHA-256 lookup in the snapshot (no query), scopes, optional
+"""API keys on every call (`Authorization: Bearer <key>`, or `x-api-key: <key>` as the
+anthropic SDK sends it, on every API): a SHA-256 lookup in the snapshot (no query), scopes, optional
 per-key request limits, and `last_used_at` written in the background, once a minute at most."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from project.database import db_call
 from providers.runtime import Runtime, runtime
 from providers.snapshot import KeyEntry
 
+from .dialects.dialect import Dialect
 from .errors import RequestError
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ def key_usage(rt: Runtime) -> KeyUsage:
 async def authenticate(request: HttpRequest, scope: str) -> KeyEntry:
     token = bearer_token(request)
     if token is None:
-        raise RequestError(401, "Missing API key: send Authorization: Bearer <key>.",
+        raise RequestError(401, "Missing API key: send Authorization: Bearer <key> (or x-api-key: <key>).",
                            type_="authentication_error", code="missing_api_key")
     rt = runtime()
     snapshot = await rt.current()
@@ -120,8 +122,10 @@ async def authenticate(request: HttpRequest, scope: str) -> KeyEntry:
     return key
 
 
-def api_view(scope: str) -> Callable[[View], View]:
-    """An async view for API clients: Bearer key with `scope`, no CSRF (no cookies used)."""
+def api_view(scope: str, *, dialect: Dialect | None = None) -> Callable[[View], View]:
+    """An async view for API clients: a key (Bearer or x-api-key) with `scope`, no CSRF (no
+    cookies used). Its refusals are in the shape of `dialect`'s API (OpenAI's by default)."""
+    shape = dialect.error_body if dialect is not None else None
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -130,12 +134,12 @@ def api_view(scope: str) -> Callable[[View], View]:
                 request.api_key = await authenticate(request, scope)  # type: ignore[attr-defined]
                 return await view(request, *args, **kwargs)
             except RequestError as exc:
-                return exc.response()
+                return exc.response(shape)
             except RequestDataTooBig:  # Django's own answer would be an HTML 400
                 return RequestError(413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
-                                         "bytes.", type_="request_too_large", code="request_too_large").response()
+                                         "bytes.", type_="request_too_large", code="request_too_large").response(shape)
             except SuspiciousOperation as exc:  # too many form fields or files, a bad multipart name...
-                return RequestError(400, f"The request is refused: {exc}", code="invalid_request").response()
+                return RequestError(400, f"The request is refused: {exc}", code="invalid_request").response(shape)
 
         return csrf_exempt(wrapper)
 

@@ -14,7 +14,7 @@ client's transport cuts it (providers/adapters/client.py), the attempt fails wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,7 +83,9 @@ async def until_deadline(chunks: AsyncIterator[dict[str, Any]], deadline: float,
 
 @dataclass
 class Call:
-    """What the client asked for, in OpenAI's shape, for one capability."""
+    """What the client asked for, in OpenAI's shape, for one capability. `for_target`, when
+    the body was translated from another API, shapes it for each target's wire format (a
+    dialect's: see dialects/dialect.py)."""
 
     capability: str
     body: dict[str, Any]
@@ -91,21 +93,25 @@ class Call:
     audio: bytes = b""
     filename: str = "audio"
     extra: dict[str, Any] = field(default_factory=dict)
+    for_target: Callable[[dict[str, Any], str, str], dict[str, Any]] | None = None
 
     def attempt_fn(self, rt: Runtime, snapshot: Snapshot) -> Any:
-        capability, body, stream = self.capability, self.body, self.stream
+        capability, stream, for_target = self.capability, self.stream, self.for_target
 
         async def attempt(target: TargetSpec, ctx: AttemptContext) -> Result | StreamStart:
             adapter = rt.adapter(snapshot.providers[target.provider], ctx.credential)
+            body = self.body if for_target is None else for_target(self.body, adapter.kind, target.model)
             if capability == "chat" and stream:
                 return await open_stream(adapter, body, target.model, ctx.timeout, deadline=ctx.deadline,
                                          clock=rt.engine.clock)
-            return await self.complete(adapter, target.model, ctx.timeout)
+            return await self.complete(adapter, target.model, ctx.timeout, body)
 
         return attempt
 
-    async def complete(self, adapter: Adapter, model: str, timeout: float) -> Result:
-        capability, body = self.capability, self.body
+    async def complete(self, adapter: Adapter, model: str, timeout: float,
+                       body: dict[str, Any] | None = None) -> Result:
+        capability = self.capability
+        body = self.body if body is None else body
         if capability == "chat":
             return await adapter.chat(body, model=model, timeout=timeout)
         if capability == "embeddings":

@@ -1,9 +1,12 @@
-"""JSON error answers in OpenAI's shape: {"error": {"type", "message", "code", "param", ...}},
-and what every answer under /v1 and /api carries (`finish_api_response`)."""
+"""JSON error answers, in the shape of the API the caller used: OpenAI's
+{"error": {"type", "message", "code", "param", ...}} unless a dialect (dialects/) says
+otherwise (`shape`, an `error_body` function; `error_for_path` picks it by the URL), and
+what every answer under /v1 and /api carries (`finish_api_response`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpResponse
@@ -27,9 +30,19 @@ STATUS_TYPES = {
 }
 
 
+ErrorShape = Callable[..., dict[str, Any]]  # error_body(status, type_, message, **extra)
+
+
+def openai_error_body(status: int, type_: str, message: str, *, code: str | None = None,
+                      **extra: Any) -> dict[str, Any]:
+    """OpenAI's error shape (`status` goes with the answer, not in the body)."""
+    return {"error": {"type": type_, "message": message, "code": code or type_, **extra}}
+
+
 def error_response(status: int, type_: str, message: str, *, code: str | None = None,
-                   headers: dict[str, str] | None = None, **extra: Any) -> HttpResponse:
-    body = {"error": {"type": type_, "message": message, "code": code or type_, **extra}}
+                   headers: dict[str, str] | None = None, shape: ErrorShape | None = None,
+                   **extra: Any) -> HttpResponse:
+    body = (shape or openai_error_body)(status, type_, message, code=code, **extra)
     response = HttpResponse(json.dumps(body, separators=(",", ":")), status=status,
                             content_type="application/json")
     for name, value in (headers or {}).items():
@@ -37,9 +50,21 @@ def error_response(status: int, type_: str, message: str, *, code: str | None = 
     return response
 
 
+def shape_for_path(path: str) -> ErrorShape:
+    """The error shape of the API at `path` (for answers made outside a view)."""
+    from .dialects.dialect import for_path  # the dialects import RequestError from here
+
+    return for_path(path).error_body
+
+
+def error_for_path(path: str, status: int, type_: str, message: str, **kwargs: Any) -> HttpResponse:
+    """`error_response` in the shape of the API at `path`."""
+    return error_response(status, type_, message, shape=shape_for_path(path), **kwargs)
+
+
 def no_endpoint(path: str) -> HttpResponse:
     """The 404 of an API URL that matches no endpoint."""
-    return error_response(404, "not_found", f"No API endpoint at {_shown(path)}.")
+    return error_for_path(path, 404, "not_found", f"No API endpoint at {_shown(path)}.")
 
 
 def _shown(path: str) -> str:
@@ -66,7 +91,7 @@ def finish_api_response(path: str, method: str, response: HttpResponseBase) -> H
         else:
             message = f"{response.reason_phrase} ({status})."
         type_ = STATUS_TYPES.get(status, "internal_error" if status >= 500 else "invalid_request_error")
-        replacement = error_response(status, type_, message)
+        replacement = error_for_path(path, status, type_, message)
         for name in ("Allow", "Retry-After"):
             if name in response:
                 replacement[name] = response[name]
@@ -90,6 +115,7 @@ class RequestError(Exception):
         self.param = param
         super().__init__(message)
 
-    def response(self) -> HttpResponse:
+    def response(self, shape: ErrorShape | None = None) -> HttpResponse:
         extra = {"param": self.param} if self.param is not None else {}
-        return error_response(self.status, self.type, str(self), code=self.code, headers=self.headers, **extra)
+        return error_response(self.status, self.type, str(self), code=self.code, headers=self.headers,
+                              shape=shape, **extra)

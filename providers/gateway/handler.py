@@ -28,7 +28,7 @@ from django.http.response import HttpResponseBase
 from django.urls import ResolverMatch, get_resolver, set_urlconf
 from django.utils.log import log_response
 
-from .errors import API_SECURITY_HEADERS, error_response, finish_api_response, no_endpoint
+from .errors import API_SECURITY_HEADERS, error_for_path, finish_api_response, no_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class GatewayHandler(ASGIHandler):
         limit = settings.GATEWAY_MAX_BODY_BYTES
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self.send_response(_too_large(limit), send)
+                await self.send_response(_too_large(limit, scope.get("path", "")), send)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -54,7 +54,7 @@ class GatewayHandler(ASGIHandler):
             body = message.get("body", b"")
             size += len(body)
             if size > limit:
-                await self.send_response(_too_large(limit), send)
+                await self.send_response(_too_large(limit, scope.get("path", "")), send)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -99,11 +99,12 @@ class GatewayHandler(ASGIHandler):
         except Http404:
             response = no_endpoint(request.path_info)
         except SuspiciousOperation as exc:  # as Django's handler: the caller's request, a 400
-            response = error_response(400, "invalid_request_error", f"The request is refused: {exc}",
-                                      code="invalid_request")
+            response = error_for_path(request.path_info, 400, "invalid_request_error",
+                                      f"The request is refused: {exc}", code="invalid_request")
         except Exception:
             log.exception("gateway view failed: %s", request.path_info)
-            response = error_response(500, "internal_error", "The gateway failed to handle this request.")
+            response = error_for_path(request.path_info, 500, "internal_error",
+                                      "The gateway failed to handle this request.")
         response = finish_api_response(request.path_info, request.method or "", response)  # a 405 page -> JSON
         # As Django's own handler does; the stubs leave out this private list.
         response._resource_closers.append(request.close)  # type: ignore[attr-defined]
@@ -126,6 +127,6 @@ class GatewayHandler(ASGIHandler):
         await self.send_response(response, send)
 
 
-def _too_large(limit: int) -> HttpResponse:
-    return error_response(413, "request_too_large", f"The request body is larger than {limit} bytes.",
+def _too_large(limit: int, path: str) -> HttpResponse:
+    return error_for_path(path, 413, "request_too_large", f"The request body is larger than {limit} bytes.",
                           code="request_too_large")

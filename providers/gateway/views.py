@@ -1,5 +1,10 @@
-"""The gateway endpoints: OpenAI's wire format (so the official SDKs work unchanged) and
-the generic `/api/execute`.
+"""The gateway endpoints: OpenAI's wire format (so the official SDKs work unchanged),
+Anthropic's Messages API (`/v1/messages`, the anthropic SDK's), and the generic `/api/execute`.
+
+Every client API is a dialect (dialects/): its request is translated into the internal chat
+body, routed exactly as `/v1/chat/completions` is (same route resolution, fallback chain,
+breakers, `X-Gateway-*` headers and request records), and the answer, the stream's events
+and every error are said back in the caller's own shape.
 
 Each request is checked once, at the edge, before any target is tried (bodies.py: bounded
 JSON, names, the common OpenAI parameters; a bad one is the caller's 400 naming the field).
@@ -44,13 +49,16 @@ from providers.engine import (
     StreamDeadline,
     TargetSpec,
 )
-from providers.openapi import Param, Response, document
+from providers.openapi import ERRORS, Param, Response, document
 from providers.runtime import Runtime, runtime
 from providers.snapshot import ResolveError, Snapshot
 
 from .auth import api_view
 from .bodies import check_name, parse_json, validate
 from .calls import Call, StreamStart
+from .dialects import anthropic_messages as anthropic
+from .dialects import openai_chat
+from .dialects.dialect import Dialect, SseEvent, StreamTranslator
 from .errors import RequestError, error_response, is_json
 from .records import RequestRecord, announce
 
@@ -73,6 +81,9 @@ def _answers(ok: Response) -> dict[int, Response]:
 
 
 _pending: set[asyncio.Task[None]] = set()  # token counts on their way to a shared store
+
+OPENAI = openai_chat.DIALECT
+ANTHROPIC = anthropic.DIALECT
 
 CAPABILITIES = ("chat", "embeddings", "image", "tts", "stt", "translation", "video")
 
@@ -99,11 +110,13 @@ def _options(request: HttpRequest) -> tuple[float | None, str | None]:
 class Exchange:
     """One request's trip through the engine, and the record announced about it when it ends."""
 
-    def __init__(self, request: HttpRequest, rt: Runtime, snapshot: Snapshot, capability: str) -> None:
+    def __init__(self, request: HttpRequest, rt: Runtime, snapshot: Snapshot, capability: str, *,
+                 dialect: Dialect = OPENAI) -> None:
         self.request = request
         self.rt = rt
         self.snapshot = snapshot
         self.capability = capability
+        self.dialect = dialect
         self.started = time.perf_counter()
         self.at = datetime.now(UTC)
         self.request_id = secrets.token_hex(8)
@@ -173,7 +186,7 @@ class Exchange:
             attempts = exc.attempts
             served = next((a for a in reversed(attempts) if a.skipped is None), None)
             status = upstream.status or 400
-            response = _relayed_error(status, upstream.body, upstream.media_type, upstream.message)
+            response = _relayed_error(status, upstream.body, upstream.media_type, upstream.message, self.dialect)
             for name, value in self.headers(attempts, served.provider if served else "",
                                             served.model if served else "").items():
                 response[name] = value
@@ -200,20 +213,45 @@ class Exchange:
                     and math.isfinite(retry_after):
                 headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             return error_response(status, type_, str(exc), attempts=[a.as_dict() for a in attempts],
-                                  headers=headers)
+                                  headers=headers, shape=self.dialect.error_body)
         if isinstance(exc, NoTargets):
             self.record("unavailable", 503, [], error="no_targets")
-            return error_response(503, "no_target_available", str(exc), attempts=[], headers=self.headers([]))
+            return error_response(503, "no_target_available", str(exc), attempts=[], headers=self.headers([]),
+                                  shape=self.dialect.error_body)
         raise exc
 
 
-def _relayed_error(status: int, body: bytes, media_type: str | None, message: str) -> HttpResponse:
-    """A provider's answer to a bad request, relayed to the caller: JSON as it came; anything
-    else (an HTML error page, text) wrapped in our JSON error, never served as a page of ours."""
+def _relayed_error(status: int, body: bytes, media_type: str | None, message: str,
+                   dialect: Dialect = OPENAI) -> HttpResponse:
+    """A provider's answer to a bad request, relayed to the caller: JSON in the caller's API's
+    shape as it came; other JSON (an Anthropic error to an OpenAI client, say) said again in
+    that shape with the provider's type and message; anything else (an HTML error page, text)
+    wrapped in our JSON error, never served as a page of ours."""
+    data: Any = None
     if body and is_json(media_type or "application/json"):
-        return HttpResponse(body, status=status, content_type=media_type or "application/json")
-    return error_response(status, "invalid_request_error", message or f"the provider answered {status}",
-                          code="upstream_error")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if dialect.native_error(data) or (data is None and dialect is OPENAI):
+            return HttpResponse(body, status=status, content_type=media_type or "application/json")
+    type_, said = _upstream_error(data)
+    return error_response(status, type_ or "invalid_request_error",
+                          said or message or f"the provider answered {status}", code="upstream_error",
+                          shape=dialect.error_body)
+
+
+def _upstream_error(data: Any) -> tuple[str | None, str | None]:
+    """(type, message) of a provider's JSON error: OpenAI's and Anthropic's `error` object,
+    or Ollama's `{"error": "text"}`."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str):
+        return None, error
+    if not isinstance(error, dict):
+        return None, None
+    type_, message = error.get("type"), error.get("message")
+    return (type_ if isinstance(type_, str) and type_ else None,
+            message if isinstance(message, str) and message else None)
 
 
 def _success_headers(exchange: Exchange, result: ChainResult[Any]) -> dict[str, str]:
@@ -223,14 +261,16 @@ def _success_headers(exchange: Exchange, result: ChainResult[Any]) -> dict[str, 
 
 
 async def _serve(request: HttpRequest, capability: str, body: dict[str, Any], *, stream: bool = False,
-                 audio: bytes = b"", filename: str = "audio") -> HttpResponseBase:
-    """Route one OpenAI-shaped request and answer in OpenAI's shape."""
+                 audio: bytes = b"", filename: str = "audio", dialect: Dialect = OPENAI,
+                 caller: dict[str, Any] | None = None) -> HttpResponseBase:
+    """Route one internal (OpenAI-shaped) request and answer in the shape of `dialect`'s API;
+    `caller` is the caller's own body when `body` was translated from it."""
     rt = runtime()
     snapshot = await rt.current()
-    exchange = Exchange(request, rt, snapshot, capability)
+    exchange = Exchange(request, rt, snapshot, capability, dialect=dialect)
     policy, targets = exchange.resolve(body.get("model"))
     deadline_s, prefer = _options(request)
-    call = Call(capability, body, stream=stream, audio=audio, filename=filename)
+    call = Call(capability, body, stream=stream, audio=audio, filename=filename, for_target=dialect.for_target)
     try:
         result = await exchange.run(call, policy, targets, deadline_s=deadline_s, prefer=prefer)
     except (CallerError, AllTargetsFailed, NoTargets) as exc:
@@ -238,10 +278,16 @@ async def _serve(request: HttpRequest, capability: str, body: dict[str, Any], *,
     except asyncio.CancelledError:
         exchange.record("cancelled", 499, exchange.result.attempts if exchange.result else [])
         raise
+    asked = str(body.get("model"))
     if stream:
-        return _stream_response(exchange, result)
+        return _stream_response(exchange, result, dialect.stream(model=asked, request=caller or body))
     value: Result = result.value
-    response = HttpResponse(value.content, content_type=value.media_type)
+    if dialect.from_chat is None:
+        response = HttpResponse(value.content, content_type=value.media_type)
+    else:
+        completion = value.data if isinstance(value.data, dict) else json.loads(value.content)
+        answer = dialect.from_chat(completion, model=asked, request=caller or body)
+        response = HttpResponse(_dumps(answer), content_type="application/json")
     for name, header in _success_headers(exchange, result).items():
         response[name] = header
     exchange.record("success", 200, result.attempts, provider=result.target.provider, model=result.target.model,
@@ -249,17 +295,34 @@ async def _serve(request: HttpRequest, capability: str, body: dict[str, Any], *,
     return response
 
 
-def _stream_response(exchange: Exchange, result: ChainResult[Any]) -> StreamingHttpResponse:
+def _sse(events: list[SseEvent]) -> bytes:
+    out = b""
+    for name, data in events:
+        head = b"event: " + name.encode() + b"\n" if name else b""
+        out += head + b"data: " + (data.encode() if isinstance(data, str) else _dumps(data)) + b"\n\n"
+    return out
+
+
+def _usage_of(usage: Usage) -> dict[str, int]:
+    return {"prompt_tokens": usage.tokens_in, "completion_tokens": usage.tokens_out,
+            "total_tokens": usage.tokens_in + usage.tokens_out}
+
+
+def _stream_response(exchange: Exchange, result: ChainResult[Any],
+                     translator: StreamTranslator) -> StreamingHttpResponse:
+    """The stream of chunks, said as `translator` (the dialect's) says it."""
     start: StreamStart = result.value
     ttft_ms = exchange.elapsed_ms()
 
     async def events() -> AsyncIterator[bytes]:
         error: BaseException | None = None
         try:
-            yield b"data: " + _dumps(start.first) + b"\n\n"
+            yield _sse(translator.start() + translator.feed(start.first))
             async for chunk in start.chunks:
-                yield b"data: " + _dumps(chunk) + b"\n\n"
-            yield b"data: [DONE]\n\n"
+                said = translator.feed(chunk)
+                if said:
+                    yield _sse(said)
+            yield _sse(translator.close(_usage_of(start.stream.usage)))
         except asyncio.CancelledError as exc:  # the client went away: stop the upstream call
             error = exc
             raise
@@ -268,8 +331,7 @@ def _stream_response(exchange: Exchange, result: ChainResult[Any]) -> StreamingH
             error = exc
             # A deadline that ran out is said as such: the provider did nothing wrong.
             message = str(exc) if isinstance(exc, StreamDeadline) else f"the provider's stream broke: {exc}"
-            yield b"data: " + _dumps({"error": {"type": "stream_aborted", "code": "stream_aborted",
-                                                "message": message}}) + b"\n\n"
+            yield _sse(translator.fail(message))
         finally:
             await start.stream.aclose()
             await result.finish(error)
@@ -372,12 +434,8 @@ def _check_transcription_fields(body: dict[str, str]) -> None:
                                param="temperature")
 
 
-@document("GET", "/v1/models", "Routes and provider/model names a client may put in `model`", scope="gateway",
-          responses={200: Response("The models", s.ModelList)}, errors=(401, 403))
-@require_http_methods(["GET"])
-@api_view("gateway")
-async def models(request: HttpRequest) -> HttpResponseBase:
-    snapshot = await runtime().current()
+def _model_entries(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """What a client may put in `model`: enabled routes, then each enabled provider's models."""
     data: list[dict[str, Any]] = [
         {"id": name, "object": "model", "created": 0, "owned_by": "gateway",
          "capability": route.policy.capability, "kind": "route"}
@@ -391,7 +449,75 @@ async def models(request: HttpRequest) -> HttpResponseBase:
                          "owned_by": provider.name,
                          "capabilities": list(provider.model_capabilities.get(model, provider.capabilities)),
                          "kind": "provider_model"})
-    return JsonResponse({"object": "list", "data": data})
+    return data
+
+
+@document("GET", "/v1/models", "Routes and provider/model names a client may put in `model`", scope="gateway",
+          responses={200: Response("The models", s.ModelList)}, errors=(401, 403))
+@require_http_methods(["GET"])
+@api_view("gateway")
+async def models(request: HttpRequest) -> HttpResponseBase:
+    return JsonResponse({"object": "list", "data": _model_entries(await runtime().current())})
+
+
+@document("GET", "/v1/models/{model}", "One entry of /v1/models (a route, or provider/model: the id may hold '/')",
+          scope="gateway", responses={200: Response("The model", s.ModelEntry)}, errors=(401, 403, 404))
+@require_http_methods(["GET"])
+@api_view("gateway")
+async def model_detail(request: HttpRequest, model: str) -> HttpResponseBase:
+    for entry in _model_entries(await runtime().current()):
+        if entry["id"] == model:
+            return JsonResponse(entry)
+    shown = model if len(model) <= 200 else model[:200] + "…"
+    raise RequestError(404, f"The model {shown!r} does not exist (GET /v1/models lists them).",
+                       code="model_not_found", param="model")
+
+
+# -- /v1/messages (Anthropic) ----------------------------------------------------------------
+
+def _anthropic_errors(*statuses: int) -> dict[int, Response]:
+    """The error answers of an Anthropic endpoint, documented with Anthropic's error body."""
+    meanings = {**ERRORS, 502: f"{ROUTING_ERRORS[502].description} (api_error)",
+                503: f"{ROUTING_ERRORS[503].description} (overloaded_error)"}
+    return {status: Response(meanings[status], anthropic.AnthropicErrorBody) for status in statuses}
+
+
+@document("POST", "/v1/messages", "Anthropic Messages API (stream: true for Anthropic's server-sent events), "
+          "served by any chat route", scope="gateway", request=anthropic.AnthropicMessageRequest,
+          responses={200: Response("The message, or Anthropic's SSE event stream", anthropic.AnthropicMessage,
+                                   headers=GATEWAY_HEADERS, also=("text/event-stream",)),
+                     **_anthropic_errors(400, 401, 403, 404, 413, 429, 502, 503)},
+          errors=(), params=STEERING)
+@require_http_methods(["POST"])
+@api_view("gateway", dialect=ANTHROPIC)
+async def messages(request: HttpRequest) -> HttpResponseBase:
+    body = parse_json(request)
+    check_name(body.get("model"), "model")
+    chat = anthropic.to_chat(body)
+    return await _serve(request, "chat", chat, stream=body.get("stream") is True, dialect=ANTHROPIC, caller=body)
+
+
+@document("POST", "/v1/messages/count_tokens", "Anthropic's token count of a Messages request: an estimate "
+          "(X-Gateway-Estimated: true)", scope="gateway", request=anthropic.AnthropicCountTokensRequest,
+          responses={200: Response("The estimated prompt tokens", anthropic.AnthropicTokenCount,
+                                   headers=("X-Gateway-Estimated", "X-Gateway-Route", "X-Request-Id")),
+                     **_anthropic_errors(400, 401, 403, 404, 413, 429)},
+          errors=())
+@require_http_methods(["POST"])
+@api_view("gateway", dialect=ANTHROPIC)
+async def messages_count_tokens(request: HttpRequest) -> HttpResponseBase:
+    body = parse_json(request)
+    check_name(body.get("model"), "model")
+    chat = anthropic.count_request(body)
+    rt = runtime()
+    exchange = Exchange(request, rt, await rt.current(), "chat", dialect=ANTHROPIC)
+    exchange.resolve(chat["model"])  # an unknown route is a 404, as for /v1/messages
+    response = JsonResponse({"input_tokens": anthropic.estimate_tokens(chat)})
+    for name, value in exchange.headers([]).items():
+        if name != "X-Gateway-Attempts":
+            response[name] = value
+    response["X-Gateway-Estimated"] = "true"
+    return response
 
 
 # -- /api/execute ---------------------------------------------------------------------------

@@ -85,12 +85,17 @@ TEMPLATES = {
     "/api/config": '{"providers": [{"name": "other", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", '
                    '"options": {"x": {}}}]}',
     "/api/breakers/{name}/force-open": '{"minutes": 5, "x": {}}',
+    "/v1/messages": '{"model": "chat", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}], '
+                    '"metadata": {"x": {}}}',
+    "/v1/messages/count_tokens": '{"model": "chat", "messages": [{"role": "user", "content": "hi"}], '
+                                 '"metadata": {"x": {}}}',
+    "/api/keys/{prefix}": '{"rpm": {}}',
 }
 QUERY = {"/api/config": "?prune=false"}
 
 
-def url(method: str, path: str, name: str = "up") -> str:
-    return path.replace("{name}", name).replace("{model}", "m").replace("{prefix}", "gw_x") + QUERY.get(path, "")
+def url(method: str, path: str, name: str = "up", prefix: str = "gw_x") -> str:
+    return path.replace("{name}", name).replace("{model}", "m").replace("{prefix}", prefix) + QUERY.get(path, "")
 
 
 def body(path: str, injected: str) -> bytes:
@@ -141,14 +146,14 @@ async def test_a_malformed_value_anywhere_in_a_json_body_is_a_json_400(gateway, 
     for case, raw in GENERIC.items():
         if path == "/api/config" and case in YAML_STRINGS:
             continue  # a string in YAML; YAML's own NaN and infinity are tested below
-        response = await gateway.request(method, url(method, path), content=body(path, raw),
+        response = await gateway.request(method, url(method, path, prefix=key[:11]), content=body(path, raw),
                                          headers={**auth(key), "Content-Type": "application/json"})
         error = assert_refused(response, upstream)
         assert response.status_code == 400, case
         assert error["code"] in ("invalid_json", "invalid_config"), (case, error)
     assert not await Provider.objects.filter(name="other").aexists()
     # the same body with an ordinary value is taken: what was refused was the bad value
-    response = await gateway.request(method, url(method, path), content=body(path, "1"),
+    response = await gateway.request(method, url(method, path, prefix=key[:11]), content=body(path, "1"),
                                      headers={**auth(key), "Content-Type": "application/json"})
     assert response.status_code < 300, response.text[:500]
 
