@@ -40,26 +40,11 @@ def bearer_token(request: HttpRequest) -> str | None:
 
 
 class KeyUsage:
-    """Per-process request counters and last-use times for API keys."""
+    """Per-process last-use times of API keys, written in batches."""
 
     def __init__(self) -> None:
-        self.windows: dict[int, tuple[int, int]] = {}  # key id -> (minute, count)
         self.last_used: dict[int, float] = {}
         self._flusher: asyncio.Task[None] | None = None
-
-    def allow(self, key: KeyEntry, now: float) -> float | None:
-        """None when the key may send another request this minute, else seconds to wait."""
-        limit = key.rate_limit_per_minute
-        if not limit:
-            return None
-        minute = int(now // 60)
-        current, count = self.windows.get(key.id, (minute, 0))
-        if current != minute:
-            count = 0
-        if count >= limit:
-            return 60 - (now % 60)
-        self.windows[key.id] = (minute, count + 1)
-        return None
 
     def touch(self, key: KeyEntry, now: float) -> None:
         self.last_used[key.id] = now
@@ -111,14 +96,9 @@ async def authenticate(request: HttpRequest, scope: str) -> KeyEntry:
     if not key.has_scope(scope):
         raise RequestError(403, f"This API key lacks the {scope!r} scope.", type_="permission_error",
                            code="insufficient_scope")
-    now = time.time()
-    usage = key_usage(rt)
-    wait = usage.allow(key, now)
-    if wait is not None:
-        raise RequestError(429, f"API key {key.name!r} is over its limit of {key.rate_limit_per_minute} "
-                                "requests per minute.", type_="rate_limit_error", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(max(1, round(wait)))})
-    usage.touch(key, now)
+    # The key's own limits (routes, budget, rpm, tpm) are checked once the route is known,
+    # before any provider is called (providers/keys.py, from the gateway's Exchange.run).
+    key_usage(rt).touch(key, time.time())
     return key
 
 

@@ -49,6 +49,8 @@ from providers.engine import (
     StreamDeadline,
     TargetSpec,
 )
+from providers.keys import KeyRefused
+from providers.keys import admit as admit_key
 from providers.openapi import ERRORS, Param, Response, document
 from providers.runtime import Runtime, runtime
 from providers.snapshot import ResolveError, Snapshot
@@ -133,6 +135,12 @@ class Exchange:
 
     async def run(self, call: Call, policy: RoutePolicy, targets: tuple[TargetSpec, ...], *,
                   deadline_s: float | None, prefer: str | None) -> ChainResult[Any]:
+        key = getattr(self.request, "api_key", None)
+        if key is not None:  # the key's routes, budget and rates, before any provider is called
+            try:
+                await admit_key(key, self.route)
+            except KeyRefused as exc:
+                raise exc.request_error() from None
         self.result = await self.rt.engine.execute(
             policy, targets, call.attempt_fn(self.rt, self.snapshot),
             deadline_s=deadline_s, preferred_provider=prefer, streaming=call.stream,

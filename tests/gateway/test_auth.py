@@ -72,5 +72,5 @@ async def test_a_key_over_its_limit_gets_429_with_retry_after(gateway, two_opena
                 for _ in range(3)]
     assert statuses[:2] == [200, 200]
     last = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(limited))
-    assert last.status_code == 429 and last.json()["error"]["code"] == "rate_limit_exceeded"
-    assert 1 <= int(last.headers["retry-after"]) <= 60
+    assert last.status_code == 429 and last.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(last.headers["retry-after"]) <= 120  # a sliding minute
