@@ -4,6 +4,8 @@ document, and their targets as secrets no upstream answer may show.
 Both are plugged into the providers app in HealthConfig.ready. The section
 (providers/config/sections.py) is imported and exported with the rest of the document,
 pruned with it, and its errors are reported at their paths (`alert_channels[0].url: ...`).
+An entry is validated with `AlertChannelConfig`, built like the providers app's entry models
+(providers/config/schema.py), which cannot name it: health depends on providers, not back.
 The target (a webhook URL or an address) is a secret: it comes out masked or as `env:NAME`,
 like a provider's key, and webhook URLs join the secrets every upstream answer is scrubbed of
 (`alert_targets`, a `providers.runtime.secret_sources` entry).
@@ -15,8 +17,19 @@ import logging
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from pydantic import Field
 
-from providers.config import Importer, Key, Section, Staged, fields_of
+from providers.config import (
+    ConfigEntry,
+    Importer,
+    Name,
+    Section,
+    Staged,
+    WholeNumber,
+    columns,
+    fields_of,
+    stored,
+)
 from providers.models import Provider, Secret
 from providers.runtime import url_secrets
 
@@ -24,53 +37,55 @@ from .models import AlertChannel
 
 log = logging.getLogger(__name__)
 
-ALERT_KEYS: tuple[Key, ...] = (
-    Key(("kind",), "kind", "str"),
-    Key(("enabled",), "enabled", "bool"),
-    Key(("failure_threshold",), "failure_threshold", "int"),
-    Key(("success_threshold",), "success_threshold", "int"),
-    Key(("reminder_interval_s",), "reminder_interval_s", "int", nullable=True),
-    Key(("notify_recovery",), "notify_recovery", "bool"),
-)
-# url (webhook, slack) or to (email): the target, a secret; providers: names
-ALERT_SPECIAL = ("name", "url", "to", "providers")
+TARGET = "a literal (stored encrypted, exported masked) or env:NAME; required for a new channel"
+
+
+class AlertChannelConfig(ConfigEntry):
+    """One alert channel; its target is `url` (webhook, slack) or `to` (email), a secret."""
+
+    name: Name
+    kind: str = stored(AlertChannel, "kind")
+    url: str | None = Field(default=None, description=f"webhook, slack: the URL, {TARGET}.")
+    to: str | None = Field(default=None, description=f"email: the addresses, comma-separated, {TARGET}.")
+    enabled: bool = stored(AlertChannel, "enabled")
+    failure_threshold: WholeNumber = stored(AlertChannel, "failure_threshold")
+    success_threshold: WholeNumber = stored(AlertChannel, "success_threshold")
+    reminder_interval_s: WholeNumber | None = stored(AlertChannel, "reminder_interval_s")
+    notify_recovery: bool = stored(AlertChannel, "notify_recovery")
+    providers: list[Name] = Field(default_factory=list, description="Provider names; empty: every provider.")
+
+
+ALERT_KEYS = columns(AlertChannelConfig)
 
 
 def stage_channels(importer: Importer, provider_names: set[str]) -> dict[str, Staged]:
     staged: dict[str, Staged] = {}
     existing = {a.name: a for a in AlertChannel.objects.prefetch_related("providers")}
-    for path, entry in importer.entries("alert_channels"):
-        importer.check_unknown(path, entry, ALERT_KEYS, ALERT_SPECIAL)
-        name = entry.get("name")
-        if not isinstance(name, str) or not name:
-            importer.error(f"{path}.name", "is required")
-            continue
-        obj = existing.get(name) or AlertChannel(name=name)
-        created = obj.pk is None
-        changes = importer.assign(path, obj, entry, ALERT_KEYS)
+    for path, entry in importer.named_entries("alert_channels", "alert channel", AlertChannelConfig):
+        obj = existing.get(entry.name) or AlertChannel(name=entry.name)
+        item = Staged(obj, obj.pk is None, importer.assign(obj, entry, ALERT_KEYS))
         importer.validate(path, obj, ALERT_KEYS)
-        item = Staged(obj, created, changes)
         _stage_target(importer, path, entry, obj, item)
-        names = entry.get("providers") or []
-        if not isinstance(names, list) or any(n not in provider_names for n in names):
-            importer.error(f"{path}.providers", "must be a list of known provider names")
-            names = []
+        names = entry.providers
+        for i, name in enumerate(names):
+            if name not in provider_names:
+                importer.error(f"{path}.providers[{i}]", f"unknown provider {name!r}")
         before = sorted(p.name for p in obj.providers.all()) if obj.pk else []
         if sorted(names) != before:
             item.changes["providers"] = [before, sorted(names)]
         item.after_save.append(
             lambda channel=obj, names=names: channel.providers.set(Provider.objects.filter(name__in=names))
         )
-        staged[name] = item
+        staged[entry.name] = item
     return staged
 
 
-def _stage_target(importer: Importer, path: str, entry: dict[str, Any], obj: AlertChannel, item: Staged) -> None:
+def _stage_target(importer: Importer, path: str, entry: AlertChannelConfig, obj: AlertChannel, item: Staged) -> None:
     """The channel's target (`url`, or `to` for email): required for a new channel; a masked
     value keeps the stored one."""
     created = item.created
     target_key = "to" if obj.kind == AlertChannel.Kind.EMAIL else "url"
-    raw = entry.get(target_key)
+    raw = getattr(entry, target_key)
     if raw is None:
         if created or not obj.display_target:
             importer.error(f"{path}.{target_key}", "is required")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .bounds import MAX_NAME_LENGTH
+from .config.schema import ProviderConfig, RouteConfig
 
 
 class Open(BaseModel):
@@ -336,11 +337,14 @@ class PullProgress(BaseModel):
     error: str | None = None
 
 
+# The entries are the models the importer validates with (providers/config/schema.py). An
+# alert channel's is the health app's (AlertChannelConfig, health/channel_config.py), which
+# this app cannot import: here it is any mapping.
 class ConfigDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")  # PUT /api/config refuses an unknown section
 
-    providers: list[Open] = Field(default_factory=list)
-    routes: list[Open] = Field(default_factory=list)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
     alert_channels: list[Open] = Field(default_factory=list)
 
 

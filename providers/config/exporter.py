@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from providers.models import Provider, Route
+from providers.models import Provider, ProviderModel, Route
 
-from .schema import PRICE_KEYS, PROVIDER_KEYS, ROUTE_KEYS, Key
+from .schema import PRICE_KEYS, PROVIDER_KEYS, ROUTE_KEYS, TARGET_KEYS, Key
 from .sections import sections
 
 
@@ -26,7 +26,8 @@ def _put(doc: dict[str, Any], key: Key, value: Any) -> None:
 
 
 def fields_of(obj: Any, keys: tuple[Key, ...], *, skip_empty: bool = True) -> dict[str, Any]:
-    """The entry keys of `obj`'s fields (empty ones left out): for every section's export."""
+    """The entry keys of `obj`'s fields (empty ones left out), through the same map the
+    importer assigns with (schema.py): for every section's export."""
     out: dict[str, Any] = {}
     for key in keys:
         value = getattr(obj, key.field)
@@ -34,6 +35,11 @@ def fields_of(obj: Any, keys: tuple[Key, ...], *, skip_empty: bool = True) -> di
             continue
         _put(out, key, value)
     return out
+
+
+def price_spec(model: ProviderModel) -> dict[str, Any]:
+    """A catalog row as its `prices` entry: what is known (a price of 0 is unknown)."""
+    return {k: v for k, v in fields_of(model, PRICE_KEYS).items() if v not in (0, 0.0)}
 
 
 def export_config() -> dict[str, Any]:
@@ -47,9 +53,10 @@ def export_config() -> dict[str, Any]:
             entry["api_keys"] = secrets
         prices = {}
         for model in provider.catalog.all():
-            spec = fields_of(model, PRICE_KEYS)
-            spec = {k: v for k, v in spec.items() if v not in (0, 0.0)}
-            if spec:
+            spec = price_spec(model)
+            # a row the configuration made is named (if only as `{}`), or importing this deletes it
+            made = model.source == ProviderModel.Source.CONFIG and model.name not in provider.configured_models
+            if spec or made:
                 prices[model.name] = spec
         if prices:
             entry["prices"] = prices
@@ -57,10 +64,8 @@ def export_config() -> dict[str, Any]:
     routes = []
     for route in Route.objects.prefetch_related("targets__provider").order_by("name"):
         entry = {"name": route.name, **fields_of(route, ROUTE_KEYS)}
-        entry["targets"] = [
-            {"provider": t.provider.name, "model": t.model, **({"weight": t.weight} if t.weight else {})}
-            for t in route.targets.all()
-        ]
+        entry["targets"] = [{"provider": t.provider.name, "model": t.model, **fields_of(t, TARGET_KEYS)}
+                            for t in route.targets.all()]
         routes.append(entry)
     doc: dict[str, Any] = {"providers": providers, "routes": routes}
     for section in sections():

@@ -1,38 +1,51 @@
 """Importing a configuration document: validate all of it, then write all of it, atomically.
 
+Each entry is validated with its model (schema.py; errors as "path: message" lines,
+messages.py), then the model row it describes with the row's own `full_clean`.
+
 The document is declarative: what a provider entry says is what the provider becomes, and
-a key it leaves out takes its default. Secrets are the exception: a provider entry without
+a key it leaves out takes its default. Its catalog too: a model the configuration made and
+the entry no longer names (in `models` or `prices`) is deleted, and a model it does not price
+has unknown prices (stage_prices). Secrets are the exception: a provider entry without
 `api_key`/`api_keys` keeps its stored credentials, and a masked value (as `export_config`
 writes it) keeps the stored secret it stands for, so export → import round-trips.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from pydantic import BaseModel
+from pydantic import ValidationError as EntryError
 
 from providers import crypto
 from providers.bounds import MAX_DOCUMENT_VALUES, BoundsError, check_json, check_yaml_text
 from providers.models import AuditLog, Provider, ProviderModel, Route, RouteTarget, Secret
 
+from .exporter import price_spec
+from .messages import error_lines
 from .schema import (
+    MONEY_KEYS,
     PRICE_KEYS,
     PROVIDER_KEYS,
-    PROVIDER_SPECIAL,
     ROUTE_KEYS,
-    ROUTE_SPECIAL,
     TARGET_KEYS,
     Key,
-    allowed_paths,
-    coerce,
+    PriceConfig,
+    ProviderConfig,
+    RouteConfig,
+    TargetConfig,
     field_paths,
 )
 from .sections import sections, top_level
+
+E = TypeVar("E", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -97,7 +110,7 @@ class Importer:
     """Stages every section of one document (all errors collected), then saves it all.
 
     A registered section (sections.py) stages its entries with the helpers below:
-    `entries`, `check_unknown`, `assign`, `validate`, `secret_value` and `error`.
+    `named_entries`, `assign`, `validate`, `secret_value` and `error`.
     """
 
     def __init__(self, doc: dict[str, Any], actor: str, prune: bool) -> None:
@@ -105,56 +118,53 @@ class Importer:
         self.actor = actor
         self.prune = prune
         self.errors: list[str] = []
+        self.names: dict[str, set[str]] = {}  # section -> every name its entries give
 
     # -- validation helpers ----------------------------------------------------------------
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
 
-    def entries(self, section: str) -> list[tuple[str, dict[str, Any]]]:
-        value = self.doc.get(section) or []
+    def named_entries(self, section: str, kind: str, model: type[E]) -> list[tuple[str, E]]:
+        """The section's entries that are valid `model`s, with their paths (`routes[2]`).
+
+        A section is a list of mappings, each with a name of its own: a non-empty string no
+        other entry of the section has. Every problem is reported; an entry with one is
+        left out, but its name is still in `names[section]`, so an entry referring to it is
+        not reported as well.
+        """
+        value = self.doc.get(section)
+        names = self.names.setdefault(section, set())
+        if value is None:  # `routes:` with nothing after it: none
+            return []
         if not isinstance(value, list):
             self.error(section, "must be a list")
             return []
-        rows = []
-        for i, entry in enumerate(value):
+        valid = []
+        for i, raw in enumerate(value):
             path = f"{section}[{i}]"
-            if not isinstance(entry, dict):
+            if not isinstance(raw, dict):
                 self.error(path, "must be a mapping")
                 continue
-            rows.append((path, entry))
-        return rows
-
-    def check_unknown(self, path: str, entry: dict[str, Any], keys: tuple[Key, ...], special: tuple[str, ...]) -> None:
-        allowed = allowed_paths(keys, special)
-        for name, value in entry.items():
-            if name not in allowed:
-                self.error(f"{path}.{name}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            name = raw.get("name")
+            if not isinstance(name, str) or not name:
+                self.error(f"{path}.name", "is required" if name is None else "must be a non-empty string")
                 continue
-            sub = allowed[name]
-            if sub is not None:
-                if not isinstance(value, dict):
-                    self.error(f"{path}.{name}", "must be a mapping")
-                    continue
-                for inner in value:
-                    if inner not in sub:
-                        self.error(f"{path}.{name}.{inner}", f"unknown field (allowed: {', '.join(sorted(sub))})")
+            if name in names:
+                self.error(f"{path}.name", f"duplicate {kind.replace('_', ' ')} {name!r}")
+                continue
+            names.add(name)
+            try:
+                valid.append((path, model.model_validate(raw)))
+            except EntryError as exc:
+                self.errors += error_lines(exc, model, path)
+        return valid
 
-    def assign(self, path: str, obj: Any, entry: dict[str, Any], keys: tuple[Key, ...]) -> dict[str, list[Any]]:
-        """Set each key's field from the entry (default when absent); returns the changes."""
+    def assign(self, obj: Any, entry: BaseModel, keys: tuple[Key, ...]) -> dict[str, list[Any]]:
+        """Set each key's field from the validated entry; returns the changes by dotted path."""
         changes: dict[str, list[Any]] = {}
         for key in keys:
-            container: Any = entry
-            for part in key.path[:-1]:
-                container = container.get(part) if isinstance(container, dict) else None
-            present = isinstance(container, dict) and key.path[-1] in container
-            if present:
-                value, problem = coerce(container[key.path[-1]], key.type, key.nullable)
-                if problem:
-                    self.error(f"{path}.{key.dotted}", problem)
-                    continue
-            else:
-                value = obj._meta.get_field(key.field).get_default()
+            value = key.read(entry)
             old = getattr(obj, key.field)
             if isinstance(old, Decimal) and value is not None:
                 value = Decimal(str(value))
@@ -164,6 +174,7 @@ class Importer:
         return changes
 
     def validate(self, path: str, obj: Any, keys: tuple[Key, ...], exclude: list[str] | None = None) -> None:
+        """The model's own validation (choices, ranges, `clean`), reported at config paths."""
         try:
             obj.full_clean(exclude=exclude, validate_unique=False)
         except ValidationError as exc:
@@ -203,40 +214,26 @@ class Importer:
     def stage_providers(self) -> dict[str, Staged]:
         staged: dict[str, Staged] = {}
         existing = {p.name: p for p in Provider.objects.prefetch_related("secrets", "catalog")}
-        for path, entry in self.entries("providers"):
-            self.check_unknown(path, entry, PROVIDER_KEYS, PROVIDER_SPECIAL)
-            name = entry.get("name")
-            if not isinstance(name, str) or not name:
-                self.error(f"{path}.name", "is required")
-                continue
-            if name in staged:
-                self.error(f"{path}.name", f"duplicate provider {name!r}")
-                continue
-            obj = existing.get(name) or Provider(name=name)
-            created = obj.pk is None
-            if "kind" not in entry:
-                self.error(f"{path}.kind", "is required")
-            changes = self.assign(path, obj, entry, PROVIDER_KEYS)
+        for path, entry in self.named_entries("providers", "provider", ProviderConfig):
+            obj = existing.get(entry.name) or Provider(name=entry.name)
+            item = Staged(obj, obj.pk is None, self.assign(obj, entry, PROVIDER_KEYS))
             self.validate(path, obj, PROVIDER_KEYS)
-            item = Staged(obj, created, changes)
             self.stage_secrets(path, entry, obj, item)
             self.stage_prices(path, entry, obj, item)
-            staged[name] = item
+            staged[entry.name] = item
         return staged
 
-    def stage_secrets(self, path: str, entry: dict[str, Any], obj: Provider, item: Staged) -> None:
-        if "api_key" in entry and "api_keys" in entry:
+    def stage_secrets(self, path: str, entry: ProviderConfig, obj: Provider, item: Staged) -> None:
+        given = entry.model_fields_set
+        if "api_key" in given and "api_keys" in given:
             self.error(f"{path}.api_keys", "give api_key or api_keys, not both")
             return
-        if "api_key" in entry:
-            values = [] if entry["api_key"] is None else [entry["api_key"]]
+        if "api_key" in given:
+            values = [] if entry.api_key is None else [entry.api_key]
             base = f"{path}.api_key"
-        elif "api_keys" in entry:
-            values = entry["api_keys"] or []
+        elif "api_keys" in given:
+            values = entry.api_keys or []
             base = f"{path}.api_keys"
-            if not isinstance(values, list):
-                self.error(base, "must be a list")
-                return
         else:
             return  # absent: the stored credentials stay as they are
         current = list(obj.secrets.all()) if obj.pk else []
@@ -272,106 +269,81 @@ class Importer:
 
         item.after_save.append(save_secrets)
 
-    def stage_prices(self, path: str, entry: dict[str, Any], obj: Provider, item: Staged) -> None:
-        prices = entry.get("prices")
-        names: list[Any] = entry["models"] if isinstance(entry.get("models"), list) else []
-        if prices is not None and not isinstance(prices, dict):
-            self.error(f"{path}.prices", "must be a mapping of model name to prices")
-            return
-        prices = prices or {}
+    def stage_prices(self, path: str, entry: ProviderConfig, obj: Provider, item: Staged) -> None:
+        """The provider's catalog as the entry says: its `models` and `prices` keys, each a row.
+
+        What the configuration made (source "config") it also unmakes: such a row the entry
+        no longer names is deleted, and one named in `models` without prices has unknown
+        ones. A row of another source (discovered, added by hand) stays, with its prices
+        unknown unless the entry gives them; what discovery found out (context window,
+        capabilities) it keeps.
+        """
         catalog = {m.name: m for m in obj.catalog.all()} if obj.pk else {}
+        named = dict.fromkeys([*entry.models, *entry.prices])
         rows: list[ProviderModel] = []
-        for model_name in dict.fromkeys([*names, *prices]):
+        for model_name in named:
             row = catalog.get(model_name) or ProviderModel(provider=obj, name=model_name,
                                                             source=ProviderModel.Source.CONFIG)
-            spec = prices.get(model_name, {})
-            where = f"{path}.prices.{model_name}"
-            if not isinstance(spec, dict):
-                self.error(where, "must be a mapping")
-                continue
-            for key in spec:
-                if key not in {k.path[0] for k in PRICE_KEYS}:
-                    self.error(f"{where}.{key}", "unknown field")
-            changes = self.assign(where, row, spec, PRICE_KEYS) if model_name in prices else {}
-            self.validate(where, row, PRICE_KEYS, exclude=["provider"])
+            if model_name in entry.prices:
+                changes = self.assign(row, entry.prices[model_name], PRICE_KEYS)
+            else:
+                # no prices given: every key at its default (unknown), or only the prices of a
+                # row the configuration did not make
+                keys = PRICE_KEYS if row.source == row.Source.CONFIG else MONEY_KEYS
+                changes = self.assign(row, PriceConfig(), keys)
+            self.validate(f"{path}.prices.{model_name}", row, PRICE_KEYS, exclude=["provider"])
             if row.pk is None or changes:
                 if changes:
-                    item.changes[f"prices.{model_name}"] = [None, changes]
+                    item.changes[f"prices.{model_name}"] = _before_after(changes, created=row.pk is None)
+                rows.append(row)
+        gone: list[ProviderModel] = []
+        for row in catalog.values():
+            if row.name in named:
+                continue
+            if row.source == row.Source.CONFIG:
+                item.changes[f"prices.{row.name}"] = [price_spec(row), None]
+                gone.append(row)
+            elif changes := self.assign(row, PriceConfig(), MONEY_KEYS):
+                item.changes[f"prices.{row.name}"] = _before_after(changes, created=False)
                 rows.append(row)
 
         def save_rows(provider: Provider = obj, rows: list[ProviderModel] = rows) -> None:
             for row in rows:
                 row.provider = provider
                 row.save()
+            ProviderModel.objects.filter(pk__in=[row.pk for row in gone]).delete()
 
-        if rows:
+        if rows or gone:
             item.after_save.append(save_rows)
 
     def stage_routes(self, provider_names: set[str]) -> dict[str, Staged]:
         staged: dict[str, Staged] = {}
         existing = {r.name: r for r in Route.objects.prefetch_related("targets__provider")}
-        for path, entry in self.entries("routes"):
-            self.check_unknown(path, entry, ROUTE_KEYS, ROUTE_SPECIAL)
-            name = entry.get("name")
-            if not isinstance(name, str) or not name:
-                self.error(f"{path}.name", "is required")
-                continue
-            if name in staged:
-                self.error(f"{path}.name", f"duplicate route {name!r}")
-                continue
-            obj = existing.get(name) or Route(name=name)
-            created = obj.pk is None
-            changes = self.assign(path, obj, entry, ROUTE_KEYS)
+        for path, entry in self.named_entries("routes", "route", RouteConfig):
+            obj = existing.get(entry.name) or Route(name=entry.name)
+            item = Staged(obj, obj.pk is None, self.assign(obj, entry, ROUTE_KEYS))
             self.validate(path, obj, ROUTE_KEYS)
-            targets = self.parse_targets(path, entry.get("targets"), provider_names)
+            targets = self.stage_targets(path, entry.targets, provider_names)
             before = [[t.provider.name, t.model, t.weight] for t in obj.targets.all()] if obj.pk else []
-            item = Staged(obj, created, changes)
             if targets is not None and targets != before:
                 item.changes["targets"] = [before, targets]
-
-                def save_targets(route: Route = obj, targets: list[list[Any]] = targets) -> None:
-                    route.targets.all().delete()
-                    by_name = {p.name: p for p in Provider.objects.filter(name__in=[t[0] for t in targets])}
-                    RouteTarget.objects.bulk_create(
-                        RouteTarget(route=route, provider=by_name[p], model=m, weight=w, position=i)
-                        for i, (p, m, w) in enumerate(targets)
-                    )
-
-                item.after_save.append(save_targets)
-            staged[name] = item
+                item.after_save.append(_target_saver(obj, targets))
+            staged[entry.name] = item
         return staged
 
-    def parse_targets(self, path: str, value: Any, provider_names: set[str]) -> list[list[Any]] | None:
-        where = f"{path}.targets"
-        if not isinstance(value, list) or not value:
-            self.error(where, "must be a non-empty list of {provider, model}")
-            return None
-        targets = []
-        for i, target in enumerate(value):
-            tpath = f"{where}[{i}]"
-            if isinstance(target, str):  # shorthand "provider/model" or "provider"
-                named, _, model = target.partition("/")
-                target = {"provider": named, "model": model}
-            if not isinstance(target, dict):
-                self.error(tpath, "must be a mapping with provider and model")
-                continue
-            for key in target:
-                if key not in TARGET_KEYS:
-                    self.error(f"{tpath}.{key}", f"unknown field (allowed: {', '.join(TARGET_KEYS)})")
-            provider = target.get("provider")
-            if not isinstance(provider, str) or provider not in provider_names:
-                self.error(f"{tpath}.provider", f"unknown provider {provider!r}")
-                continue
-            model = target.get("model") or ""
-            if not isinstance(model, str):
-                self.error(f"{tpath}.model", "must be a string")
-                continue
-            weight, problem = coerce(target.get("weight"), "float", True)
-            if problem or (weight is not None and weight <= 0):
-                self.error(f"{tpath}.weight", problem or "must be > 0")
-                continue
-            targets.append([provider, model, weight])
-        return targets
+    def stage_targets(self, path: str, targets: list[TargetConfig], provider_names: set[str]) -> list[list[Any]] | None:
+        """The chain as [provider, model, weight] lists; None after an error."""
+        errors = len(self.errors)
+        chain = []
+        for i, target in enumerate(targets):
+            where = f"{path}.targets[{i}]"
+            if target.provider not in provider_names:
+                self.error(f"{where}.provider", f"unknown provider {target.provider!r}")
+            row = RouteTarget()
+            self.assign(row, target, TARGET_KEYS)
+            self.validate(where, row, TARGET_KEYS, exclude=["route", "provider"])
+            chain.append([target.provider, row.model, row.weight])
+        return chain if len(self.errors) == errors else None
 
     # -- run -------------------------------------------------------------------------------
 
@@ -382,7 +354,7 @@ class Importer:
                 self.error(key, f"unknown section (allowed: {', '.join(allowed)})")
         providers = self.stage_providers()
         existing_names = set(Provider.objects.values_list("name", flat=True))
-        known = set(providers) | (set() if self.prune else existing_names)
+        known = self.names["providers"] | (set() if self.prune else existing_names)
         routes = self.stage_routes(known)
         extra = [(section, section.stage(self, known)) for section in sections()]
         if self.errors:
@@ -414,6 +386,24 @@ class Importer:
                         AuditLog.objects.create(actor=self.actor, action="delete", object_type=kind,
                                                 object_name=obj.name)
         return summary
+
+
+def _target_saver(route: Route, targets: list[list[Any]]) -> Callable[[], None]:
+    def save_targets() -> None:
+        route.targets.all().delete()
+        by_name = {p.name: p for p in Provider.objects.filter(name__in=[t[0] for t in targets])}
+        RouteTarget.objects.bulk_create(
+            RouteTarget(route=route, provider=by_name[p], model=m, weight=w, position=i)
+            for i, (p, m, w) in enumerate(targets)
+        )
+
+    return save_targets
+
+
+def _before_after(changes: dict[str, list[Any]], *, created: bool) -> list[Any]:
+    """{key: [old, new]} as [{key: old}, {key: new}] (None before: a new row)."""
+    before = None if created else {key: old for key, (old, _) in changes.items()}
+    return [before, {key: new for key, (_, new) in changes.items()}]
 
 
 def _decrypts_to(secret: Secret, value: str) -> bool:

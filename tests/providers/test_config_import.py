@@ -5,12 +5,14 @@ import textwrap
 
 import pytest
 import yaml
+from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from health.models import AlertChannel
 from providers.config import ConfigError, apply_config, dump_yaml, export_config, load_document
 from providers.models import AuditLog, ConfigState, Provider, ProviderModel, Route, Secret
+from tests.conftest import auth
 
 pytestmark = pytest.mark.django_db
 
@@ -243,3 +245,77 @@ def test_prune_deletes_what_the_file_does_not_name():
 def test_a_missing_file_is_a_clear_error():
     with pytest.raises(CommandError, match="No such file"):
         call_command("import_config", "/nonexistent/config.yaml", stdout=io.StringIO())
+
+
+# -- the catalog: what the entry's `models` and `prices` say ---------------------------------
+
+def priced(prices: dict, models: list[str] | None = None) -> dict:
+    return {"providers": [{"name": "cat", "kind": "simulated", "models": models or [], "prices": prices}]}
+
+
+def catalog() -> dict[str, tuple[str, float, int | None]]:
+    return {m.name: (m.source, float(m.input_price_per_mtok), m.context_window)
+            for m in ProviderModel.objects.filter(provider__name="cat")}
+
+
+def test_a_price_entry_the_document_drops_is_deleted_and_audited():
+    apply_config(priced({"m1": {"input_per_mtok": 1.5, "context_window": 8000}, "m2": {"input_per_mtok": 2}}),
+                 actor="test")
+    summary = apply_config(priced({"m1": {"input_per_mtok": 1.5, "context_window": 8000}}), actor="test")
+    assert summary.updated == ["provider cat"]
+    assert catalog() == {"m1": ("config", 1.5, 8000)}
+    audit = AuditLog.objects.filter(object_name="cat", action="update").get()
+    assert audit.changes == {"prices.m2": [{"input_per_mtok": 2.0}, None]}
+
+
+def test_a_model_dropped_from_models_leaves_the_catalog_and_one_kept_without_prices_has_none():
+    apply_config(priced({"m1": {"input_per_mtok": 1.5}}, models=["m1", "m2", "m3"]), actor="test")
+    apply_config(priced({}, models=["m1", "m3"]), actor="test")
+    assert catalog() == {"m1": ("config", 0.0, None), "m3": ("config", 0.0, None)}
+    changes = AuditLog.objects.filter(object_name="cat", action="update").get().changes
+    assert changes["prices.m1"] == [{"input_per_mtok": 1.5}, {"input_per_mtok": 0.0}]
+    assert changes["prices.m2"] == [{}, None]
+    assert changes["models"] == [["m1", "m2", "m3"], ["m1", "m3"]]
+
+
+def test_a_discovered_model_the_document_stops_pricing_keeps_its_row_and_facts_but_not_its_prices():
+    apply_config(priced({}), actor="test")
+    ProviderModel.objects.create(provider=Provider.objects.get(name="cat"), name="found", source="discovered",
+                                 context_window=32000, capabilities=["chat"])
+    apply_config(priced({"found": {"input_per_mtok": 3, "context_window": 32000, "capabilities": ["chat"]}}),
+                 actor="test")
+    assert catalog() == {"found": ("discovered", 3.0, 32000)}
+    apply_config(priced({}), actor="test")
+    assert catalog() == {"found": ("discovered", 0.0, 32000)}
+    assert ProviderModel.objects.get(name="found").capabilities == ["chat"]
+    audit = AuditLog.objects.filter(object_name="cat", action="update").latest("id")
+    assert audit.changes == {"prices.found": [{"input_per_mtok": 3.0}, {"input_per_mtok": 0.0}]}
+
+
+def test_an_unpriced_discovered_model_is_left_alone():
+    apply_config(priced({}), actor="test")
+    ProviderModel.objects.create(provider=Provider.objects.get(name="cat"), name="found", source="discovered",
+                                 context_window=32000)
+    summary = apply_config(priced({}), actor="test")
+    assert summary.unchanged == 1 and catalog() == {"found": ("discovered", 0.0, 32000)}
+
+
+def test_a_model_the_configuration_made_without_prices_survives_export_and_import():
+    apply_config(priced({"bare": {}}), actor="test")
+    exported = export_config()
+    assert exported["providers"][0]["prices"] == {"bare": {}}
+    summary = apply_config(exported, actor="test", prune=True)
+    assert summary.unchanged == 1 and catalog() == {"bare": ("config", 0.0, None)}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_put_config_deletes_a_price_entry_the_document_drops(gateway, key):
+    doc = priced({"m1": {"input_per_mtok": 1}, "m2": {"input_per_mtok": 2}})
+    assert (await gateway.put("/api/config", headers=auth(key), json=doc)).status_code == 200
+    exported = (await gateway.get("/api/config", headers=auth(key))).json()
+    del exported["providers"][0]["prices"]["m2"]
+    response = await gateway.put("/api/config", headers=auth(key), json=exported)
+    assert response.status_code == 200 and response.json()["updated"] == ["provider cat"]
+    assert await sync_to_async(catalog)() == {"m1": ("config", 1.0, None)}
+    audit = await AuditLog.objects.filter(object_name="cat", action="update").alatest("id")
+    assert audit.changes == {"prices.m2": [{"input_per_mtok": 2.0}, None]}
