@@ -44,6 +44,8 @@ CONSOLE = {
     "health-start-maintenance": "configure", "health-end-maintenance": "configure",
     "health-discover": "configure", "health-register-discovered": "configure", "health-remove-demo": "configure",
 }
+# Reads that need `admin` (the contract: keys, their limits and spend are the admin's).
+ADMIN_READS = ("/api/keys",)
 GET_PAGES = {"health-dashboard", "health-events", "analytics-page", "health-provider", "health-discover"}
 PUBLIC = {"health-healthz", "login", "logout", "providers-schema"}
 
@@ -90,7 +92,7 @@ def api_operations() -> list[tuple[str, str, str | None]]:
         for method in methods:
             if path.startswith(("/v1/", "/api/execute")):
                 scope = "gateway"
-            elif method == "GET":
+            elif method == "GET" and not path.startswith(ADMIN_READS):
                 scope = "read"
             else:
                 scope = "admin"
