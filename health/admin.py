@@ -31,7 +31,7 @@ class AlertChannelForm(forms.ModelForm):
     class Meta:
         model = AlertChannel
         fields = ["name", "kind", "enabled", "target_env", "target", "providers", "failure_threshold",
-                  "success_threshold", "reminder_interval_s", "notify_recovery"]
+                  "success_threshold", "reminder_interval_s", "notify_recovery", "events"]
 
     def clean(self) -> dict[str, Any]:
         super().clean()

@@ -25,6 +25,9 @@ times with backoff; every delivery, sent or failed, is a HealthEvent (kind "aler
 is published. A failure is stored on the channel (`last_delivery_error`, `delivery_failures`,
 reset on success); ALERT_DISABLE_AFTER permanent failures in a row disable the channel
 with the reason in `disabled_reason`.
+
+A webhook channel that names event types (`events`) gets no alerts: it is an event feed
+(health/forwarding.py), which the Alerter feeds at each evaluation too.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from providers.engine import backoff_bound
 from providers.models import Provider
 
 from .events import publish, publish_sync, record_event
+from .forwarding import Feeds
 from .models import AlertChannel, AlertState, HealthEvent
 from .transports import DeliveryError, Notice, transport
 
@@ -171,7 +175,8 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
     """Advance the counts of every (channel, provider) pair by one evaluation; store what
     changed and return the deliveries it calls for. Only rows with something going on are
     read (a healthy fleet costs two small queries), and writes are batched."""
-    channels = list(AlertChannel.objects.filter(enabled=True).prefetch_related("providers"))
+    # a channel that names event types is an event feed (forwarding.py), not an alert channel
+    channels = [c for c in AlertChannel.objects.filter(enabled=True).prefetch_related("providers") if not c.events]
     if not channels or not observations:
         return []
     seen = {obs.provider: (obs, verdict(obs)) for obs in observations}
@@ -351,6 +356,7 @@ class Alerter:
         self.semaphore = asyncio.Semaphore(settings.ALERT_CONCURRENCY)
         self.rng = rng or random.Random()
         self.tasks: set[asyncio.Task[Outcome]] = set()
+        self.feeds = Feeds(_scrubbed)
         _alerters.add(self)
 
     async def observe(self, observations: list[Observation]) -> list[Delivery]:
@@ -364,6 +370,7 @@ class Alerter:
             task = asyncio.get_running_loop().create_task(self.send(delivery))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+        self.feeds.start()
         return deliveries
 
     async def send(self, delivery: Delivery) -> Outcome:
@@ -380,9 +387,10 @@ class Alerter:
         return outcome
 
     async def wait_for_deliveries(self) -> None:
-        """Let every delivery in flight finish (tests; a clean stop)."""
+        """Let every delivery in flight finish, the event feeds' included (tests; a clean stop)."""
         while self.tasks:
             await asyncio.wait(list(self.tasks))
+        await self.feeds.wait()
 
 
 _alerters: weakref.WeakSet[Alerter] = weakref.WeakSet()
@@ -392,7 +400,8 @@ _alerters: weakref.WeakSet[Alerter] = weakref.WeakSet()
 async def _finish_deliveries() -> None:
     loop = asyncio.get_running_loop()
     for alerter in list(_alerters):
-        if any(task.get_loop() is loop for task in alerter.tasks):
+        feeding = [alerter.feeds.task] if alerter.feeds.task is not None else []
+        if any(task.get_loop() is loop for task in [*alerter.tasks, *feeding]):
             await alerter.wait_for_deliveries()
 
 

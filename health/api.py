@@ -1,22 +1,25 @@
-"""The health part of the operations API: state per provider, and "check now"."""
+"""The health part of the operations API: state per provider with a summary of the fleet,
+"check now", "reset statistics", and the event history as a list and as a stream."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_http_methods
 
 from project.database import db_call
 from providers.api import actor, audit, provider_entry
 from providers.gateway.auth import api_view
-from providers.openapi import Response, document
+from providers.gateway.errors import RequestError
+from providers.openapi import SSE, Param, Response, document
 from providers.runtime import runtime
 
-from . import cooldowns, scores
+from . import cooldowns, feed, scores, stream
 from . import schemas as s
 from .events import record_action
-from .models import ProviderHealth
+from .models import ProbeResult, ProviderHealth, Status
 from .monitor import ProbeOutcome, check_now
 
 
@@ -86,19 +89,74 @@ def _status(entry: Any, breaker: str, row: ProviderHealth | None, active: list[c
     return status, reason
 
 
-@document("GET", "/api/health", "Every provider's status, score, breaker, success rate and latency",
-          scope="read", tags=["health"], responses={200: Response("Health per provider", s.HealthList)})
+def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many providers are in each status, and the enabled ones' mean score weighted by
+    their traffic (the calls in their rolling windows; a plain mean while none has calls)."""
+    counts = Counter(e["status"] for e in entries)
+    scored = [(e["score"], e["calls"]) for e in entries if e["enabled"] and e["score"] is not None]
+    score = None
+    if scored:
+        calls = sum(c for _, c in scored)
+        score = (sum(v * c for v, c in scored) / calls) if calls else sum(v for v, _ in scored) / len(scored)
+    return {"total": len(entries), **{status: counts.get(status, 0) for status in Status.values},
+            "score": round(score, 1) if score is not None else None}
+
+
+@document("GET", "/api/health", "Every provider's status, score, breaker, success rate and latency, and a "
+          "summary of the fleet", scope="read", tags=["health"],
+          responses={200: Response("Health per provider", s.HealthList)})
 @api_view("read")
 async def health_list(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"providers": await health_entries()})
+    entries = await health_entries()
+    return JsonResponse({"summary": summarize(entries), "providers": entries})
 
 
-@document("GET", "/api/health/{name}", "One provider's health", scope="read", tags=["health"],
-          responses={200: Response("The provider's health", s.HealthEntry)}, errors=(401, 403, 404))
+def _last_probe(name: str) -> dict[str, Any] | None:
+    row = ProbeResult.objects.filter(provider__name=name).order_by("-at", "-id").first()
+    if row is None:
+        return None
+    return {"at": feed.iso(row.at), "ok": row.ok, "slow": row.slow, "latency_ms": round(row.latency_ms, 1),
+            "error": row.error, "detail": row.detail or {}}
+
+
+@document("GET", "/api/health/{name}", "One provider's health and its latest probe (server version, models, "
+          "memory where the server reports them)", scope="read", tags=["health"],
+          responses={200: Response("The provider's health", s.HealthDetail)}, errors=(401, 403, 404))
 @api_view("read")
 async def health_detail(request: HttpRequest, name: str) -> HttpResponse:
     await provider_entry(name)
-    return JsonResponse((await health_entries([name]))[0])
+    entry = (await health_entries([name]))[0]
+    entry["probe"] = await db_call(_last_probe, name)
+    return JsonResponse(entry)
+
+
+def _forget_row_statistics(name: str) -> None:
+    """The saved success rate and call count go with the window they were read from (the
+    monitor's next evaluation saves the fresh ones anyway); the score stays until then."""
+    ProviderHealth.objects.filter(provider__name=name).update(success_rate=None, calls=0)
+
+
+@document("POST", "/api/health/{name}/reset", "Reset the provider's statistics: clear its rolling health window "
+          "and consecutive counters (the breaker and cooldowns stay; see /api/breakers/{name}/reset)",
+          scope="admin", tags=["health"], responses={200: Response("The counts after the reset", s.StatisticsReset)},
+          errors=(401, 403, 404))
+@require_http_methods(["POST"])
+@api_view("admin")
+async def health_reset(request: HttpRequest, name: str) -> HttpResponse:
+    """Recorded as an `action` event `reset_statistics` (`health.reset` in the events API) and
+    audited. With shared state (Redis) the pooled window is cleared for every process; each
+    other process's local layer keeps its own counts until they age out of the window."""
+    await provider_entry(name)
+    rt = runtime()
+    await rt.engine.reset_statistics(name)
+    await db_call(_forget_row_statistics, name)
+    await db_call(audit, request, "reset_statistics", "provider", name)
+    event = await db_call(record_action, name, "reset_statistics", actor(request),
+                          "rolling health window and consecutive counters cleared")
+    snap = rt.engine.snapshot(name)
+    return JsonResponse({"provider": name, "calls": snap.calls,
+                         "success_rate": snap.success_rate if snap.calls else None,
+                         "consecutive_failures": snap.consecutive_failures, "event_id": event.pk})
 
 
 def _result(outcome: ProbeOutcome) -> dict[str, Any]:
@@ -132,3 +190,64 @@ async def health_check_all(request: HttpRequest) -> HttpResponse:
 async def health_check_one(request: HttpRequest, name: str) -> HttpResponse:
     await provider_entry(name)
     return await _check(request, [name])
+
+
+EVENT_FILTERS = [
+    Param("provider", description="only this provider's events"),
+    Param("kind", description="only these event types (comma-separated or repeated): "
+                              + ", ".join(feed.EVENT_NAMES),
+          schema={"type": "array", "items": {"type": "string", "enum": list(feed.EVENT_NAMES)}}),
+]
+
+
+@document("GET", "/api/events", "The event history (state changes, alerts, operator actions, failed requests), "
+          "newest first, cursor-paged", scope="read", tags=["events"],
+          responses={200: Response("One page of events", s.EventPage)},
+          params=[*EVENT_FILTERS,
+                  Param("since", description="from this time on (ISO 8601 or seconds since the epoch)"),
+                  Param("limit", description=f"events per page (1-{feed.MAX_LIMIT}, default {feed.DEFAULT_LIMIT})",
+                        schema={"type": "integer", "minimum": 1, "maximum": feed.MAX_LIMIT}),
+                  Param("cursor", description="the `next_cursor` of the previous page")],
+          errors=(400, 401, 403))
+@api_view("read")
+async def events_list(request: HttpRequest) -> HttpResponse:
+    """Names and fields: health/feed.py."""
+    return JsonResponse(await db_call(feed.page, _query(request)))
+
+
+def _query(request: HttpRequest) -> feed.EventQuery:
+    try:
+        return feed.parse_query(request.GET)
+    except feed.QueryError as exc:
+        raise RequestError(400, str(exc), code="invalid_parameter", param=exc.param) from None
+
+
+@document("GET", "/api/events/stream", "Every new event as it happens (server-sent events), resumable with "
+          "Last-Event-ID", scope="read", tags=["events"],
+          responses={200: Response("`id:` the event's id, `event:` its type, `data:` the event as /api/events "
+                                   "lists it (provider, from, to, reason, at, ...)", content_type=SSE)},
+          params=[Param("Last-Event-ID", "header", "resume after this event id (an EventSource sends it)",
+                        schema={"type": "integer", "minimum": 0}),
+                  Param("last_event_id", description="the same, for a client that cannot set headers",
+                        schema={"type": "integer", "minimum": 0}),
+                  *EVENT_FILTERS],
+          errors=(400, 401, 403))
+@api_view("read")
+async def events_stream(request: HttpRequest) -> StreamingHttpResponse:
+    """Server-sent events: health/stream.py says how they are read and resumed.
+
+    `request.failed` (a request every target failed, with its route, request id, the
+    providers tried and the error) is stored like every other event, so it is listed, resumed
+    and sent to event-feed webhooks like them; its storage is bounded (health/failures.py):
+    per process and route, the first failure in a second is one event, the rest of that
+    second one more event that counts them (`detail.count`), and only the newest
+    EVENTS_REQUEST_FAILED_KEEP of them are kept. A flood of failures is therefore at most two
+    events per route per second on the stream and in the database.
+    """
+    start = stream.start_id(request)
+    query = _query(request)
+    response = StreamingHttpResponse(stream.events(start, query.provider, query.kind),
+                                     content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front must pass each event at once
+    return response

@@ -8,11 +8,14 @@ class HealthConfig(AppConfig):
     def ready(self) -> None:
         """Plug the health app into the layers below it; none of them imports it."""
         from analytics.metrics import add_collector
+        from project import lifecycle
         from providers import api as providers_api
         from providers import runtime, signals
         from providers.config import register_section
+        from providers.gateway.records import on_request_finished
 
         from . import channel_config, events, hooks, readings, sessions
+        from .failures import failure_log
         from .models import AlertChannel
 
         # Each runtime's engine events go to the event history and the consoles.
@@ -28,3 +31,6 @@ class HealthConfig(AppConfig):
         # /metrics carries each provider's health gauges.
         add_collector(readings.health_metrics)
         sessions.connect()
+        # A request no target served is a `request.failed` event (bounded: health/failures.py).
+        on_request_finished(failure_log)
+        lifecycle.on_shutdown(failure_log.drain)

@@ -53,6 +53,7 @@ class AlertChannelConfig(ConfigEntry):
     reminder_interval_s: WholeNumber | None = stored(AlertChannel, "reminder_interval_s")
     notify_recovery: bool = stored(AlertChannel, "notify_recovery")
     providers: list[Name] = Field(default_factory=list, description="Provider names; empty: every provider.")
+    events: list[str] = stored(AlertChannel, "events")
 
 
 ALERT_KEYS = columns(AlertChannelConfig)

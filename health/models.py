@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
@@ -9,6 +11,23 @@ from django.db import models
 from providers import crypto
 from providers.models import Provider
 from providers.validation import RangeValidator, validate_name, validate_provider_url
+
+# The events API's names for what the history holds (health/feed.py maps each row to one).
+# The first eight are the contract's; the rest name what it does not cover.
+EVENT_TYPES = (
+    "breaker.opened", "breaker.half_open", "breaker.closed", "provider.status", "provider.maintenance",
+    "credential.rejected", "credential.exhausted", "alert.sent",
+    "breaker.mode", "credential.rate_limited", "model.missing", "alert.failed",
+    "provider.enabled", "provider.disabled", "health.reset", "provider.action", "request.failed",
+)
+
+
+def validate_event_types(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+        raise ValidationError("must be a list of event types")
+    unknown = sorted(set(value) - set(EVENT_TYPES))
+    if unknown:
+        raise ValidationError(f"unknown event types: {', '.join(unknown)} (known: {', '.join(EVENT_TYPES)})")
 
 
 class AlertChannel(models.Model):
@@ -41,6 +60,13 @@ class AlertChannel(models.Model):
         null=True, blank=True, validators=[RangeValidator(60, 7 * 86400)],
         help_text="Remind while still down; empty: no reminders.")
     notify_recovery = models.BooleanField(default=True)
+    # A webhook channel that names event types (the events API's names: "breaker.opened",
+    # "request.failed", ...) is an event feed: it receives each such event as it is recorded,
+    # instead of the incident alerts above. Empty: alerts, as every channel.
+    events = models.JSONField(default=list, blank=True, validators=[validate_event_types],
+                              help_text="Webhook only: the event types to send; empty: incident alerts.")
+    # The last event a feed has looked at (health/forwarding.py); None until it starts.
+    events_cursor = models.BigIntegerField(null=True, blank=True, editable=False)
     last_delivery_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_delivery_error = models.TextField(blank=True, editable=False)
     delivery_failures = models.PositiveIntegerField(default=0, editable=False)
@@ -54,6 +80,14 @@ class AlertChannel(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A feed starts with what comes next (no history); one that stops forgets where it was.
+        if not self.events:
+            self.events_cursor = None
+        elif self.events_cursor is None:
+            self.events_cursor = HealthEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        super().save(*args, **kwargs)
+
     sealed = crypto.SealedField("target_env", "target_ciphertext", "target_hint")
 
     def set_target(self, plaintext: str) -> None:
@@ -65,6 +99,8 @@ class AlertChannel(models.Model):
         # the admin refuses what the importer refuses: the server's own settings are no target
         if self.target_env and (why := crypto.env_reference_error(self.target_env)):
             raise ValidationError({"target_env": why})
+        if self.events and self.kind != self.Kind.WEBHOOK:
+            raise ValidationError({"events": "only a webhook channel sends events; leave it empty"})
 
     def set_target_env(self, name: str) -> None:
         self.sealed.refer(self, name)
@@ -156,6 +192,7 @@ class HealthEvent(models.Model):
         COOLDOWN = "cooldown"
         ALERT = "alert"
         ACTION = "action"
+        REQUEST = "request"  # a request every target failed (health/failures.py)
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, null=True, blank=True,
                                  related_name="events")
@@ -166,6 +203,8 @@ class HealthEvent(models.Model):
     new = models.CharField(max_length=40, blank=True)
     reason = models.TextField(blank=True)
     actor = models.CharField(max_length=150, blank=True)
+    # What does not fit old/new: a failed request's route, id, providers tried and count.
+    data = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]

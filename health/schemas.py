@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+
+from .models import EVENT_TYPES
 
 
 class HealthLatency(BaseModel):
@@ -31,8 +33,79 @@ class HealthEntry(BaseModel):
     maintenance: bool
 
 
+class LastProbe(BaseModel):
+    """The provider's latest probe. `detail` is what its server reported: `version` (Ollama),
+    `models` (how many it has), `ram_free_gb` and `vram_free_gb` (SD WebUI), `tokens` or
+    `images` for a deep probe; absent where the server does not say."""
+
+    at: str
+    ok: bool
+    slow: bool
+    latency_ms: float
+    error: str
+    detail: dict[str, Any]
+
+
+class HealthDetail(HealthEntry):
+    probe: LastProbe | None
+
+
+class FleetSummary(BaseModel):
+    """How many providers are in each status, and the traffic-weighted mean score of the
+    enabled ones (weighted by the calls in their rolling windows; a plain mean while none has
+    calls; null when none has a score)."""
+
+    total: int
+    healthy: int
+    degraded: int
+    unhealthy: int
+    unknown: int
+    disabled: int
+    maintenance: int
+    score: float | None
+
+
 class HealthList(BaseModel):
+    summary: FleetSummary
     providers: list[HealthEntry]
+
+
+class StatisticsReset(BaseModel):
+    provider: str
+    calls: int
+    success_rate: float | None
+    consecutive_failures: int
+    event_id: int
+
+
+Event = Literal[
+    "breaker.opened", "breaker.half_open", "breaker.closed", "provider.status", "provider.maintenance",
+    "credential.rejected", "credential.exhausted", "alert.sent", "breaker.mode", "credential.rate_limited",
+    "model.missing", "alert.failed", "provider.enabled", "provider.disabled", "health.reset", "provider.action",
+    "request.failed"]
+assert set(get_args(Event)) == set(EVENT_TYPES), "the documented names are the feed's"
+
+
+class HealthEventItem(BaseModel):
+    """One event (health/feed.py names them). `detail` is {} except for request.failed:
+    {route, request_id, providers, skipped, error, status, count}."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    event: Event
+    provider: str
+    from_: str = Field(alias="from")
+    to: str
+    reason: str
+    at: str
+    actor: str
+    detail: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    events: list[HealthEventItem]
+    next_cursor: str | None
 
 
 class CheckResult(BaseModel):

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from providers import api as providers_api
+
 from . import actions, analytics_page, api
 from . import views as health_views
 
@@ -9,6 +11,13 @@ urlpatterns = [
     path("api/health/check", api.health_check_all, name="health-check-all"),
     path("api/health/<str:name>", api.health_detail, name="health-detail"),
     path("api/health/<str:name>/check", api.health_check_one, name="health-check-one"),
+    path("api/health/<str:name>/reset", api.health_reset, name="health-reset"),
+    path("api/events", api.events_list, name="health-events-list"),
+    path("api/events/stream", api.events_stream, name="health-events-stream"),
+    # Providers' own views, routed here until providers/urls.py lists them: no pattern there
+    # matches these paths (<str:name> stops at a slash; project/urls.py includes it first).
+    path("api/providers/<str:name>/enable", providers_api.provider_enable, name="providers-enable"),
+    path("api/providers/<str:name>/disable", providers_api.provider_disable, name="providers-disable"),
     # The console (staff only).
     path("", health_views.dashboard, name="health-dashboard"),
     path("events", health_views.events_page, name="health-events"),

@@ -252,6 +252,12 @@ REDIS_OP_TIMEOUT_S = env.float("REDIS_OP_TIMEOUT_S", default=0.05)
 # "closed" (a limited key's requests get 503 until Redis answers); providers/keys.py says why.
 KEY_LIMITS_WHEN_REDIS_DOWN = env.str("KEY_LIMITS_WHEN_REDIS_DOWN", default="open")
 KEY_SPEND_FLUSH_INTERVAL_S = env.float("KEY_SPEND_FLUSH_INTERVAL_S", default=1.0)
+# The event stream (GET /api/events/stream): a keep-alive comment this often; failed requests
+# become one `request.failed` event per route and window (and one more for the rest of it),
+# and only the newest EVENTS_REQUEST_FAILED_KEEP are kept.
+EVENTS_KEEPALIVE_S = env.float("EVENTS_KEEPALIVE_S", default=15.0)
+EVENTS_REQUEST_FAILED_WINDOW_S = env.float("EVENTS_REQUEST_FAILED_WINDOW_S", default=1.0)
+EVENTS_REQUEST_FAILED_KEEP = env.int("EVENTS_REQUEST_FAILED_KEEP", default=10000)
 
 # Analytics: request records are written in batches off the hot path.
 ANALYTICS_FLUSH_INTERVAL_S = env.float("ANALYTICS_FLUSH_INTERVAL_S", default=1.0)

@@ -3,8 +3,11 @@ scope `read`; changes need `admin`). Health lives in health/api.py, analytics in
 analytics/api.py. Every change an API call makes is audited under `api:<key name>`.
 
 Two things here come from the health app, plugged in by its AppConfig.ready: each provider's
-status and score (`add_health_reader`), and the event history that hears of an operator's
-breaker action (it connects to `signals.operator_acted`).
+status and score (`add_health_reader`; `GET /api/providers?sort=health_score` sorts by it),
+and the event history that hears of an operator's action (a breaker reset or force-open,
+enabling or disabling a provider: it connects to `signals.operator_acted`).
+
+The URL patterns of enable/disable are in health/urls.py for now (see there).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NamedTuple
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -90,16 +94,39 @@ def _summary(entry: ProviderEntry, health: HealthSummary | None, breaker: str, b
     }
 
 
+SORTS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
+    # best first; a provider without a score (not evaluated yet, disabled) after every scored one
+    "health_score": lambda r: (r["score"] is None, -(r["score"] or 0.0), r["priority"], r["name"]),
+    "priority": lambda r: (r["priority"], r["name"]),
+    "name": lambda r: (r["name"],),
+}
+
+
 @document("GET", "/api/providers", "List providers with their status and breaker state", scope="read",
-          tags=["providers"], responses={200: Response("The providers", s.ProviderList)})
+          tags=["providers"], responses={200: Response("The providers", s.ProviderList)},
+          params=[Param("capability", description="only providers with this capability (chat, embeddings, image, "
+                                                  "tts, stt, ...)"),
+                  Param("enabled", description="true: only enabled providers; false: only disabled ones",
+                        schema={"type": "boolean"}),
+                  Param("sort", description="health_score (best first, unscored last), priority (default) or name",
+                        schema={"type": "string", "enum": list(SORTS), "default": "priority"})])
 @api_view("read")
 async def providers_list(request: HttpRequest) -> HttpResponse:
+    capability = request.GET.get("capability", "").strip()
+    if len(capability) > 40:
+        raise RequestError(400, "`capability` is at most 40 characters.", code="invalid_parameter",
+                           param="capability")
+    enabled = query_flag(request, "enabled", True) if request.GET.get("enabled") else None
+    sort = request.GET.get("sort") or "priority"
+    if sort not in SORTS:
+        raise RequestError(400, f"`sort` must be one of {', '.join(SORTS)}.", code="invalid_parameter", param="sort")
     rt = runtime()
     snapshot = await rt.current()
     health = await db_call(_health_rows)
     rows = [_summary(e, health.get(e.name), rt.engine.snapshot(e.name).state, e.config.base_url)
-            for e in sorted(snapshot.providers.values(), key=lambda p: (p.priority, p.name))]
-    return JsonResponse({"providers": rows})
+            for e in snapshot.providers.values()
+            if (not capability or capability in e.capabilities) and (enabled is None or e.enabled == enabled)]
+    return JsonResponse({"providers": sorted(rows, key=SORTS[sort])})
 
 
 @document("GET", "/api/providers/{name}", "One provider: settings, credentials (masked), state", scope="read",
@@ -197,6 +224,58 @@ async def breaker_force_open(request: HttpRequest, name: str) -> HttpResponse:
     await db_call(audit, request, "force_open", "provider", name, {"minutes": minutes})
     await _note_action(name, "force_open", actor(request), f"for {minutes} minutes" if minutes else "until reset")
     return JsonResponse(breaker_dict(rt.engine.snapshot(name)))
+
+
+def _set_enabled(name: str, enabled: bool, who: str) -> bool:
+    """Flip the flag (a row lock, so two calls at once cannot both think they changed it) and
+    audit the call; True when it changed."""
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(name=name)
+        before = provider.enabled
+        if before != enabled:
+            provider.enabled = enabled
+            provider.save(update_fields=["enabled", "updated_at"])  # bumps the configuration version
+    AuditLog.objects.create(actor=who, action="enable" if enabled else "disable", object_type="provider",
+                            object_name=name, changes={"enabled": [before, enabled]})
+    return before != enabled
+
+
+async def _switch(request: HttpRequest, name: str, enabled: bool) -> HttpResponse:
+    """The provider's new state at once: this process reloads now, the others within
+    CONFIG_POLL_INTERVAL_S (the save bumps the configuration version). A real change is
+    told to `operator_acted` (health's history: `provider.enabled` / `provider.disabled`);
+    a call that changes nothing is only audited."""
+    await provider_entry(name)
+    who = actor(request)
+    try:
+        changed = await db_call(_set_enabled, name, enabled, who)
+    except Provider.DoesNotExist:  # deleted since the snapshot was taken
+        raise RequestError(404, f"no provider named {name!r}", code="provider_not_found") from None
+    rt = runtime()
+    await rt.refresh(force=True)
+    if changed:
+        await _note_action(name, "enable" if enabled else "disable", who)
+    entry = await provider_entry(name)
+    health = (await db_call(_health_rows)).get(name)
+    return JsonResponse(_summary(entry, health, rt.engine.snapshot(name).state, entry.config.base_url))
+
+
+@document("POST", "/api/providers/{name}/enable", "Let routes send traffic to the provider again", scope="admin",
+          tags=["providers"], responses={200: Response("The provider, enabled", s.ProviderSummary)},
+          errors=(401, 403, 404))
+@require_http_methods(["POST"])
+@api_view("admin")
+async def provider_enable(request: HttpRequest, name: str) -> HttpResponse:
+    return await _switch(request, name, True)
+
+
+@document("POST", "/api/providers/{name}/disable", "Take the provider out of every route and stop probing it",
+          scope="admin", tags=["providers"], responses={200: Response("The provider, disabled", s.ProviderSummary)},
+          errors=(401, 403, 404))
+@require_http_methods(["POST"])
+@api_view("admin")
+async def provider_disable(request: HttpRequest, name: str) -> HttpResponse:
+    return await _switch(request, name, False)
 
 
 async def _note_action(name: str, action: str, who: str, detail: str = "") -> None:

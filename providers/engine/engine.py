@@ -169,6 +169,13 @@ class Engine:
         await self.breaker(key).reset()
         await self.cooldowns.clear(key)
 
+    async def reset_statistics(self, key: str) -> None:
+        """Forget `key`'s rolling window of outcomes and its consecutive-failure run, here and
+        in a shared store (an operator's "reset statistics": a provider judged on what happens
+        from now on). The breaker's state and the cooldowns stay as they are (`reset` is for
+        those), and so do the latency samples (the last 100 successes, not a window)."""
+        await self.store.reset_counts(key)
+
     async def clear_model_missing(self, key: str, model: str) -> None:
         """Forget that `model` was missing on `key` (its provider): call it when the model has
         been pulled or added, so routes use it again at once instead of after the TTL."""

@@ -276,6 +276,9 @@ class RedisStateStore:
     async def clear_counts(self, key: str) -> None:
         await self._counts.clear(key, shared=SHARED in self._written.get(key, ()))
 
+    async def reset_counts(self, key: str) -> None:
+        await self._counts.clear(key, shared=True)
+
     # half-open probes ----------------------------------------------------------------------
     async def reserve_probe(
         self, key: str, generation: int, limit: int, ttl: float, now: float

@@ -108,6 +108,12 @@ class StateStore(Protocol):
 
     async def clear_counts(self, key: str) -> None: ...
 
+    async def reset_counts(self, key: str) -> None:
+        """Forget `key`'s window and consecutive-failure run in every layer (an operator's
+        "reset statistics"); `clear_counts` is the breaker's own, which a shared store may
+        apply to the layer its last transition went to only."""
+        ...
+
     async def reserve_probe(
         self, key: str, generation: int, limit: int, ttl: float, now: float
     ) -> int | None:
@@ -207,6 +213,9 @@ class LocalStateStore:
         if window is not None:
             window.clear()
         self._consecutive[key] = 0
+
+    async def reset_counts(self, key: str) -> None:
+        await self.clear_counts(key)
 
     # half-open probes ----------------------------------------------------------------------
     def _probes_for(self, key: str, generation: int) -> _Probes:

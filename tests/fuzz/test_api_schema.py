@@ -120,6 +120,8 @@ def test_the_api_answers_every_generated_request_within_its_schema(live, documen
     timings: list[str] = []
     for result in api.get_all_operations():
         operation = result.ok()
+        if operation.path == "/api/events/stream":
+            continue  # a valid request reads forever; tests/health/test_events_stream.py covers it
         strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
                              operation.as_strategy(GenerationMode.NEGATIVE))
 

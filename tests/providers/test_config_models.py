@@ -110,7 +110,7 @@ PROVIDER_ALLOWED = ("api_key, api_keys, base_url, breaker, capabilities, enabled
         ({"providers": [provider()], "routes": [{"name": "r", "targets": [{"provider": "p1", "modle": "m"}]}]},
          "routes[0].targets[0].modle: unknown field (allowed: model, provider, weight)"),
         ({"alert_channels": [{"name": "a", "kind": "webhook", "url": "https://hooks.example.com/x", "colour": 1}]},
-         "alert_channels[0].colour: unknown field (allowed: enabled, failure_threshold, kind, name, "
+         "alert_channels[0].colour: unknown field (allowed: enabled, events, failure_threshold, kind, name, "
          "notify_recovery, providers, reminder_interval_s, success_threshold, to, url)"),
         ({"providers": [provider()], "colour": []},
          "colour: unknown section (allowed: providers, routes, alert_channels)"),

@@ -171,7 +171,7 @@ async def test_no_page_answer_export_or_log_line_shows_a_clear_secret(
     from providers.openapi import REGISTRY
 
     for ep in REGISTRY:
-        if ep.method.upper() != "GET":
+        if ep.method.upper() != "GET" or ep.path == "/api/events/stream":  # never ends: tests/health
             continue
         for name in (names if "{name}" in ep.path else [None]):
             path = ep.path.replace("{name}", name or "")
