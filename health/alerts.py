@@ -421,3 +421,31 @@ def send_test_alert(channel: AlertChannel, actor: str = "") -> Outcome:
     event = record_delivery(delivery, outcome, actor=actor)
     publish_sync({"type": "health.event", "provider": "", "event_id": event.pk})
     return outcome
+
+
+# -- API key budgets ----------------------------------------------------------------------------
+
+
+def notify_key_budget(sender: Any, *, key_name: str, prefix: str, threshold: float, spend: Any, budget: Any,
+                      period: str, **kwargs: Any) -> list[Outcome]:
+    """Receiver of `providers.signals.key_budget_crossed` (connected in HealthConfig.ready): tell
+    every enabled alert channel that watches every provider (no provider scope; an event feed
+    is not an alert channel) that a key passed 80 % or 100 % of its budget. The signal fires
+    once per threshold and period across workers (providers/keys.py), from a database thread."""
+    share = f"{threshold:.0%}" if isinstance(threshold, float) and threshold <= 1 else f"{threshold}%"
+    note = f"API key {key_name} ({prefix}) has spent {spend} of its {period} budget of {budget} ({share})"
+    outcomes = []
+    for channel in AlertChannel.objects.filter(enabled=True, providers__isnull=True):
+        if channel.events:
+            continue
+        notice = Notice(event="budget", channel=channel.name, provider="", status="", breaker="", reason=note,
+                        at=timezone.now())
+        try:
+            delivery = Delivery(channel.pk, channel.name, channel.kind, channel.target(), notice)
+        except Exception as exc:  # an unreadable target: said in the log, the other channels still hear
+            log.warning("alert channel %s: cannot send the budget notice: %s", channel.name, exc)
+            continue
+        outcome = async_to_sync(deliver)(delivery, retries=1)
+        record_delivery(delivery, outcome)
+        outcomes.append(outcome)
+    return outcomes

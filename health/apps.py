@@ -28,6 +28,10 @@ class HealthConfig(AppConfig):
         # The operations API shows each provider's status and logs operators' breaker actions.
         providers_api.add_health_reader(readings.provider_health)
         signals.operator_acted.connect(events.note_operator_action, dispatch_uid="health.operator_action")
+        # An API key past 80 % or 100 % of its budget is told to the alert channels.
+        from .alerts import notify_key_budget
+
+        signals.key_budget_crossed.connect(notify_key_budget, dispatch_uid="health.key_budget")
         # /metrics carries each provider's health gauges.
         add_collector(readings.health_metrics)
         sessions.connect()

@@ -33,7 +33,7 @@ class DeliveryError(Exception):
 class Notice:
     """What one alert says; every transport renders it in its own format."""
 
-    event: str  # alert | reminder | recovery | test
+    event: str  # alert | reminder | recovery | test | budget (an API key passed a share of its budget)
     channel: str
     provider: str  # "" for a test
     status: str
@@ -62,11 +62,13 @@ class Notice:
             return f"REMINDER: {self.provider} {self.trouble(still=True)}{lasting}"
         if self.event == "recovery":
             return f"RECOVERED: {self.provider} is {self.status} again"
+        if self.event == "budget":
+            return f"BUDGET: {self.reason}"
         return f"TEST: alert channel {self.channel} works"
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) pairs for the body of a message."""
-        if self.event == "test":
+        if self.event in ("test", "budget"):
             return [("Channel", self.channel), ("Sent at", stamp(self.at)), ("Note", self.reason)]
         rows = [("Provider", self.provider), ("Status", self.status), ("Breaker", self.breaker),
                 ("Reason", self.reason or "-"), ("At", stamp(self.at))]

@@ -24,7 +24,7 @@ def escape(text: str) -> str:
 
 def payload(notice: Notice) -> dict[str, Any]:
     title = notice.title
-    if notice.event == "test":
+    if notice.event in ("test", "budget"):
         summary = notice.reason or "A test from the gateway."
         fields = [("Channel", notice.channel), ("Sent at", stamp(notice.at))]
     else:

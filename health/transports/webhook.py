@@ -1,8 +1,8 @@
 """A generic JSON webhook: one POST per notice.
 
-The body: {"event": "alert" | "reminder" | "recovery" | "test", "channel", "provider",
+The body: {"event": "alert" | "reminder" | "recovery" | "test" | "budget", "channel", "provider",
 "status", "breaker", "reason", "at", "since", "console_url", "title"}; times are ISO 8601
-in UTC, and a test carries null for the provider's fields.
+in UTC, and a test or a budget notice carries null for the provider's fields.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .http import post_json
 
 
 def payload(notice: Notice) -> dict[str, Any]:
-    test = notice.event == "test"
+    test = notice.event in ("test", "budget")  # no provider's state in it
     return {
         "event": notice.event,
         "channel": notice.channel,
