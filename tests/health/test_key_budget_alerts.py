@@ -11,10 +11,17 @@ from asgiref.sync import sync_to_async
 from health.models import AlertChannel
 from providers.models import ApiKey, Provider
 from tests.conftest import auth
+from tests.fakes.openai import FakeOpenAI
 from tests.fakes.webhook import FakeWebhook
-from tests.gateway.conftest import CHAT, provider, upstream_a  # noqa: F401 (a fixture)
+from tests.gateway.conftest import CHAT, provider
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def upstream_a():
+    with FakeOpenAI() as server:
+        yield server
 
 
 @pytest.fixture
