@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml
 .env: | $(VENV)/.installed
 	$(BIN)/python -m project.envfile
 
-## Start console + gateway + monitor on http://127.0.0.1:$(PORT)
+## Start console + gateway + monitor on http://127.0.0.1:$(PORT), under uvicorn (uvloop, httptools,
+## websockets): its gateway serves about twice daphne's req/s at c=32 (docs/performance.md);
+## ASGI_SERVER=daphne (or `manage.py serve --server daphne`) runs the same app under daphne
 run: $(VENV)/.installed .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_admin

@@ -227,8 +227,9 @@ PROVIDER_URL_ALLOW = env.list("PROVIDER_URL_ALLOW", default=[])
 # these hosts, domains or networks (CIDR) are let through.
 FETCH_URL_ALLOW = env.list("FETCH_URL_ALLOW", default=[])
 
-# The ASGI server `manage.py serve` (and so `make run`) uses: daphne or uvicorn.
-ASGI_SERVER = env.str("ASGI_SERVER", default="daphne")
+# The ASGI server `manage.py serve` (and so `make run`) uses: uvicorn (measured faster,
+# docs/performance.md) or daphne.
+ASGI_SERVER = env.str("ASGI_SERVER", default="uvicorn")
 # Run the monitor inside the server process (the single-process default). With REDIS_URL
 # the monitor is meant to run as its own `manage.py monitor` process.
 MONITOR_EMBEDDED = env.bool("MONITOR_EMBEDDED", default=not REDIS_URL)

@@ -1,18 +1,28 @@
-"""The gateway's added latency and throughput, beside a direct call to the same upstream.
+"""Our gateway beside a direct call, the bare pass-through floors and other gateways.
 
-    .venv/bin/python -m bench.gateway.run [--server daphne uvicorn] [--requests 3000]
+    .venv/bin/python -m bench.gateway.run [--servers uvicorn daphne] [--peers portkey litellm]
+        [--requests 3000] [--stream-requests 300] [--rounds 3] [--max-seconds 30]
+        [--no-floor] [--details] [--json out.json]
 
-Starts a fast fake OpenAI upstream (bench/upstream.py) and the real gateway
-(`manage.py serve`) on loopback with a fresh SQLite database, then drives
-`POST /v1/chat/completions` with the closed-loop load generator of bench/load.py:
+Starts, on loopback, a fast fake OpenAI upstream (bench/upstream.py: a fixed completion at once,
+or 200 server-sent chunks for `"stream": true`) and, each pointed at it:
 
-- direct: the same load straight to the upstream (the floor);
-- gateway: through the route `bench` (one target);
-- failover: route `failover`, whose first target refuses connections (breaker switched off
-  so every request tries it) before the second serves;
-- skip: route `skip`, whose first target's breaker is forced open.
+- bare-<server>: the bare pass-through (bench/gateway/bare.py), the floor of the same server;
+- gateway-<server>: this gateway (`manage.py serve --no-embedded`, fresh SQLite database,
+  request logging on) with route `bench` (one target), `failover` (the first target refuses
+  connections, its breaker off, so every request tries it) and `skip` (the first target's
+  breaker forced open);
+- the peers (bench/gateway/peers.py): Portkey's gateway (Node), LiteLLM's proxy.
 
-Client, gateway and upstream share this machine's cores; compare figures from one run.
+All of them run for the whole run. Then, in each round, every subject in turn:
+`POST /v1/chat/completions` with the closed-loop load generator of bench/load.py, N requests
+at concurrency 1, 2N at 32, and S streamed requests at 1 and 2S at 32 (time to the first
+event; events relayed per second); for the gateway also `failover` and `skip` at 1. No phase
+starts a request after `--max-seconds` (LiteLLM, at a few streams a second, is measured on
+fewer). A figure is the median over the rounds; "added" is a p50 minus the direct p50; CPU
+is the subject's processes' CPU per request, warm-up included. Client, servers and upstream
+share this machine's cores: compare ratios from one run. The peers are installed on first use
+(bench/gateway/peers.py).
 """
 
 from __future__ import annotations
@@ -21,142 +31,229 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
+import statistics
 import sys
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.load import LoadResult, run_load  # noqa: E402
-from bench.processes import cpu_seconds, wait_up  # noqa: E402
-from tests.fakes.base import free_port  # noqa: E402
+from bench.gateway import subjects as sj  # noqa: E402
+from bench.load import LoadResult, run_load, run_stream_load  # noqa: E402
+from bench.processes import tree_cpu_seconds  # noqa: E402
 
-BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello."}]}).encode()
-
-
-def config(upstream: str, refused: str) -> str:
-    fast = {"retry": {"max_attempts": 1}, "timeout_s": 10}
-    doc = {
-        "providers": [
-            {"name": "upstream", "kind": "openai", "base_url": upstream, "models": ["bench-model"], **fast,
-             "health_check": {"interval_s": 3600, "timeout_s": 5}},
-            {"name": "refused", "kind": "openai", "base_url": refused, "models": ["bench-model"], **fast,
-             "breaker": {"mode": "disabled"}, "health_check": {"interval_s": 3600, "timeout_s": 5}},
-            {"name": "opened", "kind": "openai", "base_url": upstream, "models": ["bench-model"], **fast,
-             "health_check": {"interval_s": 3600, "timeout_s": 5}},
-        ],
-        "routes": [
-            {"name": "bench", "targets": [{"provider": "upstream", "model": "bench-model"}]},
-            {"name": "failover", "targets": [{"provider": "refused", "model": "bench-model"},
-                                             {"provider": "upstream", "model": "bench-model"}]},
-            {"name": "skip", "targets": [{"provider": "opened", "model": "bench-model"},
-                                         {"provider": "upstream", "model": "bench-model"}]},
-        ],
-    }
-    return json.dumps(doc)
+MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True).stdout
+def body(route: str, stream: bool = False) -> bytes:
+    data: dict[str, object] = {"model": route, "messages": MESSAGES}
+    if stream:
+        data["stream"] = True
+    return json.dumps(data).encode()
 
 
-def body_for(route: str) -> bytes:
-    return BODY.replace(b'"bench"', json.dumps(route).encode())
+@dataclass
+class Plan:
+    requests: int
+    stream_requests: int
+    warmup: int = 100
+    max_seconds: float | None = None
 
 
-async def measure(url: str, route: str, c: int, n: int, headers: dict[str, str], pid: int | None = None) -> LoadResult:
-    """Run the load; with `pid`, also the CPU that process spent per measured request
-    (steadier than wall time on a shared machine)."""
-    before = cpu_seconds(pid) if pid else 0.0
-    result = await run_load(url, body_for(route), concurrency=c, requests=n, headers=headers, warmup=100)
-    if pid:
-        # the warm-up's CPU is included: spread over warm-up + measured requests
-        result.cpu_ms = (cpu_seconds(pid) - before) * 1000 / (n + 100)  # type: ignore[attr-defined]
-    return result
+@dataclass
+class Figures:
+    """One subject's results: phase -> one LoadResult per round."""
+    runs: dict[str, list[LoadResult]] = field(default_factory=dict)
+
+    def add(self, phase: str, result: LoadResult) -> None:
+        self.runs.setdefault(phase, []).append(result)
+
+    def has(self, phase: str) -> bool:
+        return phase in self.runs
+
+    def median(self, phase: str, value: Callable[[LoadResult], float | None]) -> float:
+        values = [v for v in (value(r) for r in self.runs.get(phase, [])) if v is not None]
+        return statistics.median(values) if values else float("nan")
+
+    def failures(self) -> int:
+        return sum(r.failures for results in self.runs.values() for r in results)
 
 
-def line(label: str, r: LoadResult, direct: LoadResult | None = None) -> str:
-    added = f"{r.p50 - direct.p50:+7.2f} ms" if direct else "        —"
-    ratio = f"{r.rps / direct.rps:5.2f}x" if direct else "    —"
-    errors = sum(v for k, v in r.statuses.items() if k != 200) + r.errors
-    cpu = getattr(r, "cpu_ms", None)
-    cpu_text = f"  cpu {cpu:5.2f} ms/req" if cpu is not None else ""
-    return (f"  {label:<24} c={r.concurrency:<3} {r.rps:8.0f} req/s  p50 {r.p50:7.2f}  p95 {r.pct(95):7.2f}  "
-            f"p99 {r.pct(99):7.2f} ms  added p50 {added}  throughput {ratio}  non-200 {errors}{cpu_text}")
+async def measure(subject: sj.Subject, plan: Plan, phase: str, figures: Figures) -> None:
+    route = phase.split("-")[0] if phase.startswith(("failover", "skip")) else "bench"
+    stream = phase.startswith("stream")
+    c = 32 if phase.endswith("32") else 1
+    pid = subject.proc.pid
+    before = tree_cpu_seconds(pid)
+    if stream:
+        n = plan.stream_requests * (2 if c == 32 else 1)
+        warmup = max(plan.warmup // 5, 4)
+        result = await run_stream_load(subject.chat_url, body(route, True), concurrency=c, requests=n,
+                                       headers=subject.headers, warmup=warmup, max_seconds=plan.max_seconds)
+    else:
+        n = plan.requests * (2 if c == 32 else 1)
+        warmup = plan.warmup
+        result = await run_load(subject.chat_url, body(route), concurrency=c, requests=n,
+                                headers=subject.headers, warmup=warmup, max_seconds=plan.max_seconds)
+    # the warm-up's CPU is included: spread over warm-up + measured requests
+    result.cpu_ms = (tree_cpu_seconds(pid) - before) * 1000 / (result.requests + warmup)
+    figures.add(phase, result)
 
 
-def run(server_kind: str, requests: int, upstream_url: str, upstream_pid: int) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update({"DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}", "SECRET_KEY": "bench-" + "x" * 40,
-                "NO_DEMO": "1", "LOG_LEVEL": "WARNING", "MONITOR_EMBEDDED": "false"})
-    manage(env, "migrate", "--noinput")
-    refused = f"http://127.0.0.1:{free_port()}/v1"
-    (tmp / "config.json").write_text(config(upstream_url + "/v1", refused))
-    manage(env, "import_config", str(tmp / "config.json"))
-    key = manage(env, "create_api_key", "bench", "--scopes", "gateway,admin").strip().splitlines()[-1]
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port), "--server", server_kind,
-                             "--no-embedded"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    gateway = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {key}"}
-    try:
-        wait_up(gateway + "/healthz", proc)
-        httpx.post(f"{gateway}/api/breakers/opened/force-open", headers=headers, json={"minutes": 600}).raise_for_status()
-        chat = gateway + "/v1/chat/completions"
-        direct_url = upstream_url + "/v1/chat/completions"
+PHASES = ("c1", "c32", "stream1", "stream32")
 
-        async def all_loads() -> dict[str, LoadResult]:
-            out: dict[str, LoadResult] = {}
-            for c, n in ((1, requests), (32, requests * 2)):
-                out[f"direct-{c}"] = await measure(direct_url, "bench", c, n, {}, upstream_pid)
-                out[f"gateway-{c}"] = await measure(chat, "bench", c, n, headers, proc.pid)
-            out["failover-1"] = await measure(chat, "failover", 1, requests, headers, proc.pid)
-            out["skip-1"] = await measure(chat, "skip", 1, requests, headers, proc.pid)
-            out["gateway-1-again"] = await measure(chat, "bench", 1, requests, headers, proc.pid)
-            return out
 
-        results = asyncio.run(all_loads())
-    finally:
-        proc.terminate()
-        proc.wait(20)
-    print(f"\n{server_kind} (gateway), {requests} requests at c=1, {2 * requests} at c=32")
-    print(line("direct", results["direct-1"]))
-    print(line("gateway", results["gateway-1"], results["direct-1"]))
-    print(line("gateway (again)", results["gateway-1-again"], results["direct-1"]))
-    print(line("failover (refused 1st)", results["failover-1"], results["direct-1"]))
-    print(line("skip (1st open)", results["skip-1"], results["direct-1"]))
-    print(line("direct", results["direct-32"]))
-    print(line("gateway", results["gateway-32"], results["direct-32"]))
-    base = min(results["gateway-1"].p50, results["gateway-1-again"].p50)
-    print(f"  failover adds {results['failover-1'].p50 - base:+.2f} ms p50 over the one-target route; "
-          f"skipping an open breaker adds {results['skip-1'].p50 - base:+.2f} ms")
-    return {k: v.row() for k, v in results.items()}
+async def one_round(order: list[sj.Subject], plan: Plan, figures: dict[str, Figures]) -> None:
+    for subject in order:
+        for phase in PHASES:
+            await measure(subject, plan, phase, figures[subject.name])
+        if "failover" in subject.routes:
+            await measure(subject, plan, "failover-1", figures[subject.name])
+            await measure(subject, plan, "skip-1", figures[subject.name])
+
+
+def rps(r: LoadResult) -> float:
+    return r.rps
+
+
+def p50(r: LoadResult) -> float:
+    return r.p50
+
+
+def ttfb(r: LoadResult) -> float:
+    return r.ttfb_p50
+
+
+def events_per_s(r: LoadResult) -> float:
+    return r.events_per_s
+
+
+def cpu(r: LoadResult) -> float | None:
+    return r.cpu_ms
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b and b == b else float("nan")
+
+
+def detail(name: str, f: Figures) -> None:
+    print(f"  {name}")
+    for phase, results in f.runs.items():
+        for i, r in enumerate(results):
+            extra = (f"  ttfb p50 {r.ttfb_p50:6.2f} ms  {r.events_per_s:8.0f} chunks/s  "
+                     f"({r.events / max(r.requests, 1):.0f} per stream)" if r.ttfb_ms else "")
+            print(f"    r{i + 1} {phase:<10} n={r.requests:<6} {r.rps:8.0f} req/s  p50 {r.p50:7.2f}  p95 {r.pct(95):7.2f}  "
+                  f"p99 {r.pct(99):7.2f} ms  cpu {r.cpu_ms or 0:5.2f} ms/req  non-200 {r.failures}{extra}")
+
+
+def table(order: list[sj.Subject], figures: dict[str, Figures]) -> list[str]:
+    direct = figures["direct"]
+    d_p50 = direct.median("c1", p50)
+    d_ttfb = direct.median("stream1", ttfb)
+    lines = ["| | c=1 req/s | added p50 at c=1 | c=32 req/s | stream: TTFB added p50 at c=1 "
+             "| chunks/s at c=1 | chunks/s at c=32 | CPU ms/req at c=32 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in order:
+        f = figures[s.name]
+        is_direct = s.name == "direct"
+        added = "—" if is_direct else f"{f.median('c1', p50) - d_p50:+.2f} ms"
+        t_added = (f"— ({d_ttfb:.2f} ms)" if is_direct else f"{f.median('stream1', ttfb) - d_ttfb:+.2f} ms")
+        label = f"**{s.label}**" if s.name.startswith("gateway") else s.label
+        flag = f" ({f.failures()} non-200!)" if f.failures() else ""
+        lines.append(f"| {label}{flag} | {f.median('c1', rps):,.0f} | {added} | {f.median('c32', rps):,.0f} "
+                     f"| {t_added} | {f.median('stream1', events_per_s):,.0f} "
+                     f"| {f.median('stream32', events_per_s):,.0f} | {f.median('c32', cpu):.2f} |")
+    return lines
+
+
+def goals(servers: list[str], figures: dict[str, Figures]) -> list[str]:
+    d = figures["direct"]
+    d_p50, d_ttfb = d.median("c1", p50), d.median("stream1", ttfb)
+    peer = figures.get("portkey")
+    out = []
+    for server in servers:
+        g = figures.get(f"gateway-{server}")
+        if g is None:
+            continue
+        g_added = g.median("c1", p50) - d_p50
+        out.append(f"gateway under {server}:")
+        if peer is not None:
+            p_added = peer.median("c1", p50) - d_p50
+            r32 = ratio(g.median("c32", rps), peer.median("c32", rps))
+            out.append(f"  c=32 throughput vs Portkey: {r32:.2f}x (goal >= 1.5x: {'met' if r32 >= 1.5 else 'NOT met'})")
+            out.append(f"  added p50 at c=1: {g_added:+.2f} ms vs Portkey's {p_added:+.2f} ms "
+                       f"(goal <=: {'met' if g_added <= p_added else 'NOT met'})")
+            s_ratio = ratio(g.median("stream32", events_per_s), peer.median("stream32", events_per_s))
+            out.append(f"  stream: TTFB added {g.median('stream1', ttfb) - d_ttfb:+.2f} ms vs Portkey's "
+                       f"{peer.median('stream1', ttfb) - d_ttfb:+.2f} ms; chunks/s at c=32 {s_ratio:.2f}x Portkey's, "
+                       f"{ratio(g.median('stream32', events_per_s), d.median('stream32', events_per_s)):.2f}x direct")
+        floor = figures.get(f"bare-{server}")
+        if floor is not None:
+            f32 = ratio(g.median("c32", rps), floor.median("c32", rps))
+            f1 = ratio(g.median("c1", rps), floor.median("c1", rps))
+            out.append(f"  share of the bare {server} floor: c=32 {f32:.0%}, c=1 {f1:.0%} "
+                       f"(goal >= 80%: {'met' if min(f32, f1) >= 0.8 else 'NOT met'})")
+        failover = g.median("failover-1", p50) - g.median("c1", p50)
+        skip = g.median("skip-1", p50) - g.median("c1", p50)
+        out.append(f"  failover from a refused connection adds {failover:+.2f} ms p50 "
+                   f"(goal <= 3 ms: {'met' if failover <= 3 else 'NOT met'}); skipping an open breaker {skip:+.2f} ms")
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", nargs="+", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--servers", "--server", nargs="+", default=["uvicorn", "daphne"], choices=["uvicorn", "daphne"])
+    parser.add_argument("--peers", nargs="*", default=["portkey", "litellm"], choices=["portkey", "litellm"])
+    parser.add_argument("--no-floor", action="store_true", help="leave out the bare pass-through floors")
+    parser.add_argument("--requests", type=int, default=3000, help="N: requests at c=1 (2N at c=32)")
+    parser.add_argument("--stream-requests", type=int, default=300, help="S: streams at c=1 (2S at c=32)")
+    parser.add_argument("--stream-chunks", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--max-seconds", type=float, default=30,
+                        help="start no request of a phase after this long (LiteLLM is measured on fewer)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every subject this many times, interleaved")
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--details", action="store_true", help="print every run's figures")
     args = parser.parse_args()
-    up_port = free_port()
-    upstream = subprocess.Popen([sys.executable, "-m", "bench.upstream", "--port", str(up_port)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    upstream_url = f"http://127.0.0.1:{up_port}"
+    plan = Plan(args.requests, args.stream_requests, args.warmup, args.max_seconds)
+
+    started: list[sj.Subject] = []
     try:
-        wait_up(upstream_url + "/v1/models", upstream)
-        print(f"machine: {os.cpu_count()} cores; client, gateway and upstream share them")
-        for kind in args.server:
-            run(kind, args.requests, upstream_url, upstream.pid)
+        upstream = sj.start_upstream(args.stream_chunks)
+        started.append(upstream)
+        for server in [] if args.no_floor else args.servers:
+            started.append(sj.start_bare(server, upstream.base))
+        env, key = sj.prepare_gateway(upstream.base)
+        for server in args.servers:
+            gateway = sj.start_gateway(server, env, key)
+            started.append(gateway)
+            sj.open_skip_target(gateway)
+        starters = {"portkey": sj.start_portkey, "litellm": sj.start_litellm}
+        for peer in args.peers:
+            started.append(starters[peer](upstream.base))
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; client, servers and "
+              f"upstream share them. {args.requests} requests at c=1, {2 * args.requests} at c=32, "
+              f"{args.stream_requests} streams of {args.stream_chunks} chunks at c=1, "
+              f"{2 * args.stream_requests} at c=32; {args.rounds} round(s), medians", flush=True)
+        figures = {s.name: Figures() for s in started}
+        for i in range(args.rounds):
+            asyncio.run(one_round(started, plan, figures))
+            print(f"round {i + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
     finally:
-        upstream.terminate()
-        upstream.wait(10)
+        for subject in reversed(started):
+            subject.stop()
+    if args.details:
+        for s in started:
+            detail(s.name, figures[s.name])
+    print()
+    print("\n".join(table(started, figures)))
+    print()
+    print("\n".join(goals(args.servers, figures)))
+    if args.json:
+        args.json.write_text(json.dumps({name: {phase: [r.row() for r in rs] for phase, rs in f.runs.items()}
+                                         for name, f in figures.items()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Start the real server (`manage.py serve`, daphne by default) on a free loopback port."""
+"""Start the real server (`manage.py serve`) on a free loopback port.
+
+`start` runs it under daphne unless told otherwise (`server_kind`), or under the server named
+by `E2E_SERVER` (`E2E_SERVER=uvicorn pytest tests/browser` runs those suites under uvicorn);
+`server_kind=None` passes no `--server`, so the project's default (`ASGI_SERVER`) decides.
+"""
 
 from __future__ import annotations
 
@@ -66,14 +71,18 @@ def prepare(tmp_path: Path, extra: Mapping[str, str] | None = None) -> ServerPro
     return server
 
 
-def start(server: ServerProcess, tmp_path: Path, *, server_kind: str = "daphne", args: tuple[str, ...] = ()) -> ServerProcess:
+DEFAULT_KIND = os.environ.get("E2E_SERVER", "daphne")
+
+
+def start(server: ServerProcess, tmp_path: Path, *, server_kind: str | None = DEFAULT_KIND,
+          args: tuple[str, ...] = ()) -> ServerProcess:
     port = free_port()
     server.url = f"http://127.0.0.1:{port}"
     server.log_path = tmp_path / f"server-{port}.log"
     log = server.log_path.open("w")
+    chosen = ("--server", server_kind) if server_kind else ()
     server.proc = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--server", server_kind, *args],
+        [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), *chosen, *args],
         cwd=ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60

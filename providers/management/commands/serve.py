@@ -1,15 +1,24 @@
 """`manage.py serve`: console, gateway and (by default) the monitor in one process.
 
-Runs the ASGI application under daphne or uvicorn, starts the embedded tasks of
-`settings.EMBEDDED_TASKS` on the server's event loop, and on SIGTERM/SIGINT stops them and
-runs the shutdown hooks (the analytics writer flushes) before the process exits.
+Runs the ASGI application under uvicorn or daphne (`--server`, default `settings.ASGI_SERVER`),
+starts the embedded tasks of `settings.EMBEDDED_TASKS` on the server's event loop, and on
+SIGTERM/SIGINT stops them and runs the shutdown hooks (the analytics writer flushes) before
+the process exits.
+
+Under uvicorn the loop is uvloop, the HTTP parser httptools and websockets the `websockets`
+package (all three come with `uvicorn[standard]`), each falling back to the pure-Python one
+when it is missing; its `X-Forwarded-*` handling is off, because the project decides itself
+whether to trust a proxy (`BEHIND_HTTPS_PROXY`), as it does under daphne.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+from importlib.util import find_spec
 from typing import Any
 
+import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -49,26 +58,13 @@ class Command(BaseCommand):
             self.run_daphne(options["host"], options["port"], embedded)
 
     def run_uvicorn(self, host: str, port: int, embedded: bool) -> None:
-        import uvicorn
-        import uvloop
-
-        config = uvicorn.Config("project.asgi:application", host=host, port=port, loop="none",
-                                http="httptools", lifespan="off", log_level="warning", access_log=False)
-        server = uvicorn.Server(config)
-
-        async def main() -> None:
-            stop = asyncio.Event()
-            tasks = asyncio.create_task(lifecycle.run_embedded(stop)) if embedded else None
-            try:
-                await server.serve()
-            finally:
-                stop.set()
-                if tasks is not None:
-                    await asyncio.wait({tasks}, timeout=10)
-                await lifecycle.run_shutdown_hooks()
-
-        uvloop.install()
-        asyncio.run(main())
+        loop, http, ws = uvicorn_protocols()
+        if ws == "none":
+            self.stderr.write("neither websockets nor wsproto is installed: the console's live updates are off")
+        config = uvicorn.Config("project.asgi:application", host=host, port=port, loop=loop, http=http, ws=ws,
+                                lifespan="off", proxy_headers=False, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=10)
+        EmbeddingServer(config, embedded).run()
 
     def run_daphne(self, host: str, port: int, embedded: bool) -> None:
         from daphne.server import Server  # installs the asyncio reactor
@@ -105,3 +101,38 @@ class Command(BaseCommand):
             application_close_timeout=10,
         )
         server.run()
+
+
+def uvicorn_protocols() -> tuple[str, str, str]:
+    """uvicorn's event loop, HTTP and websocket implementations: the fast ones when installed."""
+    loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    http = "httptools" if find_spec("httptools") else "h11"
+    ws = "websockets-sansio" if find_spec("websockets") else "wsproto" if find_spec("wsproto") else "none"
+    return loop, http, ws
+
+
+class EmbeddingServer(uvicorn.Server):
+    """uvicorn's server with the embedded tasks on its loop: started once it listens, stopped
+    (and the shutdown hooks run) once its connections are closed. Both happen inside
+    `serve()`: uvicorn re-raises a caught SIGTERM when `serve()` returns, with the default
+    handler back in place, so nothing after it would run."""
+
+    def __init__(self, config: uvicorn.Config, embedded: bool) -> None:
+        super().__init__(config)
+        self.embedded = embedded
+        self.stop_embedded = asyncio.Event()
+        self.embedded_tasks: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.embedded and not self.should_exit:
+            self.embedded_tasks = asyncio.create_task(lifecycle.run_embedded(self.stop_embedded))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            self.stop_embedded.set()
+            if self.embedded_tasks is not None:
+                await asyncio.wait({self.embedded_tasks}, timeout=10)
+            await lifecycle.run_shutdown_hooks()
