@@ -18,7 +18,6 @@ says whose fault a failure is.
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -202,19 +201,35 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 # -- clients --------------------------------------------------------------------------------------
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    """URLs from callers must not share cookies through one pooled client."""
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing and reads nothing: `extract_cookies` is a no-op, so a response
+    costs no cookie parsing (httpx builds a urllib request per response for it)."""
 
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
 
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
 
 
 class GuardedClient(httpx.AsyncClient):
     """The gateway's HTTP client: every connection judged by `policy`. `fetcher()` is its
-    sibling for caller- and upstream-supplied URLs, built on first use and closed with it."""
+    sibling for caller- and upstream-supplied URLs, built on first use and closed with it.
+
+    It keeps no cookies: one pooled client serves every caller and every provider, so a cookie
+    one upstream answer set would ride along on other callers' requests; every call stands on
+    its credentials alone (and the jar's parsing was a few per cent of a request's CPU)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        return None
 
     def __init__(self, *, transport_kind: str, policy: PolicyRef, max_response_bytes: int | None,
                  resolve: Resolve | None, **kwargs: Any) -> None:
@@ -274,7 +289,7 @@ def build_client(transport: str = "aiohttp", *, max_response_bytes: int | None =
     inner = ScrubbingTransport(inner)
     extra: dict[str, Any] = {"trust_env": trust_env is not False}
     if _is_fetch(policy):
-        extra = {"trust_env": False, "cookies": httpx.Cookies(http.cookiejar.CookieJar(_NoCookies()))}
+        extra = {"trust_env": False}
     client = GuardedClient(transport_kind=transport, policy=policy, max_response_bytes=max_response_bytes,
                            resolve=resolve, transport=GuardedTransport(inner, policy), timeout=timeout, **extra)
     # A proxy from the environment gets a transport of its own, which resolves nothing here:
