@@ -259,6 +259,15 @@ class Adapter:
         self.config = config
         self.client = client
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
+        self._urls: dict[str, httpx.URL] = {}
+
+    def url(self, path: str) -> httpx.URL:
+        """`base_url + path`, parsed once per adapter (parsing it on every request cost 3 % of
+        a chat request's CPU in the profile; the runtime keeps one adapter per provider and key)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.base_url + path)
+        return url
 
     def timeout(self, seconds: float) -> httpx.Timeout:
         """httpx timeouts for one attempt: connect capped at the provider's connect timeout."""
@@ -319,7 +328,7 @@ class Adapter:
         models = await self.list_models(timeout=timeout)
         return {"models": len(models)}
 
-    async def send_streaming(self, method: str, url: str, *, timeout: httpx.Timeout, **kwargs: Any) -> httpx.Response:
+    async def send_streaming(self, method: str, url: str | httpx.URL, *, timeout: httpx.Timeout, **kwargs: Any) -> httpx.Response:
         """Send with a streamed answer. A non-2xx is raised as `UpstreamError` (its body read)
         and the response closed; the caller closes a successful one (ChatStream does)."""
         request = self.client.build_request(method, url, timeout=timeout, **kwargs)

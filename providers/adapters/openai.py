@@ -107,9 +107,8 @@ class OpenAIAdapter(Adapter):
         return {}
 
     async def _post(self, path: str, timeout: float, **kwargs: Any) -> httpx.Response:
-        response = await self.client.post(
-            self.base_url + path, headers=self.headers(), timeout=self.timeout(timeout), **kwargs
-        )
+        response = await self.client.post(self.url(path), headers=self.headers(), timeout=self.timeout(timeout),
+                                          **kwargs)
         return await self.check(response)
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
@@ -152,7 +151,7 @@ class OpenAIAdapter(Adapter):
         )
         if inject_usage:
             body["stream_options"] = {"include_usage": True}
-        response = await self.send_streaming("POST", self.base_url + "/chat/completions", json=body,
+        response = await self.send_streaming("POST", self.url("/chat/completions"), json=body,
                                              headers=self.headers(), timeout=self.stream_timeout(timeout))
         usage = Usage()
         chunks = self._chunks(response, usage, hide_usage=inject_usage)
