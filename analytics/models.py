@@ -11,7 +11,7 @@ class RequestLog(models.Model):
     """One gateway request, as the client saw it, with its full attempt list."""
 
     at = models.DateTimeField(db_index=True)
-    request_id = models.CharField(max_length=32)
+    request_id = models.CharField(max_length=64)  # ours, or the caller's own X-Request-Id
     route = models.CharField(max_length=200)
     capability = models.CharField(max_length=20)
     provider = models.CharField(max_length=64, blank=True)
@@ -173,7 +173,7 @@ class LogQuarantine(models.Model):
     count = models.PositiveBigIntegerField(default=0)
     degraded = models.PositiveBigIntegerField(default=0)
     last_at = models.DateTimeField()
-    last_request_id = models.CharField(max_length=32, blank=True)
+    last_request_id = models.CharField(max_length=64, blank=True)
     last_message = models.CharField(max_length=500, blank=True)
 
     class Meta:

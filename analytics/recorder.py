@@ -292,7 +292,7 @@ def count_quarantined(counts: dict[str, int], request_id: str, message: str, *, 
 
     alias = using or router.db_for_write(LogQuarantine)
     now = datetime.now(UTC)
-    last = {"last_at": now, "last_request_id": clean_text(request_id, 32, ascii=True),
+    last = {"last_at": now, "last_request_id": clean_text(request_id, 64, ascii=True),
             "last_message": clean_text(message, 500, ascii=True)}
     rows = LogQuarantine.objects.using(alias)
     for cause, n in counts.items():

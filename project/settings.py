@@ -256,6 +256,9 @@ KEY_SPEND_FLUSH_INTERVAL_S = env.float("KEY_SPEND_FLUSH_INTERVAL_S", default=1.0
 # The event stream (GET /api/events/stream): a keep-alive comment this often; failed requests
 # become one `request.failed` event per route and window (and one more for the rest of it),
 # and only the newest EVENTS_REQUEST_FAILED_KEEP are kept.
+# Response cache (providers/gateway/serving.py): the largest answer kept; the in-process store's size.
+RESPONSE_CACHE_MAX_BYTES = env.int("RESPONSE_CACHE_MAX_BYTES", default=1024 * 1024)
+RESPONSE_CACHE_MAX_ENTRIES = env.int("RESPONSE_CACHE_MAX_ENTRIES", default=10_000)
 EVENTS_KEEPALIVE_S = env.float("EVENTS_KEEPALIVE_S", default=15.0)
 EVENTS_REQUEST_FAILED_WINDOW_S = env.float("EVENTS_REQUEST_FAILED_WINDOW_S", default=1.0)
 EVENTS_REQUEST_FAILED_KEEP = env.int("EVENTS_REQUEST_FAILED_KEEP", default=10000)

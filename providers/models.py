@@ -155,6 +155,11 @@ class Provider(models.Model):
         help_text="Tokens (in + out) per minute; empty: no limit.")
     options = models.JSONField(default=dict, blank=True, validators=[_validate_dict],
                                help_text="Settings particular to the kind.")
+    cache_ttl_s = models.FloatField(
+        null=True, blank=True, validators=[RangeValidator(0, 30 * 86400)],
+        help_text="Response cache: identical requests within this many seconds are answered from the "
+                  "cache (for routes without a setting of their own whose first target is this provider). "
+                  "Empty or 0: no cache.")
     is_demo = models.BooleanField(default=False, help_text="Loaded by the demo; removed with it.")
     discovered = models.BooleanField(default=False, help_text="Registered from local discovery.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -333,6 +338,10 @@ class Route(models.Model):
     hedge = models.BooleanField(default=False, help_text="Send a second request if the first is slow (billed).")
     hedge_delay_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(0.05, 60)],
                                       help_text="Empty: adaptive (p95 time to first token).")
+    cache_ttl_s = models.FloatField(
+        null=True, blank=True, validators=[RangeValidator(0, 30 * 86400)],
+        help_text="Response cache: identical requests within this many seconds are answered from the "
+                  "cache. Empty: the first target's provider's setting; 0: no cache.")
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True)
     is_demo = models.BooleanField(default=False)

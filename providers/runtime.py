@@ -36,6 +36,7 @@ from .snapshot import ProviderEntry, Snapshot, load_snapshot
 
 if TYPE_CHECKING:
     from .gateway.auth import KeyUsage
+    from .gateway.cache import ResponseCache
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,15 @@ class Runtime:
     event_sink: EventSink | None
     # Per-key request counts and last-use times; made by the gateway's auth on first use.
     key_usage: KeyUsage | None
+    # Kept answers (providers/gateway/cache.py): Redis with REDIS_URL, else in-process on the
+    # engine's clock.
+    response_cache: ResponseCache
 
-    def __init__(self, *, engine: Engine | None = None, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, *, engine: Engine | None = None, client: httpx.AsyncClient | None = None,
+                 response_cache: ResponseCache | None = None) -> None:
         self.engine = engine or Engine(store=_build_store(), limits=_build_limits())
+        self.response_cache = (response_cache if response_cache is not None
+                               else _build_cache(self.engine.clock.monotonic))
         self.client = client or build_client(settings.GATEWAY_HTTP_TRANSPORT,
                                                   max_response_bytes=settings.GATEWAY_MAX_RESPONSE_BYTES)
         self.snapshot = None
@@ -196,7 +203,7 @@ class Runtime:
                 await self._refresher
         await self.client.aclose()
         _forget(self._scrub_sources)
-        for shared in (self.engine.store, self.engine.limits):
+        for shared in (self.engine.store, self.engine.limits, self.response_cache):
             aclose = getattr(shared, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -256,6 +263,14 @@ def _build_limits() -> Any:
 
         return RedisLimits.from_url(settings.REDIS_URL)
     return None
+
+
+def _build_cache(now: Callable[[], float]) -> ResponseCache:
+    from .gateway import cache  # the store only: no view, nothing of Django
+
+    if settings.REDIS_URL:
+        return cache.RedisCache.from_url(settings.REDIS_URL, op_timeout_s=settings.REDIS_OP_TIMEOUT_S)
+    return cache.LocalCache(max_entries=getattr(settings, "RESPONSE_CACHE_MAX_ENTRIES", 10_000), now=now)
 
 
 def runtime() -> Runtime:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -28,7 +29,15 @@ from .engine import (
     first_byte_timeout_for,
     modality_for,
 )
-from .models import ApiKey, ConfigState, MaintenanceWindow, Provider, ProviderModel, Route
+from .models import (
+    ApiKey,
+    ConfigState,
+    MaintenanceWindow,
+    Provider,
+    ProviderModel,
+    Route,
+    RouteTarget,
+)
 
 STREAM_IDLE_TIMEOUT_S = 30.0  # between two chunks of a stream (resilience.md §6)
 CAPABILITY_MODELS_HINT = {"embeddings": ("embed",), "image": ("image", "dall", "diffusion", "flux", "sd"),
@@ -66,6 +75,7 @@ class ProviderEntry:
     is_demo: bool
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    cache_ttl_s: float | None = None  # response cache; None or 0: none
 
     def default_model(self, capability: str) -> str:
         for name in self.models:
@@ -124,6 +134,7 @@ class RouteEntry:
     policy: RoutePolicy
     targets: tuple[TargetSpec, ...]
     enabled: bool
+    cache_ttl_s: float | None = None  # the route's own; None: its first target's provider's
 
 
 @dataclass(frozen=True)
@@ -194,6 +205,16 @@ class Snapshot:
             return RoutePolicy(name=model, capability=capability, max_attempts=3,
                                deadline_s=default_deadline(capability, targets)), targets
         raise ResolveError(f"no route, provider/model or known model named {model!r}")
+
+    def cache_ttl(self, model: str, targets: tuple[TargetSpec, ...]) -> float | None:
+        """How long answers to `model` (resolved to `targets`) are kept by the response cache:
+        the route's own setting, else its first target's provider's; None: not cached."""
+        route = self.routes.get(model)
+        ttl = route.cache_ttl_s if route is not None else None
+        if ttl is None and targets:
+            provider = self.providers.get(targets[0].provider)
+            ttl = provider.cache_ttl_s if provider is not None else None
+        return ttl if ttl else None
 
     @staticmethod
     def _single_route(name: str, capability: str, provider: ProviderEntry, target: TargetSpec) -> RoutePolicy:
@@ -274,6 +295,7 @@ def _provider_entry(provider: Provider, now: datetime, windows: list[Maintenance
         is_demo=provider.is_demo,
         requests_per_minute=provider.limit_requests_per_minute,
         tokens_per_minute=provider.limit_tokens_per_minute,
+        cache_ttl_s=provider.cache_ttl_s,
     )
 
 
@@ -295,7 +317,10 @@ def load_snapshot() -> Snapshot:
         except Exception as exc:  # one unreadable provider (a lost key) must not stop the rest
             errors.append(f"provider {provider.name}: {exc}")
     routes: dict[str, RouteEntry] = {}
-    for route in Route.objects.prefetch_related("targets__provider"):
+    # The targets with their provider joined in one query: a second prefetch of the providers
+    # by id is an expression SQLite refuses past ~1,000 providers ("Expression tree is too large").
+    targets_with_providers = Prefetch("targets", queryset=RouteTarget.objects.select_related("provider"))
+    for route in Route.objects.prefetch_related(targets_with_providers):
         targets = []
         for position, row in enumerate(route.targets.all()):
             entry = providers.get(row.provider.name)
@@ -309,7 +334,8 @@ def load_snapshot() -> Snapshot:
         policy = RoutePolicy(name=route.name, capability=route.capability, strategy=route.strategy,
                              max_attempts=route.max_attempts, hedge=hedge,
                              deadline_s=route.deadline_s or default_deadline(route.capability, targets))
-        routes[route.name] = RouteEntry(policy=policy, targets=tuple(targets), enabled=route.enabled)
+        routes[route.name] = RouteEntry(policy=policy, targets=tuple(targets), enabled=route.enabled,
+                                        cache_ttl_s=route.cache_ttl_s)
     keys = {
         k.key_hash: KeyEntry(id=k.pk, name=k.name, prefix=k.prefix, scopes=frozenset(k.scopes),
                              rate_limit_per_minute=k.rate_limit_per_minute, expires_at=k.expires_at,

@@ -13,6 +13,7 @@ urlpatterns = [
     path("v1/models/<path:model>", gateway.model_detail, name="gateway-model"),
     path("v1/messages", gateway.messages, name="gateway-messages"),
     path("v1/messages/count_tokens", gateway.messages_count_tokens, name="gateway-messages-count-tokens"),
+    path("v1/responses", gateway.responses, name="gateway-responses"),
     path("api/execute", gateway.execute, name="gateway-execute"),
     path("api/providers", api.providers_list, name="providers-list"),
     path("api/providers/<str:name>", api.provider_detail, name="providers-detail"),

@@ -128,6 +128,14 @@ class HealthCheckConfig(ConfigEntry):
     probe: str = stored(Provider, "health_probe")
 
 
+class ProviderCacheConfig(ConfigEntry):
+    ttl_s: Number | None = stored(Provider, "cache_ttl_s")
+
+
+class RouteCacheConfig(ConfigEntry):
+    ttl_s: Number | None = stored(Route, "cache_ttl_s")
+
+
 class LimitsConfig(ConfigEntry):
     requests_per_minute: WholeNumber | None = stored(Provider, "limit_requests_per_minute")
     tokens_per_minute: WholeNumber | None = stored(Provider, "limit_tokens_per_minute")
@@ -167,6 +175,7 @@ class ProviderConfig(ConfigEntry):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    cache: ProviderCacheConfig = Field(default_factory=ProviderCacheConfig)
     api_key: str | None = Field(default=None, description=f"The key: {SECRET}; null: none.")
     api_keys: list[str] | None = Field(default=None, description=f"Several keys, tried in turn: each {SECRET}.")
     prices: dict[str, PriceConfig] = Field(default_factory=dict, description="By model name.")
@@ -202,6 +211,7 @@ class RouteConfig(ConfigEntry):
     hedge_delay_s: Number | None = stored(Route, "hedge_delay_s")
     enabled: bool = stored(Route, "enabled")
     description: str = stored(Route, "description")
+    cache: RouteCacheConfig = Field(default_factory=RouteCacheConfig)
     targets: list[Target] = Field(min_length=1, description='The chain, in order: {provider, model, weight} '
                                                            'or "provider/model".')
 

@@ -25,6 +25,7 @@ from providers.snapshot import KeyEntry
 
 from .dialects.dialect import Dialect
 from .errors import RequestError
+from .exchange import request_id_of
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +105,20 @@ async def authenticate(request: HttpRequest, scope: str) -> KeyEntry:
 
 def api_view(scope: str, *, dialect: Dialect | None = None) -> Callable[[View], View]:
     """An async view for API clients: a key (Bearer or x-api-key) with `scope`, no CSRF (no
-    cookies used). Its refusals are in the shape of `dialect`'s API (OpenAI's by default)."""
+    cookies used). Its refusals are in the shape of `dialect`'s API (OpenAI's by default).
+    Every answer of a gateway API (`scope` "gateway"), refusals included, carries the
+    request's `X-Request-Id` (the caller's own when usable: exchange.py)."""
     shape = dialect.error_body if dialect is not None else None
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            response = await answer(request, *args, **kwargs)
+            if scope == "gateway" and "X-Request-Id" not in response:
+                response["X-Request-Id"] = request_id_of(request)
+            return response
+
+        async def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             try:
                 request.api_key = await authenticate(request, scope)  # type: ignore[attr-defined]
                 return await view(request, *args, **kwargs)

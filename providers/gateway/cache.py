@@ -7,8 +7,11 @@ that differs in any value is a miss; one whose keys only come in another order i
 
 What is kept: the answer's bytes as the client got them, its media type, who served it and
 its usage and cost (so a hit says who served the original, and analytics count what it saved).
-Only complete, successful, non-streamed answers are kept, and none larger than
-RESPONSE_CACHE_MAX_BYTES. A hit costs nothing and calls nobody.
+Only successful answers are kept: a non-streamed 200, or the whole relayed event stream of a
+stream that ended well (replayed on a hit as one text/event-stream body); never an error or a
+stream that broke or was cut, and none larger than RESPONSE_CACHE_MAX_BYTES. A hit costs
+nothing and calls nobody. The gateway's views do the keeping (views.py, `_serve`); this module
+is the key and the stores.
 
 Stores: `LocalCache` (in-process, LRU-bounded to RESPONSE_CACHE_MAX_ENTRIES, expiring by the
 clock it is given) and `RedisCache` (shared by every worker, `SET .. EX ttl`; Redis away means
@@ -144,3 +147,6 @@ class RedisCache:
             raise
         except Exception as exc:
             log.warning("response cache: Redis did not answer (%s): answer not kept", type(exc).__name__)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

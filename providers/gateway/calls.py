@@ -9,14 +9,23 @@ the client hears why in a stream_aborted error event and the provider is not bla
 An answer larger than `GATEWAY_MAX_RESPONSE_BYTES` is never read past that size: the shared
 client's transport cuts it (providers/adapters/client.py), the attempt fails with
 `response_too_large`, and the engine retries or falls back as for any broken answer.
+
+Each successful attempt notes its provider's rate-limit headers (`x-ratelimit-*`,
+Anthropic's `anthropic-ratelimit-*`) in `Call.ratelimits`, by provider: a response hook on the
+shared client (which has scrubbed them already) writes them to the attempt's own context, so
+adapters need not carry headers, and concurrent attempts (hedges, other requests) never mix.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from providers.adapters import Adapter, ChatStream, Result
 from providers.engine import (
@@ -30,6 +39,31 @@ from providers.engine import (
 )
 from providers.runtime import Runtime
 from providers.snapshot import Snapshot
+
+RATELIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+MAX_RATELIMIT_HEADERS = 24
+_RATELIMIT_REST = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+# Where the running attempt's rate-limit headers go; None outside an attempt.
+_ratelimits: ContextVar[dict[str, str] | None] = ContextVar("upstream_ratelimits", default=None)
+
+
+async def _note_ratelimits(response: httpx.Response) -> None:
+    sink = _ratelimits.get()
+    if sink is None:
+        return
+    for name, value in response.headers.items():
+        name = name.lower()
+        for prefix in RATELIMIT_PREFIXES:
+            rest = name[len(prefix):]
+            if name.startswith(prefix) and _RATELIMIT_REST.fullmatch(rest) and len(sink) < MAX_RATELIMIT_HEADERS:
+                sink[rest] = value
+
+
+def watch_ratelimits(client: httpx.AsyncClient) -> None:
+    """Have `client` note rate-limit headers for the attempt that sent the request (once)."""
+    hooks = client.event_hooks["response"]
+    if _note_ratelimits not in hooks:
+        hooks.append(_note_ratelimits)
 
 
 @dataclass
@@ -94,17 +128,29 @@ class Call:
     filename: str = "audio"
     extra: dict[str, Any] = field(default_factory=dict)
     for_target: Callable[[dict[str, Any], str, str], dict[str, Any]] | None = None
+    # provider -> the rate-limit headers of its last successful answer ("remaining-requests": "99")
+    ratelimits: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def attempt_fn(self, rt: Runtime, snapshot: Snapshot) -> Any:
         capability, stream, for_target = self.capability, self.stream, self.for_target
+        watch_ratelimits(rt.client)
 
         async def attempt(target: TargetSpec, ctx: AttemptContext) -> Result | StreamStart:
             adapter = rt.adapter(snapshot.providers[target.provider], ctx.credential)
             body = self.body if for_target is None else for_target(self.body, adapter.kind, target.model)
-            if capability == "chat" and stream:
-                return await open_stream(adapter, body, target.model, ctx.timeout, deadline=ctx.deadline,
-                                         clock=rt.engine.clock)
-            return await self.complete(adapter, target.model, ctx.timeout, body)
+            seen: dict[str, str] = {}
+            token = _ratelimits.set(seen)
+            try:
+                value: Result | StreamStart
+                if capability == "chat" and stream:
+                    value = await open_stream(adapter, body, target.model, ctx.timeout, deadline=ctx.deadline,
+                                              clock=rt.engine.clock)
+                else:
+                    value = await self.complete(adapter, target.model, ctx.timeout, body)
+            finally:
+                _ratelimits.reset(token)
+            self.ratelimits[target.provider] = seen
+            return value
 
         return attempt
 

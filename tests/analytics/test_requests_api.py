@@ -150,3 +150,13 @@ def test_each_filter_is_read_through_an_index_without_sorting_the_whole_log(filt
     if filters.cursor:  # a later page starts inside the index, it does not skip the newer rows
         assert "at<?" in plan, plan
     assert RequestLog.objects.count() == 0  # nothing needed: the plan is the point
+
+
+async def test_a_caller_s_own_long_request_id_is_kept_whole_and_found(gateway, chain, key):
+    mine = "client-" + "x" * 50 + ":1.2"  # 61 characters of the allowed kind
+    answer = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "chain"},
+                                headers={**auth(key), "X-Request-Id": mine})
+    assert answer.status_code == 200 and answer.headers["X-Request-Id"] == mine
+    await flush_all()
+    found = await gateway.get(f"/api/requests/{mine}", headers=auth(key))
+    assert found.status_code == 200 and found.json()["request_id"] == mine

@@ -52,7 +52,7 @@ CONFIG = {
 # Which route a generated `model` is replaced with, half the time, so that requests get past
 # routing into the provider and back (a random string names no route: always a 404).
 ROUTE_FOR = {"/v1/chat/completions": "chat", "/v1/embeddings": "embed", "/v1/images/generations": "image",
-             "/v1/audio/speech": "tts", "/api/execute": "chat"}
+             "/v1/audio/speech": "tts", "/api/execute": "chat", "/v1/responses": "chat", "/v1/messages": "chat"}
 GATEWAY_PATHS = ("/v1/", "/api/execute")
 # Answers in a media type other than the main one: (path, method, media type).
 OTHER_MEDIA_TYPES = [

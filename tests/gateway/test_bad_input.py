@@ -90,6 +90,7 @@ TEMPLATES = {
     "/v1/messages/count_tokens": '{"model": "chat", "messages": [{"role": "user", "content": "hi"}], '
                                  '"metadata": {"x": {}}}',
     "/api/keys/{prefix}": '{"rpm": {}}',
+    "/v1/responses": '{"model": "chat", "input": "hi", "extra": {}}',
 }
 QUERY = {"/api/config": "?prune=false"}
 

@@ -83,7 +83,7 @@ def test_a_missing_kind_is_required():
     assert errors_of({"providers": [{"name": "p1"}]}) == ["providers[0].kind: is required"]
 
 
-PROVIDER_ALLOWED = ("api_key, api_keys, base_url, breaker, capabilities, enabled, health_check, kind, limits, "
+PROVIDER_ALLOWED = ("api_key, api_keys, base_url, breaker, cache, capabilities, enabled, health_check, kind, limits, "
                     "max_concurrent, models, name, options, prices, priority, retry, timeout_s, weight")
 
 
@@ -105,7 +105,7 @@ PROVIDER_ALLOWED = ("api_key, api_keys, base_url, breaker, capabilities, enabled
          "providers[0].prices.m1.input: unknown field (allowed: capabilities, context_window, input_per_mtok, "
          "output_per_mtok, per_image, per_kchar, per_minute)"),
         ({"providers": [provider()], "routes": [{"name": "r", "targets": ["p1/m"], "colour": 1}]},
-         "routes[0].colour: unknown field (allowed: capability, deadline_s, description, enabled, hedge, "
+         "routes[0].colour: unknown field (allowed: cache, capability, deadline_s, description, enabled, hedge, "
          "hedge_delay_s, max_attempts, name, strategy, targets)"),
         ({"providers": [provider()], "routes": [{"name": "r", "targets": [{"provider": "p1", "modle": "m"}]}]},
          "routes[0].targets[0].modle: unknown field (allowed: model, provider, weight)"),

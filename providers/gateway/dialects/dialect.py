@@ -62,7 +62,10 @@ def for_path(path: str) -> Dialect:
     the answers made outside a view (no such endpoint, a method not allowed, too large)."""
     from .anthropic_messages import DIALECT as ANTHROPIC
     from .openai_chat import DIALECT as OPENAI
+    from .responses_api import DIALECT as RESPONSES
 
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return ANTHROPIC
+    if path == "/v1/responses" or path.startswith("/v1/responses/"):
+        return RESPONSES
     return OPENAI
