@@ -214,3 +214,19 @@ def _attempt(a: dict[str, Any]) -> dict[str, Any]:
         "error": a.get("error") or None,
         "hedge": bool(a.get("hedge")),
     }
+
+
+def recent_failed(provider: str, limit: int = 5, scan: int = 1000) -> list[dict[str, Any]]:
+    """The newest failed requests that `provider` served or was sent an attempt of (a target
+    skipped is not one), for its console page. The attempt list is not indexed, so this reads
+    the newest `scan` failed requests (the outcome index) and no more: a bounded read."""
+    found: list[RequestLog] = []
+    for row in _filtered(Filters(status="failed"))[:scan].iterator(chunk_size=100):
+        tried = any(isinstance(a, dict) and a.get("provider") == provider and not a.get("skipped")
+                    for a in row.attempts or [])
+        if row.provider == provider or tried:
+            found.append(row)
+            if len(found) >= limit:
+                break
+    names = _key_names({r.api_key_id for r in found})
+    return [summary(r, names) for r in found]

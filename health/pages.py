@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from analytics.queries import series as traffic_series
+from analytics.requests import recent_failed
 from project.database import db_call
 from providers.demo import demo_present
 from providers.models import MaintenanceWindow, Provider, ProviderModel
@@ -32,6 +33,7 @@ PROVIDER = "health/provider.html"
 EVENTS = "health/events.html"
 EVENTS_PER_PAGE = 50
 PROVIDER_EVENTS = 20
+FAILED_REQUESTS = 5
 
 
 # -- dashboard -------------------------------------------------------------------------------
@@ -181,7 +183,8 @@ async def provider_context(name: str, window: str, role: Role) -> dict[str, Any]
     if live is None:
         return None
     context = {**live, **await db_call(history_charts, name, window), "section": "providers",
-               "models": await db_call(_models, name), "ws_url": f"/ws/health/?provider={name}"}
+               "models": await db_call(_models, name), "ws_url": f"/ws/health/?provider={name}",
+               "failed_requests": await db_call(recent_failed, name, FAILED_REQUESTS)}
     if live["provider"].kind == "sdwebui":
         context["sd"] = await _sd_state(name)
     return context

@@ -2,7 +2,7 @@ from django.urls import path
 
 from providers import api as providers_api
 
-from . import actions, analytics_page, api
+from . import actions, analytics_page, api, keys_page, requests_page
 from . import views as health_views
 
 urlpatterns = [
@@ -22,6 +22,9 @@ urlpatterns = [
     path("", health_views.dashboard, name="health-dashboard"),
     path("events", health_views.events_page, name="health-events"),
     path("analytics", analytics_page.analytics_page, name="analytics-page"),
+    path("requests", requests_page.requests_page, name="health-requests"),
+    path("requests/<str:request_id>", requests_page.request_page, name="health-request"),
+    path("keys", keys_page.keys_page, name="health-keys"),
     path("discover", actions.discover_page, name="health-discover"),
     path("discover/register", actions.register_discovered, name="health-register-discovered"),
     path("demo/remove", actions.remove_demo_providers, name="health-remove-demo"),

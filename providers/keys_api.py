@@ -116,7 +116,7 @@ def _number(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _rows(prefix: str | None, now: datetime) -> list[tuple[ApiKey, dict[tuple[int, date], KeySpend]]]:
+def key_rows(prefix: str | None, now: datetime) -> list[tuple[ApiKey, dict[tuple[int, date], KeySpend]]]:
     keys = list(ApiKey.objects.all() if prefix is None else ApiKey.objects.filter(prefix=prefix))
     if not keys:
         return []
@@ -125,12 +125,12 @@ def _rows(prefix: str | None, now: datetime) -> list[tuple[ApiKey, dict[tuple[in
     return [(k, days) for k in keys]
 
 
-def _now(limits: KeyLimits) -> datetime:
+def limits_now(limits: KeyLimits) -> datetime:
     return datetime.fromtimestamp(limits.now(), UTC)  # the clock admissions count periods on
 
 
-async def _info(limits: KeyLimits, row: ApiKey, days: dict[tuple[int, date], KeySpend]) -> dict[str, Any]:
-    now = _now(limits)
+async def key_info(limits: KeyLimits, row: ApiKey, days: dict[tuple[int, date], KeySpend]) -> dict[str, Any]:
+    now = limits_now(limits)
     start, end = period_bounds(row.budget_period, now)
     used = limits.unwritten(row.pk, start.date(), end.date())
     for (key_id, day), spent in days.items():
@@ -160,11 +160,11 @@ def _when(value: datetime | None) -> str | None:
 
 async def _one(prefix: str) -> dict[str, Any]:
     limits = limits_for(runtime())
-    found = await db_call(_rows, prefix, _now(limits)) if len(prefix) <= 16 else []
+    found = await db_call(key_rows, prefix, limits_now(limits)) if len(prefix) <= 16 else []
     if not found:
         raise RequestError(404, f"no API key with the prefix {prefix!r}", code="key_not_found")
     row, days = found[0]
-    return await _info(limits, row, days)
+    return await key_info(limits, row, days)
 
 
 @document("GET", "/api/keys", "API keys with their limits and their use in the current budget period",
@@ -173,8 +173,8 @@ async def _one(prefix: str) -> dict[str, Any]:
 @api_view("admin")
 async def keys_list(request: HttpRequest) -> HttpResponse:
     limits = limits_for(runtime())
-    rows = await db_call(_rows, None, _now(limits))
-    return JsonResponse({"keys": [await _info(limits, row, days) for row, days in rows]})
+    rows = await db_call(key_rows, None, limits_now(limits))
+    return JsonResponse({"keys": [await key_info(limits, row, days) for row, days in rows]})
 
 
 @document("GET", "/api/keys/{prefix}", "One API key: limits, spend, requests and tokens in the period",

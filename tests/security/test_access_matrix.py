@@ -38,6 +38,7 @@ NEEDS = {"view": 1, "act": 2, "configure": 3}
 # Console views by URL name, and the level each needs (health/access.py, product.md).
 CONSOLE = {
     "health-dashboard": "view", "health-events": "view", "analytics-page": "view", "health-provider": "view",
+    "health-requests": "view", "health-request": "view", "health-keys": "view",
     "health-check-provider": "act", "health-reset-breaker": "act", "health-force-open": "act",
     "health-pull-model": "act", "health-switch-sd-model": "act",
     "health-enable-provider": "configure", "health-disable-provider": "configure",
@@ -46,7 +47,8 @@ CONSOLE = {
 }
 # Reads that need `admin` (the contract: keys, their limits and spend are the admin's).
 ADMIN_READS = ("/api/keys",)
-GET_PAGES = {"health-dashboard", "health-events", "analytics-page", "health-provider", "health-discover"}
+GET_PAGES = {"health-dashboard", "health-events", "analytics-page", "health-provider", "health-discover",
+             "health-requests", "health-request", "health-keys"}
 PUBLIC = {"health-healthz", "login", "logout", "providers-schema"}
 
 
