@@ -1,5 +1,15 @@
 """Alerts: when a provider goes bad, tell the alert channels; remind; say when it recovers.
 
+Alerts are sent per incident (health/incidents.py): while a provider has an open incident
+every evaluation counts as bad, even one that sees it degraded or its breaker half-open, so
+an outage that wavers sends one alert and, once the incident resolves (healthy again, breaker
+closed), one resolution ("recovery"). A muted incident (`muted_until` ahead) sends nothing:
+its evaluations count as neither bad nor good, so when the mute ends the alert that is owed
+(or the resolution) goes out. `failure_threshold` keeps its meaning: the consecutive bad
+evaluations (with the incident open) before the alert; `success_threshold` the good ones
+after it resolved. Acknowledging an incident tells the channels that sent its alert
+(`notify_acknowledged`).
+
 The monitor hands the `Alerter` one `Observation` per provider per evaluation. For each
 (channel, provider) pair (a channel without providers covers every provider) the counts of
 consecutive bad and good evaluations decide (`decide`, pure):
@@ -61,12 +71,12 @@ from providers.models import Provider
 
 from .events import publish, publish_sync, record_event
 from .forwarding import Feeds
-from .models import AlertChannel, AlertState, HealthEvent
+from .models import AlertChannel, AlertState, HealthEvent, Incident
 from .transports import DeliveryError, Notice, transport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Alerter", "Counts", "Delivery", "Observation", "Rules", "decide", "plan_alerts",
+__all__ = ["Alerter", "Counts", "Delivery", "Observation", "Rules", "decide", "notify_acknowledged", "plan_alerts",
            "record_delivery", "send_test_alert", "verdict"]
 
 BAD, GOOD, NEUTRAL, SILENCED = "bad", "good", "neutral", "silenced"
@@ -86,12 +96,17 @@ class Observation:
     reason: str
     at: datetime
     rejected: bool = False  # the provider refuses one of our credentials
+    incident: int | None = None  # the provider's open incident (health/incidents.py)
+    latest: int | None = None  # the provider's latest incident, open or recently resolved
+    muted: bool = False  # the provider's incident is muted
 
 
 def verdict(obs: Observation) -> str:
     if not obs.enabled or obs.maintenance or obs.status in ("disabled", "maintenance"):
         return SILENCED
-    if obs.rejected:
+    if obs.muted:
+        return NEUTRAL
+    if obs.rejected or obs.incident is not None:
         return BAD
     if obs.breaker == "forced_open":
         return GOOD
@@ -219,7 +234,8 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
                 if not target:
                     target.append(channel.target())
                 notice = Notice(event=event, channel=channel.name, provider=name, status=obs.status,
-                                breaker=obs.breaker, reason=obs.reason, at=obs.at, since=before.since)
+                                breaker=obs.breaker, reason=obs.reason, at=obs.at, since=before.since,
+                                incident=obs.incident or obs.latest)
                 deliveries.append(Delivery(channel.pk, channel.name, channel.kind, target[0], notice))
     if created or updated:  # a transaction only now: under SQLite's IMMEDIATE mode it takes the write lock
         with transaction.atomic():
@@ -324,6 +340,8 @@ def record_delivery(delivery: Delivery, outcome: Outcome, actor: str = "") -> He
     with transaction.atomic():
         event = record_event(notice.provider, HealthEvent.Kind.ALERT, old=notice.event, new=new, reason=reason,
                              actor=tag)
+        if notice.incident is not None:  # part of the incident's timeline
+            HealthEvent.objects.filter(pk=event.pk).update(incident_id=notice.incident)
         channels = AlertChannel.objects.filter(pk=delivery.channel_id)
         if outcome.ok:
             channels.update(last_delivery_at=now, last_delivery_error="", delivery_failures=0)
@@ -447,5 +465,33 @@ def notify_key_budget(sender: Any, *, key_name: str, prefix: str, threshold: flo
             continue
         outcome = async_to_sync(deliver)(delivery, retries=1)
         record_delivery(delivery, outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+# -- incidents ----------------------------------------------------------------------------------
+
+
+def notify_acknowledged(incident_id: int, provider: str, actor: str, reason: str) -> list[Outcome]:
+    """Tell the channels whose alert for this provider is out (firing, not muted) that someone
+    acknowledged the incident; from sync code (the API and the console, in a database thread)."""
+    if Incident.objects.filter(pk=incident_id, muted_until__gt=timezone.now()).exists():
+        return []
+    outcomes = []
+    states = AlertState.objects.filter(firing=True, provider__name=provider, channel__enabled=True) \
+        .select_related("channel")
+    for state in states:
+        channel = state.channel
+        if channel.events:
+            continue
+        notice = Notice(event="acknowledged", channel=channel.name, provider=provider, status="", breaker="",
+                        reason=reason, at=timezone.now(), since=state.since, incident=incident_id)
+        try:
+            delivery = Delivery(channel.pk, channel.name, channel.kind, channel.target(), notice)
+        except Exception as exc:  # an unreadable target: said in the log, the other channels still hear
+            log.warning("alert channel %s: cannot send the acknowledgement: %s", channel.name, exc)
+            continue
+        outcome = async_to_sync(deliver)(delivery, retries=1)
+        record_delivery(delivery, outcome, actor=actor)
         outcomes.append(outcome)
     return outcomes

@@ -23,12 +23,16 @@ Each row is one event, named from its kind and values:
 | `health.reset`            | action `reset_statistics`                                    |
 | `provider.action`         | any other operator action (`to` names it: `reset_breaker`...)|
 | `request.failed`          | request (health/failures.py)                                 |
+| `incident.opened`         | incident, to `open` (health/incidents.py)                    |
+| `incident.acknowledged`   | incident, to `acknowledged`                                  |
+| `incident.resolved`       | incident, to `resolved`                                      |
 
 Every event is `{id, event, provider, from, to, reason, at, actor, detail}`; `detail` is
 `{}` except for `request.failed`: `route`, `request_id`, `providers` (called, in order),
 `skipped` (not tried: breaker open, credentials set aside), `error`, `status` (what the client
 got) and `count` (1, or how many failed in the window it sums up: health/failures.py); its
 `provider` is the last one called and `to` the outcome (`failure`, `unavailable`, `deadline`).
+An `incident.*` event's `detail` is `{"incident": id}` (and `muted_until` for a mute).
 Ids grow with each row written: the stream's `id:` and its `Last-Event-ID` are these ids.
 """
 
@@ -48,6 +52,8 @@ OPENED, MAINTENANCE = ("open", "forced_open"), "maintenance"
 ACTION_NAMES = {"enable": "provider.enabled", "disable": "provider.disabled", "reset_statistics": "health.reset"}
 COOLDOWN_NAMES = {"rejected": "credential.rejected", "exhausted": "credential.exhausted",
                   "rate_limited": "credential.rate_limited", "model_missing": "model.missing"}
+INCIDENT_NAMES = {"open": "incident.opened", "acknowledged": "incident.acknowledged",
+                  "resolved": "incident.resolved"}
 EVENT_NAMES = EVENT_TYPES
 
 # Each name as a filter on the rows (`?kind=`), matching `event_name` below.
@@ -64,6 +70,7 @@ _FILTERS: dict[str, Q] = {
     **{name: Q(kind=K.ACTION, new=action) for action, name in ACTION_NAMES.items()},
     "provider.action": Q(kind=K.ACTION) & ~Q(new__in=list(ACTION_NAMES)),
     "request.failed": Q(kind=K.REQUEST),
+    **{name: Q(kind=K.INCIDENT, new=state) for state, name in INCIDENT_NAMES.items()},
 }
 assert set(_FILTERS) == set(EVENT_NAMES), "every event name has its filter"
 
@@ -85,6 +92,8 @@ def event_name(kind: str, old: str, new: str) -> str:
         return "alert.sent" if new == "sent" else "alert.failed"
     if kind == K.ACTION:
         return ACTION_NAMES.get(new, "provider.action")
+    if kind == K.INCIDENT:
+        return INCIDENT_NAMES.get(new, "incident.opened")
     return "request.failed"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -19,6 +20,7 @@ EVENT_TYPES = (
     "credential.rejected", "credential.exhausted", "alert.sent",
     "breaker.mode", "credential.rate_limited", "model.missing", "alert.failed",
     "provider.enabled", "provider.disabled", "health.reset", "provider.action", "request.failed",
+    "incident.opened", "incident.acknowledged", "incident.resolved",
 )
 
 
@@ -155,6 +157,8 @@ class ProviderHealth(models.Model):
     # Debounce: a new status must be seen on consecutive evaluations before it is taken.
     pending_status = models.CharField(max_length=12, blank=True)
     pending_count = models.PositiveSmallIntegerField(default=0)
+    # Flap damping (HEALTH_FLAP_SECONDS): when the pending status was first seen.
+    pending_since = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -193,6 +197,7 @@ class HealthEvent(models.Model):
         ALERT = "alert"
         ACTION = "action"
         REQUEST = "request"  # a request every target failed (health/failures.py)
+        INCIDENT = "incident"  # an incident opened, acknowledged or resolved (health/incidents.py)
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, null=True, blank=True,
                                  related_name="events")
@@ -205,6 +210,10 @@ class HealthEvent(models.Model):
     actor = models.CharField(max_length=150, blank=True)
     # What does not fit old/new: a failed request's route, id, providers tried and count.
     data = models.JSONField(default=dict, blank=True)
+    # The incident this event belongs to (health/incidents.py collects a provider's events
+    # while its incident is open).
+    incident = models.ForeignKey("Incident", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="events")
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -249,3 +258,39 @@ class AlertState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel.name}/{self.provider.name}: {'firing' if self.firing else 'quiet'}"
+
+
+class Incident(models.Model):
+    """One outage of one provider (health/incidents.py): opened when it becomes unhealthy or its
+    breaker opens, resolved when it is healthy again with its breaker closed. At most one is
+    open per provider. Alerts are sent per incident; a muted one sends nothing until
+    `muted_until`."""
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        RESOLVED = "resolved"
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, null=True, blank=True,
+                                 related_name="incidents")
+    provider_name = models.CharField(max_length=64)  # kept if the provider goes
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    opened_at = models.DateTimeField(db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)  # why it opened
+    resolution = models.TextField(blank=True)  # why it resolved
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    muted_until = models.DateTimeField(null=True, blank=True)
+    muted_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["provider_name"], condition=models.Q(state="open"),
+                                               name="one_open_incident_per_provider")]
+        indexes = [models.Index(fields=["state", "-opened_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.provider_name} {self.state}"
+
+    def muted_at(self, at: datetime) -> bool:
+        return self.muted_until is not None and self.muted_until > at

@@ -13,7 +13,8 @@ One tick (`Monitor.tick`):
 4. `evaluate()`: every provider's score, status (debounced) and breaker state are computed;
    whatever differs from the row as last saved (a probe's result too) is saved in one batch,
    status changes are logged as events with their reason, and changes pushed to the consoles;
-   returns the changed names;
+   incidents open and resolve on what it decided (health/incidents.py), and the alerts go by
+   them (health/alerts.py); returns the changed names;
 5. `housekeeping()`: retention, the model catalog, now and then; returns whether it ran.
 
 `tick()` returns `ready()`: True when work is ready right now (a probe finished after
@@ -54,7 +55,7 @@ from providers.models import Provider
 from providers.runtime import Runtime, runtime
 from providers.snapshot import ProviderEntry
 
-from . import cooldowns, scores
+from . import cooldowns, incidents, scores
 from .alerts import Alerter, Observation
 from .events import publish
 from .lease import Lease
@@ -97,6 +98,7 @@ class HealthView:
     detail: dict[str, Any] | None = None
     pending: str = ""
     pending_count: int = 0
+    pending_since: datetime | None = None
     fact: bool = False  # a fact decided the status at the last evaluation (not stored)
 
     def key(self) -> tuple[Any, ...]:
@@ -105,7 +107,7 @@ class HealthView:
         return (self.status, self.reason, None if self.score is None else round(self.score), self.breaker,
                 None if self.success_rate is None else round(self.success_rate, 3), self.last_check_at,
                 self.last_check_ok, self.last_check_ms, self.last_error, self.detail or {}, self.pending,
-                self.pending_count)
+                self.pending_count, self.pending_since)
 
 
 def holder_id() -> str:
@@ -266,6 +268,8 @@ class Monitor:
         snapshot = await self.rt.current()
         engine = self.rt.engine
         weights = scores.Weights(*settings.HEALTH_SCORE_WEIGHTS)
+        damping = scores.Damping.of(getattr(settings, "HEALTH_FLAP_CHECKS", None),
+                                    getattr(settings, "HEALTH_FLAP_SECONDS", None))
         events: list[tuple[str, str, str, str]] = []
         computed: dict[str, float] = {}
         observations: list[Observation] = []
@@ -295,11 +299,13 @@ class Monitor:
             # A fact (forced open, every credential set aside, a credential refused) and its
             # end show at once: the alert it may send names the status it calls for.
             fact = scores.fact(inputs) is not None or bool(rejected)
-            decided = scores.debounce(view.status, view.pending, view.pending_count, seen,
-                                      immediate=fact or view.fact)
+            decided = scores.debounce(view.status, view.pending, view.pending_count, seen, damping.checks,
+                                      immediate=fact or view.fact, now=self.now(), hold_s=damping.seconds,
+                                      since=None if view.pending_since is None else view.pending_since.timestamp())
             if decided.changed:
                 events.append((name, view.status, decided.status, why))
             view.status, view.pending, view.pending_count = decided.status, decided.pending, decided.count
+            view.pending_since = None if decided.since is None else datetime.fromtimestamp(decided.since, tz=UTC)
             view.fact = fact
             if decided.status == seen:
                 view.reason = why
@@ -320,7 +326,11 @@ class Monitor:
             for name in changed:
                 self.saved[name] = self.views[name].key()
                 await publish({"type": "health.update", "provider": name})
-        await self.alerter.observe(observations)
+        # Incidents open and resolve on what this evaluation decided; alerts are sent per incident.
+        tracked = await db_call(incidents.track, observations)
+        for event_id, name in tracked.events:
+            await publish({"type": "health.event", "provider": name, "event_id": event_id})
+        await self.alerter.observe(tracked.observations)
         return changed
 
     # -- 5. housekeeping ---------------------------------------------------------------------
@@ -451,7 +461,8 @@ def _load_health(names: list[str]) -> dict[str, tuple[HealthView, datetime | Non
                           success_rate=row.success_rate, p50_ms=row.p50_ms, p95_ms=row.p95_ms, calls=row.calls,
                           last_check_at=row.last_check_at, last_check_ok=row.last_check_ok,
                           last_check_ms=row.last_check_ms, last_error=row.last_error, detail=row.detail,
-                          pending=row.pending_status, pending_count=row.pending_count)
+                          pending=row.pending_status, pending_count=row.pending_count,
+                          pending_since=row.pending_since)
         out[row.provider.name] = (view, row.last_check_at)
     return out
 
@@ -479,7 +490,7 @@ def store_probes(results: list[ProbeOutcome]) -> None:
 
 HEALTH_FIELDS = ("status", "reason", "score", "score_parts", "breaker", "success_rate", "p50_ms", "p95_ms", "calls",
                  "last_check_at", "last_check_ok", "last_check_ms", "last_error", "detail", "pending_status",
-                 "pending_count")
+                 "pending_count", "pending_since")
 
 
 def _health_values(view: HealthView) -> dict[str, Any]:
@@ -487,7 +498,8 @@ def _health_values(view: HealthView) -> dict[str, Any]:
             "success_rate": view.success_rate, "p50_ms": view.p50_ms, "p95_ms": view.p95_ms, "calls": view.calls,
             "last_check_at": view.last_check_at, "last_check_ok": view.last_check_ok,
             "last_check_ms": view.last_check_ms, "last_error": view.last_error, "detail": view.detail or {},
-            "pending_status": view.pending, "pending_count": view.pending_count}
+            "pending_status": view.pending, "pending_count": view.pending_count,
+            "pending_since": view.pending_since}
 
 
 def _save_health(views: dict[str, HealthView], events: list[tuple[str, str, str, str]]) -> None:

@@ -82,7 +82,7 @@ Event = Literal[
     "breaker.opened", "breaker.half_open", "breaker.closed", "provider.status", "provider.maintenance",
     "credential.rejected", "credential.exhausted", "alert.sent", "breaker.mode", "credential.rate_limited",
     "model.missing", "alert.failed", "provider.enabled", "provider.disabled", "health.reset", "provider.action",
-    "request.failed"]
+    "request.failed", "incident.opened", "incident.acknowledged", "incident.resolved"]
 assert set(get_args(Event)) == set(EVENT_TYPES), "the documented names are the feed's"
 
 
@@ -120,3 +120,31 @@ class CheckResult(BaseModel):
 
 class CheckResults(BaseModel):
     results: list[CheckResult]
+
+
+class IncidentItem(BaseModel):
+    """One incident (health/incidents.py) and its timeline: the provider's events while it was
+    open, oldest first (the newest 200)."""
+
+    id: int
+    provider: str
+    state: Literal["open", "resolved"]
+    opened_at: str
+    resolved_at: str | None
+    reason: str
+    resolution: str
+    acknowledged_by: str
+    acknowledged_at: str | None
+    muted_until: str | None
+    events: list[HealthEventItem]
+
+
+class IncidentList(BaseModel):
+    incidents: list[IncidentItem]
+
+
+class MuteRequest(BaseModel):
+    """How long to mute the incident's alerts, in minutes (0 ends a mute)."""
+
+    model_config = ConfigDict(strict=True)
+    minutes: float = Field(ge=0, le=7 * 24 * 60)

@@ -12,7 +12,9 @@ are an operator's. Some facts decide it whatever the rate says (`fact`): a break
 open, or every credential set aside, leaves the provider unavailable (unhealthy); an open
 breaker makes it unhealthy too, and a credential the provider rejects while others still
 serve makes a healthy provider degraded. A measured change needs the new status on
-`DEBOUNCE` consecutive evaluations; a fact takes effect at once.
+consecutive evaluations (`Damping`: HEALTH_FLAP_CHECKS of them, default `DEBOUNCE`, spanning
+HEALTH_FLAP_SECONDS, default 0), so a provider whose rate hovers at a threshold does not flip
+at every evaluation; a fact takes effect at once.
 """
 
 from __future__ import annotations
@@ -116,16 +118,37 @@ def _measured(inputs: Inputs) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class Damping:
+    """Flap damping: a measured status change is taken once it has been seen on `checks`
+    consecutive evaluations spanning at least `seconds` (settings HEALTH_FLAP_CHECKS and
+    HEALTH_FLAP_SECONDS). Both must hold: evaluations come faster than the schedule when a
+    breaker change wakes the monitor, so a count alone can be met within a second."""
+
+    checks: int = DEBOUNCE
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, checks: object, seconds: object) -> Damping:
+        n = checks if isinstance(checks, int) and not isinstance(checks, bool) else DEBOUNCE
+        s = seconds if isinstance(seconds, int | float) and not isinstance(seconds, bool) else 0.0
+        return cls(max(1, n), max(0.0, float(s)))
+
+
+@dataclass(frozen=True)
 class Debounced:
     status: str  # what is shown now
     pending: str  # a different status seen, not yet taken ("" when none)
     count: int  # consecutive evaluations that saw `pending`
     changed: bool
+    since: float | None = None  # when `pending` was first seen (epoch seconds; None without one)
 
 
 def debounce(current: str, pending: str, count: int, seen: str, needed: int = DEBOUNCE, *,
-             immediate: bool = False) -> Debounced:
-    """Take `seen` as the status only after `needed` consecutive evaluations saw it.
+             immediate: bool = False, since: float | None = None, now: float | None = None,
+             hold_s: float = 0.0) -> Debounced:
+    """Take `seen` as the status only after `needed` consecutive evaluations saw it, the first
+    of them at least `hold_s` seconds before `now` (`since`: when the pending status was first
+    seen, as returned last time).
 
     An operator's statuses (disabled, maintenance) and leaving them take effect at once:
     they are decisions, not measurements; so does any status with `immediate` (a fact that
@@ -134,7 +157,13 @@ def debounce(current: str, pending: str, count: int, seen: str, needed: int = DE
     if seen == current:
         return Debounced(current, "", 0, False)
     immediate = immediate or seen in ("disabled", "maintenance") or current in ("disabled", "maintenance", "unknown")
-    count = count + 1 if seen == pending else 1
-    if immediate or count >= needed:
+    if seen == pending:
+        count += 1
+        since = now if since is None else since  # a row saved before damping kept no time
+    else:
+        count, since = 1, now
+    # to the millisecond: `since` is kept as a datetime (microseconds) between evaluations
+    held = hold_s <= 0 or (since is not None and now is not None and now - since >= hold_s - 1e-3)
+    if immediate or (count >= needed and held):
         return Debounced(seen, "", 0, True)
-    return Debounced(current, seen, count, False)
+    return Debounced(current, seen, min(count, 32767), False, since)

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from providers import api as providers_api
 
@@ -18,6 +18,8 @@ urlpatterns = [
     # matches these paths (<str:name> stops at a slash; project/urls.py includes it first).
     path("api/providers/<str:name>/enable", providers_api.provider_enable, name="providers-enable"),
     path("api/providers/<str:name>/disable", providers_api.provider_disable, name="providers-disable"),
+    # Incidents: the API (read; changes need admin) and the console page.
+    path("", include("health.incidents_urls")),
     # The console (staff only).
     path("", health_views.dashboard, name="health-dashboard"),
     path("events", health_views.events_page, name="health-events"),

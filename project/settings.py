@@ -256,6 +256,10 @@ KEY_SPEND_FLUSH_INTERVAL_S = env.float("KEY_SPEND_FLUSH_INTERVAL_S", default=1.0
 # The event stream (GET /api/events/stream): a keep-alive comment this often; failed requests
 # become one `request.failed` event per route and window (and one more for the rest of it),
 # and only the newest EVENTS_REQUEST_FAILED_KEEP are kept.
+# Flap damping: a provider's status change is taken once it held for this many consecutive
+# evaluations and (when > 0) this many seconds; facts (forced open, every key refused) at once.
+HEALTH_FLAP_CHECKS = env.int("HEALTH_FLAP_CHECKS", default=2)
+HEALTH_FLAP_SECONDS = env.float("HEALTH_FLAP_SECONDS", default=0.0)
 # Response cache (providers/gateway/serving.py): the largest answer kept; the in-process store's size.
 RESPONSE_CACHE_MAX_BYTES = env.int("RESPONSE_CACHE_MAX_BYTES", default=1024 * 1024)
 RESPONSE_CACHE_MAX_ENTRIES = env.int("RESPONSE_CACHE_MAX_ENTRIES", default=10_000)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 from django.conf import settings
 
-EVENTS = ("alert", "reminder", "recovery", "test")
+EVENTS = ("alert", "reminder", "recovery", "acknowledged", "test")
 
 
 class DeliveryError(Exception):
@@ -33,7 +33,7 @@ class DeliveryError(Exception):
 class Notice:
     """What one alert says; every transport renders it in its own format."""
 
-    event: str  # alert | reminder | recovery | test | budget (an API key passed a share of its budget)
+    event: str  # alert | reminder | recovery | acknowledged | test | budget (an API key passed a share of its budget)
     channel: str
     provider: str  # "" for a test
     status: str
@@ -41,6 +41,7 @@ class Notice:
     reason: str
     at: datetime
     since: datetime | None = None  # when the incident's alert went out (reminders, recoveries)
+    incident: int | None = None  # the incident it is about (health/incidents.py)
 
     @property
     def console_url(self) -> str:
@@ -62,6 +63,8 @@ class Notice:
             return f"REMINDER: {self.provider} {self.trouble(still=True)}{lasting}"
         if self.event == "recovery":
             return f"RECOVERED: {self.provider} is {self.status} again"
+        if self.event == "acknowledged":
+            return f"ACKNOWLEDGED: {self.provider} incident{self.number} ({self.reason})"
         if self.event == "budget":
             return f"BUDGET: {self.reason}"
         return f"TEST: alert channel {self.channel} works"
@@ -72,9 +75,17 @@ class Notice:
             return [("Channel", self.channel), ("Sent at", stamp(self.at)), ("Note", self.reason)]
         rows = [("Provider", self.provider), ("Status", self.status), ("Breaker", self.breaker),
                 ("Reason", self.reason or "-"), ("At", stamp(self.at))]
+        if self.event == "acknowledged":
+            rows = [("Provider", self.provider), ("Note", self.reason), ("At", stamp(self.at))]
         if self.since is not None:
             rows.append(("Alerted at", stamp(self.since)))
+        if self.incident is not None:
+            rows.append(("Incident", f"#{self.incident}"))
         return rows
+
+    @property
+    def number(self) -> str:
+        return f" #{self.incident}" if self.incident is not None else ""
 
 
 def stamp(at: datetime) -> str:

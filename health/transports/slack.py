@@ -33,6 +33,8 @@ def payload(notice: Notice) -> dict[str, Any]:
                   ("At", stamp(notice.at))]
         if notice.since is not None:
             fields.append(("Alerted at", stamp(notice.since)))
+        if notice.incident is not None:
+            fields.append(("Incident", f"#{notice.incident}"))
     return {
         "text": title,
         "blocks": [

@@ -1,7 +1,8 @@
 """A generic JSON webhook: one POST per notice.
 
-The body: {"event": "alert" | "reminder" | "recovery" | "test" | "budget", "channel", "provider",
-"status", "breaker", "reason", "at", "since", "console_url", "title"}; times are ISO 8601
+The body: {"event": "alert" | "reminder" | "recovery" | "acknowledged" | "test" | "budget", "channel",
+"provider", "status", "breaker", "reason", "at", "since", "incident" (its id, or null),
+"console_url", "title"}; times are ISO 8601
 in UTC, and a test or a budget notice carries null for the provider's fields.
 """
 
@@ -27,6 +28,7 @@ def payload(notice: Notice) -> dict[str, Any]:
         "reason": notice.reason,
         "at": _iso(notice.at),
         "since": _iso(notice.since) if notice.since else None,
+        "incident": notice.incident,
         "console_url": notice.console_url,
         "title": notice.title,
     }

@@ -43,7 +43,7 @@ async def test_the_webhook_posts_the_event_as_json(receiver):
     assert request.json() == {
         "event": "alert", "channel": "ops", "provider": "openai-main", "status": "unhealthy", "breaker": "open",
         "reason": ALERT.reason, "at": "2026-03-01T12:00:05Z", "since": None,
-        "console_url": "https://console.example.com/providers/openai-main",
+        "incident": None, "console_url": "https://console.example.com/providers/openai-main",
         "title": "ALERT: openai-main is unhealthy",
     }
 

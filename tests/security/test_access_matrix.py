@@ -39,6 +39,7 @@ NEEDS = {"view": 1, "act": 2, "configure": 3}
 CONSOLE = {
     "health-dashboard": "view", "health-events": "view", "analytics-page": "view", "health-provider": "view",
     "health-requests": "view", "health-request": "view", "health-keys": "view",
+    "health-incidents": "view", "health-incident-acknowledge": "act", "health-incident-mute": "act",
     "health-check-provider": "act", "health-reset-breaker": "act", "health-force-open": "act",
     "health-pull-model": "act", "health-switch-sd-model": "act",
     "health-enable-provider": "configure", "health-disable-provider": "configure",
@@ -48,7 +49,7 @@ CONSOLE = {
 # Reads that need `admin` (the contract: keys, their limits and spend are the admin's).
 ADMIN_READS = ("/api/keys",)
 GET_PAGES = {"health-dashboard", "health-events", "analytics-page", "health-provider", "health-discover",
-             "health-requests", "health-request", "health-keys"}
+             "health-requests", "health-request", "health-keys", "health-incidents"}
 PUBLIC = {"health-healthz", "login", "logout", "providers-schema"}
 
 
@@ -69,6 +70,7 @@ def walk(patterns: list[Any], prefix: str = "") -> list[tuple[str, str]]:
 def concrete(route: str) -> str:
     """A path for a route pattern: provider `sim-a` (configured), model `m`."""
     path = re.sub(r"<(?:\w+:)?name>", "sim-a", route)
+    path = re.sub(r"<int:(?:pk|id)>", "1", path)  # an incident that does not exist: 404 / back to the list
     return "/" + re.sub(r"<(?:\w+:)?model>", "m", path)
 
 
