@@ -264,37 +264,47 @@ async def responses(request: HttpRequest) -> HttpResponseBase:
 
 # -- /api/execute ---------------------------------------------------------------------------
 
+# capability -> (the field a bare `input` fills, the types a bare input may be, what to say
+# when the field ends up empty)
+_SHORTHAND: dict[str, tuple[str, type | tuple[type, ...], str]] = {
+    "image": ("prompt", str, "image `input` must be a prompt string or {prompt, ...}."),
+    "tts": ("input", str, "tts `input` must be the text to speak or {input, voice, ...}."),
+    "translation": ("text", (str, list), "translation `input` must be text, a list of texts or {text, target_lang}."),
+    "video": ("prompt", str, "video `input` must be a prompt string or {prompt, images, audio, duration_s}."),
+}
+
+
+def _chat_body(data: Any) -> dict[str, Any]:
+    if isinstance(data, str):
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": data}]}
+    elif isinstance(data, list):
+        body = {"messages": data}
+    elif isinstance(data, dict) and isinstance(data.get("messages"), list):
+        body = dict(data)
+    else:
+        raise RequestError(400, "chat `input` must be a string, a list of messages or {messages}.", param="input")
+    if not body["messages"]:
+        raise RequestError(400, "chat `input` has no messages.", param="input")
+    return body
+
+
+def _shorthand_body(capability: str, data: Any) -> dict[str, Any]:
+    field, bare, problem = _SHORTHAND[capability]
+    body = {field: data} if isinstance(data, bare) else dict(data) if isinstance(data, dict) else {}
+    value = body.get(field)
+    if not value or (capability == "video" and not isinstance(value, str)):
+        raise RequestError(400, problem, param="input")
+    return body
+
+
 def _execute_body(capability: str, data: Any, options: dict[str, Any]) -> dict[str, Any]:
     """The OpenAI-shaped request for `capability` from execute's `input` and `options`."""
     if capability == "chat":
-        if isinstance(data, str):
-            body: dict[str, Any] = {"messages": [{"role": "user", "content": data}]}
-        elif isinstance(data, list):
-            body = {"messages": data}
-        elif isinstance(data, dict) and isinstance(data.get("messages"), list):
-            body = dict(data)
-        else:
-            raise RequestError(400, "chat `input` must be a string, a list of messages or {messages}.", param="input")
-        if not body["messages"]:
-            raise RequestError(400, "chat `input` has no messages.", param="input")
+        body = _chat_body(data)
     elif capability == "embeddings":
         body = {"input": data}
-    elif capability == "image":
-        body = {"prompt": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
-        if not body.get("prompt"):
-            raise RequestError(400, "image `input` must be a prompt string or {prompt, ...}.", param="input")
-    elif capability == "tts":
-        body = {"input": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
-        if not body.get("input"):
-            raise RequestError(400, "tts `input` must be the text to speak or {input, voice, ...}.", param="input")
-    elif capability == "translation":
-        body = {"text": data} if isinstance(data, str | list) else dict(data) if isinstance(data, dict) else {}
-        if not body.get("text"):
-            raise RequestError(400, "translation `input` must be text, a list of texts or {text, target_lang}.", param="input")
-    elif capability == "video":
-        body = {"prompt": data} if isinstance(data, str) else dict(data) if isinstance(data, dict) else {}
-        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
-            raise RequestError(400, "video `input` must be a prompt string or {prompt, images, audio, duration_s}.", param="input")
+    elif capability in _SHORTHAND:
+        body = _shorthand_body(capability, data)
     else:
         raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.",
                            param="capability")

@@ -91,12 +91,14 @@ TEMPLATES = {
                                  '"metadata": {"x": {}}}',
     "/api/keys/{prefix}": '{"rpm": {}}',
     "/v1/responses": '{"model": "chat", "input": "hi", "extra": {}}',
+    "/api/incidents/{id}/mute": '{"minutes": 5, "x": {}}',
 }
 QUERY = {"/api/config": "?prune=false"}
 
 
 def url(method: str, path: str, name: str = "up", prefix: str = "gw_x") -> str:
-    return path.replace("{name}", name).replace("{model}", "m").replace("{prefix}", prefix) + QUERY.get(path, "")
+    return (path.replace("{name}", name).replace("{model}", "m").replace("{prefix}", prefix).replace("{id}", "1")
+            + QUERY.get(path, ""))
 
 
 def body(path: str, injected: str) -> bytes:
@@ -154,7 +156,15 @@ async def test_a_malformed_value_anywhere_in_a_json_body_is_a_json_400(gateway, 
         assert error["code"] in ("invalid_json", "invalid_config"), (case, error)
     assert not await Provider.objects.filter(name="other").aexists()
     # the same body with an ordinary value is taken: what was refused was the bad value
-    response = await gateway.request(method, url(method, path, prefix=key[:11]), content=body(path, "1"),
+    target = url(method, path, prefix=key[:11])
+    if "{id}" in path:  # an incident to act on
+        from django.utils import timezone
+
+        from health.models import Incident
+
+        incident = await Incident.objects.acreate(provider_name="up", opened_at=timezone.now())
+        target = target.replace("/1/", f"/{incident.pk}/")
+    response = await gateway.request(method, target, content=body(path, "1"),
                                      headers={**auth(key), "Content-Type": "application/json"})
     assert response.status_code < 300, response.text[:500]
 

@@ -82,29 +82,10 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body for a Responses request; `DialectError` when it has none."""
     if not isinstance(body, dict):
         raise DialectError(400, "invalid_request_error", "The body must be a JSON object.")
-    for name, why in _STATEFUL.items():
-        if body.get(name) is not None:
-            raise _bad(name, f"`{name}` is not supported: {why}", "unsupported_parameter")
-    if body.get("background"):
-        raise _bad("background", "`background` is not supported: " + _NOT_KEPT
-                   + ", so a background response could never be fetched.", "unsupported_parameter")
+    _refuse_stateful(body)
     chat = {key: value for key, value in body.items() if key not in _RESPONSES_FIELDS}
-    messages: list[dict[str, Any]] = []
-    if body.get("instructions") is not None:
-        messages.append({"role": "system", "content": _string(body["instructions"], "instructions")})
-    if body.get("input") is None:
-        raise _bad("input", "`input` is required: a string or a list of input items.",
-                   "missing_required_parameter")
-    messages += _messages(body["input"])
-    if not messages:
-        raise _bad("input", "`input` must not be empty.")
-    chat["messages"] = messages
-    for name in ("temperature", "top_p"):
-        if body.get(name) is not None:
-            _number(body[name], name)
-    for name in ("stream", "parallel_tool_calls"):
-        if body.get(name) is not None and not isinstance(body[name], bool):
-            raise _bad(name, f"`{name}` must be true or false.", "invalid_type")
+    chat["messages"] = _conversation(body)
+    _check_plain_fields(body)
     if body.get("max_output_tokens") is not None:
         # chat's current name for the limit: OpenAI's reasoning models refuse `max_tokens`,
         # and every other adapter reads either
@@ -116,12 +97,46 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("text") is not None:
         chat.update(_text_config(body["text"]))
     if body.get("reasoning") is not None:
-        reasoning = _object(body["reasoning"], "reasoning")
-        effort = reasoning.get("effort")
+        effort = _object(body["reasoning"], "reasoning").get("effort")
         if effort is not None:
             if effort not in _EFFORTS:
                 raise _bad("reasoning.effort", f"`reasoning.effort` must be one of {', '.join(_EFFORTS)}.")
             chat["reasoning_effort"] = effort
+    return chat
+
+
+def _refuse_stateful(body: dict[str, Any]) -> None:
+    """What needs a response the gateway would have kept: a 400 saying so."""
+    for name, why in _STATEFUL.items():
+        if body.get(name) is not None:
+            raise _bad(name, f"`{name}` is not supported: {why}", "unsupported_parameter")
+    if body.get("background"):
+        raise _bad("background", "`background` is not supported: " + _NOT_KEPT
+                   + ", so a background response could never be fetched.", "unsupported_parameter")
+
+
+def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """`instructions` as the system message, then the `input` items as chat messages."""
+    messages: list[dict[str, Any]] = []
+    if body.get("instructions") is not None:
+        messages.append({"role": "system", "content": _string(body["instructions"], "instructions")})
+    if body.get("input") is None:
+        raise _bad("input", "`input` is required: a string or a list of input items.",
+                   "missing_required_parameter")
+    messages += _messages(body["input"])
+    if not messages:
+        raise _bad("input", "`input` must not be empty.")
+    return messages
+
+
+def _check_plain_fields(body: dict[str, Any]) -> None:
+    """Fields passed on (or echoed) as they came: checked for their type only."""
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            _number(body[name], name)
+    for name in ("stream", "parallel_tool_calls"):
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            raise _bad(name, f"`{name}` must be true or false.", "invalid_type")
     if body.get("metadata") is not None:
         # echoed on the Response, not sent on: OpenAI's chat API takes metadata only with store
         for key, value in _object(body["metadata"], "metadata").items():
@@ -130,7 +145,6 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         raise _bad("truncation", "`truncation` must be 'auto' or 'disabled'.")
     if body.get("user") is not None:
         _string(body["user"], "user")
-    return chat
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:
