@@ -268,6 +268,32 @@ def test_a_websocket_on_worker_b_hears_a_change_made_on_worker_a(fleet):
     httpx.post(a.url + "/api/breakers/third/reset", headers=headers(fleet))
 
 
+def test_a_key_s_request_and_token_limits_hold_across_both_workers(fleet):
+    """Two processes, one key: its requests per minute are counted once for the fleet (an
+    atomic script in Redis), and tokens a request used on one worker limit the other."""
+    a, b = fleet["a"], fleet["b"]
+    fleet["spare"].clear_faults()
+
+    def create(*args: str) -> str:
+        return a.manage("create_api_key", *args).stdout.strip().splitlines()[-1]
+
+    def send(worker: srv.ServerProcess, key: str) -> httpx.Response:
+        return httpx.post(worker.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                          timeout=10, json={"model": "third", "messages": [{"role": "user", "content": "hi"}]})
+
+    rpm = create(f"rpm-{secrets.token_hex(3)}", "--scopes", "gateway", "--rpm", "5")
+    answers = [send(worker, rpm) for worker in (a, b) * 4]
+    assert [r.status_code for r in answers] == [200] * 5 + [429] * 3
+    assert {r.json()["error"]["code"] for r in answers[5:]} == {"rate_limited"}
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in answers[5:])
+
+    tpm = create(f"tpm-{secrets.token_hex(3)}", "--scopes", "gateway", "--tpm", "1")
+    assert send(a, tpm).status_code == 200  # nothing used yet; its tokens settle when it ends
+    refused: list[httpx.Response] = []
+    wait_for(lambda: refused.append(send(b, tpm)) or refused[-1].status_code == 429)
+    assert refused[-1].json()["error"]["code"] == "rate_limited"
+
+
 def test_with_redis_stopped_both_workers_keep_serving_and_pick_shared_state_up_again(fleet):
     a, b, redis = fleet["a"], fleet["b"], fleet["redis"]
     redis.stop()
