@@ -29,6 +29,11 @@ class Subject:
     proc: subprocess.Popen[bytes]
     headers: dict[str, str] = field(default_factory=dict)
     routes: tuple[str, ...] = ("bench",)  # the gateway also has `failover` and `skip`
+    # the gateway with --paths: the headers of a key with a budget and an rpm limit
+    limited_headers: dict[str, str] = field(default_factory=dict)
+    # the phases measured each round: None, every one (run.py decides); a gateway under Redis
+    # is measured on the plain chat path and under the limited key only
+    phases: tuple[str, ...] | None = None
 
     @property
     def chat_url(self) -> str:
@@ -66,12 +71,20 @@ def start_bare(server: str, upstream: str) -> Subject:
     return Subject(f"bare-{server}", f"bare pass-through, {server} + aiohttp", base, proc)
 
 
-def gateway_config(upstream: str, refused: str) -> str:
+# --paths: the upstream's model is priced (a keyed request's spend is then real money, settled
+# against its budget) and the route `cached` keeps answers for an hour.
+PRICES = {"bench-model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+CACHED_ROUTE = "cached"
+
+
+def gateway_config(upstream: str, refused: str, *, paths: bool = False) -> str:
     fast = {"retry": {"max_attempts": 1}, "timeout_s": 10}
     check = {"health_check": {"interval_s": 3600, "timeout_s": 5}}
-    doc = {
+    priced = {"prices": PRICES} if paths else {}
+    doc: dict[str, list[dict[str, object]]] = {
         "providers": [
-            {"name": "upstream", "kind": "openai", "base_url": upstream, "models": ["bench-model"], **fast, **check},
+            {"name": "upstream", "kind": "openai", "base_url": upstream, "models": ["bench-model"], **fast, **check,
+             **priced},
             {"name": "refused", "kind": "openai", "base_url": refused, "models": ["bench-model"], **fast, **check,
              "breaker": {"mode": "disabled"}},
             {"name": "opened", "kind": "openai", "base_url": upstream, "models": ["bench-model"], **fast, **check},
@@ -84,6 +97,9 @@ def gateway_config(upstream: str, refused: str) -> str:
                                          {"provider": "upstream", "model": "bench-model"}]},
         ],
     }
+    if paths:
+        doc["routes"].append({"name": CACHED_ROUTE, "targets": [{"provider": "upstream", "model": "bench-model"}],
+                              "cache": {"ttl_s": 3600}})
     return json.dumps(doc)
 
 
@@ -99,32 +115,52 @@ def manage(env: dict[str, str], *args: str) -> str:
                           capture_output=True, text=True).stdout
 
 
-def prepare_gateway(upstream: str, config_json: str | None = None) -> tuple[dict[str, str], str]:
-    """A fresh SQLite database with the bench's providers and routes (or `config_json`), and
-    an API key (scopes gateway and admin): the server's environment and the key."""
+def prepare_gateway(upstream: str, config_json: str | None = None, *,
+                    paths: bool = False) -> tuple[dict[str, str], str]:
+    """A fresh SQLite database with the bench's providers and routes (or `config_json`; with
+    `paths`, also the priced model and the cached route), and an API key (scopes gateway and
+    admin): the server's environment and the key."""
     folder = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     env = gateway_env(folder)
     manage(env, "migrate", "--noinput")
     refused = f"http://127.0.0.1:{free_port()}/v1"
-    (folder / "config.json").write_text(config_json or gateway_config(upstream + "/v1", refused))
+    (folder / "config.json").write_text(config_json or gateway_config(upstream + "/v1", refused, paths=paths))
     manage(env, "import_config", str(folder / "config.json"))
     key = manage(env, "create_api_key", "bench", "--scopes", "gateway,admin").strip().splitlines()[-1]
     return env, key
 
 
+# A budget no bench run reaches and an rpm no bench run passes: every request is admitted,
+# and pays the whole check (the atomic count, the spend settled against the budget).
+LIMITED_BUDGET = "1000000"
+LIMITED_RPM = "10000000"  # create_api_key's largest
+
+
+def create_limited_key(env: dict[str, str]) -> str:
+    """An API key (scope gateway) with a budget per month and an rpm limit."""
+    return manage(env, "create_api_key", "bench-limited", "--scopes", "gateway", "--budget", LIMITED_BUDGET,
+                  "--rpm", LIMITED_RPM).strip().splitlines()[-1]
+
+
 def start_gateway(server: str | None, env: dict[str, str], key: str, *,
-                  prefix: tuple[str, ...] = ()) -> Subject:
+                  prefix: tuple[str, ...] = (), redis_url: str | None = None) -> Subject:
     """`manage.py serve --no-embedded` (the server named, or the project's default when None);
-    `prefix` runs it under another program (a profiler)."""
+    `prefix` runs it under another program (a profiler); `redis_url`: with REDIS_URL (and
+    SHARED_STATE) set, so breakers, limits and the response cache live in Redis."""
     port = free_port()
     args = [*prefix, sys.executable, "manage.py", "serve", "--port", str(port), "--no-embedded"]
     if server:
         args += ["--server", server]
+    if redis_url:
+        env = {**env, "REDIS_URL": redis_url, "SHARED_STATE": "true"}
     proc = _popen(args, env)
     base = f"http://127.0.0.1:{port}"
     wait_up(base + "/healthz", proc)
     headers = {"Authorization": f"Bearer {key}"}
     shown = server or "default server"
+    if redis_url:
+        return Subject(f"gateway-{server or 'default'}-redis", f"this gateway, {shown}, REDIS_URL set", base, proc,
+                       headers)
     return Subject(f"gateway-{server or 'default'}", f"this gateway, {shown}", base, proc, headers,
                    ("bench", "failover", "skip"))
 
