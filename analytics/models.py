@@ -40,7 +40,9 @@ class RequestLog(models.Model):
         indexes = [models.Index(fields=["provider", "at"]), models.Index(fields=["route", "at"]),
                    models.Index(fields=["api_key_id", "at"], name="analytics_r_key_at"),
                    models.Index(fields=["outcome", "at"], name="analytics_r_outcome_at"),
-                   models.Index(fields=["request_id"], name="analytics_r_request_id")]
+                   models.Index(fields=["request_id"], name="analytics_r_request_id"),
+                   # status=failed: only the failed rows, so a page never walks the successes
+                   models.Index(fields=["at"], condition=~models.Q(outcome="success"), name="analytics_r_failed_at")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.route} {self.provider or '-'} {self.outcome} {self.status}"

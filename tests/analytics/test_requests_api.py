@@ -134,7 +134,7 @@ async def test_the_log_needs_a_read_key(gateway, make_key):
 
 
 @pytest.mark.parametrize("filters", [
-    Filters(), Filters(route="chain"), Filters(provider="up-a"), Filters(status="ok"),
+    Filters(), Filters(route="chain"), Filters(provider="up-a"), Filters(status="ok"), Filters(status="failed"),
     Filters(route="chain", cursor=(NOW, 10)),
 ])
 def test_each_filter_is_read_through_an_index_without_sorting_the_whole_log(filters):
@@ -147,6 +147,8 @@ def test_each_filter_is_read_through_an_index_without_sorting_the_whole_log(filt
         plan = " / ".join(str(row[-1]) for row in cursor.fetchall())
     assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+    if filters.status == "failed":  # the failed rows' own index: no walk over the successes
+        assert "analytics_r_failed_at" in plan, plan
     if filters.cursor:  # a later page starts inside the index, it does not skip the newer rows
         assert "at<?" in plan, plan
     assert RequestLog.objects.count() == 0  # nothing needed: the plan is the point
