@@ -16,8 +16,11 @@ from . import schemas as s
 from .export import export_csv
 from .windows import WINDOWS, WindowError, parse_window
 
-WINDOW = Param("window", description="the window to sum over (default 24h)",
-               schema={"type": "string", "enum": list(WINDOWS), "default": "24h"})
+WINDOW = Param(
+    "window",
+    description="the window to sum over (default 24h)",
+    schema={"type": "string", "enum": list(WINDOWS), "default": "24h"},
+)
 
 
 def window_of(request: HttpRequest) -> str:
@@ -27,18 +30,31 @@ def window_of(request: HttpRequest) -> str:
         raise RequestError(400, str(exc), code="invalid_window") from None
 
 
-@document("GET", "/api/analytics", "Requests, success rate, failovers, latency, tokens and cost: in total, "
-          "per provider and per route", scope="read", tags=["analytics"],
-          responses={200: Response("The window's figures", s.Analytics)}, params=[WINDOW])
+@document(
+    "GET",
+    "/api/analytics",
+    "Requests, success rate, failovers, latency, tokens and cost: in total, per provider and per route",
+    scope="read",
+    tags=["analytics"],
+    responses={200: Response("The window's figures", s.Analytics)},
+    params=[WINDOW],
+)
 @api_view("read")
 async def analytics(request: HttpRequest) -> HttpResponse:
     name = window_of(request)
     return JsonResponse(await db_call(queries.summary, name))
 
 
-@document("GET", "/api/analytics/{name}", "One provider's figures, per route, over time, and its top errors",
-          scope="read", tags=["analytics"], responses={200: Response("The provider's figures", s.ProviderAnalytics)},
-          params=[WINDOW], errors=(400, 401, 403, 404))
+@document(
+    "GET",
+    "/api/analytics/{name}",
+    "One provider's figures, per route, over time, and its top errors",
+    scope="read",
+    tags=["analytics"],
+    responses={200: Response("The provider's figures", s.ProviderAnalytics)},
+    params=[WINDOW],
+    errors=(400, 401, 403, 404),
+)
 @api_view("read")
 async def provider_analytics(request: HttpRequest, name: str) -> HttpResponse:
     window = window_of(request)
@@ -47,12 +63,23 @@ async def provider_analytics(request: HttpRequest, name: str) -> HttpResponse:
     return JsonResponse(await db_call(queries.provider_detail, name, window))
 
 
-@document("GET", "/api/analytics/export.csv", "The window as CSV: one line per time step, provider and route "
-          "(also with a staff session, for the console)", scope="read", tags=["analytics"],
-          responses={200: Response("CSV with a header line", content_type="text/csv")},
-          params=[WINDOW, Param("by", description="provider: attempts per provider and route (default); "
-                                                  "route: client requests per route and serving provider",
-                                schema={"type": "string", "enum": ["provider", "route"]})])
+@document(
+    "GET",
+    "/api/analytics/export.csv",
+    "The window as CSV: one line per time step, provider and route (also with a staff session, for the console)",
+    scope="read",
+    tags=["analytics"],
+    responses={200: Response("CSV with a header line", content_type="text/csv")},
+    params=[
+        WINDOW,
+        Param(
+            "by",
+            description="provider: attempts per provider and route (default); "
+            "route: client requests per route and serving provider",
+            schema={"type": "string", "enum": ["provider", "route"]},
+        ),
+    ],
+)
 async def export(request: HttpRequest) -> HttpResponse:
     try:
         user = await request.auser()
@@ -75,19 +102,32 @@ REQUEST_FILTERS = [
     Param("route", description="only this route (the name the client asked for)"),
     Param("provider", description="only requests this provider answered"),
     Param("key", description="only requests made with this API key (its name or prefix)"),
-    Param("status", description="ok: answered; failed: any other outcome",
-          schema={"type": "string", "enum": ["ok", "failed"]}),
+    Param(
+        "status",
+        description="ok: answered; failed: any other outcome",
+        schema={"type": "string", "enum": ["ok", "failed"]},
+    ),
     Param("since", description="from this time on (ISO 8601 or seconds since the epoch)"),
     Param("until", description="up to this time (ISO 8601 or seconds since the epoch)"),
-    Param("limit", description=f"rows per page (1-{requests.MAX_LIMIT}, default {requests.DEFAULT_LIMIT})",
-          schema={"type": "integer", "minimum": 1, "maximum": requests.MAX_LIMIT}),
+    Param(
+        "limit",
+        description=f"rows per page (1-{requests.MAX_LIMIT}, default {requests.DEFAULT_LIMIT})",
+        schema={"type": "integer", "minimum": 1, "maximum": requests.MAX_LIMIT},
+    ),
     Param("cursor", description="the `next_cursor` of the previous page"),
 ]
 
 
-@document("GET", "/api/requests", "The request log, newest first, cursor-paged and filtered", scope="read",
-          tags=["requests"], responses={200: Response("One page of requests", s.RequestPage)},
-          params=REQUEST_FILTERS, errors=(400, 401, 403))
+@document(
+    "GET",
+    "/api/requests",
+    "The request log, newest first, cursor-paged and filtered",
+    scope="read",
+    tags=["requests"],
+    responses={200: Response("One page of requests", s.RequestPage)},
+    params=REQUEST_FILTERS,
+    errors=(400, 401, 403),
+)
 @api_view("read")
 async def request_list(request: HttpRequest) -> HttpResponse:
     try:
@@ -97,13 +137,23 @@ async def request_list(request: HttpRequest) -> HttpResponse:
     return JsonResponse(await db_call(requests.page, filters))
 
 
-@document("GET", "/api/requests/{request_id}", "One request by its X-Request-Id: every attempt, tokens, cost "
-          "and timings", scope="read", tags=["requests"],
-          responses={200: Response("The request", s.RequestDetail)}, errors=(401, 403, 404))
+@document(
+    "GET",
+    "/api/requests/{request_id}",
+    "One request by its X-Request-Id: every attempt, tokens, cost and timings",
+    scope="read",
+    tags=["requests"],
+    responses={200: Response("The request", s.RequestDetail)},
+    errors=(401, 403, 404),
+)
 @api_view("read")
 async def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
     found = await db_call(requests.find, request_id) if len(request_id) <= 64 else None
     if found is None:
-        raise RequestError(404, "no request with this id in the log (it may be older than the retention, or "
-                                "not written yet: the log is written in batches)", code="request_not_found")
+        raise RequestError(
+            404,
+            "no request with this id in the log (it may be older than the retention, or "
+            "not written yet: the log is written in batches)",
+            code="request_not_found",
+        )
     return JsonResponse(found)

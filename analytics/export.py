@@ -12,10 +12,34 @@ from .rollups import PROVIDER_VALUES, ROUTE_VALUES
 from .sums import series_sums
 from .windows import window
 
-PROVIDER_COLUMNS = ("requests", "successes", "failures", "success_rate", "rate_limited", "exhausted",
-                    "deadlines", "caller_errors", "cancelled", "skipped", "failovers", "retries", "served")
-ROUTE_COLUMNS = ("requests", "successes", "failures", "success_rate", "unavailable", "deadlines",
-                 "caller_errors", "cancelled", "failovers", "retries", "calls")
+PROVIDER_COLUMNS = (
+    "requests",
+    "successes",
+    "failures",
+    "success_rate",
+    "rate_limited",
+    "exhausted",
+    "deadlines",
+    "caller_errors",
+    "cancelled",
+    "skipped",
+    "failovers",
+    "retries",
+    "served",
+)
+ROUTE_COLUMNS = (
+    "requests",
+    "successes",
+    "failures",
+    "success_rate",
+    "unavailable",
+    "deadlines",
+    "caller_errors",
+    "cancelled",
+    "failovers",
+    "retries",
+    "calls",
+)
 USAGE = ("tokens_in", "tokens_out", "characters", "images", "cost")
 LATENCY = ("avg", "p50", "p95", "p99")
 
@@ -39,11 +63,20 @@ def export_csv(name: str = "24h", *, by: str = "provider", now: datetime | None 
         block, columns = route_block, ROUTE_COLUMNS
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["bucket_start", "bucket_seconds", "provider", "route", *columns,
-                     *(f"latency_{k}_ms" for k in LATENCY), *USAGE])
+    writer.writerow(
+        ["bucket_start", "bucket_seconds", "provider", "route", *columns, *(f"latency_{k}_ms" for k in LATENCY), *USAGE]
+    )
     for (at, provider, route), sums in sorted(rows.items()):
         b = block(sums)
-        writer.writerow([stamp(at), step, provider, route, *(b[c] if b[c] is not None else "" for c in columns),
-                         *(b["latency_ms"][k] if b["latency_ms"][k] is not None else "" for k in LATENCY),
-                         *(b[u] for u in USAGE)])
+        writer.writerow(
+            [
+                stamp(at),
+                step,
+                provider,
+                route,
+                *(b[c] if b[c] is not None else "" for c in columns),
+                *(b["latency_ms"][k] if b["latency_ms"][k] is not None else "" for k in LATENCY),
+                *(b[u] for u in USAGE),
+            ]
+        )
     return out.getvalue()

@@ -62,8 +62,10 @@ def _buckets(sums: dict[str, Any]) -> list[tuple[str, float]]:
 
 def _totals(model: type, group: tuple[str, ...], columns: tuple[str, ...]) -> list[dict[str, Any]]:
     """All-time sums per `group` (day rollups are kept for ever), sorted, with the group's fields."""
-    return [{**dict(zip(group, key, strict=True)), **sums}
-            for key, sums in sorted(all_time_sums(model, group, columns).items())]
+    return [
+        {**dict(zip(group, key, strict=True)), **sums}
+        for key, sums in sorted(all_time_sums(model, group, columns).items())
+    ]
 
 
 class GatewayCollector:
@@ -79,11 +81,16 @@ class GatewayCollector:
     def requests(self) -> Iterator[Metric]:
         outcomes = tuple(REQUEST_OUTCOMES.items())
         columns = (*(c for _, c in outcomes), "latency_sum_ms", *histogram.COLUMNS)
-        requests = CounterMetricFamily("gateway_requests", "Client requests by route, serving provider "
-                                       "(empty: none) and outcome", labels=["route", "provider", "outcome"])
-        latency = HistogramMetricFamily("gateway_request_duration_seconds", "End-to-end latency of the "
-                                        "requests that reached a provider, by route and serving provider",
-                                        labels=["route", "provider"])
+        requests = CounterMetricFamily(
+            "gateway_requests",
+            "Client requests by route, serving provider (empty: none) and outcome",
+            labels=["route", "provider", "outcome"],
+        )
+        latency = HistogramMetricFamily(
+            "gateway_request_duration_seconds",
+            "End-to-end latency of the requests that reached a provider, by route and serving provider",
+            labels=["route", "provider"],
+        )
         for row in _totals(RouteRollup, ("route", "provider"), columns):
             labels = [row["route"], row["provider"]]
             for outcome, column in outcomes:
@@ -97,18 +104,25 @@ class GatewayCollector:
         usage = ("tokens_in", "tokens_out", "cost_nano", "failovers", "retries", "served")
         columns = (*(c for _, c in outcomes), *usage, "latency_sum_ms", *histogram.COLUMNS)
         labels_ = ["provider", "route"]
-        attempts = CounterMetricFamily("gateway_attempts", "Attempts sent to providers (or skipped) by "
-                                       "provider, route and outcome", labels=[*labels_, "outcome"])
-        failovers = CounterMetricFamily("gateway_failovers", "Requests that left a provider for another",
-                                        labels=labels_)
+        attempts = CounterMetricFamily(
+            "gateway_attempts",
+            "Attempts sent to providers (or skipped) by provider, route and outcome",
+            labels=[*labels_, "outcome"],
+        )
+        failovers = CounterMetricFamily(
+            "gateway_failovers", "Requests that left a provider for another", labels=labels_
+        )
         retries = CounterMetricFamily("gateway_retries", "Retries on the same provider", labels=labels_)
         served = CounterMetricFamily("gateway_served_requests", "Requests answered by a provider", labels=labels_)
-        tokens = CounterMetricFamily("gateway_tokens", "Tokens of the answers a provider served",
-                                     labels=[*labels_, "direction"])
-        cost = CounterMetricFamily("gateway_cost", "Cost of the answers a provider served (price unit "
-                                   "of the model catalog)", labels=labels_)
-        latency = HistogramMetricFamily("gateway_attempt_duration_seconds", "Latency of attempts sent to "
-                                        "a provider", labels=labels_)
+        tokens = CounterMetricFamily(
+            "gateway_tokens", "Tokens of the answers a provider served", labels=[*labels_, "direction"]
+        )
+        cost = CounterMetricFamily(
+            "gateway_cost", "Cost of the answers a provider served (price unit of the model catalog)", labels=labels_
+        )
+        latency = HistogramMetricFamily(
+            "gateway_attempt_duration_seconds", "Latency of attempts sent to a provider", labels=labels_
+        )
         for row in _totals(ProviderRollup, ("provider", "route"), columns):
             labels = [row["provider"], row["route"]]
             for outcome, column in outcomes:
@@ -126,11 +140,16 @@ class GatewayCollector:
         from .models import LogQuarantine
 
         quarantined = CounterMetricFamily(
-            "gateway_request_log_quarantined", "Request records the database refused as they were, by "
+            "gateway_request_log_quarantined",
+            "Request records the database refused as they were, by "
             "cause (the error's class); written in a degraded form (ASCII text) where possible",
-            labels=["cause"])
-        degraded = CounterMetricFamily("gateway_request_log_degraded", "Quarantined request records "
-                                       "written in their degraded form (they still count)", labels=["cause"])
+            labels=["cause"],
+        )
+        degraded = CounterMetricFamily(
+            "gateway_request_log_degraded",
+            "Quarantined request records written in their degraded form (they still count)",
+            labels=["cause"],
+        )
         for row in LogQuarantine.objects.order_by("cause"):
             quarantined.add_metric([row.cause], row.count)
             degraded.add_metric([row.cause], row.degraded)
@@ -144,11 +163,16 @@ def render_metrics() -> bytes:
     return generate_latest(registry)
 
 
-@document("GET", "/metrics", "Prometheus metrics: requests, attempts, failovers, retries, latency "
-          "histograms, tokens, cost, breaker states and health scores (no key when METRICS_PUBLIC)",
-          scope="read", tags=["meta"], responses={200: Response("Prometheus text format 0.0.4",
-                                                                content_type="text/plain")},
-          errors=(401, 403))
+@document(
+    "GET",
+    "/metrics",
+    "Prometheus metrics: requests, attempts, failovers, retries, latency "
+    "histograms, tokens, cost, breaker states and health scores (no key when METRICS_PUBLIC)",
+    scope="read",
+    tags=["meta"],
+    responses={200: Response("Prometheus text format 0.0.4", content_type="text/plain")},
+    errors=(401, 403),
+)
 async def metrics(request: HttpRequest) -> HttpResponse:
     if not settings.METRICS_PUBLIC:
         try:

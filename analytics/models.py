@@ -37,12 +37,15 @@ class RequestLog(models.Model):
 
     class Meta:
         # Each filter of the request log API (analytics/requests.py) is a range scan on one of these.
-        indexes = [models.Index(fields=["provider", "at"]), models.Index(fields=["route", "at"]),
-                   models.Index(fields=["api_key_id", "at"], name="analytics_r_key_at"),
-                   models.Index(fields=["outcome", "at"], name="analytics_r_outcome_at"),
-                   models.Index(fields=["request_id"], name="analytics_r_request_id"),
-                   # status=failed: only the failed rows, so a page never walks the successes
-                   models.Index(fields=["at"], condition=~models.Q(outcome="success"), name="analytics_r_failed_at")]
+        indexes = [
+            models.Index(fields=["provider", "at"]),
+            models.Index(fields=["route", "at"]),
+            models.Index(fields=["api_key_id", "at"], name="analytics_r_key_at"),
+            models.Index(fields=["outcome", "at"], name="analytics_r_outcome_at"),
+            models.Index(fields=["request_id"], name="analytics_r_request_id"),
+            # status=failed: only the failed rows, so a page never walks the successes
+            models.Index(fields=["at"], condition=~models.Q(outcome="success"), name="analytics_r_failed_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.route} {self.provider or '-'} {self.outcome} {self.status}"
@@ -103,8 +106,11 @@ class RouteRollup(Rollup):
     cache_saved_nano = models.BigIntegerField(default=0)  # what those answers cost when a provider made them
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["granularity", "bucket", "route", "provider"],
-                                               name="analytics_routerollup_key")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "bucket", "route", "provider"], name="analytics_routerollup_key"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.granularity} {self.bucket:%Y-%m-%d %H:%M} {self.route} {self.provider or '-'}"
@@ -129,8 +135,11 @@ class ProviderRollup(Rollup):
     served = models.PositiveBigIntegerField(default=0)  # requests whose answer came from it
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["granularity", "bucket", "provider", "route"],
-                                               name="analytics_providerrollup_key")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "bucket", "provider", "route"], name="analytics_providerrollup_key"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.granularity} {self.bucket:%Y-%m-%d %H:%M} {self.provider} {self.route}"
@@ -154,9 +163,11 @@ class ErrorRollup(models.Model):
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(
-            fields=["granularity", "bucket", "kind", "provider", "route", "error"],
-            name="analytics_errorrollup_key")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "bucket", "kind", "provider", "route", "error"], name="analytics_errorrollup_key"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.granularity} {self.bucket:%Y-%m-%d %H:%M} {self.kind} {self.provider} {self.error}: {self.count}"

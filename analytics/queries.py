@@ -31,6 +31,7 @@ PROVIDER_FAILURES = ("failures", "rate_limited", "exhausted", "deadlines", "stre
 
 # -- blocks ------------------------------------------------------------------------------------
 
+
 def _ratio(a: float, b: float, digits: int = 4) -> float | None:
     return round(a / b, digits) if b else None
 
@@ -43,14 +44,22 @@ def _latency(s: Sums) -> dict[str, float | None]:
         value = histogram.percentile(counts, q)
         return round(value, 1) if value is not None else None
 
-    return {"avg": round(s.get("latency_sum_ms", 0) / n, 1) if n else None,
-            "p50": pct(50), "p95": pct(95), "p99": pct(99)}
+    return {
+        "avg": round(s.get("latency_sum_ms", 0) / n, 1) if n else None,
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
+    }
 
 
 def _usage(s: Sums) -> dict[str, Any]:
-    return {"tokens_in": int(s.get("tokens_in", 0)), "tokens_out": int(s.get("tokens_out", 0)),
-            "characters": int(s.get("characters", 0)), "images": int(s.get("images", 0)),
-            "cost": round(s.get("cost_nano", 0) / 1e9, 9)}
+    return {
+        "tokens_in": int(s.get("tokens_in", 0)),
+        "tokens_out": int(s.get("tokens_out", 0)),
+        "characters": int(s.get("characters", 0)),
+        "images": int(s.get("images", 0)),
+        "cost": round(s.get("cost_nano", 0) / 1e9, 9),
+    }
 
 
 def route_block(s: Sums | None) -> dict[str, Any]:
@@ -62,13 +71,20 @@ def route_block(s: Sums | None) -> dict[str, Any]:
     failovers = int(s.get("failovers", 0))
     ttft_count = s.get("ttft_count", 0)
     return {
-        "requests": requests, "successes": successes, "failures": failures,
+        "requests": requests,
+        "successes": successes,
+        "failures": failures,
         "success_rate": _ratio(successes, successes + failures),
-        "caller_errors": int(s.get("caller_errors", 0)), "cancelled": int(s.get("cancelled", 0)),
-        "unavailable": int(s.get("unavailable", 0)), "deadlines": int(s.get("deadlines", 0)),
-        "failovers": failovers, "failover_rate": _ratio(failovers, requests),
-        "retries": int(s.get("retries", 0)), "calls": int(s.get("calls", 0)),
-        "cache_hits": int(s.get("cache_hits", 0)), "cache_saved": round(s.get("cache_saved_nano", 0) / 1e9, 9),
+        "caller_errors": int(s.get("caller_errors", 0)),
+        "cancelled": int(s.get("cancelled", 0)),
+        "unavailable": int(s.get("unavailable", 0)),
+        "deadlines": int(s.get("deadlines", 0)),
+        "failovers": failovers,
+        "failover_rate": _ratio(failovers, requests),
+        "retries": int(s.get("retries", 0)),
+        "calls": int(s.get("calls", 0)),
+        "cache_hits": int(s.get("cache_hits", 0)),
+        "cache_saved": round(s.get("cache_saved_nano", 0) / 1e9, 9),
         "latency_ms": _latency(s),
         "ttft_ms": {"avg": round(s.get("ttft_sum_ms", 0) / ttft_count, 1) if ttft_count else None},
         **_usage(s),
@@ -83,14 +99,23 @@ def provider_block(s: Sums | None) -> dict[str, Any]:
     failures = int(sum(s.get(c, 0) for c in PROVIDER_FAILURES))
     failovers = int(s.get("failovers", 0))
     return {
-        "requests": attempts, "successes": successes, "failures": failures,
+        "requests": attempts,
+        "successes": successes,
+        "failures": failures,
         "success_rate": _ratio(successes, successes + failures),
-        "rate_limited": int(s.get("rate_limited", 0)), "exhausted": int(s.get("exhausted", 0)),
-        "deadlines": int(s.get("deadlines", 0)), "caller_errors": int(s.get("caller_errors", 0)),
-        "cancelled": int(s.get("cancelled", 0)), "skipped": int(s.get("skipped", 0)),
-        "failovers": failovers, "failover_rate": _ratio(failovers, attempts),
-        "retries": int(s.get("retries", 0)), "hedges": int(s.get("hedges", 0)),
-        "served": int(s.get("served", 0)), "latency_ms": _latency(s), **_usage(s),
+        "rate_limited": int(s.get("rate_limited", 0)),
+        "exhausted": int(s.get("exhausted", 0)),
+        "deadlines": int(s.get("deadlines", 0)),
+        "caller_errors": int(s.get("caller_errors", 0)),
+        "cancelled": int(s.get("cancelled", 0)),
+        "skipped": int(s.get("skipped", 0)),
+        "failovers": failovers,
+        "failover_rate": _ratio(failovers, attempts),
+        "retries": int(s.get("retries", 0)),
+        "hedges": int(s.get("hedges", 0)),
+        "served": int(s.get("served", 0)),
+        "latency_ms": _latency(s),
+        **_usage(s),
     }
 
 
@@ -109,6 +134,7 @@ def _configured_providers() -> list[str]:
 
 
 # -- public queries ----------------------------------------------------------------------------
+
 
 def summary(name: str = "24h", *, now: datetime | None = None) -> dict[str, Any]:
     """The `/api/analytics` answer: total (client requests), providers and routes."""
@@ -164,8 +190,9 @@ def _fill(win: Window, rows: dict[datetime, Sums], block: Any) -> list[dict[str,
     return points
 
 
-def series(name: str = "24h", *, provider: str | None = None, route: str | None = None,
-           now: datetime | None = None) -> dict[str, Any]:
+def series(
+    name: str = "24h", *, provider: str | None = None, route: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """A time series over the window, one point per step (every step present, zeros when idle).
 
     Without `provider`: client requests (route blocks), of one route or all. With `provider`:
@@ -179,8 +206,11 @@ def series(name: str = "24h", *, provider: str | None = None, route: str | None 
         equal = {"provider": provider, **({"route": route} if route is not None else {})}
         rows = series_sums(ProviderRollup, win, (), PROVIDER_VALUES, equal)
         block = provider_block
-    return {**_head(win), "step_s": int(win.step.total_seconds()),
-            "points": _fill(win, {k[0]: s for k, s in rows.items()}, block)}
+    return {
+        **_head(win),
+        "step_s": int(win.step.total_seconds()),
+        "points": _fill(win, {k[0]: s for k, s in rows.items()}, block),
+    }
 
 
 def provider_series(name: str = "24h", *, latency: bool = True, now: datetime | None = None) -> dict[str, Any]:
@@ -193,20 +223,32 @@ def provider_series(name: str = "24h", *, latency: bool = True, now: datetime | 
     by_provider: dict[str, dict[datetime, Sums]] = {}
     for (at, p), sums in rows.items():
         by_provider.setdefault(p, {})[at] = sums
-    return {**_head(win), "step_s": int(win.step.total_seconds()),
-            "providers": {p: _fill(win, points, provider_block) for p, points in sorted(by_provider.items())}}
+    return {
+        **_head(win),
+        "step_s": int(win.step.total_seconds()),
+        "providers": {p: _fill(win, points, provider_block) for p, points in sorted(by_provider.items())},
+    }
 
 
-def top_errors(name: str = "24h", *, provider: str | None = None, route: str | None = None,
-               kind: str | None = None, limit: int = 10, now: datetime | None = None) -> list[dict[str, Any]]:
+def top_errors(
+    name: str = "24h",
+    *,
+    provider: str | None = None,
+    route: str | None = None,
+    kind: str | None = None,
+    limit: int = 10,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
     """The most frequent error reasons: `kind` request (what clients got), attempt (what a
     provider answered) or skip (why a target was passed over); all kinds when None."""
     win = window(name, now)
     equal = {k: v for k, v in (("provider", provider), ("route", route), ("kind", kind)) if v is not None}
     counts = window_sums(ErrorRollup, win, ("kind", "provider", "error"), ("count",), equal)
     total = sum(s["count"] for s in counts.values())
-    rows = [{"kind": k, "provider": p, "error": e, "count": int(s["count"]), "share": _ratio(s["count"], total)}
-            for (k, p, e), s in counts.items()]
+    rows = [
+        {"kind": k, "provider": p, "error": e, "count": int(s["count"]), "share": _ratio(s["count"], total)}
+        for (k, p, e), s in counts.items()
+    ]
     rows.sort(key=lambda row: (-row["count"], row["kind"], row["provider"], row["error"]))
     return rows[:limit]
 
@@ -232,8 +274,11 @@ def _costs(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         "total": round(sum(row["cost"] for row in pairs), 9),
         "providers": tally("provider"),
         "routes": tally("route"),
-        "pairs": [{k: row[k] for k in ("provider", "route", "cost", "tokens_in", "tokens_out", "served")}
-                  for row in sorted(pairs, key=lambda row: -row["cost"]) if row["served"]],
+        "pairs": [
+            {k: row[k] for k in ("provider", "route", "cost", "tokens_in", "tokens_out", "served")}
+            for row in sorted(pairs, key=lambda row: -row["cost"])
+            if row["served"]
+        ],
     }
 
 
@@ -245,10 +290,11 @@ def provider_detail(provider: str, name: str = "24h", *, now: datetime | None = 
     for sums in pairs.values():
         total = add(total, sums)
     return {
-        **_head(win), "provider": provider, **provider_block(total),
+        **_head(win),
+        "provider": provider,
+        **provider_block(total),
         "routes": {k[0]: provider_block(s) for k, s in sorted(pairs.items())},
-        "series": {k: v for k, v in series(name, provider=provider, now=now).items()
-                   if k in ("step_s", "points")},
+        "series": {k: v for k, v in series(name, provider=provider, now=now).items() if k in ("step_s", "points")},
         "top_errors": top_errors(name, provider=provider, now=now),
     }
 
@@ -257,8 +303,10 @@ def provider_known(provider: str) -> bool:
     """Configured now, or seen in the rollups (a provider removed since still has history)."""
     from providers.models import Provider
 
-    return (Provider.objects.filter(name=provider).exists()
-            or ProviderRollup.objects.filter(granularity=Granularity.DAY, provider=provider).exists())
+    return (
+        Provider.objects.filter(name=provider).exists()
+        or ProviderRollup.objects.filter(granularity=Granularity.DAY, provider=provider).exists()
+    )
 
 
 def page(name: str = "24h", *, now: datetime | None = None) -> dict[str, Any]:
@@ -274,8 +322,9 @@ def page(name: str = "24h", *, now: datetime | None = None) -> dict[str, Any]:
     pairs = window_sums(ProviderRollup, win, ("provider", "route"), PROVIDER_VALUES)
     head = _summary(win, pairs)
     rows = _breakdown(pairs)
-    providers = sorted(({"name": p, **b} for p, b in head["providers"].items()),
-                       key=lambda row: (-row["requests"], row["name"]))
+    providers = sorted(
+        ({"name": p, **b} for p, b in head["providers"].items()), key=lambda row: (-row["requests"], row["name"])
+    )
     total_series = series(name, now=now)
     return {
         **{k: head[k] for k in ("window", "from", "to", "total", "routes")},

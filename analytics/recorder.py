@@ -86,7 +86,8 @@ class Recorder:
         self.dropped = 0
         self.quarantined = 0  # records the database refused as they were (this process): degraded or held
         self.held: collections.deque[RequestRecord] = collections.deque(
-            maxlen=_setting("ANALYTICS_QUARANTINE_MAX", QUARANTINE_MAX))
+            maxlen=_setting("ANALYTICS_QUARANTINE_MAX", QUARANTINE_MAX)
+        )
         self._uncounted: collections.Counter[str] = collections.Counter()  # quarantines not yet in LogQuarantine
         self._strikes = 0  # connection-class failures in a row while the database answered
         self._away = False  # the database was away at the last attempt (logged once per outage)
@@ -187,8 +188,10 @@ class Recorder:
             self._strikes = 0
             if self._away:
                 self._away = False
-                log.warning("analytics: the database answers again; writing the queue (%d waiting)",
-                            len(self.queue) + sum(len(p) for p in parts))
+                log.warning(
+                    "analytics: the database answers again; writing the queue (%d waiting)",
+                    len(self.queue) + sum(len(p) for p in parts),
+                )
         unwritten = [r for p in parts for r in p]
         if refused and not written and not degraded:
             # Nothing of the batch went in, in any form: the database refuses everything (a
@@ -206,8 +209,12 @@ class Recorder:
         if not await db_call(database_answers):
             if not self._away:
                 self._away = True
-                log.error("analytics: the database is away (%s: %s); %d records wait and are retried",
-                          type(exc).__name__, exc, len(self.queue))
+                log.error(
+                    "analytics: the database is away (%s: %s); %d records wait and are retried",
+                    type(exc).__name__,
+                    exc,
+                    len(self.queue),
+                )
             return True
         self._strikes += 1
         return self._strikes < _setting("ANALYTICS_WRITE_ATTEMPTS", WRITE_ATTEMPTS)
@@ -219,10 +226,15 @@ class Recorder:
         cause = cause_of(exc)
         if cause not in _reported and len(_reported) < 100:
             _reported.add(cause)
-            log.error("request log: the database refused a record (%s: %s), request id %s. Each refused "
-                      "record is written in a degraded form (ASCII) where possible and counted in "
-                      "gateway_request_log_quarantined_total{cause=%r}; this is logged once per cause",
-                      cause, str(exc)[:300], record.request_id, cause)
+            log.error(
+                "request log: the database refused a record (%s: %s), request id %s. Each refused "
+                "record is written in a degraded form (ASCII) where possible and counted in "
+                "gateway_request_log_quarantined_total{cause=%r}; this is logged once per cause",
+                cause,
+                str(exc)[:300],
+                record.request_id,
+                cause,
+            )
         quarantine = (cause, record.request_id, str(exc), True)
         for rollups in (True, False):
             try:
@@ -253,13 +265,20 @@ class Recorder:
         if not self.queue and not self.held:
             return None
         ids = [r.request_id for r in (*self.queue, *self.held)][:20]
-        return (f"{len(self.queue)} queued records (the database is away) and {len(self.held)} refused "
-                f"records could not be written; request ids {', '.join(ids)}"
-                + (" ..." if len(self.queue) + len(self.held) > len(ids) else ""))
+        return (
+            f"{len(self.queue)} queued records (the database is away) and {len(self.held)} refused "
+            f"records could not be written; request ids {', '.join(ids)}"
+            + (" ..." if len(self.queue) + len(self.held) > len(ids) else "")
+        )
 
 
-def write_batch(records: list[RequestRecord], *, using: str | None = None,
-                quarantine: tuple[str, str, str, bool] | None = None, rollups: bool = True) -> None:
+def write_batch(
+    records: list[RequestRecord],
+    *,
+    using: str | None = None,
+    quarantine: tuple[str, str, str, bool] | None = None,
+    rollups: bool = True,
+) -> None:
     """Write raw rows and their rollups in one transaction: both or neither.
 
     `quarantine` (cause, request id, message, degraded): the batch is a record written in its
@@ -281,8 +300,9 @@ def write_batch(records: list[RequestRecord], *, using: str | None = None,
             count_quarantined({cause: len(records)}, request_id, message, degraded=degraded, using=alias)
 
 
-def count_quarantined(counts: dict[str, int], request_id: str, message: str, *, degraded: bool,
-                      using: str | None = None) -> None:
+def count_quarantined(
+    counts: dict[str, int], request_id: str, message: str, *, degraded: bool, using: str | None = None
+) -> None:
     """Add quarantined records to LogQuarantine, per cause (sync; atomic increments)."""
     from django.db import IntegrityError, router, transaction
     from django.db.models import F
@@ -292,8 +312,11 @@ def count_quarantined(counts: dict[str, int], request_id: str, message: str, *, 
 
     alias = using or router.db_for_write(LogQuarantine)
     now = datetime.now(UTC)
-    last = {"last_at": now, "last_request_id": clean_text(request_id, 64, ascii=True),
-            "last_message": clean_text(message, 500, ascii=True)}
+    last = {
+        "last_at": now,
+        "last_request_id": clean_text(request_id, 64, ascii=True),
+        "last_message": clean_text(message, 500, ascii=True),
+    }
     rows = LogQuarantine.objects.using(alias)
     for cause, n in counts.items():
         if n <= 0:
@@ -318,8 +341,10 @@ def insert_rows(connection: Any, records: list[RequestRecord]) -> None:
 
     ops = connection.ops
     qn = ops.quote_name
-    sql = (f"INSERT INTO {qn(RequestLog._meta.db_table)} ({', '.join(qn(f) for f in COLUMNS)}) "
-           f"VALUES ({', '.join(['%s'] * len(COLUMNS))})")
+    sql = (
+        f"INSERT INTO {qn(RequestLog._meta.db_table)} ({', '.join(qn(f) for f in COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+    )
     at = COLUMNS.index("at")
     attempts = COLUMNS.index("attempts")
     cost = COLUMNS.index("cost")
@@ -372,4 +397,3 @@ async def flush_all() -> None:
 def recorders() -> list[Recorder]:
     """This process's recorders (one per event loop)."""
     return list(_recorders.values())
-

@@ -73,8 +73,16 @@ def parse_filters(query: Any) -> Filters:
     since, until = _instant(query, "since"), _instant(query, "until")
     if since and until and since > until:
         raise QueryError("since", "is after until")
-    return Filters(route=text("route", 200), provider=text("provider", 64), key=text("key", 100), status=status,
-                   since=since, until=until, limit=limit, cursor=_cursor(text("cursor", 100)))
+    return Filters(
+        route=text("route", 200),
+        provider=text("provider", 64),
+        key=text("key", 100),
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=_cursor(text("cursor", 100)),
+    )
 
 
 def _instant(query: Any, name: str) -> datetime | None:
@@ -194,8 +202,10 @@ def summary(row: RequestLog, key_names: dict[int, str]) -> dict[str, Any]:
         "cost": format(row.cost.normalize(), "f"),
         "cache": row.cache or None,  # hit | miss | bypass; null when the route has no cache
         "saved": format(row.saved.normalize(), "f"),
-        "timings": {"total_ms": round(row.latency_ms, 3),
-                    "first_token_ms": None if row.ttft_ms is None else round(row.ttft_ms, 3)},
+        "timings": {
+            "total_ms": round(row.latency_ms, 3),
+            "first_token_ms": None if row.ttft_ms is None else round(row.ttft_ms, 3),
+        },
     }
 
 
@@ -222,8 +232,9 @@ def recent_failed(provider: str, limit: int = 5, scan: int = 1000) -> list[dict[
     the newest `scan` failed requests (the outcome index) and no more: a bounded read."""
     found: list[RequestLog] = []
     for row in _filtered(Filters(status="failed"))[:scan].iterator(chunk_size=100):
-        tried = any(isinstance(a, dict) and a.get("provider") == provider and not a.get("skipped")
-                    for a in row.attempts or [])
+        tried = any(
+            isinstance(a, dict) and a.get("provider") == provider and not a.get("skipped") for a in row.attempts or []
+        )
         if row.provider == provider or tried:
             found.append(row)
             if len(found) >= limit:

@@ -48,8 +48,11 @@ def apply_retention(now: datetime | None = None, *, max_rows: int | None = None)
     deleted = {"raw": 0, "minute": 0, "hour": 0, "day": 0}
     if due["raw"] is not None:
         deleted["raw"] = _delete(RequestLog, "at", due["raw"], {}, max_rows)
-    spans = {"minute": (Granularity.MINUTE, timedelta(minutes=1)), "hour": (Granularity.HOUR, timedelta(hours=1)),
-             "day": (Granularity.DAY, timedelta(days=1))}
+    spans = {
+        "minute": (Granularity.MINUTE, timedelta(minutes=1)),
+        "hour": (Granularity.HOUR, timedelta(hours=1)),
+        "day": (Granularity.DAY, timedelta(days=1)),
+    }
     for kind, (granularity, span) in spans.items():
         cutoff = due[kind]
         if cutoff is None:
@@ -73,8 +76,7 @@ def _delete(model: type[Model], field: str, before: datetime, where: dict[str, s
     total = 0
     while limit is None or total < limit:
         chunk = settings.ANALYTICS_PRUNE_CHUNK if limit is None else min(settings.ANALYTICS_PRUNE_CHUNK, limit - total)
-        sql = (f"DELETE FROM {table} WHERE id IN "
-               f"(SELECT id FROM {table} WHERE {conditions} LIMIT {int(chunk)})")
+        sql = f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {conditions} LIMIT {int(chunk)})"
         with transaction.atomic(using=alias), connection.cursor() as cursor:
             cursor.execute(sql, params)
             count = cursor.rowcount

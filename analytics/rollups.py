@@ -41,13 +41,40 @@ from .records import RequestRecord, clamp_ms
 
 COMMON = ("latency_sum_ms", "tokens_in", "tokens_out", "characters", "images", "cost_nano")
 ROUTE_VALUES: tuple[str, ...] = (
-    "requests", "successes", "failures", "unavailable", "deadlines", "stream_aborted", "caller_errors",
-    "cancelled", "calls", "failovers", "retries", "ttft_sum_ms", "ttft_count", "cache_hits", "cache_saved_nano", *COMMON,
+    "requests",
+    "successes",
+    "failures",
+    "unavailable",
+    "deadlines",
+    "stream_aborted",
+    "caller_errors",
+    "cancelled",
+    "calls",
+    "failovers",
+    "retries",
+    "ttft_sum_ms",
+    "ttft_count",
+    "cache_hits",
+    "cache_saved_nano",
+    *COMMON,
     *histogram.COLUMNS,
 )
 PROVIDER_VALUES: tuple[str, ...] = (
-    "attempts", "successes", "failures", "rate_limited", "exhausted", "deadlines", "stream_aborted",
-    "caller_errors", "cancelled", "skipped", "hedges", "failovers", "retries", "served", *COMMON,
+    "attempts",
+    "successes",
+    "failures",
+    "rate_limited",
+    "exhausted",
+    "deadlines",
+    "stream_aborted",
+    "caller_errors",
+    "cancelled",
+    "skipped",
+    "hedges",
+    "failovers",
+    "retries",
+    "served",
+    *COMMON,
     *histogram.COLUMNS,
 )
 ROUTE_KEY = ("granularity", "bucket", "route", "provider")
@@ -60,16 +87,27 @@ R_HIST = R[histogram.COLUMNS[0]]
 P_HIST = P[histogram.COLUMNS[0]]
 
 REQUEST_OUTCOMES = {
-    "success": "successes", "failure": "failures", "unavailable": "unavailable", "deadline": "deadlines",
-    "stream_aborted": "stream_aborted", "caller_error": "caller_errors", "cancelled": "cancelled",
+    "success": "successes",
+    "failure": "failures",
+    "unavailable": "unavailable",
+    "deadline": "deadlines",
+    "stream_aborted": "stream_aborted",
+    "caller_error": "caller_errors",
+    "cancelled": "cancelled",
 }
 ATTEMPT_OUTCOMES = {
-    "success": "successes", "failure": "failures", "rate_limited": "rate_limited", "exhausted": "exhausted",
-    "deadline": "deadlines", "stream_aborted": "stream_aborted", "caller_error": "caller_errors",
+    "success": "successes",
+    "failure": "failures",
+    "rate_limited": "rate_limited",
+    "exhausted": "exhausted",
+    "deadline": "deadlines",
+    "stream_aborted": "stream_aborted",
+    "caller_error": "caller_errors",
     "cancelled": "cancelled",
     # The provider refused our key or lacks the model: no outage, but that attempt on that
     # provider failed, and its success rate says so (health shows why).
-    "credential_rejected": "failures", "target_misconfigured": "failures",
+    "credential_rejected": "failures",
+    "target_misconfigured": "failures",
 }
 NANO = Decimal(10**9)
 # Attempt lists are JSON: their names are cut to the rollup columns here.
@@ -84,8 +122,13 @@ class Contribution:
 
     __slots__ = ("errors", "providers", "route", "route_values")
 
-    def __init__(self, route: tuple[str, str], route_values: Sparse,
-                 providers: list[tuple[tuple[str, str], Sparse]], errors: list[tuple[str, str, str, str]]) -> None:
+    def __init__(
+        self,
+        route: tuple[str, str],
+        route_values: Sparse,
+        providers: list[tuple[tuple[str, str], Sparse]],
+        errors: list[tuple[str, str, str, str]],
+    ) -> None:
         self.route = route  # (route, serving provider)
         self.route_values = route_values
         self.providers = providers  # ((provider, route), values)
@@ -113,7 +156,8 @@ def contribution(r: RequestRecord) -> Contribution:
     if r.outcome != "success":
         errors.append(("request", "", route, _text(r.error or r.outcome, ERROR_LENGTH)))
     return Contribution(
-        (route, r.provider), tuple(_route_values(r, len(sent), hops)),
+        (route, r.provider),
+        tuple(_route_values(r, len(sent), hops)),
         [((provider, route), tuple(values.items())) for provider, values in per_provider.items()],
         errors,
     )
@@ -137,8 +181,9 @@ def _route_values(r: RequestRecord, calls: int, hops: Hops) -> list[tuple[int, f
     return values + _usage(r, R)
 
 
-def _provider_values(r: RequestRecord, attempts: list[dict[str, Any]], hops: Hops, route: str,
-                     errors: list[tuple[str, str, str, str]]) -> dict[str, dict[int, float]]:
+def _provider_values(
+    r: RequestRecord, attempts: list[dict[str, Any]], hops: Hops, route: str, errors: list[tuple[str, str, str, str]]
+) -> dict[str, dict[int, float]]:
     """Per provider: column index -> amount; skips and failed attempts also go to `errors`."""
     per_provider: dict[str, dict[int, float]] = {}
 
@@ -228,8 +273,11 @@ class Accumulator:
 
     def rows(self, granularity: str, since: datetime | None = None) -> tuple[list[tuple], list[tuple], list[tuple]]:
         """Route, provider and error rows of one granularity (buckets from `since` on)."""
-        return (_fold(self.routes, granularity, since), _fold(self.providers, granularity, since),
-                _fold(self.errors, granularity, since))
+        return (
+            _fold(self.routes, granularity, since),
+            _fold(self.providers, granularity, since),
+            _fold(self.errors, granularity, since),
+        )
 
     def write(self, *, using: str | None = None, since: dict[str, datetime | None] | None = None) -> None:
         """Add everything summed so far to the rollup tables (in the caller's transaction)."""
@@ -260,8 +308,9 @@ def _fold(rows: dict[tuple, Any], granularity: str, since: datetime | None) -> l
     return [(*key, *(values if isinstance(values, list) else (values,))) for key, values in sorted(out.items())]
 
 
-def upsert(model: type[Model], key: Sequence[str], values: Sequence[str], rows: Iterable[tuple], *,
-           using: str | None = None) -> int:
+def upsert(
+    model: type[Model], key: Sequence[str], values: Sequence[str], rows: Iterable[tuple], *, using: str | None = None
+) -> int:
     """Add `rows` (key fields then value fields) to `model`'s table with atomic increments."""
     rows = list(rows)
     if not rows:
@@ -272,8 +321,10 @@ def upsert(model: type[Model], key: Sequence[str], values: Sequence[str], rows: 
     columns = ", ".join(qn(c) for c in (*key, *values))
     marks = ", ".join(["%s"] * (len(key) + len(values)))
     sets = ", ".join(f"{qn(c)} = {table}.{qn(c)} + EXCLUDED.{qn(c)}" for c in values)
-    sql = (f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
-           f"ON CONFLICT ({', '.join(qn(c) for c in key)}) DO UPDATE SET {sets}")
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(qn(c) for c in key)}) DO UPDATE SET {sets}"
+    )
     adapt = connection.ops.adapt_datetimefield_value
     params = [(row[0], adapt(row[1]), *row[2:]) for row in rows]
     with connection.cursor() as cursor:

@@ -33,10 +33,11 @@ class RouteFigures(Usage):
 
     requests: int
     successes: int
-    failures: int = Field(description="every target failed or was skipped, the deadline ran out, "
-                                      "or a stream broke")
+    failures: int = Field(description="every target failed or was skipped, the deadline ran out, or a stream broke")
     success_rate: float | None = Field(description="successes / (successes + failures); null when both are 0")
-    caller_errors: int = Field(description="the provider refused the request as malformed (4xx): not counted as failures")
+    caller_errors: int = Field(
+        description="the provider refused the request as malformed (4xx): not counted as failures"
+    )
     cancelled: int = Field(description="the client went away")
     unavailable: int = Field(description="failures where every target was skipped (503)")
     deadlines: int
@@ -46,8 +47,10 @@ class RouteFigures(Usage):
     calls: int = Field(description="attempts sent to providers")
     cache_hits: int = Field(description="answered from the response cache: no provider called, no cost")
     cache_saved: float = Field(description="what the cached answers cost when a provider made them")
-    latency_ms: Latency = Field(description="end to end, of the requests that reached a provider "
-                                            "(at least one attempt sent); null when none did")
+    latency_ms: Latency = Field(
+        description="end to end, of the requests that reached a provider "
+        "(at least one attempt sent); null when none did"
+    )
     ttft_ms: Ttft
 
 
@@ -56,7 +59,9 @@ class ProviderFigures(Usage):
 
     requests: int = Field(description="attempts sent to the provider")
     successes: int
-    failures: int = Field(description="failed attempts: errors, rate limits, exhausted credit, timeouts, broken streams")
+    failures: int = Field(
+        description="failed attempts: errors, rate limits, exhausted credit, timeouts, broken streams"
+    )
     success_rate: float | None = Field(description="successes / (successes + failures); null when both are 0")
     rate_limited: int
     exhausted: int
@@ -78,9 +83,11 @@ class Analytics(BaseModel):
     to: str
     total: RouteFigures
     providers: dict[str, ProviderFigures]
-    routes: dict[str, RouteFigures] = Field(description="per route name; names the configuration did not "
-                                                        "know when the request came (a provider/model the "
-                                                        "provider does not list) are counted under \"(other)\"")
+    routes: dict[str, RouteFigures] = Field(
+        description="per route name; names the configuration did not "
+        "know when the request came (a provider/model the "
+        'provider does not list) are counted under "(other)"'
+    )
 
 
 class Point(ProviderFigures):

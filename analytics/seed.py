@@ -190,38 +190,84 @@ def _record(route: RouteShape, walk: _Walk, stream: bool, tokens_in: int, rng: r
     served = walk.served
     ok = walk.outcome in ("success", "stream_aborted")
     # as the gateway records them: the engine's counts (`count_hops`), served or not
-    hops = count_hops(((a["provider"], a["model"]) for a in walk.attempts if a["skipped"] is None),
-                      (served.name, served.model) if served is not None else None)
+    hops = count_hops(
+        ((a["provider"], a["model"]) for a in walk.attempts if a["skipped"] is None),
+        (served.name, served.model) if served is not None else None,
+    )
     tokens_out = max(1, int(rng.lognormvariate(math.log(route.tokens_out), 0.7))) if ok and route.tokens_out else 0
     cost = Decimal(0)
     if ok and served is not None:
         cost = ((tokens_in * served.price_in + tokens_out * served.price_out) / 1_000_000).quantize(Decimal("1e-8"))
     return RequestRecord(
-        at=datetime(2000, 1, 1, tzinfo=UTC), request_id="", route=route.name, capability=route.capability,
-        outcome=walk.outcome, status=_STATUSES.get(walk.outcome, 502),
-        latency_ms=round(walk.elapsed, 3), provider=served.name if served else "",
-        model=served.model if served else "", api_key_id=None,
+        at=datetime(2000, 1, 1, tzinfo=UTC),
+        request_id="",
+        route=route.name,
+        capability=route.capability,
+        outcome=walk.outcome,
+        status=_STATUSES.get(walk.outcome, 502),
+        latency_ms=round(walk.elapsed, 3),
+        provider=served.name if served else "",
+        model=served.model if served else "",
+        api_key_id=None,
         ttft_ms=round(walk.elapsed * rng.uniform(0.15, 0.4), 3) if stream and ok else None,
-        stream=stream and route.capability == "chat", attempts=walk.attempts,
-        calls=walk.sent, failovers=hops.failovers, retries=hops.retries, tokens_in=tokens_in if ok else 0,
-        tokens_out=tokens_out, cost=cost, error=walk.error,
+        stream=stream and route.capability == "chat",
+        attempts=walk.attempts,
+        calls=walk.sent,
+        failovers=hops.failovers,
+        retries=hops.retries,
+        tokens_in=tokens_in if ok else 0,
+        tokens_out=tokens_out,
+        cost=cost,
+        error=walk.error,
     )
 
 
-def _attempt(p: Profile, outcome: str | None, ms: float, status: int | None, *, skipped: str | None = None,
-             reason: str = "") -> dict[str, Any]:
-    return {"provider": p.name, "model": p.model, "credential": "1" if skipped is None else None,
-            "outcome": outcome, "status": status, "duration_ms": round(ms, 3), "skipped": skipped,
-            "reason": reason, "error": "", "hedge": False}
+def _attempt(
+    p: Profile, outcome: str | None, ms: float, status: int | None, *, skipped: str | None = None, reason: str = ""
+) -> dict[str, Any]:
+    return {
+        "provider": p.name,
+        "model": p.model,
+        "credential": "1" if skipped is None else None,
+        "outcome": outcome,
+        "status": status,
+        "duration_ms": round(ms, 3),
+        "skipped": skipped,
+        "reason": reason,
+        "error": "",
+        "hedge": False,
+    }
 
 
-ROW_FIELDS = ("route", "capability", "provider", "model", "api_key_id", "outcome", "status", "latency_ms",
-              "ttft_ms", "stream", "attempts", "calls", "failovers", "retries", "tokens_in", "tokens_out",
-              "characters", "images", "cost", "error", "cache", "saved")
+ROW_FIELDS = (
+    "route",
+    "capability",
+    "provider",
+    "model",
+    "api_key_id",
+    "outcome",
+    "status",
+    "latency_ms",
+    "ttft_ms",
+    "stream",
+    "attempts",
+    "calls",
+    "failovers",
+    "retries",
+    "tokens_in",
+    "tokens_out",
+    "characters",
+    "images",
+    "cost",
+    "error",
+    "cache",
+    "saved",
+)
 
 
-def templates(routes: list[RouteShape], providers: list[Profile], rng: random.Random, outage: int | None,
-              per_route: int) -> list[Template]:
+def templates(
+    routes: list[RouteShape], providers: list[Profile], rng: random.Random, outage: int | None, per_route: int
+) -> list[Template]:
     """Templates of every route, repeated in proportion to the routes' traffic."""
     out: list[Template] = []
     for route in routes:
@@ -229,16 +275,30 @@ def templates(routes: list[RouteShape], providers: list[Profile], rng: random.Ra
         for _ in range(per_route):
             r = simulate(route, providers, rng, outage)
             c = contribution(r)
-            row = tuple(json.dumps(r.attempts, separators=(", ", ": ")) if f == "attempts" else
-                        str(getattr(r, f)) if f in ("cost", "saved") else getattr(r, f) for f in ROW_FIELDS)
+            row = tuple(
+                json.dumps(r.attempts, separators=(", ", ": "))
+                if f == "attempts"
+                else str(getattr(r, f))
+                if f in ("cost", "saved")
+                else getattr(r, f)
+                for f in ROW_FIELDS
+            )
             made.append(Template(row, c))
         out += made * max(1, round(route.share * 20))
     return out
 
 
-def seed(rows: int, *, days: float = 30, providers: Sequence[str] = DEFAULT_PROVIDERS, rng_seed: int = 1,
-         now: datetime | None = None, using: str | None = None, batch: int = 20_000,
-         progress: Callable[[int, int, float], None] | None = None) -> int:
+def seed(
+    rows: int,
+    *,
+    days: float = 30,
+    providers: Sequence[str] = DEFAULT_PROVIDERS,
+    rng_seed: int = 1,
+    now: datetime | None = None,
+    using: str | None = None,
+    batch: int = 20_000,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> int:
     """Write `rows` requests spread over the last `days` (and their rollups); returns rows written."""
     rng = random.Random(rng_seed)
     profs = profiles(list(providers))
@@ -258,8 +318,10 @@ def seed(rows: int, *, days: float = 30, providers: Sequence[str] = DEFAULT_PROV
     sqlite = connection.vendor == "sqlite"
     qn = connection.ops.quote_name
     fields = ("at", "request_id", *ROW_FIELDS)
-    sql = (f"INSERT INTO {qn(RequestLog._meta.db_table)} ({', '.join(qn(f) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    sql = (
+        f"INSERT INTO {qn(RequestLog._meta.db_table)} ({', '.join(qn(f) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
     if sqlite and not connection.in_atomic_block:
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA cache_size=-262144")  # 256 MB: index pages stay in memory
@@ -294,7 +356,7 @@ def seed(rows: int, *, days: float = 30, providers: Sequence[str] = DEFAULT_PROV
                 prefix = at.strftime("%Y-%m-%d %H:%M:") if sqlite else None
                 for i, t in enumerate(picks):
                     stamp = f"{prefix}{offsets[i]:09.6f}" if sqlite else at + timedelta(seconds=offsets[i])
-                    pending.append((stamp, ids[16 * i:16 * i + 16], *t.row))
+                    pending.append((stamp, ids[16 * i : 16 * i + 16], *t.row))
                 if len(pending) >= batch:
                     cursor.executemany(sql, pending)
                     written += len(pending)

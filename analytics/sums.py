@@ -28,16 +28,23 @@ def step_start(vendor: str, column: str, step_s: int) -> str:
     return f"(CAST(strftime('%%s', {column}) AS INTEGER) / {step_s} * {step_s})"  # %% for the placeholder pass
 
 
-def _run(model: type[Model], columns: Sequence[str], group: Sequence[str], where: list[str], params: list[Any],
-         step_s: int | None = None) -> dict[tuple, Sums]:
+def _run(
+    model: type[Model],
+    columns: Sequence[str],
+    group: Sequence[str],
+    where: list[str],
+    params: list[Any],
+    step_s: int | None = None,
+) -> dict[tuple, Sums]:
     connection = connections[router.db_for_read(model)]
     qn = connection.ops.quote_name
     keys = [qn(g) for g in group]
     if step_s is not None:
         keys.insert(0, step_start(connection.vendor, qn("bucket"), step_s))
     sums = ", ".join(f"SUM({qn(c)})" for c in columns)
-    sql = (f"SELECT {', '.join([*keys, sums])} FROM {qn(model._meta.db_table)} "
-           f"WHERE {' AND '.join(where) or '1=1'}" + (f" GROUP BY {', '.join(keys)}" if keys else ""))
+    sql = f"SELECT {', '.join([*keys, sums])} FROM {qn(model._meta.db_table)} WHERE {' AND '.join(where) or '1=1'}" + (
+        f" GROUP BY {', '.join(keys)}" if keys else ""
+    )
     out: dict[tuple, Sums] = {}
     width = len(keys)
     with connection.cursor() as cursor:
@@ -47,7 +54,9 @@ def _run(model: type[Model], columns: Sequence[str], group: Sequence[str], where
             if step_s is not None:
                 key = (datetime.fromtimestamp(int(key[0]), UTC), *key[1:])
             # PostgreSQL sums bigints as numeric (Decimal): make every figure a plain number
-            out[key] = {c: (v if type(v) in (int, float) else float(v or 0)) for c, v in zip(columns, row[width:], strict=True)}
+            out[key] = {
+                c: (v if type(v) in (int, float) else float(v or 0)) for c, v in zip(columns, row[width:], strict=True)
+            }
     return out
 
 
@@ -60,8 +69,9 @@ def _filters(connection_alias: Any, equal: dict[str, str] | None) -> tuple[list[
     return where, params
 
 
-def window_sums(model: type[Model], win: Window, group: Sequence[str], columns: Sequence[str],
-                equal: dict[str, str] | None = None) -> dict[tuple, Sums]:
+def window_sums(
+    model: type[Model], win: Window, group: Sequence[str], columns: Sequence[str], equal: dict[str, str] | None = None
+) -> dict[tuple, Sums]:
     """Summed `columns` of the rows covering the window, per value of the `group` fields."""
     connection = connections[router.db_for_read(model)]
     adapt, qn = connection.ops.adapt_datetimefield_value, connection.ops.quote_name
@@ -73,8 +83,9 @@ def window_sums(model: type[Model], win: Window, group: Sequence[str], columns: 
     return _run(model, columns, group, [f"({' OR '.join(spans)})", *where], params + more)
 
 
-def series_sums(model: type[Model], win: Window, group: Sequence[str], columns: Sequence[str],
-                equal: dict[str, str] | None = None) -> dict[tuple, Sums]:
+def series_sums(
+    model: type[Model], win: Window, group: Sequence[str], columns: Sequence[str], equal: dict[str, str] | None = None
+) -> dict[tuple, Sums]:
     """Summed `columns` per (step start, *group) over the window, at its series granularity."""
     connection = connections[router.db_for_read(model)]
     adapt, qn = connection.ops.adapt_datetimefield_value, connection.ops.quote_name

@@ -35,8 +35,11 @@ SERIES_STEP: dict[str, tuple[timedelta, str]] = {
     "7d": (timedelta(hours=1), Granularity.HOUR),
     "30d": (timedelta(days=1), Granularity.DAY),
 }
-SPANS = {Granularity.MINUTE: timedelta(minutes=1), Granularity.HOUR: timedelta(hours=1),
-         Granularity.DAY: timedelta(days=1)}
+SPANS = {
+    Granularity.MINUTE: timedelta(minutes=1),
+    Granularity.HOUR: timedelta(hours=1),
+    Granularity.DAY: timedelta(days=1),
+}
 
 
 class WindowError(ValueError):

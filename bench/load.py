@@ -62,9 +62,15 @@ class LoadResult:
         return sum(v for k, v in self.statuses.items() if k != 200) + self.errors
 
     def row(self) -> dict[str, Any]:
-        out = {"c": self.concurrency, "rps": round(self.rps), "p50": round(self.p50, 3),
-               "p95": round(self.pct(95), 3), "p99": round(self.pct(99), 3),
-               "statuses": dict(sorted(self.statuses.items())), "errors": self.errors}
+        out = {
+            "c": self.concurrency,
+            "rps": round(self.rps),
+            "p50": round(self.p50, 3),
+            "p95": round(self.pct(95), 3),
+            "p99": round(self.pct(99), 3),
+            "statuses": dict(sorted(self.statuses.items())),
+            "errors": self.errors,
+        }
         if self.ttfb_ms:
             out.update(ttfb_p50=round(self.ttfb_p50, 3), events=self.events, events_per_s=round(self.events_per_s))
         if self.cpu_ms is not None:
@@ -75,12 +81,12 @@ class LoadResult:
 One = Callable[[aiohttp.ClientSession, "LoadResult | None"], Awaitable[None]]
 
 
-async def _closed_loop(one: One, *, concurrency: int, requests: int, warmup: int,
-                       max_seconds: float | None = None) -> LoadResult:
+async def _closed_loop(
+    one: One, *, concurrency: int, requests: int, warmup: int, max_seconds: float | None = None
+) -> LoadResult:
     connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=30)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
         deadline = float("inf")
         taken = 0
 
@@ -112,8 +118,16 @@ async def _closed_loop(one: One, *, concurrency: int, requests: int, warmup: int
         return result
 
 
-async def run_load(url: str, body: bytes, *, concurrency: int, requests: int, warmup: int = 100,
-                   headers: dict[str, str] | None = None, max_seconds: float | None = None) -> LoadResult:
+async def run_load(
+    url: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    requests: int,
+    warmup: int = 100,
+    headers: dict[str, str] | None = None,
+    max_seconds: float | None = None,
+) -> LoadResult:
     hdrs = {"Content-Type": "application/json", **(headers or {})}
 
     async def one(session: aiohttp.ClientSession, result: LoadResult | None) -> None:
@@ -130,12 +144,19 @@ async def run_load(url: str, body: bytes, *, concurrency: int, requests: int, wa
             result.latencies_ms.append((time.perf_counter() - start) * 1000)
             result.statuses[status] = result.statuses.get(status, 0) + 1
 
-    return await _closed_loop(one, concurrency=concurrency, requests=requests, warmup=warmup,
-                              max_seconds=max_seconds)
+    return await _closed_loop(one, concurrency=concurrency, requests=requests, warmup=warmup, max_seconds=max_seconds)
 
 
-async def run_stream_load(url: str, body: bytes, *, concurrency: int, requests: int, warmup: int = 20,
-                          headers: dict[str, str] | None = None, max_seconds: float | None = None) -> LoadResult:
+async def run_stream_load(
+    url: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    requests: int,
+    warmup: int = 20,
+    headers: dict[str, str] | None = None,
+    max_seconds: float | None = None,
+) -> LoadResult:
     """Streamed requests: latency is the whole stream's; `ttfb_ms` the time to its first
     event (not to the headers: a gateway may answer them before the upstream has said a word)."""
     hdrs = {"Content-Type": "application/json", "Accept": "text/event-stream", **(headers or {})}
@@ -165,5 +186,4 @@ async def run_stream_load(url: str, body: bytes, *, concurrency: int, requests: 
                 result.ttfb_ms.append((first - start) * 1000)
             result.events += events
 
-    return await _closed_loop(one, concurrency=concurrency, requests=requests, warmup=warmup,
-                              max_seconds=max_seconds)
+    return await _closed_loop(one, concurrency=concurrency, requests=requests, warmup=warmup, max_seconds=max_seconds)

@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 
 
-def wait_up(url: str, proc: subprocess.Popen[bytes], *, headers: dict[str, str] | None = None,
-            seconds: float = 60) -> None:
+def wait_up(
+    url: str, proc: subprocess.Popen[bytes], *, headers: dict[str, str] | None = None, seconds: float = 60
+) -> None:
     """Return once `url` answers at all; raise if `proc` exits or `seconds` pass first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -16,18 +16,32 @@ import json
 
 from aiohttp import web
 
-COMPLETION = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench-model",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the benchmark upstream."},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
-}).encode()
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "bench-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the benchmark upstream."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+    }
+).encode()
 
 
 def chunk(delta: dict[str, str], finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
-    data: dict[str, object] = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-                               "model": "bench-model",
-                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    data: dict[str, object] = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "bench-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     if usage is not None:
         data["usage"] = usage
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
@@ -36,10 +50,12 @@ def chunk(delta: dict[str, str], finish: str | None = None, usage: dict[str, int
 def stream_events(n: int) -> list[bytes]:
     """The stream's events, built once: a role chunk, n - 2 tokens, the finish chunk, [DONE]."""
     tokens = max(n - 2, 0)
-    return ([chunk({"role": "assistant", "content": ""})]
-            + [chunk({"content": f" tok{i}"}) for i in range(tokens)]
-            + [chunk({}, "stop", {"prompt_tokens": 12, "completion_tokens": tokens, "total_tokens": 12 + tokens})]
-            + [b"data: [DONE]\n\n"])
+    return (
+        [chunk({"role": "assistant", "content": ""})]
+        + [chunk({"content": f" tok{i}"}) for i in range(tokens)]
+        + [chunk({}, "stop", {"prompt_tokens": 12, "completion_tokens": tokens, "total_tokens": 12 + tokens})]
+        + [b"data: [DONE]\n\n"]
+    )
 
 
 def build_app(delay_ms: float = 0.0, stream_chunks: int = 200) -> web.Application:
@@ -73,11 +89,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--delay-ms", type=float, default=0.0)
-    parser.add_argument("--stream-chunks", type=int, default=200,
-                        help="events of a streamed answer, [DONE] not counted (default 200)")
+    parser.add_argument(
+        "--stream-chunks", type=int, default=200, help="events of a streamed answer, [DONE] not counted (default 200)"
+    )
     args = parser.parse_args()
-    web.run_app(build_app(args.delay_ms, args.stream_chunks), host=args.host, port=args.port,
-                access_log=None, print=None)
+    web.run_app(
+        build_app(args.delay_ms, args.stream_chunks), host=args.host, port=args.port, access_log=None, print=None
+    )
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def console_view(level: Level = "view") -> Callable[[View], View]:
 
     def decorate(view: View) -> View:
         if iscoroutinefunction(view):
+
             @functools.wraps(view)
             async def guarded_async(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
                 user = await request.auser()
@@ -147,8 +148,10 @@ def same_origin(scope: Mapping[str, Any]) -> bool:
         return False
     secure = scope.get("scheme") == "wss" or (
         bool(getattr(settings, "SECURE_PROXY_SSL_HEADER", None))
-        and headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() == "https")
+        and headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() == "https"
+    )
     if origin == _origin_of(f"{'https' if secure else 'http'}://{host}"):
         return True
-    return any(origin == _origin_of(trusted) for trusted in getattr(settings, "CSRF_TRUSTED_ORIGINS", [])
-               if "*" not in trusted)
+    return any(
+        origin == _origin_of(trusted) for trusted in getattr(settings, "CSRF_TRUSTED_ORIGINS", []) if "*" not in trusted
+    )

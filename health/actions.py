@@ -55,8 +55,7 @@ class ActionError(Exception):
 
 def audit(user: Any, action: str, name: str, changes: dict[str, Any] | None = None, detail: str = "") -> None:
     who = user.get_username()
-    AuditLog.objects.create(actor=who, action=action, object_type="provider", object_name=name,
-                            changes=changes or {})
+    AuditLog.objects.create(actor=who, action=action, object_type="provider", object_name=name, changes=changes or {})
     record_action(name, action, who, detail)
 
 
@@ -85,7 +84,9 @@ def _minutes(request: HttpRequest) -> int:
     return minutes
 
 
-async def _answer(request: ConsoleRequest, name: str, text: str, level: str = "success", status: int = 200) -> HttpResponse:
+async def _answer(
+    request: ConsoleRequest, name: str, text: str, level: str = "success", status: int = 200
+) -> HttpResponse:
     """The changed fragments for htmx; otherwise back to the provider page with a message."""
     if request.htmx:
         context = await pages.provider_live_context(name, request.role)
@@ -93,8 +94,12 @@ async def _answer(request: ConsoleRequest, name: str, text: str, level: str = "s
             raise Http404(f"no provider named {name!r}")
         context["flash"] = [(level, text)]
         pull = context.get("pull")
-        if pull and status == 200 and request.resolver_match is not None \
-                and request.resolver_match.url_name == "health-pull-model":
+        if (
+            pull
+            and status == 200
+            and request.resolver_match is not None
+            and request.resolver_match.url_name == "health-pull-model"
+        ):
             # The page keeps the newer of this answer and the socket's pushes (data-version):
             # a pull that already ended says how, not "Pulling…".
             context["flash_version"] = pull.get("version")
@@ -189,8 +194,14 @@ async def switch_sd_model(request: HttpRequest, name: str) -> str:
     try:
         await adapter.set_model(model)
     except UpstreamError as exc:
-        await db_call(audit, request.user, "switch_model", name, {"model": model, "error": exc.message},
-                      f"could not load {model}: {exc.message}")
+        await db_call(
+            audit,
+            request.user,
+            "switch_model",
+            name,
+            {"model": model, "error": exc.message},
+            f"could not load {model}: {exc.message}",
+        )
         raise ActionError(f"{name} did not load {model}: {exc.message}") from exc
     except Exception as exc:
         raise ActionError(f"{name} did not answer: {type(exc).__name__}") from exc
@@ -237,14 +248,22 @@ async def disable_provider(request: HttpRequest, name: str) -> str:
 
 def _start_maintenance(name: str, minutes: int, reason: str, user: Any) -> MaintenanceWindow:
     now = timezone.now()
-    window = MaintenanceWindow(provider=Provider.objects.get(name=name), starts_at=now,
-                               ends_at=now + timedelta(minutes=minutes), reason=reason,
-                               created_by=user.get_username())
+    window = MaintenanceWindow(
+        provider=Provider.objects.get(name=name),
+        starts_at=now,
+        ends_at=now + timedelta(minutes=minutes),
+        reason=reason,
+        created_by=user.get_username(),
+    )
     window.full_clean()
     window.save()
-    audit(user, "maintenance_start", name, {"minutes": minutes, "reason": reason,
-                                            "ends_at": window.ends_at.isoformat()},
-          f"for {minutes} minutes" + (f": {reason}" if reason else ""))
+    audit(
+        user,
+        "maintenance_start",
+        name,
+        {"minutes": minutes, "reason": reason, "ends_at": window.ends_at.isoformat()},
+        f"for {minutes} minutes" + (f": {reason}" if reason else ""),
+    )
     return window
 
 
@@ -309,8 +328,7 @@ async def discover_page(request: ConsoleRequest) -> HttpResponse:
     found = await discover_configured()
     known = await db_call(_known_urls)
     servers = [{"server": s, "registered_as": known.get(s.base_url.rstrip("/"))} for s in found]
-    return render(request, "health/discover.html", {"section": "providers", "role": request.role,
-                                                     "servers": servers})
+    return render(request, "health/discover.html", {"section": "providers", "role": request.role, "servers": servers})
 
 
 def _register(name: str, kind: str, base_url: str, models: list[str], user: Any) -> tuple[str, bool]:
@@ -332,8 +350,9 @@ async def register_discovered(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Only discovered Ollama, SD WebUI and OpenAI-compatible servers register here.")
         return see_other(reverse("health-discover"))
     try:
-        registered, created = await db_call(_register, name, kind, base_url, request.POST.getlist("models"),
-                                            request.user)
+        registered, created = await db_call(
+            _register, name, kind, base_url, request.POST.getlist("models"), request.user
+        )
     except ValidationError as exc:
         details = "; ".join(f"{field}: {', '.join(errors)}" for field, errors in exc.message_dict.items())
         messages.error(request, f"{name or 'The provider'} was not registered: {details}")

@@ -30,8 +30,19 @@ class AlertChannelForm(forms.ModelForm):
 
     class Meta:
         model = AlertChannel
-        fields = ["name", "kind", "enabled", "target_env", "target", "providers", "failure_threshold",
-                  "success_threshold", "reminder_interval_s", "notify_recovery", "events"]
+        fields = [
+            "name",
+            "kind",
+            "enabled",
+            "target_env",
+            "target",
+            "providers",
+            "failure_threshold",
+            "success_threshold",
+            "reminder_interval_s",
+            "notify_recovery",
+            "events",
+        ]
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -62,12 +73,26 @@ class AlertChannelForm(forms.ModelForm):
 @admin.register(AlertChannel)
 class AlertChannelAdmin(AuditedAdmin):
     form = AlertChannelForm
-    list_display = ["name", "kind", "enabled", "target_hint", "last_delivery_at", "last_delivery_error",
-                    "delivery_failures", "disabled_reason"]
+    list_display = [
+        "name",
+        "kind",
+        "enabled",
+        "target_hint",
+        "last_delivery_at",
+        "last_delivery_error",
+        "delivery_failures",
+        "disabled_reason",
+    ]
     list_filter = ["kind", "enabled"]
     search_fields = ["name"]
-    readonly_fields = ["target_hint", "last_delivery_at", "last_delivery_error", "delivery_failures",
-                       "disabled_reason", "alert_state"]
+    readonly_fields = [
+        "target_hint",
+        "last_delivery_at",
+        "last_delivery_error",
+        "delivery_failures",
+        "disabled_reason",
+        "alert_state",
+    ]
     filter_horizontal = ["providers"]
     actions = ["send_test_action"]
 
@@ -88,13 +113,26 @@ class AlertChannelAdmin(AuditedAdmin):
         rows = AlertState.objects.filter(channel=channel).select_related("provider").order_by("provider__name")
         if not rows:
             return "No provider has gone bad for this channel yet."
-        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (row.provider.name, "alerting" if row.firing else "quiet", row.bad_count, row.good_count,
-             row.since or "-", row.reason or "-") for row in rows))
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    row.provider.name,
+                    "alerting" if row.firing else "quiet",
+                    row.bad_count,
+                    row.good_count,
+                    row.since or "-",
+                    row.reason or "-",
+                )
+                for row in rows
+            ),
+        )
         return format_html(
             '<table id="alert-state"><thead><tr><th>Provider</th><th>State</th><th>Bad in a row</th>'
             "<th>Good in a row</th><th>Alerted at</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>",
-            body)
+            body,
+        )
 
     def save_model(self, request: HttpRequest, obj: AlertChannel, form: forms.ModelForm, change: bool) -> None:
         if obj.enabled and obj.disabled_reason:  # an operator turned it back on: start afresh
@@ -107,8 +145,17 @@ class AlertChannelAdmin(AuditedAdmin):
 class AlertStateAdmin(admin.ModelAdmin):
     """Read-only: the monitor owns these rows."""
 
-    list_display = ["channel", "provider", "firing", "bad_count", "good_count", "since", "last_sent_at",
-                    "reminders", "updated_at"]
+    list_display = [
+        "channel",
+        "provider",
+        "firing",
+        "bad_count",
+        "good_count",
+        "since",
+        "last_sent_at",
+        "reminders",
+        "updated_at",
+    ]
     list_filter = ["firing", "channel"]
     search_fields = ["provider__name", "channel__name"]
 

@@ -76,8 +76,19 @@ from .transports import DeliveryError, Notice, transport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Alerter", "Counts", "Delivery", "Observation", "Rules", "decide", "notify_acknowledged", "plan_alerts",
-           "record_delivery", "send_test_alert", "verdict"]
+__all__ = [
+    "Alerter",
+    "Counts",
+    "Delivery",
+    "Observation",
+    "Rules",
+    "decide",
+    "notify_acknowledged",
+    "plan_alerts",
+    "record_delivery",
+    "send_test_alert",
+    "verdict",
+]
 
 BAD, GOOD, NEUTRAL, SILENCED = "bad", "good", "neutral", "silenced"
 SENT, FAILED, FAILED_PERMANENTLY = "sent", "failed", "failed permanently"
@@ -126,8 +137,12 @@ class Rules:
 
     @classmethod
     def of(cls, channel: AlertChannel) -> Rules:
-        return cls(max(1, channel.failure_threshold), max(1, channel.success_threshold),
-                   channel.reminder_interval_s, channel.notify_recovery)
+        return cls(
+            max(1, channel.failure_threshold),
+            max(1, channel.success_threshold),
+            channel.reminder_interval_s,
+            channel.notify_recovery,
+        )
 
 
 @dataclass(frozen=True)
@@ -197,13 +212,27 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
     seen = {obs.provider: (obs, verdict(obs)) for obs in observations}
     bad = [name for name, (_, v) in seen.items() if v == BAD]
     rows: dict[tuple[int, str], tuple[int, Counts, str]] = {}
-    for state_pk, channel_id, name, bad_count, good_count, firing, since, last_sent_at, reminders, reason in \
-            AlertState.objects.filter(channel__in=channels).filter(
-                Q(firing=True) | Q(bad_count__gt=0) | Q(good_count__gt=0) | Q(provider__name__in=bad)
-            ).values_list("pk", "channel_id", "provider__name", "bad_count", "good_count", "firing", "since",
-                          "last_sent_at", "reminders", "reason"):
-        rows[(channel_id, name)] = (state_pk, Counts(bad_count, good_count, firing, since, last_sent_at, reminders),
-                                    reason)
+    for state_pk, channel_id, name, bad_count, good_count, firing, since, last_sent_at, reminders, reason in (
+        AlertState.objects.filter(channel__in=channels)
+        .filter(Q(firing=True) | Q(bad_count__gt=0) | Q(good_count__gt=0) | Q(provider__name__in=bad))
+        .values_list(
+            "pk",
+            "channel_id",
+            "provider__name",
+            "bad_count",
+            "good_count",
+            "firing",
+            "since",
+            "last_sent_at",
+            "reminders",
+            "reason",
+        )
+    ):
+        rows[(channel_id, name)] = (
+            state_pk,
+            Counts(bad_count, good_count, firing, since, last_sent_at, reminders),
+            reason,
+        )
     ids = dict(Provider.objects.filter(name__in=bad).values_list("name", "id")) if bad else {}
     created: list[AlertState] = []
     updated: list[AlertState] = []
@@ -221,10 +250,17 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
                 continue
             after, event = decide(before, rules, v, obs.at)
             if after != before:
-                row = AlertState(pk=pk, channel_id=channel.pk,
-                                 bad_count=after.bad, good_count=after.good, firing=after.firing,
-                                 since=after.since, last_sent_at=after.last_sent_at, reminders=after.reminders,
-                                 reason=obs.reason if v == BAD else reason)
+                row = AlertState(
+                    pk=pk,
+                    channel_id=channel.pk,
+                    bad_count=after.bad,
+                    good_count=after.good,
+                    firing=after.firing,
+                    since=after.since,
+                    last_sent_at=after.last_sent_at,
+                    reminders=after.reminders,
+                    reason=obs.reason if v == BAD else reason,
+                )
                 if pk is None:  # a new row; an update writes the state fields only
                     row.provider_id = ids[name]
                     created.append(row)
@@ -233,9 +269,17 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
             if event is not None:
                 if not target:
                     target.append(channel.target())
-                notice = Notice(event=event, channel=channel.name, provider=name, status=obs.status,
-                                breaker=obs.breaker, reason=obs.reason, at=obs.at, since=before.since,
-                                incident=obs.incident or obs.latest)
+                notice = Notice(
+                    event=event,
+                    channel=channel.name,
+                    provider=name,
+                    status=obs.status,
+                    breaker=obs.breaker,
+                    reason=obs.reason,
+                    at=obs.at,
+                    since=before.since,
+                    incident=obs.incident or obs.latest,
+                )
                 deliveries.append(Delivery(channel.pk, channel.name, channel.kind, target[0], notice))
     if created or updated:  # a transaction only now: under SQLite's IMMEDIATE mode it takes the write lock
         with transaction.atomic():
@@ -280,8 +324,9 @@ class Outcome:
     attempts: int = 1
 
 
-async def deliver(delivery: Delivery, *, retries: int, semaphore: asyncio.Semaphore | None = None,
-                  rng: random.Random | None = None) -> Outcome:
+async def deliver(
+    delivery: Delivery, *, retries: int, semaphore: asyncio.Semaphore | None = None, rng: random.Random | None = None
+) -> Outcome:
     """Send with a timeout per attempt; retry transient errors `retries` times with backoff."""
     rng = rng or random.Random()
     timeout_s = settings.ALERT_TIMEOUT_S
@@ -292,8 +337,10 @@ async def deliver(delivery: Delivery, *, retries: int, semaphore: asyncio.Semaph
             if not delivery.target:
                 raise DeliveryError("no target (an empty value or an unset environment variable)", permanent=True)
             send = transport(delivery.kind)
-            async with semaphore or contextlib.nullcontext(), \
-                    httpx.AsyncClient(timeout=timeout_s, transport=_scrubbed()) as client:
+            async with (
+                semaphore or contextlib.nullcontext(),
+                httpx.AsyncClient(timeout=timeout_s, transport=_scrubbed()) as client,
+            ):
                 async with asyncio.timeout(timeout_s):
                     detail = await send(delivery.notice, delivery.target, client)
             return Outcome(True, detail, attempts=attempt)
@@ -338,20 +385,25 @@ def record_delivery(delivery: Delivery, outcome: Outcome, actor: str = "") -> He
         reason = f"{delivery.kind} channel {delivery.channel}{by}: {notice.event} not sent{tries}: {outcome.detail}"
     now = timezone.now()
     with transaction.atomic():
-        event = record_event(notice.provider, HealthEvent.Kind.ALERT, old=notice.event, new=new, reason=reason,
-                             actor=tag)
+        event = record_event(
+            notice.provider, HealthEvent.Kind.ALERT, old=notice.event, new=new, reason=reason, actor=tag
+        )
         if notice.incident is not None:  # part of the incident's timeline
             HealthEvent.objects.filter(pk=event.pk).update(incident_id=notice.incident)
         channels = AlertChannel.objects.filter(pk=delivery.channel_id)
         if outcome.ok:
             channels.update(last_delivery_at=now, last_delivery_error="", delivery_failures=0)
             return event
-        channels.update(last_delivery_at=now, last_delivery_error=outcome.detail,
-                        delivery_failures=F("delivery_failures") + 1)
+        channels.update(
+            last_delivery_at=now, last_delivery_error=outcome.detail, delivery_failures=F("delivery_failures") + 1
+        )
         limit = settings.ALERT_DISABLE_AFTER
         if outcome.permanent and limit > 0:
-            recent = list(HealthEvent.objects.filter(kind=HealthEvent.Kind.ALERT, actor=tag)
-                          .order_by("-id").values_list("new", flat=True)[:limit])
+            recent = list(
+                HealthEvent.objects.filter(kind=HealthEvent.Kind.ALERT, actor=tag)
+                .order_by("-id")
+                .values_list("new", flat=True)[:limit]
+            )
             if len(recent) == limit and all(r == FAILED_PERMANENTLY for r in recent):
                 why = f"disabled after {limit} permanent delivery errors in a row; last: {outcome.detail}"
                 if channels.filter(enabled=True).update(enabled=False, disabled_reason=why[:200]):
@@ -394,8 +446,14 @@ class Alerter:
     async def send(self, delivery: Delivery) -> Outcome:
         started = time.perf_counter()
         outcome = await deliver(delivery, retries=settings.ALERT_RETRIES, semaphore=self.semaphore, rng=self.rng)
-        log.info("alert %s for %s via %s: %s in %.0f ms", delivery.notice.event, delivery.notice.provider,
-                 delivery.channel, "sent" if outcome.ok else "failed", (time.perf_counter() - started) * 1000)
+        log.info(
+            "alert %s for %s via %s: %s in %.0f ms",
+            delivery.notice.event,
+            delivery.notice.provider,
+            delivery.channel,
+            "sent" if outcome.ok else "failed",
+            (time.perf_counter() - started) * 1000,
+        )
         try:
             event = await db_call(record_delivery, delivery, outcome)
         except Exception:
@@ -432,8 +490,9 @@ def send_test_alert(channel: AlertChannel, actor: str = "") -> Outcome:
     No retries (the operator is waiting for the answer); recorded like any delivery.
     """
     note = f"A test sent by {actor}." if actor else "A test sent from the command line."
-    notice = Notice(event="test", channel=channel.name, provider="", status="", breaker="",
-                    reason=note, at=timezone.now())
+    notice = Notice(
+        event="test", channel=channel.name, provider="", status="", breaker="", reason=note, at=timezone.now()
+    )
     delivery = Delivery(channel.pk, channel.name, channel.kind, channel.target(), notice)
     outcome = async_to_sync(deliver)(delivery, retries=0)
     event = record_delivery(delivery, outcome, actor=actor)
@@ -444,8 +503,9 @@ def send_test_alert(channel: AlertChannel, actor: str = "") -> Outcome:
 # -- API key budgets ----------------------------------------------------------------------------
 
 
-def notify_key_budget(sender: Any, *, key_name: str, prefix: str, threshold: float, spend: Any, budget: Any,
-                      period: str, **kwargs: Any) -> list[Outcome]:
+def notify_key_budget(
+    sender: Any, *, key_name: str, prefix: str, threshold: float, spend: Any, budget: Any, period: str, **kwargs: Any
+) -> list[Outcome]:
     """Receiver of `providers.signals.key_budget_crossed` (connected in HealthConfig.ready): tell
     every enabled alert channel that watches every provider (no provider scope; an event feed
     is not an alert channel) that a key passed 80 % or 100 % of its budget. The signal fires
@@ -456,8 +516,9 @@ def notify_key_budget(sender: Any, *, key_name: str, prefix: str, threshold: flo
     for channel in AlertChannel.objects.filter(enabled=True, providers__isnull=True):
         if channel.events:
             continue
-        notice = Notice(event="budget", channel=channel.name, provider="", status="", breaker="", reason=note,
-                        at=timezone.now())
+        notice = Notice(
+            event="budget", channel=channel.name, provider="", status="", breaker="", reason=note, at=timezone.now()
+        )
         try:
             delivery = Delivery(channel.pk, channel.name, channel.kind, channel.target(), notice)
         except Exception as exc:  # an unreadable target: said in the log, the other channels still hear
@@ -478,14 +539,24 @@ def notify_acknowledged(incident_id: int, provider: str, actor: str, reason: str
     if Incident.objects.filter(pk=incident_id, muted_until__gt=timezone.now()).exists():
         return []
     outcomes = []
-    states = AlertState.objects.filter(firing=True, provider__name=provider, channel__enabled=True) \
-        .select_related("channel")
+    states = AlertState.objects.filter(firing=True, provider__name=provider, channel__enabled=True).select_related(
+        "channel"
+    )
     for state in states:
         channel = state.channel
         if channel.events:
             continue
-        notice = Notice(event="acknowledged", channel=channel.name, provider=provider, status="", breaker="",
-                        reason=reason, at=timezone.now(), since=state.since, incident=incident_id)
+        notice = Notice(
+            event="acknowledged",
+            channel=channel.name,
+            provider=provider,
+            status="",
+            breaker="",
+            reason=reason,
+            at=timezone.now(),
+            since=state.since,
+            incident=incident_id,
+        )
         try:
             delivery = Delivery(channel.pk, channel.name, channel.kind, channel.target(), notice)
         except Exception as exc:  # an unreadable target: said in the log, the other channels still hear

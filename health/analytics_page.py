@@ -41,30 +41,61 @@ def context(window: str) -> dict[str, Any]:
     points = [(min(max(_epoch(p["at"]) + step / 2, start), end), p) for p in data["series"]["points"]]
     label = LABELS[window]
     traffic = charts.line_chart(
-        [charts.Series("requests", [(t, p["requests"]) for t, p in points], "series-a"),
-         charts.Series("failures", [(t, p["failures"]) for t, p in points], "series-bad"),
-         charts.Series("failovers", [(t, p["failovers"]) for t, p in points], "series-c")],
-        start, end, unit="", label=f"Requests per {_step(step)} over the last {label}", width=1000, height=220)
+        [
+            charts.Series("requests", [(t, p["requests"]) for t, p in points], "series-a"),
+            charts.Series("failures", [(t, p["failures"]) for t, p in points], "series-bad"),
+            charts.Series("failovers", [(t, p["failovers"]) for t, p in points], "series-c"),
+        ],
+        start,
+        end,
+        unit="",
+        label=f"Requests per {_step(step)} over the last {label}",
+        width=1000,
+        height=220,
+    )
     latency = charts.line_chart(
-        [charts.Series("p50", [(t, p["latency_ms"]["p50"]) for t, p in points], "series-a"),
-         charts.Series("p95", [(t, p["latency_ms"]["p95"]) for t, p in points], "series-b")],
-        start, end, label=f"End-to-end latency over the last {label}")
+        [
+            charts.Series("p50", [(t, p["latency_ms"]["p50"]) for t, p in points], "series-a"),
+            charts.Series("p95", [(t, p["latency_ms"]["p95"]) for t, p in points], "series-b"),
+        ],
+        start,
+        end,
+        label=f"End-to-end latency over the last {label}",
+    )
     success = charts.line_chart(
         [charts.Series("success", [(t, _pct(p["success_rate"])) for t, p in points], "series-ok")],
-        start, end, unit="%", y_max=100, label=f"Success rate of requests over the last {label}")
+        start,
+        end,
+        unit="%",
+        y_max=100,
+        label=f"Success rate of requests over the last {label}",
+    )
     sparks = {}
     for name, series in data["provider_series"].items():
         values = [float(p["requests"]) for p in series]
-        sparks[name] = charts.sparkline(values, noun="steps",
-                                        fmt=lambda v: f"{v:,.0f}",
-                                        label=f"{name} attempts per {_step(step)}") if any(values) else ""
+        sparks[name] = (
+            charts.sparkline(
+                values, noun="steps", fmt=lambda v: f"{v:,.0f}", label=f"{name} attempts per {_step(step)}"
+            )
+            if any(values)
+            else ""
+        )
     providers = [{**row, "spark": sparks.get(row["name"], "")} for row in data["providers"]]
     return {
-        "section": "analytics", "window": window, "window_label": label, "data": data,
+        "section": "analytics",
+        "window": window,
+        "window_label": label,
+        "data": data,
         "windows": [{"value": w, "label": LABELS[w], "current": w == window} for w in WINDOWS],
-        "total": data["total"], "providers": providers, "routes": sorted(data["routes"].items()),
-        "breakdown": data["breakdown"], "costs": data["costs"], "top_errors": data["top_errors"],
-        "traffic_chart": traffic, "latency_chart": latency, "success_chart": success,
+        "total": data["total"],
+        "providers": providers,
+        "routes": sorted(data["routes"].items()),
+        "breakdown": data["breakdown"],
+        "costs": data["costs"],
+        "top_errors": data["top_errors"],
+        "traffic_chart": traffic,
+        "latency_chart": latency,
+        "success_chart": success,
     }
 
 

@@ -35,8 +35,11 @@ async def health_entries(names: list[str] | None = None) -> list[dict[str, Any]]
     rt = runtime()
     snapshot = await rt.current()
     rows = await db_call(_rows)
-    chosen = [e for e in sorted(snapshot.providers.values(), key=lambda p: (p.priority, p.name))
-              if names is None or e.name in names]
+    chosen = [
+        e
+        for e in sorted(snapshot.providers.values(), key=lambda p: (p.priority, p.name))
+        if names is None or e.name in names
+    ]
     snaps = {}
     for entry in chosen:
         await rt.engine.refresh(entry.name)
@@ -49,39 +52,66 @@ async def health_entries(names: list[str] | None = None) -> list[dict[str, Any]]
         row = rows.get(entry.name)
         active = set_aside.get(entry.name, [])
         status, reason = _status(entry, snap.state, row, active, reasons)
-        entries.append({
-            "name": entry.name,
-            "kind": entry.kind,
-            "status": status,
-            "reason": reason,
-            "score": row.score if row is not None else None,
-            "score_parts": row.score_parts if row is not None else {},
-            "breaker": {"metrics_only": "closed"}.get(snap.state, snap.state),
-            "success_rate": snap.success_rate if snap.calls else (row.success_rate if row else None),
-            "calls": snap.calls,
-            "latency_ms": {"p50": snap.p50_ms if snap.p50_ms is not None else (row.p50_ms if row else None),
-                           "p95": snap.p95_ms if snap.p95_ms is not None else (row.p95_ms if row else None)},
-            "last_check_at": row.last_check_at.isoformat() if row is not None and row.last_check_at else None,
-            "last_check_ok": row.last_check_ok if row is not None else None,
-            "last_error": row.last_error if row is not None else "",
-            "cooldowns": [{"credential": cd.credential, "kind": cd.kind, "until": cd.until, "scope": cd.scope,
-                           "reason": reasons.get((entry.name, cd.credential, cd.kind, cd.scope), "")}
-                          for cd in active],
-            "enabled": entry.enabled,
-            "maintenance": entry.maintenance,
-        })
+        entries.append(
+            {
+                "name": entry.name,
+                "kind": entry.kind,
+                "status": status,
+                "reason": reason,
+                "score": row.score if row is not None else None,
+                "score_parts": row.score_parts if row is not None else {},
+                "breaker": {"metrics_only": "closed"}.get(snap.state, snap.state),
+                "success_rate": snap.success_rate if snap.calls else (row.success_rate if row else None),
+                "calls": snap.calls,
+                "latency_ms": {
+                    "p50": snap.p50_ms if snap.p50_ms is not None else (row.p50_ms if row else None),
+                    "p95": snap.p95_ms if snap.p95_ms is not None else (row.p95_ms if row else None),
+                },
+                "last_check_at": row.last_check_at.isoformat() if row is not None and row.last_check_at else None,
+                "last_check_ok": row.last_check_ok if row is not None else None,
+                "last_error": row.last_error if row is not None else "",
+                "cooldowns": [
+                    {
+                        "credential": cd.credential,
+                        "kind": cd.kind,
+                        "until": cd.until,
+                        "scope": cd.scope,
+                        "reason": reasons.get((entry.name, cd.credential, cd.kind, cd.scope), ""),
+                    }
+                    for cd in active
+                ],
+                "enabled": entry.enabled,
+                "maintenance": entry.maintenance,
+            }
+        )
     return entries
 
 
-def _status(entry: Any, breaker: str, row: ProviderHealth | None, active: list[cooldowns.Active],
-            reasons: dict[tuple[str, str | None, str, str], str]) -> tuple[str, str]:
+def _status(
+    entry: Any,
+    breaker: str,
+    row: ProviderHealth | None,
+    active: list[cooldowns.Active],
+    reasons: dict[tuple[str, str | None, str, str], str],
+) -> tuple[str, str]:
     """The row's status and reason, unless a live fact (the configuration, the breaker, the
     credentials) decides otherwise."""
     status, reason = (row.status, row.reason) if row is not None else ("unknown", "no data yet")
     cooling, why, _ = cooldowns.set_aside(entry.name, active, [c for c, _ in entry.credentials], reasons)
-    fact = scores.fact(scores.Inputs(enabled=entry.enabled, maintenance=entry.maintenance, breaker=breaker,
-                                     cooling=cooling, cooling_reason=why, probe=None, success_rate=None,
-                                     calls=0, p95_ms=None, target_p95_ms=0.0))
+    fact = scores.fact(
+        scores.Inputs(
+            enabled=entry.enabled,
+            maintenance=entry.maintenance,
+            breaker=breaker,
+            cooling=cooling,
+            cooling_reason=why,
+            probe=None,
+            success_rate=None,
+            calls=0,
+            p95_ms=None,
+            target_p95_ms=0.0,
+        )
+    )
     if fact is not None:
         return fact
     if breaker == "open" and not (status == "unhealthy" and reason.startswith("breaker open")):
@@ -98,13 +128,21 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
     if scored:
         calls = sum(c for _, c in scored)
         score = (sum(v * c for v, c in scored) / calls) if calls else sum(v for v, _ in scored) / len(scored)
-    return {"total": len(entries), **{status: counts.get(status, 0) for status in Status.values},
-            "score": round(score, 1) if score is not None else None}
+    return {
+        "total": len(entries),
+        **{status: counts.get(status, 0) for status in Status.values},
+        "score": round(score, 1) if score is not None else None,
+    }
 
 
-@document("GET", "/api/health", "Every provider's status, score, breaker, success rate and latency, and a "
-          "summary of the fleet", scope="read", tags=["health"],
-          responses={200: Response("Health per provider", s.HealthList)})
+@document(
+    "GET",
+    "/api/health",
+    "Every provider's status, score, breaker, success rate and latency, and a summary of the fleet",
+    scope="read",
+    tags=["health"],
+    responses={200: Response("Health per provider", s.HealthList)},
+)
 @api_view("read")
 async def health_list(request: HttpRequest) -> HttpResponse:
     entries = await health_entries()
@@ -115,13 +153,25 @@ def _last_probe(name: str) -> dict[str, Any] | None:
     row = ProbeResult.objects.filter(provider__name=name).order_by("-at", "-id").first()
     if row is None:
         return None
-    return {"at": feed.iso(row.at), "ok": row.ok, "slow": row.slow, "latency_ms": round(row.latency_ms, 1),
-            "error": row.error, "detail": row.detail or {}}
+    return {
+        "at": feed.iso(row.at),
+        "ok": row.ok,
+        "slow": row.slow,
+        "latency_ms": round(row.latency_ms, 1),
+        "error": row.error,
+        "detail": row.detail or {},
+    }
 
 
-@document("GET", "/api/health/{name}", "One provider's health and its latest probe (server version, models, "
-          "memory where the server reports them)", scope="read", tags=["health"],
-          responses={200: Response("The provider's health", s.HealthDetail)}, errors=(401, 403, 404))
+@document(
+    "GET",
+    "/api/health/{name}",
+    "One provider's health and its latest probe (server version, models, memory where the server reports them)",
+    scope="read",
+    tags=["health"],
+    responses={200: Response("The provider's health", s.HealthDetail)},
+    errors=(401, 403, 404),
+)
 @api_view("read")
 async def health_detail(request: HttpRequest, name: str) -> HttpResponse:
     await provider_entry(name)
@@ -136,10 +186,16 @@ def _forget_row_statistics(name: str) -> None:
     ProviderHealth.objects.filter(provider__name=name).update(success_rate=None, calls=0)
 
 
-@document("POST", "/api/health/{name}/reset", "Reset the provider's statistics: clear its rolling health window "
-          "and consecutive counters (the breaker and cooldowns stay; see /api/breakers/{name}/reset)",
-          scope="admin", tags=["health"], responses={200: Response("The counts after the reset", s.StatisticsReset)},
-          errors=(401, 403, 404))
+@document(
+    "POST",
+    "/api/health/{name}/reset",
+    "Reset the provider's statistics: clear its rolling health window "
+    "and consecutive counters (the breaker and cooldowns stay; see /api/breakers/{name}/reset)",
+    scope="admin",
+    tags=["health"],
+    responses={200: Response("The counts after the reset", s.StatisticsReset)},
+    errors=(401, 403, 404),
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def health_reset(request: HttpRequest, name: str) -> HttpResponse:
@@ -151,18 +207,35 @@ async def health_reset(request: HttpRequest, name: str) -> HttpResponse:
     await rt.engine.reset_statistics(name)
     await db_call(_forget_row_statistics, name)
     await db_call(audit, request, "reset_statistics", "provider", name)
-    event = await db_call(record_action, name, "reset_statistics", actor(request),
-                          "rolling health window and consecutive counters cleared")
+    event = await db_call(
+        record_action,
+        name,
+        "reset_statistics",
+        actor(request),
+        "rolling health window and consecutive counters cleared",
+    )
     snap = rt.engine.snapshot(name)
-    return JsonResponse({"provider": name, "calls": snap.calls,
-                         "success_rate": snap.success_rate if snap.calls else None,
-                         "consecutive_failures": snap.consecutive_failures, "event_id": event.pk})
+    return JsonResponse(
+        {
+            "provider": name,
+            "calls": snap.calls,
+            "success_rate": snap.success_rate if snap.calls else None,
+            "consecutive_failures": snap.consecutive_failures,
+            "event_id": event.pk,
+        }
+    )
 
 
 def _result(outcome: ProbeOutcome) -> dict[str, Any]:
-    return {"provider": outcome.provider, "ok": outcome.ok, "slow": outcome.slow,
-            "latency_ms": round(outcome.latency_ms, 1), "error": outcome.error, "detail": outcome.detail,
-            "at": outcome.at.isoformat()}
+    return {
+        "provider": outcome.provider,
+        "ok": outcome.ok,
+        "slow": outcome.slow,
+        "latency_ms": round(outcome.latency_ms, 1),
+        "error": outcome.error,
+        "detail": outcome.detail,
+        "at": outcome.at.isoformat(),
+    }
 
 
 async def _check(request: HttpRequest, names: list[str]) -> HttpResponse:
@@ -174,8 +247,14 @@ async def _check(request: HttpRequest, names: list[str]) -> HttpResponse:
     return JsonResponse({"results": [_result(r) for r in results]})
 
 
-@document("POST", "/api/health/check", "Probe every enabled provider now", scope="admin", tags=["health"],
-          responses={200: Response("The probe results", s.CheckResults)})
+@document(
+    "POST",
+    "/api/health/check",
+    "Probe every enabled provider now",
+    scope="admin",
+    tags=["health"],
+    responses={200: Response("The probe results", s.CheckResults)},
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def health_check_all(request: HttpRequest) -> HttpResponse:
@@ -183,8 +262,15 @@ async def health_check_all(request: HttpRequest) -> HttpResponse:
     return await _check(request, [n for n, p in snapshot.providers.items() if p.enabled])
 
 
-@document("POST", "/api/health/{name}/check", "Probe one provider now", scope="admin", tags=["health"],
-          responses={200: Response("The probe result", s.CheckResults)}, errors=(401, 403, 404))
+@document(
+    "POST",
+    "/api/health/{name}/check",
+    "Probe one provider now",
+    scope="admin",
+    tags=["health"],
+    responses={200: Response("The probe result", s.CheckResults)},
+    errors=(401, 403, 404),
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def health_check_one(request: HttpRequest, name: str) -> HttpResponse:
@@ -194,21 +280,33 @@ async def health_check_one(request: HttpRequest, name: str) -> HttpResponse:
 
 EVENT_FILTERS = [
     Param("provider", description="only this provider's events"),
-    Param("kind", description="only these event types (comma-separated or repeated): "
-                              + ", ".join(feed.EVENT_NAMES),
-          schema={"type": "array", "items": {"type": "string", "enum": list(feed.EVENT_NAMES)}}),
+    Param(
+        "kind",
+        description="only these event types (comma-separated or repeated): " + ", ".join(feed.EVENT_NAMES),
+        schema={"type": "array", "items": {"type": "string", "enum": list(feed.EVENT_NAMES)}},
+    ),
 ]
 
 
-@document("GET", "/api/events", "The event history (state changes, alerts, operator actions, failed requests), "
-          "newest first, cursor-paged", scope="read", tags=["events"],
-          responses={200: Response("One page of events", s.EventPage)},
-          params=[*EVENT_FILTERS,
-                  Param("since", description="from this time on (ISO 8601 or seconds since the epoch)"),
-                  Param("limit", description=f"events per page (1-{feed.MAX_LIMIT}, default {feed.DEFAULT_LIMIT})",
-                        schema={"type": "integer", "minimum": 1, "maximum": feed.MAX_LIMIT}),
-                  Param("cursor", description="the `next_cursor` of the previous page")],
-          errors=(400, 401, 403))
+@document(
+    "GET",
+    "/api/events",
+    "The event history (state changes, alerts, operator actions, failed requests), newest first, cursor-paged",
+    scope="read",
+    tags=["events"],
+    responses={200: Response("One page of events", s.EventPage)},
+    params=[
+        *EVENT_FILTERS,
+        Param("since", description="from this time on (ISO 8601 or seconds since the epoch)"),
+        Param(
+            "limit",
+            description=f"events per page (1-{feed.MAX_LIMIT}, default {feed.DEFAULT_LIMIT})",
+            schema={"type": "integer", "minimum": 1, "maximum": feed.MAX_LIMIT},
+        ),
+        Param("cursor", description="the `next_cursor` of the previous page"),
+    ],
+    errors=(400, 401, 403),
+)
 @api_view("read")
 async def events_list(request: HttpRequest) -> HttpResponse:
     """Names and fields: health/feed.py."""
@@ -222,16 +320,35 @@ def _query(request: HttpRequest) -> feed.EventQuery:
         raise RequestError(400, str(exc), code="invalid_parameter", param=exc.param) from None
 
 
-@document("GET", "/api/events/stream", "Every new event as it happens (server-sent events), resumable with "
-          "Last-Event-ID", scope="read", tags=["events"],
-          responses={200: Response("`id:` the event's id, `event:` its type, `data:` the event as /api/events "
-                                   "lists it (provider, from, to, reason, at, ...)", content_type=SSE)},
-          params=[Param("Last-Event-ID", "header", "resume after this event id (an EventSource sends it)",
-                        schema={"type": "integer", "minimum": 0}),
-                  Param("last_event_id", description="the same, for a client that cannot set headers",
-                        schema={"type": "integer", "minimum": 0}),
-                  *EVENT_FILTERS],
-          errors=(400, 401, 403))
+@document(
+    "GET",
+    "/api/events/stream",
+    "Every new event as it happens (server-sent events), resumable with Last-Event-ID",
+    scope="read",
+    tags=["events"],
+    responses={
+        200: Response(
+            "`id:` the event's id, `event:` its type, `data:` the event as /api/events "
+            "lists it (provider, from, to, reason, at, ...)",
+            content_type=SSE,
+        )
+    },
+    params=[
+        Param(
+            "Last-Event-ID",
+            "header",
+            "resume after this event id (an EventSource sends it)",
+            schema={"type": "integer", "minimum": 0},
+        ),
+        Param(
+            "last_event_id",
+            description="the same, for a client that cannot set headers",
+            schema={"type": "integer", "minimum": 0},
+        ),
+        *EVENT_FILTERS,
+    ],
+    errors=(400, 401, 403),
+)
 @api_view("read")
 async def events_stream(request: HttpRequest) -> StreamingHttpResponse:
     """Server-sent events: health/stream.py says how they are read and resumed.
@@ -246,8 +363,9 @@ async def events_stream(request: HttpRequest) -> StreamingHttpResponse:
     """
     start = stream.start_id(request)
     query = _query(request)
-    response = StreamingHttpResponse(stream.events(start, query.provider, query.kind),
-                                     content_type="text/event-stream; charset=utf-8")
+    response = StreamingHttpResponse(
+        stream.events(start, query.provider, query.kind), content_type="text/event-stream; charset=utf-8"
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a proxy in front must pass each event at once
     return response

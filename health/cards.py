@@ -38,8 +38,13 @@ BEATS = 30  # checks in a card's heartbeat strip and sparkline
 # "Worst first": what needs an operator's eyes comes first.
 STATUS_ORDER = {"unhealthy": 0, "degraded": 1, "unknown": 2, "maintenance": 3, "healthy": 4, "disabled": 5}
 BREAKER_ORDER = {"open": 0, "forced_open": 0, "half_open": 1}
-BREAKER_LABELS = {"closed": "closed", "open": "open", "half_open": "half-open", "forced_open": "forced open",
-                  "disabled": "off"}
+BREAKER_LABELS = {
+    "closed": "closed",
+    "open": "open",
+    "half_open": "half-open",
+    "forced_open": "forced open",
+    "disabled": "off",
+}
 KIND_LABELS = dict(Kind.choices)
 SORTS = {"priority": "Priority", "worst": "Worst first", "name": "Name"}
 
@@ -106,12 +111,17 @@ class Card:
 
     @cached_property
     def sparkline(self) -> SafeString:
-        return charts.sparkline([b.latency_ms for b in self.beats], [not b.ok for b in self.beats],
-                                label=f"{self.name} check latency")
+        return charts.sparkline(
+            [b.latency_ms for b in self.beats], [not b.ok for b in self.beats], label=f"{self.name} check latency"
+        )
 
     def worst_first(self) -> tuple[Any, ...]:
-        return (STATUS_ORDER.get(self.status, 2), BREAKER_ORDER.get(self.breaker, 2),
-                -1 if self.score is None else self.score, self.name)
+        return (
+            STATUS_ORDER.get(self.status, 2),
+            BREAKER_ORDER.get(self.breaker, 2),
+            -1 if self.score is None else self.score,
+            self.name,
+        )
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -121,22 +131,33 @@ def _parse(value: str | None) -> datetime | None:
 def _extras(names: list[str], beats: bool = True) -> dict[str, dict[str, Any]]:
     """Per provider: the last checks, the capabilities, the end of an open maintenance window."""
     out: dict[str, dict[str, Any]] = {
-        p.name: {"capabilities": tuple(p.effective_capabilities), "is_demo": p.is_demo, "beats": [],
-                 "priority": p.priority}
+        p.name: {
+            "capabilities": tuple(p.effective_capabilities),
+            "is_demo": p.is_demo,
+            "beats": [],
+            "priority": p.priority,
+        }
         for p in Provider.objects.filter(name__in=names)
     }
-    for name, ms in ProviderHealth.objects.filter(provider__name__in=names).values_list("provider__name",
-                                                                                        "last_check_ms"):
+    for name, ms in ProviderHealth.objects.filter(provider__name__in=names).values_list(
+        "provider__name", "last_check_ms"
+    ):
         out.setdefault(name, {})["last_check_ms"] = ms
     now = timezone.now()
-    for name, ends in (MaintenanceWindow.objects.filter(provider__name__in=names, starts_at__lte=now, ends_at__gt=now)
-                       .order_by("ends_at").values_list("provider__name", "ends_at")):
+    for name, ends in (
+        MaintenanceWindow.objects.filter(provider__name__in=names, starts_at__lte=now, ends_at__gt=now)
+        .order_by("ends_at")
+        .values_list("provider__name", "ends_at")
+    ):
         out.setdefault(name, {})["maintenance_until"] = ends
     if not beats:
         return {name: {**extra, "beats": ()} for name, extra in out.items()}
-    recent = (ProbeResult.objects.filter(provider__name__in=names)
-              .annotate(n=Window(RowNumber(), partition_by=[F("provider_id")], order_by=F("at").desc()))
-              .filter(n__lte=BEATS).values_list("provider__name", "at", "ok", "slow", "latency_ms", "error"))
+    recent = (
+        ProbeResult.objects.filter(provider__name__in=names)
+        .annotate(n=Window(RowNumber(), partition_by=[F("provider_id")], order_by=F("at").desc()))
+        .filter(n__lte=BEATS)
+        .values_list("provider__name", "at", "ok", "slow", "latency_ms", "error")
+    )
     for name, at, ok, slow, ms, error in recent:
         out.setdefault(name, {"beats": []}).setdefault("beats", []).append(charts.Beat(at, ok, slow, ms, error))
     for extra in out.values():
@@ -152,16 +173,33 @@ async def load_cards(names: list[str] | None = None, *, beats: bool = True) -> l
     cards = []
     for e in entries:
         extra = extras.get(e["name"], {})
-        cards.append(Card(
-            name=e["name"], kind=e["kind"], status=e["status"], reason=e["reason"], breaker=e["breaker"],
-            capabilities=extra.get("capabilities", ()), is_demo=extra.get("is_demo", False),
-            enabled=e["enabled"], maintenance=e["maintenance"], maintenance_until=extra.get("maintenance_until"),
-            priority=extra.get("priority", 1), score=e["score"], score_parts=dict(e["score_parts"] or {}),
-            success_rate=e["success_rate"], calls=e["calls"], p50_ms=e["latency_ms"]["p50"],
-            p95_ms=e["latency_ms"]["p95"], last_check_at=_parse(e["last_check_at"]),
-            last_check_ok=e["last_check_ok"], last_check_ms=extra.get("last_check_ms"), last_error=e["last_error"],
-            cooldowns=tuple(e["cooldowns"]), beats=extra.get("beats", ()),
-        ))
+        cards.append(
+            Card(
+                name=e["name"],
+                kind=e["kind"],
+                status=e["status"],
+                reason=e["reason"],
+                breaker=e["breaker"],
+                capabilities=extra.get("capabilities", ()),
+                is_demo=extra.get("is_demo", False),
+                enabled=e["enabled"],
+                maintenance=e["maintenance"],
+                maintenance_until=extra.get("maintenance_until"),
+                priority=extra.get("priority", 1),
+                score=e["score"],
+                score_parts=dict(e["score_parts"] or {}),
+                success_rate=e["success_rate"],
+                calls=e["calls"],
+                p50_ms=e["latency_ms"]["p50"],
+                p95_ms=e["latency_ms"]["p95"],
+                last_check_at=_parse(e["last_check_at"]),
+                last_check_ok=e["last_check_ok"],
+                last_check_ms=extra.get("last_check_ms"),
+                last_error=e["last_error"],
+                cooldowns=tuple(e["cooldowns"]),
+                beats=extra.get("beats", ()),
+            )
+        )
     return cards
 
 
@@ -178,13 +216,19 @@ class Filters:
         capability = query.get("capability", "")
         status = query.get("status", "")
         sort = query.get("sort", "priority")
-        return cls(capability if capability in Capability.values else "",
-                   status if status in Status.values else "",
-                   sort if sort in SORTS else "priority")
+        return cls(
+            capability if capability in Capability.values else "",
+            status if status in Status.values else "",
+            sort if sort in SORTS else "priority",
+        )
 
     def apply(self, cards: Iterable[Card]) -> list[Card]:
-        chosen = [c for c in cards if (not self.capability or self.capability in c.capabilities)
-                  and (not self.status or c.status == self.status)]
+        chosen = [
+            c
+            for c in cards
+            if (not self.capability or self.capability in c.capabilities)
+            and (not self.status or c.status == self.status)
+        ]
         if self.sort == "worst":
             chosen.sort(key=Card.worst_first)
         elif self.sort == "name":
@@ -206,15 +250,21 @@ class Filters:
     def choices(self) -> dict[str, list[dict[str, Any]]]:
         """Links for every filter and sort value, each with its href and whether it is on."""
         return {
-            "capability": [{"value": "", "label": "All", "href": self.href(capability=""),
-                            "current": not self.capability}]
-            + [{"value": c, "label": c, "href": self.href(capability=c), "current": self.capability == c}
-               for c in Capability.values],
+            "capability": [
+                {"value": "", "label": "All", "href": self.href(capability=""), "current": not self.capability}
+            ]
+            + [
+                {"value": c, "label": c, "href": self.href(capability=c), "current": self.capability == c}
+                for c in Capability.values
+            ],
             "status": [{"value": "", "label": "All", "href": self.href(status=""), "current": not self.status}]
-            + [{"value": s, "label": s, "href": self.href(status=s), "current": self.status == s}
-               for s in Status.values],
-            "sort": [{"value": k, "label": v, "href": self.href(sort=k), "current": self.sort == k}
-                     for k, v in SORTS.items()],
+            + [
+                {"value": s, "label": s, "href": self.href(status=s), "current": self.status == s}
+                for s in Status.values
+            ],
+            "sort": [
+                {"value": k, "label": v, "href": self.href(sort=k), "current": self.sort == k} for k, v in SORTS.items()
+            ],
         }
 
 

@@ -121,8 +121,9 @@ def export_channels() -> list[dict[str, Any]]:
     return channels
 
 
-SECTION = Section(name="alert_channels", kind="alert_channel", model=AlertChannel,
-                  stage=stage_channels, export=export_channels)
+SECTION = Section(
+    name="alert_channels", kind="alert_channel", model=AlertChannel, stage=stage_channels, export=export_channels
+)
 
 
 def alert_targets() -> list[str]:

@@ -50,37 +50,63 @@ def _num(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
-def sparkline(values: Sequence[float], failed: Sequence[bool] = (), *, label: str, noun: str = "checks",
-              fmt: Callable[[float], str] = fmt_ms, width: int = 120, height: int = 28) -> SafeString:
+def sparkline(
+    values: Sequence[float],
+    failed: Sequence[bool] = (),
+    *,
+    label: str,
+    noun: str = "checks",
+    fmt: Callable[[float], str] = fmt_ms,
+    width: int = 120,
+    height: int = 28,
+) -> SafeString:
     """A sparkline on a zero baseline (latencies unless `fmt` says otherwise); the points
     in `failed` are marked."""
     if not values:
-        return format_html('<svg class="sparkline empty" role="img" aria-label="{}" viewBox="0 0 {} {}" '
-                           'width="{}" height="{}"></svg>', f"{label}: no data yet", width, height, width, height)
+        return format_html(
+            '<svg class="sparkline empty" role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}" height="{}"></svg>',
+            f"{label}: no data yet",
+            width,
+            height,
+            width,
+            height,
+        )
     top = max(values) or 1.0
     pad = 2.0
     step = (width - 2 * pad) / max(1, len(values) - 1)
-    points = [(pad + i * step if len(values) > 1 else width / 2,
-               height - pad - (v / top) * (height - 2 * pad)) for i, v in enumerate(values)]
+    points = [
+        (pad + i * step if len(values) > 1 else width / 2, height - pad - (v / top) * (height - 2 * pad))
+        for i, v in enumerate(values)
+    ]
     line = " ".join(f"{_num(x)},{_num(y)}" for x, y in points)
     if len(points) == 1:  # one check: a level line, not an invisible point
         line = f"{_num(pad)},{_num(points[0][1])} {_num(width - pad)},{_num(points[0][1])}"
         points = [(pad, points[0][1]), (width - pad, points[0][1])]
     area = f"{_num(points[0][0])},{height} {line} {_num(points[-1][0])},{height}"
     # A failed check is a red tick across the strip (the SVG stretches, so no circles).
-    dots = "".join(f'<line class="spark-fail" x1="{_num(x)}" x2="{_num(x)}" y1="0" y2="{height}"></line>'
-                   for (x, _), bad in zip(points, failed, strict=False) if bad)
-    summary = (f"{label}: {len(values)} {noun}, latest {fmt(values[-1])}, "
-               f"lowest {fmt(min(values))}, highest {fmt(top)}")
+    dots = "".join(
+        f'<line class="spark-fail" x1="{_num(x)}" x2="{_num(x)}" y1="0" y2="{height}"></line>'
+        for (x, _), bad in zip(points, failed, strict=False)
+        if bad
+    )
+    summary = f"{label}: {len(values)} {noun}, latest {fmt(values[-1])}, lowest {fmt(min(values))}, highest {fmt(top)}"
     return format_html(
         '<svg class="sparkline" role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}" height="{}" '
         'preserveAspectRatio="none"><title>{}</title><polygon class="spark-area" points="{}"></polygon>'
         '<polyline class="spark-line" points="{}"></polyline>{}</svg>',
-        summary, width, height, width, height, summary, area, line, mark_safe(dots))
+        summary,
+        width,
+        height,
+        width,
+        height,
+        summary,
+        area,
+        line,
+        mark_safe(dots),
+    )
 
 
-def heartbeat(beats: Sequence[Beat], *, label: str, slots: int = 30, width: int = 240,
-              height: int = 18) -> SafeString:
+def heartbeat(beats: Sequence[Beat], *, label: str, slots: int = 30, width: int = 240, height: int = 18) -> SafeString:
     """The last `slots` checks, oldest left; empty slots stay grey."""
     beats = list(beats)[-slots:]
     gap = 2.0
@@ -88,8 +114,10 @@ def heartbeat(beats: Sequence[Beat], *, label: str, slots: int = 30, width: int 
     offset = slots - len(beats)
     cells = []
     for i in range(offset):
-        cells.append(f'<rect class="beat beat-none" x="{_num(i * (cell + gap))}" y="0" width="{_num(cell)}" '
-                     f'height="{height}" rx="1.5"></rect>')
+        cells.append(
+            f'<rect class="beat beat-none" x="{_num(i * (cell + gap))}" y="0" width="{_num(cell)}" '
+            f'height="{height}" rx="1.5"></rect>'
+        )
     for j, beat in enumerate(beats):
         state = "fail" if not beat.ok else ("slow" if beat.slow else "ok")
         words = {"fail": "failed", "slow": "slow", "ok": "ok"}[state]
@@ -97,14 +125,24 @@ def heartbeat(beats: Sequence[Beat], *, label: str, slots: int = 30, width: int 
         if beat.error:
             tip += f" · {beat.error[:160]}"
         x = (offset + j) * (cell + gap)
-        cells.append(f'<rect class="beat beat-{state}" x="{_num(x)}" y="0" width="{_num(cell)}" height="{height}" '
-                     f'rx="1.5"><title>{escape(tip)}</title></rect>')
+        cells.append(
+            f'<rect class="beat beat-{state}" x="{_num(x)}" y="0" width="{_num(cell)}" height="{height}" '
+            f'rx="1.5"><title>{escape(tip)}</title></rect>'
+        )
     failed = sum(1 for b in beats if not b.ok)
     slow = sum(1 for b in beats if b.ok and b.slow)
-    summary = (f"{label}: last {len(beats)} checks, {len(beats) - failed - slow} ok, {slow} slow, {failed} failed"
-               if beats else f"{label}: no checks yet")
-    return format_html('<svg class="heartbeat" role="img" aria-label="{}" viewBox="0 0 {} {}" '
-                       'preserveAspectRatio="none">{}</svg>', summary, width, height, mark_safe("".join(cells)))
+    summary = (
+        f"{label}: last {len(beats)} checks, {len(beats) - failed - slow} ok, {slow} slow, {failed} failed"
+        if beats
+        else f"{label}: no checks yet"
+    )
+    return format_html(
+        '<svg class="heartbeat" role="img" aria-label="{}" viewBox="0 0 {} {}" preserveAspectRatio="none">{}</svg>',
+        summary,
+        width,
+        height,
+        mark_safe("".join(cells)),
+    )
 
 
 def _ticks(top: float, count: int = 4) -> list[float]:
@@ -125,8 +163,17 @@ def _time_label(at: float, span_s: float) -> str:
     return f"{moment:%a %d}" if span_s > 2 * 86400 else f"{moment:%H:%M}"
 
 
-def line_chart(series: Sequence[Series], start: float, end: float, *, label: str, unit: str = "ms",
-               y_max: float | None = None, width: int = 640, height: int = 200) -> SafeString:
+def line_chart(
+    series: Sequence[Series],
+    start: float,
+    end: float,
+    *,
+    label: str,
+    unit: str = "ms",
+    y_max: float | None = None,
+    width: int = 640,
+    height: int = 200,
+) -> SafeString:
     """Lines over time with a labelled y axis (0 to a round maximum) and time ticks.
 
     A None value breaks its line, so missing data shows as a gap, never as a zero.
@@ -150,14 +197,18 @@ def line_chart(series: Sequence[Series], start: float, end: float, *, label: str
     parts = []
     for v in ticks:
         y = y_of(v)
-        parts.append(f'<line class="grid" x1="{_num(left)}" x2="{_num(width - right)}" y1="{_num(y)}" y2="{_num(y)}">'
-                     f'</line><text class="tick" x="{_num(left - 6)}" y="{_num(y + 4)}" text-anchor="end">'
-                     f'{escape(y_text(v))}</text>')
+        parts.append(
+            f'<line class="grid" x1="{_num(left)}" x2="{_num(width - right)}" y1="{_num(y)}" y2="{_num(y)}">'
+            f'</line><text class="tick" x="{_num(left - 6)}" y="{_num(y + 4)}" text-anchor="end">'
+            f"{escape(y_text(v))}</text>"
+        )
     for i in range(5):
         t = start + span * i / 4
         anchor = "start" if i == 0 else ("end" if i == 4 else "middle")
-        parts.append(f'<text class="tick" x="{_num(x_of(t))}" y="{height - 6}" text-anchor="{anchor}">'
-                     f'{escape(_time_label(t, span))}</text>')
+        parts.append(
+            f'<text class="tick" x="{_num(x_of(t))}" y="{height - 6}" text-anchor="{anchor}">'
+            f"{escape(_time_label(t, span))}</text>"
+        )
     described = []
     for s in series:
         segments: list[list[tuple[float, float]]] = [[]]
@@ -180,5 +231,10 @@ def line_chart(series: Sequence[Series], start: float, end: float, *, label: str
         else:
             described.append(f"{s.name}: no data")
     summary = f"{label}. " + "; ".join(described)
-    return format_html('<svg class="chart" role="img" aria-label="{}" viewBox="0 0 {} {}">{}</svg>',
-                       summary, width, height, mark_safe("".join(parts)))
+    return format_html(
+        '<svg class="chart" role="img" aria-label="{}" viewBox="0 0 {} {}">{}</svg>',
+        summary,
+        width,
+        height,
+        mark_safe("".join(parts)),
+    )

@@ -204,8 +204,9 @@ class HealthConsumer(AsyncWebsocketConsumer):
             if self.provider:
                 html = await pages.render_provider_push(self.provider, self.role)
             else:
-                html, self.shown = await pages.render_dashboard_push(sorted(dirty), self.role, self.filters,
-                                                                     self.shown, seen=self.seen)
+                html, self.shown = await pages.render_dashboard_push(
+                    sorted(dirty), self.role, self.filters, self.shown, seen=self.seen
+                )
         except Exception:  # one bad render must not close the socket; the next change retries
             log.exception("could not render the console update for %s", sorted(dirty | events_of))
             return

@@ -80,12 +80,24 @@ def active(listing: Iterable[Any]) -> list[Active]:
     out = []
     for entry in listing:
         if isinstance(entry, dict):
-            out.append(Active(entry.get("credential"), kind_of(str(entry.get("kind", ""))), entry.get("until"),
-                              str(entry.get("scope") or "")))
+            out.append(
+                Active(
+                    entry.get("credential"),
+                    kind_of(str(entry.get("kind", ""))),
+                    entry.get("until"),
+                    str(entry.get("scope") or ""),
+                )
+            )
         else:
             items = tuple(entry)
-            out.append(Active(items[0], kind_of(str(items[1])), items[2] if len(items) > 2 else None,
-                              str(items[3] or "") if len(items) > 3 else ""))
+            out.append(
+                Active(
+                    items[0],
+                    kind_of(str(items[1])),
+                    items[2] if len(items) > 2 else None,
+                    str(items[3] or "") if len(items) > 3 else "",
+                )
+            )
     return out
 
 
@@ -100,11 +112,16 @@ def reasons(wanted: dict[str, list[Active]]) -> dict[tuple[str, str | None, str,
     wanted = {name: cds for name, cds in wanted.items() if cds}
     if not wanted:
         return {}
-    kinds = {c.kind for cds in wanted.values() for c in cds} | ({"invalid"} if any(
-        c.kind == REJECTED for cds in wanted.values() for c in cds) else set())
-    rows = (HealthEvent.objects.filter(kind=HealthEvent.Kind.COOLDOWN, provider_name__in=list(wanted),
-                                       new__in=sorted(kinds))
-            .order_by("-at", "-id").values_list("provider_name", "new", "reason")[:500])
+    kinds = {c.kind for cds in wanted.values() for c in cds} | (
+        {"invalid"} if any(c.kind == REJECTED for cds in wanted.values() for c in cds) else set()
+    )
+    rows = (
+        HealthEvent.objects.filter(
+            kind=HealthEvent.Kind.COOLDOWN, provider_name__in=list(wanted), new__in=sorted(kinds)
+        )
+        .order_by("-at", "-id")
+        .values_list("provider_name", "new", "reason")[:500]
+    )
     latest: dict[str, list[tuple[str, str]]] = {}
     for name, kind, reason in rows:
         latest.setdefault(name, []).append((kind_of(kind), reason))
@@ -112,16 +129,28 @@ def reasons(wanted: dict[str, list[Active]]) -> dict[tuple[str, str | None, str,
     for name, cds in wanted.items():
         for cd in cds:
             label = f"credential {cd.credential} " if cd.credential else ""
-            found = next((r for k, r in latest.get(name, []) if k == cd.kind and (
-                (label and r.startswith(label)) or (cd.scope and f" {cd.scope}" in r)
-                or (not label and not cd.scope))), None)
-            out[(name, cd.credential, cd.kind, cd.scope)] = found or describe(cd.kind, cd.credential, "",
-                                                                             cd.scope or None)
+            found = next(
+                (
+                    r
+                    for k, r in latest.get(name, [])
+                    if k == cd.kind
+                    and (
+                        (label and r.startswith(label))
+                        or (cd.scope and f" {cd.scope}" in r)
+                        or (not label and not cd.scope)
+                    )
+                ),
+                None,
+            )
+            out[(name, cd.credential, cd.kind, cd.scope)] = found or describe(
+                cd.kind, cd.credential, "", cd.scope or None
+            )
     return out
 
 
-def set_aside(name: str, active: list[Active], credentials: list[str],
-              reasons: dict[tuple[str, str | None, str, str], str]) -> tuple[str | None, str, str]:
+def set_aside(
+    name: str, active: list[Active], credentials: list[str], reasons: dict[tuple[str, str | None, str, str], str]
+) -> tuple[str | None, str, str]:
     """(kind, why) when every credential of the provider is set aside, so it gets no traffic
     ((None, "") otherwise), and why any credential is rejected while others still serve."""
 

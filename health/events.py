@@ -21,11 +21,26 @@ log = logging.getLogger(__name__)
 GROUP = "health"
 
 
-def record_event(provider_name: str, kind: str, old: str = "", new: str = "", reason: str = "",
-                 actor: str = "", at: datetime | None = None) -> HealthEvent:
+def record_event(
+    provider_name: str,
+    kind: str,
+    old: str = "",
+    new: str = "",
+    reason: str = "",
+    actor: str = "",
+    at: datetime | None = None,
+) -> HealthEvent:
     provider = Provider.objects.filter(name=provider_name).first() if provider_name else None
-    return HealthEvent.objects.create(provider=provider, provider_name=provider_name, at=at or timezone.now(),
-                                      kind=kind, old=old[:40], new=new[:40], reason=reason, actor=actor)
+    return HealthEvent.objects.create(
+        provider=provider,
+        provider_name=provider_name,
+        at=at or timezone.now(),
+        kind=kind,
+        old=old[:40],
+        new=new[:40],
+        reason=reason,
+        actor=actor,
+    )
 
 
 def record_action(provider_name: str, action: str, actor: str, detail: str = "") -> HealthEvent:
@@ -35,8 +50,9 @@ def record_action(provider_name: str, action: str, actor: str, detail: str = "")
     return event
 
 
-def note_operator_action(sender: Any, *, provider: str, action: str, actor: str, detail: str = "",
-                         **kwargs: Any) -> None:
+def note_operator_action(
+    sender: Any, *, provider: str, action: str, actor: str, detail: str = "", **kwargs: Any
+) -> None:
     """Receiver of `providers.signals.operator_acted` (connected in HealthConfig.ready): an
     action taken through the operations API goes in the history like one from the console."""
     record_action(provider, action, actor, detail)

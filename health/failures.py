@@ -70,13 +70,26 @@ class Failure:
     def of(cls, record: RequestRecord) -> Failure:
         called = [a.get("provider", "") for a in record.attempts if a.get("skipped") is None]
         skipped = [a.get("provider", "") for a in record.attempts if a.get("skipped") is not None]
-        return cls(record.at, record.route, record.request_id, record.outcome, record.status, record.error,
-                   list(dict.fromkeys(called)), list(dict.fromkeys(skipped)))
+        return cls(
+            record.at,
+            record.route,
+            record.request_id,
+            record.outcome,
+            record.status,
+            record.error,
+            list(dict.fromkeys(called)),
+            list(dict.fromkeys(skipped)),
+        )
 
     def add(self, other: Failure) -> None:
         self.count += 1
         self.at, self.request_id, self.outcome, self.status, self.error = (
-            other.at, other.request_id, other.outcome, other.status, other.error)
+            other.at,
+            other.request_id,
+            other.outcome,
+            other.status,
+            other.error,
+        )
         self.providers = list(dict.fromkeys([*self.providers, *other.providers]))
         self.skipped = list(dict.fromkeys([*self.skipped, *other.skipped]))
 
@@ -90,11 +103,23 @@ class Failure:
             tried = f"; tried {', '.join(self.providers)}" if self.providers else ""
             reason = f"every target of route {self.route} failed ({why}){tried}"
         provider = self.providers[-1] if self.providers else (self.skipped[-1] if self.skipped else "")
-        return HealthEvent(provider_name=provider[:64], at=self.at, kind=HealthEvent.Kind.REQUEST, old="",
-                           new=self.outcome[:40], reason=reason, data={
-                               "route": self.route, "request_id": self.request_id, "providers": self.providers,
-                               "skipped": self.skipped, "error": self.error, "status": self.status,
-                               "count": self.count})
+        return HealthEvent(
+            provider_name=provider[:64],
+            at=self.at,
+            kind=HealthEvent.Kind.REQUEST,
+            old="",
+            new=self.outcome[:40],
+            reason=reason,
+            data={
+                "route": self.route,
+                "request_id": self.request_id,
+                "providers": self.providers,
+                "skipped": self.skipped,
+                "error": self.error,
+                "status": self.status,
+                "count": self.count,
+            },
+        )
 
 
 @dataclass
@@ -199,7 +224,7 @@ def prune_failures(limit: int) -> int:
     if limit <= 0:
         return 0
     rows = HealthEvent.objects.filter(kind=HealthEvent.Kind.REQUEST)
-    oldest_kept = list(rows.order_by("-id").values_list("id", flat=True)[limit - 1:limit])
+    oldest_kept = list(rows.order_by("-id").values_list("id", flat=True)[limit - 1 : limit])
     if not oldest_kept:
         return 0
     deleted, _ = rows.filter(id__lt=oldest_kept[0]).delete()

@@ -50,10 +50,13 @@ from .models import EVENT_TYPES, HealthEvent
 K = HealthEvent.Kind
 OPENED, MAINTENANCE = ("open", "forced_open"), "maintenance"
 ACTION_NAMES = {"enable": "provider.enabled", "disable": "provider.disabled", "reset_statistics": "health.reset"}
-COOLDOWN_NAMES = {"rejected": "credential.rejected", "exhausted": "credential.exhausted",
-                  "rate_limited": "credential.rate_limited", "model_missing": "model.missing"}
-INCIDENT_NAMES = {"open": "incident.opened", "acknowledged": "incident.acknowledged",
-                  "resolved": "incident.resolved"}
+COOLDOWN_NAMES = {
+    "rejected": "credential.rejected",
+    "exhausted": "credential.exhausted",
+    "rate_limited": "credential.rate_limited",
+    "model_missing": "model.missing",
+}
+INCIDENT_NAMES = {"open": "incident.opened", "acknowledged": "incident.acknowledged", "resolved": "incident.resolved"}
 EVENT_NAMES = EVENT_TYPES
 
 # Each name as a filter on the rows (`?kind=`), matching `event_name` below.
@@ -103,9 +106,17 @@ def iso(at: datetime) -> str:
 
 def as_item(row: HealthEvent) -> dict[str, Any]:
     """One row as the API shows it (the list's item and the stream's `data`)."""
-    return {"id": row.pk, "event": event_name(row.kind, row.old, row.new), "provider": row.provider_name,
-            "from": row.old, "to": row.new, "reason": row.reason, "at": iso(row.at), "actor": row.actor,
-            "detail": row.data or {}}
+    return {
+        "id": row.pk,
+        "event": event_name(row.kind, row.old, row.new),
+        "provider": row.provider_name,
+        "from": row.old,
+        "to": row.new,
+        "reason": row.reason,
+        "at": iso(row.at),
+        "actor": row.actor,
+        "detail": row.data or {},
+    }
 
 
 # -- the list's query -------------------------------------------------------------------------

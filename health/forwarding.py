@@ -82,8 +82,12 @@ def _advance(channel_id: int, cursor: int, error: str | None, permanent: int) ->
     if error is None:
         rows.update(events_cursor=cursor, last_delivery_at=now, last_delivery_error="", delivery_failures=0)
         return
-    rows.update(events_cursor=cursor, last_delivery_at=now, last_delivery_error=error[:1000],
-                delivery_failures=F("delivery_failures") + max(permanent, 1))
+    rows.update(
+        events_cursor=cursor,
+        last_delivery_at=now,
+        last_delivery_error=error[:1000],
+        delivery_failures=F("delivery_failures") + max(permanent, 1),
+    )
     limit = settings.ALERT_DISABLE_AFTER
     if permanent and limit > 0 and rows.filter(delivery_failures__gte=limit).exists():
         why = f"disabled after {limit} permanent delivery errors in a row; last: {error}"
@@ -94,8 +98,9 @@ def _advance(channel_id: int, cursor: int, error: str | None, permanent: int) ->
 class Feeds:
     """The Alerter's part that feeds them. `transport` makes each run's HTTP transport."""
 
-    def __init__(self, transport: Callable[[], httpx.AsyncBaseTransport],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, transport: Callable[[], httpx.AsyncBaseTransport], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.transport = transport
         self.clock = clock
         self.task: asyncio.Task[int] | None = None
@@ -140,8 +145,9 @@ class Feeds:
                 if item["event"] in one.events:
                     try:
                         if not one.target:
-                            raise DeliveryError("no target (an empty value or an unset environment variable)",
-                                                permanent=True)
+                            raise DeliveryError(
+                                "no target (an empty value or an unset environment variable)", permanent=True
+                            )
                         async with asyncio.timeout(timeout_s):
                             await post_json(client, one.target, {"channel": one.name, **item})
                     except TimeoutError:

@@ -54,8 +54,9 @@ def bucketize(rows: Iterable[tuple[datetime, bool, float]], start: float, end: f
     buckets = []
     for i in range(count):
         values = sorted(latencies[i])
-        buckets.append(Bucket(start + i * width, checks[i], failures[i], percentile(values, 0.5),
-                              percentile(values, 0.95)))
+        buckets.append(
+            Bucket(start + i * width, checks[i], failures[i], percentile(values, 0.5), percentile(values, 0.95))
+        )
     return buckets
 
 
@@ -83,7 +84,14 @@ def probe_history(provider: str, window: str, now: datetime | None = None) -> Hi
     length, count = WINDOWS[window]
     end = now or timezone.now()
     start = end - timedelta(seconds=length)
-    rows = (ProbeResult.objects.filter(provider__name=provider, at__gte=start, at__lte=end)
-            .order_by("at").values_list("at", "ok", "latency_ms"))
-    return History(window, start.timestamp(), end.timestamp(),
-                   bucketize(rows.iterator(), start.timestamp(), end.timestamp(), count))
+    rows = (
+        ProbeResult.objects.filter(provider__name=provider, at__gte=start, at__lte=end)
+        .order_by("at")
+        .values_list("at", "ok", "latency_ms")
+    )
+    return History(
+        window,
+        start.timestamp(),
+        end.timestamp(),
+        bucketize(rows.iterator(), start.timestamp(), end.timestamp(), count),
+    )

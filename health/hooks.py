@@ -70,12 +70,21 @@ def _write(events: list[Event]) -> None:
         if isinstance(event, BreakerStateChanged):
             record_event(event.key, HealthEvent.Kind.BREAKER, event.old, event.new, event.reason, at=at)
         elif isinstance(event, CooldownStarted):
-            until = (f"until {datetime.fromtimestamp(event.until, tz=UTC):%H:%M:%S} UTC"
-                     if event.until is not None else "until reset")
+            until = (
+                f"until {datetime.fromtimestamp(event.until, tz=UTC):%H:%M:%S} UTC"
+                if event.until is not None
+                else "until reset"
+            )
             model = getattr(event, "model", "") or getattr(event, "scope", "") or None
             kind = cooldowns.kind_of(event.kind)
-            record_event(event.key, HealthEvent.Kind.COOLDOWN, "", kind,
-                         cooldowns.event_reason(kind, event.credential, event.reason, until, model), at=at)
+            record_event(
+                event.key,
+                HealthEvent.Kind.COOLDOWN,
+                "",
+                kind,
+                cooldowns.event_reason(kind, event.credential, event.reason, until, model),
+                at=at,
+            )
 
 
 def attach(rt: Runtime) -> None:

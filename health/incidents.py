@@ -76,9 +76,18 @@ class Tracked:
 
 
 def _event(incident: Incident, old: str, new: str, reason: str, actor: str = "", **data: Any) -> HealthEvent:
-    return HealthEvent(provider_id=incident.provider_id, provider_name=incident.provider_name, at=timezone.now(),
-                       kind=HealthEvent.Kind.INCIDENT, old=old, new=new, reason=reason, actor=actor,
-                       data={"incident": incident.pk, **data}, incident=incident)
+    return HealthEvent(
+        provider_id=incident.provider_id,
+        provider_name=incident.provider_name,
+        at=timezone.now(),
+        kind=HealthEvent.Kind.INCIDENT,
+        old=old,
+        new=new,
+        reason=reason,
+        actor=actor,
+        data={"incident": incident.pk, **data},
+        incident=incident,
+    )
 
 
 def track(observations: list[Observation]) -> Tracked:
@@ -94,31 +103,44 @@ def track(observations: list[Observation]) -> Tracked:
         for obs in observations:
             incident = opened.get(obs.provider)
             if incident is None and down(obs):
-                incident = Incident.objects.create(provider_id=ids.get(obs.provider), provider_name=obs.provider,
-                                                   opened_at=now, reason=obs.reason)
+                incident = Incident.objects.create(
+                    provider_id=ids.get(obs.provider), provider_name=obs.provider, opened_at=now, reason=obs.reason
+                )
                 opened[obs.provider] = incident
                 written.append(_event(incident, "", Incident.State.OPEN, obs.reason))
             elif incident is not None and (silenced(obs) or recovered(obs)):
-                why = (f"provider {obs.status}" if silenced(obs) and obs.status in ("disabled", "maintenance")
-                       else "provider disabled" if not obs.enabled
-                       else "maintenance window" if obs.maintenance
-                       else f"recovered: {obs.reason}")
+                why = (
+                    f"provider {obs.status}"
+                    if silenced(obs) and obs.status in ("disabled", "maintenance")
+                    else "provider disabled"
+                    if not obs.enabled
+                    else "maintenance window"
+                    if obs.maintenance
+                    else f"recovered: {obs.reason}"
+                )
                 incident.state, incident.resolved_at, incident.resolution = Incident.State.RESOLVED, now, why
                 incident.save(update_fields=["state", "resolved_at", "resolution"])
                 resolved.append(incident)
                 written.append(_event(incident, Incident.State.OPEN, Incident.State.RESOLVED, why))
         for incident in opened.values():  # the open ones and those resolved now
             # Its events so far (and those that led to it) that no incident holds yet.
-            HealthEvent.objects.filter(provider_name=incident.provider_name, incident__isnull=True,
-                                       at__gte=incident.opened_at - LOOKBACK).update(incident=incident)
+            HealthEvent.objects.filter(
+                provider_name=incident.provider_name, incident__isnull=True, at__gte=incident.opened_at - LOOKBACK
+            ).update(incident=incident)
         HealthEvent.objects.bulk_create(written)
     muted = set(Incident.objects.filter(muted_until__gt=now).values_list("provider_name", flat=True))
     still = {name: i.pk for name, i in opened.items() if i.state == Incident.State.OPEN}
     # The incident a resolution message names (sent after success_threshold good evaluations).
-    latest = dict(Incident.objects.filter(Q(state=Incident.State.OPEN) | Q(resolved_at__gte=now - RECENT))
-                  .values("provider_name").annotate(last=Max("id")).values_list("provider_name", "last"))
-    marked = [replace(obs, incident=still.get(obs.provider), latest=latest.get(obs.provider),
-                      muted=obs.provider in muted) for obs in observations]
+    latest = dict(
+        Incident.objects.filter(Q(state=Incident.State.OPEN) | Q(resolved_at__gte=now - RECENT))
+        .values("provider_name")
+        .annotate(last=Max("id"))
+        .values_list("provider_name", "last")
+    )
+    marked = [
+        replace(obs, incident=still.get(obs.provider), latest=latest.get(obs.provider), muted=obs.provider in muted)
+        for obs in observations
+    ]
     return Tracked(marked, [(e.pk, e.provider_name) for e in written])
 
 
@@ -158,10 +180,17 @@ def mute(pk: int, minutes: object, actor: str) -> tuple[Incident, HealthEvent]:
         incident.muted_until, incident.muted_by = until, actor[:150] if until else ""
         incident.save(update_fields=["muted_until", "muted_by"])
         why = f"incident {pk} muted for {minutes:g} min by {actor}" if until else f"incident {pk} unmuted by {actor}"
-        event = HealthEvent(provider_id=incident.provider_id, provider_name=incident.provider_name,
-                            at=timezone.now(), kind=HealthEvent.Kind.ACTION, new="mute_incident", reason=why,
-                            actor=actor, data={"incident": pk, "muted_until": until.isoformat() if until else None},
-                            incident=incident)
+        event = HealthEvent(
+            provider_id=incident.provider_id,
+            provider_name=incident.provider_name,
+            at=timezone.now(),
+            kind=HealthEvent.Kind.ACTION,
+            new="mute_incident",
+            reason=why,
+            actor=actor,
+            data={"incident": pk, "muted_until": until.isoformat() if until else None},
+            incident=incident,
+        )
         event.save()
     return incident, event
 
@@ -176,10 +205,11 @@ def listing(state: str = "", provider: str = "", limit: int = 100) -> list[Incid
         rows = rows.filter(state=state)
     if provider:
         rows = rows.filter(provider_name=provider)
-    found: list[Incident] = list(rows.order_by("-opened_at", "-id")[:limit].prefetch_related(
-        Prefetch("events", queryset=HealthEvent.objects.order_by("-id"), to_attr="newest")))
+    found: list[Incident] = list(
+        rows.order_by("-opened_at", "-id")[:limit].prefetch_related(
+            Prefetch("events", queryset=HealthEvent.objects.order_by("-id"), to_attr="newest")
+        )
+    )
     for incident in found:
         incident.timeline = list(reversed(incident.newest[:TIMELINE_LIMIT]))  # type: ignore[attr-defined]
     return found
-
-

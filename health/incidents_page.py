@@ -28,9 +28,16 @@ MUTE_CHOICES = (15, 60, 240, 1440)
 
 
 def _context(state: str, provider: str, role: Role) -> dict[str, Any]:
-    return {"section": "incidents", "role": role, "state": state, "provider": provider, "now": timezone.now(),
-            "incidents": incidents.listing(state, provider, 100), "mute_choices": MUTE_CHOICES,
-            "providers": sorted(set(Incident.objects.values_list("provider_name", flat=True)))}
+    return {
+        "section": "incidents",
+        "role": role,
+        "state": state,
+        "provider": provider,
+        "now": timezone.now(),
+        "incidents": incidents.listing(state, provider, 100),
+        "mute_choices": MUTE_CHOICES,
+        "providers": sorted(set(Incident.objects.values_list("provider_name", flat=True))),
+    }
 
 
 @console_view()
@@ -49,8 +56,13 @@ def _act(pk: int, action: str, minutes: float, user: Any) -> tuple[Incident, int
         notify_acknowledged(incident.pk, incident.provider_name, who, f"acknowledged by {who}")
     else:
         incident, event = incidents.mute(pk, minutes, who)
-    AuditLog.objects.create(actor=who, action=f"{action}_incident", object_type="incident", object_name=str(pk),
-                            changes={"minutes": minutes} if action == "mute" else {})
+    AuditLog.objects.create(
+        actor=who,
+        action=f"{action}_incident",
+        object_type="incident",
+        object_name=str(pk),
+        changes={"minutes": minutes} if action == "mute" else {},
+    )
     return incident, event.pk
 
 
@@ -61,8 +73,7 @@ def _answer(request: ConsoleRequest, pk: int, action: str, minutes: float = 0) -
         text, level, status = exc.message, messages.ERROR, exc.status
     else:
         publish_sync({"type": "health.event", "provider": incident.provider_name, "event_id": event_id})
-        done = "acknowledged" if action == "acknowledge" else (
-            f"muted for {minutes:g} min" if minutes else "unmuted")
+        done = "acknowledged" if action == "acknowledge" else (f"muted for {minutes:g} min" if minutes else "unmuted")
         text, level, status = f"Incident #{pk} of {incident.provider_name} {done}.", messages.SUCCESS, 200
     if request.htmx:
         context = _context("", "", request.role)

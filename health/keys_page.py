@@ -31,8 +31,9 @@ def _daily(key_ids: list[int], today: date) -> dict[int, list[float]]:
     """Spend per key and day over the last DAYS days (today last), 0 for a day without use."""
     first = today - timedelta(days=DAYS - 1)
     per_key: dict[int, dict[date, Decimal]] = {}
-    for key_id, day, spend in KeySpend.objects.filter(key_id__in=key_ids, day__gte=first, day__lte=today) \
-            .values_list("key_id", "day", "spend"):
+    for key_id, day, spend in KeySpend.objects.filter(key_id__in=key_ids, day__gte=first, day__lte=today).values_list(
+        "key_id", "day", "spend"
+    ):
         per_key.setdefault(key_id, {})[day] = spend
     return {k: [float(per_key.get(k, {}).get(first + timedelta(days=i), 0)) for i in range(DAYS)] for k in key_ids}
 
@@ -51,18 +52,26 @@ async def keys_context() -> dict[str, Any]:
         info = await key_info(limits, row, days)
         used = info["budget_used"]
         values = daily[row.pk]
-        keys.append({
-            **info,
-            "spend_raw": repr(info["spend"]),
-            "percent": None if used is None else used * 100,
-            "meter": None if used is None else min(used, 1.0),
-            "over": used is not None and used >= 1,
-            "last_used": _when(info["last_used_at"]), "expires": _when(info["expires_at"]),
-            "revoked": _when(info["revoked_at"]),
-            "chart": charts.sparkline(values, noun="days", fmt=lambda v: f"{v:.4f}",
-                                      label=f"Spend of {row.name} per day over the last {DAYS} days")
-            if any(values) else "",
-        })
+        keys.append(
+            {
+                **info,
+                "spend_raw": repr(info["spend"]),
+                "percent": None if used is None else used * 100,
+                "meter": None if used is None else min(used, 1.0),
+                "over": used is not None and used >= 1,
+                "last_used": _when(info["last_used_at"]),
+                "expires": _when(info["expires_at"]),
+                "revoked": _when(info["revoked_at"]),
+                "chart": charts.sparkline(
+                    values,
+                    noun="days",
+                    fmt=lambda v: f"{v:.4f}",
+                    label=f"Spend of {row.name} per day over the last {DAYS} days",
+                )
+                if any(values)
+                else "",
+            }
+        )
     keys.sort(key=lambda k: (not k["active"], k["name"]))
     return {"section": "keys", "keys": keys, "days": DAYS}
 

@@ -43,7 +43,8 @@ class Lease:
 
     def release(self) -> None:
         MonitorLease.objects.filter(name=self.name, holder=self.holder).update(
-            expires_at=datetime.fromtimestamp(self.now(), tz=UTC))
+            expires_at=datetime.fromtimestamp(self.now(), tz=UTC)
+        )
 
     def current_holder(self) -> str | None:
         row = MonitorLease.objects.filter(name=self.name).first()

@@ -16,11 +16,26 @@ from providers.validation import RangeValidator, validate_name, validate_provide
 # The events API's names for what the history holds (health/feed.py maps each row to one).
 # The first eight are the contract's; the rest name what it does not cover.
 EVENT_TYPES = (
-    "breaker.opened", "breaker.half_open", "breaker.closed", "provider.status", "provider.maintenance",
-    "credential.rejected", "credential.exhausted", "alert.sent",
-    "breaker.mode", "credential.rate_limited", "model.missing", "alert.failed",
-    "provider.enabled", "provider.disabled", "health.reset", "provider.action", "request.failed",
-    "incident.opened", "incident.acknowledged", "incident.resolved",
+    "breaker.opened",
+    "breaker.half_open",
+    "breaker.closed",
+    "provider.status",
+    "provider.maintenance",
+    "credential.rejected",
+    "credential.exhausted",
+    "alert.sent",
+    "breaker.mode",
+    "credential.rate_limited",
+    "model.missing",
+    "alert.failed",
+    "provider.enabled",
+    "provider.disabled",
+    "health.reset",
+    "provider.action",
+    "request.failed",
+    "incident.opened",
+    "incident.acknowledged",
+    "incident.resolved",
 )
 
 
@@ -50,23 +65,31 @@ class AlertChannel(models.Model):
     target_ciphertext = models.TextField(blank=True, editable=False)
     target_hint = models.CharField(max_length=64, blank=True, editable=False)
     enabled = models.BooleanField(default=True)
-    providers = models.ManyToManyField(Provider, blank=True, related_name="alert_channels",
-                                       help_text="Empty: every provider.")
+    providers = models.ManyToManyField(
+        Provider, blank=True, related_name="alert_channels", help_text="Empty: every provider."
+    )
     failure_threshold = models.PositiveSmallIntegerField(
-        default=2, validators=[RangeValidator(1, 100)],
-        help_text="Consecutive bad evaluations before an alert.")
+        default=2, validators=[RangeValidator(1, 100)], help_text="Consecutive bad evaluations before an alert."
+    )
     success_threshold = models.PositiveSmallIntegerField(
-        default=2, validators=[RangeValidator(1, 100)],
-        help_text="Consecutive good evaluations before a recovery.")
+        default=2, validators=[RangeValidator(1, 100)], help_text="Consecutive good evaluations before a recovery."
+    )
     reminder_interval_s = models.PositiveIntegerField(
-        null=True, blank=True, validators=[RangeValidator(60, 7 * 86400)],
-        help_text="Remind while still down; empty: no reminders.")
+        null=True,
+        blank=True,
+        validators=[RangeValidator(60, 7 * 86400)],
+        help_text="Remind while still down; empty: no reminders.",
+    )
     notify_recovery = models.BooleanField(default=True)
     # A webhook channel that names event types (the events API's names: "breaker.opened",
     # "request.failed", ...) is an event feed: it receives each such event as it is recorded,
     # instead of the incident alerts above. Empty: alerts, as every channel.
-    events = models.JSONField(default=list, blank=True, validators=[validate_event_types],
-                              help_text="Webhook only: the event types to send; empty: incident alerts.")
+    events = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_event_types],
+        help_text="Webhook only: the event types to send; empty: incident alerts.",
+    )
     # The last event a feed has looked at (health/forwarding.py); None until it starts.
     events_cursor = models.BigIntegerField(null=True, blank=True, editable=False)
     last_delivery_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -199,8 +222,7 @@ class HealthEvent(models.Model):
         REQUEST = "request"  # a request every target failed (health/failures.py)
         INCIDENT = "incident"  # an incident opened, acknowledged or resolved (health/incidents.py)
 
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, null=True, blank=True,
-                                 related_name="events")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
     provider_name = models.CharField(max_length=64, blank=True)  # kept if the provider goes
     at = models.DateTimeField(db_index=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -212,8 +234,7 @@ class HealthEvent(models.Model):
     data = models.JSONField(default=dict, blank=True)
     # The incident this event belongs to (health/incidents.py collects a provider's events
     # while its incident is open).
-    incident = models.ForeignKey("Incident", on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="events")
+    incident = models.ForeignKey("Incident", on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -270,8 +291,7 @@ class Incident(models.Model):
         OPEN = "open"
         RESOLVED = "resolved"
 
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, null=True, blank=True,
-                                 related_name="incidents")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, null=True, blank=True, related_name="incidents")
     provider_name = models.CharField(max_length=64)  # kept if the provider goes
     state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
     opened_at = models.DateTimeField(db_index=True)
@@ -285,8 +305,11 @@ class Incident(models.Model):
 
     class Meta:
         ordering = ["-opened_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["provider_name"], condition=models.Q(state="open"),
-                                               name="one_open_incident_per_provider")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_name"], condition=models.Q(state="open"), name="one_open_incident_per_provider"
+            )
+        ]
         indexes = [models.Index(fields=["state", "-opened_at"])]
 
     def __str__(self) -> str:

@@ -63,8 +63,14 @@ from .models import HealthEvent, ProbeResult, ProviderHealth
 
 log = logging.getLogger(__name__)
 
-TARGET_P95_MS = {"chat": 3000.0, "embeddings": 1000.0, "image": 30000.0, "tts": 2000.0, "stt": 5000.0,
-                 "translation": 1000.0}
+TARGET_P95_MS = {
+    "chat": 3000.0,
+    "embeddings": 1000.0,
+    "image": 30000.0,
+    "tts": 2000.0,
+    "stt": 5000.0,
+    "translation": 1000.0,
+}
 
 
 @dataclass
@@ -104,10 +110,21 @@ class HealthView:
     def key(self) -> tuple[Any, ...]:
         """What the console shows of the row: a change of any of it is saved on this tick.
         The score and the rate are rounded, so noise in the last digit costs no write."""
-        return (self.status, self.reason, None if self.score is None else round(self.score), self.breaker,
-                None if self.success_rate is None else round(self.success_rate, 3), self.last_check_at,
-                self.last_check_ok, self.last_check_ms, self.last_error, self.detail or {}, self.pending,
-                self.pending_count, self.pending_since)
+        return (
+            self.status,
+            self.reason,
+            None if self.score is None else round(self.score),
+            self.breaker,
+            None if self.success_rate is None else round(self.success_rate, 3),
+            self.last_check_at,
+            self.last_check_ok,
+            self.last_check_ms,
+            self.last_error,
+            self.detail or {},
+            self.pending,
+            self.pending_count,
+            self.pending_since,
+        )
 
 
 def holder_id() -> str:
@@ -115,8 +132,14 @@ def holder_id() -> str:
 
 
 class Monitor:
-    def __init__(self, rt: Runtime | None = None, *, now: Callable[[], float] = time.time,
-                 rng: random.Random | None = None, holder: str | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime | None = None,
+        *,
+        now: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        holder: str | None = None,
+    ) -> None:
         self.rt = rt or runtime()
         self.now = now
         self.rng = rng or random.Random()
@@ -229,8 +252,15 @@ class Monitor:
                 engine.latency.add(provider.name, latency)
         else:
             await engine.record(provider.name, outcome, latency, provider.breaker)
-        return ProbeOutcome(provider.name, at, ok, ok and latency > slow_s, latency * 1000, error,
-                            detail if isinstance(detail, dict) else {})
+        return ProbeOutcome(
+            provider.name,
+            at,
+            ok,
+            ok and latency > slow_s,
+            latency * 1000,
+            error,
+            detail if isinstance(detail, dict) else {},
+        )
 
     # -- 3. results --------------------------------------------------------------------------
 
@@ -268,8 +298,9 @@ class Monitor:
         snapshot = await self.rt.current()
         engine = self.rt.engine
         weights = scores.Weights(*settings.HEALTH_SCORE_WEIGHTS)
-        damping = scores.Damping.of(getattr(settings, "HEALTH_FLAP_CHECKS", None),
-                                    getattr(settings, "HEALTH_FLAP_SECONDS", None))
+        damping = scores.Damping.of(
+            getattr(settings, "HEALTH_FLAP_CHECKS", None), getattr(settings, "HEALTH_FLAP_SECONDS", None)
+        )
         events: list[tuple[str, str, str, str]] = []
         computed: dict[str, float] = {}
         observations: list[Observation] = []
@@ -284,24 +315,38 @@ class Monitor:
             snap = snaps[name]
             view = self.views.setdefault(name, HealthView())
             cooling, cooling_reason, rejected = cooldowns.set_aside(
-                name, set_aside.get(name, []), [c for c, _ in provider.credentials], reasons)
-            probe = None if view.last_check_ok is None else (
-                "failed" if not view.last_check_ok else "ok")
+                name, set_aside.get(name, []), [c for c, _ in provider.credentials], reasons
+            )
+            probe = None if view.last_check_ok is None else ("failed" if not view.last_check_ok else "ok")
             inputs = scores.Inputs(
-                enabled=provider.enabled, maintenance=provider.maintenance, breaker=snap.state, cooling=cooling,
-                probe=probe, success_rate=snap.success_rate, calls=snap.calls, p95_ms=snap.p95_ms,
-                target_p95_ms=TARGET_P95_MS.get(provider.capabilities[0] if provider.capabilities else "chat",
-                                                3000.0),
-                cooling_reason=cooling_reason, rejected=rejected,
+                enabled=provider.enabled,
+                maintenance=provider.maintenance,
+                breaker=snap.state,
+                cooling=cooling,
+                probe=probe,
+                success_rate=snap.success_rate,
+                calls=snap.calls,
+                p95_ms=snap.p95_ms,
+                target_p95_ms=TARGET_P95_MS.get(provider.capabilities[0] if provider.capabilities else "chat", 3000.0),
+                cooling_reason=cooling_reason,
+                rejected=rejected,
             )
             result = scores.score(inputs, weights)
             seen, why = scores.status_of(inputs)
             # A fact (forced open, every credential set aside, a credential refused) and its
             # end show at once: the alert it may send names the status it calls for.
             fact = scores.fact(inputs) is not None or bool(rejected)
-            decided = scores.debounce(view.status, view.pending, view.pending_count, seen, damping.checks,
-                                      immediate=fact or view.fact, now=self.now(), hold_s=damping.seconds,
-                                      since=None if view.pending_since is None else view.pending_since.timestamp())
+            decided = scores.debounce(
+                view.status,
+                view.pending,
+                view.pending_count,
+                seen,
+                damping.checks,
+                immediate=fact or view.fact,
+                now=self.now(),
+                hold_s=damping.seconds,
+                since=None if view.pending_since is None else view.pending_since.timestamp(),
+            )
             if decided.changed:
                 events.append((name, view.status, decided.status, why))
             view.status, view.pending, view.pending_count = decided.status, decided.pending, decided.count
@@ -315,10 +360,18 @@ class Monitor:
             view.p50_ms, view.p95_ms = snap.p50_ms, snap.p95_ms
             if result.total is not None:
                 computed[name] = result.total
-            observations.append(Observation(
-                name, view.status, view.breaker, provider.enabled, provider.maintenance,
-                why if view.breaker != "open" else f"breaker open ({snap.reason}); {why}", at,
-                rejected=cooling == cooldowns.REJECTED or bool(rejected)))
+            observations.append(
+                Observation(
+                    name,
+                    view.status,
+                    view.breaker,
+                    provider.enabled,
+                    provider.maintenance,
+                    why if view.breaker != "open" else f"breaker open ({snap.reason}); {why}",
+                    at,
+                    rejected=cooling == cooldowns.REJECTED or bool(rejected),
+                )
+            )
         engine.set_scores(computed)
         changed = [name for name in snapshot.providers if self.views[name].key() != self.saved.get(name)]
         if changed or events:
@@ -457,12 +510,25 @@ class Monitor:
 def _load_health(names: list[str]) -> dict[str, tuple[HealthView, datetime | None]]:
     out = {}
     for row in ProviderHealth.objects.select_related("provider").filter(provider__name__in=names):
-        view = HealthView(status=row.status, reason=row.reason, score=row.score, parts=row.score_parts, breaker=row.breaker,
-                          success_rate=row.success_rate, p50_ms=row.p50_ms, p95_ms=row.p95_ms, calls=row.calls,
-                          last_check_at=row.last_check_at, last_check_ok=row.last_check_ok,
-                          last_check_ms=row.last_check_ms, last_error=row.last_error, detail=row.detail,
-                          pending=row.pending_status, pending_count=row.pending_count,
-                          pending_since=row.pending_since)
+        view = HealthView(
+            status=row.status,
+            reason=row.reason,
+            score=row.score,
+            parts=row.score_parts,
+            breaker=row.breaker,
+            success_rate=row.success_rate,
+            p50_ms=row.p50_ms,
+            p95_ms=row.p95_ms,
+            calls=row.calls,
+            last_check_at=row.last_check_at,
+            last_check_ok=row.last_check_ok,
+            last_check_ms=row.last_check_ms,
+            last_error=row.last_error,
+            detail=row.detail,
+            pending=row.pending_status,
+            pending_count=row.pending_count,
+            pending_since=row.pending_since,
+        )
         out[row.provider.name] = (view, row.last_check_at)
     return out
 
@@ -481,25 +547,64 @@ def _latest_probes(after_id: int) -> dict[str, ProbeResult]:
 
 def store_probes(results: list[ProbeOutcome]) -> None:
     ids = dict(Provider.objects.filter(name__in=[r.provider for r in results]).values_list("name", "id"))
-    ProbeResult.objects.bulk_create([
-        ProbeResult(provider_id=ids[r.provider], at=r.at, ok=r.ok, slow=r.slow, latency_ms=r.latency_ms,
-                    error=r.error, detail=r.detail)
-        for r in results if r.provider in ids
-    ])
+    ProbeResult.objects.bulk_create(
+        [
+            ProbeResult(
+                provider_id=ids[r.provider],
+                at=r.at,
+                ok=r.ok,
+                slow=r.slow,
+                latency_ms=r.latency_ms,
+                error=r.error,
+                detail=r.detail,
+            )
+            for r in results
+            if r.provider in ids
+        ]
+    )
 
 
-HEALTH_FIELDS = ("status", "reason", "score", "score_parts", "breaker", "success_rate", "p50_ms", "p95_ms", "calls",
-                 "last_check_at", "last_check_ok", "last_check_ms", "last_error", "detail", "pending_status",
-                 "pending_count", "pending_since")
+HEALTH_FIELDS = (
+    "status",
+    "reason",
+    "score",
+    "score_parts",
+    "breaker",
+    "success_rate",
+    "p50_ms",
+    "p95_ms",
+    "calls",
+    "last_check_at",
+    "last_check_ok",
+    "last_check_ms",
+    "last_error",
+    "detail",
+    "pending_status",
+    "pending_count",
+    "pending_since",
+)
 
 
 def _health_values(view: HealthView) -> dict[str, Any]:
-    return {"status": view.status, "reason": view.reason, "score": view.score, "score_parts": view.parts or {}, "breaker": view.breaker,
-            "success_rate": view.success_rate, "p50_ms": view.p50_ms, "p95_ms": view.p95_ms, "calls": view.calls,
-            "last_check_at": view.last_check_at, "last_check_ok": view.last_check_ok,
-            "last_check_ms": view.last_check_ms, "last_error": view.last_error, "detail": view.detail or {},
-            "pending_status": view.pending, "pending_count": view.pending_count,
-            "pending_since": view.pending_since}
+    return {
+        "status": view.status,
+        "reason": view.reason,
+        "score": view.score,
+        "score_parts": view.parts or {},
+        "breaker": view.breaker,
+        "success_rate": view.success_rate,
+        "p50_ms": view.p50_ms,
+        "p95_ms": view.p95_ms,
+        "calls": view.calls,
+        "last_check_at": view.last_check_at,
+        "last_check_ok": view.last_check_ok,
+        "last_check_ms": view.last_check_ms,
+        "last_error": view.last_error,
+        "detail": view.detail or {},
+        "pending_status": view.pending,
+        "pending_count": view.pending_count,
+        "pending_since": view.pending_since,
+    }
 
 
 def _save_health(views: dict[str, HealthView], events: list[tuple[str, str, str, str]]) -> None:
@@ -526,11 +631,21 @@ def _save_health(views: dict[str, HealthView], events: list[tuple[str, str, str,
             for row in changed:
                 row.updated_at = now
             ProviderHealth.objects.bulk_update(changed, [*HEALTH_FIELDS, "updated_at"], batch_size=500)
-        HealthEvent.objects.bulk_create([
-            HealthEvent(provider_id=ids.get(name), provider_name=name, at=now, kind=HealthEvent.Kind.STATUS,
-                        old=old, new=new, reason=why)
-            for name, old, new, why in events
-        ], batch_size=500)
+        HealthEvent.objects.bulk_create(
+            [
+                HealthEvent(
+                    provider_id=ids.get(name),
+                    provider_name=name,
+                    at=now,
+                    kind=HealthEvent.Kind.STATUS,
+                    old=old,
+                    new=new,
+                    reason=why,
+                )
+                for name, old, new, why in events
+            ],
+            batch_size=500,
+        )
 
 
 async def check_now(rt: Runtime, names: list[str]) -> list[ProbeOutcome]:
@@ -553,9 +668,16 @@ def _mark_checked(outcomes: list[ProbeOutcome]) -> None:
         provider = Provider.objects.filter(name=outcome.provider).first()
         if provider is None:
             continue
-        ProviderHealth.objects.update_or_create(provider=provider, defaults={
-            "last_check_at": outcome.at, "last_check_ok": outcome.ok, "last_check_ms": round(outcome.latency_ms, 1),
-            "last_error": outcome.error, "detail": outcome.detail})
+        ProviderHealth.objects.update_or_create(
+            provider=provider,
+            defaults={
+                "last_check_at": outcome.at,
+                "last_check_ok": outcome.ok,
+                "last_check_ms": round(outcome.latency_ms, 1),
+                "last_error": outcome.error,
+                "detail": outcome.detail,
+            },
+        )
 
 
 async def run_embedded(stop: asyncio.Event) -> None:

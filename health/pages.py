@@ -41,19 +41,28 @@ FAILED_REQUESTS = 5
 
 def _board(filters: Filters, cards: list[Card]) -> dict[str, Any]:
     choices = filters.choices()
-    return {"filters": filters, "cards": cards,
-            "filter_groups": [("status", "Status", choices["status"]),
-                              ("capability", "Capability", choices["capability"]),
-                              ("sort", "Sort", choices["sort"])]}
+    return {
+        "filters": filters,
+        "cards": cards,
+        "filter_groups": [
+            ("status", "Status", choices["status"]),
+            ("capability", "Capability", choices["capability"]),
+            ("sort", "Sort", choices["sort"]),
+        ],
+    }
 
 
 async def dashboard_context(filters: Filters, role: Role) -> dict[str, Any]:
     every = await load_cards()
     query = filters.href().removeprefix("?")
     return {
-        "section": "providers", "role": role, **_board(filters, filters.apply(every)),
-        "total": len(every), "counts": status_counts([c.status for c in every]),
-        "demo": await db_call(demo_present), "recent": await db_call(recent_events, 8),
+        "section": "providers",
+        "role": role,
+        **_board(filters, filters.apply(every)),
+        "total": len(every),
+        "counts": status_counts([c.status for c in every]),
+        "demo": await db_call(demo_present),
+        "recent": await db_call(recent_events, 8),
         # The socket starts out knowing the view; the page tells it when its URL changes.
         "ws_url": f"/ws/health/?{query}" if query else "/ws/health/",
     }
@@ -64,8 +73,13 @@ async def dashboard_listing(filters: Filters) -> list[str]:
     return [c.name for c in filters.apply(await load_cards(beats=False))]
 
 
-async def render_dashboard_push(names: list[str], role: Role, filters: Filters | None = None,
-                                shown: list[str] | None = None, seen: int | None = None) -> tuple[str, list[str]]:
+async def render_dashboard_push(
+    names: list[str],
+    role: Role,
+    filters: Filters | None = None,
+    shown: list[str] | None = None,
+    seen: int | None = None,
+) -> tuple[str, list[str]]:
     """Fragments for changed providers, and the list of cards the view shows now.
 
     When that list differs from `shown` (what the page listed after the last push; None:
@@ -81,8 +95,12 @@ async def render_dashboard_push(names: list[str], role: Role, filters: Filters |
     every = board.cards
     chosen = filters.apply(every)
     listed = [c.name for c in chosen]
-    context: dict[str, Any] = {"role": role, "total": len(every), "counts": status_counts([c.status for c in every]),
-                               "recent": board.recent}
+    context: dict[str, Any] = {
+        "role": role,
+        "total": len(every),
+        "counts": status_counts([c.status for c in every]),
+        "recent": board.recent,
+    }
     if shown is None or listed != shown:
         context.update(_board(filters, chosen), board=True)
         return render_to_string(f"{DASHBOARD}#push", context), listed
@@ -138,24 +156,45 @@ def history_charts(name: str, window: str) -> dict[str, Any]:
     mid = [b.start + width / 2 for b in history.buckets]
     traffic = _traffic(name, window, history.start, history.end)
     calls = sum(p["requests"] for _, p in traffic)
-    latency = [charts.Series("checks p50", [(t, b.p50_ms) for t, b in zip(mid, history.buckets, strict=True)],
-                             "series-a"),
-               charts.Series("checks p95", [(t, b.p95_ms) for t, b in zip(mid, history.buckets, strict=True)],
-                             "series-b")]
-    success = [charts.Series("checks", [(t, b.success_pct) for t, b in zip(mid, history.buckets, strict=True)],
-                             "series-ok")]
+    latency = [
+        charts.Series("checks p50", [(t, b.p50_ms) for t, b in zip(mid, history.buckets, strict=True)], "series-a"),
+        charts.Series("checks p95", [(t, b.p95_ms) for t, b in zip(mid, history.buckets, strict=True)], "series-b"),
+    ]
+    success = [
+        charts.Series("checks", [(t, b.success_pct) for t, b in zip(mid, history.buckets, strict=True)], "series-ok")
+    ]
     if calls:
-        latency.append(charts.Series("calls p95", [(t, p["latency_ms"]["p95"] if p["requests"] else None)
-                                                   for t, p in traffic], "series-c"))
-        success.append(charts.Series("calls", [(t, None if p["success_rate"] is None else p["success_rate"] * 100)
-                                               for t, p in traffic], "series-c"))
+        latency.append(
+            charts.Series(
+                "calls p95", [(t, p["latency_ms"]["p95"] if p["requests"] else None) for t, p in traffic], "series-c"
+            )
+        )
+        success.append(
+            charts.Series(
+                "calls",
+                [(t, None if p["success_rate"] is None else p["success_rate"] * 100) for t, p in traffic],
+                "series-c",
+            )
+        )
     label = WINDOW_LABELS[window]
-    return {"history": history, "calls": calls, "window": window, "window_label": label,
-            "latency_chart": charts.line_chart(latency, history.start, history.end,
-                                               label=f"Latency of {name} over the last {label}"),
-            "success_chart": charts.line_chart(success, history.start, history.end, unit="%", y_max=100,
-                                               label=f"Success rate of {name} over the last {label}"),
-            "windows": [{"value": w, "label": WINDOW_LABELS[w], "current": w == window} for w in WINDOWS]}
+    return {
+        "history": history,
+        "calls": calls,
+        "window": window,
+        "window_label": label,
+        "latency_chart": charts.line_chart(
+            latency, history.start, history.end, label=f"Latency of {name} over the last {label}"
+        ),
+        "success_chart": charts.line_chart(
+            success,
+            history.start,
+            history.end,
+            unit="%",
+            y_max=100,
+            label=f"Success rate of {name} over the last {label}",
+        ),
+        "windows": [{"value": w, "label": WINDOW_LABELS[w], "current": w == window} for w in WINDOWS],
+    }
 
 
 def _models(name: str) -> list[ProviderModel]:
@@ -182,9 +221,14 @@ async def provider_context(name: str, window: str, role: Role) -> dict[str, Any]
     live = await provider_live_context(name, role)
     if live is None:
         return None
-    context = {**live, **await db_call(history_charts, name, window), "section": "providers",
-               "models": await db_call(_models, name), "ws_url": f"/ws/health/?provider={name}",
-               "failed_requests": await db_call(recent_failed, name, FAILED_REQUESTS)}
+    context = {
+        **live,
+        **await db_call(history_charts, name, window),
+        "section": "providers",
+        "models": await db_call(_models, name),
+        "ws_url": f"/ws/health/?provider={name}",
+        "failed_requests": await db_call(recent_failed, name, FAILED_REQUESTS),
+    }
     if live["provider"].kind == "sdwebui":
         context["sd"] = await _sd_state(name)
     return context
@@ -200,9 +244,16 @@ async def render_provider_push(name: str, role: Role) -> str:
 def render_pull(name: str, state: dict[str, Any]) -> str:
     """The pull's progress; once it ended, also the page's message saying how."""
     ended = pulls.outcome(state)
-    return render_to_string(f"{PROVIDER}#pushed-pull", {"name": name, "pull": state, "oob": True,
-                                                       "flash": [ended] if ended else [],
-                                                       "flash_version": state.get("version")})
+    return render_to_string(
+        f"{PROVIDER}#pushed-pull",
+        {
+            "name": name,
+            "pull": state,
+            "oob": True,
+            "flash": [ended] if ended else [],
+            "flash_version": state.get("version"),
+        },
+    )
 
 
 # -- events page -----------------------------------------------------------------------------
@@ -219,9 +270,18 @@ def events_context(query: Any, role: Role) -> dict[str, Any]:
     else:
         kind = ""
     page = Paginator(rows, EVENTS_PER_PAGE).get_page(query.get("page"))
-    names = sorted(set(Provider.objects.values_list("name", flat=True))
-                   | set(HealthEvent.objects.exclude(provider_name="").values_list("provider_name", flat=True)
-                         .distinct()))
+    names = sorted(
+        set(Provider.objects.values_list("name", flat=True))
+        | set(HealthEvent.objects.exclude(provider_name="").values_list("provider_name", flat=True).distinct())
+    )
     base = {k: v for k, v in (("provider", provider), ("kind", kind)) if v}
-    return {"section": "events", "role": role, "page": page, "provider": provider, "kind": kind,
-            "providers": names, "kinds": HealthEvent.Kind.values, "base_query": base}
+    return {
+        "section": "events",
+        "role": role,
+        "page": page,
+        "provider": provider,
+        "kind": kind,
+        "providers": names,
+        "kinds": HealthEvent.Kind.values,
+        "base_query": base,
+    }

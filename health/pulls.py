@@ -80,12 +80,20 @@ async def _push(name: str, state: dict[str, Any]) -> None:
 
 
 def _initial(model: str) -> dict[str, Any]:
-    return {"model": model, "status": "starting", "percent": 0.0, "completed": 0, "total": 0, "done": False,
-            "error": ""}
+    return {
+        "model": model,
+        "status": "starting",
+        "percent": 0.0,
+        "completed": 0,
+        "total": 0,
+        "done": False,
+        "error": "",
+    }
 
 
-async def follow(rt: Runtime, entry: ProviderEntry, model: str, actor: str,
-                 state: dict[str, Any] | None = None) -> dict[str, Any]:
+async def follow(
+    rt: Runtime, entry: ProviderEntry, model: str, actor: str, state: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Pull `model`, pushing progress; returns the final state (done, maybe with an error)."""
     name = entry.name
     if state is None:
@@ -99,8 +107,12 @@ async def follow(rt: Runtime, entry: ProviderEntry, model: str, actor: str,
             changed = status != state["status"]
             # The adapter's percent covers the layers announced so far: it can touch 100 before
             # the next layer is announced, so 100 waits for the end.
-            state.update(status=status, percent=min(float(step.get("percent") or 0.0), 99.0),
-                         completed=int(step.get("completed") or 0), total=int(step.get("total") or 0))
+            state.update(
+                status=status,
+                percent=min(float(step.get("percent") or 0.0), 99.0),
+                completed=int(step.get("completed") or 0),
+                total=int(step.get("total") or 0),
+            )
             now = time.monotonic()
             if changed or now - last >= PUSH_EVERY_S:
                 last = now
@@ -140,7 +152,8 @@ async def start(rt: Runtime, entry: ProviderEntry, model: str, actor: str) -> as
     stored before this returns."""
     state = _initial(model)
     await _push(entry.name, state)
-    job = asyncio.get_running_loop().create_task(follow(rt, entry, model, actor, state),
-                                                 name=f"pull {entry.name} {model}")
+    job = asyncio.get_running_loop().create_task(
+        follow(rt, entry, model, actor, state), name=f"pull {entry.name} {model}"
+    )
     _tasks[entry.name] = job
     return job

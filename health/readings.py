@@ -24,14 +24,16 @@ STATUSES = ("healthy", "degraded", "unhealthy", "unknown", "disabled", "maintena
 
 def provider_health() -> dict[str, HealthSummary]:
     """Each provider's status and score as the monitor last saved them, by name."""
-    return {h.provider.name: HealthSummary(h.status, h.score)
-            for h in ProviderHealth.objects.select_related("provider")}
+    return {
+        h.provider.name: HealthSummary(h.status, h.score) for h in ProviderHealth.objects.select_related("provider")
+    }
 
 
 def health_metrics() -> Iterator[Metric]:
     """Score, breaker state and status per provider, as gauges."""
-    score = GaugeMetricFamily("gateway_provider_health_score", "Health score (0-100) as the monitor "
-                              "last computed it", labels=["provider"])
+    score = GaugeMetricFamily(
+        "gateway_provider_health_score", "Health score (0-100) as the monitor last computed it", labels=["provider"]
+    )
     breaker = StateSetMetricFamily("gateway_breaker_state", "Circuit breaker state", labels=["provider"])
     status = StateSetMetricFamily("gateway_provider_status", "Health status", labels=["provider"])
     for h in ProviderHealth.objects.select_related("provider").order_by("provider__name"):

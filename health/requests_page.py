@@ -38,8 +38,10 @@ def _shown(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _choices() -> dict[str, list[str]]:
-    return {"providers": list(Provider.objects.order_by("name").values_list("name", flat=True)),
-            "routes": list(Route.objects.order_by("name").values_list("name", flat=True))}
+    return {
+        "providers": list(Provider.objects.order_by("name").values_list("name", flat=True)),
+        "routes": list(Route.objects.order_by("name").values_list("name", flat=True)),
+    }
 
 
 def list_context(query: Any) -> tuple[dict[str, Any], bool]:
@@ -48,9 +50,16 @@ def list_context(query: Any) -> tuple[dict[str, Any], bool]:
     kept = {name: value for name, value in form.items() if value}
     if query.get("limit"):
         kept["limit"] = str(query.get("limit"))
-    context: dict[str, Any] = {"section": "requests", "form": form, "error": None, "rows": [], "older": None,
-                               "paged": bool(query.get("cursor")), "newest": "?" + urlencode(kept) if kept else "?",
-                               **_choices()}
+    context: dict[str, Any] = {
+        "section": "requests",
+        "form": form,
+        "error": None,
+        "rows": [],
+        "older": None,
+        "paged": bool(query.get("cursor")),
+        "newest": "?" + urlencode(kept) if kept else "?",
+        **_choices(),
+    }
     try:
         filters = log.parse_filters(query)
     except log.QueryError as exc:
@@ -72,8 +81,10 @@ async def requests_page(request: ConsoleRequest) -> HttpResponse:
         query = request.GET.copy()
         query.pop("id")
         context, _ = await db_call(list_context, query)
-        context["error"] = {"param": "id", "message": f"id: not a request id (at most {LONGEST_ID} characters, "
-                                                      "no slash)"}
+        context["error"] = {
+            "param": "id",
+            "message": f"id: not a request id (at most {LONGEST_ID} characters, no slash)",
+        }
         usable = False
     else:
         context, usable = await db_call(list_context, request.GET)

@@ -79,10 +79,27 @@ class StatisticsReset(BaseModel):
 
 
 Event = Literal[
-    "breaker.opened", "breaker.half_open", "breaker.closed", "provider.status", "provider.maintenance",
-    "credential.rejected", "credential.exhausted", "alert.sent", "breaker.mode", "credential.rate_limited",
-    "model.missing", "alert.failed", "provider.enabled", "provider.disabled", "health.reset", "provider.action",
-    "request.failed", "incident.opened", "incident.acknowledged", "incident.resolved"]
+    "breaker.opened",
+    "breaker.half_open",
+    "breaker.closed",
+    "provider.status",
+    "provider.maintenance",
+    "credential.rejected",
+    "credential.exhausted",
+    "alert.sent",
+    "breaker.mode",
+    "credential.rate_limited",
+    "model.missing",
+    "alert.failed",
+    "provider.enabled",
+    "provider.disabled",
+    "health.reset",
+    "provider.action",
+    "request.failed",
+    "incident.opened",
+    "incident.acknowledged",
+    "incident.resolved",
+]
 assert set(get_args(Event)) == set(EVENT_TYPES), "the documented names are the feed's"
 
 

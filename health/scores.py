@@ -22,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEBOUNCE = 2
-STATE_FACTOR = {"closed": 1.0, "metrics_only": 1.0, "disabled": 1.0, "half_open": 0.3,
-                "open": 0.0, "forced_open": 0.0}
+STATE_FACTOR = {"closed": 1.0, "metrics_only": 1.0, "disabled": 1.0, "half_open": 0.3, "open": 0.0, "forced_open": 0.0}
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,15 @@ def score(inputs: Inputs, weights: Weights = Weights()) -> Score:
     reliability = weights.reliability * rate
     factor = 0.0 if inputs.cooling else STATE_FACTOR.get(inputs.breaker, 1.0)
     total = (probe + latency + reliability) * factor
-    return Score(round(total, 1), {"probe": round(probe, 1), "latency": round(latency, 1),
-                                   "reliability": round(reliability, 1), "state_factor": factor})
+    return Score(
+        round(total, 1),
+        {
+            "probe": round(probe, 1),
+            "latency": round(latency, 1),
+            "reliability": round(reliability, 1),
+            "state_factor": factor,
+        },
+    )
 
 
 def fact(inputs: Inputs) -> tuple[str, str] | None:
@@ -106,8 +112,11 @@ def _measured(inputs: Inputs) -> tuple[str, str]:
     if inputs.success_rate is None:
         if inputs.probe is None:
             return "unknown", "no data yet"
-        return ("healthy", "last probe succeeded") if inputs.probe in ("ok", "slow") else \
-            ("unhealthy", "last probe failed")
+        return (
+            ("healthy", "last probe succeeded")
+            if inputs.probe in ("ok", "slow")
+            else ("unhealthy", "last probe failed")
+        )
     rate = inputs.success_rate * 100
     where = f"success rate {rate:.0f}% over {inputs.calls} call{'s' if inputs.calls != 1 else ''}"
     if rate > 90:
@@ -143,9 +152,18 @@ class Debounced:
     since: float | None = None  # when `pending` was first seen (epoch seconds; None without one)
 
 
-def debounce(current: str, pending: str, count: int, seen: str, needed: int = DEBOUNCE, *,
-             immediate: bool = False, since: float | None = None, now: float | None = None,
-             hold_s: float = 0.0) -> Debounced:
+def debounce(
+    current: str,
+    pending: str,
+    count: int,
+    seen: str,
+    needed: int = DEBOUNCE,
+    *,
+    immediate: bool = False,
+    since: float | None = None,
+    now: float | None = None,
+    hold_s: float = 0.0,
+) -> Debounced:
     """Take `seen` as the status only after `needed` consecutive evaluations saw it, the first
     of them at least `hold_s` seconds before `now` (`since`: when the pending status was first
     seen, as returned last time).

@@ -74,8 +74,9 @@ def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     tell_on_commit(user_group(instance.pk), END)
 
 
-def _groups_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None,
-                    **kwargs: Any) -> None:
+def _groups_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None, **kwargs: Any
+) -> None:
     if action not in ("post_add", "post_remove", "post_clear"):
         return
     if not reverse:
@@ -91,5 +92,6 @@ def connect() -> None:
     user_logged_out.connect(_logged_out, dispatch_uid="health.sessions.logged_out")
     post_save.connect(_user_saved, sender=user_model, dispatch_uid="health.sessions.user_saved")
     post_delete.connect(_user_deleted, sender=user_model, dispatch_uid="health.sessions.user_deleted")
-    m2m_changed.connect(_groups_changed, sender=user_model.groups.through,
-                        dispatch_uid="health.sessions.groups_changed")
+    m2m_changed.connect(
+        _groups_changed, sender=user_model.groups.through, dispatch_uid="health.sessions.groups_changed"
+    )

@@ -65,14 +65,16 @@ def start_id(request: HttpRequest) -> int | None:
     """The id to resume after: the `Last-Event-ID` header (what an EventSource sends when it
     reconnects), else `?last_event_id=`; None to start with what comes next."""
     header = request.headers.get("Last-Event-ID")
-    param, value = ("Last-Event-ID", header) if header is not None else \
-        ("last_event_id", request.GET.get("last_event_id"))
+    param, value = (
+        ("Last-Event-ID", header) if header is not None else ("last_event_id", request.GET.get("last_event_id"))
+    )
     if value is None or not value.strip():
         return None
     value = value.strip()
     if not value.isdigit() or len(value) > 18:
-        raise RequestError(400, f"`{param}` must be the id of an event (a whole number >= 0).",
-                           code="invalid_parameter", param=param)
+        raise RequestError(
+            400, f"`{param}` must be the id of an event (a whole number >= 0).", code="invalid_parameter", param=param
+        )
     return int(value)
 
 

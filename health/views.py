@@ -36,16 +36,24 @@ def _database_ok() -> bool:
         return cursor.fetchone() == (1,)
 
 
-@document("GET", "/healthz", "Liveness and readiness of this process", scope=None, tags=["meta"],
-          responses={200: Response("Up", s.Healthz), 503: Response("The database does not answer", s.Healthz)}, errors=())
+@document(
+    "GET",
+    "/healthz",
+    "Liveness and readiness of this process",
+    scope=None,
+    tags=["meta"],
+    responses={200: Response("Up", s.Healthz), 503: Response("The database does not answer", s.Healthz)},
+    errors=(),
+)
 async def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness and readiness: 200 when the database answers, 503 otherwise."""
     try:
         ok = await sync_to_async(_database_ok)()
     except Exception as exc:
         return JsonResponse({"status": "error", "database": type(exc).__name__}, status=503)
-    return JsonResponse({"status": "ok" if ok else "error", "database": "ok" if ok else "error"},
-                        status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ok" if ok else "error", "database": "ok" if ok else "error"}, status=200 if ok else 503
+    )
 
 
 def template_for(request: ConsoleRequest, template: str, partials: dict[str, str], default: str) -> str:

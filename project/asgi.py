@@ -40,7 +40,8 @@ class StaticFiles(ASGIStaticFilesHandler):
             return await super().get_response_async(request)
         except SuspiciousOperation:
             return await sync_to_async(response_for_exception, thread_sensitive=False)(
-                request, Http404("No such static file."))
+                request, Http404("No such static file.")
+            )
 
 
 def http_router(gateway: HTTPApp, django: HTTPApp) -> HTTPApp:
@@ -61,8 +62,7 @@ application = ProtocolTypeRouter(
         # session, is refused (health/consumers.py checks the user).
         # django-stubs' path() knows views only, not the ASGI consumers Channels routes
         # (typeddjango/django-stubs#3354), so the patterns are typed as plain URLPatterns.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(
-            URLRouter(websocket_urlpatterns))),  # type: ignore[arg-type]
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),  # type: ignore[arg-type]
         "lifespan": lifespan,
     }
 )

@@ -20,9 +20,7 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from providers.adapters.scrub import REDACTED, scrub_text
 
-SECRET_NAME = re.compile(
-    r"(?i)(secret|token|key|pass|plaintext|value|target|auth|credential|cipher|cookie|url|dsn)"
-)
+SECRET_NAME = re.compile(r"(?i)(secret|token|key|pass|plaintext|value|target|auth|credential|cipher|cookie|url|dsn)")
 # Shapes of credentials: OpenAI/Anthropic style, our own gateway keys, bearer tokens,
 # provider auth headers, Fernet tokens.
 SECRET_SHAPES = re.compile(
@@ -70,8 +68,10 @@ class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
             items = [self.cleanse_value("", v, depth + 1) for v in value]
             return items if isinstance(value, list) or hasattr(value, "_fields") else type(value)(items)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            parts = ", ".join(f"{f.name}={self.cleanse_value(f.name, getattr(value, f.name), depth + 1)!r}"
-                              for f in dataclasses.fields(value))
+            parts = ", ".join(
+                f"{f.name}={self.cleanse_value(f.name, getattr(value, f.name), depth + 1)!r}"
+                for f in dataclasses.fields(value)
+            )
             return _Shown(f"{type(value).__name__}({parts})")
         return value
 

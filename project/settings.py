@@ -99,9 +99,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # two writers queue on busy_timeout instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
-            "init_command": (
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
-            ),
+            "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"),
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         }
@@ -109,9 +107,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file, not shared-cache memory: there WAL and busy_timeout apply as in
     # production, where memory's table locks fail at once ("database table is locked")
     # when a background writer and a test write together. One file per test process.
-    DATABASES["default"]["TEST"] = {
-        "NAME": str(Path(tempfile.gettempdir()) / f"gateway-test-{os.getpid()}.sqlite3")
-    }
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"gateway-test-{os.getpid()}.sqlite3")}
 # Background work (config reloads, analytics batches, probes' results) runs in a few
 # executor threads; keeping their connections open spares a reconnect per batch.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
@@ -318,8 +314,9 @@ CONSOLE_URL = env.str("CONSOLE_URL", default=f"http://127.0.0.1:{PORT}")
 # Email alerts go through Django's mail backend, e.g. smtp+tls://user:password@host:587;
 # the default prints them to the console. EMAIL_URL is read here and not kept as a setting,
 # so its password shows nowhere but in EMAIL_HOST_PASSWORD (which the debug page hides).
-vars().update({k: v for k, v in env.email_url("EMAIL_URL", default="consolemail://").items()
-               if v is not None and k != "OPTIONS"})
+vars().update(
+    {k: v for k, v in env.email_url("EMAIL_URL", default="consolemail://").items() if v is not None and k != "OPTIONS"}
+)
 EMAIL_TIMEOUT = ALERT_TIMEOUT_S
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="gateway@localhost")
 

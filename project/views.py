@@ -34,6 +34,7 @@ def api_answers(get_response: Callable[[HttpRequest], Any]) -> Callable[[HttpReq
         return response
 
     if iscoroutinefunction(get_response):
+
         async def middleware(request: HttpRequest) -> Any:
             return finish(request, await get_response(request))
 

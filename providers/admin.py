@@ -74,10 +74,15 @@ class AuditedAdmin(admin.ModelAdmin):
             if f.has_changed() and f.instance.pk
         ]
         if touched or formset.deleted_objects:
-            self.audit(request, "update", form.instance, {
-                str(formset.model._meta.verbose_name_plural): touched,
-                "deleted": [str(o) for o in formset.deleted_objects],
-            })
+            self.audit(
+                request,
+                "update",
+                form.instance,
+                {
+                    str(formset.model._meta.verbose_name_plural): touched,
+                    "deleted": [str(o) for o in formset.deleted_objects],
+                },
+            )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         self.audit(request, "delete", obj, {})
@@ -141,8 +146,16 @@ class MaintenanceInline(admin.TabularInline):
 class ProviderModelInline(admin.TabularInline):
     model = ProviderModel
     extra = 0
-    fields = ["name", "capabilities", "context_window", "input_price_per_mtok", "output_price_per_mtok",
-              "price_per_image", "price_per_kchar", "source"]
+    fields = [
+        "name",
+        "capabilities",
+        "context_window",
+        "input_price_per_mtok",
+        "output_price_per_mtok",
+        "price_per_image",
+        "price_per_kchar",
+        "source",
+    ]
     readonly_fields = ["source"]
     show_change_link = True
 
@@ -155,12 +168,40 @@ class ProviderAdmin(AuditedAdmin):
     inlines = [SecretInline, ProviderModelInline, MaintenanceInline]
     actions = ["enable", "disable", "remove_demo_action"]
     fieldsets = [
-        (None, {"fields": ["name", "kind", "base_url", "enabled", "capabilities", "configured_models",
-                           "priority", "weight", "timeout_s", "max_concurrent", "options"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "kind",
+                    "base_url",
+                    "enabled",
+                    "capabilities",
+                    "configured_models",
+                    "priority",
+                    "weight",
+                    "timeout_s",
+                    "max_concurrent",
+                    "options",
+                ]
+            },
+        ),
         ("Retries", {"fields": ["retry_max_attempts", "retry_base_delay_s", "retry_max_delay_s"]}),
-        ("Circuit breaker", {"fields": ["breaker_mode", "breaker_window_s", "breaker_min_calls",
-                                        "breaker_failure_rate", "breaker_consecutive_failures",
-                                        "breaker_break_s", "breaker_max_break_s", "breaker_half_open_probes"]}),
+        (
+            "Circuit breaker",
+            {
+                "fields": [
+                    "breaker_mode",
+                    "breaker_window_s",
+                    "breaker_min_calls",
+                    "breaker_failure_rate",
+                    "breaker_consecutive_failures",
+                    "breaker_break_s",
+                    "breaker_max_break_s",
+                    "breaker_half_open_probes",
+                ]
+            },
+        ),
         ("Health checks", {"fields": ["health_interval_s", "health_timeout_s", "health_probe"]}),
         ("Request limits", {"fields": ["limit_requests_per_minute", "limit_tokens_per_minute"]}),
         ("Origin", {"fields": ["is_demo", "discovered"], "classes": ["collapse"]}),
@@ -194,8 +235,16 @@ class ProviderAdmin(AuditedAdmin):
 
 @admin.register(ProviderModel)
 class ProviderModelAdmin(AuditedAdmin):
-    list_display = ["name", "provider", "context_window", "input_price_per_mtok", "output_price_per_mtok",
-                    "price_per_image", "price_per_kchar", "source"]
+    list_display = [
+        "name",
+        "provider",
+        "context_window",
+        "input_price_per_mtok",
+        "output_price_per_mtok",
+        "price_per_image",
+        "price_per_kchar",
+        "source",
+    ]
     list_editable = ["input_price_per_mtok", "output_price_per_mtok", "price_per_image", "price_per_kchar"]
     list_filter = ["provider", "source"]
     search_fields = ["name", "provider__name"]
@@ -247,13 +296,26 @@ class RoutesField(forms.Field):
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
     routes = RoutesField(required=False, help_text="Route names, comma-separated; empty: every route.")
-    budget_period = forms.ChoiceField(choices=BudgetPeriod.choices, required=False, initial=BudgetPeriod.MONTH,
-                                      help_text="The budget's UTC calendar period (the week starts on Monday).")
+    budget_period = forms.ChoiceField(
+        choices=BudgetPeriod.choices,
+        required=False,
+        initial=BudgetPeriod.MONTH,
+        help_text="The budget's UTC calendar period (the week starts on Monday).",
+    )
 
     class Meta:
         model = ApiKey
-        fields = ["name", "scopes", "routes", "rate_limit_per_minute", "tokens_per_minute", "budget",
-                  "budget_period", "expires_at", "revoked_at"]
+        fields = [
+            "name",
+            "scopes",
+            "routes",
+            "rate_limit_per_minute",
+            "tokens_per_minute",
+            "budget",
+            "budget_period",
+            "expires_at",
+            "revoked_at",
+        ]
 
     def clean_budget_period(self) -> str:
         return self.cleaned_data.get("budget_period") or BudgetPeriod.MONTH
@@ -288,10 +350,16 @@ class ApiKeyAdmin(AuditedAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        row, key = ApiKey.issue(obj.name, list(form.cleaned_data["scopes"]), routes=obj.routes,
-                                rate_limit_per_minute=obj.rate_limit_per_minute,
-                                tokens_per_minute=obj.tokens_per_minute, budget=obj.budget,
-                                budget_period=obj.budget_period, expires_at=obj.expires_at)
+        row, key = ApiKey.issue(
+            obj.name,
+            list(form.cleaned_data["scopes"]),
+            routes=obj.routes,
+            rate_limit_per_minute=obj.rate_limit_per_minute,
+            tokens_per_minute=obj.tokens_per_minute,
+            budget=obj.budget,
+            budget_period=obj.budget_period,
+            expires_at=obj.expires_at,
+        )
         obj.pk, obj.prefix, obj.key_hash = row.pk, row.prefix, row.key_hash
         obj.created_at = row.created_at
         self.audit(request, "create", row, {"scopes": row.scopes, "prefix": row.prefix})
@@ -303,9 +371,15 @@ class ApiKeyAdmin(AuditedAdmin):
         key = getattr(request, "_new_api_key", None)
         if key is None:
             return super().response_add(request, obj, post_url_continue)
-        context = {**self.admin_site.each_context(request), "title": "New API key", "key": key, "row": obj,
-                   "opts": self.opts, "changelist": reverse("admin:providers_apikey_changelist"),
-                   "change": reverse("admin:providers_apikey_change", args=[obj.pk])}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New API key",
+            "key": key,
+            "row": obj,
+            "opts": self.opts,
+            "changelist": reverse("admin:providers_apikey_changelist"),
+            "change": reverse("admin:providers_apikey_change", args=[obj.pk]),
+        }
         response = HttpResponse(engines["django"].from_string(NEW_KEY_PAGE).render(context, request))
         response["Cache-Control"] = "no-store"  # not in any cache, nor the browser's history
         return response

@@ -44,9 +44,12 @@ def actor(request: HttpRequest) -> str:
     return f"api:{key.name}" if key is not None else "api"
 
 
-def audit(request: HttpRequest, action: str, object_type: str, name: str, changes: dict[str, Any] | None = None) -> None:
-    AuditLog.objects.create(actor=actor(request), action=action, object_type=object_type, object_name=name,
-                            changes=changes or {})
+def audit(
+    request: HttpRequest, action: str, object_type: str, name: str, changes: dict[str, Any] | None = None
+) -> None:
+    AuditLog.objects.create(
+        actor=actor(request), action=action, object_type=object_type, object_name=name, changes=changes or {}
+    )
 
 
 async def provider_entry(name: str) -> ProviderEntry:
@@ -87,10 +90,19 @@ def _summary(entry: ProviderEntry, health: HealthSummary | None, breaker: str, b
     elif entry.maintenance:
         status = "maintenance"
     return {
-        "name": entry.name, "kind": entry.kind, "base_url": base_url, "enabled": entry.enabled,
-        "maintenance": entry.maintenance, "capabilities": list(entry.capabilities), "models": list(entry.models),
-        "priority": entry.priority, "weight": entry.weight, "is_demo": entry.is_demo, "status": status,
-        "score": health.score if health is not None else None, "breaker": breaker,
+        "name": entry.name,
+        "kind": entry.kind,
+        "base_url": base_url,
+        "enabled": entry.enabled,
+        "maintenance": entry.maintenance,
+        "capabilities": list(entry.capabilities),
+        "models": list(entry.models),
+        "priority": entry.priority,
+        "weight": entry.weight,
+        "is_demo": entry.is_demo,
+        "status": status,
+        "score": health.score if health is not None else None,
+        "breaker": breaker,
     }
 
 
@@ -102,20 +114,30 @@ SORTS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
 }
 
 
-@document("GET", "/api/providers", "List providers with their status and breaker state", scope="read",
-          tags=["providers"], responses={200: Response("The providers", s.ProviderList)},
-          params=[Param("capability", description="only providers with this capability (chat, embeddings, image, "
-                                                  "tts, stt, ...)"),
-                  Param("enabled", description="true: only enabled providers; false: only disabled ones",
-                        schema={"type": "boolean"}),
-                  Param("sort", description="health_score (best first, unscored last), priority (default) or name",
-                        schema={"type": "string", "enum": list(SORTS), "default": "priority"})])
+@document(
+    "GET",
+    "/api/providers",
+    "List providers with their status and breaker state",
+    scope="read",
+    tags=["providers"],
+    responses={200: Response("The providers", s.ProviderList)},
+    params=[
+        Param("capability", description="only providers with this capability (chat, embeddings, image, tts, stt, ...)"),
+        Param(
+            "enabled", description="true: only enabled providers; false: only disabled ones", schema={"type": "boolean"}
+        ),
+        Param(
+            "sort",
+            description="health_score (best first, unscored last), priority (default) or name",
+            schema={"type": "string", "enum": list(SORTS), "default": "priority"},
+        ),
+    ],
+)
 @api_view("read")
 async def providers_list(request: HttpRequest) -> HttpResponse:
     capability = request.GET.get("capability", "").strip()
     if len(capability) > 40:
-        raise RequestError(400, "`capability` is at most 40 characters.", code="invalid_parameter",
-                           param="capability")
+        raise RequestError(400, "`capability` is at most 40 characters.", code="invalid_parameter", param="capability")
     enabled = query_flag(request, "enabled", True) if request.GET.get("enabled") else None
     sort = request.GET.get("sort") or "priority"
     if sort not in SORTS:
@@ -123,14 +145,23 @@ async def providers_list(request: HttpRequest) -> HttpResponse:
     rt = runtime()
     snapshot = await rt.current()
     health = await db_call(_health_rows)
-    rows = [_summary(e, health.get(e.name), rt.engine.snapshot(e.name).state, e.config.base_url)
-            for e in snapshot.providers.values()
-            if (not capability or capability in e.capabilities) and (enabled is None or e.enabled == enabled)]
+    rows = [
+        _summary(e, health.get(e.name), rt.engine.snapshot(e.name).state, e.config.base_url)
+        for e in snapshot.providers.values()
+        if (not capability or capability in e.capabilities) and (enabled is None or e.enabled == enabled)
+    ]
     return JsonResponse({"providers": sorted(rows, key=SORTS[sort])})
 
 
-@document("GET", "/api/providers/{name}", "One provider: settings, credentials (masked), state", scope="read",
-          tags=["providers"], responses={200: Response("The provider", s.ProviderDetail)}, errors=(401, 403, 404))
+@document(
+    "GET",
+    "/api/providers/{name}",
+    "One provider: settings, credentials (masked), state",
+    scope="read",
+    tags=["providers"],
+    responses={200: Response("The provider", s.ProviderDetail)},
+    errors=(401, 403, 404),
+)
 @api_view("read")
 async def provider_detail(request: HttpRequest, name: str) -> HttpResponse:
     rt = runtime()
@@ -145,42 +176,81 @@ async def provider_detail(request: HttpRequest, name: str) -> HttpResponse:
         for secret in provider.secrets.all():
             cooldown = cooldowns.get(str(secret.pk))
             kind, until = cooldown if cooldown else ("active", None)
-            rows.append({"id": str(secret.pk), "label": secret.label, "hint": secret.display,
-                         "enabled": secret.enabled, "state": kind, "until": until})
+            rows.append(
+                {
+                    "id": str(secret.pk),
+                    "label": secret.label,
+                    "hint": secret.display,
+                    "enabled": secret.enabled,
+                    "state": kind,
+                    "until": until,
+                }
+            )
         return rows
 
     data = _summary(entry, health, breaker.state, entry.config.base_url)
     b = entry.breaker
-    data.update({
-        "timeout_s": entry.timeout_s,
-        "retry": {"max_attempts": entry.retry.max_attempts, "base_delay_s": entry.retry.base_delay_s,
-                  "max_delay_s": entry.retry.max_delay_s},
-        "breaker_policy": {"mode": entry.breaker_mode, "window_s": b.window_s, "min_calls": b.min_calls,
-                           "failure_rate": b.failure_rate, "consecutive_failures": b.consecutive_failures,
-                           "break_s": b.break_s, "max_break_s": b.max_break_s,
-                           "half_open_probes": b.half_open_probes},
-        "health_check": await db_call(lambda: dict(
-            zip(("interval_s", "timeout_s", "probe"),
-                Provider.objects.filter(name=name).values_list("health_interval_s", "health_timeout_s",
-                                                                "health_probe").get(), strict=True))),
-        "options": dict(entry.config.options),
-        "credentials": await db_call(credentials),
-    })
+    data.update(
+        {
+            "timeout_s": entry.timeout_s,
+            "retry": {
+                "max_attempts": entry.retry.max_attempts,
+                "base_delay_s": entry.retry.base_delay_s,
+                "max_delay_s": entry.retry.max_delay_s,
+            },
+            "breaker_policy": {
+                "mode": entry.breaker_mode,
+                "window_s": b.window_s,
+                "min_calls": b.min_calls,
+                "failure_rate": b.failure_rate,
+                "consecutive_failures": b.consecutive_failures,
+                "break_s": b.break_s,
+                "max_break_s": b.max_break_s,
+                "half_open_probes": b.half_open_probes,
+            },
+            "health_check": await db_call(
+                lambda: dict(
+                    zip(
+                        ("interval_s", "timeout_s", "probe"),
+                        Provider.objects.filter(name=name)
+                        .values_list("health_interval_s", "health_timeout_s", "health_probe")
+                        .get(),
+                        strict=True,
+                    )
+                )
+            ),
+            "options": dict(entry.config.options),
+            "credentials": await db_call(credentials),
+        }
+    )
     return JsonResponse(data)
 
 
 def breaker_dict(snap: Any) -> dict[str, Any]:
     return {
-        "name": snap.key, "state": snap.state, "generation": snap.generation, "open_until": snap.open_until,
-        "opened_count": snap.opened_count, "reason": snap.reason, "calls": snap.calls,
-        "failures": snap.failures, "slow": snap.slow, "success_rate": snap.success_rate,
+        "name": snap.key,
+        "state": snap.state,
+        "generation": snap.generation,
+        "open_until": snap.open_until,
+        "opened_count": snap.opened_count,
+        "reason": snap.reason,
+        "calls": snap.calls,
+        "failures": snap.failures,
+        "slow": snap.slow,
+        "success_rate": snap.success_rate,
         "consecutive_failures": snap.consecutive_failures,
         "cooldowns": [{"credential": c, "kind": k, "until": u} for c, k, u in snap.cooldowns],
     }
 
 
-@document("GET", "/api/breakers", "Every provider's circuit breaker and cooldowns", scope="read",
-          tags=["breakers"], responses={200: Response("The breakers", s.BreakerList)})
+@document(
+    "GET",
+    "/api/breakers",
+    "Every provider's circuit breaker and cooldowns",
+    scope="read",
+    tags=["breakers"],
+    responses={200: Response("The breakers", s.BreakerList)},
+)
 @api_view("read")
 async def breakers_list(request: HttpRequest) -> HttpResponse:
     rt = runtime()
@@ -190,9 +260,15 @@ async def breakers_list(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"breakers": [breaker_dict(rt.engine.snapshot(n)) for n in sorted(snapshot.providers)]})
 
 
-@document("POST", "/api/breakers/{name}/reset", "Close the breaker and clear the provider's cooldowns",
-          scope="admin", tags=["breakers"], responses={200: Response("The breaker after the reset", s.Breaker)},
-          errors=(401, 403, 404))
+@document(
+    "POST",
+    "/api/breakers/{name}/reset",
+    "Close the breaker and clear the provider's cooldowns",
+    scope="admin",
+    tags=["breakers"],
+    responses={200: Response("The breaker after the reset", s.Breaker)},
+    errors=(401, 403, 404),
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def breaker_reset(request: HttpRequest, name: str) -> HttpResponse:
@@ -204,9 +280,16 @@ async def breaker_reset(request: HttpRequest, name: str) -> HttpResponse:
     return JsonResponse(breaker_dict(rt.engine.snapshot(name)))
 
 
-@document("POST", "/api/breakers/{name}/force-open", "Force the breaker open (a failover drill)",
-          scope="admin", tags=["breakers"], request=s.ForceOpen,
-          responses={200: Response("The breaker, forced open", s.Breaker)}, errors=(400, 401, 403, 404))
+@document(
+    "POST",
+    "/api/breakers/{name}/force-open",
+    "Force the breaker open (a failover drill)",
+    scope="admin",
+    tags=["breakers"],
+    request=s.ForceOpen,
+    responses={200: Response("The breaker, forced open", s.Breaker)},
+    errors=(400, 401, 403, 404),
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def breaker_force_open(request: HttpRequest, name: str) -> HttpResponse:
@@ -216,8 +299,9 @@ async def breaker_force_open(request: HttpRequest, name: str) -> HttpResponse:
         # `null` or `5` must not mean "open until reset": only an object is taken.
         data = parse_json(request, what='The body ({"minutes": N})')
         minutes = data.get("minutes")
-        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
-                                    or not 0 < minutes <= 7 * 24 * 60):
+        if minutes is not None and (
+            isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes <= 7 * 24 * 60
+        ):
             raise RequestError(400, "`minutes` must be a number > 0 and <= 10080.")
     rt = runtime()
     await rt.engine.force_open(name, minutes * 60 if minutes else None)
@@ -235,8 +319,13 @@ def _set_enabled(name: str, enabled: bool, who: str) -> bool:
         if before != enabled:
             provider.enabled = enabled
             provider.save(update_fields=["enabled", "updated_at"])  # bumps the configuration version
-    AuditLog.objects.create(actor=who, action="enable" if enabled else "disable", object_type="provider",
-                            object_name=name, changes={"enabled": [before, enabled]})
+    AuditLog.objects.create(
+        actor=who,
+        action="enable" if enabled else "disable",
+        object_type="provider",
+        object_name=name,
+        changes={"enabled": [before, enabled]},
+    )
     return before != enabled
 
 
@@ -260,18 +349,30 @@ async def _switch(request: HttpRequest, name: str, enabled: bool) -> HttpRespons
     return JsonResponse(_summary(entry, health, rt.engine.snapshot(name).state, entry.config.base_url))
 
 
-@document("POST", "/api/providers/{name}/enable", "Let routes send traffic to the provider again", scope="admin",
-          tags=["providers"], responses={200: Response("The provider, enabled", s.ProviderSummary)},
-          errors=(401, 403, 404))
+@document(
+    "POST",
+    "/api/providers/{name}/enable",
+    "Let routes send traffic to the provider again",
+    scope="admin",
+    tags=["providers"],
+    responses={200: Response("The provider, enabled", s.ProviderSummary)},
+    errors=(401, 403, 404),
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def provider_enable(request: HttpRequest, name: str) -> HttpResponse:
     return await _switch(request, name, True)
 
 
-@document("POST", "/api/providers/{name}/disable", "Take the provider out of every route and stop probing it",
-          scope="admin", tags=["providers"], responses={200: Response("The provider, disabled", s.ProviderSummary)},
-          errors=(401, 403, 404))
+@document(
+    "POST",
+    "/api/providers/{name}/disable",
+    "Take the provider out of every route and stop probing it",
+    scope="admin",
+    tags=["providers"],
+    responses={200: Response("The provider, disabled", s.ProviderSummary)},
+    errors=(401, 403, 404),
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def provider_disable(request: HttpRequest, name: str) -> HttpResponse:
@@ -298,10 +399,16 @@ def query_flag(request: HttpRequest, name: str, default: bool) -> bool:
         raise RequestError(400, f"`{name}` must be true or false.", code=f"invalid_{name}") from None
 
 
-@document("GET", "/api/providers/{name}/models", "The provider's model catalog (discovered, configured, priced)",
-          scope="read", tags=["providers"], responses={200: Response("The models", s.CatalogList)},
-          params=[Param("refresh", description="true: ask the provider now", schema={"type": "boolean"})],
-          errors=(401, 403, 404))
+@document(
+    "GET",
+    "/api/providers/{name}/models",
+    "The provider's model catalog (discovered, configured, priced)",
+    scope="read",
+    tags=["providers"],
+    responses={200: Response("The models", s.CatalogList)},
+    params=[Param("refresh", description="true: ask the provider now", schema={"type": "boolean"})],
+    errors=(401, 403, 404),
+)
 @api_view("read")
 async def provider_models(request: HttpRequest, name: str) -> HttpResponse:
     await provider_entry(name)
@@ -316,28 +423,41 @@ async def provider_models(request: HttpRequest, name: str) -> HttpResponse:
     def rows() -> list[dict[str, Any]]:
         out = []
         for m in Provider.objects.get(name=name).catalog.all():
-            out.append({"name": m.name, "capabilities": m.capabilities, "context_window": m.context_window,
-                        "input_price_per_mtok": float(m.input_price_per_mtok),
-                        "output_price_per_mtok": float(m.output_price_per_mtok),
-                        "price_per_image": float(m.price_per_image), "price_per_kchar": float(m.price_per_kchar),
-                        "source": m.source, "free": m.is_free})
+            out.append(
+                {
+                    "name": m.name,
+                    "capabilities": m.capabilities,
+                    "context_window": m.context_window,
+                    "input_price_per_mtok": float(m.input_price_per_mtok),
+                    "output_price_per_mtok": float(m.output_price_per_mtok),
+                    "price_per_image": float(m.price_per_image),
+                    "price_per_kchar": float(m.price_per_kchar),
+                    "source": m.source,
+                    "free": m.is_free,
+                }
+            )
         return out
 
     return JsonResponse({"provider": name, "models": await db_call(rows)})
 
 
-@document("POST", "/api/providers/{name}/models/{model}/pull",
-          "Pull a model onto an Ollama provider; streams progress as JSON lines", scope="admin",
-          tags=["providers"],
-          responses={200: Response("One progress object per line", s.PullProgress, "application/x-ndjson")},
-          errors=(400, 401, 403, 404))
+@document(
+    "POST",
+    "/api/providers/{name}/models/{model}/pull",
+    "Pull a model onto an Ollama provider; streams progress as JSON lines",
+    scope="admin",
+    tags=["providers"],
+    responses={200: Response("One progress object per line", s.PullProgress, "application/x-ndjson")},
+    errors=(400, 401, 403, 404),
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def provider_model_pull(request: HttpRequest, name: str, model: str) -> HttpResponseBase:
     entry = await provider_entry(name)
     if entry.kind != "ollama":
-        raise RequestError(400, f"{name} is a {entry.kind} provider; only Ollama providers pull models.",
-                           code="unsupported")
+        raise RequestError(
+            400, f"{name} is a {entry.kind} provider; only Ollama providers pull models.", code="unsupported"
+        )
     rt = runtime()
     adapter: Any = rt.adapter(entry, entry.credentials[0][0] if entry.credentials else None)
     await db_call(audit, request, "pull_model", "provider", name, {"model": model})
@@ -361,10 +481,15 @@ async def provider_model_pull(request: HttpRequest, name: str, model: str) -> Ht
     return response
 
 
-@document("GET", "/api/config", "The configuration, as import_config takes it (secrets masked)", scope="read",
-          tags=["config"], responses={200: Response("The configuration", s.ConfigDocument, also=("application/yaml",))},
-          params=[Param("format", description="json (default) or yaml", schema={"type": "string",
-                                                                                 "enum": ["json", "yaml"]})])
+@document(
+    "GET",
+    "/api/config",
+    "The configuration, as import_config takes it (secrets masked)",
+    scope="read",
+    tags=["config"],
+    responses={200: Response("The configuration", s.ConfigDocument, also=("application/yaml",))},
+    params=[Param("format", description="json (default) or yaml", schema={"type": "string", "enum": ["json", "yaml"]})],
+)
 @api_view("read")
 async def config_get(request: HttpRequest) -> HttpResponse:
     fmt = request.GET.get("format", "json")
@@ -378,10 +503,16 @@ async def config_get(request: HttpRequest) -> HttpResponse:
     return JsonResponse(doc)
 
 
-@document("PUT", "/api/config", "Replace the configuration (what the document omits is deleted)",
-          scope="admin", tags=["config"], request=s.ConfigDocument,
-          responses={200: Response("What changed", s.ConfigResult)},
-          params=[Param("prune", description="false: only create and update", schema={"type": "boolean"})])
+@document(
+    "PUT",
+    "/api/config",
+    "Replace the configuration (what the document omits is deleted)",
+    scope="admin",
+    tags=["config"],
+    request=s.ConfigDocument,
+    responses={200: Response("What changed", s.ConfigResult)},
+    params=[Param("prune", description="false: only create and update", schema={"type": "boolean"})],
+)
 @api_view("admin")
 async def config_put(request: HttpRequest) -> HttpResponse:
     try:
@@ -394,15 +525,27 @@ async def config_put(request: HttpRequest) -> HttpResponse:
         if not doc and prune:
             # A blank body, `null` or `{}` would otherwise delete every provider, route and
             # channel: a client's mistake, most likely. Emptying it all must be said outright.
-            raise ConfigError(["document: empty; to delete everything, send "
-                               '{"providers": [], "routes": [], "alert_channels": []}'])
+            raise ConfigError(
+                ['document: empty; to delete everything, send {"providers": [], "routes": [], "alert_channels": []}']
+            )
         summary = await db_call(apply_config, doc, actor=actor(request), prune=prune)
     except ConfigError as exc:
-        return error_response(400, "invalid_config", "nothing changed: " + "; ".join(exc.errors[:20]),
-                              code="invalid_config", errors=exc.errors)
+        return error_response(
+            400,
+            "invalid_config",
+            "nothing changed: " + "; ".join(exc.errors[:20]),
+            code="invalid_config",
+            errors=exc.errors,
+        )
     await runtime().refresh(force=True)
-    return JsonResponse({"created": summary.created, "updated": summary.updated, "deleted": summary.deleted,
-                         "unchanged": summary.unchanged})
+    return JsonResponse(
+        {
+            "created": summary.created,
+            "updated": summary.updated,
+            "deleted": summary.deleted,
+            "unchanged": summary.unchanged,
+        }
+    )
 
 
 @csrf_exempt
@@ -411,8 +554,14 @@ async def config(request: HttpRequest) -> HttpResponse:
     return await (config_put(request) if request.method == "PUT" else config_get(request))
 
 
-@document("DELETE", "/api/cache", "Forget every discovered model (they are listed again on the next refresh)",
-          scope="admin", tags=["config"], responses={200: Response("How many were forgotten", s.CacheCleared)})
+@document(
+    "DELETE",
+    "/api/cache",
+    "Forget every discovered model (they are listed again on the next refresh)",
+    scope="admin",
+    tags=["config"],
+    responses={200: Response("How many were forgotten", s.CacheCleared)},
+)
 @require_http_methods(["DELETE"])
 @api_view("admin")
 async def cache_delete(request: HttpRequest) -> HttpResponse:
@@ -422,8 +571,14 @@ async def cache_delete(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"forgotten_models": count})
 
 
-@document("GET", "/api/schema", "This OpenAPI 3 document", scope=None, tags=["meta"],
-          responses={200: Response("OpenAPI 3 document")}, errors=())
+@document(
+    "GET",
+    "/api/schema",
+    "This OpenAPI 3 document",
+    scope=None,
+    tags=["meta"],
+    responses={200: Response("OpenAPI 3 document")},
+    errors=(),
+)
 async def schema(request: HttpRequest) -> HttpResponse:
     return JsonResponse(build_schema(), json_dumps_params={"indent": None})
-

@@ -12,9 +12,11 @@ def configure_url_guard(**_: Any) -> None:
 
     from .adapters import urlguard
 
-    urlguard.configure(provider_allow=getattr(settings, "PROVIDER_URL_ALLOW", []),
-                       provider_deny=getattr(settings, "PROVIDER_URL_DENY", []),
-                       fetch_allow=getattr(settings, "FETCH_URL_ALLOW", []))
+    urlguard.configure(
+        provider_allow=getattr(settings, "PROVIDER_URL_ALLOW", []),
+        provider_deny=getattr(settings, "PROVIDER_URL_DENY", []),
+        fetch_allow=getattr(settings, "FETCH_URL_ALLOW", []),
+    )
 
 
 def _setting_changed(setting: str, **kwargs: Any) -> None:

@@ -65,8 +65,11 @@ def load_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     # bytes alone show it cannot find anything. Fewer brackets than the depth limit cannot nest
     # past it, and a lone surrogate can only come from a \uD8xx-\uDFxx escape (UTF-8 bytes
     # cannot carry one). Brackets or escapes inside strings only make the walk run.
-    if not (isinstance(raw, bytes | bytearray) and raw.count(b"{") + raw.count(b"[") < max_depth
-            and not _SURROGATE_ESCAPE.search(raw)):
+    if not (
+        isinstance(raw, bytes | bytearray)
+        and raw.count(b"{") + raw.count(b"[") < max_depth
+        and not _SURROGATE_ESCAPE.search(raw)
+    ):
         check_json(value, max_depth=max_depth)
     return value
 
@@ -80,8 +83,7 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def check_json(value: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int | None = None,
-               where: str = "") -> None:
+def check_json(value: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int | None = None, where: str = "") -> None:
     """Refuse nesting deeper than `max_depth`, more than `max_nodes` values (when given), lone
     surrogates in keys or strings, and NaN or infinite numbers (none is JSON, and PostgreSQL
     refuses them). Iterative: any depth is safe to check."""

@@ -31,14 +31,20 @@ def store_models(provider_name: str, infos: Sequence[ModelInfo]) -> int:
             row = existing.get(info.name)
             if row is None:
                 ProviderModel.objects.create(
-                    provider=provider, name=info.name, capabilities=capabilities,
-                    context_window=info.context_window, details=dict(info.details),
-                    source=ProviderModel.Source.DISCOVERED, discovered_at=now,
+                    provider=provider,
+                    name=info.name,
+                    capabilities=capabilities,
+                    context_window=info.context_window,
+                    details=dict(info.details),
+                    source=ProviderModel.Source.DISCOVERED,
+                    discovered_at=now,
                 )
                 changed += 1
                 continue
-            fields = {"capabilities": row.capabilities or capabilities,
-                      "context_window": info.context_window or row.context_window}
+            fields = {
+                "capabilities": row.capabilities or capabilities,
+                "context_window": info.context_window or row.context_window,
+            }
             if any(getattr(row, k) != v for k, v in fields.items()):
                 for key, value in fields.items():
                     setattr(row, key, value)

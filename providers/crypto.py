@@ -31,8 +31,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
-__all__ = ["DecryptionError", "SealedField", "decrypt", "encrypt", "env_reference_error", "mask",
-           "reset_keys", "rotate", "server_env_names"]
+__all__ = [
+    "DecryptionError",
+    "SealedField",
+    "decrypt",
+    "encrypt",
+    "env_reference_error",
+    "mask",
+    "reset_keys",
+    "rotate",
+    "server_env_names",
+]
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +145,17 @@ class SealedField:
 _SERVER_PREFIXES = ("DJANGO_", "ADMIN_")
 _LIBPQ = re.compile(r"PG[A-Z]+")
 # Always refused, even if the settings module cannot be read.
-_ALWAYS = frozenset({"SECRET_KEY", "SECRET_KEY_FALLBACKS", "ENCRYPTION_KEYS", "DATABASE_URL",
-                     "REDIS_URL", "EMAIL_URL", "ADMIN_PASSWORD"})
+_ALWAYS = frozenset(
+    {
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "ENCRYPTION_KEYS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "EMAIL_URL",
+        "ADMIN_PASSWORD",
+    }
+)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Calls through which a settings module reads a variable: django-environ (`env.str("X")`,
 # `env("X")`), os.environ.get/setdefault/pop, os.getenv.
@@ -149,8 +167,11 @@ def server_env_names() -> frozenset[str]:
     """Every environment variable the settings module reads, found in its source: the list
     follows the settings by itself (a setting added later is refused without a change here)."""
     names = set(_ALWAYS)
-    modules = {"project.settings", os.environ.get("DJANGO_SETTINGS_MODULE") or "",
-               getattr(settings, "SETTINGS_MODULE", None) or ""}
+    modules = {
+        "project.settings",
+        os.environ.get("DJANGO_SETTINGS_MODULE") or "",
+        getattr(settings, "SETTINGS_MODULE", None) or "",
+    }
     for module in filter(None, modules):
         try:
             spec = importlib.util.find_spec(module)
@@ -172,10 +193,14 @@ def server_env_names() -> frozenset[str]:
 
 def _server_values() -> set[str]:
     database = settings.DATABASES.get("default", {})
-    values = {settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()),
-              *(k.decode() if isinstance(k, bytes) else str(k) for k in settings.ENCRYPTION_KEYS),
-              database.get("PASSWORD") or "", getattr(settings, "EMAIL_HOST_PASSWORD", "") or "",
-              getattr(settings, "REDIS_URL", "") or ""}
+    values = {
+        settings.SECRET_KEY,
+        *getattr(settings, "SECRET_KEY_FALLBACKS", ()),
+        *(k.decode() if isinstance(k, bytes) else str(k) for k in settings.ENCRYPTION_KEYS),
+        database.get("PASSWORD") or "",
+        getattr(settings, "EMAIL_HOST_PASSWORD", "") or "",
+        getattr(settings, "REDIS_URL", "") or "",
+    }
     return {v for v in values if v}
 
 
@@ -186,8 +211,10 @@ def env_reference_error(name: str) -> str | None:
         return f"env:{name} is not an environment variable name"
     upper = name.upper()
     if upper in server_env_names() or upper.startswith(_SERVER_PREFIXES) or _LIBPQ.fullmatch(upper):
-        return (f"env:{name} names a setting of the gateway server itself; an env: reference may "
-                f"only name a variable set for provider keys or alert targets")
+        return (
+            f"env:{name} names a setting of the gateway server itself; an env: reference may "
+            f"only name a variable set for provider keys or alert targets"
+        )
     value = os.environ.get(name)
     if value and value in _server_values():
         return f"env:{name} holds one of the gateway server's own keys; it cannot be used as a secret"

@@ -59,8 +59,13 @@ def remove_demo(actor: str = "demo") -> int:
         objs: list[Route | Provider] = [*routes, *providers]
         for obj in objs:
             obj.delete()
-            AuditLog.objects.create(actor=actor, action="delete", object_type=type(obj).__name__.lower(),
-                                    object_name=obj.name, changes={"demo": True})
+            AuditLog.objects.create(
+                actor=actor,
+                action="delete",
+                object_type=type(obj).__name__.lower(),
+                object_name=obj.name,
+                changes={"demo": True},
+            )
     return len(routes) + len(providers)
 
 

@@ -162,10 +162,12 @@ async def _probe_sdwebui(http: httpx.AsyncClient, origin: str, wait: httpx.Timeo
     if not isinstance(options, dict) or "sd_model_checkpoint" not in options:
         return None
     checkpoints = await _get_json(http, f"{origin}/sdapi/v1/sd-models", wait)
-    models = tuple(str(c.get("model_name") or c.get("title")) for c in checkpoints or []
-                   if isinstance(c, dict)) if isinstance(checkpoints, list) else ()
-    return DiscoveredServer("sdwebui", origin, None, models,
-                            {"current_model": options.get("sd_model_checkpoint")})
+    models = (
+        tuple(str(c.get("model_name") or c.get("title")) for c in checkpoints or [] if isinstance(c, dict))
+        if isinstance(checkpoints, list)
+        else ()
+    )
+    return DiscoveredServer("sdwebui", origin, None, models, {"current_model": options.get("sd_model_checkpoint")})
 
 
 async def _probe_openai(http: httpx.AsyncClient, origin: str, wait: httpx.Timeout) -> DiscoveredServer | None:
@@ -181,9 +183,13 @@ async def discover_configured(timeout_s: float = 0.5) -> list[DiscoveredServer]:
     """`discover` on the hosts and ports of the DISCOVERY_* settings (needs Django)."""
     from django.conf import settings
 
-    return await discover(hosts=settings.DISCOVERY_HOSTS, ollama_ports=settings.DISCOVERY_OLLAMA_PORTS,
-                          sdwebui_ports=settings.DISCOVERY_SDWEBUI_PORTS,
-                          openai_ports=settings.DISCOVERY_OPENAI_PORTS, timeout_s=timeout_s)
+    return await discover(
+        hosts=settings.DISCOVERY_HOSTS,
+        ollama_ports=settings.DISCOVERY_OLLAMA_PORTS,
+        sdwebui_ports=settings.DISCOVERY_SDWEBUI_PORTS,
+        openai_ports=settings.DISCOVERY_OPENAI_PORTS,
+        timeout_s=timeout_s,
+    )
 
 
 def register(server: DiscoveredServer, *, actor: str, name: str | None = None) -> tuple[str, bool]:
@@ -194,10 +200,16 @@ def register(server: DiscoveredServer, *, actor: str, name: str | None = None) -
     if existing is not None:
         return existing.name, False
     name = name or server.suggested_name
-    provider = Provider(name=name, kind=server.kind, base_url=server.base_url, discovered=True,
-                        configured_models=list(server.models))
+    provider = Provider(
+        name=name, kind=server.kind, base_url=server.base_url, discovered=True, configured_models=list(server.models)
+    )
     provider.full_clean()
     provider.save()
-    AuditLog.objects.create(actor=actor, action="create", object_type="provider", object_name=name,
-                            changes={"discovered": server.base_url, "models": list(server.models)})
+    AuditLog.objects.create(
+        actor=actor,
+        action="create",
+        object_type="provider",
+        object_name=name,
+        changes={"discovered": server.base_url, "models": list(server.models)},
+    )
     return name, True

@@ -100,14 +100,16 @@ def when_redis_down() -> str:
 def check_settings() -> None:
     """Refuse to start with a setting that cannot mean anything (called in AppConfig.ready)."""
     if when_redis_down() not in WHEN_REDIS_DOWN:
-        raise ImproperlyConfigured(f"KEY_LIMITS_WHEN_REDIS_DOWN must be one of {', '.join(WHEN_REDIS_DOWN)}, "
-                                   f"not {when_redis_down()!r}")
+        raise ImproperlyConfigured(
+            f"KEY_LIMITS_WHEN_REDIS_DOWN must be one of {', '.join(WHEN_REDIS_DOWN)}, not {when_redis_down()!r}"
+        )
     interval = getattr(settings, "KEY_SPEND_FLUSH_INTERVAL_S", FLUSH_INTERVAL_S)
     if not isinstance(interval, int | float) or not 0 < interval <= 3600:
         raise ImproperlyConfigured("KEY_SPEND_FLUSH_INTERVAL_S must be a number of seconds, > 0 and <= 3600")
 
 
 # -- money and periods ---------------------------------------------------------------------------
+
 
 def to_nano(amount: Decimal) -> int:
     """An amount as the stores count it: rounded to the request log's 8 places, in nano-units."""
@@ -155,6 +157,7 @@ def _period_at(kind: str, now: float) -> tuple[str, float]:
 
 
 # -- one runtime's enforcement ---------------------------------------------------------------------
+
 
 @dataclass
 class Tally:
@@ -204,28 +207,48 @@ class KeyLimits:
         policy = when_redis_down()
         try:
             verdict = await self.store.admit_key(
-                str(key.id), rpm=rpm, tpm=tpm, budget=None if budget is None else to_nano(budget), period=period,
-                expires_in_s=end - now + KEEP_AFTER_PERIOD_S, ledger=self, when_down=policy)
+                str(key.id),
+                rpm=rpm,
+                tpm=tpm,
+                budget=None if budget is None else to_nano(budget),
+                period=period,
+                expires_in_s=end - now + KEEP_AFTER_PERIOD_S,
+                ledger=self,
+                when_down=policy,
+            )
         except Exception:  # the database did not answer while a count was being seeded
             log.exception("key limits: could not check API key %r", key.name)
             if policy == "closed":
-                raise KeyRefused(503, "limits_unavailable", "The API key's limits cannot be checked right now.",
-                                 retry_after=5.0) from None
+                raise KeyRefused(
+                    503, "limits_unavailable", "The API key's limits cannot be checked right now.", retry_after=5.0
+                ) from None
             return
         if verdict.allowed:
             return
         if verdict.reason == "budget":
             spent = from_nano(verdict.spend or 0).normalize()
             renews = datetime.fromtimestamp(end, UTC)
-            raise KeyRefused(429, "budget_exceeded", f"API key {key.name!r} has used its budget of {budget} per "
-                                                     f"{key.budget_period} (spent {spent}); it renews at "
-                                                     f"{renews:%Y-%m-%d %H:%M} UTC.")
+            raise KeyRefused(
+                429,
+                "budget_exceeded",
+                f"API key {key.name!r} has used its budget of {budget} per "
+                f"{key.budget_period} (spent {spent}); it renews at "
+                f"{renews:%Y-%m-%d %H:%M} UTC.",
+            )
         if verdict.reason == "unavailable":
-            raise KeyRefused(503, "limits_unavailable", "The API key's limits cannot be checked right now.",
-                             retry_after=verdict.retry_after_s)
+            raise KeyRefused(
+                503,
+                "limits_unavailable",
+                "The API key's limits cannot be checked right now.",
+                retry_after=verdict.retry_after_s,
+            )
         what = f"{rpm} requests" if verdict.reason == "requests" else f"{tpm} tokens"
-        raise KeyRefused(429, "rate_limited", f"API key {key.name!r} is over its limit of {what} per minute.",
-                         retry_after=verdict.retry_after_s)
+        raise KeyRefused(
+            429,
+            "rate_limited",
+            f"API key {key.name!r} is over its limit of {what} per minute.",
+            retry_after=verdict.retry_after_s,
+        )
 
     # -- settling --------------------------------------------------------------------------------
 
@@ -281,16 +304,19 @@ class KeyLimits:
             period, end = _period_at(entry.budget_period, at)
             try:
                 await self.store.settle_key(
-                    str(key_id), tokens=tokens if entry.tokens_per_minute else 0, spend=spend,
-                    budget=None if entry.budget is None else to_nano(entry.budget), period=period,
-                    expires_in_s=end - self.now() + KEEP_AFTER_PERIOD_S, ledger=self)
+                    str(key_id),
+                    tokens=tokens if entry.tokens_per_minute else 0,
+                    spend=spend,
+                    budget=None if entry.budget is None else to_nano(entry.budget),
+                    period=period,
+                    expires_in_s=end - self.now() + KEEP_AFTER_PERIOD_S,
+                    ledger=self,
+                )
             except Exception:  # not in the shared count: the database has it, and seeds the count from it
-                log.exception("key limits: could not count request %s on API key %r", record.request_id,
-                              entry.name)
+                log.exception("key limits: could not count request %s on API key %r", record.request_id, entry.name)
         # After the store: a count seeded meanwhile read the database and this batch without it.
         day = record.at.astimezone(UTC).date()
-        self._unwritten.setdefault((key_id, day), Tally()).add(
-            Tally(cost, 1, record.tokens_in, record.tokens_out))
+        self._unwritten.setdefault((key_id, day), Tally()).add(Tally(cost, 1, record.tokens_in, record.tokens_out))
 
     def entry(self, key_id: int) -> KeyEntry | None:
         """The key as the configuration has it now (else as this runtime last admitted it)."""
@@ -312,8 +338,7 @@ class KeyLimits:
             try:
                 await db_call(write_tallies, batch)
             except Exception:
-                log.exception("key limits: could not write the spend of %d key-days; kept for the next try",
-                              len(batch))
+                log.exception("key limits: could not write the spend of %d key-days; kept for the next try", len(batch))
                 for slot, tally in batch.items():
                     self._unwritten.setdefault(slot, Tally()).add(tally)
 
@@ -332,15 +357,22 @@ class KeyLimits:
         _, start, end = parse_period(period)
         async with self._writing:  # not while a batch is between this process and the database
             persisted = await db_call(persisted_spend, key_id, start.date(), end.date())
-            unwritten = sum((t.spend for (k, day), t in self._unwritten.items()
-                             if k == key_id and start.date() <= day < end.date()), Decimal(0))
+            unwritten = sum(
+                (
+                    t.spend
+                    for (k, day), t in self._unwritten.items()
+                    if k == key_id and start.date() <= day < end.date()
+                ),
+                Decimal(0),
+            )
         return to_nano(persisted + unwritten)
 
     def crossed(self, key: str, period: str, percent: int, spend: int, budget: int) -> None:
         # Told in the order they happened: each waits for the one before.
         before = next(reversed(self._alerts), None) if self._alerts else None
         task = asyncio.get_running_loop().create_task(
-            _tell_crossing(int(key), period, percent, from_nano(spend), from_nano(budget), after=before))
+            _tell_crossing(int(key), period, percent, from_nano(spend), from_nano(budget), after=before)
+        )
         self._alerts[task] = None
         task.add_done_callback(self._alerts.pop)
 
@@ -350,8 +382,9 @@ class KeyLimits:
         """The key's spend in its current `kind` period, as the store counts it (every worker's)."""
         now = self.now()
         period, end = _period_at(kind, now)
-        value = await self.store.key_spend(str(key_id), period=period, expires_in_s=end - now + KEEP_AFTER_PERIOD_S,
-                                           ledger=self)
+        value = await self.store.key_spend(
+            str(key_id), period=period, expires_in_s=end - now + KEEP_AFTER_PERIOD_S, ledger=self
+        )
         return from_nano(value)
 
     def unwritten(self, key_id: int, start: date, end: date) -> Tally:
@@ -363,8 +396,9 @@ class KeyLimits:
         return total
 
 
-async def _tell_crossing(key_id: int, period: str, percent: int, spend: Decimal, budget: Decimal, *,
-                         after: asyncio.Task[None] | None) -> None:
+async def _tell_crossing(
+    key_id: int, period: str, percent: int, spend: Decimal, budget: Decimal, *, after: asyncio.Task[None] | None
+) -> None:
     if after is not None:
         await asyncio.wait([after])
     try:
@@ -374,6 +408,7 @@ async def _tell_crossing(key_id: int, period: str, percent: int, spend: Decimal,
 
 
 # -- the database side (sync: through db_call) ---------------------------------------------------
+
 
 def persisted_spend(key_id: int, start: date, end: date) -> Decimal:
     total = KeySpend.objects.filter(key_id=key_id, day__gte=start, day__lt=end).aggregate(s=Sum("spend"))["s"]
@@ -385,14 +420,24 @@ def write_tallies(batch: dict[tuple[int, date], Tally]) -> None:
     between two workers' batches)."""
     with transaction.atomic():
         for (key_id, day), tally in sorted(batch.items()):
-            changes = {"spend": F("spend") + tally.spend, "requests": F("requests") + tally.requests,
-                       "tokens_in": F("tokens_in") + tally.tokens_in, "tokens_out": F("tokens_out") + tally.tokens_out}
+            changes = {
+                "spend": F("spend") + tally.spend,
+                "requests": F("requests") + tally.requests,
+                "tokens_in": F("tokens_in") + tally.tokens_in,
+                "tokens_out": F("tokens_out") + tally.tokens_out,
+            }
             if KeySpend.objects.filter(key_id=key_id, day=day).update(**changes):
                 continue
             try:
                 with transaction.atomic():
-                    KeySpend.objects.create(key_id=key_id, day=day, spend=tally.spend, requests=tally.requests,
-                                            tokens_in=tally.tokens_in, tokens_out=tally.tokens_out)
+                    KeySpend.objects.create(
+                        key_id=key_id,
+                        day=day,
+                        spend=tally.spend,
+                        requests=tally.requests,
+                        tokens_in=tally.tokens_in,
+                        tokens_out=tally.tokens_out,
+                    )
             except IntegrityError:  # another worker created it meanwhile, or the key is gone
                 KeySpend.objects.filter(key_id=key_id, day=day).update(**changes)
 
@@ -403,8 +448,15 @@ def tell_crossing(key_id: int, period: str, percent: int, spend: Decimal, budget
         return
     kind, start, _ = parse_period(period)
     for receiver, error in key_budget_crossed.send_robust(
-            sender=ApiKey, key_name=row["name"], prefix=row["prefix"], threshold=percent, spend=spend,
-            budget=budget, period=kind, period_start=start):
+        sender=ApiKey,
+        key_name=row["name"],
+        prefix=row["prefix"],
+        threshold=percent,
+        spend=spend,
+        budget=budget,
+        period=kind,
+        period_start=start,
+    ):
         if isinstance(error, Exception):
             log.error("key_budget_crossed receiver %r failed: %r", receiver, error)
 
@@ -453,6 +505,13 @@ def usage_in_period(key_id: int, kind: str, now: datetime) -> dict[str, Any]:
     """The key's requests and tokens in its current period, from the database (sync)."""
     start, end = period_bounds(kind, now)
     row = KeySpend.objects.filter(key_id=key_id, day__gte=start.date(), day__lt=end.date()).aggregate(
-        spend=Sum("spend"), requests=Sum("requests"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"))
-    return {"start": start, "end": end, "spend": row["spend"] or Decimal(0), "requests": row["requests"] or 0,
-            "tokens_in": row["tokens_in"] or 0, "tokens_out": row["tokens_out"] or 0}
+        spend=Sum("spend"), requests=Sum("requests"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out")
+    )
+    return {
+        "start": start,
+        "end": end,
+        "spend": row["spend"] or Decimal(0),
+        "requests": row["requests"] or 0,
+        "tokens_in": row["tokens_in"] or 0,
+        "tokens_out": row["tokens_out"] or 0,
+    }

@@ -86,14 +86,17 @@ class KeyChange(BaseModel):
 
     scopes: Annotated[list[Literal["gateway", "read", "admin"]], Field(min_length=1, max_length=3)] | None = None
     routes: Annotated[list[StrictStr], Field(max_length=MAX_KEY_ROUTES)] | None = Field(
-        default=None, description="route names the key may use; [] allows every route")
+        default=None, description="route names the key may use; [] allows every route"
+    )
     budget: Annotated[Decimal, Field(ge=0, le=MAX_BUDGET, max_digits=14, decimal_places=4)] | None = Field(
-        default=None, description="per period, in the prices' currency; null: no budget")
+        default=None, description="per period, in the prices' currency; null: no budget"
+    )
     budget_period: Period | None = None
     rpm: Annotated[StrictInt, Field(ge=1, le=10_000_000)] | None = Field(default=None, description="null: no limit")
     tpm: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = Field(default=None, description="null: no limit")
-    expires_at: AwareDatetime | None = Field(default=None, description="ISO 8601 with a zone, in the future; "
-                                                                        "null: never")
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="ISO 8601 with a zone, in the future; null: never"
+    )
 
     @field_validator("budget", mode="before")
     @classmethod
@@ -104,13 +107,21 @@ class KeyChange(BaseModel):
 
 
 # The request's names of the model's fields.
-FIELDS = {"scopes": "scopes", "routes": "routes", "budget": "budget", "budget_period": "budget_period",
-          "rpm": "rate_limit_per_minute", "tpm": "tokens_per_minute", "expires_at": "expires_at"}
+FIELDS = {
+    "scopes": "scopes",
+    "routes": "routes",
+    "budget": "budget",
+    "budget_period": "budget_period",
+    "rpm": "rate_limit_per_minute",
+    "tpm": "tokens_per_minute",
+    "expires_at": "expires_at",
+}
 PARAMS = {column: name for name, column in FIELDS.items()}
 NOT_NULL = ("scopes", "routes", "budget_period")
 
 
 # -- reading -----------------------------------------------------------------------------------
+
 
 def _number(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
@@ -142,15 +153,26 @@ async def key_info(limits: KeyLimits, row: ApiKey, days: dict[tuple[int, date], 
     spend = await limits.spend(row.pk, row.budget_period)
     active = row.revoked_at is None and (row.expires_at is None or row.expires_at > timezone.now())
     return {
-        "prefix": row.prefix, "name": row.name, "scopes": list(row.scopes), "routes": list(row.routes or []),
+        "prefix": row.prefix,
+        "name": row.name,
+        "scopes": list(row.scopes),
+        "routes": list(row.routes or []),
         "limits": {"rpm": row.rate_limit_per_minute, "tpm": row.tokens_per_minute},
-        "budget": _number(row.budget), "budget_period": row.budget_period,
-        "period_start": start.isoformat(), "period_end": end.isoformat(), "spend": float(spend),
+        "budget": _number(row.budget),
+        "budget_period": row.budget_period,
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+        "spend": float(spend),
         "budget_used": None if row.budget is None else float(spend / row.budget) if row.budget else 1.0,
-        "requests": used.requests, "tokens_in": used.tokens_in, "tokens_out": used.tokens_out,
+        "requests": used.requests,
+        "tokens_in": used.tokens_in,
+        "tokens_out": used.tokens_out,
         "tokens": used.tokens_in + used.tokens_out,
-        "created_at": row.created_at.isoformat(), "last_used_at": _when(row.last_used_at),
-        "expires_at": _when(row.expires_at), "revoked_at": _when(row.revoked_at), "active": active,
+        "created_at": row.created_at.isoformat(),
+        "last_used_at": _when(row.last_used_at),
+        "expires_at": _when(row.expires_at),
+        "revoked_at": _when(row.revoked_at),
+        "active": active,
     }
 
 
@@ -167,9 +189,15 @@ async def _one(prefix: str) -> dict[str, Any]:
     return await key_info(limits, row, days)
 
 
-@document("GET", "/api/keys", "API keys with their limits and their use in the current budget period",
-          scope="admin", tags=["keys"], responses={200: Response("Every key (revoked ones too)", KeyList)},
-          errors=(401, 403))
+@document(
+    "GET",
+    "/api/keys",
+    "API keys with their limits and their use in the current budget period",
+    scope="admin",
+    tags=["keys"],
+    responses={200: Response("Every key (revoked ones too)", KeyList)},
+    errors=(401, 403),
+)
 @api_view("admin")
 async def keys_list(request: HttpRequest) -> HttpResponse:
     limits = limits_for(runtime())
@@ -177,14 +205,22 @@ async def keys_list(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"keys": [await key_info(limits, row, days) for row, days in rows]})
 
 
-@document("GET", "/api/keys/{prefix}", "One API key: limits, spend, requests and tokens in the period",
-          scope="admin", tags=["keys"], responses={200: Response("The key", KeyInfo)}, errors=(401, 403, 404))
+@document(
+    "GET",
+    "/api/keys/{prefix}",
+    "One API key: limits, spend, requests and tokens in the period",
+    scope="admin",
+    tags=["keys"],
+    responses={200: Response("The key", KeyInfo)},
+    errors=(401, 403, 404),
+)
 @api_view("admin")
 async def key_detail(request: HttpRequest, prefix: str) -> HttpResponse:
     return JsonResponse(await _one(prefix))
 
 
 # -- changing ----------------------------------------------------------------------------------
+
 
 def _shown(value: Any) -> Any:
     if isinstance(value, Decimal):
@@ -210,8 +246,9 @@ def _change(prefix: str, values: dict[str, Any], actor: str) -> bool:
             return True
         row.full_clean()
         row.save()  # bumps the configuration version: every worker reloads
-        AuditLog.objects.create(actor=actor, action="update", object_type="api_key", object_name=row.name,
-                                changes=changes)
+        AuditLog.objects.create(
+            actor=actor, action="update", object_type="api_key", object_name=row.name, changes=changes
+        )
     return True
 
 
@@ -220,9 +257,16 @@ def _actor(request: HttpRequest) -> str:
     return f"api:{key.name}" if key is not None else "api"
 
 
-@document("PATCH", "/api/keys/{prefix}", "Change a key's routes, budget, period, rpm, tpm, expiry or scopes",
-          scope="admin", tags=["keys"], request=KeyChange, responses={200: Response("The key, changed", KeyInfo)},
-          errors=(400, 401, 403, 404))
+@document(
+    "PATCH",
+    "/api/keys/{prefix}",
+    "Change a key's routes, budget, period, rpm, tpm, expiry or scopes",
+    scope="admin",
+    tags=["keys"],
+    request=KeyChange,
+    responses={200: Response("The key, changed", KeyInfo)},
+    errors=(400, 401, 403, 404),
+)
 @api_view("admin")
 async def key_change(request: HttpRequest, prefix: str) -> HttpResponse:
     body = parse_json(request)
@@ -234,16 +278,19 @@ async def key_change(request: HttpRequest, prefix: str) -> HttpResponse:
         if name in body and body[name] is None:
             raise RequestError(400, f"Invalid `{name}`: must not be null.", code="invalid_value", param=name)
     if change.expires_at is not None and change.expires_at <= timezone.now():
-        raise RequestError(400, "Invalid `expires_at`: must be in the future (revoke the key to stop it now).",
-                           code="invalid_value", param="expires_at")
+        raise RequestError(
+            400,
+            "Invalid `expires_at`: must be in the future (revoke the key to stop it now).",
+            code="invalid_value",
+            param="expires_at",
+        )
     values = {FIELDS[name]: getattr(change, name) for name in body}
     try:
         found = await db_call(_change, prefix, values, _actor(request))
     except ValidationError as exc:
         column, messages = next(iter(exc.message_dict.items()))
         param = PARAMS.get(column, column)
-        raise RequestError(400, f"Invalid `{param}`: {' '.join(messages)}", code="invalid_value",
-                           param=param) from None
+        raise RequestError(400, f"Invalid `{param}`: {' '.join(messages)}", code="invalid_value", param=param) from None
     if not found:
         raise RequestError(404, f"no API key with the prefix {prefix!r}", code="key_not_found")
     await runtime().refresh(force=True)
@@ -264,13 +311,25 @@ def _revoke(prefix: str, actor: str) -> bool:
         if row.revoked_at is None:
             row.revoked_at = timezone.now()
             row.save(update_fields=["revoked_at"])
-            AuditLog.objects.create(actor=actor, action="revoke", object_type="api_key", object_name=row.name,
-                                    changes={"revoked_at": [None, row.revoked_at.isoformat()]})
+            AuditLog.objects.create(
+                actor=actor,
+                action="revoke",
+                object_type="api_key",
+                object_name=row.name,
+                changes={"revoked_at": [None, row.revoked_at.isoformat()]},
+            )
     return True
 
 
-@document("POST", "/api/keys/{prefix}/revoke", "Revoke a key: it is refused (401) from now on", scope="admin",
-          tags=["keys"], responses={200: Response("The key, revoked", KeyInfo)}, errors=(401, 403, 404))
+@document(
+    "POST",
+    "/api/keys/{prefix}/revoke",
+    "Revoke a key: it is refused (401) from now on",
+    scope="admin",
+    tags=["keys"],
+    responses={200: Response("The key, revoked", KeyInfo)},
+    errors=(401, 403, 404),
+)
 @require_http_methods(["POST"])
 @api_view("admin")
 async def key_revoke(request: HttpRequest, prefix: str) -> HttpResponse:
@@ -278,4 +337,3 @@ async def key_revoke(request: HttpRequest, prefix: str) -> HttpResponse:
         raise RequestError(404, f"no API key with the prefix {prefix!r}", code="key_not_found")
     await runtime().refresh(force=True)
     return JsonResponse(await _one(prefix))
-

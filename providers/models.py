@@ -113,31 +113,44 @@ def _validate_dict(value: object) -> None:
 class Provider(models.Model):
     name = models.CharField(max_length=64, unique=True, validators=[validate_name])
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    base_url = models.CharField(max_length=500, blank=True, validators=[validate_provider_url],
-                                help_text="Empty: the kind's public default.")
+    base_url = models.CharField(
+        max_length=500, blank=True, validators=[validate_provider_url], help_text="Empty: the kind's public default."
+    )
     enabled = models.BooleanField(default=True)
-    capabilities = models.JSONField(default=list, blank=True, validators=[_validate_capabilities],
-                                    help_text="Empty: what the kind supports.")
-    configured_models = models.JSONField(default=list, blank=True, validators=[_validate_str_list],
-                                         verbose_name="models", help_text="Empty: discovered from the provider.")
-    priority = models.IntegerField(default=1, validators=[RangeValidator(0, 1000)],
-                                   help_text="Lower goes first.")
+    capabilities = models.JSONField(
+        default=list, blank=True, validators=[_validate_capabilities], help_text="Empty: what the kind supports."
+    )
+    configured_models = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[_validate_str_list],
+        verbose_name="models",
+        help_text="Empty: discovered from the provider.",
+    )
+    priority = models.IntegerField(default=1, validators=[RangeValidator(0, 1000)], help_text="Lower goes first.")
     weight = models.FloatField(default=1.0, validators=[RangeValidator(0, 1000, low_inclusive=False)])
-    timeout_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(0, 600, low_inclusive=False)],
-                                  help_text="Attempt timeout. Empty: 30 s text, 10 s speech, 120 s images.")
+    timeout_s = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, 600, low_inclusive=False)],
+        help_text="Attempt timeout. Empty: 30 s text, 10 s speech, 120 s images.",
+    )
 
-    retry_max_attempts = models.PositiveSmallIntegerField(default=2, validators=[RangeValidator(1, 10)],
-                                                          help_text="Attempts per request, the first included.")
+    retry_max_attempts = models.PositiveSmallIntegerField(
+        default=2, validators=[RangeValidator(1, 10)], help_text="Attempts per request, the first included."
+    )
     retry_base_delay_s = models.FloatField(default=0.5, validators=[RangeValidator(0, 60)])
     retry_max_delay_s = models.FloatField(default=8.0, validators=[RangeValidator(0, 300, low_inclusive=False)])
 
     breaker_mode = models.CharField(max_length=20, choices=BreakerMode.choices, default=BreakerMode.NORMAL)
-    breaker_window_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(1, 86400)],
-                                         help_text="Empty: max(60 s, 2 × timeout).")
+    breaker_window_s = models.FloatField(
+        null=True, blank=True, validators=[RangeValidator(1, 86400)], help_text="Empty: max(60 s, 2 × timeout)."
+    )
     breaker_min_calls = models.PositiveIntegerField(default=10, validators=[RangeValidator(1, 100000)])
     breaker_failure_rate = models.FloatField(default=0.5, validators=[RangeValidator(0, 1, low_inclusive=False)])
-    breaker_consecutive_failures = models.PositiveIntegerField(default=5, validators=[RangeValidator(0, 10000)],
-                                                               help_text="0 turns the rule off.")
+    breaker_consecutive_failures = models.PositiveIntegerField(
+        default=5, validators=[RangeValidator(0, 10000)], help_text="0 turns the rule off."
+    )
     breaker_break_s = models.FloatField(default=30.0, validators=[RangeValidator(0, 86400, low_inclusive=False)])
     breaker_max_break_s = models.FloatField(default=300.0, validators=[RangeValidator(0, 86400, low_inclusive=False)])
     breaker_half_open_probes = models.PositiveSmallIntegerField(default=3, validators=[RangeValidator(1, 100)])
@@ -148,18 +161,28 @@ class Provider(models.Model):
 
     max_concurrent = models.PositiveIntegerField(default=32, validators=[RangeValidator(1, 10000)])
     limit_requests_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, validators=[RangeValidator(1, 10_000_000)],
-        help_text="Skip this provider (to the next target) rather than send past this. Empty: no limit.")
+        null=True,
+        blank=True,
+        validators=[RangeValidator(1, 10_000_000)],
+        help_text="Skip this provider (to the next target) rather than send past this. Empty: no limit.",
+    )
     limit_tokens_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, validators=[RangeValidator(1, 10_000_000_000)],
-        help_text="Tokens (in + out) per minute; empty: no limit.")
-    options = models.JSONField(default=dict, blank=True, validators=[_validate_dict],
-                               help_text="Settings particular to the kind.")
+        null=True,
+        blank=True,
+        validators=[RangeValidator(1, 10_000_000_000)],
+        help_text="Tokens (in + out) per minute; empty: no limit.",
+    )
+    options = models.JSONField(
+        default=dict, blank=True, validators=[_validate_dict], help_text="Settings particular to the kind."
+    )
     cache_ttl_s = models.FloatField(
-        null=True, blank=True, validators=[RangeValidator(0, 30 * 86400)],
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, 30 * 86400)],
         help_text="Response cache: identical requests within this many seconds are answered from the "
-                  "cache (for routes without a setting of their own whose first target is this provider). "
-                  "Empty or 0: no cache.")
+        "cache (for routes without a setting of their own whose first target is this provider). "
+        "Empty or 0: no cache.",
+    )
     is_demo = models.BooleanField(default=False, help_text="Loaded by the demo; removed with it.")
     discovered = models.BooleanField(default=False, help_text="Registered from local discovery.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -173,11 +196,15 @@ class Provider(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if None not in (self.breaker_max_break_s, self.breaker_break_s) and \
-                self.breaker_max_break_s < self.breaker_break_s:
+        if (
+            None not in (self.breaker_max_break_s, self.breaker_break_s)
+            and self.breaker_max_break_s < self.breaker_break_s
+        ):
             errors["breaker_max_break_s"] = "must be >= breaker break_s"
-        if None not in (self.retry_max_delay_s, self.retry_base_delay_s) and \
-                self.retry_max_delay_s < self.retry_base_delay_s:
+        if (
+            None not in (self.retry_max_delay_s, self.retry_base_delay_s)
+            and self.retry_max_delay_s < self.retry_base_delay_s
+        ):
             errors["retry_max_delay_s"] = "must be >= retry base_delay_s"
         timeout = self.primary_timeout_s
         if self.breaker_window_s is not None and self.breaker_window_s < 2 * timeout:
@@ -272,16 +299,21 @@ class ProviderModel(models.Model):
     name = models.CharField(max_length=200)
     capabilities = models.JSONField(default=list, blank=True, validators=[_validate_capabilities])
     context_window = models.PositiveIntegerField(null=True, blank=True)
-    input_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
-                                               validators=[RangeValidator(0)])
-    output_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
-                                                validators=[RangeValidator(0)])
-    price_per_image = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
-                                          validators=[RangeValidator(0)])
-    price_per_kchar = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
-                                          validators=[RangeValidator(0)])
-    price_per_minute = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0),
-                                           validators=[RangeValidator(0)])
+    input_price_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+    )
+    output_price_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+    )
+    price_per_image = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+    )
+    price_per_kchar = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+    )
+    price_per_minute = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+    )
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.MANUAL)
     details = models.JSONField(default=dict, blank=True)
     discovered_at = models.DateTimeField(null=True, blank=True)
@@ -296,8 +328,13 @@ class ProviderModel(models.Model):
     @property
     def is_free(self) -> bool:
         return not any(
-            (self.input_price_per_mtok, self.output_price_per_mtok, self.price_per_image,
-             self.price_per_kchar, self.price_per_minute)
+            (
+                self.input_price_per_mtok,
+                self.output_price_per_mtok,
+                self.price_per_image,
+                self.price_per_kchar,
+                self.price_per_minute,
+            )
         )
 
 
@@ -331,17 +368,29 @@ class Route(models.Model):
     name = models.CharField(max_length=100, unique=True, validators=[validate_route_name])
     capability = models.CharField(max_length=20, choices=Capability.choices, default=Capability.CHAT)
     strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.PRIORITY)
-    max_attempts = models.PositiveSmallIntegerField(default=3, validators=[RangeValidator(1, 20)],
-                                                    help_text="Attempts across the whole chain.")
-    deadline_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(0, 3600, low_inclusive=False)],
-                                   help_text="Empty: 60 s text, 20 s speech, 180 s images.")
+    max_attempts = models.PositiveSmallIntegerField(
+        default=3, validators=[RangeValidator(1, 20)], help_text="Attempts across the whole chain."
+    )
+    deadline_s = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, 3600, low_inclusive=False)],
+        help_text="Empty: 60 s text, 20 s speech, 180 s images.",
+    )
     hedge = models.BooleanField(default=False, help_text="Send a second request if the first is slow (billed).")
-    hedge_delay_s = models.FloatField(null=True, blank=True, validators=[RangeValidator(0.05, 60)],
-                                      help_text="Empty: adaptive (p95 time to first token).")
+    hedge_delay_s = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0.05, 60)],
+        help_text="Empty: adaptive (p95 time to first token).",
+    )
     cache_ttl_s = models.FloatField(
-        null=True, blank=True, validators=[RangeValidator(0, 30 * 86400)],
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, 30 * 86400)],
         help_text="Response cache: identical requests within this many seconds are answered from the "
-                  "cache. Empty: the first target's provider's setting; 0: no cache.")
+        "cache. Empty: the first target's provider's setting; 0: no cache.",
+    )
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True)
     is_demo = models.BooleanField(default=False)
@@ -360,8 +409,12 @@ class RouteTarget(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="route_targets")
     model = models.CharField(max_length=200, blank=True, help_text="Empty: the provider's first model.")
     position = models.PositiveSmallIntegerField(default=0)
-    weight = models.FloatField(null=True, blank=True, validators=[RangeValidator(0, 1000, low_inclusive=False)],
-                               help_text="Empty: the provider's weight.")
+    weight = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, 1000, low_inclusive=False)],
+        help_text="Empty: the provider's weight.",
+    )
 
     class Meta:
         ordering = ["route", "position", "id"]
@@ -415,8 +468,9 @@ def validate_key_routes(value: object) -> None:
         if problem is None and "," in name:
             problem = "must not contain ','"
         if problem:
-            raise ValidationError(f"{name!r}: {problem}" if isinstance(name, str) else f"each name {problem}",
-                                  code="routes")
+            raise ValidationError(
+                f"{name!r}: {problem}" if isinstance(name, str) else f"each name {problem}", code="routes"
+            )
     if len(set(value)) != len(value):
         raise ValidationError("names a route twice", code="routes")
 
@@ -433,17 +487,32 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     scopes = models.JSONField(default=list)
-    routes = models.JSONField(default=list, blank=True, validators=[validate_key_routes],
-                              help_text="Route names this key may use; empty: every route.")
-    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True,
-                                                        validators=[RangeValidator(1, 10_000_000)],
-                                                        help_text="Requests per minute; empty: no limit.")
-    tokens_per_minute = models.PositiveBigIntegerField(null=True, blank=True,
-                                                       validators=[RangeValidator(1, 10**12)],
-                                                       help_text="Tokens (in + out) per minute; empty: no limit.")
-    budget = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True,
-                                 validators=[RangeValidator(0, MAX_BUDGET)],
-                                 help_text="Spend allowed per period, in the prices' currency; empty: no budget.")
+    routes = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_key_routes],
+        help_text="Route names this key may use; empty: every route.",
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(1, 10_000_000)],
+        help_text="Requests per minute; empty: no limit.",
+    )
+    tokens_per_minute = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(1, 10**12)],
+        help_text="Tokens (in + out) per minute; empty: no limit.",
+    )
+    budget = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, MAX_BUDGET)],
+        help_text="Spend allowed per period, in the prices' currency; empty: no budget.",
+    )
     budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)

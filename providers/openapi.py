@@ -17,9 +17,16 @@ from pydantic import BaseModel
 JSON = "application/json"
 SSE = "text/event-stream"
 # One server-sent event, as OpenAPI tools read a text/event-stream schema: per event.
-SSE_EVENT = {"type": "object", "required": ["data"],
-             "properties": {"event": {"type": "string"}, "data": {"type": "string"},
-                            "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}}}
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -93,11 +100,20 @@ def document(
         path_params = tuple(
             Param(part[1:-1], "path", required=True) for part in path.split("/") if part.startswith("{")
         )
-        REGISTRY.append(Endpoint(
-            method=method.lower(), path=path, summary=summary, scope=scope, tags=tuple(tags),
-            request=request, request_content_type=request_content_type, responses=answers,
-            params=path_params + tuple(params), operation_id=f"{method.lower()}_{view.__name__}",
-        ))
+        REGISTRY.append(
+            Endpoint(
+                method=method.lower(),
+                path=path,
+                summary=summary,
+                scope=scope,
+                tags=tuple(tags),
+                request=request,
+                request_content_type=request_content_type,
+                responses=answers,
+                params=path_params + tuple(params),
+                operation_id=f"{method.lower()}_{view.__name__}",
+            )
+        )
         return view
 
     return register
@@ -117,15 +133,23 @@ def build_schema(server_url: str = "/") -> dict[str, Any]:
     components: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     for ep in REGISTRY:
-        operation: dict[str, Any] = {"summary": ep.summary, "operationId": ep.operation_id,
-                                     "tags": list(ep.tags) or ["gateway"]}
+        operation: dict[str, Any] = {
+            "summary": ep.summary,
+            "operationId": ep.operation_id,
+            "tags": list(ep.tags) or ["gateway"],
+        }
         operation["security"] = [{"bearer": []}] if ep.scope else []
         if ep.scope:
             operation["description"] = f"Needs an API key with the `{ep.scope}` scope."
         if ep.params:
             operation["parameters"] = [
-                {"name": p.name, "in": p.where, "required": p.required or p.where == "path",
-                 "description": p.description, "schema": p.schema}
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "description": p.description,
+                    "schema": p.schema,
+                }
                 for p in ep.params
             ]
         if ep.request is not None:
@@ -158,7 +182,7 @@ def build_schema(server_url: str = "/") -> dict[str, Any]:
             "title": "AI gateway",
             "version": "1.0",
             "description": "OpenAI-compatible gateway endpoints, the generic execute endpoint and the "
-                           "operations API. Authenticate with `Authorization: Bearer <key>`.",
+            "operations API. Authenticate with `Authorization: Bearer <key>`.",
         },
         "servers": [{"url": server_url}],
         "paths": dict(sorted(paths.items())),

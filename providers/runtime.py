@@ -79,13 +79,20 @@ class Runtime:
     # engine's clock.
     response_cache: ResponseCache
 
-    def __init__(self, *, engine: Engine | None = None, client: httpx.AsyncClient | None = None,
-                 response_cache: ResponseCache | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine | None = None,
+        client: httpx.AsyncClient | None = None,
+        response_cache: ResponseCache | None = None,
+    ) -> None:
         self.engine = engine or Engine(store=_build_store(), limits=_build_limits())
-        self.response_cache = (response_cache if response_cache is not None
-                               else _build_cache(self.engine.clock.monotonic))
-        self.client = client or build_client(settings.GATEWAY_HTTP_TRANSPORT,
-                                                  max_response_bytes=settings.GATEWAY_MAX_RESPONSE_BYTES)
+        self.response_cache = (
+            response_cache if response_cache is not None else _build_cache(self.engine.clock.monotonic)
+        )
+        self.client = client or build_client(
+            settings.GATEWAY_HTTP_TRANSPORT, max_response_bytes=settings.GATEWAY_MAX_RESPONSE_BYTES
+        )
         self.snapshot = None
         self.event_sink = None
         self.key_usage = None
@@ -191,8 +198,10 @@ class Runtime:
                 # Options saved before they were validated (or edited in the database): the
                 # target is unusable, which probes and the attempt list say in words, not
                 # with a traceback every probe interval.
-                raise UpstreamError(Classification(Outcome.FAILURE, "misconfigured"),
-                                    message=f"the provider's options are invalid: {exc}") from None
+                raise UpstreamError(
+                    Classification(Outcome.FAILURE, "misconfigured"),
+                    message=f"the provider's options are invalid: {exc}",
+                ) from None
             self._adapters[key] = adapter
         return adapter
 

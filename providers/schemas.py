@@ -23,15 +23,19 @@ class Attempt(BaseModel):
     provider: str
     model: str
     credential: str | None
-    outcome: str | None = Field(description="success, failure, rate_limited, exhausted, caller_error, "
-                                            "credential_rejected, target_misconfigured, cancelled, deadline, "
-                                            "stream_aborted; null when skipped")
+    outcome: str | None = Field(
+        description="success, failure, rate_limited, exhausted, caller_error, "
+        "credential_rejected, target_misconfigured, cancelled, deadline, "
+        "stream_aborted; null when skipped"
+    )
     status: int | None
     duration_ms: float
-    skipped: str | None = Field(description="why the target was skipped: disabled, maintenance, open, "
-                                            "half_open_full, forced_open, cooldown, exhausted, rejected, "
-                                            "model_missing, unsupported, invalid_request, bulkhead_full, "
-                                            "throttled, budget, limit, deadline")
+    skipped: str | None = Field(
+        description="why the target was skipped: disabled, maintenance, open, "
+        "half_open_full, forced_open, cooldown, exhausted, rejected, "
+        "model_missing, unsupported, invalid_request, bulkhead_full, "
+        "throttled, budget, limit, deadline"
+    )
     reason: str
     error: str
     hedge: bool
@@ -64,9 +68,14 @@ class Edge(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-ModelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH,
-                                 description="a route name, provider/model, or a model some provider lists; "
-                                             "printable characters only")]
+ModelName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="a route name, provider/model, or a model some provider lists; printable characters only",
+    ),
+]
 Number = float  # a JSON number (an integer too), never a string or a boolean
 
 
@@ -102,8 +111,12 @@ class ChatRequest(ChatParams):
 
 
 class EmbeddingsParams(Edge):
-    input: (str | Annotated[list[str], Field(max_length=MAX_INPUTS)] | list[int]
-            | Annotated[list[list[int]], Field(max_length=MAX_INPUTS)])
+    input: (
+        str
+        | Annotated[list[str], Field(max_length=MAX_INPUTS)]
+        | list[int]
+        | Annotated[list[list[int]], Field(max_length=MAX_INPUTS)]
+    )
     dimensions: int | None = Field(default=None, ge=1, le=MAX_DIMENSIONS)
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
@@ -197,26 +210,35 @@ class ModelList(BaseModel):
 
 class ExecuteOptions(Edge):
     deadline_s: Number | None = Field(default=None, gt=0, le=3600, description="a shorter deadline, seconds")
-    prefer: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH,
-                               description="try this provider first")
+    prefer: str | None = Field(
+        default=None, min_length=1, max_length=MAX_NAME_LENGTH, description="try this provider first"
+    )
 
 
 class ExecuteRequest(Edge):
     capability: Literal["chat", "embeddings", "image", "tts", "translation", "video"]
     route: ModelName | None = Field(default=None, description="a route name or provider/model (or give `model`)")
     model: ModelName | None = Field(default=None, description="the same as `route`")
-    input: Any = Field(description="chat: text or messages; embeddings: text(s); image: prompt; "
-                                   "tts: text; translation: text(s) or {text, target_lang}; "
-                                   "video: prompt or {prompt, images, audio, duration_s}")
-    options: ExecuteOptions | None = Field(default=None,
-                                           description="passed to the provider (temperature, voice, target_lang, "
-                                                       "...); `deadline_s` and `prefer` steer the gateway")
+    input: Any = Field(
+        description="chat: text or messages; embeddings: text(s); image: prompt; "
+        "tts: text; translation: text(s) or {text, target_lang}; "
+        "video: prompt or {prompt, images, audio, duration_s}"
+    )
+    options: ExecuteOptions | None = Field(
+        default=None,
+        description="passed to the provider (temperature, voice, target_lang, "
+        "...); `deadline_s` and `prefer` steer the gateway",
+    )
 
 
 # What execute's `input` and `options` become, per capability: the same checks as /v1.
 EXECUTE_PARAMS: dict[str, type[Edge]] = {
-    "chat": ChatParams, "embeddings": EmbeddingsParams, "image": ImageParams, "tts": SpeechParams,
-    "translation": TranslationParams, "video": VideoParams,
+    "chat": ChatParams,
+    "embeddings": EmbeddingsParams,
+    "image": ImageParams,
+    "tts": SpeechParams,
+    "translation": TranslationParams,
+    "video": VideoParams,
 }
 
 
@@ -243,6 +265,7 @@ class ExecuteResult(BaseModel):
 
 
 # -- operations -----------------------------------------------------------------------------
+
 
 class Credential(BaseModel):
     id: str

@@ -40,8 +40,12 @@ from .models import (
 )
 
 STREAM_IDLE_TIMEOUT_S = 30.0  # between two chunks of a stream (resilience.md §6)
-CAPABILITY_MODELS_HINT = {"embeddings": ("embed",), "image": ("image", "dall", "diffusion", "flux", "sd"),
-                          "tts": ("tts", "speech", "eleven"), "stt": ("whisper", "transcri")}
+CAPABILITY_MODELS_HINT = {
+    "embeddings": ("embed",),
+    "image": ("image", "dall", "diffusion", "flux", "sd"),
+    "tts": ("tts", "speech", "eleven"),
+    "stt": ("whisper", "transcri"),
+}
 
 
 class ResolveError(Exception):
@@ -91,13 +95,19 @@ class ProviderEntry:
     def price(self, model: str) -> Price | None:
         return self.prices.get(model)
 
-    def target(self, model: str, capability: str, *, priority: int, weight: float | None = None,
-               caller_named: bool = False) -> TargetSpec:
+    def target(
+        self, model: str, capability: str, *, priority: int, weight: float | None = None, caller_named: bool = False
+    ) -> TargetSpec:
         price = self.prices.get(model)
         cost = 0.0
         if price is not None:
-            cost = float(price.input_per_mtok + price.output_per_mtok + price.per_image * 1000
-                         + price.per_kchar * 1000 + price.per_minute * 1000)
+            cost = float(
+                price.input_per_mtok
+                + price.output_per_mtok
+                + price.per_image * 1000
+                + price.per_kchar * 1000
+                + price.per_minute * 1000
+            )
         return TargetSpec(
             provider=self.name,
             model=model,
@@ -159,8 +169,12 @@ class KeyEntry:
     @property
     def limited(self) -> bool:
         """Whether any limit applies (a key with none costs the hot path nothing)."""
-        return bool(self.routes) or self.rate_limit_per_minute is not None \
-            or self.tokens_per_minute is not None or self.budget is not None
+        return (
+            bool(self.routes)
+            or self.rate_limit_per_minute is not None
+            or self.tokens_per_minute is not None
+            or self.budget is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -175,15 +189,19 @@ class Snapshot:
     def resolve(self, model: str, capability: str) -> tuple[RoutePolicy, tuple[TargetSpec, ...]]:
         """The route (or one provider's model) that `model` names, for `capability`."""
         if not model or not isinstance(model, str):
-            raise ResolveError("`model` is required: a route name or provider/model", status=400,
-                               code="invalid_request")
+            raise ResolveError(
+                "`model` is required: a route name or provider/model", status=400, code="invalid_request"
+            )
         route = self.routes.get(model)
         if route is not None:
             if not route.enabled:
                 raise ResolveError(f"route {model!r} is disabled", status=404)
             if route.policy.capability != capability:
-                raise ResolveError(f"route {model!r} serves {route.policy.capability}, not {capability}",
-                                   status=400, code="wrong_capability")
+                raise ResolveError(
+                    f"route {model!r} serves {route.policy.capability}, not {capability}",
+                    status=400,
+                    code="wrong_capability",
+                )
             return route.policy, route.targets
         provider_name, slash, upstream_model = model.partition("/")
         if slash:
@@ -191,19 +209,24 @@ class Snapshot:
             if provider is None:
                 raise ResolveError(f"no route or provider named {provider_name!r}")
             if capability not in provider.capabilities:
-                raise ResolveError(f"provider {provider_name!r} does not offer {capability}",
-                                   status=400, code="wrong_capability")
+                raise ResolveError(
+                    f"provider {provider_name!r} does not offer {capability}", status=400, code="wrong_capability"
+                )
             # Named by the caller: a 404 for its model is the caller's answer, not a route to fix.
-            target = provider.target(upstream_model or provider.default_model(capability), capability, priority=0,
-                                     caller_named=True)
+            target = provider.target(
+                upstream_model or provider.default_model(capability), capability, priority=0, caller_named=True
+            )
             return self._single_route(model, capability, provider, target), (target,)
         # A bare upstream model name: every provider that lists it, by priority.
-        owners = sorted((p for p in self.providers.values() if model in p.models and capability in p.capabilities),
-                        key=lambda p: (p.priority, p.name))
+        owners = sorted(
+            (p for p in self.providers.values() if model in p.models and capability in p.capabilities),
+            key=lambda p: (p.priority, p.name),
+        )
         if owners:
             targets = tuple(p.target(model, capability, priority=i) for i, p in enumerate(owners))
-            return RoutePolicy(name=model, capability=capability, max_attempts=3,
-                               deadline_s=default_deadline(capability, targets)), targets
+            return RoutePolicy(
+                name=model, capability=capability, max_attempts=3, deadline_s=default_deadline(capability, targets)
+            ), targets
         raise ResolveError(f"no route, provider/model or known model named {model!r}")
 
     def cache_ttl(self, model: str, targets: tuple[TargetSpec, ...]) -> float | None:
@@ -218,8 +241,12 @@ class Snapshot:
 
     @staticmethod
     def _single_route(name: str, capability: str, provider: ProviderEntry, target: TargetSpec) -> RoutePolicy:
-        return RoutePolicy(name=name, capability=capability, max_attempts=provider.retry.max_attempts,
-                           deadline_s=default_deadline(capability, (target,)))
+        return RoutePolicy(
+            name=name,
+            capability=capability,
+            max_attempts=provider.retry.max_attempts,
+            deadline_s=default_deadline(capability, (target,)),
+        )
 
 
 def default_deadline(capability: str, targets: tuple[TargetSpec, ...] | list[TargetSpec]) -> float:
@@ -232,8 +259,10 @@ def default_deadline(capability: str, targets: tuple[TargetSpec, ...] | list[Tar
 
 def _price(row: ProviderModel) -> Price:
     return Price(
-        input_per_mtok=Decimal(row.input_price_per_mtok), output_per_mtok=Decimal(row.output_price_per_mtok),
-        per_image=Decimal(row.price_per_image), per_kchar=Decimal(row.price_per_kchar),
+        input_per_mtok=Decimal(row.input_price_per_mtok),
+        output_per_mtok=Decimal(row.output_price_per_mtok),
+        per_image=Decimal(row.price_per_image),
+        per_kchar=Decimal(row.price_per_kchar),
         per_minute=Decimal(row.price_per_minute),
     )
 
@@ -269,7 +298,10 @@ def _provider_entry(provider: Provider, now: datetime, windows: list[Maintenance
         model_capabilities={m.name: tuple(m.capabilities) for m in catalog if m.capabilities},
         prices={m.name: _price(m) for m in catalog},
         config=ProviderConfig(
-            name=provider.name, kind=provider.kind, base_url=provider.base_url, api_key=None,
+            name=provider.name,
+            kind=provider.kind,
+            base_url=provider.base_url,
+            api_key=None,
             timeout_s=attempt_timeout_for(capabilities[0] if capabilities else "chat", provider.timeout_s),
             # httpx's read timeout also bounds the wait for a stream's first chunk: it must not
             # cut a slow model before the first-byte timeout (timeout_s) does.
@@ -331,17 +363,37 @@ def load_snapshot() -> Snapshot:
         hedge = HedgePolicy(delay_s=route.hedge_delay_s or 1.0) if route.hedge else None
         if route.hedge and route.hedge_delay_s:
             hedge = HedgePolicy(delay_s=route.hedge_delay_s, min_samples=10**9)  # fixed delay
-        policy = RoutePolicy(name=route.name, capability=route.capability, strategy=route.strategy,
-                             max_attempts=route.max_attempts, hedge=hedge,
-                             deadline_s=route.deadline_s or default_deadline(route.capability, targets))
-        routes[route.name] = RouteEntry(policy=policy, targets=tuple(targets), enabled=route.enabled,
-                                        cache_ttl_s=route.cache_ttl_s)
+        policy = RoutePolicy(
+            name=route.name,
+            capability=route.capability,
+            strategy=route.strategy,
+            max_attempts=route.max_attempts,
+            hedge=hedge,
+            deadline_s=route.deadline_s or default_deadline(route.capability, targets),
+        )
+        routes[route.name] = RouteEntry(
+            policy=policy, targets=tuple(targets), enabled=route.enabled, cache_ttl_s=route.cache_ttl_s
+        )
     keys = {
-        k.key_hash: KeyEntry(id=k.pk, name=k.name, prefix=k.prefix, scopes=frozenset(k.scopes),
-                             rate_limit_per_minute=k.rate_limit_per_minute, expires_at=k.expires_at,
-                             routes=frozenset(k.routes or ()), tokens_per_minute=k.tokens_per_minute,
-                             budget=k.budget, budget_period=k.budget_period)
+        k.key_hash: KeyEntry(
+            id=k.pk,
+            name=k.name,
+            prefix=k.prefix,
+            scopes=frozenset(k.scopes),
+            rate_limit_per_minute=k.rate_limit_per_minute,
+            expires_at=k.expires_at,
+            routes=frozenset(k.routes or ()),
+            tokens_per_minute=k.tokens_per_minute,
+            budget=k.budget,
+            budget_period=k.budget_period,
+        )
         for k in ApiKey.objects.active()
     }
-    return Snapshot(version=version, providers=providers, routes=routes, keys=keys,
-                    next_change_at=min(boundaries, default=None), errors=tuple(errors))
+    return Snapshot(
+        version=version,
+        providers=providers,
+        routes=routes,
+        keys=keys,
+        next_change_at=min(boundaries, default=None),
+        errors=tuple(errors),
+    )

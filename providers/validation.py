@@ -93,8 +93,9 @@ def validate_provider_url(value: str) -> None:
     """
     if not value:
         return
-    policy = urlguard.Policy.provider(getattr(settings, "PROVIDER_URL_ALLOW", []),
-                                      getattr(settings, "PROVIDER_URL_DENY", []))
+    policy = urlguard.Policy.provider(
+        getattr(settings, "PROVIDER_URL_ALLOW", []), getattr(settings, "PROVIDER_URL_DENY", [])
+    )
     try:
         policy.check_url(value)
         # The client parses the URL itself: a host it reads differently is judged too.

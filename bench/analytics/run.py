@@ -47,8 +47,16 @@ CHAT = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "S
 
 def environment(database: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_"))}
-    env.update({"DATABASE_URL": f"sqlite:///{database}", "SECRET_KEY": "bench-" + "x" * 40, "NO_DEMO": "1",
-                "LOG_LEVEL": "WARNING", "MONITOR_EMBEDDED": "false", **extra})
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{database}",
+            "SECRET_KEY": "bench-" + "x" * 40,
+            "NO_DEMO": "1",
+            "LOG_LEVEL": "WARNING",
+            "MONITOR_EMBEDDED": "false",
+            **extra,
+        }
+    )
     return env
 
 
@@ -56,14 +64,20 @@ def manage(env: dict[str, str], *args: str, stream: bool = False) -> str:
     if stream:  # show the seed's progress as it goes
         subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
         return ""
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port), "--no-embedded"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--no-embedded"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/healthz", proc)
     return proc, url
@@ -123,8 +137,16 @@ def ensure_seeded(rows: int, database: Path, env: dict[str, str]) -> None:
             # days), so the 5m, 1h and 24h windows hold as much as they would have
             more = round(rows * gap / timedelta(days=30))
             print(f"topping up the last {gap.total_seconds() / 3600:.1f} h with {more:,} rows")
-            manage(env, "seed_analytics", "--rows", str(more), "--days", f"{gap / timedelta(days=1):.6f}",
-                   "--seed", str(int(time.time())))
+            manage(
+                env,
+                "seed_analytics",
+                "--rows",
+                str(more),
+                "--days",
+                f"{gap / timedelta(days=1):.6f}",
+                "--seed",
+                str(int(time.time())),
+            )
         manage(env, "migrate", "--noinput")
     print(f"database file: {database.stat().st_size / 1e9:.2f} GB")
 
@@ -139,13 +161,16 @@ def queries(rows: int, database: Path, runs: int) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
             print(f"\nGET /api/analytics (real server, median of {runs * 10})")
             for window in WINDOWS:
+
                 def call(w: str = window) -> None:
                     client.get("/api/analytics", params={"window": w}).raise_for_status()
 
                 print(f"  window={window:<4} {median_ms(call, runs):7.1f} ms")
             answer = client.get("/api/analytics", params={"window": "30d"}).json()
-            print(f"  30d total: {answer['total']['requests']:,} requests, "
-                  f"success rate {answer['total']['success_rate']}, p95 {answer['total']['latency_ms']['p95']} ms")
+            print(
+                f"  30d total: {answer['total']['requests']:,} requests, "
+                f"success rate {answer['total']['success_rate']}, p95 {answer['total']['latency_ms']['p95']} ms"
+            )
             detail = f"/api/analytics/{next(iter(answer['providers']))}"
 
             def provider(w: str = "30d") -> None:
@@ -168,12 +193,22 @@ def queries(rows: int, database: Path, runs: int) -> None:
 
 
 def bench_config(upstream: str) -> str:
-    return json.dumps({
-        "providers": [{"name": "upstream", "kind": "openai", "base_url": upstream, "models": ["bench-model"],
-                       "retry": {"max_attempts": 1}, "timeout_s": 10,
-                       "health_check": {"interval_s": 3600, "timeout_s": 5}}],
-        "routes": [{"name": "bench", "targets": [{"provider": "upstream", "model": "bench-model"}]}],
-    })
+    return json.dumps(
+        {
+            "providers": [
+                {
+                    "name": "upstream",
+                    "kind": "openai",
+                    "base_url": upstream,
+                    "models": ["bench-model"],
+                    "retry": {"max_attempts": 1},
+                    "timeout_s": 10,
+                    "health_check": {"interval_s": 3600, "timeout_s": 5},
+                }
+            ],
+            "routes": [{"name": "bench", "targets": [{"provider": "upstream", "model": "bench-model"}]}],
+        }
+    )
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -193,8 +228,12 @@ def other_threads(before: dict[int, float], after: dict[int, float], pid: int) -
 def throughput(runs: int, requests: int, concurrency: int = 32) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-analytics-"))
     upstream_port = free_port()
-    upstream = subprocess.Popen([sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_up(f"http://127.0.0.1:{upstream_port}/v1/models", upstream)
         base = environment(tmp / "db.sqlite3")
@@ -204,36 +243,54 @@ def throughput(runs: int, requests: int, concurrency: int = 32) -> None:
         key = manage(base, "create_api_key", "bench", "--scopes", "gateway").strip().splitlines()[-1]
         headers = {"Authorization": f"Bearer {key}"}
         figures: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
-        print(f"\nlogging's cost: POST /v1/chat/completions, c={concurrency}, {requests} requests per run "
-              f"(+200 warm-up), ANALYTICS_ENABLED alternating, {runs} runs each")
+        print(
+            f"\nlogging's cost: POST /v1/chat/completions, c={concurrency}, {requests} requests per run "
+            f"(+200 warm-up), ANALYTICS_ENABLED alternating, {runs} runs each"
+        )
         for run in range(runs):
-            for enabled in ((True, False) if run % 2 == 0 else (False, True)):
+            for enabled in (True, False) if run % 2 == 0 else (False, True):
                 proc, url = serve({**base, "ANALYTICS_ENABLED": "true" if enabled else "false"})
                 try:
                     before, threads = cpu_seconds(proc.pid), thread_cpu(proc.pid)
-                    result = asyncio.run(run_load(url + "/v1/chat/completions", CHAT, concurrency=concurrency,
-                                                  requests=requests, warmup=200, headers=headers))
+                    result = asyncio.run(
+                        run_load(
+                            url + "/v1/chat/completions",
+                            CHAT,
+                            concurrency=concurrency,
+                            requests=requests,
+                            warmup=200,
+                            headers=headers,
+                        )
+                    )
                     cpu_ms = (cpu_seconds(proc.pid) - before) * 1000 / (requests + 200)
                     writer_ms = other_threads(threads, thread_cpu(proc.pid), proc.pid) * 1000 / (requests + 200)
                 finally:
                     stop(proc)  # a clean stop flushes the recorder's queue
                 bad = sum(n for status, n in result.statuses.items() if status != 200) + result.errors
                 figures[enabled].append((result.rps, cpu_ms, writer_ms))
-                print(f"  run {run + 1} analytics {'on ' if enabled else 'off'}  {result.rps:7.0f} req/s  "
-                      f"p50 {result.p50:6.2f} ms  cpu {cpu_ms:5.3f} ms/req (outside the event loop "
-                      f"{writer_ms:5.3f})  non-200 {bad}")
+                print(
+                    f"  run {run + 1} analytics {'on ' if enabled else 'off'}  {result.rps:7.0f} req/s  "
+                    f"p50 {result.p50:6.2f} ms  cpu {cpu_ms:5.3f} ms/req (outside the event loop "
+                    f"{writer_ms:5.3f})  non-200 {bad}"
+                )
         logged = seeded_rows(tmp / "db.sqlite3")[0]
         on_rps = statistics.median(f[0] for f in figures[True])
         off_rps = statistics.median(f[0] for f in figures[False])
         on_cpu = statistics.median(f[1] for f in figures[True])
         off_cpu = statistics.median(f[1] for f in figures[False])
         writer = statistics.median(f[2] for f in figures[True]) - statistics.median(f[2] for f in figures[False])
-        print(f"  median: on {on_rps:.0f} req/s, off {off_rps:.0f} req/s -> logging costs "
-              f"{(1 - on_rps / off_rps) * 100:.1f}% of throughput")
-        print(f"  gateway CPU per request: on {on_cpu:.3f} ms, off {off_cpu:.3f} ms -> "
-              f"{(on_cpu / off_cpu - 1) * 100:+.1f}%")
-        print(f"  the writer's own CPU (threads outside the event loop, on minus off): {writer:.3f} ms per "
-              f"request = {writer / off_cpu * 100:.1f}% of a request's CPU with logging off")
+        print(
+            f"  median: on {on_rps:.0f} req/s, off {off_rps:.0f} req/s -> logging costs "
+            f"{(1 - on_rps / off_rps) * 100:.1f}% of throughput"
+        )
+        print(
+            f"  gateway CPU per request: on {on_cpu:.3f} ms, off {off_cpu:.3f} ms -> "
+            f"{(on_cpu / off_cpu - 1) * 100:+.1f}%"
+        )
+        print(
+            f"  the writer's own CPU (threads outside the event loop, on minus off): {writer:.3f} ms per "
+            f"request = {writer / off_cpu * 100:.1f}% of a request's CPU with logging off"
+        )
         print(f"  request rows written while on: {logged:,} (expected {runs * (requests + 200):,})")
     finally:
         stop(upstream)

@@ -42,13 +42,28 @@ def config(fakes: list[FakeOpenAI]) -> dict[str, Any]:
     names = [f"up-{i}" for i in range(len(fakes))]
     return {
         "providers": [
-            {"name": name, "kind": "openai", "base_url": fake.url + "/v1", "api_key": API_KEY,
-             "models": ["gpt-4o-mini"], "capabilities": ["chat"], "retry": {"max_attempts": 1},
-             "breaker": {"consecutive_failures": 3, "min_calls": 3, "failure_rate": 0.5, "break_s": 120},
-             "health_check": {"interval_s": 3600, "timeout_s": 5}}
-            for name, fake in zip(names, fakes, strict=True)],
-        "routes": [{"name": name, "capability": "chat", "max_attempts": 1,
-                    "targets": [{"provider": name, "model": "gpt-4o-mini"}]} for name in names],
+            {
+                "name": name,
+                "kind": "openai",
+                "base_url": fake.url + "/v1",
+                "api_key": API_KEY,
+                "models": ["gpt-4o-mini"],
+                "capabilities": ["chat"],
+                "retry": {"max_attempts": 1},
+                "breaker": {"consecutive_failures": 3, "min_calls": 3, "failure_rate": 0.5, "break_s": 120},
+                "health_check": {"interval_s": 3600, "timeout_s": 5},
+            }
+            for name, fake in zip(names, fakes, strict=True)
+        ],
+        "routes": [
+            {
+                "name": name,
+                "capability": "chat",
+                "max_attempts": 1,
+                "targets": [{"provider": name, "model": "gpt-4o-mini"}],
+            }
+            for name in names
+        ],
     }
 
 
@@ -56,8 +71,11 @@ def session_cookie(url: str) -> str:
     with httpx.Client(base_url=url) as client:
         page = client.get("/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-        client.post("/login/", data={"username": "operator", "password": "operator-pass-123",
-                                     "csrfmiddlewaretoken": token}, headers={"Referer": url + "/login/"})
+        client.post(
+            "/login/",
+            data={"username": "operator", "password": "operator-pass-123", "csrfmiddlewaretoken": token},
+            headers={"Referer": url + "/login/"},
+        )
         return str(client.cookies["sessionid"])
 
 
@@ -76,14 +94,14 @@ async def one_run(url: str, key: str, session: str, name: str, fake: FakeOpenAI)
     import websockets
 
     uri = url.replace("http://", "ws://") + "/ws/health/"
-    async with websockets.connect(uri, additional_headers={"Cookie": f"sessionid={session}",
-                                                           "Origin": url}) as socket:
+    async with websockets.connect(uri, additional_headers={"Cookie": f"sessionid={session}", "Origin": url}) as socket:
         await asyncio.sleep(0.3)  # subscribed
         fake.fault(status=500)
         async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
             for _ in range(3):
-                await client.post("/v1/chat/completions",
-                                  json={"model": name, "messages": [{"role": "user", "content": "hi"}]})
+                await client.post(
+                    "/v1/chat/completions", json={"model": name, "messages": [{"role": "user", "content": "hi"}]}
+                )
         broke = time.perf_counter()
         opened = unhealthy = None
         card = f'id="card-{name}"'
@@ -124,8 +142,10 @@ def main(runs: int) -> None:
             for fake in fakes:
                 fake.stop()
     print(f"console push after a breaker opens, {runs} runs (goal: within 2 s)")
-    for label, values in (("breaker open on the card", [o for o, _ in figures]),
-                          ("status unhealthy on the card", [u for _, u in figures])):
+    for label, values in (
+        ("breaker open on the card", [o for o, _ in figures]),
+        ("status unhealthy on the card", [u for _, u in figures]),
+    ):
         print(f"{label:<30} median {statistics.median(values) * 1000:7.0f} ms, max {max(values) * 1000:7.0f} ms")
 
 

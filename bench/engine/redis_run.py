@@ -48,8 +48,12 @@ from providers.engine.outcome import classify_http
 from providers.engine.redis_store import RedisStateStore
 
 ROUTE = RoutePolicy("bench", max_attempts=1)
-TARGET = TargetSpec("a", "m", retry=RetryPolicy(max_attempts=1, throttle=False),
-                    breaker=BreakerPolicy(consecutive_failures=0, min_calls=10**9))
+TARGET = TargetSpec(
+    "a",
+    "m",
+    retry=RetryPolicy(max_attempts=1, throttle=False),
+    breaker=BreakerPolicy(consecutive_failures=0, min_calls=10**9),
+)
 FAIL = UpstreamError(classify_http(503), status=503)
 
 
@@ -123,8 +127,21 @@ def free_port() -> int:
 
 def start_redis(port: int, directory: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            directory,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(500):
         if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG":
@@ -155,8 +172,10 @@ async def timeline(engine: Engine, seconds: float, concurrency: int = 4) -> list
 def describe(samples: list[float]) -> str:
     samples = sorted(samples)
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return (f"{len(samples):5d} calls, median {statistics.median(samples) * 1000:7.3f} ms, "
-            f"p99 {p99 * 1000:7.3f} ms, max {samples[-1] * 1000:7.3f} ms")
+    return (
+        f"{len(samples):5d} calls, median {statistics.median(samples) * 1000:7.3f} ms, "
+        f"p99 {p99 * 1000:7.3f} ms, max {samples[-1] * 1000:7.3f} ms"
+    )
 
 
 async def outage() -> list[tuple[str, str]]:
@@ -182,16 +201,22 @@ async def outage() -> list[tuple[str, str]]:
             paid = [(start, lat) for start, lat in during if lat > 0.005]
             opened = max((s + lat for s, lat in paid), default=frozen)
             figures.append(("Redis up (4 loops, a task per call)", describe(up)))
-            figures.append((f"Redis hung: until the store's breaker opened ({(opened - frozen) * 1000:.0f} ms)",
-                            describe([lat for _, lat in paid])))
+            figures.append(
+                (
+                    f"Redis hung: until the store's breaker opened ({(opened - frozen) * 1000:.0f} ms)",
+                    describe([lat for _, lat in paid]),
+                )
+            )
             figures.append(("Redis hung: breaker open", describe([lat for s, lat in during if s > opened])))
             reopened = time.perf_counter()
             await store.connect(timeout_s=5.0)
-            figures.append(("  thawed: shared state in use again after",
-                            f"{(time.perf_counter() - reopened) * 1000:.0f} ms"))
+            figures.append(
+                ("  thawed: shared state in use again after", f"{(time.perf_counter() - reopened) * 1000:.0f} ms")
+            )
 
-            cli = await asyncio.create_subprocess_exec("redis-cli", "-p", str(port), "shutdown", "nosave",
-                                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cli = await asyncio.create_subprocess_exec(
+                "redis-cli", "-p", str(port), "shutdown", "nosave", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             await cli.wait()
             await asyncio.to_thread(proc.wait, 5)
             samples = await timeline(engine, 0.5)
@@ -214,9 +239,12 @@ async def propagation(url: str, runs: int = 5) -> list[tuple[str, str]]:
     seen: dict[str, list[float]] = {"C": [], "D": []}
     for _ in range(runs):
         prefix = f"bench:{uuid.uuid4().hex[:8]}:"
-        stores = {name: RedisStateStore.from_url(url, prefix=prefix, reporter_id=name, op_timeout_s=0.25,
-                                                 **({"subscribe": False} if name == "D" else {}))
-                  for name in "ABCD"}
+        stores = {
+            name: RedisStateStore.from_url(
+                url, prefix=prefix, reporter_id=name, op_timeout_s=0.25, **({"subscribe": False} if name == "D" else {})
+            )
+            for name in "ABCD"
+        }
         try:
             for store in stores.values():
                 if not await store.connect():
@@ -243,16 +271,20 @@ async def propagation(url: str, runs: int = 5) -> list[tuple[str, str]]:
             for store in stores.values():
                 await store.aclose()
             await _delete_prefix(url, prefix)
-    return [("a third worker refuses a shared trip: with pub/sub", _spread(seen["C"], runs)),
-            ("  without pub/sub (the cache TTL)", _spread(seen["D"], runs))]
+    return [
+        ("a third worker refuses a shared trip: with pub/sub", _spread(seen["C"], runs)),
+        ("  without pub/sub (the cache TTL)", _spread(seen["D"], runs)),
+    ]
 
 
 def _spread(samples: list[float], runs: int) -> str:
     if not samples:
         return f"never within 10 s ({runs} runs)"
     samples = sorted(samples)
-    return (f"median {statistics.median(samples) * 1000:7.1f} ms, max {samples[-1] * 1000:7.1f} ms "
-            f"({len(samples)} of {runs} runs)")
+    return (
+        f"median {statistics.median(samples) * 1000:7.1f} ms, max {samples[-1] * 1000:7.1f} ms "
+        f"({len(samples)} of {runs} runs)"
+    )
 
 
 async def _delete_prefix(url: str, prefix: str) -> None:
@@ -279,8 +311,7 @@ async def main(url: str, n: int) -> None:
     figures += await propagation(url)
     figures += await outage()
     width = max(len(name) for name, _ in figures)
-    print(f"Redis state store, n={n}, Python {sys.version.split()[0]}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"Redis state store, n={n}, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}")
     for name, value in figures:
         print(f"{name:<{width}}  {value}")
 

@@ -79,19 +79,28 @@ async def main(n: int) -> None:
     hooked = Engine(rng=random.Random(1))
     seen: list[object] = []
     hooked.subscribe(lambda e: seen.append(e) if len(seen) < 1000 else None)
-    figures.append(("  same, with an event hook subscribed",
-                    await timed(n, lambda: hooked.execute(route, one, noop)) - baseline))
+    figures.append(
+        ("  same, with an event hook subscribed", await timed(n, lambda: hooked.execute(route, one, noop)) - baseline)
+    )
 
     for strategy in ("round_robin", "weighted", "least_latency"):
         r = RoutePolicy("bench-" + strategy, strategy=strategy)
         five = [TargetSpec(f"p{i}", "m", weight=i + 1) for i in range(5)]
-        figures.append((f"  same, strategy {strategy} over 5 targets",
-                        await timed(n, lambda r=r, five=five: engine.execute(r, five, noop)) - baseline))
+        figures.append(
+            (
+                f"  same, strategy {strategy} over 5 targets",
+                await timed(n, lambda r=r, five=five: engine.execute(r, five, noop)) - baseline,
+            )
+        )
 
     failing = Engine(rng=random.Random(1))
     await failing.set_mode("a", "disabled")  # keep "a" failing without its breaker opening
-    figures.append(("execute, a fails (503) then b serves: per attempt",
-                    (await timed(n // 2, lambda: failing.execute(route, two, fail_a)) - 2 * baseline) / 2))
+    figures.append(
+        (
+            "execute, a fails (503) then b serves: per attempt",
+            (await timed(n // 2, lambda: failing.execute(route, two, fail_a)) - 2 * baseline) / 2,
+        )
+    )
 
     opened = Engine(rng=random.Random(1))
     for _ in range(5):
@@ -105,21 +114,33 @@ async def main(n: int) -> None:
     closed_all = Engine(rng=random.Random(1))
     for _ in range(5):
         await closed_all.record("a", Outcome.FAILURE, 0.01)
+
     async def all_open() -> None:
         with contextlib.suppress(AllTargetsFailed):
             await closed_all.execute(route, two[:1], noop)
+
     figures.append(("execute, only target open (fail fast, whole request)", await timed(n, all_open)))
 
     latency = engine.latency
     five = [TargetSpec(f"p{i}", "m") for i in range(5)]
     for strategy in ("priority", "weighted", "least_latency", "health_score"):
-        figures.append((f"order_targets {strategy}, 5 targets", await timed(n, _sync(
-            lambda s=strategy: order_targets(s, five, scores={}, latency=latency, turn=0, rng=engine.rng)
-        ))))
+        figures.append(
+            (
+                f"order_targets {strategy}, 5 targets",
+                await timed(
+                    n,
+                    _sync(
+                        lambda s=strategy: order_targets(s, five, scores={}, latency=latency, turn=0, rng=engine.rng)
+                    ),
+                ),
+            )
+        )
 
     width = max(len(name) for name, _ in figures)
-    print(f"engine cost per attempt, n={n}, Python {sys.version.split()[0]}, best of 7 runs, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"engine cost per attempt, n={n}, Python {sys.version.split()[0]}, best of 7 runs, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     for name, us in figures:
         print(f"{name:<{width}}  {us:7.2f} us")
 

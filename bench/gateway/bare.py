@@ -32,8 +32,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    async with _session.post(UPSTREAM + scope["path"], data=body,
-                             headers={"Content-Type": "application/json"}) as upstream:
+    async with _session.post(
+        UPSTREAM + scope["path"], data=body, headers={"Content-Type": "application/json"}
+    ) as upstream:
         headers = [(b"content-type", upstream.headers.get("Content-Type", "application/json").encode())]
         if upstream.content_length is not None:  # a whole answer: one message, with its length
             data = await upstream.read()

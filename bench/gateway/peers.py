@@ -40,9 +40,18 @@ def portkey_package() -> str:
     # `@hono/node-server` as Portkey's own lockfile resolves it (1.13.5): with the newest 1.x
     # that a bare `npx` pulls, every streamed answer fails with `TypeError: immutable`
     # (Portkey-AI/gateway#1389, #1550; fixed in honojs/node-server#382, in the 2.x line)
-    return json.dumps({"name": "gateway-bench-portkey", "private": True,
-                       "dependencies": {"@portkey-ai/gateway": PORTKEY_VERSION},
-                       "overrides": {"@hono/node-server": HONO_NODE_SERVER_VERSION}}, indent=1) + "\n"
+    return (
+        json.dumps(
+            {
+                "name": "gateway-bench-portkey",
+                "private": True,
+                "dependencies": {"@portkey-ai/gateway": PORTKEY_VERSION},
+                "overrides": {"@hono/node-server": HONO_NODE_SERVER_VERSION},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def ensure_portkey() -> Path:
@@ -72,27 +81,41 @@ def ensure_litellm() -> Path:
         base = Path(sys.base_prefix) / "bin" / "python3"
         print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv}", flush=True)
         subprocess.run([str(base), "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                        f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"],
+            check=True,
+        )
     return exe
 
 
 def litellm_version() -> str:
-    out = subprocess.run([str(litellm_bin().parent / "python"), "-c",
-                          "import importlib.metadata as m; print(m.version('litellm'))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(litellm_bin().parent / "python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
 def litellm_config(upstream: str) -> str:
     """The proxy's YAML (JSON is YAML): one model, no callbacks, no database."""
-    return json.dumps({
-        "model_list": [{"model_name": "bench",
-                        "litellm_params": {"model": "openai/bench-model", "api_base": upstream + "/v1",
-                                           "api_key": "sk-bench"}}],
-        "litellm_settings": {"drop_params": True, "telemetry": False},
-        "general_settings": {"master_key": LITELLM_MASTER_KEY},
-    })
+    return json.dumps(
+        {
+            "model_list": [
+                {
+                    "model_name": "bench",
+                    "litellm_params": {
+                        "model": "openai/bench-model",
+                        "api_base": upstream + "/v1",
+                        "api_key": "sk-bench",
+                    },
+                }
+            ],
+            "litellm_settings": {"drop_params": True, "telemetry": False},
+            "general_settings": {"master_key": LITELLM_MASTER_KEY},
+        }
+    )
 
 
 def main() -> None:

@@ -76,7 +76,9 @@ def is_waiting(func: str, file: str) -> bool:
     """A thread parked on a queue or a lock (py-spy does not always see it as idle): an
     executor's worker waiting for work, a condition or event wait."""
     return (file.endswith("concurrent/futures/thread.py") and func == "_worker") or (
-        file.endswith(("/threading.py", "/queue.py")) and func.split(".")[-1] in {"wait", "get", "_wait_for_tstate_lock"})
+        file.endswith(("/threading.py", "/queue.py"))
+        and func.split(".")[-1] in {"wait", "get", "_wait_for_tstate_lock"}
+    )
 
 
 def summarise(collapsed: str, top: int = 30) -> list[str]:
@@ -112,9 +114,12 @@ def summarise(collapsed: str, top: int = 30) -> list[str]:
                 if name not in seen:
                     seen.add(name)
                     inclusive[name] += count
-    lines = [f"{total} samples of work ({idle} of threads waiting for work left out): "
-             + ", ".join(f"{name} {n / total:.1%}" for name, n in threads.most_common()),
-             "", "self time by where the code lives:"]
+    lines = [
+        f"{total} samples of work ({idle} of threads waiting for work left out): "
+        + ", ".join(f"{name} {n / total:.1%}" for name, n in threads.most_common()),
+        "",
+        "self time by where the code lives:",
+    ]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in self_by.most_common(top)]
     lines += ["", "this project's functions, inclusive (on the stack):"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
@@ -124,9 +129,26 @@ def summarise(collapsed: str, top: int = 30) -> list[str]:
 def record(pid: int, seconds: int, fmt: str, out: Path, rate: int) -> subprocess.Popen[bytes]:
     # full file names to group frames by where they live; the flame graph keeps py-spy's short ones
     names = ["--full-filenames"] if fmt == "raw" else []
-    return subprocess.Popen([py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", str(rate), "-f", fmt,
-                             "-o", str(out), "--threads", *names],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            py_spy(),
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(seconds),
+            "-r",
+            str(rate),
+            "-f",
+            fmt,
+            "-o",
+            str(out),
+            "--threads",
+            *names,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def main() -> None:
@@ -150,11 +172,23 @@ def main() -> None:
             async def forever() -> None:
                 while not stop.is_set():
                     if args.stream:
-                        await run_stream_load(gateway.chat_url, body("bench", True), concurrency=args.concurrency,
-                                              requests=args.concurrency * 4, headers=gateway.headers, warmup=0)
+                        await run_stream_load(
+                            gateway.chat_url,
+                            body("bench", True),
+                            concurrency=args.concurrency,
+                            requests=args.concurrency * 4,
+                            headers=gateway.headers,
+                            warmup=0,
+                        )
                     else:
-                        await run_load(gateway.chat_url, body("bench"), concurrency=args.concurrency,
-                                       requests=args.concurrency * 50, headers=gateway.headers, warmup=0)
+                        await run_load(
+                            gateway.chat_url,
+                            body("bench"),
+                            concurrency=args.concurrency,
+                            requests=args.concurrency * 50,
+                            headers=gateway.headers,
+                            warmup=0,
+                        )
 
             asyncio.run(forever())
 
@@ -175,8 +209,10 @@ def main() -> None:
         upstream.stop()
     summary = summarise(raw.read_text())
     kind = "streamed (200 chunks)" if args.stream else "whole"
-    head = (f"py-spy, {args.rate} Hz, {args.seconds} s: manage.py serve --server {args.server}, "
-            f"{kind} POST /v1/chat/completions at c={args.concurrency}")
+    head = (
+        f"py-spy, {args.rate} Hz, {args.seconds} s: manage.py serve --server {args.server}, "
+        f"{kind} POST /v1/chat/completions at c={args.concurrency}"
+    )
     text = "\n".join([head, *summary]) + "\n"
     args.svg.with_suffix(".txt").write_text(text)
     print(text)

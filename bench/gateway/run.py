@@ -76,11 +76,17 @@ def request_for(subject: sj.Subject, phase: str) -> tuple[str, bytes, dict[str, 
     name = phase.rsplit("-", 1)[0] if "-" in phase else "chat"
     if name == "messages":
         anthropic = {"model": "bench", "max_tokens": 256, "messages": MESSAGES}
-        return (subject.base + "/v1/messages", json.dumps(anthropic).encode(),
-                {**subject.headers, "anthropic-version": "2023-06-01"})
+        return (
+            subject.base + "/v1/messages",
+            json.dumps(anthropic).encode(),
+            {**subject.headers, "anthropic-version": "2023-06-01"},
+        )
     if name == "responses":
-        return (subject.base + "/v1/responses", json.dumps({"model": "bench", "input": "Say hello."}).encode(),
-                subject.headers)
+        return (
+            subject.base + "/v1/responses",
+            json.dumps({"model": "bench", "input": "Say hello."}).encode(),
+            subject.headers,
+        )
     if name == "cache":
         return subject.chat_url, body(sj.CACHED_ROUTE), subject.headers
     if name == "keys":
@@ -100,6 +106,7 @@ class Plan:
 @dataclass
 class Figures:
     """One subject's results: phase -> one LoadResult per round."""
+
     runs: dict[str, list[LoadResult]] = field(default_factory=dict)
 
     def add(self, phase: str, result: LoadResult) -> None:
@@ -124,14 +131,22 @@ async def measure(subject: sj.Subject, plan: Plan, phase: str, figures: Figures)
     if stream:
         n = plan.stream_requests * (2 if c == 32 else 1)
         warmup = max(plan.warmup // 5, 4)
-        result = await run_stream_load(subject.chat_url, body("bench", True), concurrency=c, requests=n,
-                                       headers=subject.headers, warmup=warmup, max_seconds=plan.max_seconds)
+        result = await run_stream_load(
+            subject.chat_url,
+            body("bench", True),
+            concurrency=c,
+            requests=n,
+            headers=subject.headers,
+            warmup=warmup,
+            max_seconds=plan.max_seconds,
+        )
     else:
         n = plan.requests * (2 if c == 32 else 1)
         warmup = plan.warmup
         url, data, headers = request_for(subject, phase)
-        result = await run_load(url, data, concurrency=c, requests=n, headers=headers, warmup=warmup,
-                                max_seconds=plan.max_seconds)
+        result = await run_load(
+            url, data, concurrency=c, requests=n, headers=headers, warmup=warmup, max_seconds=plan.max_seconds
+        )
     # the warm-up's CPU is included: spread over warm-up + measured requests
     result.cpu_ms = (tree_cpu_seconds(pid) - before) * 1000 / (result.requests + warmup)
     figures.add(phase, result)
@@ -145,8 +160,9 @@ def path_phases(paths: list[str]) -> tuple[str, ...]:
     return tuple(f"{p}-{c}" for p in paths if p != "keys-redis" for c in (1, 32))
 
 
-async def one_round(order: list[sj.Subject], plan: Plan, figures: dict[str, Figures],
-                    paths: tuple[str, ...] = ()) -> None:
+async def one_round(
+    order: list[sj.Subject], plan: Plan, figures: dict[str, Figures], paths: tuple[str, ...] = ()
+) -> None:
     for subject in order:
         if subject.phases is not None:
             for phase in subject.phases:
@@ -189,31 +205,41 @@ def detail(name: str, f: Figures) -> None:
     print(f"  {name}")
     for phase, results in f.runs.items():
         for i, r in enumerate(results):
-            extra = (f"  ttfb p50 {r.ttfb_p50:6.2f} ms  {r.events_per_s:8.0f} chunks/s  "
-                     f"({r.events / max(r.requests, 1):.0f} per stream)" if r.ttfb_ms else "")
-            print(f"    r{i + 1} {phase:<10} n={r.requests:<6} {r.rps:8.0f} req/s  p50 {r.p50:7.2f}  p95 {r.pct(95):7.2f}  "
-                  f"p99 {r.pct(99):7.2f} ms  cpu {r.cpu_ms or 0:5.2f} ms/req  non-200 {r.failures}{extra}")
+            extra = (
+                f"  ttfb p50 {r.ttfb_p50:6.2f} ms  {r.events_per_s:8.0f} chunks/s  "
+                f"({r.events / max(r.requests, 1):.0f} per stream)"
+                if r.ttfb_ms
+                else ""
+            )
+            print(
+                f"    r{i + 1} {phase:<10} n={r.requests:<6} {r.rps:8.0f} req/s  p50 {r.p50:7.2f}  p95 {r.pct(95):7.2f}  "
+                f"p99 {r.pct(99):7.2f} ms  cpu {r.cpu_ms or 0:5.2f} ms/req  non-200 {r.failures}{extra}"
+            )
 
 
 def table(order: list[sj.Subject], figures: dict[str, Figures]) -> list[str]:
     direct = figures["direct"]
     d_p50 = direct.median("c1", p50)
     d_ttfb = direct.median("stream1", ttfb)
-    lines = ["| | c=1 req/s | added p50 at c=1 | c=32 req/s | stream: TTFB added p50 at c=1 "
-             "| chunks/s at c=1 | chunks/s at c=32 | CPU ms/req at c=32 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| | c=1 req/s | added p50 at c=1 | c=32 req/s | stream: TTFB added p50 at c=1 "
+        "| chunks/s at c=1 | chunks/s at c=32 | CPU ms/req at c=32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in order:
         if s.phases is not None:
             continue  # measured on a few phases only: in the paths table
         f = figures[s.name]
         is_direct = s.name == "direct"
         added = "—" if is_direct else f"{f.median('c1', p50) - d_p50:+.2f} ms"
-        t_added = (f"— ({d_ttfb:.2f} ms)" if is_direct else f"{f.median('stream1', ttfb) - d_ttfb:+.2f} ms")
+        t_added = f"— ({d_ttfb:.2f} ms)" if is_direct else f"{f.median('stream1', ttfb) - d_ttfb:+.2f} ms"
         label = f"**{s.label}**" if s.name.startswith("gateway") else s.label
         flag = f" ({f.failures()} non-200!)" if f.failures() else ""
-        lines.append(f"| {label}{flag} | {f.median('c1', rps):,.0f} | {added} | {f.median('c32', rps):,.0f} "
-                     f"| {t_added} | {f.median('stream1', events_per_s):,.0f} "
-                     f"| {f.median('stream32', events_per_s):,.0f} | {f.median('c32', cpu):.2f} |")
+        lines.append(
+            f"| {label}{flag} | {f.median('c1', rps):,.0f} | {added} | {f.median('c32', rps):,.0f} "
+            f"| {t_added} | {f.median('stream1', events_per_s):,.0f} "
+            f"| {f.median('stream32', events_per_s):,.0f} | {f.median('c32', cpu):.2f} |"
+        )
     return lines
 
 
@@ -232,22 +258,30 @@ def goals(servers: list[str], figures: dict[str, Figures]) -> list[str]:
             p_added = peer.median("c1", p50) - d_p50
             r32 = ratio(g.median("c32", rps), peer.median("c32", rps))
             out.append(f"  c=32 throughput vs Portkey: {r32:.2f}x (goal >= 1.5x: {'met' if r32 >= 1.5 else 'NOT met'})")
-            out.append(f"  added p50 at c=1: {g_added:+.2f} ms vs Portkey's {p_added:+.2f} ms "
-                       f"(goal <=: {'met' if g_added <= p_added else 'NOT met'})")
+            out.append(
+                f"  added p50 at c=1: {g_added:+.2f} ms vs Portkey's {p_added:+.2f} ms "
+                f"(goal <=: {'met' if g_added <= p_added else 'NOT met'})"
+            )
             s_ratio = ratio(g.median("stream32", events_per_s), peer.median("stream32", events_per_s))
-            out.append(f"  stream: TTFB added {g.median('stream1', ttfb) - d_ttfb:+.2f} ms vs Portkey's "
-                       f"{peer.median('stream1', ttfb) - d_ttfb:+.2f} ms; chunks/s at c=32 {s_ratio:.2f}x Portkey's, "
-                       f"{ratio(g.median('stream32', events_per_s), d.median('stream32', events_per_s)):.2f}x direct")
+            out.append(
+                f"  stream: TTFB added {g.median('stream1', ttfb) - d_ttfb:+.2f} ms vs Portkey's "
+                f"{peer.median('stream1', ttfb) - d_ttfb:+.2f} ms; chunks/s at c=32 {s_ratio:.2f}x Portkey's, "
+                f"{ratio(g.median('stream32', events_per_s), d.median('stream32', events_per_s)):.2f}x direct"
+            )
         floor = figures.get(f"bare-{server}")
         if floor is not None:
             f32 = ratio(g.median("c32", rps), floor.median("c32", rps))
             f1 = ratio(g.median("c1", rps), floor.median("c1", rps))
-            out.append(f"  share of the bare {server} floor: c=32 {f32:.0%}, c=1 {f1:.0%} "
-                       f"(goal >= 80%: {'met' if min(f32, f1) >= 0.8 else 'NOT met'})")
+            out.append(
+                f"  share of the bare {server} floor: c=32 {f32:.0%}, c=1 {f1:.0%} "
+                f"(goal >= 80%: {'met' if min(f32, f1) >= 0.8 else 'NOT met'})"
+            )
         failover = g.median("failover-1", p50) - g.median("c1", p50)
         skip = g.median("skip-1", p50) - g.median("c1", p50)
-        out.append(f"  failover from a refused connection adds {failover:+.2f} ms p50 "
-                   f"(goal <= 3 ms: {'met' if failover <= 3 else 'NOT met'}); skipping an open breaker {skip:+.2f} ms")
+        out.append(
+            f"  failover from a refused connection adds {failover:+.2f} ms p50 "
+            f"(goal <= 3 ms: {'met' if failover <= 3 else 'NOT met'}); skipping an open breaker {skip:+.2f} ms"
+        )
     return out
 
 
@@ -274,26 +308,34 @@ def paths_table(servers: list[str], paths: list[str], figures: dict[str, Figures
             continue
         r = figures.get(f"gateway-{server}-redis")
         base_added, base_rps, base_cpu = g.median("c1", p50) - d_p50, g.median("c32", rps), g.median("c32", cpu)
-        lines += [f"gateway under {server}: each path against the plain chat path of the same run",
-                  "| path | added p50 at c=1 | × chat's | c=32 req/s | × chat's | CPU ms/req at c=32 | × chat's |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"gateway under {server}: each path against the plain chat path of the same run",
+            "| path | added p50 at c=1 | × chat's | c=32 req/s | × chat's | CPU ms/req at c=32 | × chat's |",
+            "|---|---|---|---|---|---|---|",
+        ]
         rows: list[tuple[str, Figures, str, str]] = [("chat", g, "c1", "c32")]
         rows += [(p, g, f"{p}-1", f"{p}-32") for p in paths if p != "keys-redis"]
         if r is not None:
             rows += [("chat-redis", r, "c1", "c32"), ("keys-redis", r, "keys-1", "keys-32")]
         for name, f, one, many in rows:
             added, r32, c32 = f.median(one, p50) - d_p50, f.median(many, rps), f.median(many, cpu)
-            flag = f" ({f.failures()} non-200 on this subject!)" if f.failures() and name in ("chat", "chat-redis") else ""
+            flag = (
+                f" ({f.failures()} non-200 on this subject!)" if f.failures() and name in ("chat", "chat-redis") else ""
+            )
             same = name == "chat"
-            lines.append(f"| {PATH_LABELS[name]}{flag} | {added:+.2f} ms | {'—' if same else f'{ratio(added, base_added):.2f}'} "
-                         f"| {r32:,.0f} | {'—' if same else f'{ratio(r32, base_rps):.2f}'} "
-                         f"| {c32:.2f} | {'—' if same else f'{ratio(c32, base_cpu):.2f}'} |")
+            lines.append(
+                f"| {PATH_LABELS[name]}{flag} | {added:+.2f} ms | {'—' if same else f'{ratio(added, base_added):.2f}'} "
+                f"| {r32:,.0f} | {'—' if same else f'{ratio(r32, base_rps):.2f}'} "
+                f"| {c32:.2f} | {'—' if same else f'{ratio(c32, base_cpu):.2f}'} |"
+            )
         if r is not None:
             k_added = r.median("keys-1", p50) - d_p50
             c_added = r.median("c1", p50) - d_p50
-            lines.append(f"keys-redis against chat on the same Redis gateway: added p50 {ratio(k_added, c_added):.2f}x, "
-                         f"c=32 req/s {ratio(r.median('keys-32', rps), r.median('c32', rps)):.2f}x, "
-                         f"CPU {ratio(r.median('keys-32', cpu), r.median('c32', cpu)):.2f}x")
+            lines.append(
+                f"keys-redis against chat on the same Redis gateway: added p50 {ratio(k_added, c_added):.2f}x, "
+                f"c=32 req/s {ratio(r.median('keys-32', rps), r.median('c32', rps)):.2f}x, "
+                f"CPU {ratio(r.median('keys-32', cpu), r.median('c32', cpu)):.2f}x"
+            )
         lines.append("")
     return lines
 
@@ -326,22 +368,32 @@ def clear_redis_db(url: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", "--server", nargs="+", default=["uvicorn", "daphne"], choices=["uvicorn", "daphne"])
+    parser.add_argument(
+        "--servers", "--server", nargs="+", default=["uvicorn", "daphne"], choices=["uvicorn", "daphne"]
+    )
     parser.add_argument("--peers", nargs="*", default=["portkey", "litellm"], choices=["portkey", "litellm"])
     parser.add_argument("--no-floor", action="store_true", help="leave out the bare pass-through floors")
     parser.add_argument("--requests", type=int, default=3000, help="N: requests at c=1 (2N at c=32)")
     parser.add_argument("--stream-requests", type=int, default=300, help="S: streams at c=1 (2S at c=32)")
     parser.add_argument("--stream-chunks", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--max-seconds", type=float, default=30,
-                        help="start no request of a phase after this long (LiteLLM is measured on fewer)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=30,
+        help="start no request of a phase after this long (LiteLLM is measured on fewer)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="measure every subject this many times, interleaved")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--details", action="store_true", help="print every run's figures")
-    parser.add_argument("--paths", nargs="*", default=[], choices=PATHS,
-                        help="also measure these paths on each gateway (see above)")
-    parser.add_argument("--redis-url", default=REDIS_URL,
-                        help="keys-redis: this Redis database, emptied before the run (default: db 13 on loopback)")
+    parser.add_argument(
+        "--paths", nargs="*", default=[], choices=PATHS, help="also measure these paths on each gateway (see above)"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=REDIS_URL,
+        help="keys-redis: this Redis database, emptied before the run (default: db 13 on loopback)",
+    )
     args = parser.parse_args()
     plan = Plan(args.requests, args.stream_requests, args.warmup, args.max_seconds)
 
@@ -370,10 +422,13 @@ def main() -> None:
         starters = {"portkey": sj.start_portkey, "litellm": sj.start_litellm}
         for peer in args.peers:
             started.append(starters[peer](upstream.base))
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; client, servers and "
-              f"upstream share them. {args.requests} requests at c=1, {2 * args.requests} at c=32, "
-              f"{args.stream_requests} streams of {args.stream_chunks} chunks at c=1, "
-              f"{2 * args.stream_requests} at c=32; {args.rounds} round(s), medians", flush=True)
+        print(
+            f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; client, servers and "
+            f"upstream share them. {args.requests} requests at c=1, {2 * args.requests} at c=32, "
+            f"{args.stream_requests} streams of {args.stream_chunks} chunks at c=1, "
+            f"{2 * args.stream_requests} at c=32; {args.rounds} round(s), medians",
+            flush=True,
+        )
         figures = {s.name: Figures() for s in started}
         for i in range(args.rounds):
             asyncio.run(one_round(started, plan, figures, path_phases(args.paths)))
@@ -392,8 +447,12 @@ def main() -> None:
         print()
         print("\n".join(paths_table(args.servers, args.paths, figures)))
     if args.json:
-        args.json.write_text(json.dumps({name: {phase: [r.row() for r in rs] for phase, rs in f.runs.items()}
-                                         for name, f in figures.items()}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {name: {phase: [r.row() for r in rs] for phase, rs in f.runs.items()} for name, f in figures.items()},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ class Subject:
 
 def _popen(args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
     # a session of its own, so that stopping it stops whatever it forked (LiteLLM's workers)
-    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def start_upstream(stream_chunks: int) -> Subject:
@@ -61,8 +62,23 @@ def start_bare(server: str, upstream: str) -> Subject:
     port = free_port()
     env = {**os.environ, "BARE_UPSTREAM": upstream}
     if server == "uvicorn":
-        args = [sys.executable, "-m", "uvicorn", "bench.gateway.bare:app", "--port", str(port), "--loop", "uvloop",
-                "--http", "httptools", "--log-level", "warning", "--no-access-log", "--lifespan", "off"]
+        args = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.gateway.bare:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--lifespan",
+            "off",
+        ]
     else:
         args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", "bench.gateway.bare:app"]
     proc = _popen(args, env)
@@ -83,40 +99,78 @@ def gateway_config(upstream: str, refused: str, *, paths: bool = False) -> str:
     priced = {"prices": PRICES} if paths else {}
     doc: dict[str, list[dict[str, object]]] = {
         "providers": [
-            {"name": "upstream", "kind": "openai", "base_url": upstream, "models": ["bench-model"], **fast, **check,
-             **priced},
-            {"name": "refused", "kind": "openai", "base_url": refused, "models": ["bench-model"], **fast, **check,
-             "breaker": {"mode": "disabled"}},
+            {
+                "name": "upstream",
+                "kind": "openai",
+                "base_url": upstream,
+                "models": ["bench-model"],
+                **fast,
+                **check,
+                **priced,
+            },
+            {
+                "name": "refused",
+                "kind": "openai",
+                "base_url": refused,
+                "models": ["bench-model"],
+                **fast,
+                **check,
+                "breaker": {"mode": "disabled"},
+            },
             {"name": "opened", "kind": "openai", "base_url": upstream, "models": ["bench-model"], **fast, **check},
         ],
         "routes": [
             {"name": "bench", "targets": [{"provider": "upstream", "model": "bench-model"}]},
-            {"name": "failover", "targets": [{"provider": "refused", "model": "bench-model"},
-                                             {"provider": "upstream", "model": "bench-model"}]},
-            {"name": "skip", "targets": [{"provider": "opened", "model": "bench-model"},
-                                         {"provider": "upstream", "model": "bench-model"}]},
+            {
+                "name": "failover",
+                "targets": [
+                    {"provider": "refused", "model": "bench-model"},
+                    {"provider": "upstream", "model": "bench-model"},
+                ],
+            },
+            {
+                "name": "skip",
+                "targets": [
+                    {"provider": "opened", "model": "bench-model"},
+                    {"provider": "upstream", "model": "bench-model"},
+                ],
+            },
         ],
     }
     if paths:
-        doc["routes"].append({"name": CACHED_ROUTE, "targets": [{"provider": "upstream", "model": "bench-model"}],
-                              "cache": {"ttl_s": 3600}})
+        doc["routes"].append(
+            {
+                "name": CACHED_ROUTE,
+                "targets": [{"provider": "upstream", "model": "bench-model"}],
+                "cache": {"ttl_s": 3600},
+            }
+        )
     return json.dumps(doc)
 
 
 def gateway_env(folder: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ASGI_SERVER"))}
-    env.update({"DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}", "SECRET_KEY": "bench-" + "x" * 40,
-                "NO_DEMO": "1", "LOG_LEVEL": "WARNING", "MONITOR_EMBEDDED": "false"})
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+            "SECRET_KEY": "bench-" + "x" * 40,
+            "NO_DEMO": "1",
+            "LOG_LEVEL": "WARNING",
+            "MONITOR_EMBEDDED": "false",
+        }
+    )
     return env
 
 
 def manage(env: dict[str, str], *args: str) -> str:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
-def prepare_gateway(upstream: str, config_json: str | None = None, *,
-                    paths: bool = False) -> tuple[dict[str, str], str]:
+def prepare_gateway(
+    upstream: str, config_json: str | None = None, *, paths: bool = False
+) -> tuple[dict[str, str], str]:
     """A fresh SQLite database with the bench's providers and routes (or `config_json`; with
     `paths`, also the priced model and the cached route), and an API key (scopes gateway and
     admin): the server's environment and the key."""
@@ -138,12 +192,26 @@ LIMITED_RPM = "10000000"  # create_api_key's largest
 
 def create_limited_key(env: dict[str, str]) -> str:
     """An API key (scope gateway) with a budget per month and an rpm limit."""
-    return manage(env, "create_api_key", "bench-limited", "--scopes", "gateway", "--budget", LIMITED_BUDGET,
-                  "--rpm", LIMITED_RPM).strip().splitlines()[-1]
+    return (
+        manage(
+            env,
+            "create_api_key",
+            "bench-limited",
+            "--scopes",
+            "gateway",
+            "--budget",
+            LIMITED_BUDGET,
+            "--rpm",
+            LIMITED_RPM,
+        )
+        .strip()
+        .splitlines()[-1]
+    )
 
 
-def start_gateway(server: str | None, env: dict[str, str], key: str, *,
-                  prefix: tuple[str, ...] = (), redis_url: str | None = None) -> Subject:
+def start_gateway(
+    server: str | None, env: dict[str, str], key: str, *, prefix: tuple[str, ...] = (), redis_url: str | None = None
+) -> Subject:
     """`manage.py serve --no-embedded` (the server named, or the project's default when None);
     `prefix` runs it under another program (a profiler); `redis_url`: with REDIS_URL (and
     SHARED_STATE) set, so breakers, limits and the response cache live in Redis."""
@@ -159,16 +227,19 @@ def start_gateway(server: str | None, env: dict[str, str], key: str, *,
     headers = {"Authorization": f"Bearer {key}"}
     shown = server or "default server"
     if redis_url:
-        return Subject(f"gateway-{server or 'default'}-redis", f"this gateway, {shown}, REDIS_URL set", base, proc,
-                       headers)
-    return Subject(f"gateway-{server or 'default'}", f"this gateway, {shown}", base, proc, headers,
-                   ("bench", "failover", "skip"))
+        return Subject(
+            f"gateway-{server or 'default'}-redis", f"this gateway, {shown}, REDIS_URL set", base, proc, headers
+        )
+    return Subject(
+        f"gateway-{server or 'default'}", f"this gateway, {shown}", base, proc, headers, ("bench", "failover", "skip")
+    )
 
 
 def open_skip_target(subject: Subject) -> None:
     """Force the `skip` route's first target open, so that every request skips it."""
-    httpx.post(f"{subject.base}/api/breakers/opened/force-open", headers=subject.headers,
-               json={"minutes": 600}).raise_for_status()
+    httpx.post(
+        f"{subject.base}/api/breakers/opened/force-open", headers=subject.headers, json={"minutes": 600}
+    ).raise_for_status()
 
 
 def start_portkey(upstream: str) -> Subject:
@@ -178,8 +249,11 @@ def start_portkey(upstream: str) -> Subject:
     proc = _popen(["node", str(entry), f"--port={port}", "--headless"], env, cwd=entry.parent)
     base = f"http://127.0.0.1:{port}"
     wait_up(base + "/", proc)
-    headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": upstream + "/v1",
-               "Authorization": "Bearer sk-bench"}
+    headers = {
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": upstream + "/v1",
+        "Authorization": "Bearer sk-bench",
+    }
     return Subject("portkey", f"Portkey AI gateway {peers.portkey_version()} (Node)", base, proc, headers)
 
 
@@ -190,9 +264,27 @@ def start_litellm(upstream: str) -> Subject:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))}
     env.update({"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "DISABLE_SCHEMA_UPDATE": "True"})
-    proc = _popen([str(exe), "--config", str(folder / "config.yaml"), "--host", "127.0.0.1", "--port", str(port),
-                   "--num_workers", "1"], env, cwd=folder)
+    proc = _popen(
+        [
+            str(exe),
+            "--config",
+            str(folder / "config.yaml"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env,
+        cwd=folder,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_up(base + "/health/liveliness", proc, seconds=180)
-    return Subject("litellm", f"LiteLLM proxy {peers.litellm_version()}", base, proc,
-                   {"Authorization": f"Bearer {peers.LITELLM_MASTER_KEY}"})
+    return Subject(
+        "litellm",
+        f"LiteLLM proxy {peers.litellm_version()}",
+        base,
+        proc,
+        {"Authorization": f"Bearer {peers.LITELLM_MASTER_KEY}"},
+    )

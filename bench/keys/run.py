@@ -45,8 +45,7 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 KEYS = {  # name -> create fields
     "unlimited": {},
     "budget+rpm": {"budget": Decimal(1_000_000), "rate_limit_per_minute": 10_000_000},
-    "budget+rpm+tpm": {"budget": Decimal(1_000_000), "rate_limit_per_minute": 10_000_000,
-                       "tokens_per_minute": 10**12},
+    "budget+rpm+tpm": {"budget": Decimal(1_000_000), "rate_limit_per_minute": 10_000_000, "tokens_per_minute": 10**12},
 }
 COST = Decimal("0.000026")  # 12 tokens in at 1 per million, 7 out at 2: what the gateway bench's request costs
 
@@ -55,9 +54,16 @@ def setup_django() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-keys-"))
     for name in [k for k in os.environ if k.startswith(("DJANGO_", "REDIS_URL", "DATABASE_URL"))]:
         del os.environ[name]
-    os.environ.update({"DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}", "SECRET_KEY": "bench-" + "x" * 40,
-                       "NO_DEMO": "1", "LOG_LEVEL": "WARNING", "MONITOR_EMBEDDED": "false",
-                       "DJANGO_SETTINGS_MODULE": "project.settings"})
+    os.environ.update(
+        {
+            "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
+            "SECRET_KEY": "bench-" + "x" * 40,
+            "NO_DEMO": "1",
+            "LOG_LEVEL": "WARNING",
+            "MONITOR_EMBEDDED": "false",
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+        }
+    )
     import django
 
     django.setup()
@@ -81,7 +87,9 @@ async def per_request(runs: int, n: int, one: Callable[[], Awaitable[tuple[int, 
     return statistics.median(admits) / 1000, statistics.median(settles) / 1000
 
 
-async def measure(store_name: str, make_store: Callable[[], object], runs: int, n: int) -> dict[str, tuple[float, float]]:
+async def measure(
+    store_name: str, make_store: Callable[[], object], runs: int, n: int
+) -> dict[str, tuple[float, float]]:
     from asgiref.sync import sync_to_async
 
     from providers.engine import Engine
@@ -97,6 +105,7 @@ async def measure(store_name: str, make_store: Callable[[], object], runs: int, 
     out: dict[str, tuple[float, float]] = {}
     client = getattr(store, "client", None)
     if client is not None:  # what one round trip to this Redis costs from here, for scale
+
         async def ping() -> tuple[int, int]:
             start = time.perf_counter_ns()
             await client.ping()
@@ -105,10 +114,22 @@ async def measure(store_name: str, make_store: Callable[[], object], runs: int, 
         out["(a PING round trip)"] = await per_request(runs, n, ping)
     for name in KEYS:
         key = entries[name]
-        record = RequestRecord(at=datetime.now(UTC), request_id="bench", route="bench", capability="chat",
-                               outcome="success", status=200, latency_ms=5.0, provider="upstream",
-                               model="bench-model", api_key_id=key.id, calls=1, tokens_in=12, tokens_out=7,
-                               cost=COST)
+        record = RequestRecord(
+            at=datetime.now(UTC),
+            request_id="bench",
+            route="bench",
+            capability="chat",
+            outcome="success",
+            status=200,
+            latency_ms=5.0,
+            provider="upstream",
+            model="bench-model",
+            api_key_id=key.id,
+            calls=1,
+            tokens_in=12,
+            tokens_out=7,
+            cost=COST,
+        )
 
         async def one(key=key, record=record) -> tuple[int, int]:  # type: ignore[no-untyped-def]
             start = time.perf_counter_ns()
@@ -122,9 +143,11 @@ async def measure(store_name: str, make_store: Callable[[], object], runs: int, 
         out[name] = await per_request(runs, n, one)
     await limits.flush()
     spent = await limits.spend(entries["budget+rpm"].id, "month")
-    print(f"  [{store_name}] the budget+rpm key's spend this month as the store counts it: {spent} "
-          f"({runs * n + max(n // 10, 10)} requests of {COST} here, plus what earlier stores wrote to the "
-          f"database, which a new store's count starts from)")
+    print(
+        f"  [{store_name}] the budget+rpm key's spend this month as the store counts it: {spent} "
+        f"({runs * n + max(n // 10, 10)} requests of {COST} here, plus what earlier stores wrote to the "
+        f"database, which a new store's count starts from)"
+    )
     close = getattr(store, "aclose", None)
     if close is not None:
         await close()
@@ -162,8 +185,10 @@ def main() -> None:
     stores: dict[str, Callable[[], object]] = {"in-process": LocalLimits}
     if not args.no_redis:
         stores["redis"] = lambda: RedisLimits.from_url(args.redis_url, prefix=prefix)
-    print(f"API key limits per request, in process; Python {sys.version.split()[0]}, {args.runs} x {args.n} "
-          f"requests per key and store, medians; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"API key limits per request, in process; Python {sys.version.split()[0]}, {args.runs} x {args.n} "
+        f"requests per key and store, medians; load average {os.getloadavg()[0]:.2f}"
+    )
     results: dict[str, dict[str, tuple[float, float]]] = {}
     try:
         for store_name, make in stores.items():
@@ -171,8 +196,10 @@ def main() -> None:
     finally:
         if not args.no_redis:
             clear_prefix(args.redis_url, prefix)
-    print("\n| store | key | admit µs | settle µs | admit + settle µs | added over unlimited µs "
-          "(on the request's path: admit) |")
+    print(
+        "\n| store | key | admit µs | settle µs | admit + settle µs | added over unlimited µs "
+        "(on the request's path: admit) |"
+    )
     print("|---|---|---|---|---|---|")
     for store_name, by_key in results.items():
         base_admit, base_settle = by_key["unlimited"]
@@ -180,8 +207,11 @@ def main() -> None:
             if name.startswith("("):
                 print(f"| {store_name} | {name} | {admit:.1f} | | | |")
                 continue
-            added = "—" if name == "unlimited" else (f"{admit + settle - base_admit - base_settle:+.1f} "
-                                                    f"({admit - base_admit:+.1f})")
+            added = (
+                "—"
+                if name == "unlimited"
+                else (f"{admit + settle - base_admit - base_settle:+.1f} ({admit - base_admit:+.1f})")
+            )
             print(f"| {store_name} | {name} | {admit:.1f} | {settle:.1f} | {admit + settle:.1f} | {added} |")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 

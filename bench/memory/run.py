@@ -45,12 +45,25 @@ CHAT = {"messages": [{"role": "user", "content": "Say hello."}]}
 def wide_config(upstream: str, providers: int, routed: int) -> str:
     names = [f"p{i:04d}" for i in range(providers)]
     doc = {
-        "providers": [{"name": name, "kind": "openai", "models": ["bench-model"], "base_url": upstream + "/v1",
-                       "retry": {"max_attempts": 1}, "timeout_s": 10,
-                       "health_check": {"interval_s": 3600, "timeout_s": 5}} for name in names],
-        "routes": [{"name": f"r{i // 10:03d}", "targets": [{"provider": name, "model": "bench-model"}
-                                                           for name in names[i:i + 10]]}
-                   for i in range(0, min(routed, providers), 10)],
+        "providers": [
+            {
+                "name": name,
+                "kind": "openai",
+                "models": ["bench-model"],
+                "base_url": upstream + "/v1",
+                "retry": {"max_attempts": 1},
+                "timeout_s": 10,
+                "health_check": {"interval_s": 3600, "timeout_s": 5},
+            }
+            for name in names
+        ],
+        "routes": [
+            {
+                "name": f"r{i // 10:03d}",
+                "targets": [{"provider": name, "model": "bench-model"} for name in names[i : i + 10]],
+            }
+            for i in range(0, min(routed, providers), 10)
+        ],
     }
     return json.dumps(doc)
 
@@ -66,8 +79,9 @@ async def soak(subject: sj.Subject, routes: list[str], requests: int, steps: int
     per_step = max(requests // steps, 1)
     for i in range(steps):
         route = routes[i % len(routes)]
-        result = await run_load(subject.chat_url, body(route), concurrency=32, requests=per_step,
-                                headers=subject.headers, warmup=0)
+        result = await run_load(
+            subject.chat_url, body(route), concurrency=32, requests=per_step, headers=subject.headers, warmup=0
+        )
         if result.failures:
             raise SystemExit(f"{result.failures} requests failed: {result.statuses}, {result.errors} errors")
         done += per_step
@@ -79,8 +93,12 @@ def settle(subject: sj.Subject, route: str) -> tuple[float, float]:
     """RSS once started, and after one request (which loads the configuration's snapshot)."""
     time.sleep(2)  # let start-up work finish
     started = rss_mib(subject.proc.pid)
-    httpx.post(subject.chat_url, content=body(route), headers={**subject.headers, "Content-Type": "application/json"},
-               timeout=30).raise_for_status()
+    httpx.post(
+        subject.chat_url,
+        content=body(route),
+        headers={**subject.headers, "Content-Type": "application/json"},
+        timeout=30,
+    ).raise_for_status()
     time.sleep(1)
     return started, rss_mib(subject.proc.pid)
 
@@ -125,11 +143,17 @@ def main() -> None:
     for done, rss, rps in series:
         print(f"  after {done:>7,} requests at c=32:        {rss:7.1f}   ({rps:,.0f} req/s)")
     early, last = series[0][1], series[-1][1]
-    print(f"  growth from the first step to the end:    {last - early:+7.1f} ({(last - early) / early:+.1%}); "
-          f"{args.requests:,} requests in {soak_s:.0f} s")
-    print(f"  idle, {args.providers} providers, {len(routes)} routes:       {wide_idle:7.1f}  "
-          f"(configured in {setup_s:.0f} s)")
-    print(f"  after its first request:                  {wide_first:7.1f}  ({wide_first - first:+.1f} over 3 providers)")
+    print(
+        f"  growth from the first step to the end:    {last - early:+7.1f} ({(last - early) / early:+.1%}); "
+        f"{args.requests:,} requests in {soak_s:.0f} s"
+    )
+    print(
+        f"  idle, {args.providers} providers, {len(routes)} routes:       {wide_idle:7.1f}  "
+        f"(configured in {setup_s:.0f} s)"
+    )
+    print(
+        f"  after its first request:                  {wide_first:7.1f}  ({wide_first - first:+.1f} over 3 providers)"
+    )
     for done, rss, rps in wide_series[-1:]:
         print(f"  after {done:>7,} requests over its routes:  {rss:7.1f}   ({rps:,.0f} req/s)")
 

@@ -56,9 +56,18 @@ async def trace() -> None:
     from tests.fakes.openai import API_KEY, FakeOpenAI
 
     with FakeOpenAI() as upstream:
-        doc = {"providers": [{"name": "up", "kind": "openai", "base_url": upstream.url + "/v1", "api_key": API_KEY,
-                              "models": ["gpt-4o-mini"]}],
-               "routes": [{"name": "chat", "capability": "chat", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}]}
+        doc = {
+            "providers": [
+                {
+                    "name": "up",
+                    "kind": "openai",
+                    "base_url": upstream.url + "/v1",
+                    "api_key": API_KEY,
+                    "models": ["gpt-4o-mini"],
+                }
+            ],
+            "routes": [{"name": "chat", "capability": "chat", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}],
+        }
         await sync_to_async(lambda: apply_config(doc, actor="bench", prune=True))()
         key = await sync_to_async(lambda: ApiKey.issue("bench", ["gateway"])[1])()
         await runtime().refresh()
@@ -92,8 +101,10 @@ async def trace() -> None:
     for module, names in modules.items():
         print(f"{module} ({len(names)}): {', '.join(names)}")
     named = [name for _, name in seen if not name.rsplit(".", 1)[-1].startswith("<")]
-    print(f"\n{len(seen)} functions ({len(named)} without comprehensions and lambdas) in {len(modules)} modules"
-          " on the path of one chat request")
+    print(
+        f"\n{len(seen)} functions ({len(named)} without comprehensions and lambdas) in {len(modules)} modules"
+        " on the path of one chat request"
+    )
 
 
 if __name__ == "__main__":

@@ -77,16 +77,21 @@ def cases(first_row: dict[str, Any], now: datetime) -> list[tuple[str, dict[str,
         ("status=failed", {"status": "failed"}),
         ("status=ok", {"status": "ok"}),
         ("since=1 hour ago", {"since": hour_ago}),
-        ("since+until: one hour, 20 days ago", {"since": old.isoformat(),
-                                                 "until": (old + timedelta(hours=1)).isoformat()}),
-        ("route + status=failed + since 24 h", {"route": first_row["route"], "status": "failed",
-                                                 "since": (now - timedelta(days=1)).isoformat()}),
+        (
+            "since+until: one hour, 20 days ago",
+            {"since": old.isoformat(), "until": (old + timedelta(hours=1)).isoformat()},
+        ),
+        (
+            "route + status=failed + since 24 h",
+            {"route": first_row["route"], "status": "failed", "since": (now - timedelta(days=1)).isoformat()},
+        ),
         ("provider=nobody (no rows)", {"provider": "nobody"}),
     ]
 
 
-def deep(fetch: Callable[[dict[str, str]], dict[str, Any]], params: dict[str, str],
-         pages: int) -> tuple[float, float, int]:
+def deep(
+    fetch: Callable[[dict[str, str]], dict[str, Any]], params: dict[str, str], pages: int
+) -> tuple[float, float, int]:
     """Follow next_cursor `pages` times: (median page ms, last page ms, rows seen)."""
     times = []
     cursor: str | None = None
@@ -105,7 +110,9 @@ def deep(fetch: Callable[[dict[str, str]], dict[str, Any]], params: dict[str, st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--db", type=Path, default=None, help="the seeded SQLite file (default: bench/analytics/.data/)")
+    parser.add_argument(
+        "--db", type=Path, default=None, help="the seeded SQLite file (default: bench/analytics/.data/)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="each case is timed runs x 10 times")
     parser.add_argument("--pages", type=int, default=100)
     parser.add_argument("--explain", action="store_true", help="print SQLite's plan of each case")
@@ -122,6 +129,7 @@ def main() -> None:
     proc, url = serve(env)
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+
             def get(params: dict[str, str]) -> dict[str, Any]:
                 answer = client.get("/api/requests", params=params)
                 answer.raise_for_status()
@@ -132,8 +140,11 @@ def main() -> None:
             all_cases = cases(top, now)
             for name, params in all_cases:
                 server[name] = median_ms(lambda p=params: get(p), args.runs)
-            for name, params in (("no filter", {}), ("status=failed", {"status": "failed"}),
-                                 ("key=bench-busy", {"key": "bench-busy"})):
+            for name, params in (
+                ("no filter", {}),
+                ("status=failed", {"status": "failed"}),
+                ("key=bench-busy", {"key": "bench-busy"}),
+            ):
                 server_deep[name] = deep(get, params, args.pages)
             found = median_ms(lambda: client.get(f"/api/requests/{top['request_id']}").raise_for_status(), args.runs)
     finally:
@@ -150,11 +161,19 @@ def main() -> None:
         return log.page(log.parse_filters(params))
 
     local = {name: median_ms(lambda p=params: page(p), args.runs) for name, params in all_cases}
-    local_deep = {name: deep(page, params, args.pages) for name, params in (
-        ("no filter", {}), ("status=failed", {"status": "failed"}), ("key=bench-busy", {"key": "bench-busy"}))}
+    local_deep = {
+        name: deep(page, params, args.pages)
+        for name, params in (
+            ("no filter", {}),
+            ("status=failed", {"status": "failed"}),
+            ("key=bench-busy", {"key": "bench-busy"}),
+        )
+    }
 
-    print(f"\nGET /api/requests at {args.rows:,} rows (SQLite, {database.stat().st_size / 1e9:.1f} GB), 50 rows a page;"
-          f" medians of {args.runs * 10}; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"\nGET /api/requests at {args.rows:,} rows (SQLite, {database.stat().st_size / 1e9:.1f} GB), 50 rows a page;"
+        f" medians of {args.runs * 10}; load average {os.getloadavg()[0]:.2f}"
+    )
     print("| filter | real server, ms | in process `page()`, ms |")
     print("|---|---|---|")
     for name, _ in all_cases:
@@ -162,8 +181,10 @@ def main() -> None:
     print(f"| `GET /api/requests/<request_id>` | {found:.1f} | — |")
     for name, (median_page, last, seen) in server_deep.items():
         l_median, l_last, _ = local_deep[name]
-        print(f"| {name}: following next_cursor {args.pages} pages ({seen:,} rows): median page / page {args.pages} "
-              f"| {median_page:.1f} / {last:.1f} | {l_median:.1f} / {l_last:.1f} |")
+        print(
+            f"| {name}: following next_cursor {args.pages} pages ({seen:,} rows): median page / page {args.pages} "
+            f"| {median_page:.1f} / {last:.1f} | {l_median:.1f} / {l_last:.1f} |"
+        )
     if args.explain:
         print()
         for name, params in all_cases:

@@ -27,13 +27,16 @@ from providers.adapters import scrub
 
 
 def body(size: int, rng: random.Random, echo: str | None = None) -> bytes:
-    words = [("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 9))))
-             for _ in range(size // 4)]
+    words = [("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 9)))) for _ in range(size // 4)]
     text = " ".join(words)
     if echo:
         text = f"Authorization: Bearer {echo} {text}"
-    doc = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
-           "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+    doc = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+    }
     data = json.dumps(doc).encode()
     return data[:size] if echo is None else data
 
@@ -56,9 +59,11 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(7)
     alphabet = string.ascii_letters + string.digits + "-_"
-    secrets = [rng.choice(["sk-proj-", "sk-ant-api03-", "", "r8_"])
-               + "".join(rng.choice(alphabet) for _ in range(rng.randint(20, 60)))
-               for _ in range(args.secrets)]
+    secrets = [
+        rng.choice(["sk-proj-", "sk-ant-api03-", "", "r8_"])
+        + "".join(rng.choice(alphabet) for _ in range(rng.randint(20, 60)))
+        for _ in range(args.secrets)
+    ]
     clean = body(args.size, rng)
     dirty = body(args.size, rng, echo=secrets[3])
 
@@ -66,14 +71,16 @@ def main() -> None:
     start = time.perf_counter()
     redactor = scrub.Redactor.build(frozenset(secrets))
     build_ms = (time.perf_counter() - start) * 1000
-    print(f"  build the pattern (once per configuration change): {build_ms:8.1f} ms, "
-          f"{len(redactor.pattern.pattern)} bytes of regex")
+    print(
+        f"  build the pattern (once per configuration change): {build_ms:8.1f} ms, "
+        f"{len(redactor.pattern.pattern)} bytes of regex"
+    )
     assert redactor.sub(clean) == clean and b"[redacted]" in redactor.sub(dirty)
 
     def stream(data: bytes) -> None:
         carry = b""
         for i in range(0, len(data), 256):
-            _, carry = redactor.split(carry + data[i:i + 256])
+            _, carry = redactor.split(carry + data[i : i + 256])
         redactor.sub(carry)
 
     none = best(lambda: scrub.scrub_bytes(clean), args.n)  # no secret set: the pass-through

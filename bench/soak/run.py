@@ -90,8 +90,7 @@ def describe(fault: Fault) -> str:
 
 
 def random_fault(rng: random.Random) -> dict[str, Any]:
-    kind = rng.choice(["500", "502", "503", "529", "429s", "429date", "429long", "hang", "drop",
-                       "malformed", "cut"])
+    kind = rng.choice(["500", "502", "503", "529", "429s", "429date", "429long", "hang", "drop", "malformed", "cut"])
     times = rng.randint(1, 6)
     fault: dict[str, Any] = {"path": CHAT, "times": times}
     if kind in ("500", "502", "503", "529"):
@@ -147,8 +146,11 @@ class Soak:
         while self.running():
             stream = rng.random() < 0.25
             route = "soak-refused" if rng.random() < 0.1 else "soak"
-            body = {"model": route, "messages": [{"role": "user", "content": f"soak {n} {len(self.sent)}"}],
-                    "stream": stream}
+            body = {
+                "model": route,
+                "messages": [{"role": "user", "content": f"soak {n} {len(self.sent)}"}],
+                "stream": stream,
+            }
             started = time.time()
             try:
                 if stream:
@@ -164,8 +166,11 @@ class Soak:
             error = ""
             if response.status_code != 200 and not stream:
                 error = (response.json().get("error") or {}).get("type", "")
-            self.sent.append(Sent(started, time.time(), response.status_code,
-                                  response.headers.get("x-request-id", ""), aborted, error))
+            self.sent.append(
+                Sent(
+                    started, time.time(), response.status_code, response.headers.get("x-request-id", ""), aborted, error
+                )
+            )
 
     async def inject(self) -> None:
         """A fault every 1.5 s, mostly on A (which carries the traffic), for a few requests or
@@ -209,19 +214,31 @@ class Soak:
 
 
 def config(urls: dict[str, str], refused: str) -> dict[str, Any]:
-    quick = {"timeout_s": 3, "health_check": {"interval_s": 10, "timeout_s": 2},
-             "retry": {"max_attempts": 2, "base_delay_s": 0.05, "max_delay_s": 0.5},
-             "breaker": {"break_s": 5, "max_break_s": 30}}
+    quick = {
+        "timeout_s": 3,
+        "health_check": {"interval_s": 10, "timeout_s": 2},
+        "retry": {"max_attempts": 2, "base_delay_s": 0.05, "max_delay_s": 0.5},
+        "breaker": {"break_s": 5, "max_break_s": 30},
+    }
     providers = [openai_provider(f"soak-{name}", url, **quick) for name, url in sorted(urls.items())]
     providers.append(openai_provider("soak-refused", refused, **quick))
     return {
         "providers": providers,
         "routes": [
-            {"name": "soak", "capability": "chat", "max_attempts": 4,
-             "targets": [{"provider": f"soak-{n}", "model": "gpt-4o-mini"} for n in sorted(urls)]},
-            {"name": "soak-refused", "capability": "chat",
-             "targets": [{"provider": "soak-refused", "model": "gpt-4o-mini"},
-                         {"provider": "soak-a", "model": "gpt-4o-mini"}]},
+            {
+                "name": "soak",
+                "capability": "chat",
+                "max_attempts": 4,
+                "targets": [{"provider": f"soak-{n}", "model": "gpt-4o-mini"} for n in sorted(urls)],
+            },
+            {
+                "name": "soak-refused",
+                "capability": "chat",
+                "targets": [
+                    {"provider": "soak-refused", "model": "gpt-4o-mini"},
+                    {"provider": "soak-a", "model": "gpt-4o-mini"},
+                ],
+            },
         ],
     }
 
@@ -272,8 +289,9 @@ def explained_failures(rows: list[Any], soak: Soak) -> tuple[Counter[str], list[
         times = pending[(provider, kind)]
         hit = next((i for i, t in enumerate(times) if start - 1 <= t <= end + 1), None)
         if hit is None:
-            unexplained.append(f"{request_id} {provider} {attempt['outcome']} {attempt['reason']}: "
-                               f"{attempt['error'][:120]}")
+            unexplained.append(
+                f"{request_id} {provider} {attempt['outcome']} {attempt['reason']}: {attempt['error'][:120]}"
+            )
             continue
         times.pop(hit)
         matched[kind] += 1
@@ -302,8 +320,9 @@ def non_2xx_unexplained(soak: Soak, rows_by_id: dict[str, Any]) -> list[str]:
         if sent.status not in (200, 502, 503):
             bad.append(f"{sent.request_id}: status {sent.status} ({sent.error})")
             continue
-        causes = [a for a in attempts if (a["skipped"] is None and a["outcome"] in FAILED)
-                  or (a["skipped"] in FAULT_SKIPS)]
+        causes = [
+            a for a in attempts if (a["skipped"] is None and a["outcome"] in FAILED) or (a["skipped"] in FAULT_SKIPS)
+        ]
         if not causes or len(causes) != len([a for a in attempts if a["outcome"] != "success"]):
             bad.append(f"{sent.request_id}: {sent.status} with attempts {attempts}")
     return bad
@@ -324,8 +343,9 @@ async def soak(minutes: float, concurrency: int, seed: int, keep: bool = False) 
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         async with httpx.AsyncClient(base_url=live.url, headers=live.headers(), timeout=60, limits=limits) as client:
             started = time.monotonic()
-            await asyncio.gather(run.inject(), run.outage(), run.sample(),
-                                 *(run.client(client, n) for n in range(concurrency)))
+            await asyncio.gather(
+                run.inject(), run.outage(), run.sample(), *(run.client(client, n) for n in range(concurrency))
+            )
         elapsed = time.monotonic() - started
         end_rss, end_fds = live.rss_kib(), live.fd_count()
         after_warmup = next((s for s in run.samples if s[0] - started >= warmup), run.samples[-1])
@@ -347,7 +367,7 @@ async def soak(minutes: float, concurrency: int, seed: int, keep: bool = False) 
     # Connections come and go with the load: compare the highest counts early and late.
     measured = [s for s in run.samples if s[0] >= after_warmup[0]]
     tenth = max(1, len(measured) // 10)
-    early_fds = max(s[2] for s in measured[:tenth * 2])
+    early_fds = max(s[2] for s in measured[: tenth * 2])
     late_fds = max([end_fds] + [s[2] for s in measured[-tenth:]])
     fd_growth = late_fds - early_fds
     checks = {
@@ -357,24 +377,32 @@ async def soak(minutes: float, concurrency: int, seed: int, keep: bool = False) 
         "exact accounting": sorted(ids) == sorted(rows_by_id) and len(rows) == len(ids) == len(set(ids)),
     }
     print(f"\nsoak: {elapsed / 60:.1f} min at concurrency {concurrency}, seed {seed}")
-    print(f"requests sent: {len(run.sent)} ({len(run.sent) / elapsed:.0f}/s); answers: {dict(sorted(statuses.items()))}")
-    print(f"faults injected: {sum(run.injected.values())} {dict(sorted(run.injected.items()))}; "
-          f"B stopped {len(run.outages)} times")
-    print(f"faults applied by the upstreams: "
-          f"{ {n: len(u.applied) for n, u in sorted(run.upstreams.items())} }")
+    print(
+        f"requests sent: {len(run.sent)} ({len(run.sent) / elapsed:.0f}/s); answers: {dict(sorted(statuses.items()))}"
+    )
+    print(
+        f"faults injected: {sum(run.injected.values())} {dict(sorted(run.injected.items()))}; "
+        f"B stopped {len(run.outages)} times"
+    )
+    print(f"faults applied by the upstreams: { {n: len(u.applied) for n, u in sorted(run.upstreams.items())} }")
     print(f"failed attempts matched to a fault: {sum(matched.values())} {dict(sorted(matched.items()))}")
-    print(f"unexplained failed attempts: {len(unexplained)}; unexplained answers: {len(bad_answers)}; "
-          f"client errors: {len(run.client_errors)}")
-    for line in (unexplained[:10] + bad_answers[:10] + run.client_errors[:10]):
+    print(
+        f"unexplained failed attempts: {len(unexplained)}; unexplained answers: {len(bad_answers)}; "
+        f"client errors: {len(run.client_errors)}"
+    )
+    for line in unexplained[:10] + bad_answers[:10] + run.client_errors[:10]:
         print("   ", line)
     rss = [s[1] for s in run.samples]
     fds = [s[2] for s in run.samples]
-    print(f"server RSS: {after_warmup[1] / 1024:.1f} MiB after warm-up ({warmup:.0f} s), {end_rss / 1024:.1f} MiB "
-          f"at the end ({rss_growth:+.1%}); min {min(rss) / 1024:.1f}, max {max(rss) / 1024:.1f} MiB")
-    print(f"server fds: {after_warmup[2]} after warm-up, {end_fds} at the end; highest {early_fds} early "
-          f"and {late_fds} late ({fd_growth:+d}); min {min(fds)}, max {max(fds)}")
-    print(f"request log after SIGTERM: {len(rows)} rows, {len(set(rows_by_id))} distinct ids; "
-          f"clients sent {len(ids)}")
+    print(
+        f"server RSS: {after_warmup[1] / 1024:.1f} MiB after warm-up ({warmup:.0f} s), {end_rss / 1024:.1f} MiB "
+        f"at the end ({rss_growth:+.1%}); min {min(rss) / 1024:.1f}, max {max(rss) / 1024:.1f} MiB"
+    )
+    print(
+        f"server fds: {after_warmup[2]} after warm-up, {end_fds} at the end; highest {early_fds} early "
+        f"and {late_fds} late ({fd_growth:+d}); min {min(fds)}, max {max(fds)}"
+    )
+    print(f"request log after SIGTERM: {len(rows)} rows, {len(set(rows_by_id))} distinct ids; clients sent {len(ids)}")
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     if keep:

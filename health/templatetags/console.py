@@ -63,8 +63,12 @@ def ago_time(value: datetime | None) -> SafeString | str:
     with its timezone is in `datetime` (ISO 8601), the wording the same as `ago`."""
     if value is None:
         return ""
-    return format_html('<time datetime="{}" data-ago title="{}">{}</time>', value.isoformat(),
-                       dateformat.format(timezone.localtime(value), "Y-m-d H:i:s e"), ago(value))
+    return format_html(
+        '<time datetime="{}" data-ago title="{}">{}</time>',
+        value.isoformat(),
+        dateformat.format(timezone.localtime(value), "Y-m-d H:i:s e"),
+        ago(value),
+    )
 
 
 @register.simple_tag

@@ -73,8 +73,13 @@ class Notice:
         """(label, value) pairs for the body of a message."""
         if self.event in ("test", "budget"):
             return [("Channel", self.channel), ("Sent at", stamp(self.at)), ("Note", self.reason)]
-        rows = [("Provider", self.provider), ("Status", self.status), ("Breaker", self.breaker),
-                ("Reason", self.reason or "-"), ("At", stamp(self.at))]
+        rows = [
+            ("Provider", self.provider),
+            ("Status", self.status),
+            ("Breaker", self.breaker),
+            ("Reason", self.reason or "-"),
+            ("At", stamp(self.at)),
+        ]
         if self.event == "acknowledged":
             rows = [("Provider", self.provider), ("Note", self.reason), ("At", stamp(self.at))]
         if self.since is not None:

@@ -60,12 +60,14 @@ def _send(mail: EmailMessage) -> None:
         mail.send()
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
-        raise DeliveryError(f"recipients refused (SMTP {', '.join(map(str, codes))})",
-                            permanent=all(code >= 500 for code in codes)) from None
+        raise DeliveryError(
+            f"recipients refused (SMTP {', '.join(map(str, codes))})", permanent=all(code >= 500 for code in codes)
+        ) from None
     except smtplib.SMTPResponseException as exc:
         text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        raise DeliveryError(f"SMTP {exc.smtp_code}: {' '.join(text.split())[:200]}",
-                            permanent=exc.smtp_code >= 500) from None
+        raise DeliveryError(
+            f"SMTP {exc.smtp_code}: {' '.join(text.split())[:200]}", permanent=exc.smtp_code >= 500
+        ) from None
     except smtplib.SMTPNotSupportedError as exc:
         raise DeliveryError(f"SMTP server does not support what was asked: {exc}", permanent=True) from None
     except (smtplib.SMTPException, OSError) as exc:  # disconnects, refused connections, timeouts

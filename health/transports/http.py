@@ -43,8 +43,7 @@ async def post_json(client: httpx.AsyncClient, url: str, payload: dict[str, Any]
     check_url(url)
     try:
         if isinstance(client, GuardedClient):  # it judges every connection itself
-            response = await client.post(url, json=payload, follow_redirects=False,
-                                         headers={"User-Agent": USER_AGENT})
+            response = await client.post(url, json=payload, follow_redirects=False, headers={"User-Agent": USER_AGENT})
         else:
             response = await _post_pinned(client, url, payload)
     except urlguard.URLRefused as exc:
@@ -78,8 +77,13 @@ async def _post_pinned(client: httpx.AsyncClient, url: str, payload: dict[str, A
     error: Exception = httpx.ConnectError(f"{host} resolved to no address")
     for address in addresses:
         try:
-            return await client.post(target.copy_with(host=address), json=payload, follow_redirects=False,
-                                     headers=headers, extensions=extensions)
+            return await client.post(
+                target.copy_with(host=address),
+                json=payload,
+                follow_redirects=False,
+                headers=headers,
+                extensions=extensions,
+            )
         except httpx.ConnectError as exc:
             error = exc
     raise error

@@ -29,8 +29,12 @@ def payload(notice: Notice) -> dict[str, Any]:
         fields = [("Channel", notice.channel), ("Sent at", stamp(notice.at))]
     else:
         summary = notice.reason or notice.title
-        fields = [("Provider", notice.provider), ("Status", notice.status), ("Breaker", notice.breaker),
-                  ("At", stamp(notice.at))]
+        fields = [
+            ("Provider", notice.provider),
+            ("Status", notice.status),
+            ("Breaker", notice.breaker),
+            ("At", stamp(notice.at)),
+        ]
         if notice.since is not None:
             fields.append(("Alerted at", stamp(notice.since)))
         if notice.incident is not None:
@@ -42,12 +46,14 @@ def payload(notice: Notice) -> dict[str, Any]:
             {
                 "type": "section",
                 "text": {"type": "mrkdwn", "text": escape(summary)[:3000]},
-                "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{escape(value)}"[:2000]}
-                           for label, value in fields],
+                "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{escape(value)}"[:2000]} for label, value in fields],
             },
-            {"type": "context", "elements": [
-                {"type": "mrkdwn", "text": f"<{notice.console_url}|Open in the console>"},
-            ]},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"<{notice.console_url}|Open in the console>"},
+                ],
+            },
         ],
     }
 

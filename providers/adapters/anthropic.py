@@ -136,9 +136,7 @@ def _block(part: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
             raise bad_request("image_url parts need a url")
         inline = _data_url(url)
         source = (
-            {"type": "base64", "media_type": inline[0], "data": inline[1]}
-            if inline
-            else {"type": "url", "url": url}
+            {"type": "base64", "media_type": inline[0], "data": inline[1]} if inline else {"type": "url", "url": url}
         )
         return {"type": "image", "source": source}
     if kind_of_part == "file":
@@ -146,8 +144,7 @@ def _block(part: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
         inline = _data_url(str(file.get("file_data", "")))
         if inline is None:
             raise Unsupported(kind, "file parts without inline file_data")
-        return {"type": "document", "source": {"type": "base64", "media_type": inline[0],
-                                               "data": inline[1]}}
+        return {"type": "document", "source": {"type": "base64", "media_type": inline[0], "data": inline[1]}}
     raise Unsupported(kind, f"content parts of type {kind_of_part!r}")
 
 
@@ -322,8 +319,7 @@ def _structured(request: Mapping[str, Any], taken: set[str], kind: str) -> dict[
     return {"name": name, "description": text, "input_schema": dict(schema)}
 
 
-def _structured_choice(choice: dict[str, Any] | None, name: str, user_tools: bool,
-                       parallel: Any) -> dict[str, Any]:
+def _structured_choice(choice: dict[str, Any] | None, name: str, user_tools: bool, parallel: Any) -> dict[str, Any]:
     """The tool_choice with the structured tool: forced, or `any` beside the caller's tools;
     a caller's named choice is kept."""
     if choice is not None and choice["type"] == "tool":
@@ -352,7 +348,8 @@ def _thinking(request: Mapping[str, Any], body: dict[str, Any]) -> None:
     forced = (body.get("tool_choice") or {}).get("type") in _FORCED
     tool_loop = any(
         block.get("type") == "tool_use"
-        for turn in body["messages"] if turn["role"] == "assistant"
+        for turn in body["messages"]
+        if turn["role"] == "assistant"
         for block in turn["content"]
     )
     if forced or tool_loop:
@@ -371,9 +368,7 @@ def _translate(
     if (request.get("n") or 1) != 1:
         raise Unsupported(kind, "n > 1")
     system, turns = _conversation(request.get("messages"), kind)
-    max_tokens = (
-        request.get("max_completion_tokens") or request.get("max_tokens") or default_max_tokens
-    )
+    max_tokens = request.get("max_completion_tokens") or request.get("max_tokens") or default_max_tokens
     body: dict[str, Any] = {"model": model, "messages": turns, "max_tokens": max_tokens}
     if system:
         body["system"] = _system(system)
@@ -387,7 +382,9 @@ def _translate(
     structured = _structured(request, {t["name"] for t in body.get("tools", [])}, kind)
     if structured is not None:
         body["tool_choice"] = _structured_choice(
-            body.get("tool_choice"), structured["name"], bool(tools),
+            body.get("tool_choice"),
+            structured["name"],
+            bool(tools),
             request.get("parallel_tool_calls"),
         )
         body["tools"] = [*body.get("tools", []), structured]
@@ -419,12 +416,8 @@ def _usage(reported: Any) -> tuple[Usage, int]:
     if not isinstance(reported, Mapping):
         return Usage(), 0
     cached = int(reported.get("cache_read_input_tokens") or 0)
-    tokens_in = int(reported.get("input_tokens") or 0) + int(
-        reported.get("cache_creation_input_tokens") or 0
-    )
-    return Usage(
-        tokens_in=tokens_in + cached, tokens_out=int(reported.get("output_tokens") or 0)
-    ), cached
+    tokens_in = int(reported.get("input_tokens") or 0) + int(reported.get("cache_creation_input_tokens") or 0)
+    return Usage(tokens_in=tokens_in + cached, tokens_out=int(reported.get("output_tokens") or 0)), cached
 
 
 def openai_usage(usage: Usage, cached: int = 0) -> dict[str, Any]:
@@ -443,9 +436,7 @@ def _finish(stop_reason: Any, *, structured_only: bool = False) -> str:
     return FINISH_REASONS.get(str(stop_reason), "stop")
 
 
-def to_openai(
-    message: Mapping[str, Any], *, model: str, structured: str | None = None
-) -> dict[str, Any]:
+def to_openai(message: Mapping[str, Any], *, model: str, structured: str | None = None) -> dict[str, Any]:
     """The OpenAI `chat.completion` for an Anthropic message. `structured` names the tool
     that carried `response_format`: its input is the answer's text."""
     content = [b for b in message.get("content") or [] if isinstance(b, Mapping)]
@@ -476,8 +467,7 @@ def to_openai(
         "index": 0,
         "message": reply,
         "logprobs": None,
-        "finish_reason": _finish(message.get("stop_reason"),
-                                 structured_only=structured is not None and not tool_calls),
+        "finish_reason": _finish(message.get("stop_reason"), structured_only=structured is not None and not tool_calls),
     }
     return {
         "id": message.get("id"),
@@ -548,8 +538,12 @@ class _ChunkTranslator:
                 self.answer_blocks.add(index)
                 return []
             self.tools[index] = position = len(self.tools)
-            call = {"index": position, "id": block.get("id"), "type": "function",
-                    "function": {"name": block.get("name"), "arguments": ""}}
+            call = {
+                "index": position,
+                "id": block.get("id"),
+                "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }
             return [self.chunk({"tool_calls": [call]})]
         if block.get("type") == "text" and block.get("text") and not self.structured:
             return [self.chunk({"content": block["text"]})]
@@ -572,8 +566,7 @@ class _ChunkTranslator:
 
     def message_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         delta = payload.get("delta") or {}
-        self.finish = _finish(delta.get("stop_reason"),
-                              structured_only=self.structured is not None and not self.tools)
+        self.finish = _finish(delta.get("stop_reason"), structured_only=self.structured is not None and not self.tools)
         reported = payload.get("usage") or {}
         if reported.get("output_tokens") is not None:
             self.usage.tokens_out = int(reported["output_tokens"])
@@ -655,13 +648,15 @@ class AnthropicAdapter(Adapter):
         usage, _ = _usage(message.get("usage"))
         return Result.json(data, usage=usage, model=data["model"])
 
-    async def chat_stream(
-        self, request: dict[str, Any], *, model: str, timeout: float
-    ) -> ChatStream:
+    async def chat_stream(self, request: dict[str, Any], *, model: str, timeout: float) -> ChatStream:
         body, structured = self._body(request, model)
-        response = await self.send_streaming("POST", self.base_url + "/v1/messages",
-                                             json={**body, "stream": True}, headers=self.headers(),
-                                             timeout=self.stream_timeout(timeout))
+        response = await self.send_streaming(
+            "POST",
+            self.base_url + "/v1/messages",
+            json={**body, "stream": True},
+            headers=self.headers(),
+            timeout=self.stream_timeout(timeout),
+        )
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         usage = Usage()
         translator = _ChunkTranslator(usage, model, include_usage=include_usage, structured=structured)
@@ -669,9 +664,7 @@ class AnthropicAdapter(Adapter):
         stream.usage = usage  # filled in place as message_start and message_delta arrive
         return stream
 
-    async def _chunks(
-        self, response: httpx.Response, translator: _ChunkTranslator
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(self, response: httpx.Response, translator: _ChunkTranslator) -> AsyncIterator[dict[str, Any]]:
         try:
             async for event, data in read_sse(response):
                 payload = _event_payload(response, data)
@@ -720,9 +713,7 @@ class AnthropicAdapter(Adapter):
             params = {"limit": 1000, "after_id": data["last_id"]}
         return models
 
-    async def probe(
-        self, *, timeout: float, deep: bool = False, model: str | None = None
-    ) -> dict[str, Any]:
+    async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
         if not deep:
             return {"models": len(await self.list_models(timeout=timeout))}
         if model is None:

@@ -110,16 +110,22 @@ class ChatStream:
     because an async generator that never started runs no `finally` of its own.
     """
 
-    def __init__(self, chunks: AsyncIterator[dict[str, Any]], *, model: str = "",
-                 response: httpx.Response | None = None) -> None:
+    def __init__(
+        self, chunks: AsyncIterator[dict[str, Any]], *, model: str = "", response: httpx.Response | None = None
+    ) -> None:
         self._chunks = chunks
         self._response = response
         self.model = model
         self.usage = Usage()
 
     @classmethod
-    def of(cls, make_chunks: Callable[[ChatStream], AsyncIterator[dict[str, Any]]], *, model: str = "",
-           response: httpx.Response | None = None) -> ChatStream:
+    def of(
+        cls,
+        make_chunks: Callable[[ChatStream], AsyncIterator[dict[str, Any]]],
+        *,
+        model: str = "",
+        response: httpx.Response | None = None,
+    ) -> ChatStream:
         """A stream whose chunk generator needs the stream itself (to fill in `usage`)."""
         stream = cls(_no_chunks(), model=model, response=response)
         stream._chunks = make_chunks(stream)
@@ -173,8 +179,14 @@ def bad_request(message: str) -> UpstreamError:
     return UnsupportedRequest(message, reason="invalid_request", body=json.dumps(body).encode())
 
 
-def malformed(message: str, *, response: httpx.Response | None = None, data: Any = None,
-              body: bytes | None = None, reason: str = "malformed_response") -> UpstreamError:
+def malformed(
+    message: str,
+    *,
+    response: httpx.Response | None = None,
+    data: Any = None,
+    body: bytes | None = None,
+    reason: str = "malformed_response",
+) -> UpstreamError:
     """A 2xx answer whose content cannot be used: a FAILURE (another target may do better).
 
     The provider's status, headers and body are kept when `response` is given (its body only
@@ -191,8 +203,14 @@ def malformed(message: str, *, response: httpx.Response | None = None, data: Any
                 body = b""
     if body is None:
         body = json.dumps(data).encode() if data is not None else b""
-    return UpstreamError(Classification(Outcome.FAILURE, reason), status=status, message=message,
-                         headers=headers, body=body, media_type=media_type)
+    return UpstreamError(
+        Classification(Outcome.FAILURE, reason),
+        status=status,
+        message=message,
+        headers=headers,
+        body=body,
+        media_type=media_type,
+    )
 
 
 def json_answer(response: httpx.Response, message_of: Callable[[bytes], str] | None = None) -> Any:
@@ -202,7 +220,9 @@ def json_answer(response: httpx.Response, message_of: Callable[[bytes], str] | N
     if not response.is_success:
         message = message_of(response.content) if message_of is not None else ""
         raise UpstreamError.from_response(
-            response.status_code, response.headers, response.content,
+            response.status_code,
+            response.headers,
+            response.content,
             message=message or f"HTTP {response.status_code}",
             media_type=response.headers.get("content-type", "application/json").split(";")[0],
         )
@@ -225,8 +245,9 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
 
 def stream_broken(response: httpx.Response, message: str, reason: str = "stream_broken") -> UpstreamError:
     """A stream that ended wrongly (no terminator, an error event): a FAILURE."""
-    return UpstreamError(Classification(Outcome.FAILURE, reason), status=response.status_code, message=message,
-                         headers=response.headers)
+    return UpstreamError(
+        Classification(Outcome.FAILURE, reason), status=response.status_code, message=message, headers=response.headers
+    )
 
 
 class Unsupported(UnsupportedRequest):
@@ -328,7 +349,9 @@ class Adapter:
         models = await self.list_models(timeout=timeout)
         return {"models": len(models)}
 
-    async def send_streaming(self, method: str, url: str | httpx.URL, *, timeout: httpx.Timeout, **kwargs: Any) -> httpx.Response:
+    async def send_streaming(
+        self, method: str, url: str | httpx.URL, *, timeout: httpx.Timeout, **kwargs: Any
+    ) -> httpx.Response:
         """Send with a streamed answer. A non-2xx is raised as `UpstreamError` (its body read)
         and the response closed; the caller closes a successful one (ChatStream does)."""
         request = self.client.build_request(method, url, timeout=timeout, **kwargs)

@@ -40,9 +40,12 @@ PolicyRef = str | urlguard.Policy
 
 
 def _too_large(size: int, limit: int) -> UpstreamError:
-    return UpstreamError(Classification(Outcome.FAILURE, "response_too_large"), status=200,
-                         message=f"the answer has over {limit} bytes ({size} seen); the gateway reads at most "
-                                 f"{limit} (GATEWAY_MAX_RESPONSE_BYTES)")
+    return UpstreamError(
+        Classification(Outcome.FAILURE, "response_too_large"),
+        status=200,
+        message=f"the answer has over {limit} bytes ({size} seen); the gateway reads at most "
+        f"{limit} (GATEWAY_MAX_RESPONSE_BYTES)",
+    )
 
 
 class _CountedStream(httpx.AsyncByteStream):
@@ -149,9 +152,14 @@ class GuardedResolver:
 
 def _resolve_result(host: str, address: str, port: int) -> dict[str, Any]:
     version = ipaddress.ip_address(address).version
-    return {"hostname": host, "host": address, "port": port,
-            "family": socket.AF_INET6 if version == 6 else socket.AF_INET, "proto": 0,
-            "flags": socket.AI_NUMERICHOST}
+    return {
+        "hostname": host,
+        "host": address,
+        "port": port,
+        "family": socket.AF_INET6 if version == 6 else socket.AF_INET,
+        "proto": 0,
+        "flags": socket.AI_NUMERICHOST,
+    }
 
 
 def _is_address(host: str) -> bool:
@@ -172,8 +180,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.policy = policy
         self._resolve = resolve or _system_resolve
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None, socket_options: Any = None) -> Any:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
         try:
             async with asyncio.timeout(timeout):
                 addresses = [host] if _is_address(host) else await self._resolve(host, port)
@@ -185,8 +199,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         error: Exception = httpcore.ConnectError(f"{host} resolved to no address")
         for address in addresses:
             try:
-                return await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                    socket_options=socket_options)
+                return await self.inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         raise error
@@ -231,8 +246,15 @@ class GuardedClient(httpx.AsyncClient):
     def cookies(self, cookies: Any) -> None:
         return None
 
-    def __init__(self, *, transport_kind: str, policy: PolicyRef, max_response_bytes: int | None,
-                 resolve: Resolve | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        transport_kind: str,
+        policy: PolicyRef,
+        max_response_bytes: int | None,
+        resolve: Resolve | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.transport_kind = transport_kind
         self.url_policy = policy
@@ -242,8 +264,12 @@ class GuardedClient(httpx.AsyncClient):
 
     def fetcher(self) -> GuardedClient:
         if self._fetcher is None:
-            self._fetcher = build_client(self.transport_kind, max_response_bytes=self.max_response_bytes,
-                                         policy=urlguard.FETCH, resolve=self.resolve)
+            self._fetcher = build_client(
+                self.transport_kind,
+                max_response_bytes=self.max_response_bytes,
+                policy=urlguard.FETCH,
+                resolve=self.resolve,
+            )
         return self._fetcher
 
     async def aclose(self) -> None:
@@ -261,9 +287,15 @@ class GuardedClient(httpx.AsyncClient):
             await super().__aexit__(*exc)
 
 
-def build_client(transport: str = "aiohttp", *, max_response_bytes: int | None = None,
-                 policy: PolicyRef = urlguard.PROVIDER, resolve: Resolve | None = None,
-                 timeout: float | httpx.Timeout = 30, trust_env: bool | None = None) -> GuardedClient:
+def build_client(
+    transport: str = "aiohttp",
+    *,
+    max_response_bytes: int | None = None,
+    policy: PolicyRef = urlguard.PROVIDER,
+    resolve: Resolve | None = None,
+    timeout: float | httpx.Timeout = 30,
+    trust_env: bool | None = None,
+) -> GuardedClient:
     """A keep-alive client whose connections pass the URL guard's `policy` ("provider" for
     operator-configured URLs, "fetch" for caller- and upstream-supplied ones). `transport=
     "aiohttp"` runs httpx's API over aiohttp's pool, which measured 3-7x the throughput of
@@ -290,8 +322,15 @@ def build_client(transport: str = "aiohttp", *, max_response_bytes: int | None =
     extra: dict[str, Any] = {"trust_env": trust_env is not False}
     if _is_fetch(policy):
         extra = {"trust_env": False}
-    client = GuardedClient(transport_kind=transport, policy=policy, max_response_bytes=max_response_bytes,
-                           resolve=resolve, transport=GuardedTransport(inner, policy), timeout=timeout, **extra)
+    client = GuardedClient(
+        transport_kind=transport,
+        policy=policy,
+        max_response_bytes=max_response_bytes,
+        resolve=resolve,
+        transport=GuardedTransport(inner, policy),
+        timeout=timeout,
+        **extra,
+    )
     # A proxy from the environment gets a transport of its own, which resolves nothing here:
     # its requests are still judged by URL.
     for pattern, mounted in list(client._mounts.items()):
@@ -306,9 +345,12 @@ def _session_factory(aio: Any, policy: PolicyRef, resolve: Resolve | None) -> Ca
 
         # What httpx_aiohttp would build, with the guarded resolver; cookies stay httpx's
         # business (aiohttp's own jar would add a second, invisible one).
-        connector = aiohttp.TCPConnector(keepalive_timeout=DEFAULT_LIMITS.keepalive_expiry,
-                                         limit=DEFAULT_LIMITS.max_connections or 0, ssl=aio.ssl_context,
-                                         resolver=GuardedResolver(policy, resolve))  # type: ignore[arg-type]
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=DEFAULT_LIMITS.keepalive_expiry,
+            limit=DEFAULT_LIMITS.max_connections or 0,
+            ssl=aio.ssl_context,
+            resolver=GuardedResolver(policy, resolve),  # type: ignore[arg-type]
+        )
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return session
@@ -318,14 +360,23 @@ def _session_factory(aio: Any, policy: PolicyRef, resolve: Resolve | None) -> Ca
 
 SuppliedBy = Literal["caller", "upstream"]
 
-UNREACHABLE = ("could not fetch {what}: the host did not answer in time or refused, or it is an address "
-               "the gateway does not fetch (loopback, private, link-local or metadata). Give a public "
-               "http(s) URL or a data: URL.")
+UNREACHABLE = (
+    "could not fetch {what}: the host did not answer in time or refused, or it is an address "
+    "the gateway does not fetch (loopback, private, link-local or metadata). Give a public "
+    "http(s) URL or a data: URL."
+)
 
 
-async def fetch(client: httpx.AsyncClient, url: str, *, timeout: float, supplied_by: SuppliedBy,
-                what: str = "the URL", same_origin_as: str | None = None,
-                connect_timeout: float | None = None) -> httpx.Response:
+async def fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    timeout: float,
+    supplied_by: SuppliedBy,
+    what: str = "the URL",
+    same_origin_as: str | None = None,
+    connect_timeout: float | None = None,
+) -> httpx.Response:
     """GET `url`, which a caller or an upstream supplied, through the "fetch" policy.
 
     For a caller's URL every failure is the caller's (a 400, CALLER_ERROR: no breaker effect):
@@ -361,16 +412,21 @@ async def fetch(client: httpx.AsyncClient, url: str, *, timeout: float, supplied
     except URLRefused as exc:
         raise _refused(exc, supplied_by, what) from None
     except (httpx.HTTPError, OSError, TimeoutError):
-        raise urlguard.caller_error(UNREACHABLE.format(what=what), code="url_not_fetched",
-                                    reason="url_unreachable") from None
+        raise urlguard.caller_error(
+            UNREACHABLE.format(what=what), code="url_not_fetched", reason="url_unreachable"
+        ) from None
     except UpstreamError as exc:
         if exc.classification.reason == "response_too_large":
-            raise urlguard.caller_error(f"{what} is too large: {exc.message}", code="url_too_large",
-                                        reason="url_too_large") from None
+            raise urlguard.caller_error(
+                f"{what} is too large: {exc.message}", code="url_too_large", reason="url_too_large"
+            ) from None
         raise
     if not response.is_success:
-        raise urlguard.caller_error(f"could not fetch {what}: it answered HTTP {response.status_code}",
-                                    code="url_not_fetched", reason="url_unreachable")
+        raise urlguard.caller_error(
+            f"could not fetch {what}: it answered HTTP {response.status_code}",
+            code="url_not_fetched",
+            reason="url_unreachable",
+        )
     return response
 
 
@@ -399,8 +455,11 @@ class _fetching:
 
 def _refused(exc: URLRefused, supplied_by: SuppliedBy, what: str) -> UpstreamError:
     if supplied_by == "upstream":
-        return UpstreamError(Classification(Outcome.FAILURE, "unsafe_output_url"), status=200,
-                             message=f"the provider answered a URL the gateway does not fetch: {exc.message}")
+        return UpstreamError(
+            Classification(Outcome.FAILURE, "unsafe_output_url"),
+            status=200,
+            message=f"the provider answered a URL the gateway does not fetch: {exc.message}",
+        )
     if not exc.static:  # what a name resolves to is told no more than a closed port
         return urlguard.caller_error(UNREACHABLE.format(what=what), code="url_not_fetched", reason="url_refused")
     return urlguard.caller_error(f"{what} is refused: {exc.message}", code="url_refused")
@@ -411,8 +470,11 @@ def _same_origin(url: str, base_url: str) -> bool:
         a, b = httpx.URL(url), httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError):
         return False
-    return (a.scheme, a.raw_host, a.port or _PORTS.get(a.scheme)) == (b.scheme, b.raw_host, b.port or _PORTS.get(b.scheme))
+    return (a.scheme, a.raw_host, a.port or _PORTS.get(a.scheme)) == (
+        b.scheme,
+        b.raw_host,
+        b.port or _PORTS.get(b.scheme),
+    )
 
 
 _PORTS = {"http": 80, "https": 443}
-

@@ -32,8 +32,16 @@ from .base import (
 FREE_URL = "https://api-free.deepl.com"
 PRO_URL = "https://api.deepl.com"
 MODEL_TYPES = frozenset({"quality_optimized", "latency_optimized", "prefer_quality_optimized"})
-_PASSTHROUGH = ("context", "glossary_id", "preserve_formatting", "tag_handling", "split_sentences",
-                "ignore_tags", "non_splitting_tags", "outline_detection")
+_PASSTHROUGH = (
+    "context",
+    "glossary_id",
+    "preserve_formatting",
+    "tag_handling",
+    "split_sentences",
+    "ignore_tags",
+    "non_splitting_tags",
+    "outline_detection",
+)
 
 
 class DeepLAdapter(Adapter):
@@ -73,18 +81,22 @@ class DeepLAdapter(Adapter):
         if not isinstance(translations, list) or len(translations) != len(texts):
             raise malformed("'translations' does not match the texts sent", data=data)
         billed = [t.get("billed_characters") for t in translations]
-        characters = (sum(billed) if all(isinstance(b, int) for b in billed)
-                      else sum(len(t) for t in texts))
-        answer = {"translations": [{"text": t.get("text", ""),
-                                    "detected_source_language": t.get("detected_source_language")}
-                                   for t in translations]}
+        characters = sum(billed) if all(isinstance(b, int) for b in billed) else sum(len(t) for t in texts)
+        answer = {
+            "translations": [
+                {"text": t.get("text", ""), "detected_source_language": t.get("detected_source_language")}
+                for t in translations
+            ]
+        }
         return Result.json(answer, usage=Usage(characters=characters), model=model or "deepl")
 
     async def languages(self, *, target: bool = True, timeout: float = 10.0) -> list[dict[str, Any]]:
         """DeepL's target (or source) languages: [{"language", "name", "supports_formality"?}]."""
         response = await self.client.get(
-            f"{self.base_url}/v2/languages", params={"type": "target" if target else "source"},
-            headers=self._headers(), timeout=self.timeout(timeout),
+            f"{self.base_url}/v2/languages",
+            params={"type": "target" if target else "source"},
+            headers=self._headers(),
+            timeout=self.timeout(timeout),
         )
         data = json_answer(response, _message)
         if not isinstance(data, list):
@@ -93,8 +105,9 @@ class DeepLAdapter(Adapter):
 
     async def usage(self, *, timeout: float = 10.0) -> dict[str, Any]:
         """{"character_count", "character_limit"} for the current billing period."""
-        response = await self.client.get(f"{self.base_url}/v2/usage", headers=self._headers(),
-                                         timeout=self.timeout(timeout))
+        response = await self.client.get(
+            f"{self.base_url}/v2/usage", headers=self._headers(), timeout=self.timeout(timeout)
+        )
         data = json_answer(response, _message)
         if not isinstance(data, dict):
             raise malformed("/v2/usage is not an object", data=data)
@@ -103,8 +116,13 @@ class DeepLAdapter(Adapter):
     async def list_models(self, *, timeout: float) -> list[ModelInfo]:
         """DeepL has one translation engine: one model, with the target languages it serves."""
         languages = await self.languages(timeout=timeout)
-        return [ModelInfo(name="default", capabilities=frozenset({"translation"}),
-                          details={"target_languages": [lang.get("language") for lang in languages]})]
+        return [
+            ModelInfo(
+                name="default",
+                capabilities=frozenset({"translation"}),
+                details={"target_languages": [lang.get("language") for lang in languages]},
+            )
+        ]
 
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
         used = await self.usage(timeout=timeout)
@@ -122,6 +140,7 @@ class DeepLAdapter(Adapter):
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"DeepL-Auth-Key {self.config.api_key}"} if self.config.api_key else {}
 
+
 def _message(body: bytes) -> str:
     """DeepL's `message`, with its optional `detail` after it."""
     try:
@@ -132,5 +151,3 @@ def _message(body: bytes) -> str:
         return ""
     detail = data.get("detail")
     return f"{data['message']} {detail}" if isinstance(detail, str) and detail else data["message"]
-
-

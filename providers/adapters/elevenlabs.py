@@ -63,9 +63,12 @@ class ElevenLabsAdapter(Adapter):
         await self.check(response)
         media_type = response.headers.get("content-type", "audio/mpeg").split(";")[0]
         if media_type == "application/json":  # a 200 that is not audio is not usable
-            raise UpstreamError(Classification(Outcome.FAILURE, "malformed_response"),
-                                status=response.status_code, message="expected audio, got JSON",
-                                body=response.content)
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "malformed_response"),
+                status=response.status_code,
+                message="expected audio, got JSON",
+                body=response.content,
+            )
         counted = response.headers.get("x-character-count", "")
         usage = Usage(
             characters=int(counted) if counted.isdigit() else len(text),
@@ -115,8 +118,7 @@ class ElevenLabsAdapter(Adapter):
                 raise
             return {"voices": len(await self.voices(timeout=timeout))}
         used, limit = subscription.get("character_count"), subscription.get("character_limit")
-        details: dict[str, Any] = {"tier": subscription.get("tier"), "characters_used": used,
-                                   "character_limit": limit}
+        details: dict[str, Any] = {"tier": subscription.get("tier"), "characters_used": used, "character_limit": limit}
         if isinstance(used, int) and isinstance(limit, int):
             details["characters_left"] = max(0, limit - used)
         return details
@@ -127,15 +129,19 @@ class ElevenLabsAdapter(Adapter):
         return {"xi-api-key": self.config.api_key} if self.config.api_key else {}
 
     async def _get(self, path: str, timeout: float) -> Any:
-        response = await self.client.get(f"{self.base_url}{path}", headers=self._headers(),
-                                         timeout=self.timeout(timeout))
+        response = await self.client.get(
+            f"{self.base_url}{path}", headers=self._headers(), timeout=self.timeout(timeout)
+        )
         await self.check(response)
         try:
             return response.json()
         except ValueError as exc:
-            raise UpstreamError(Classification(Outcome.FAILURE, "malformed_response"),
-                                status=response.status_code, message=f"the answer is not JSON: {exc}",
-                                body=response.content) from exc
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "malformed_response"),
+                status=response.status_code,
+                message=f"the answer is not JSON: {exc}",
+                body=response.content,
+            ) from exc
 
 
 def _output_format(response_format: str) -> str:
@@ -159,5 +165,3 @@ def _seconds(output_format: str, size: int) -> float:
     except (ValueError, IndexError, ZeroDivisionError):
         return 0.0
     return 0.0
-
-

@@ -107,8 +107,14 @@ DEFAULT_PLATFORM_URL = "https://api.fal.ai"
 WAITING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 NAMESPACES = ("workflows", "comfy")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-_PASSTHROUGH = ("seed", "negative_prompt", "num_inference_steps", "guidance_scale", "output_format",
-                "enable_safety_checker")
+_PASSTHROUGH = (
+    "seed",
+    "negative_prompt",
+    "num_inference_steps",
+    "guidance_scale",
+    "output_format",
+    "enable_safety_checker",
+)
 _MAX_IMAGES = 10
 
 
@@ -129,8 +135,19 @@ AUDIO_MODELS: dict[str, AudioSpec] = {
     "fal-ai/chatterbox/text-to-speech": AudioSpec("text", "wav"),
     "fal-ai/stable-audio": AudioSpec("prompt", "wav"),
 }
-OPTIONS = frozenset({"models", "audio_models", "voices", "input", "platform_url", "poll_interval_s",
-                     "poll_backoff", "poll_max_interval_s", "cancel_timeout_s"})
+OPTIONS = frozenset(
+    {
+        "models",
+        "audio_models",
+        "voices",
+        "input",
+        "platform_url",
+        "poll_interval_s",
+        "poll_backoff",
+        "poll_max_interval_s",
+        "cancel_timeout_s",
+    }
+)
 
 
 class FalAdapter(Adapter):
@@ -138,8 +155,14 @@ class FalAdapter(Adapter):
     capabilities = frozenset({"image", "tts"})
     default_base_url = "https://queue.fal.run"
 
-    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient, *, clock: Clock | None = None,
-                 sleep: Sleep | None = None) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        client: httpx.AsyncClient,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
         super().__init__(config, client)
         self.clock = clock or loop_clock
         self.sleep = sleep or _asyncio_sleep
@@ -151,7 +174,9 @@ class FalAdapter(Adapter):
         naming the option (see providers/adapters/__init__.py)."""
         unknown = sorted(set(options) - OPTIONS)
         if unknown:
-            raise ValueError(f"{unknown[0]} is not an option of fal providers (they take: {', '.join(sorted(OPTIONS))})")
+            raise ValueError(
+                f"{unknown[0]} is not an option of fal providers (they take: {', '.join(sorted(OPTIONS))})"
+            )
         PollSchedule.check_options(options)
         models = options.get("models")
         if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)):
@@ -166,7 +191,9 @@ class FalAdapter(Adapter):
         if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
             raise ValueError("platform_url must be an http(s) URL")
         cancel = options.get("cancel_timeout_s")
-        if cancel is not None and (isinstance(cancel, bool) or not isinstance(cancel, int | float) or not 0 < cancel <= 60):
+        if cancel is not None and (
+            isinstance(cancel, bool) or not isinstance(cancel, int | float) or not 0 < cancel <= 60
+        ):
             raise ValueError("cancel_timeout_s must be a number of seconds above 0 and at most 60")
 
     # -- images ---------------------------------------------------------------------------------
@@ -180,8 +207,11 @@ class FalAdapter(Adapter):
         deadline = self.clock() + timeout
         result = await self.run(model, inputs, deadline)
         files = result.get("images")
-        if not isinstance(files, list) or not files or not all(
-                isinstance(f, dict) and isinstance(f.get("url"), str) and f["url"] for f in files):
+        if (
+            not isinstance(files, list)
+            or not files
+            or not all(isinstance(f, dict) and isinstance(f.get("url"), str) and f["url"] for f in files)
+        ):
             raise malformed("the result has no image files", data=result)
         items: list[dict[str, Any]] = []
         for file in files:
@@ -228,7 +258,9 @@ class FalAdapter(Adapter):
         if wanted != spec.format:
             raise UnsupportedRequest(
                 f"fal model {model} makes {spec.format} audio, not the {wanted} asked for; "
-                f"ask for response_format {spec.format!r} or use another target", reason="unsupported_format")
+                f"ask for response_format {spec.format!r} or use another target",
+                reason="unsupported_format",
+            )
         if request.get("instructions"):
             raise UnsupportedRequest(f"fal model {model} takes no speaking 'instructions'")
         inputs = self._defaults(request.get("fal_input"), "fal_input")
@@ -248,9 +280,12 @@ class FalAdapter(Adapter):
         declared = _declared_type(result)
         made = audio_format(declared or media_type, content)
         if made is not None and made != wanted:
-            raise UpstreamError(Classification(Outcome.FAILURE, "wrong_audio_format"), status=200,
-                                message=f"fal model {model} answered {made} audio where {wanted} was asked for",
-                                body=json.dumps(result).encode())
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "wrong_audio_format"),
+                status=200,
+                message=f"fal model {model} answered {made} audio where {wanted} was asked for",
+                body=json.dumps(result).encode(),
+            )
         seconds = _duration(result)
         if seconds is None:
             seconds = wav_seconds(content) or 0.0
@@ -280,8 +315,10 @@ class FalAdapter(Adapter):
         if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
             raise malformed("the submit answer has no usable request_id", data=submitted)
         path = f"/{'/'.join(_app(segments))}/requests/{request_id}"
-        state: dict[str, Any] = {"status": submitted.get("status") or "IN_QUEUE",
-                                 "queue_position": submitted.get("queue_position")}
+        state: dict[str, Any] = {
+            "status": submitted.get("status") or "IN_QUEUE",
+            "queue_position": submitted.get("queue_position"),
+        }
 
         async def step(remaining: float) -> bool:
             data = await self._call("GET", path + "/status", self.clock() + remaining)
@@ -294,21 +331,36 @@ class FalAdapter(Adapter):
             if not isinstance(status, str):
                 raise malformed("the status answer has no status", data=data)
             state["status"] = status  # it has ended: nothing to cancel
-            raise UpstreamError(Classification(Outcome.FAILURE, "request_failed"), status=200,
-                                message=f"fal request {request_id} is {status!r}", body=json.dumps(data).encode())
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "request_failed"),
+                status=200,
+                message=f"fal request {request_id} is {status!r}",
+                body=json.dumps(data).encode(),
+            )
 
         def expired() -> UpstreamError:
-            where = f"{state['status']}" + (f" at queue position {state['queue_position']}"
-                                           if state["status"] == "IN_QUEUE" and state["queue_position"] is not None
-                                           else "")
-            return UpstreamError(Classification(Outcome.DEADLINE, "queue_timeout"),
-                                 message=f"fal request {request_id} was still {where} when the attempt's time ran out",
-                                 body=json.dumps({"request_id": request_id, **state}).encode())
+            where = f"{state['status']}" + (
+                f" at queue position {state['queue_position']}"
+                if state["status"] == "IN_QUEUE" and state["queue_position"] is not None
+                else ""
+            )
+            return UpstreamError(
+                Classification(Outcome.DEADLINE, "queue_timeout"),
+                message=f"fal request {request_id} was still {where} when the attempt's time ran out",
+                body=json.dumps({"request_id": request_id, **state}).encode(),
+            )
 
         if state["status"] != "COMPLETED":
             try:
-                await poll_until(step, deadline=deadline, schedule=self.schedule, clock=self.clock,
-                                 sleep=self.sleep, expired=expired, connect_timeout_s=self.config.connect_timeout_s)
+                await poll_until(
+                    step,
+                    deadline=deadline,
+                    schedule=self.schedule,
+                    clock=self.clock,
+                    sleep=self.sleep,
+                    expired=expired,
+                    connect_timeout_s=self.config.connect_timeout_s,
+                )
             except BaseException:
                 if state["status"] in WAITING:
                     await self._cancel(path, request_id)
@@ -319,14 +371,20 @@ class FalAdapter(Adapter):
         """Best effort: a queued request is dropped, or the failure to drop it is logged."""
         seconds = float(self.config.options.get("cancel_timeout_s", 3.0))
         try:
-            response = await self.client.put(f"{self.base_url}{path}/cancel", headers=self._headers(),
-                                             timeout=self.timeout(seconds))
+            response = await self.client.put(
+                f"{self.base_url}{path}/cancel", headers=self._headers(), timeout=self.timeout(seconds)
+            )
         except httpx.HTTPError as exc:
             log.warning("fal %s: could not cancel request %s: %r", self.config.name, request_id, exc)
             return
         if not response.is_success:
-            log.info("fal %s: cancelling request %s answered %s: %s", self.config.name, request_id,
-                     response.status_code, response.text[:200])
+            log.info(
+                "fal %s: cancelling request %s answered %s: %s",
+                self.config.name,
+                request_id,
+                response.status_code,
+                response.text[:200],
+            )
 
     # -- models, prices and probes ----------------------------------------------------------------
 
@@ -334,15 +392,20 @@ class FalAdapter(Adapter):
         options = self.config.options
         audio = list(_audio_specs(options.get("audio_models")))
         images = options.get("models") or ([] if audio else [DEFAULT_MODEL])
-        return ([ModelInfo(name=str(m), capabilities=frozenset({"image"})) for m in images]
-                + [ModelInfo(name=m, capabilities=frozenset({"tts"}), details={"format": self.audio_spec(m).format})
-                   for m in audio])
+        return [ModelInfo(name=str(m), capabilities=frozenset({"image"})) for m in images] + [
+            ModelInfo(name=m, capabilities=frozenset({"tts"}), details={"format": self.audio_spec(m).format})
+            for m in audio
+        ]
 
     async def prices(self, endpoint_ids: list[str], *, timeout: float) -> list[dict[str, Any]]:
         """fal's unit prices for `endpoint_ids`: [{"endpoint_id", "unit_price", "unit", "currency"}]."""
         platform = str(self.config.options.get("platform_url") or DEFAULT_PLATFORM_URL).rstrip("/")
-        response = await self.client.get(f"{platform}/v1/models/pricing", params={"endpoint_id": ",".join(endpoint_ids)},
-                                         headers=self._headers(), timeout=self.timeout(timeout))
+        response = await self.client.get(
+            f"{platform}/v1/models/pricing",
+            params={"endpoint_id": ",".join(endpoint_ids)},
+            headers=self._headers(),
+            timeout=self.timeout(timeout),
+        )
         if not response.is_success:
             raise _error(response)
         data = _object(response)
@@ -357,15 +420,18 @@ class FalAdapter(Adapter):
         prices = await self.prices(names, timeout=timeout)
         details: dict[str, Any] = {
             "models": len(models),
-            "prices": {str(p.get("endpoint_id")): f"{p.get('unit_price')} {p.get('currency', 'USD')}/{p.get('unit')}"
-                       for p in prices},
+            "prices": {
+                str(p.get("endpoint_id")): f"{p.get('unit_price')} {p.get('currency', 'USD')}/{p.get('unit')}"
+                for p in prices
+            },
         }
         if deep:
             target = model or names[0]
             if any(m.name == target and "tts" in m.capabilities for m in models):
                 spec = self.audio_spec(target)
-                spoken = await self.speech({"input": "ok", "response_format": spec.format}, model=target,
-                                           timeout=timeout)
+                spoken = await self.speech(
+                    {"input": "ok", "response_format": spec.format}, model=target, timeout=timeout
+                )
                 details["audio_bytes"] = len(spoken.content)
             else:
                 made = await self.images({"prompt": "a dot"}, model=target, timeout=timeout)
@@ -385,16 +451,24 @@ class FalAdapter(Adapter):
 
     async def _call(self, method: str, path: str, deadline: float, **kwargs: Any) -> dict[str, Any]:
         remaining = max(0.001, deadline - self.clock())
-        response = await self.client.request(method, f"{self.base_url}{path}", headers=self._headers(),
-                                             timeout=self.timeout(remaining), **kwargs)
+        response = await self.client.request(
+            method, f"{self.base_url}{path}", headers=self._headers(), timeout=self.timeout(remaining), **kwargs
+        )
         if not response.is_success:
             raise _error(response, submitting=method == "POST")
         return _object(response)
 
     async def _download(self, url: str, deadline: float, what: str) -> tuple[bytes, str]:
         remaining = max(0.001, deadline - self.clock())
-        return await download(self.client, url, timeout=remaining, supplied_by="upstream", what=what,
-                              base_url=self.base_url, connect_timeout=self.config.connect_timeout_s)
+        return await download(
+            self.client,
+            url,
+            timeout=remaining,
+            supplied_by="upstream",
+            what=what,
+            base_url=self.base_url,
+            connect_timeout=self.config.connect_timeout_s,
+        )
 
 
 async def _asyncio_sleep(seconds: float) -> None:
@@ -458,8 +532,14 @@ def _error(response: httpx.Response, *, submitting: bool = False) -> UpstreamErr
         classification = Classification(Outcome.EXHAUSTED, "exhausted_balance", None, False)
     elif response.status_code == 404 and submitting:
         classification = Classification(Outcome.CALLER_ERROR, "model_not_found", None, False)
-    return UpstreamError.from_response(response.status_code, response.headers, response.content, message=message,
-                                       classification=classification, media_type=media_type)
+    return UpstreamError.from_response(
+        response.status_code,
+        response.headers,
+        response.content,
+        message=message,
+        classification=classification,
+        media_type=media_type,
+    )
 
 
 def _audio_specs(raw: Any) -> dict[str, AudioSpec]:

@@ -86,14 +86,28 @@ log = logging.getLogger(__name__)
 
 WAITING = frozenset({"queued", "processing"})
 FORMATS = {"mp4": "video/mp4", "webm": "video/webm"}
-OPTIONS = frozenset({"width", "height", "fps", "image_duration_s", "inline_inputs", "models", "poll_interval_s",
-                     "poll_backoff", "poll_max_interval_s", "cancel_timeout_s"})
+OPTIONS = frozenset(
+    {
+        "width",
+        "height",
+        "fps",
+        "image_duration_s",
+        "inline_inputs",
+        "models",
+        "poll_interval_s",
+        "poll_backoff",
+        "poll_max_interval_s",
+        "cancel_timeout_s",
+    }
+)
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_IMAGES = 50
 _MAX_DURATION_S = 600
 # One transparent pixel, for the deep probe: a composition that fetches nothing.
-PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQAB"
-         "pfZFQAAAAABJRU5ErkJggg==")
+PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQAB"
+    "pfZFQAAAAABJRU5ErkJggg=="
+)
 
 
 class FFmpegAdapter(Adapter):
@@ -101,8 +115,14 @@ class FFmpegAdapter(Adapter):
     capabilities = frozenset({"video"})
     default_base_url = "http://127.0.0.1:8080"
 
-    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient, *, clock: Clock | None = None,
-                 sleep: Sleep | None = None) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        client: httpx.AsyncClient,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
         super().__init__(config, client)
         self.clock = clock or loop_clock
         self.sleep = sleep or _asyncio_sleep
@@ -114,19 +134,25 @@ class FFmpegAdapter(Adapter):
         naming the option (see providers/adapters/__init__.py)."""
         unknown = sorted(set(options) - OPTIONS)
         if unknown:
-            raise ValueError(f"{unknown[0]} is not an option of ffmpeg providers "
-                             f"(they take: {', '.join(sorted(OPTIONS))})")
+            raise ValueError(
+                f"{unknown[0]} is not an option of ffmpeg providers (they take: {', '.join(sorted(OPTIONS))})"
+            )
         PollSchedule.check_options(options)
         for name, low, high in (("width", 16, 4096), ("height", 16, 4096), ("fps", 1, 60)):
             value = options.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
-                                      or (name != "fps" and value % 2)):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not low <= value <= high
+                or (name != "fps" and value % 2)
+            ):
                 even = " and even" if name != "fps" else ""
                 raise ValueError(f"{name} must be a whole number from {low} to {high}{even}, not {value!r}")
         for name, high in (("image_duration_s", _MAX_DURATION_S), ("cancel_timeout_s", 60)):
             value = options.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or not 0 < value <= high):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high
+            ):
                 raise ValueError(f"{name} must be a number of seconds above 0 and at most {high}")
         if not isinstance(options.get("inline_inputs", True), bool):
             raise ValueError("inline_inputs must be true or false")
@@ -144,10 +170,14 @@ class FFmpegAdapter(Adapter):
         body = self._compose_request(request)
         await self._take_inputs(body["inputs"], deadline)
         content, media_type = await self.compose(body, deadline)
-        item = ({"b64_json": base64.b64encode(content).decode()} if response_format == "b64_json"
-                else {"url": data_url(content, media_type)})
-        return Result.json({"created": int(time.time()), "data": [item]}, usage=Usage(images=1),
-                           model=model or "compose")
+        item = (
+            {"b64_json": base64.b64encode(content).decode()}
+            if response_format == "b64_json"
+            else {"url": data_url(content, media_type)}
+        )
+        return Result.json(
+            {"created": int(time.time()), "data": [item]}, usage=Usage(images=1), model=model or "compose"
+        )
 
     def _compose_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """The service's request for an `Adapter.video` request; its input URLs still as given."""
@@ -160,8 +190,9 @@ class FFmpegAdapter(Adapter):
         if len(images) > _MAX_IMAGES:
             raise bad_request(f"'images' may hold at most {_MAX_IMAGES} URLs")
         duration = request.get("duration_s")
-        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)
-                                     or not 0 < duration <= _MAX_DURATION_S):
+        if duration is not None and (
+            isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 < duration <= _MAX_DURATION_S
+        ):
             raise bad_request(f"'duration_s' must be a number of seconds from 0 to {_MAX_DURATION_S}")
         each = duration / len(images) if duration else float(options.get("image_duration_s", 3.0))
         inputs: list[dict[str, Any]] = [{"url": url, "type": "image", "duration_s": round(each, 3)} for url in images]
@@ -197,8 +228,11 @@ class FFmpegAdapter(Adapter):
                 try:
                     media_type = parse_data_url(url)[1]
                 except ValueError as exc:
-                    raise caller_error(f"{what} is a data: URL that cannot be read: {exc}", code="invalid_data_url",
-                                       reason="invalid_data_url") from None
+                    raise caller_error(
+                        f"{what} is a data: URL that cannot be read: {exc}",
+                        code="invalid_data_url",
+                        reason="invalid_data_url",
+                    ) from None
                 _check_kind(media_type, kind, what)
                 continue
             if not inline:
@@ -208,8 +242,14 @@ class FFmpegAdapter(Adapter):
                     raise caller_error(f"{what} is refused: {exc.message}", code="url_refused") from None
                 continue
             remaining = max(0.001, deadline - self.clock())
-            content, media_type = await download(self.client, url, timeout=remaining, supplied_by="caller",
-                                                 what=what, connect_timeout=self.config.connect_timeout_s)
+            content, media_type = await download(
+                self.client,
+                url,
+                timeout=remaining,
+                supplied_by="caller",
+                what=what,
+                connect_timeout=self.config.connect_timeout_s,
+            )
             _check_kind(media_type, kind, what)
             item["url"] = data_url(content, media_type)
 
@@ -231,22 +271,33 @@ class FFmpegAdapter(Adapter):
                 return True
             if status in ("failed", "cancelled"):
                 state["status"] = status  # it has ended: nothing to cancel
-                raise UpstreamError(Classification(Outcome.FAILURE, f"job_{status}"), status=200,
-                                    message=str(job.get("error") or f"the composition was {status}"),
-                                    body=json.dumps(job).encode())
+                raise UpstreamError(
+                    Classification(Outcome.FAILURE, f"job_{status}"),
+                    status=200,
+                    message=str(job.get("error") or f"the composition was {status}"),
+                    body=json.dumps(job).encode(),
+                )
             raise malformed("the job has no known status", data=job)
 
         def expired() -> UpstreamError:
             progress = f" ({state['progress']} %)" if state["progress"] is not None else ""
-            return UpstreamError(Classification(Outcome.DEADLINE, "compose_timeout"),
-                                 message=f"composition {job_id} was still {state['status']}{progress} when the "
-                                         f"attempt's time ran out",
-                                 body=json.dumps({"job_id": job_id, **state}).encode())
+            return UpstreamError(
+                Classification(Outcome.DEADLINE, "compose_timeout"),
+                message=f"composition {job_id} was still {state['status']}{progress} when the attempt's time ran out",
+                body=json.dumps({"job_id": job_id, **state}).encode(),
+            )
 
         if state["status"] != "completed":
             try:
-                await poll_until(step, deadline=deadline, schedule=self.schedule, clock=self.clock,
-                                 sleep=self.sleep, expired=expired, connect_timeout_s=self.config.connect_timeout_s)
+                await poll_until(
+                    step,
+                    deadline=deadline,
+                    schedule=self.schedule,
+                    clock=self.clock,
+                    sleep=self.sleep,
+                    expired=expired,
+                    connect_timeout_s=self.config.connect_timeout_s,
+                )
             except BaseException:
                 if state["status"] in WAITING:
                     await self._cancel(job_id)
@@ -255,13 +306,18 @@ class FFmpegAdapter(Adapter):
 
     async def _result(self, job_id: str, deadline: float) -> tuple[bytes, str]:
         remaining = max(0.001, deadline - self.clock())
-        response = await self.client.get(f"{self.base_url}/jobs/{job_id}/result", headers=self._headers(),
-                                         timeout=self.timeout(remaining))
+        response = await self.client.get(
+            f"{self.base_url}/jobs/{job_id}/result", headers=self._headers(), timeout=self.timeout(remaining)
+        )
         if response.status_code in (404, 409, 410):
             # the job said it completed: a file that is not there is the service's failure
-            raise UpstreamError(Classification(Outcome.FAILURE, "output_unavailable"), status=response.status_code,
-                                message=f"composition {job_id} completed but its file is not there: "
-                                        f"{_message(response)}", headers=response.headers, body=response.content)
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "output_unavailable"),
+                status=response.status_code,
+                message=f"composition {job_id} completed but its file is not there: {_message(response)}",
+                headers=response.headers,
+                body=response.content,
+            )
         if not response.is_success:
             raise _error(response)
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
@@ -273,26 +329,39 @@ class FFmpegAdapter(Adapter):
         """Best effort: the job stops, or the failure to stop it is logged."""
         seconds = float(self.config.options.get("cancel_timeout_s", 3.0))
         try:
-            response = await self.client.delete(f"{self.base_url}/jobs/{job_id}", headers=self._headers(),
-                                                timeout=self.timeout(seconds))
+            response = await self.client.delete(
+                f"{self.base_url}/jobs/{job_id}", headers=self._headers(), timeout=self.timeout(seconds)
+            )
         except httpx.HTTPError as exc:
             log.warning("ffmpeg %s: could not cancel job %s: %r", self.config.name, job_id, exc)
             return
         if not response.is_success:
-            log.info("ffmpeg %s: cancelling job %s answered %s: %s", self.config.name, job_id,
-                     response.status_code, response.text[:200])
+            log.info(
+                "ffmpeg %s: cancelling job %s answered %s: %s",
+                self.config.name,
+                job_id,
+                response.status_code,
+                response.text[:200],
+            )
 
     # -- models and probes ----------------------------------------------------------------------
 
     async def list_models(self, *, timeout: float) -> list[ModelInfo]:
         names = self.config.options.get("models") or ["compose"]
-        return [ModelInfo(name=str(n), capabilities=frozenset({"video"}),
-                          details={"description": "stills and a soundtrack composed with ffmpeg"}) for n in names]
+        return [
+            ModelInfo(
+                name=str(n),
+                capabilities=frozenset({"video"}),
+                details={"description": "stills and a soundtrack composed with ffmpeg"},
+            )
+            for n in names
+        ]
 
     async def health(self, *, timeout: float) -> dict[str, Any]:
         """`GET /health`; raises unless the service says it can compose."""
-        response = await self.client.get(f"{self.base_url}/health", headers=self._headers(),
-                                         timeout=self.timeout(timeout))
+        response = await self.client.get(
+            f"{self.base_url}/health", headers=self._headers(), timeout=self.timeout(timeout)
+        )
         data: Any = None
         with contextlib.suppress(ValueError):  # a proxy's HTML page: the status says enough
             data = json.loads(response.content or b"null")
@@ -301,17 +370,26 @@ class FFmpegAdapter(Adapter):
                 raise _error(response)
             raise malformed("the health answer has no status", response=response)
         if data["status"] != "ok":
-            raise UpstreamError(Classification(Outcome.FAILURE, "unhealthy"), status=response.status_code,
-                                message=f"the ffmpeg service reports {data['status']!r}", body=response.content[:2000])
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "unhealthy"),
+                status=response.status_code,
+                message=f"the ffmpeg service reports {data['status']!r}",
+                body=response.content[:2000],
+            )
         return data
 
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
         data = await self.health(timeout=timeout)
-        details: dict[str, Any] = {"ffmpeg": data.get("ffmpeg"), "queued": data.get("queued"),
-                                   "processing": data.get("processing")}
+        details: dict[str, Any] = {
+            "ffmpeg": data.get("ffmpeg"),
+            "queued": data.get("queued"),
+            "processing": data.get("processing"),
+        }
         if deep:
-            body = {"inputs": [{"url": PIXEL, "type": "image", "duration_s": 1}],
-                    "output": {"format": "mp4", "width": 16, "height": 16, "fps": 1}}
+            body = {
+                "inputs": [{"url": PIXEL, "type": "image", "duration_s": 1}],
+                "output": {"format": "mp4", "width": 16, "height": 16, "fps": 1},
+            }
             content, _ = await self.compose(body, self.clock() + timeout)
             details["video_bytes"] = len(content)
         return details
@@ -323,8 +401,9 @@ class FFmpegAdapter(Adapter):
 
     async def _call(self, method: str, path: str, deadline: float, **kwargs: Any) -> dict[str, Any]:
         remaining = max(0.001, deadline - self.clock())
-        response = await self.client.request(method, f"{self.base_url}{path}", headers=self._headers(),
-                                             timeout=self.timeout(remaining), **kwargs)
+        response = await self.client.request(
+            method, f"{self.base_url}{path}", headers=self._headers(), timeout=self.timeout(remaining), **kwargs
+        )
         if not response.is_success:
             raise _error(response)
         try:
@@ -344,8 +423,9 @@ def _check_kind(media_type: str, kind: str, what: str) -> None:
     """An input must be what the composition will use it as (an image is an image/* file)."""
     family = media_type.split("/")[0]
     if family != kind and media_type != "application/octet-stream":
-        raise caller_error(f"{what} is {media_type or 'of no type'}, not an {kind} file",
-                           code="invalid_input", reason="invalid_input")
+        raise caller_error(
+            f"{what} is {media_type or 'of no type'}, not an {kind} file", code="invalid_input", reason="invalid_input"
+        )
 
 
 def _size(size: Any) -> tuple[int, int] | None:
@@ -373,7 +453,9 @@ def _message(response: httpx.Response) -> str:
 
 def _error(response: httpx.Response) -> UpstreamError:
     return UpstreamError.from_response(
-        response.status_code, response.headers, response.content,
+        response.status_code,
+        response.headers,
+        response.content,
         message=_message(response) or f"HTTP {response.status_code}",
         media_type=response.headers.get("content-type", "application/json").split(";")[0],
     )

@@ -24,12 +24,31 @@ from .urlguard import caller_error
 __all__ = ["AUDIO_TYPES", "audio_format", "data_url", "download", "parse_data_url"]
 
 # OpenAI's speech `response_format` values and the media type each is served as.
-AUDIO_TYPES = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac",
-               "wav": "audio/wav", "pcm": "audio/pcm"}
-_TYPE_FORMATS = {"audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/mpeg3": "mp3", "audio/wav": "wav",
-                 "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav", "audio/flac": "flac",
-                 "audio/x-flac": "flac", "audio/ogg": "opus", "audio/opus": "opus", "audio/aac": "aac",
-                 "audio/x-aac": "aac", "audio/pcm": "pcm", "audio/l16": "pcm"}
+AUDIO_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/opus",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+_TYPE_FORMATS = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/mpeg3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/vnd.wave": "wav",
+    "audio/flac": "flac",
+    "audio/x-flac": "flac",
+    "audio/ogg": "opus",
+    "audio/opus": "opus",
+    "audio/aac": "aac",
+    "audio/x-aac": "aac",
+    "audio/pcm": "pcm",
+    "audio/l16": "pcm",
+}
 
 
 def audio_format(content_type: str | None, data: bytes) -> str | None:
@@ -71,8 +90,16 @@ def data_url(content: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(content).decode()}"
 
 
-async def download(client: httpx.AsyncClient, url: str, *, timeout: float, supplied_by: SuppliedBy, what: str,
-                   base_url: str | None = None, connect_timeout: float | None = None) -> tuple[bytes, str]:
+async def download(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    timeout: float,
+    supplied_by: SuppliedBy,
+    what: str,
+    base_url: str | None = None,
+    connect_timeout: float | None = None,
+) -> tuple[bytes, str]:
     """The bytes and media type behind `url` (a `data:` URL is read in place), fetched through
     the fetch policy. An upstream's URL on `base_url`'s own origin is fetched with the
     provider's client (the operator chose that host already)."""
@@ -82,14 +109,25 @@ async def download(client: httpx.AsyncClient, url: str, *, timeout: float, suppl
         except ValueError as exc:
             if supplied_by == "upstream":
                 raise malformed(f"{what} is a data: URL that cannot be read: {exc}") from None
-            raise caller_error(f"{what} is a data: URL that cannot be read: {exc}", code="invalid_data_url",
-                               reason="invalid_data_url") from None
-    response = await fetch(client, url, timeout=timeout, supplied_by=supplied_by, what=what,
-                           same_origin_as=base_url if supplied_by == "upstream" else None,
-                           connect_timeout=connect_timeout)
+            raise caller_error(
+                f"{what} is a data: URL that cannot be read: {exc}", code="invalid_data_url", reason="invalid_data_url"
+            ) from None
+    response = await fetch(
+        client,
+        url,
+        timeout=timeout,
+        supplied_by=supplied_by,
+        what=what,
+        same_origin_as=base_url if supplied_by == "upstream" else None,
+        connect_timeout=connect_timeout,
+    )
     if not response.is_success:  # only an upstream's URL gets here unsuccessful: fetch raised for a caller's
-        raise UpstreamError(Classification(Outcome.FAILURE, "output_unavailable"), status=response.status_code,
-                            message=f"downloading {what} answered HTTP {response.status_code}",
-                            headers=response.headers, body=response.content[:2000])
+        raise UpstreamError(
+            Classification(Outcome.FAILURE, "output_unavailable"),
+            status=response.status_code,
+            message=f"downloading {what} answered HTTP {response.status_code}",
+            headers=response.headers,
+            body=response.content[:2000],
+        )
     media_type = response.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
     return response.content, media_type

@@ -69,15 +69,17 @@ class OllamaAdapter(Adapter):
 
     async def chat_stream(self, request: dict[str, Any], *, model: str, timeout: float) -> ChatStream:
         body = await self._chat_body(request, model, stream=True, timeout=timeout)
-        response = await self.send_streaming("POST", f"{self.base_url}/api/chat", json=body,
-                                             headers=self._headers(), timeout=self.stream_timeout(timeout))
+        response = await self.send_streaming(
+            "POST",
+            f"{self.base_url}/api/chat",
+            json=body,
+            headers=self._headers(),
+            timeout=self.stream_timeout(timeout),
+        )
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        return ChatStream.of(lambda stream: _chunks(response, stream, include_usage), model=model,
-                             response=response)
+        return ChatStream.of(lambda stream: _chunks(response, stream, include_usage), model=model, response=response)
 
-    async def _chat_body(
-        self, request: dict[str, Any], model: str, *, stream: bool, timeout: float
-    ) -> dict[str, Any]:
+    async def _chat_body(self, request: dict[str, Any], model: str, *, stream: bool, timeout: float) -> dict[str, Any]:
         messages = request.get("messages")
         if not isinstance(messages, list):
             raise bad_request("'messages' must be a list")
@@ -127,8 +129,14 @@ class OllamaAdapter(Adapter):
                     function = call.get("function") or {}
                     if call.get("id"):
                         tool_names[call["id"]] = function.get("name", "")
-                    calls.append({"function": {"name": function.get("name", ""),
-                                               "arguments": _arguments(function.get("arguments"))}})
+                    calls.append(
+                        {
+                            "function": {
+                                "name": function.get("name", ""),
+                                "arguments": _arguments(function.get("arguments")),
+                            }
+                        }
+                    )
                 converted["tool_calls"] = calls
             if role == "tool":
                 name = message.get("name") or tool_names.get(message.get("tool_call_id", ""))
@@ -166,8 +174,14 @@ class OllamaAdapter(Adapter):
         if url.startswith(("http://", "https://")):
             # The caller's URL, so the caller's fault if it cannot be fetched (a 400, no
             # breaker effect); loopback, private and metadata addresses are refused.
-            response = await fetch(self.client, url, timeout=timeout, supplied_by="caller", what="image_url",
-                                   connect_timeout=self.config.connect_timeout_s)
+            response = await fetch(
+                self.client,
+                url,
+                timeout=timeout,
+                supplied_by="caller",
+                what="image_url",
+                connect_timeout=self.config.connect_timeout_s,
+            )
             return base64.b64encode(response.content).decode()
         raise bad_request("image_url must be a data URL or an http(s) URL")
 
@@ -195,8 +209,7 @@ class OllamaAdapter(Adapter):
         answer = {
             "object": "list",
             "data": [
-                {"object": "embedding", "index": i,
-                 "embedding": _base64_floats(v) if as_base64 else v}
+                {"object": "embedding", "index": i, "embedding": _base64_floats(v) if as_base64 else v}
                 for i, v in enumerate(vectors)
             ],
             "model": answered,
@@ -213,7 +226,9 @@ class OllamaAdapter(Adapter):
     async def show(self, model: str, *, timeout: float = 10.0) -> dict[str, Any]:
         """Ollama's /api/show answer for one model (details, model_info, parameters, ...)."""
         response = await self.client.post(
-            f"{self.base_url}/api/show", json={"model": model}, headers=self._headers(),
+            f"{self.base_url}/api/show",
+            json={"model": model},
+            headers=self._headers(),
             timeout=self.timeout(timeout),
         )
         await self.check(response)
@@ -240,9 +255,7 @@ class OllamaAdapter(Adapter):
         shows = await asyncio.gather(*(show(name) for name in names))
         return [_model_info(name, entry, shown) for name, entry, shown in zip(names, entries, shows, strict=True)]
 
-    async def pull(
-        self, model: str, *, timeout: float = 60.0, insecure: bool = False
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def pull(self, model: str, *, timeout: float = 60.0, insecure: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Download a model, yielding {status, digest, total, completed, percent} per line.
 
         `percent` is the overall progress over the layers announced so far (100.0 on success);
@@ -253,7 +266,10 @@ class OllamaAdapter(Adapter):
         if insecure:
             body["insecure"] = True
         request = self.client.build_request(
-            "POST", f"{self.base_url}/api/pull", json=body, headers=self._headers(),
+            "POST",
+            f"{self.base_url}/api/pull",
+            json=body,
+            headers=self._headers(),
             timeout=self.timeout(timeout),
         )
         response = await self.client.send(request, stream=True)
@@ -285,7 +301,9 @@ class OllamaAdapter(Adapter):
                 }
                 if status == "success":
                     return
-            raise malformed(response=response, message="the pull stream ended without 'success'", reason="incomplete_stream")
+            raise malformed(
+                response=response, message="the pull stream ended without 'success'", reason="incomplete_stream"
+            )
         finally:
             await response.aclose()
 
@@ -296,7 +314,8 @@ class OllamaAdapter(Adapter):
         if deep and model:
             result = await self.chat(
                 {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1},
-                model=model, timeout=timeout,
+                model=model,
+                timeout=timeout,
             )
             details["tokens"] = result.usage.tokens_in + result.usage.tokens_out
         return details
@@ -315,9 +334,7 @@ class OllamaAdapter(Adapter):
         return json_object(response)
 
 
-async def _chunks(
-    response: httpx.Response, stream: ChatStream, include_usage: bool
-) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(response: httpx.Response, stream: ChatStream, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     first = True
@@ -325,8 +342,11 @@ async def _chunks(
 
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {
-            "id": ident, "object": "chat.completion.chunk", "created": created,
-            "model": stream.model, "system_fingerprint": "fp_ollama",
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": stream.model,
+            "system_fingerprint": "fp_ollama",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
         }
 
@@ -359,10 +379,18 @@ async def _chunks(
                 yield chunk({}, _finish(data.get("done_reason"), tool_index > 0))
                 if include_usage:
                     usage = _openai_usage(stream.usage)
-                    yield {"id": ident, "object": "chat.completion.chunk", "created": created,
-                           "model": stream.model, "choices": [], "usage": usage}
+                    yield {
+                        "id": ident,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": stream.model,
+                        "choices": [],
+                        "usage": usage,
+                    }
                 return
-        raise malformed(response=response, message="the stream ended before Ollama said done", reason="incomplete_stream")
+        raise malformed(
+            response=response, message="the stream ended before Ollama said done", reason="incomplete_stream"
+        )
     finally:
         await response.aclose()
 
@@ -370,8 +398,12 @@ async def _chunks(
 def _completion(data: dict[str, Any], model: str) -> dict[str, Any]:
     message = data.get("message")
     if not isinstance(message, dict):
-        raise UpstreamError(Classification(Outcome.FAILURE, "malformed_response"), status=200,
-                            message="no 'message' in Ollama's answer", body=json.dumps(data).encode())
+        raise UpstreamError(
+            Classification(Outcome.FAILURE, "malformed_response"),
+            status=200,
+            message="no 'message' in Ollama's answer",
+            body=json.dumps(data).encode(),
+        )
     calls = _tool_calls(message.get("tool_calls"))
     content = message.get("content") or ""
     out: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None}
@@ -386,8 +418,14 @@ def _completion(data: dict[str, Any], model: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": data.get("model") or model,
         "system_fingerprint": "fp_ollama",
-        "choices": [{"index": 0, "message": out, "logprobs": None,
-                     "finish_reason": _finish(data.get("done_reason"), bool(calls))}],
+        "choices": [
+            {
+                "index": 0,
+                "message": out,
+                "logprobs": None,
+                "finish_reason": _finish(data.get("done_reason"), bool(calls)),
+            }
+        ],
         "usage": _openai_usage(usage),
     }
 
@@ -397,14 +435,16 @@ def _tool_calls(calls: Any, start: int = 0) -> list[dict[str, Any]]:
     for i, call in enumerate(calls or []):
         function = call.get("function") or {}
         arguments = function.get("arguments", {})
-        out.append({
-            "id": call.get("id") or f"call_{uuid.uuid4().hex[:8]}_{start + i}",
-            "type": "function",
-            "function": {
-                "name": function.get("name", ""),
-                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
-            },
-        })
+        out.append(
+            {
+                "id": call.get("id") or f"call_{uuid.uuid4().hex[:8]}_{start + i}",
+                "type": "function",
+                "function": {
+                    "name": function.get("name", ""),
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                },
+            }
+        )
     return out
 
 
@@ -424,8 +464,11 @@ def _finish(done_reason: Any, tool_calls: bool) -> str:
 
 
 def _openai_usage(usage: Usage) -> dict[str, int]:
-    return {"prompt_tokens": usage.tokens_in, "completion_tokens": usage.tokens_out,
-            "total_tokens": usage.tokens_in + usage.tokens_out}
+    return {
+        "prompt_tokens": usage.tokens_in,
+        "completion_tokens": usage.tokens_out,
+        "total_tokens": usage.tokens_in + usage.tokens_out,
+    }
 
 
 def _count(data: dict[str, Any], key: str) -> int:
@@ -457,8 +500,9 @@ def _model_info(name: str, entry: dict[str, Any], shown: dict[str, Any] | Except
         if isinstance(shown.get("capabilities"), list):
             features = [str(c) for c in shown["capabilities"]]
             details["features"] = features
-    return ModelInfo(name=name, capabilities=_capabilities(name, details, features),
-                     context_window=context, details=details)
+    return ModelInfo(
+        name=name, capabilities=_capabilities(name, details, features), context_window=context, details=details
+    )
 
 
 def _capabilities(name: str, details: dict[str, Any], features: list[str] | None) -> frozenset[str]:
@@ -500,7 +544,9 @@ def _line_object(response: httpx.Response, line: str) -> dict[str, Any]:
     try:
         data = json.loads(line)
     except ValueError as exc:
-        raise malformed(response=response, message=f"a stream line is not JSON: {line[:80]!r}", body=line.encode()) from exc
+        raise malformed(
+            response=response, message=f"a stream line is not JSON: {line[:80]!r}", body=line.encode()
+        ) from exc
     if not isinstance(data, dict):
         raise malformed(response=response, message="a stream line is not a JSON object", body=line.encode())
     return data
@@ -514,7 +560,4 @@ def _stream_error(response: httpx.Response, line: str, error: Any, *, pulling: b
         classification = Classification(Outcome.CALLER_ERROR, "model_not_found")
     else:
         classification = Classification(Outcome.FAILURE, "stream_error")
-    return UpstreamError(classification, status=response.status_code, message=message,
-                         body=line.encode())
-
-
+    return UpstreamError(classification, status=response.status_code, message=message, body=line.encode())

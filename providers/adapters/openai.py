@@ -107,8 +107,9 @@ class OpenAIAdapter(Adapter):
         return {}
 
     async def _post(self, path: str, timeout: float, **kwargs: Any) -> httpx.Response:
-        response = await self.client.post(self.url(path), headers=self.headers(), timeout=self.timeout(timeout),
-                                          **kwargs)
+        response = await self.client.post(
+            self.url(path), headers=self.headers(), timeout=self.timeout(timeout), **kwargs
+        )
         return await self.check(response)
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
@@ -142,17 +143,18 @@ class OpenAIAdapter(Adapter):
             data=data,
         )
 
-    async def chat_stream(
-        self, request: dict[str, Any], *, model: str, timeout: float
-    ) -> ChatStream:
+    async def chat_stream(self, request: dict[str, Any], *, model: str, timeout: float) -> ChatStream:
         body = {**request, "model": model, "stream": True}
-        inject_usage = "stream_options" not in request and bool(
-            self.config.options.get("stream_include_usage", True)
-        )
+        inject_usage = "stream_options" not in request and bool(self.config.options.get("stream_include_usage", True))
         if inject_usage:
             body["stream_options"] = {"include_usage": True}
-        response = await self.send_streaming("POST", self.url("/chat/completions"), json=body,
-                                             headers=self.headers(), timeout=self.stream_timeout(timeout))
+        response = await self.send_streaming(
+            "POST",
+            self.url("/chat/completions"),
+            json=body,
+            headers=self.headers(),
+            timeout=self.stream_timeout(timeout),
+        )
         usage = Usage()
         chunks = self._chunks(response, usage, hide_usage=inject_usage)
         stream = ChatStream(chunks, model=model, response=response)
@@ -169,13 +171,9 @@ class OpenAIAdapter(Adapter):
                 try:
                     chunk = json.loads(data)
                 except ValueError as exc:
-                    raise stream_broken(
-                        response, f"unreadable chunk: {data[:120]!r}", "malformed_response"
-                    ) from exc
+                    raise stream_broken(response, f"unreadable chunk: {data[:120]!r}", "malformed_response") from exc
                 if not isinstance(chunk, dict):
-                    raise stream_broken(
-                        response, f"unreadable chunk: {data[:120]!r}", "malformed_response"
-                    )
+                    raise stream_broken(response, f"unreadable chunk: {data[:120]!r}", "malformed_response")
                 if "error" in chunk and not chunk.get("choices"):
                     error = chunk["error"]
                     message = error.get("message") if isinstance(error, Mapping) else str(error)
@@ -207,9 +205,7 @@ class OpenAIAdapter(Adapter):
         )
 
     async def images(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
-        response, data = await self._post_json(
-            "/images/generations", {**request, "model": model}, timeout
-        )
+        response, data = await self._post_json("/images/generations", {**request, "model": model}, timeout)
         usage = _usage_of(data.get("usage"))
         usage.images = len(data.get("data") or [])
         return Result(content=response.content, usage=usage, model=model, data=data)
@@ -237,9 +233,7 @@ class OpenAIAdapter(Adapter):
                 fields[key if key.endswith("[]") else f"{key}[]"] = [_form_value(v) for v in value]
             else:
                 fields[key] = _form_value(value)
-        response = await self._post(
-            "/audio/transcriptions", timeout, data=fields, files={"file": (filename, audio)}
-        )
+        response = await self._post("/audio/transcriptions", timeout, data=fields, files={"file": (filename, audio)})
         media_type = response.headers.get("content-type", "application/json").split(";")[0].strip()
         if media_type != "application/json":  # response_format text, srt or vtt
             return Result(content=response.content, media_type=media_type, model=model)
@@ -248,9 +242,7 @@ class OpenAIAdapter(Adapter):
         if not isinstance(reported, Mapping):
             reported = {}
         usage = _usage_of(reported)
-        seconds = data.get(
-            "duration", reported.get("seconds") if reported.get("type") == "duration" else None
-        )
+        seconds = data.get("duration", reported.get("seconds") if reported.get("type") == "duration" else None)
         if not isinstance(seconds, int | float):
             # Whisper servers' plain `json` answer has no duration; a WAV upload says its own.
             seconds = wav_seconds(audio)
@@ -282,16 +274,12 @@ class OpenAIAdapter(Adapter):
             )
         return models
 
-    async def probe(
-        self, *, timeout: float, deep: bool = False, model: str | None = None
-    ) -> dict[str, Any]:
+    async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
         if not deep:
             models = await self.list_models(timeout=timeout)
             return {"models": len(models)}
         if model is None:
-            chat_models = [
-                m.name for m in await self.list_models(timeout=timeout) if "chat" in m.capabilities
-            ]
+            chat_models = [m.name for m in await self.list_models(timeout=timeout) if "chat" in m.capabilities]
             if not chat_models:
                 raise UpstreamError(
                     Classification(Outcome.FAILURE, "no_chat_model"),

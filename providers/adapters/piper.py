@@ -46,8 +46,9 @@ from providers.engine import UpstreamError
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed, wav_seconds
 
 APIS = ("synthesize", "json", "text")
-OPENAI_VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage",
-                           "shimmer", "verse", "marin", "cedar"})
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar"}
+)
 _TAG = re.compile(r"<(p|title)>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
 
 
@@ -68,13 +69,15 @@ class PiperAdapter(Adapter):
         if not isinstance(text, str) or not text.strip():
             raise bad_request("'input' is required")
         speed = request.get("speed")
-        if speed is not None and (not isinstance(speed, int | float) or isinstance(speed, bool)
-                                  or not 0.25 <= speed <= 4.0):
+        if speed is not None and (
+            not isinstance(speed, int | float) or isinstance(speed, bool) or not 0.25 <= speed <= 4.0
+        ):
             raise bad_request("'speed' must be a number from 0.25 to 4.0")
         api = self.api
         if api == "text":
-            response = await self._send("POST", "/", timeout, content=text.encode(),
-                                        headers={"Content-Type": "text/plain; charset=utf-8"})
+            response = await self._send(
+                "POST", "/", timeout, content=text.encode(), headers={"Content-Type": "text/plain; charset=utf-8"}
+            )
         else:
             body: dict[str, Any] = {"text": text}
             if model and model != "default":
@@ -87,9 +90,12 @@ class PiperAdapter(Adapter):
         seconds = wav_seconds(audio)
         if seconds is None:
             raise malformed("the answer is not a WAV file", response=response)
-        return Result(content=audio, media_type="audio/wav",
-                      usage=Usage(characters=len(text), audio_seconds=round(seconds, 2)),
-                      model=model or "default")
+        return Result(
+            content=audio,
+            media_type="audio/wav",
+            usage=Usage(characters=len(text), audio_seconds=round(seconds, 2)),
+            model=model or "default",
+        )
 
     async def voices(self, *, timeout: float = 10.0) -> dict[str, Any]:
         """The downloaded voices and their configurations (piper1-gpl's GET /voices)."""
@@ -104,8 +110,10 @@ class PiperAdapter(Adapter):
             return [ModelInfo(name=str(v), capabilities=frozenset({"tts"})) for v in configured]
         if self.api != "synthesize":
             return [ModelInfo(name="default", capabilities=frozenset({"tts"}))]
-        return [ModelInfo(name=name, capabilities=frozenset({"tts"}), details=_voice_details(config))
-                for name, config in (await self.voices(timeout=timeout)).items()]
+        return [
+            ModelInfo(name=name, capabilities=frozenset({"tts"}), details=_voice_details(config))
+            for name, config in (await self.voices(timeout=timeout)).items()
+        ]
 
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
         """GET /info where the server has it; else (or when deep) a one-word synthesis."""
@@ -114,8 +122,11 @@ class PiperAdapter(Adapter):
             voice = info.get("voice") if isinstance(info, dict) else None
             if not isinstance(voice, dict):
                 raise malformed("/info has no voice", data=info)
-            return {"voice": voice.get("name"), "language": voice.get("language"),
-                    "speakers": voice.get("num_speakers")}
+            return {
+                "voice": voice.get("name"),
+                "language": voice.get("language"),
+                "speakers": voice.get("num_speakers"),
+            }
         result = await self.speech({"input": "ok"}, model=model or "", timeout=timeout)
         return {"audio_seconds": result.usage.audio_seconds}
 
@@ -135,15 +146,17 @@ class PiperAdapter(Adapter):
         return {"speaker": str(chosen)}
 
     async def _send(self, method: str, path: str, timeout: float, **kwargs: Any) -> httpx.Response:
-        response = await self.client.request(method, f"{self.base_url}{path}", timeout=self.timeout(timeout),
-                                             **kwargs)
+        response = await self.client.request(method, f"{self.base_url}{path}", timeout=self.timeout(timeout), **kwargs)
         if response.is_success:
             return response
         message = _message(response)
         if response.status_code in (404, 405):
             message = f"{message} (the server does not take {method} {path}: is options['api'] right?)"
         raise UpstreamError.from_response(
-            response.status_code, response.headers, response.content, message=message,
+            response.status_code,
+            response.headers,
+            response.content,
+            message=message,
             media_type=response.headers.get("content-type", "text/html").split(";")[0],
         )
 
@@ -160,8 +173,12 @@ def _voice_details(config: Any) -> dict[str, Any]:
         return {}
     language = config.get("language") or {}
     audio = config.get("audio") or {}
-    return {"language": language.get("code"), "quality": audio.get("quality"),
-            "sample_rate": audio.get("sample_rate"), "speakers": list(config.get("speaker_id_map") or {})}
+    return {
+        "language": language.get("code"),
+        "quality": audio.get("quality"),
+        "sample_rate": audio.get("sample_rate"),
+        "speakers": list(config.get("speaker_id_map") or {}),
+    }
 
 
 def _message(response: httpx.Response) -> str:

@@ -75,8 +75,11 @@ class PollinationsAdapter(Adapter):
             images = [await self._fetch(urls[0], timeout)]
         else:
             images = await _all([self._fetch(url, timeout) for url in urls])
-        items = ([{"b64_json": base64.b64encode(image).decode()} for image in images]
-                 if response_format == "b64_json" else [{"url": url} for url in urls])
+        items = (
+            [{"b64_json": base64.b64encode(image).decode()} for image in images]
+            if response_format == "b64_json"
+            else [{"url": url} for url in urls]
+        )
         answer = {"created": int(time.time()), "data": items}
         return Result.json(answer, usage=Usage(images=n), model=params.get("model", ""))
 
@@ -101,8 +104,9 @@ class PollinationsAdapter(Adapter):
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
         details: dict[str, Any] = {"models": len(await self.list_models(timeout=timeout))}
         if deep:
-            result = await self.images({"prompt": "a dot", "size": "64x64", "seed": 1}, model=model or "",
-                                       timeout=timeout)
+            result = await self.images(
+                {"prompt": "a dot", "size": "64x64", "seed": 1}, model=model or "", timeout=timeout
+            )
             details["images"] = result.usage.images
         return details
 
@@ -158,7 +162,9 @@ def _error(response: httpx.Response) -> UpstreamError:
     if isinstance(data, dict):
         message = str(data.get("message") or data.get("error") or "")
     return UpstreamError.from_response(
-        response.status_code, response.headers, response.content,
+        response.status_code,
+        response.headers,
+        response.content,
         message=message or f"HTTP {response.status_code}",
         media_type=response.headers.get("content-type", "application/json").split(";")[0],
     )

@@ -45,19 +45,24 @@ class PollSchedule:
         return min(self.max_s, self.first_s * self.factor ** min(polls_done, 64))
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], *, first_s: float = 0.5,
-                     max_s: float = 5.0) -> PollSchedule:
+    def from_options(cls, options: Mapping[str, Any], *, first_s: float = 0.5, max_s: float = 5.0) -> PollSchedule:
         first = float(options.get("poll_interval_s", first_s))
-        return cls(first_s=first, factor=float(options.get("poll_backoff", 1.5)),
-                   max_s=max(first, float(options.get("poll_max_interval_s", max_s))))
+        return cls(
+            first_s=first,
+            factor=float(options.get("poll_backoff", 1.5)),
+            max_s=max(first, float(options.get("poll_max_interval_s", max_s))),
+        )
 
     @staticmethod
     def check_options(options: Mapping[str, Any]) -> None:
         """ValueError naming the option, for poll settings an adapter could not run with."""
         # name -> (lowest, highest, whether the lowest itself is allowed); a backoff of 1 is a
         # fixed interval, an interval of 0 would poll without pause
-        bounds = {"poll_interval_s": (0.0, 60.0, False), "poll_max_interval_s": (0.0, 300.0, False),
-                  "poll_backoff": (1.0, 10.0, True)}
+        bounds = {
+            "poll_interval_s": (0.0, 60.0, False),
+            "poll_max_interval_s": (0.0, 300.0, False),
+            "poll_backoff": (1.0, 10.0, True),
+        }
         for name, (low, high, low_ok) in bounds.items():
             value = options.get(name)
             if value is None:
@@ -76,9 +81,16 @@ def _timed_out_at_deadline(exc: httpx.TimeoutException, remaining: float, connec
     return True
 
 
-async def poll_until(step: Callable[[float], Awaitable[bool]], *, deadline: float, schedule: PollSchedule,
-                     clock: Clock, sleep: Sleep, expired: Callable[[], BaseException],
-                     connect_timeout_s: float) -> None:
+async def poll_until(
+    step: Callable[[float], Awaitable[bool]],
+    *,
+    deadline: float,
+    schedule: PollSchedule,
+    clock: Clock,
+    sleep: Sleep,
+    expired: Callable[[], BaseException],
+    connect_timeout_s: float,
+) -> None:
     """Wait, then call `step(seconds_left)`, until it returns True.
 
     `deadline` is on `clock`. When the time is up before the job ends, `expired()` is raised

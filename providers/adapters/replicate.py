@@ -76,8 +76,17 @@ DEFAULT_VIDEO_MODEL = "minimax/video-01"
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 # The aspect ratios FLUX, SD3 and most official image models take.
 ASPECT_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
-_PASSTHROUGH = ("seed", "negative_prompt", "output_format", "output_quality", "guidance_scale",
-                "num_inference_steps", "disable_safety_checker", "go_fast", "megapixels")
+_PASSTHROUGH = (
+    "seed",
+    "negative_prompt",
+    "output_format",
+    "output_quality",
+    "guidance_scale",
+    "num_inference_steps",
+    "disable_safety_checker",
+    "go_fast",
+    "megapixels",
+)
 _VIDEO_PASSTHROUGH = ("seed", "negative_prompt", "resolution", "fps", "aspect_ratio", "prompt_optimizer")
 _VERSION = re.compile(r"^[0-9a-f]{64}$")
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -97,8 +106,9 @@ class ReplicateAdapter(Adapter):
         path, body = self._video_request(request, model or DEFAULT_VIDEO_MODEL)
         return await self._predict(path, body, request, model or DEFAULT_VIDEO_MODEL, timeout)
 
-    async def _predict(self, path: str, body: dict[str, Any], request: dict[str, Any], model: str,
-                       timeout: float) -> Result:
+    async def _predict(
+        self, path: str, body: dict[str, Any], request: dict[str, Any], model: str, timeout: float
+    ) -> Result:
         """Run one prediction to its end; its output URLs as an OpenAI images answer."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -136,9 +146,9 @@ class ReplicateAdapter(Adapter):
     async def list_models(self, *, timeout: float) -> list[ModelInfo]:
         options = self.config.options
         names = options.get("models") or ([] if options.get("video_models") else [DEFAULT_MODEL])
-        return ([ModelInfo(name=str(name), capabilities=frozenset({"image"})) for name in names]
-                + [ModelInfo(name=str(name), capabilities=frozenset({"video"}))
-                   for name in options.get("video_models") or ()])
+        return [ModelInfo(name=str(name), capabilities=frozenset({"image"})) for name in names] + [
+            ModelInfo(name=str(name), capabilities=frozenset({"video"})) for name in options.get("video_models") or ()
+        ]
 
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
         account = await self.account(timeout=timeout)
@@ -252,14 +262,20 @@ class ReplicateAdapter(Adapter):
         """Best effort: the prediction stops, or the failure to stop it is logged."""
         seconds = float(self.config.options.get("cancel_timeout_s", 3.0))
         try:
-            response = await self.client.post(f"{self.base_url}/v1/predictions/{pid}/cancel",
-                                              headers=self._headers(), timeout=self.timeout(seconds))
+            response = await self.client.post(
+                f"{self.base_url}/v1/predictions/{pid}/cancel", headers=self._headers(), timeout=self.timeout(seconds)
+            )
         except httpx.HTTPError as exc:
             log.warning("replicate %s: could not cancel prediction %s: %r", self.config.name, pid, exc)
             return
         if not response.is_success:
-            log.warning("replicate %s: cancelling prediction %s answered %s: %s", self.config.name, pid,
-                        response.status_code, response.text[:200])
+            log.warning(
+                "replicate %s: cancelling prediction %s answered %s: %s",
+                self.config.name,
+                pid,
+                response.status_code,
+                response.text[:200],
+            )
 
     async def _download(self, url: str, deadline: float) -> str:
         if url.startswith("data:"):
@@ -267,13 +283,23 @@ class ReplicateAdapter(Adapter):
         remaining = max(0.001, deadline - asyncio.get_running_loop().time())
         # The upstream's URL: judged by the fetch policy (a refused one is this provider's
         # FAILURE), unless it is on the provider's own origin.
-        response = await fetch(self.client, url, timeout=remaining, supplied_by="upstream",
-                               what="the prediction's output", same_origin_as=self.base_url,
-                               connect_timeout=self.config.connect_timeout_s)
+        response = await fetch(
+            self.client,
+            url,
+            timeout=remaining,
+            supplied_by="upstream",
+            what="the prediction's output",
+            same_origin_as=self.base_url,
+            connect_timeout=self.config.connect_timeout_s,
+        )
         if not response.is_success:
-            raise UpstreamError(Classification(Outcome.FAILURE, "output_unavailable"),
-                                status=response.status_code, message=f"downloading {url} answered {response.status_code}",
-                                headers=response.headers, body=response.content[:2000])
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "output_unavailable"),
+                status=response.status_code,
+                message=f"downloading {url} answered {response.status_code}",
+                headers=response.headers,
+                body=response.content[:2000],
+            )
         return base64.b64encode(response.content).decode()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -281,11 +307,16 @@ class ReplicateAdapter(Adapter):
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
 
-    async def _call(self, method: str, path: str, timeout: float, *, headers: dict[str, str] | None = None,
-                    **kwargs: Any) -> Any:
-        response = await self.client.request(method, f"{self.base_url}{path}",
-                                             headers={**self._headers(), **(headers or {})},
-                                             timeout=self.timeout(max(timeout, 0.001)), **kwargs)
+    async def _call(
+        self, method: str, path: str, timeout: float, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
+        response = await self.client.request(
+            method,
+            f"{self.base_url}{path}",
+            headers={**self._headers(), **(headers or {})},
+            timeout=self.timeout(max(timeout, 0.001)),
+            **kwargs,
+        )
         if not response.is_success:
             raise _error(response)
         try:
@@ -324,12 +355,19 @@ def _error(response: httpx.Response) -> UpstreamError:
     if isinstance(data, dict):
         message = str(data.get("detail") or data.get("title") or "")
     error = UpstreamError.from_response(
-        response.status_code, response.headers, body, message=message or f"HTTP {response.status_code}",
+        response.status_code,
+        response.headers,
+        body,
+        message=message or f"HTTP {response.status_code}",
         media_type=response.headers.get("content-type", "application/json").split(";")[0],
     )
     hint = data.get("retry_after") if isinstance(data, dict) else None
-    if (error.outcome is Outcome.RATE_LIMITED and error.classification.retry_after is None
-            and isinstance(hint, int | float) and not isinstance(hint, bool)):
+    if (
+        error.outcome is Outcome.RATE_LIMITED
+        and error.classification.retry_after is None
+        and isinstance(hint, int | float)
+        and not isinstance(hint, bool)
+    ):
         # Replicate may say how long to wait in the body alone ("retry_after": 5); the engine
         # reads waits from the headers, so the hint becomes one.
         c = error.classification
@@ -345,8 +383,9 @@ def _check_ended(prediction: dict[str, Any]) -> None:
         error = prediction.get("error")
         message = str(error) if error else f"the prediction was {status}"
         reason = "prediction_failed" if status == "failed" else "prediction_canceled"
-        raise UpstreamError(Classification(Outcome.FAILURE, reason), status=200, message=message,
-                            body=json.dumps(prediction).encode())
+        raise UpstreamError(
+            Classification(Outcome.FAILURE, reason), status=200, message=message, body=json.dumps(prediction).encode()
+        )
 
 
 def _outputs(prediction: dict[str, Any]) -> list[str]:

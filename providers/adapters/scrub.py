@@ -76,8 +76,7 @@ _ESCAPE = re.compile(
     rb"|&#([0-9]{1,7});|&#[xX]([0-9a-fA-F]{1,6});"
     rb"|&(amp|quot|lt|gt|apos);"
 )
-_SHORT = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r",
-          b"t": b"\t"}
+_SHORT = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 _NAMED = {b"amp": b"&", b"quot": b'"', b"lt": b"<", b"gt": b">", b"apos": b"'"}
 _LONGEST_ESCAPE = 12  # a character's longest spelling: a surrogate pair, or 4 bytes as %XX
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -141,7 +140,7 @@ def _decoded(data: bytes) -> tuple[bytes, list[tuple[int, int, int, int]]]:
         decoded = _unescape(match)
         if not decoded:
             continue
-        view += data[pos:match.start()]
+        view += data[pos : match.start()]
         spans.append((len(view), len(view) + len(decoded), match.start(), match.end()))
         view += decoded
         pos = match.end()
@@ -177,7 +176,7 @@ def _emit(node: _Node) -> bytes:
     for token, child in node.children.items():
         chain = [token]
         while len(child.children) == 1 and not child.end:
-            (token, child), = child.children.items()
+            ((token, child),) = child.children.items()
             chain.append(token)
         if child.end:
             chain.append(b"(?P<%s>)" % child.end.encode())
@@ -300,9 +299,9 @@ class Redactor:
             needles.update({raw, raw.replace(b" ", b"+")})
             tokens = _tokens(raw)
             at = _anchor(raw)
-            behind = [b"(?<=" + b"".join(tokens[:at + 1]) + b")"] if at else []
+            behind = [b"(?<=" + b"".join(tokens[: at + 1]) + b")"] if at else []
             node = root
-            for token in [tokens[at], *behind, *tokens[at + 1:]]:
+            for token in [tokens[at], *behind, *tokens[at + 1 :]]:
                 node = node.children.setdefault(token, _Node())
             if not node.end:
                 node.end = f"v{len(offsets)}"
@@ -351,7 +350,7 @@ class Redactor:
             for shift in (0, 1):
                 first = start + hex_start + shift
                 usable = (start + hex_end - first) // 2 * 2
-                decoded = binascii.a2b_hex(view[first:first + usable])
+                decoded = binascii.a2b_hex(view[first : first + usable])
                 found += [(first + 2 * i, first + 2 * j) for i, j in self._raw(decoded)]
         return found
 
@@ -388,7 +387,7 @@ class Redactor:
         """Scrub what of `data` is final; return it and the tail to prepend to the next
         chunk (a value may be cut across chunks). Only a trailing run of bytes a match can
         contain is held back, so a stream whose events end in a newline is never delayed."""
-        window = data[-(self.longest - 1):]
+        window = data[-(self.longest - 1) :]
         cut = len(data) - (len(window) - len(window.rstrip(self.inner)))
         pieces, pos = [], 0
         for start, end in self.matches(data):
@@ -510,8 +509,9 @@ def _decoder(encodings: list[str]) -> httpx._decoders.ContentDecoder | None:
 
 
 class _ScrubbedStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, redactor: Redactor,
-                 decoder: httpx._decoders.ContentDecoder | None) -> None:
+    def __init__(
+        self, inner: httpx.AsyncByteStream, redactor: Redactor, decoder: httpx._decoders.ContentDecoder | None
+    ) -> None:
         self.inner = inner
         self.redactor = redactor
         self.decoder = decoder
@@ -563,8 +563,9 @@ class ScrubbingTransport(httpx.AsyncBaseTransport):
             raise
         if redactor is None:
             return response
-        codings = [c.strip().lower() for c in response.headers.get_list("content-encoding", split_commas=True)
-                   if c.strip()]
+        codings = [
+            c.strip().lower() for c in response.headers.get_list("content-encoding", split_commas=True) if c.strip()
+        ]
         try:
             decoder = _decoder(codings)
         except KeyError:
@@ -572,8 +573,7 @@ class ScrubbingTransport(httpx.AsyncBaseTransport):
         else:
             # An async transport's answer streams asynchronously (httpx types it as either kind).
             inner = cast(httpx.AsyncByteStream, response.stream)
-            stream, framing = _ScrubbedStream(inner, redactor, decoder), {b"content-length",
-                                                                                    b"content-encoding"}
+            stream, framing = _ScrubbedStream(inner, redactor, decoder), {b"content-length", b"content-encoding"}
         headers = []
         for name, value in response.headers.raw:
             if name.lower() in framing:
@@ -585,8 +585,9 @@ class ScrubbingTransport(httpx.AsyncBaseTransport):
         reason = extensions.get("reason_phrase")
         if isinstance(reason, bytes):
             extensions["reason_phrase"] = redactor.sub(reason)
-        return httpx.Response(response.status_code, headers=headers, stream=stream,
-                              request=request, extensions=extensions)
+        return httpx.Response(
+            response.status_code, headers=headers, stream=stream, request=request, extensions=extensions
+        )
 
     async def aclose(self) -> None:
         await self.inner.aclose()

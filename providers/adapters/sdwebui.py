@@ -22,8 +22,18 @@ from providers.engine import Classification, Outcome, UpstreamError
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, json_answer, malformed
 
-_PASSTHROUGH = ("negative_prompt", "steps", "cfg_scale", "seed", "sampler_name", "scheduler",
-                "restore_faces", "enable_hr", "hr_scale", "denoising_strength")
+_PASSTHROUGH = (
+    "negative_prompt",
+    "steps",
+    "cfg_scale",
+    "seed",
+    "sampler_name",
+    "scheduler",
+    "restore_faces",
+    "enable_hr",
+    "hr_scale",
+    "denoising_strength",
+)
 _MAX_IMAGES = 16
 
 
@@ -44,8 +54,17 @@ class SDWebUIAdapter(Adapter):
         if response_format not in ("b64_json", "url"):
             raise bad_request("'response_format' must be 'b64_json' or 'url'")
         body: dict[str, Any] = dict(self.config.options.get("txt2img_defaults") or {})
-        body.update({"prompt": prompt, "batch_size": n, "n_iter": 1, "width": width, "height": height,
-                     "send_images": True, "save_images": False})
+        body.update(
+            {
+                "prompt": prompt,
+                "batch_size": n,
+                "n_iter": 1,
+                "width": width,
+                "height": height,
+                "send_images": True,
+                "save_images": False,
+            }
+        )
         for name in _PASSTHROUGH:
             if request.get(name) is not None:
                 body[name] = request[name]
@@ -57,8 +76,9 @@ class SDWebUIAdapter(Adapter):
         # With `return_grid` on, A1111 may put a grid first: the last n are the images.
         images = [str(i) for i in data["images"][-n:]]
         info = _info(data.get("info"))
-        items = [{"b64_json": i} if response_format == "b64_json" else {"url": f"data:image/png;base64,{i}"}
-                 for i in images]
+        items = [
+            {"b64_json": i} if response_format == "b64_json" else {"url": f"data:image/png;base64,{i}"} for i in images
+        ]
         answer: dict[str, Any] = {"created": int(time.time()), "data": items}
         if info.get("all_seeds"):
             answer["seeds"] = info["all_seeds"][-n:]
@@ -75,7 +95,8 @@ class SDWebUIAdapter(Adapter):
                 capabilities=frozenset({"image"}),
                 details={"title": m.get("title"), "hash": m.get("hash"), "filename": m.get("filename")},
             )
-            for m in data if isinstance(m, dict)
+            for m in data
+            if isinstance(m, dict)
         ]
 
     async def current_model(self, *, timeout: float = 10.0) -> str:
@@ -92,8 +113,13 @@ class SDWebUIAdapter(Adapter):
         except UpstreamError as exc:
             # A1111 reports an unknown checkpoint as a 500 RuntimeError; it is the caller's.
             if exc.status == 500 and "not found" in exc.message:
-                raise UpstreamError(Classification(Outcome.CALLER_ERROR, "model_not_found"), status=404,
-                                    message=exc.message, headers=exc.headers, body=exc.body) from exc
+                raise UpstreamError(
+                    Classification(Outcome.CALLER_ERROR, "model_not_found"),
+                    status=404,
+                    message=exc.message,
+                    headers=exc.headers,
+                    body=exc.body,
+                ) from exc
             raise
 
     async def memory(self, *, timeout: float = 10.0) -> dict[str, Any]:
@@ -109,8 +135,9 @@ class SDWebUIAdapter(Adapter):
         if isinstance(cuda, dict):
             details["vram_free_gb"] = _gib(cuda.get("free"))
         if deep:
-            result = await self.images({"prompt": "a dot", "size": "64x64", "steps": 1},
-                                       model=model or "", timeout=timeout)
+            result = await self.images(
+                {"prompt": "a dot", "size": "64x64", "steps": 1}, model=model or "", timeout=timeout
+            )
             details["images"] = result.usage.images
         return details
 
@@ -168,5 +195,3 @@ def _message(body: bytes) -> str:
 
 def _gib(value: Any) -> float | None:
     return round(float(value) / 1024**3, 2) if isinstance(value, int | float) else None
-
-

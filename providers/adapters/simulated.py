@@ -46,11 +46,26 @@ _Z95 = 1.6448536269514722  # the standard normal's 95th percentile
 MAX_DIMENSIONS = 8192
 MAX_EMBEDDING_VALUES = 65_536
 MAX_DELAY_MS = 3_600_000.0  # an hour: anything longer is a typo, and overflows a sleep soon enough
-OPTIONS = frozenset({
-    "latency_ms", "latency_jitter_ms", "latency_p50_ms", "latency_p95_ms", "chunk_delay_ms",
-    "error_rate", "rate_limit_rate", "retry_after_s", "exhausted_rate", "timeout_rate", "stream_cut_rate",
-    "outage", "seed", "reply", "embedding_dims", "models",
-})
+OPTIONS = frozenset(
+    {
+        "latency_ms",
+        "latency_jitter_ms",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "chunk_delay_ms",
+        "error_rate",
+        "rate_limit_rate",
+        "retry_after_s",
+        "exhausted_rate",
+        "timeout_rate",
+        "stream_cut_rate",
+        "outage",
+        "seed",
+        "reply",
+        "embedding_dims",
+        "models",
+    }
+)
 
 DEFAULT_MODELS: tuple[ModelInfo, ...] = (
     ModelInfo("sim-chat", frozenset({"chat"}), 8192),
@@ -86,6 +101,7 @@ class Behaviour:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Behaviour:
         """Read `config.options`; raises ValueError naming the first bad field."""
+
         def number(name: str, default: float | None = None, high: float = MAX_DELAY_MS) -> float | None:
             value = options.get(name, default)
             if value is None:
@@ -151,8 +167,9 @@ def _check_model_entry(i: int, entry: Any) -> None:
     if not isinstance(entry.get("name"), str) or not entry["name"]:
         raise ValueError(f"{where}.name must be a non-empty string")
     capabilities = entry.get("capabilities")
-    if capabilities is not None and (not isinstance(capabilities, list)
-                                     or any(c not in SimulatedAdapter.capabilities for c in capabilities)):
+    if capabilities is not None and (
+        not isinstance(capabilities, list) or any(c not in SimulatedAdapter.capabilities for c in capabilities)
+    ):
         raise ValueError(f"{where}.capabilities must be a list of: {', '.join(sorted(SimulatedAdapter.capabilities))}")
     window = entry.get("context_window")
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
@@ -182,12 +199,14 @@ class SimulatedAdapter(Adapter):
         naming the option (see providers/adapters/__init__.py)."""
         unknown = sorted(set(options) - OPTIONS)
         if unknown:
-            raise ValueError(f"{unknown[0]} is not an option of simulated providers "
-                             f"(they take: {', '.join(sorted(OPTIONS))})")
+            raise ValueError(
+                f"{unknown[0]} is not an option of simulated providers (they take: {', '.join(sorted(OPTIONS))})"
+            )
         Behaviour.from_options(options)
         dims = options.get("embedding_dims")
-        if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int)
-                                 or not 1 <= dims <= MAX_DIMENSIONS):
+        if dims is not None and (
+            isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_DIMENSIONS
+        ):
             raise ValueError(f"embedding_dims must be a whole number from 1 to {MAX_DIMENSIONS}, not {dims!r}")
         reply = options.get("reply")
         if reply is not None and not isinstance(reply, str):
@@ -233,24 +252,39 @@ class SimulatedAdapter(Adapter):
         down = b.down_for(self.clock())
         if down:
             await self.sleep(delay)
-            raise _openai_error(503, "server_error", "service_unavailable",
-                                f"{self.config.name} is in a simulated outage", retry_after=math.ceil(down))
+            raise _openai_error(
+                503,
+                "server_error",
+                "service_unavailable",
+                f"{self.config.name} is in a simulated outage",
+                retry_after=math.ceil(down),
+            )
         if draw < b.timeout_rate:
             await self.sleep(timeout + 1.0)
             raise httpx.ReadTimeout(f"{self.config.name}: simulated timeout")
         await self.sleep(delay)
         draw -= b.timeout_rate
         if draw < b.error_rate:
-            raise _openai_error(503, "server_error", "service_unavailable",
-                                f"{self.config.name}: simulated server error")
+            raise _openai_error(
+                503, "server_error", "service_unavailable", f"{self.config.name}: simulated server error"
+            )
         draw -= b.error_rate
         if draw < b.rate_limit_rate:
-            raise _openai_error(429, "requests", "rate_limit_exceeded",
-                                f"{self.config.name}: simulated rate limit", retry_after=b.retry_after_s)
+            raise _openai_error(
+                429,
+                "requests",
+                "rate_limit_exceeded",
+                f"{self.config.name}: simulated rate limit",
+                retry_after=b.retry_after_s,
+            )
         draw -= b.rate_limit_rate
         if draw < b.exhausted_rate:
-            raise _openai_error(429, "insufficient_quota", "insufficient_quota",
-                                f"{self.config.name}: You exceeded your current quota (simulated)")
+            raise _openai_error(
+                429,
+                "insufficient_quota",
+                "insufficient_quota",
+                f"{self.config.name}: You exceeded your current quota (simulated)",
+            )
 
     # -- capabilities -------------------------------------------------------------------------
 
@@ -259,8 +293,10 @@ class SimulatedAdapter(Adapter):
         words, finish, usage = self._reply(request, model)
         message = {"role": "assistant", "content": "".join(words)}
         body = {
-            "id": f"chatcmpl-sim{uuid.uuid4().hex[:16]}", "object": "chat.completion",
-            "created": int(self.clock()), "model": model,
+            "id": f"chatcmpl-sim{uuid.uuid4().hex[:16]}",
+            "object": "chat.completion",
+            "created": int(self.clock()),
+            "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": _openai_usage(usage),
         }
@@ -276,8 +312,13 @@ class SimulatedAdapter(Adapter):
         delay = self.behaviour.chunk_delay_ms / 1000
 
         def chunk(delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
-            return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]}
+            return {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}],
+            }
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             yield chunk({"role": "assistant", "content": ""}, None)
@@ -290,8 +331,14 @@ class SimulatedAdapter(Adapter):
             stream.usage.tokens_in, stream.usage.tokens_out = usage.tokens_in, usage.tokens_out
             yield chunk({}, finish)
             if include_usage:
-                yield {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [], "usage": _openai_usage(usage)}
+                yield {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": _openai_usage(usage),
+                }
 
         stream = ChatStream(chunks(), model=model)
         return stream
@@ -304,22 +351,30 @@ class SimulatedAdapter(Adapter):
             raise _openai_error(400, "invalid_request_error", None, "'input' must be a string or a list of strings")
         dims = request.get("dimensions") or self.config.options.get("embedding_dims", 16)
         if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_DIMENSIONS:
-            raise _openai_error(400, "invalid_request_error", None,
-                                f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}")
+            raise _openai_error(
+                400, "invalid_request_error", None, f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}"
+            )
         if len(inputs) * dims > MAX_EMBEDDING_VALUES:
-            raise _openai_error(400, "invalid_request_error", None,
-                                f"a simulated provider returns at most {MAX_EMBEDDING_VALUES} values per "
-                                f"request (inputs × dimensions); this asks for {len(inputs) * dims}")
+            raise _openai_error(
+                400,
+                "invalid_request_error",
+                None,
+                f"a simulated provider returns at most {MAX_EMBEDDING_VALUES} values per "
+                f"request (inputs × dimensions); this asks for {len(inputs) * dims}",
+            )
         as_base64 = request.get("encoding_format") == "base64"
         data = []
         for i, text in enumerate(inputs):
             vector = _vector(text, dims)
-            encoded: Any = (base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
-                            if as_base64 else vector)
+            encoded: Any = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode() if as_base64 else vector
             data.append({"object": "embedding", "index": i, "embedding": encoded})
         tokens = sum(_tokens(t) for t in inputs)
-        body = {"object": "list", "data": data, "model": model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        body = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
         return Result.json(body, usage=Usage(tokens_in=tokens), model=model)
 
     async def images(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
@@ -338,8 +393,12 @@ class SimulatedAdapter(Adapter):
         if not isinstance(text, str) or not text:
             raise _openai_error(400, "invalid_request_error", None, "'input' is required")
         seconds = min(2.0, 0.1 + 0.01 * len(text))
-        return Result(content=short_wav(seconds), media_type="audio/wav", model=model,
-                      usage=Usage(characters=len(text), audio_seconds=seconds))
+        return Result(
+            content=short_wav(seconds),
+            media_type="audio/wav",
+            model=model,
+            usage=Usage(characters=len(text), audio_seconds=seconds),
+        )
 
     async def translate(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
         await self._attempt(timeout)
@@ -349,8 +408,9 @@ class SimulatedAdapter(Adapter):
         if not texts or not isinstance(texts, list) or not isinstance(target, str) or not target:
             raise _openai_error(400, "invalid_request_error", None, "'text' and 'target_lang' are required")
         source = str(request.get("source_lang") or "EN").upper()
-        body = {"translations": [{"text": f"[{target.upper()}] {t}", "detected_source_language": source}
-                                 for t in texts]}
+        body = {
+            "translations": [{"text": f"[{target.upper()}] {t}", "detected_source_language": source} for t in texts]
+        }
         return Result.json(body, usage=Usage(characters=sum(len(t) for t in texts)), model=model)
 
     async def video(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
@@ -378,8 +438,13 @@ class SimulatedAdapter(Adapter):
             if isinstance(entry, str):
                 out.append(ModelInfo(entry, frozenset({"chat"}), 8192))
             else:
-                out.append(ModelInfo(str(entry["name"]), frozenset(entry.get("capabilities") or ["chat"]),
-                                     entry.get("context_window")))
+                out.append(
+                    ModelInfo(
+                        str(entry["name"]),
+                        frozenset(entry.get("capabilities") or ["chat"]),
+                        entry.get("context_window"),
+                    )
+                )
         return out
 
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
@@ -392,10 +457,12 @@ class SimulatedAdapter(Adapter):
         messages = request.get("messages") or []
         if not isinstance(messages, list) or not messages:
             raise _openai_error(400, "invalid_request_error", None, "'messages' must be a non-empty list")
-        last = next((_text(m.get("content")) for m in reversed(messages)
-                     if isinstance(m, dict) and m.get("role") == "user"), "")
+        last = next(
+            (_text(m.get("content")) for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), ""
+        )
         text = self.config.options.get("reply") or (
-            f"This is a simulated answer from {self.config.name} ({model}) to: {last[:120]}")
+            f"This is a simulated answer from {self.config.name} ({model}) to: {last[:120]}"
+        )
         words = [w if i == 0 else " " + w for i, w in enumerate(str(text).split(" "))]
         finish = "stop"
         limit = request.get("max_completion_tokens", request.get("max_tokens"))
@@ -425,16 +492,25 @@ def tiny_mp4(seconds: float, timescale: int = 1000) -> bytes:
         return struct.pack(">I", 8 + len(payload)) + kind + payload
 
     identity = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-    mvhd = (struct.pack(">B3x4I", 0, 0, 0, timescale, round(seconds * timescale))
-            + struct.pack(">IH10x", 0x10000, 0x100) + identity + bytes(24) + struct.pack(">I", 1))
-    return (box(b"ftyp", b"isom" + struct.pack(">I", 0x200) + b"isomiso2mp41")
-            + box(b"moov", box(b"mvhd", mvhd)) + box(b"mdat", b""))
+    mvhd = (
+        struct.pack(">B3x4I", 0, 0, 0, timescale, round(seconds * timescale))
+        + struct.pack(">IH10x", 0x10000, 0x100)
+        + identity
+        + bytes(24)
+        + struct.pack(">I", 1)
+    )
+    return (
+        box(b"ftyp", b"isom" + struct.pack(">I", 0x200) + b"isomiso2mp41")
+        + box(b"moov", box(b"mvhd", mvhd))
+        + box(b"mdat", b"")
+    )
 
 
 def short_wav(seconds: float, rate: int = 8000) -> bytes:
     """A valid mono 16-bit WAV of a quiet 440 Hz tone."""
-    frames = b"".join(struct.pack("<h", int(800 * math.sin(2 * math.pi * 440 * i / rate)))
-                      for i in range(int(rate * seconds)))
+    frames = b"".join(
+        struct.pack("<h", int(800 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(int(rate * seconds))
+    )
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
         out.setnchannels(1)
@@ -455,8 +531,11 @@ def _openai_error(
 
 
 def _openai_usage(usage: Usage) -> dict[str, int]:
-    return {"prompt_tokens": usage.tokens_in, "completion_tokens": usage.tokens_out,
-            "total_tokens": usage.tokens_in + usage.tokens_out}
+    return {
+        "prompt_tokens": usage.tokens_in,
+        "completion_tokens": usage.tokens_out,
+        "total_tokens": usage.tokens_in + usage.tokens_out,
+    }
 
 
 def _text(content: Any) -> str:

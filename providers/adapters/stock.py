@@ -65,8 +65,10 @@ class StockPhotoAdapter(Adapter):
         if response_format not in ("url", "b64_json"):
             raise bad_request("'response_format' must be 'url' or 'b64_json'")
         size = _size(request.get("size"))
-        params: dict[str, Any] = {"query": query_of(prompt, int(self.config.options.get("max_query_chars", 100))),
-                                  "per_page": n}
+        params: dict[str, Any] = {
+            "query": query_of(prompt, int(self.config.options.get("max_query_chars", 100))),
+            "per_page": n,
+        }
         if size is not None:
             params["orientation"] = _orientation(*size)
         if self.config.options.get("locale"):
@@ -75,8 +77,10 @@ class StockPhotoAdapter(Adapter):
         photos = [p for p in data.get("photos") or [] if isinstance(p, dict) and isinstance(p.get("src"), dict)]
         if not photos:
             raise UpstreamError(
-                Classification(Outcome.FAILURE, "no_results", should_retry=False), status=200,
-                message=f"no stock photo matches {params['query']!r}", body=json.dumps(data).encode(),
+                Classification(Outcome.FAILURE, "no_results", should_retry=False),
+                status=200,
+                message=f"no stock photo matches {params['query']!r}",
+                body=json.dumps(data).encode(),
             )
         photos = photos[:n]
         src = self.config.options.get("src") or _src_for(size)
@@ -85,23 +89,31 @@ class StockPhotoAdapter(Adapter):
             url = photo["src"].get(src) or photo["src"].get("large") or photo["src"].get("original")
             if not isinstance(url, str):
                 raise malformed("a photo has no usable src", data=photo)
-            item: dict[str, Any] = ({"b64_json": await self._download(url, timeout)}
-                                    if response_format == "b64_json" else {"url": url})
+            item: dict[str, Any] = (
+                {"b64_json": await self._download(url, timeout)} if response_format == "b64_json" else {"url": url}
+            )
             if photo.get("alt"):
                 item["revised_prompt"] = photo["alt"]
             items.append(item)
         answer = {
             "created": int(time.time()),
             "data": items,
-            "attributions": [{"photographer": p.get("photographer"), "photographer_url": p.get("photographer_url"),
-                              "page": p.get("url")} for p in photos],
+            "attributions": [
+                {
+                    "photographer": p.get("photographer"),
+                    "photographer_url": p.get("photographer_url"),
+                    "page": p.get("url"),
+                }
+                for p in photos
+            ],
         }
         return Result.json(answer, usage=Usage(images=len(items)), model=model or "search")
 
     async def search(self, params: dict[str, Any], *, timeout: float) -> dict[str, Any]:
         """One `GET /v1/search`; the answer as Pexels gives it."""
-        response = await self.client.get(f"{self.base_url}/v1/search", params=params, headers=self._headers(),
-                                         timeout=self.timeout(timeout))
+        response = await self.client.get(
+            f"{self.base_url}/v1/search", params=params, headers=self._headers(), timeout=self.timeout(timeout)
+        )
         if response.is_success and response.headers.get("x-ratelimit-reset"):
             self._reset_at = response.headers["x-ratelimit-reset"]
         if not response.is_success:
@@ -115,8 +127,9 @@ class StockPhotoAdapter(Adapter):
         return data
 
     async def list_models(self, *, timeout: float) -> list[ModelInfo]:
-        return [ModelInfo(name="search", capabilities=frozenset({"image"}),
-                          details={"description": "stock photo search"})]
+        return [
+            ModelInfo(name="search", capabilities=frozenset({"image"}), details={"description": "stock photo search"})
+        ]
 
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
         """A one-photo search: Pexels has no cheaper call, and it reports the quota left."""
@@ -140,7 +153,10 @@ class StockPhotoAdapter(Adapter):
         if isinstance(data, dict):
             message = str(data.get("error") or data.get("message") or data.get("code") or "")
         return UpstreamError.from_response(
-            response.status_code, headers, response.content, message=message or f"HTTP {response.status_code}",
+            response.status_code,
+            headers,
+            response.content,
+            message=message or f"HTTP {response.status_code}",
             media_type=response.headers.get("content-type", "application/json").split(";")[0],
         )
 
@@ -153,12 +169,23 @@ class StockPhotoAdapter(Adapter):
     async def _download(self, url: str, timeout: float) -> str:
         # The upstream's URL: judged by the fetch policy (a refused one is this provider's
         # FAILURE), unless it is on the provider's own origin.
-        response = await fetch(self.client, url, timeout=timeout, supplied_by="upstream", what="the photo",
-                               same_origin_as=self.base_url, connect_timeout=self.config.connect_timeout_s)
+        response = await fetch(
+            self.client,
+            url,
+            timeout=timeout,
+            supplied_by="upstream",
+            what="the photo",
+            same_origin_as=self.base_url,
+            connect_timeout=self.config.connect_timeout_s,
+        )
         if not response.is_success:
-            raise UpstreamError(Classification(Outcome.FAILURE, "output_unavailable"), status=response.status_code,
-                                message=f"downloading {url} answered {response.status_code}",
-                                headers=response.headers, body=response.content[:2000])
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "output_unavailable"),
+                status=response.status_code,
+                message=f"downloading {url} answered {response.status_code}",
+                headers=response.headers,
+                body=response.content[:2000],
+            )
         return base64.b64encode(response.content).decode()
 
 
@@ -167,7 +194,7 @@ def query_of(prompt: str, limit: int) -> str:
     words = " ".join(prompt.split())
     if len(words) <= limit:
         return words
-    head = words[:limit + 1]
+    head = words[: limit + 1]
     return head.rsplit(" ", 1)[0] if " " in head else words[:limit]
 
 

@@ -68,18 +68,26 @@ FETCH = "fetch"
 
 # Cloud metadata services: a request there can hand out the host's credentials. Names are
 # matched exactly (metadata.example.com is somebody's public host).
-METADATA_NAMES = frozenset({
-    "metadata", "metadata.google.internal", "metadata.goog",  # GCP
-    "instance-data", "instance-data.ec2.internal",  # AWS's old names
-})
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254",  # AWS, Azure, GCP, OpenStack, Oracle, DigitalOcean
-    "169.254.170.2",  # AWS ECS task credentials
-    "fd00:ec2::254",  # AWS over IPv6 (a ULA: private networks do not cover it for providers)
-    "100.100.100.200",  # Alibaba (CGNAT space)
-    "192.0.0.192",  # Oracle's older metadata address
-    "168.63.129.16",  # Azure WireServer (a public address, host-internal in fact)
-))
+METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",  # GCP
+        "instance-data",
+        "instance-data.ec2.internal",  # AWS's old names
+    }
+)
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, Azure, GCP, OpenStack, Oracle, DigitalOcean
+        "169.254.170.2",  # AWS ECS task credentials
+        "fd00:ec2::254",  # AWS over IPv6 (a ULA: private networks do not cover it for providers)
+        "100.100.100.200",  # Alibaba (CGNAT space)
+        "192.0.0.192",  # Oracle's older metadata address
+        "168.63.129.16",  # Azure WireServer (a public address, host-internal in fact)
+    )
+)
 # Addresses a connection should never go to, whoever configured them: "this network"
 # (0.0.0.0 connects to the local host on Linux), link-local, multicast, reserved (240/4 and
 # the broadcast address).
@@ -108,13 +116,15 @@ class URLRefused(UpstreamError):
         self.static = static
 
 
-def caller_error(message: str, *, code: str = "url_refused", reason: str = "url_refused",
-                 param: str | None = None) -> UpstreamError:
+def caller_error(
+    message: str, *, code: str = "url_refused", reason: str = "url_refused", param: str | None = None
+) -> UpstreamError:
     """A 400 for a URL or an identifier the caller supplied: no retry, no fallback and no
     breaker effect (a CALLER_ERROR), with an OpenAI-shaped error body."""
     body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
-    return UpstreamError(Classification(Outcome.CALLER_ERROR, reason), status=400, message=message,
-                         body=json.dumps(body).encode())
+    return UpstreamError(
+        Classification(Outcome.CALLER_ERROR, reason), status=400, message=message, body=json.dumps(body).encode()
+    )
 
 
 def path_segment(value: object, what: str) -> str:
@@ -122,9 +132,12 @@ def path_segment(value: object, what: str) -> str:
     `/`, `..`, `?`, `#` or percent sign can make the request name another path."""
     if not isinstance(value, str) or not _SEGMENT.match(value):
         shown = value[:60] if isinstance(value, str) else type(value).__name__
-        raise caller_error(f"{what} {shown!r} is not a valid identifier (letters, digits, '.', '_', '~' "
-                           f"and '-', at most 200, starting with a letter, digit or '_')",
-                           code="invalid_identifier", reason="invalid_identifier")
+        raise caller_error(
+            f"{what} {shown!r} is not a valid identifier (letters, digits, '.', '_', '~' "
+            f"and '-', at most 200, starting with a letter, digit or '_')",
+            code="invalid_identifier",
+            reason="invalid_identifier",
+        )
     return value
 
 
@@ -134,8 +147,9 @@ def path_text(value: str, what: str) -> str:
     (`..` and `%2E%2E` both climb a level), refused as a caller error."""
     encoded = quote(value, safe="")
     if value.strip() in (".", ".."):
-        raise caller_error(f"{what} cannot be {value.strip()!r}", code="invalid_identifier",
-                           reason="invalid_identifier")
+        raise caller_error(
+            f"{what} cannot be {value.strip()!r}", code="invalid_identifier", reason="invalid_identifier"
+        )
     return encoded
 
 
@@ -202,8 +216,7 @@ def effective_address(address: Address) -> Address:
         address = ipaddress.IPv6Address(address.packed)  # without a zone id
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
-        if any(address in net for net in _NAT64) or (
-                address in _IPV4_COMPATIBLE and int(address) > 1):
+        if any(address in net for net in _NAT64) or (address in _IPV4_COMPATIBLE and int(address) > 1):
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 
@@ -307,8 +320,7 @@ class Policy:
             try:
                 address = ipaddress.ip_address(text.split("%", 1)[0])
             except ValueError:
-                raise URLRefused(f"host {host} resolved to {text!r}, which is not an address",
-                                 static=False) from None
+                raise URLRefused(f"host {host} resolved to {text!r}, which is not an address", static=False) from None
             self.check_address(address, host=host, static=False)
 
     # -- judging ------------------------------------------------------------------------------
@@ -377,8 +389,9 @@ def _patterns(values: Iterable[str]) -> tuple[str, ...]:
 _current: dict[str, Policy] = {PROVIDER: Policy.provider(), FETCH: Policy.fetch()}
 
 
-def configure(*, provider_allow: Iterable[str] = (), provider_deny: Iterable[str] = (),
-              fetch_allow: Iterable[str] = ()) -> None:
+def configure(
+    *, provider_allow: Iterable[str] = (), provider_deny: Iterable[str] = (), fetch_allow: Iterable[str] = ()
+) -> None:
     """Set the policies this process connects by (called at start and on a settings change)."""
     _current[PROVIDER] = Policy.provider(provider_allow, provider_deny)
     _current[FETCH] = Policy.fetch(fetch_allow)

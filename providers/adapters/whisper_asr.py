@@ -75,8 +75,9 @@ class WhisperASRAdapter(Adapter):
         naming the option (see providers/adapters/__init__.py)."""
         unknown = sorted(set(options) - OPTIONS)
         if unknown:
-            raise ValueError(f"{unknown[0]} is not an option of whisper providers "
-                             f"(they take: {', '.join(sorted(OPTIONS))})")
+            raise ValueError(
+                f"{unknown[0]} is not an option of whisper providers (they take: {', '.join(sorted(OPTIONS))})"
+            )
         models = options.get("models")
         if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)):
             raise ValueError("models must be a list of names")
@@ -84,37 +85,53 @@ class WhisperASRAdapter(Adapter):
             if name in options and not isinstance(options[name], bool):
                 raise ValueError(f"{name} must be true or false")
 
-    async def transcription(self, request: dict[str, Any], audio: bytes, filename: str, *, model: str,
-                            timeout: float) -> Result:
+    async def transcription(
+        self, request: dict[str, Any], audio: bytes, filename: str, *, model: str, timeout: float
+    ) -> Result:
         response_format = str(request.get("response_format") or "json")
         output = OUTPUTS.get(response_format)
         if output is None:
             raise UnsupportedRequest(
                 f"whisper-asr-webservice cannot answer response_format {response_format!r} "
-                f"(it answers {', '.join(OUTPUTS)})", reason="unsupported_format")
+                f"(it answers {', '.join(OUTPUTS)})",
+                reason="unsupported_format",
+            )
         words = "word" in _granularities(request)
         if words and response_format != "verbose_json":
             raise bad_request("timestamp_granularities[] needs response_format 'verbose_json'")
         _refuse_what_it_cannot_do(request)
         params = self._params(request, output, words)
-        response = await self.client.post(f"{self.base_url}/asr", params=params, headers=self._headers(),
-                                          files={"audio_file": (filename or "audio", audio)},
-                                          timeout=self.timeout(timeout))
+        response = await self.client.post(
+            f"{self.base_url}/asr",
+            params=params,
+            headers=self._headers(),
+            files={"audio_file": (filename or "audio", audio)},
+            timeout=self.timeout(timeout),
+        )
         if not response.is_success:
             raise _error(response)
         if output != "json":
             text = response.content.decode("utf-8", errors="replace")
             seconds = _last_cue_end(text) if output in ("srt", "vtt") else None
-            return Result(content=response.content, media_type="text/plain",
-                          usage=Usage(audio_seconds=seconds or wav_seconds(audio) or 0.0), model=model)
+            return Result(
+                content=response.content,
+                media_type="text/plain",
+                usage=Usage(audio_seconds=seconds or wav_seconds(audio) or 0.0),
+                model=model,
+            )
         data = _transcript(response)
         segments = [s for s in data.get("segments") or [] if isinstance(s, dict)]
         seconds = _end_of(segments) or wav_seconds(audio) or 0.0
         text = str(data.get("text") or "").strip()
         answer: dict[str, Any] = {"text": text}
         if response_format == "verbose_json":
-            answer = {"task": "transcribe", "language": data.get("language"), "duration": seconds, "text": text,
-                      "segments": [_segment(i, s) for i, s in enumerate(segments)]}
+            answer = {
+                "task": "transcribe",
+                "language": data.get("language"),
+                "duration": seconds,
+                "text": text,
+                "segments": [_segment(i, s) for i, s in enumerate(segments)],
+            }
             if words:
                 answer["words"] = [_word(w) for s in segments for w in s.get("words") or [] if isinstance(w, dict)]
         return Result.json(answer, usage=Usage(audio_seconds=seconds), model=model)
@@ -122,10 +139,13 @@ class WhisperASRAdapter(Adapter):
     async def detect_language(self, audio: bytes, filename: str = "audio.wav", *, timeout: float) -> dict[str, Any]:
         """The service's guess at the language of the first 30 s:
         {"detected_language": "english", "language_code": "en", "confidence": 0.98}."""
-        response = await self.client.post(f"{self.base_url}/detect-language",
-                                          params={"encode": _flag(self.config.options.get("encode", True))},
-                                          headers=self._headers(), files={"audio_file": (filename, audio)},
-                                          timeout=self.timeout(timeout))
+        response = await self.client.post(
+            f"{self.base_url}/detect-language",
+            params={"encode": _flag(self.config.options.get("encode", True))},
+            headers=self._headers(),
+            files={"audio_file": (filename, audio)},
+            timeout=self.timeout(timeout),
+        )
         if not response.is_success:
             raise _error(response)
         data = _transcript(response)
@@ -138,20 +158,27 @@ class WhisperASRAdapter(Adapter):
         return [ModelInfo(name=str(n), capabilities=frozenset({"stt"})) for n in names]
 
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
-        response = await self.client.get(f"{self.base_url}/openapi.json", headers=self._headers(),
-                                         timeout=self.timeout(timeout))
+        response = await self.client.get(
+            f"{self.base_url}/openapi.json", headers=self._headers(), timeout=self.timeout(timeout)
+        )
         if not response.is_success:
             raise _error(response)
         document = _transcript(response)
         paths = document.get("paths")
         if not isinstance(paths, dict) or "/asr" not in paths:
-            raise UpstreamError(Classification(Outcome.FAILURE, "not_whisper_asr"), status=response.status_code,
-                                message="the server's OpenAPI document has no /asr: not whisper-asr-webservice",
-                                body=response.content[:2000])
+            raise UpstreamError(
+                Classification(Outcome.FAILURE, "not_whisper_asr"),
+                status=response.status_code,
+                message="the server's OpenAPI document has no /asr: not whisper-asr-webservice",
+                body=response.content[:2000],
+            )
         info = document.get("info")
         info = info if isinstance(info, dict) else {}
-        details: dict[str, Any] = {"service": info.get("title"), "version": info.get("version"),
-                                   "language_detection": "/detect-language" in paths}
+        details: dict[str, Any] = {
+            "service": info.get("title"),
+            "version": info.get("version"),
+            "language_detection": "/detect-language" in paths,
+        }
         if deep:
             detected = await self.detect_language(silence(0.5), timeout=timeout)
             details["detected_language"] = detected.get("language_code")
@@ -226,10 +253,14 @@ def _refuse_what_it_cannot_do(request: dict[str, Any]) -> None:
         except (TypeError, ValueError):
             raise bad_request("'temperature' must be a number from 0 to 1") from None
         if value != 0:
-            raise UnsupportedRequest("whisper-asr-webservice takes no sampling temperature (it decodes at 0 "
-                                     "and falls back by itself)")
-    for name, what in (("include", "include[] (log probabilities)"), ("chunking_strategy", "a chunking_strategy"),
-                       ("stream", "streamed transcription")):
+            raise UnsupportedRequest(
+                "whisper-asr-webservice takes no sampling temperature (it decodes at 0 and falls back by itself)"
+            )
+    for name, what in (
+        ("include", "include[] (log probabilities)"),
+        ("chunking_strategy", "a chunking_strategy"),
+        ("stream", "streamed transcription"),
+    ):
         if any(_truthy(v) for v in _values(request, name)):
             raise UnsupportedRequest(f"whisper-asr-webservice does not do {what}")
 
@@ -256,8 +287,17 @@ def _end_of(segments: list[dict[str, Any]]) -> float | None:
 
 def _segment(index: int, segment: dict[str, Any]) -> dict[str, Any]:
     """A Whisper segment in OpenAI's verbose_json shape."""
-    fields = ("seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
-              "no_speech_prob")
+    fields = (
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    )
     return {"id": segment.get("id", index), **{f: segment.get(f) for f in fields}}
 
 
@@ -291,5 +331,10 @@ def _error(response: httpx.Response) -> UpstreamError:
         message = "; ".join(parts)
     if not message:
         message = response.content[:200].decode(errors="replace").strip() or f"HTTP {response.status_code}"
-    return UpstreamError.from_response(response.status_code, response.headers, response.content, message=message,
-                                       media_type=response.headers.get("content-type", "text/plain").split(";")[0])
+    return UpstreamError.from_response(
+        response.status_code,
+        response.headers,
+        response.content,
+        message=message,
+        media_type=response.headers.get("content-type", "text/plain").split(";")[0],
+    )

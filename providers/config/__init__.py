@@ -21,6 +21,27 @@ from .schema import (
 )
 from .sections import Section, register_section
 
-__all__ = ["ConfigEntry", "ConfigError", "Importer", "Key", "Name", "Number", "PriceConfig", "ProviderConfig",
-           "RouteConfig", "Section", "Staged", "Summary", "TargetConfig", "WholeNumber", "apply_config", "columns",
-           "dump_yaml", "export_config", "fields_of", "load_document", "register_section", "stored"]
+__all__ = [
+    "ConfigEntry",
+    "ConfigError",
+    "Importer",
+    "Key",
+    "Name",
+    "Number",
+    "PriceConfig",
+    "ProviderConfig",
+    "RouteConfig",
+    "Section",
+    "Staged",
+    "Summary",
+    "TargetConfig",
+    "WholeNumber",
+    "apply_config",
+    "columns",
+    "dump_yaml",
+    "export_config",
+    "fields_of",
+    "load_document",
+    "register_section",
+    "stored",
+]

@@ -64,8 +64,9 @@ def export_config() -> dict[str, Any]:
     routes = []
     for route in Route.objects.prefetch_related("targets__provider").order_by("name"):
         entry = {"name": route.name, **fields_of(route, ROUTE_KEYS)}
-        entry["targets"] = [{"provider": t.provider.name, "model": t.model, **fields_of(t, TARGET_KEYS)}
-                            for t in route.targets.all()]
+        entry["targets"] = [
+            {"provider": t.provider.name, "model": t.model, **fields_of(t, TARGET_KEYS)} for t in route.targets.all()
+        ]
         routes.append(entry)
     doc: dict[str, Any] = {"providers": providers, "routes": routes}
     for section in sections():

@@ -64,8 +64,10 @@ class Summary:
     unchanged: int = 0
 
     def __str__(self) -> str:
-        return (f"created {len(self.created)}, updated {len(self.updated)}, "
-                f"deleted {len(self.deleted)}, unchanged {self.unchanged}")
+        return (
+            f"created {len(self.created)}, updated {len(self.updated)}, "
+            f"deleted {len(self.deleted)}, unchanged {self.unchanged}"
+        )
 
 
 def load_document(text: str) -> dict[str, Any]:
@@ -282,8 +284,9 @@ class Importer:
         named = dict.fromkeys([*entry.models, *entry.prices])
         rows: list[ProviderModel] = []
         for model_name in named:
-            row = catalog.get(model_name) or ProviderModel(provider=obj, name=model_name,
-                                                            source=ProviderModel.Source.CONFIG)
+            row = catalog.get(model_name) or ProviderModel(
+                provider=obj, name=model_name, source=ProviderModel.Source.CONFIG
+            )
             if model_name in entry.prices:
                 changes = self.assign(row, entry.prices[model_name], PRICE_KEYS)
             else:
@@ -361,8 +364,11 @@ class Importer:
             raise ConfigError(self.errors)
         summary = Summary()
         with transaction.atomic():
-            for kind, staged in (("provider", providers), ("route", routes),
-                                 *((section.kind, items) for section, items in extra)):
+            for kind, staged in (
+                ("provider", providers),
+                ("route", routes),
+                *((section.kind, items) for section, items in extra),
+            ):
                 for name, item in staged.items():
                     if not item.created and not item.changes:
                         summary.unchanged += 1
@@ -372,19 +378,23 @@ class Importer:
                         step()
                     action = "create" if item.created else "update"
                     (summary.created if item.created else summary.updated).append(f"{kind} {name}")
-                    AuditLog.objects.create(actor=self.actor, action=action, object_type=kind,
-                                            object_name=name, changes=item.changes)
+                    AuditLog.objects.create(
+                        actor=self.actor, action=action, object_type=kind, object_name=name, changes=item.changes
+                    )
             if self.prune:
                 # Providers go last: the other sections' rows refer to them.
                 pruned: list[tuple[str, type[Any], dict[str, Staged]]] = [
-                    ("route", Route, routes), *((section.kind, section.model, items) for section, items in extra),
-                    ("provider", Provider, providers)]
+                    ("route", Route, routes),
+                    *((section.kind, section.model, items) for section, items in extra),
+                    ("provider", Provider, providers),
+                ]
                 for kind, model, staged in pruned:
                     for obj in model.objects.exclude(name__in=list(staged)):
                         obj.delete()
                         summary.deleted.append(f"{kind} {obj.name}")
-                        AuditLog.objects.create(actor=self.actor, action="delete", object_type=kind,
-                                                object_name=obj.name)
+                        AuditLog.objects.create(
+                            actor=self.actor, action="delete", object_type=kind, object_name=obj.name
+                        )
         return summary
 
 

@@ -105,6 +105,7 @@ def columns(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> tuple[Key, 
 
 # -- providers ------------------------------------------------------------------------------
 
+
 class RetryConfig(ConfigEntry):
     max_attempts: WholeNumber = stored(Provider, "retry_max_attempts")
     base_delay_s: Number = stored(Provider, "retry_base_delay_s")
@@ -183,6 +184,7 @@ class ProviderConfig(ConfigEntry):
 
 # -- routes ---------------------------------------------------------------------------------
 
+
 class TargetConfig(ConfigEntry):
     provider: Name
     model: str = stored(RouteTarget, "model")
@@ -212,8 +214,9 @@ class RouteConfig(ConfigEntry):
     enabled: bool = stored(Route, "enabled")
     description: str = stored(Route, "description")
     cache: RouteCacheConfig = Field(default_factory=RouteCacheConfig)
-    targets: list[Target] = Field(min_length=1, description='The chain, in order: {provider, model, weight} '
-                                                           'or "provider/model".')
+    targets: list[Target] = Field(
+        min_length=1, description='The chain, in order: {provider, model, weight} or "provider/model".'
+    )
 
 
 PROVIDER_KEYS = columns(ProviderConfig)

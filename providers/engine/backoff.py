@@ -27,9 +27,7 @@ def jittered_at_least(seconds: float, jitter: float, rng: random.Random) -> floa
     return seconds * rng.uniform(1.0, 1.0 + jitter)
 
 
-def break_duration(
-    opened_count: int, base: float, cap: float, jitter: float, rng: random.Random
-) -> float:
+def break_duration(opened_count: int, base: float, cap: float, jitter: float, rng: random.Random) -> float:
     """How long a breaker stays open on its `opened_count`-th consecutive opening (§3):
     min(cap, base x 2^(k-1)) x U(1, 1 + jitter)."""
     k = max(1, opened_count)

@@ -41,13 +41,18 @@ from .store import (
 )
 from .window import WindowCounts
 
-LEGAL_EDGES = frozenset({
-    (CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED), (HALF_OPEN, OPEN),
-    (FORCED_OPEN, HALF_OPEN),
-    # operator actions: force open and reset from anywhere, modes from anywhere
-    *((s, FORCED_OPEN) for s in (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN)),
-    *((s, CLOSED) for s in (OPEN, HALF_OPEN, FORCED_OPEN)),
-})
+LEGAL_EDGES = frozenset(
+    {
+        (CLOSED, OPEN),
+        (OPEN, HALF_OPEN),
+        (HALF_OPEN, CLOSED),
+        (HALF_OPEN, OPEN),
+        (FORCED_OPEN, HALF_OPEN),
+        # operator actions: force open and reset from anywhere, modes from anywhere
+        *((s, FORCED_OPEN) for s in (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN)),
+        *((s, CLOSED) for s in (OPEN, HALF_OPEN, FORCED_OPEN)),
+    }
+)
 
 _FAILURES = frozenset({Outcome.FAILURE, Outcome.DEADLINE, Outcome.STREAM_ABORTED})
 
@@ -192,8 +197,14 @@ class CircuitBreaker:
             if st.mode != NORMAL:
                 return st
             if st.state in (OPEN, FORCED_OPEN) and st.open_until is not None and now >= st.open_until:
-                new = replace(st, state=HALF_OPEN, generation=st.generation + 1, open_until=None,
-                              since=now, reason="break_elapsed")
+                new = replace(
+                    st,
+                    state=HALF_OPEN,
+                    generation=st.generation + 1,
+                    open_until=None,
+                    since=now,
+                    reason="break_elapsed",
+                )
             elif st.state == HALF_OPEN and now >= st.since + self.max_half_open_s:
                 new = self._opened(st, now, "half_open_timeout", st.opened_count + 1, st.cause)
             else:
@@ -238,16 +249,23 @@ class CircuitBreaker:
                 await self._probe_result(st, now, failure, slow)
             return
         counts = await self.store.add_outcome(
-            self.key, now, failure=failure, slow=slow, window_s=self.window_s,
-            buckets=self.policy.buckets, consecutive=current, policy=self.policy,
+            self.key,
+            now,
+            failure=failure,
+            slow=slow,
+            window_s=self.window_s,
+            buckets=self.policy.buckets,
+            consecutive=current,
+            policy=self.policy,
         )
         if not current or (st.state != CLOSED and st.mode == NORMAL):
             return  # stale, or arriving while open: statistics only
         reason = self._trip_reason(counts)
         if st.mode == METRICS_ONLY:
             if reason is not None and not self._threshold_exceeded and self.emitter:
-                self.emitter.emit(ThresholdExceeded(self.clock.time(), self.key, reason,
-                                                    counts.calls, counts.failures, counts.slow))
+                self.emitter.emit(
+                    ThresholdExceeded(self.clock.time(), self.key, reason, counts.calls, counts.failures, counts.slow)
+                )
             self._threshold_exceeded = reason is not None
             return
         if reason is not None:
@@ -257,8 +275,14 @@ class CircuitBreaker:
 
     async def _count(self, now: float, failure: bool, slow: bool, consecutive: bool) -> WindowCounts:
         return await self.store.add_outcome(
-            self.key, now, failure=failure, slow=slow, window_s=self.window_s,
-            buckets=self.policy.buckets, consecutive=consecutive, policy=self.policy,
+            self.key,
+            now,
+            failure=failure,
+            slow=slow,
+            window_s=self.window_s,
+            buckets=self.policy.buckets,
+            consecutive=consecutive,
+            policy=self.policy,
         )
 
     def _trip_reason(self, c: WindowCounts) -> str | None:
@@ -271,16 +295,25 @@ class CircuitBreaker:
         if failures >= self._need_fail:
             await self._transition(st, self._opened(st, now, "probe_failed", st.opened_count + 1, st.cause), now)
         elif successes >= self._need_ok:
-            new = replace(st, state=CLOSED, generation=st.generation + 1, open_until=None, since=now,
-                          reason="probe_ok", cause="")
+            new = replace(
+                st, state=CLOSED, generation=st.generation + 1, open_until=None, since=now, reason="probe_ok", cause=""
+            )
             if await self._transition(st, new, now):
                 await self.store.clear_counts(self.key)
 
     def _opened(self, st: BreakerState, now: float, reason: str, k: int, cause: str) -> BreakerState:
         p = self.policy
         duration = break_duration(k, p.break_s, p.max_break_s, p.jitter, self.rng)
-        return replace(st, state=OPEN, generation=st.generation + 1, open_until=now + duration,
-                       opened_count=k, reason=reason, since=now, cause=cause)
+        return replace(
+            st,
+            state=OPEN,
+            generation=st.generation + 1,
+            open_until=now + duration,
+            opened_count=k,
+            reason=reason,
+            since=now,
+            cause=cause,
+        )
 
     async def _transition(self, old: BreakerState, new: BreakerState, now: float) -> bool:
         if not await self.store.compare_and_set(self.key, old, new):
@@ -290,8 +323,9 @@ class CircuitBreaker:
             old_name = old.mode if old.mode != NORMAL else old.state
             new_name = new.mode if new.mode != NORMAL else new.state
             until = wall + (new.open_until - now) if new.open_until is not None else None
-            self.emitter.emit(BreakerStateChanged(wall, self.key, old_name, new_name, new.reason,
-                                                  new.generation, until))
+            self.emitter.emit(
+                BreakerStateChanged(wall, self.key, old_name, new_name, new.reason, new.generation, until)
+            )
         return True
 
     # operator actions ----------------------------------------------------------------------
@@ -305,8 +339,16 @@ class CircuitBreaker:
                 if await self.store.compare_and_set(self.key, st, new):
                     break
                 continue
-            new = replace(st, state=CLOSED, generation=st.generation + 1, open_until=None,
-                          opened_count=0, since=now, reason="manual_reset", cause="")
+            new = replace(
+                st,
+                state=CLOSED,
+                generation=st.generation + 1,
+                open_until=None,
+                opened_count=0,
+                since=now,
+                reason="manual_reset",
+                cause="",
+            )
             if await self._transition(st, new, now):
                 break
         self._threshold_exceeded = False
@@ -318,8 +360,15 @@ class CircuitBreaker:
             st = self.store.state(self.key)
             now = self.clock.monotonic()
             until = now + seconds if seconds is not None else None
-            new = replace(st, state=FORCED_OPEN, generation=st.generation + 1, open_until=until,
-                          since=now, reason="forced_open", mode=NORMAL)
+            new = replace(
+                st,
+                state=FORCED_OPEN,
+                generation=st.generation + 1,
+                open_until=until,
+                since=now,
+                reason="forced_open",
+                mode=NORMAL,
+            )
             if await self._transition(st, new, now):
                 return
 
@@ -333,8 +382,16 @@ class CircuitBreaker:
             if st.mode == mode:
                 return
             now = self.clock.monotonic()
-            new = replace(st, state=CLOSED, generation=st.generation + 1, open_until=None,
-                          since=now, reason=f"mode_{mode}", mode=mode, cause="")
+            new = replace(
+                st,
+                state=CLOSED,
+                generation=st.generation + 1,
+                open_until=None,
+                since=now,
+                reason=f"mode_{mode}",
+                mode=mode,
+                cause="",
+            )
             if await self._transition(st, new, now):
                 break
         self._threshold_exceeded = False
@@ -364,12 +421,21 @@ class BreakerSnapshot:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "key": self.key, "state": self.state, "generation": self.generation,
-            "open_until": self.open_until, "opened_count": self.opened_count, "reason": self.reason,
-            "calls": self.calls, "failures": self.failures, "slow": self.slow,
-            "success_rate": self.success_rate, "consecutive_failures": self.consecutive_failures,
-            "p50_ms": self.p50_ms, "p95_ms": self.p95_ms,
+            "key": self.key,
+            "state": self.state,
+            "generation": self.generation,
+            "open_until": self.open_until,
+            "opened_count": self.opened_count,
+            "reason": self.reason,
+            "calls": self.calls,
+            "failures": self.failures,
+            "slow": self.slow,
+            "success_rate": self.success_rate,
+            "consecutive_failures": self.consecutive_failures,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
             "cooldowns": [{"credential": c, "kind": k, "until": u} for c, k, u in self.cooldowns],
-            "scoped_cooldowns": [{"credential": c, "kind": k, "until": u, "scope": sc}
-                                 for c, k, u, sc in self.scoped_cooldowns],
+            "scoped_cooldowns": [
+                {"credential": c, "kind": k, "until": u, "scope": sc} for c, k, u, sc in self.scoped_cooldowns
+            ],
         }

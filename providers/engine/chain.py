@@ -49,8 +49,22 @@ Admitted = tuple[str | None, "Permit", int, "KeyState"]  # credential, permit, b
 class FallbackChain:
     """The state of one `Engine.execute` call. Created per request, never shared."""
 
-    __slots__ = ("attempts", "call", "comeback", "deadline", "deadline_hit", "engine", "last_error",
-                 "order", "race_won", "route", "sent", "skip_error", "streaming", "tries")
+    __slots__ = (
+        "attempts",
+        "call",
+        "comeback",
+        "deadline",
+        "deadline_hit",
+        "engine",
+        "last_error",
+        "order",
+        "race_won",
+        "route",
+        "sent",
+        "skip_error",
+        "streaming",
+        "tries",
+    )
 
     def __init__(
         self,
@@ -125,15 +139,17 @@ class FallbackChain:
         if outcome is Outcome.CREDENTIAL_REJECTED:
             return await self._credential_rejected(index, target, sent)
         if outcome is Outcome.TARGET_MISCONFIGURED:
-            await self.engine.cooldowns.start(target, None, MODEL_MISSING, target.retry.model_missing_ttl_s,
-                                              sent.classification.reason)
+            await self.engine.cooldowns.start(
+                target, None, MODEL_MISSING, target.retry.model_missing_ttl_s, sent.classification.reason
+            )
             return False
         hint = self._retry_after(sent)
         if outcome is Outcome.RATE_LIMITED:
             return await self._rate_limited(index, target, sent, hint)
         if outcome is Outcome.EXHAUSTED:
-            return await self._cool_key(target, sent, EXHAUSTED,
-                                        hint if hint is not None else target.retry.exhausted_cooldown_s)
+            return await self._cool_key(
+                target, sent, EXHAUSTED, hint if hint is not None else target.retry.exhausted_cooldown_s
+            )
         return await self._failed(index, target, sent, hint)
 
     async def _cool_key(self, target: TargetSpec, sent: Sent, kind: str, seconds: float | None) -> bool:
@@ -199,9 +215,12 @@ class FallbackChain:
             # Rate-limit reset headers (OpenAI sends them with every answer) say when a request
             # window reopens: news for a 429 alone. A failing server is waited for only when
             # it says so (Retry-After), else the backoff applies.
-            return parse_retry_after({k.lower(): v for k, v in error.headers.items()},
-                                     self.engine.clock.time(), max_s=retry.discard_retry_after_s,
-                                     explicit_only=sent.classification.outcome is not Outcome.RATE_LIMITED)
+            return parse_retry_after(
+                {k.lower(): v for k, v in error.headers.items()},
+                self.engine.clock.time(),
+                max_s=retry.discard_retry_after_s,
+                explicit_only=sent.classification.outcome is not Outcome.RATE_LIMITED,
+            )
         hint = sent.classification.retry_after
         return hint if hint is not None and hint <= retry.discard_retry_after_s else None
 
@@ -266,9 +285,7 @@ class FallbackChain:
             self._comes_back_in(cooldowns.ends_in(target, now))
         return credential, reason
 
-    def _static_refusal(
-        self, target: TargetSpec, ks: KeyState, now: float, hedge: bool, extra: bool
-    ) -> str | None:
+    def _static_refusal(self, target: TargetSpec, ks: KeyState, now: float, hedge: bool, extra: bool) -> str | None:
         """Why not to call a target whose breaker and credentials allow it, judged without
         taking anything: hedging, bulkhead room, time left, retry budget, throttling."""
         if hedge and ks.breaker.state() == "half_open":
@@ -312,15 +329,22 @@ class FallbackChain:
                 self.skip_error = CircuitOpen(target.breaker_key, max(wait, 0.001), st.state)
             if st.state != "forced_open" or st.open_until is not None:  # a forced open waits for a person
                 self._comes_back_in(wait)
-        self.attempts.append(AttemptRecord(
-            target.provider, target.model, None, None, None, 0.0, skipped=reason, reason=reason,
-            error=detail,
-        ))
+        self.attempts.append(
+            AttemptRecord(
+                target.provider,
+                target.model,
+                None,
+                None,
+                None,
+                0.0,
+                skipped=reason,
+                reason=reason,
+                error=detail,
+            )
+        )
 
     # sending -------------------------------------------------------------------------------
-    async def send(
-        self, index: int, target: TargetSpec, admitted: Admitted, *, hedge: bool = False
-    ) -> Sent:
+    async def send(self, index: int, target: TargetSpec, admitted: Admitted, *, hedge: bool = False) -> Sent:
         """Send one attempt and do all its bookkeeping. Raises only CancelledError."""
         engine = self.engine
         credential, permit, lease, ks = admitted
@@ -366,16 +390,23 @@ class FallbackChain:
             ks.bulkhead.release(lease)
             await breaker.release(permit)
             assert sent.error is not None
-            detail = (sent.error.message if isinstance(sent.error, UpstreamError)
-                      else _invalid_message(target, sent.error))
+            detail = (
+                sent.error.message if isinstance(sent.error, UpstreamError) else _invalid_message(target, sent.error)
+            )
             self._skip(target, sent.skipped, detail)
             return sent
         end = clock.monotonic()
         if isinstance(sent.error, UpstreamError):
             # A refused key, or a model the route chose that is not there: neither is the
             # caller's answer (product.md "Who is at fault").
-            sent.classification = at_fault(sent.classification, sent.status, sent.error.body, sent.error.message,
-                                           target.model, caller_named=target.caller_named)
+            sent.classification = at_fault(
+                sent.classification,
+                sent.status,
+                sent.error.body,
+                sent.error.message,
+                target.model,
+                caller_named=target.caller_named,
+            )
         sent.duration = duration = end - start
         if sent.ok:
             engine.record_latency(target, duration)
@@ -414,25 +445,35 @@ class FallbackChain:
         if self.sent == 0 and self.attempts and all(a.skipped == "unsupported" for a in self.attempts):
             # No target can take this request: the caller's to change, and it is told why.
             why = "; ".join(f"{a.provider}/{a.model}: {a.error}" for a in self.attempts)
-            return CallerError.unsupported(f"no target of this route can take the request ({why})",
-                                           self.attempts)
-        names = "; ".join(
-            f"{a.provider}: {'skipped ' + a.skipped if a.skipped else a.reason}" for a in self.attempts
-        ) or "no targets"
+            return CallerError.unsupported(f"no target of this route can take the request ({why})", self.attempts)
+        names = (
+            "; ".join(f"{a.provider}: {'skipped ' + a.skipped if a.skipped else a.reason}" for a in self.attempts)
+            or "no targets"
+        )
         last = self.last_error or self.skip_error
         all_skipped = self.sent == 0
         left = self.deadline - self.engine.clock.monotonic()
         if self.deadline_hit or left <= MARGIN_S:
-            return DeadlineExceeded(f"deadline left no time for another attempt ({names})",
-                                    self.attempts, last_error=last, all_skipped=all_skipped)
-        return AllTargetsFailed(f"every target failed ({names})", self.attempts,
-                                last_error=last, all_skipped=all_skipped,
-                                retry_after=self.comeback if all_skipped else None)
+            return DeadlineExceeded(
+                f"deadline left no time for another attempt ({names})",
+                self.attempts,
+                last_error=last,
+                all_skipped=all_skipped,
+            )
+        return AllTargetsFailed(
+            f"every target failed ({names})",
+            self.attempts,
+            last_error=last,
+            all_skipped=all_skipped,
+            retry_after=self.comeback if all_skipped else None,
+        )
 
 
 def _invalid_message(target: TargetSpec, error: BaseException) -> str:
     """The caller's 400 for a request our translation could not build: the exception's kind
     and text, never a traceback."""
     text = str(error)[:300]
-    return (f"the request could not be translated for {target.provider}/{target.model}: "
-            f"{type(error).__name__}{': ' + text if text else ''}")
+    return (
+        f"the request could not be translated for {target.provider}/{target.model}: "
+        f"{type(error).__name__}{': ' + text if text else ''}"
+    )

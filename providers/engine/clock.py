@@ -121,15 +121,13 @@ class _VirtualSelector(selectors.BaseSelector):
         return []
 
     # Everything but `select` is the real selector's.
-    def register(self, fileobj: FileDescriptorLike, events: int,
-                 data: Any = None) -> selectors.SelectorKey:
+    def register(self, fileobj: FileDescriptorLike, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._selector.register(fileobj, events, data)
 
     def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
         return self._selector.unregister(fileobj)
 
-    def modify(self, fileobj: FileDescriptorLike, events: int,
-               data: Any = None) -> selectors.SelectorKey:
+    def modify(self, fileobj: FileDescriptorLike, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._selector.modify(fileobj, events, data)
 
     def get_key(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:

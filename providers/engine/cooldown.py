@@ -35,8 +35,12 @@ ScopedCooldownRow = tuple[str | None, str, float | None, str]
 
 # The skip reason for a target whose every credential is set aside, most hopeful first: a
 # rate limit ends by itself, the others need a reset, a new key or a pulled model.
-_SKIP_ORDER = ((RATE_LIMITED, "cooldown"), (EXHAUSTED, "exhausted"), (REJECTED, "rejected"),
-               (MODEL_MISSING, "model_missing"))
+_SKIP_ORDER = (
+    (RATE_LIMITED, "cooldown"),
+    (EXHAUSTED, "exhausted"),
+    (REJECTED, "rejected"),
+    (MODEL_MISSING, "model_missing"),
+)
 
 
 class Cooldowns:
@@ -118,10 +122,19 @@ class Cooldowns:
         started = await self.store.set_cooldown(key, Cooldown(credential, kind, until, reason, scope, version))
         if started and self.emitter:
             wall = self.clock.time()
-            self.emitter.emit(CooldownStarted(
-                wall, key, credential, kind, wall + seconds if seconds is not None else None, reason,
-                scope=scope, provider=target.provider, model=target.model,
-            ))
+            self.emitter.emit(
+                CooldownStarted(
+                    wall,
+                    key,
+                    credential,
+                    kind,
+                    wall + seconds if seconds is not None else None,
+                    reason,
+                    scope=scope,
+                    provider=target.provider,
+                    model=target.model,
+                )
+            )
         return started
 
     async def forget_stale(self, target: TargetSpec, credential: str | None) -> None:

@@ -102,8 +102,13 @@ class Engine:
                 order = list(targets)
             else:
                 order = order_targets(
-                    route.strategy, targets, scores=self._scores, latency=self.latency, turn=turn,
-                    rng=self.rng, preferred_provider=preferred_provider,
+                    route.strategy,
+                    targets,
+                    scores=self._scores,
+                    latency=self.latency,
+                    turn=turn,
+                    rng=self.rng,
+                    preferred_provider=preferred_provider,
                 )
             return await FallbackChain(self, route, order, call, deadline, streaming).run()
         finally:
@@ -150,9 +155,16 @@ class Engine:
         p50 = self.latency.percentile(key, 0.5)
         p95 = self.latency.percentile(key, 0.95)
         return BreakerSnapshot(
-            key=key, state=state, generation=st.generation, open_until=open_until,
-            opened_count=breaker.opened_count(now), reason=st.reason, calls=counts.calls,
-            failures=counts.failures, slow=counts.slow, success_rate=counts.success_rate,
+            key=key,
+            state=state,
+            generation=st.generation,
+            open_until=open_until,
+            opened_count=breaker.opened_count(now),
+            reason=st.reason,
+            calls=counts.calls,
+            failures=counts.failures,
+            slow=counts.slow,
+            success_rate=counts.success_rate,
             consecutive_failures=counts.consecutive_failures,
             p50_ms=p50 * 1000 if p50 is not None else None,
             p95_ms=p95 * 1000 if p95 is not None else None,
@@ -185,16 +197,14 @@ class Engine:
         await self.breaker(key).force_open(seconds)
 
     async def set_mode(self, key: str, mode: str) -> None:
-        """"normal", "disabled" or "metrics_only" (see `CircuitBreaker.set_mode`)."""
+        """ "normal", "disabled" or "metrics_only" (see `CircuitBreaker.set_mode`)."""
         await self.breaker(key).set_mode(mode)
 
     async def refresh(self, key: str) -> str:
         """Apply due lazy transitions (open -> half-open, half-open timeout) now."""
         return await self.breaker(key).refresh()
 
-    async def record(
-        self, key: str, outcome: Outcome, duration_s: float, policy: BreakerPolicy | None = None
-    ) -> None:
+    async def record(self, key: str, outcome: Outcome, duration_s: float, policy: BreakerPolicy | None = None) -> None:
         """Count an outcome observed outside a chain (the monitor's probes).
 
         It feeds the same window as live calls. While CLOSED it can trip the breaker like any
@@ -252,15 +262,23 @@ class Engine:
 
     def announce(self, record: AttemptRecord, target: TargetSpec, slow: bool) -> None:
         if self.emitter and record.outcome is not None:
-            self.emitter.emit(AttemptFinished(
-                self.clock.time(), target.breaker_key, record.provider, record.model,
-                record.credential, record.outcome, record.status, record.duration_ms, slow,
-                record.hedge, record.reason,
-            ))
+            self.emitter.emit(
+                AttemptFinished(
+                    self.clock.time(),
+                    target.breaker_key,
+                    record.provider,
+                    record.model,
+                    record.credential,
+                    record.outcome,
+                    record.status,
+                    record.duration_ms,
+                    slow,
+                    record.hedge,
+                    record.reason,
+                )
+            )
 
-    def stream_finisher(
-        self, chain: FallbackChain, target: TargetSpec, sent: Sent, permit: Permit, lease: int
-    ) -> Any:
+    def stream_finisher(self, chain: FallbackChain, target: TargetSpec, sent: Sent, permit: Permit, lease: int) -> Any:
         """The `finish(error)` of a streaming result: records the stream's real outcome."""
         state = self.state_for(target)
         breaker, bulkhead = state.breaker, state.bulkhead

@@ -117,19 +117,18 @@ class UnsupportedRequest(UpstreamError):
     the caller get a 400 (`CallerError`) that says why, per target.
     """
 
-    def __init__(self, message: str, *, reason: str = "unsupported", status: int = 400,
-                 body: bytes = b"") -> None:
+    def __init__(self, message: str, *, reason: str = "unsupported", status: int = 400, body: bytes = b"") -> None:
         if not body:
             body = _error_body(message, reason)
-        super().__init__(Classification(Outcome.CALLER_ERROR, reason), status=status, message=message,
-                         body=body)
+        super().__init__(Classification(Outcome.CALLER_ERROR, reason), status=status, message=message, body=body)
 
 
 def _error_body(message: str, code: str) -> bytes:
     import json
 
-    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                 "code": code}}).encode()
+    return json.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+    ).encode()
 
 
 class CircuitOpen(EngineError):
@@ -166,14 +165,28 @@ class CallerError(EngineError):
     @classmethod
     def invalid(cls, message: str, attempts: Sequence[Any]) -> CallerError:
         """A request our translation for a target could not build: a 400 `invalid_request`."""
-        return cls(UpstreamError(Classification(Outcome.CALLER_ERROR, "invalid_request"), status=400,
-                                 message=message, body=_error_body(message, "invalid_request")), attempts)
+        return cls(
+            UpstreamError(
+                Classification(Outcome.CALLER_ERROR, "invalid_request"),
+                status=400,
+                message=message,
+                body=_error_body(message, "invalid_request"),
+            ),
+            attempts,
+        )
 
     @classmethod
     def unsupported(cls, message: str, attempts: Sequence[Any]) -> CallerError:
         """No target can take the request: a 400 `unsupported`, saying why per target."""
-        return cls(UpstreamError(Classification(Outcome.CALLER_ERROR, "unsupported"), status=400,
-                                 message=message, body=_error_body(message, "unsupported")), attempts)
+        return cls(
+            UpstreamError(
+                Classification(Outcome.CALLER_ERROR, "unsupported"),
+                status=400,
+                message=message,
+                body=_error_body(message, "unsupported"),
+            ),
+            attempts,
+        )
 
 
 class StreamDeadline(EngineError):

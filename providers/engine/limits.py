@@ -102,16 +102,35 @@ class LimitStore(Protocol):
         """(requests, tokens) in the sliding minute, as this process last knew them."""
         ...
 
-    async def admit_key(self, key: str, *, rpm: int | None, tpm: int | None, budget: int | None, period: str,
-                        expires_in_s: float, ledger: KeyLedger, when_down: str = "open") -> KeyVerdict:
+    async def admit_key(
+        self,
+        key: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        budget: int | None,
+        period: str,
+        expires_in_s: float,
+        ledger: KeyLedger,
+        when_down: str = "open",
+    ) -> KeyVerdict:
         """Whether an API key's request may start: its spend in `period` below `budget`
         (nano-units), one more request and the minute's tokens within `rpm` and `tpm`; the
         request is counted when allowed. `expires_in_s`: how long the period's count must be
         kept. `when_down` "closed": refuse (reason "unavailable") while a shared store is away."""
         ...
 
-    async def settle_key(self, key: str, *, tokens: int, spend: int, budget: int | None, period: str,
-                         expires_in_s: float, ledger: KeyLedger) -> int | None:
+    async def settle_key(
+        self,
+        key: str,
+        *,
+        tokens: int,
+        spend: int,
+        budget: int | None,
+        period: str,
+        expires_in_s: float,
+        ledger: KeyLedger,
+    ) -> int | None:
         """Count a finished request's tokens in the minute and its `spend` in `period`; tells
         `ledger` of the budget thresholds it crossed. The period's spend after it, if counted."""
         ...
@@ -163,8 +182,18 @@ class LocalLimits:
 
     # -- API keys ---------------------------------------------------------------------------
 
-    async def admit_key(self, key: str, *, rpm: int | None, tpm: int | None, budget: int | None, period: str,
-                        expires_in_s: float, ledger: KeyLedger, when_down: str = "open") -> KeyVerdict:
+    async def admit_key(
+        self,
+        key: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        budget: int | None,
+        period: str,
+        expires_in_s: float,
+        ledger: KeyLedger,
+        when_down: str = "open",
+    ) -> KeyVerdict:
         spend = None
         if budget is not None:
             spend = int((await self._spend_book(key, period, expires_in_s, ledger))[0])
@@ -180,8 +209,18 @@ class LocalLimits:
             current[0] += 1
         return KeyVerdict(True, spend=spend)
 
-    async def settle_key(self, key: str, *, tokens: int, spend: int, budget: int | None, period: str,
-                         expires_in_s: float, ledger: KeyLedger, alert: bool = True) -> int | None:
+    async def settle_key(
+        self,
+        key: str,
+        *,
+        tokens: int,
+        spend: int,
+        budget: int | None,
+        period: str,
+        expires_in_s: float,
+        ledger: KeyLedger,
+        alert: bool = True,
+    ) -> int | None:
         """`alert` False: count without telling crossings (a Redis store's fallback: the shared
         count tells them when the spend is pushed)."""
         if tokens > 0:
@@ -286,8 +325,14 @@ def _text(value: Any) -> str:
 class RedisLimits:
     """Counts shared through Redis; local counting while Redis is unreachable."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "gw:limit:", op_timeout_s: float = 0.05,
-                 retry_after_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        prefix: str = "gw:limit:",
+        op_timeout_s: float = 0.05,
+        retry_after_s: float = 5.0,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.op_timeout_s = op_timeout_s
@@ -300,8 +345,9 @@ class RedisLimits:
         self._sent: dict[tuple[str, str], _Sent] = {}  # (key, period) -> what this worker counted
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "gw:limit:", op_timeout_s: float = 0.05,
-                 retry_after_s: float = 5.0) -> RedisLimits:
+    def from_url(
+        cls, url: str, *, prefix: str = "gw:limit:", op_timeout_s: float = 0.05, retry_after_s: float = 5.0
+    ) -> RedisLimits:
         import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
@@ -317,8 +363,11 @@ class RedisLimits:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("request limits: Redis did not answer (%s); counting locally for %.0f s",
-                        type(exc).__name__, self.retry_after_s)
+            log.warning(
+                "request limits: Redis did not answer (%s); counting locally for %.0f s",
+                type(exc).__name__,
+                self.retry_after_s,
+            )
             self._down_until = time.monotonic() + self.retry_after_s
             return None
 
@@ -358,8 +407,9 @@ class RedisLimits:
 
     async def _seed(self, name: str, key: str, period: str, expires_in_s: float, ledger: KeyLedger) -> bool:
         spend = await ledger.seed(key, period)
-        created = await self._call(self._key_scripts["seed"], [name],
-                                   [spend, max(60, math.ceil(expires_in_s)), secrets.token_hex(8)])
+        created = await self._call(
+            self._key_scripts["seed"], [name], [spend, max(60, math.ceil(expires_in_s)), secrets.token_hex(8)]
+        )
         return created is not None
 
     def _seen(self, key: str, period: str, spend: Any, expires_in_s: float) -> int | None:
@@ -369,8 +419,18 @@ class RedisLimits:
         self.local.note_key_spend(key, period, value, expires_in_s)
         return value
 
-    async def admit_key(self, key: str, *, rpm: int | None, tpm: int | None, budget: int | None, period: str,
-                        expires_in_s: float, ledger: KeyLedger, when_down: str = "open") -> KeyVerdict:
+    async def admit_key(
+        self,
+        key: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        budget: int | None,
+        period: str,
+        expires_in_s: float,
+        ledger: KeyLedger,
+        when_down: str = "open",
+    ) -> KeyVerdict:
         names = self._names(key, period)
         args = [_limit(rpm), _limit(tpm), _limit(budget)]
         reply = await self._call(self._key_scripts["admit"], names, args)
@@ -380,8 +440,9 @@ class RedisLimits:
         if reply is None:
             if when_down == "closed":
                 return KeyVerdict(False, "unavailable", max(1.0, self._down_until - time.monotonic()))
-            return await self.local.admit_key(key, rpm=rpm, tpm=tpm, budget=budget, period=period,
-                                              expires_in_s=expires_in_s, ledger=ledger)
+            return await self.local.admit_key(
+                key, rpm=rpm, tpm=tpm, budget=budget, period=period, expires_in_s=expires_in_s, ledger=ledger
+            )
         if int(reply[0]) == 1:
             return KeyVerdict(True, spend=self._seen(key, period, reply[1], expires_in_s))
         reason = _text(reply[1])
@@ -391,8 +452,17 @@ class RedisLimits:
         assert limit is not None
         return KeyVerdict(False, reason, wait_s(float(reply[2]), float(reply[3]), float(reply[4]), limit))
 
-    async def settle_key(self, key: str, *, tokens: int, spend: int, budget: int | None, period: str,
-                         expires_in_s: float, ledger: KeyLedger) -> int | None:
+    async def settle_key(
+        self,
+        key: str,
+        *,
+        tokens: int,
+        spend: int,
+        budget: int | None,
+        period: str,
+        expires_in_s: float,
+        ledger: KeyLedger,
+    ) -> int | None:
         """Not to be called concurrently for one store (providers/keys.py settles one request
         at a time): a rebuilt hash restarts this worker's total from the request in hand."""
         await self.resend_keys(ledger)
@@ -403,18 +473,28 @@ class RedisLimits:
         sent.budget, sent.counted = budget, sent.counted + spend
         after = await self._send(key, period, sent, spend, tokens, ledger)
         if after is None:  # Redis away: counted here; sent again with the next settle
-            return await self.local.settle_key(key, tokens=tokens, spend=spend, budget=budget, period=period,
-                                               expires_in_s=expires_in_s, ledger=ledger, alert=False)
+            return await self.local.settle_key(
+                key,
+                tokens=tokens,
+                spend=spend,
+                budget=budget,
+                period=period,
+                expires_in_s=expires_in_s,
+                ledger=ledger,
+                alert=False,
+            )
         return after
 
-    async def _send(self, key: str, period: str, sent: _Sent, spend: int, tokens: int,
-                    ledger: KeyLedger) -> int | None:
+    async def _send(self, key: str, period: str, sent: _Sent, spend: int, tokens: int, ledger: KeyLedger) -> int | None:
         """Send this worker's total on the key's hash; the spend after it, or None (Redis away)."""
         names = self._names(key, period)
         for _ in range(3):
             total = sent.counted
-            reply = await self._call(self._key_scripts["settle"], names, [
-                tokens, total, _limit(sent.budget), sent.epoch or "", self.worker, *KEY_THRESHOLDS])
+            reply = await self._call(
+                self._key_scripts["settle"],
+                names,
+                [tokens, total, _limit(sent.budget), sent.epoch or "", self.worker, *KEY_THRESHOLDS],
+            )
             if reply is None:
                 return None
             status = int(reply[0])

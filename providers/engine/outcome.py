@@ -100,7 +100,10 @@ def _parse_instant(value: str, now: float) -> float | None:
 
 
 def parse_retry_after(
-    headers: Mapping[str, str], now: float | None = None, *, max_s: float | None = None,
+    headers: Mapping[str, str],
+    now: float | None = None,
+    *,
+    max_s: float | None = None,
     explicit_only: bool = False,
 ) -> float | None:
     """How long the server asked us to wait, in seconds, or None if it did not say.
@@ -232,18 +235,18 @@ def classify_http(
     if 400 <= status < 500:
         codes, message = _error_codes(body)
         lowered = message.lower()
-        if status == 402 or status == 456 or codes & EXHAUSTION_CODES or any(
-            m in lowered for m in _EXHAUSTION_MESSAGES
+        if (
+            status == 402
+            or status == 456
+            or codes & EXHAUSTION_CODES
+            or any(m in lowered for m in _EXHAUSTION_MESSAGES)
         ):
             reason = next(iter(sorted(codes & EXHAUSTION_CODES)), f"http_{status}")
             # An exhausted quota or spend cap comes back when the provider says so explicitly,
             # or when an operator resets it; a request-window reset header is not that.
-            return Classification(Outcome.EXHAUSTED, reason, parse_retry_after(headers, now, explicit_only=True),
-                                  False)
+            return Classification(Outcome.EXHAUSTED, reason, parse_retry_after(headers, now, explicit_only=True), False)
         if status == 429:
-            return Classification(
-                Outcome.RATE_LIMITED, "rate_limited", parse_retry_after(headers, now), hint
-            )
+            return Classification(Outcome.RATE_LIMITED, "rate_limited", parse_retry_after(headers, now), hint)
         if status == 408:
             return Classification(Outcome.FAILURE, "http_408", None, hint)
         return Classification(Outcome.CALLER_ERROR, f"http_{status}", None, False)
@@ -277,8 +280,9 @@ def model_missing(status: int | None, reason: str, body: Any, message: str, mode
     return "model" in text and bool(model) and model.lower() in text
 
 
-def at_fault(classification: Classification, status: int | None, body: Any, message: str, model: str,
-             *, caller_named: bool) -> Classification:
+def at_fault(
+    classification: Classification, status: int | None, body: Any, message: str, model: str, *, caller_named: bool
+) -> Classification:
     """What a caller error from a provider means inside a fallback chain (product.md "Who is
     at fault"): a 401/403 is our credential refused (CREDENTIAL_REJECTED); a 404 for a model
     the route chose is the route misconfigured (TARGET_MISCONFIGURED, "model_missing"). An

@@ -41,10 +41,18 @@ class Modality:
         owner = f"capability {self.name}"
         _require(self.attempt_timeout_s > 0, owner, "attempt_timeout_s", "must be positive")
         if self.first_byte_timeout_s is not None:
-            _require(0 < self.first_byte_timeout_s <= self.attempt_timeout_s, owner, "first_byte_timeout_s",
-                     "must be within (0, attempt_timeout_s]")
-        _require(0 < self.slow_call_s < self.attempt_timeout_s, owner, "slow_call_s",
-                 "must be below the attempt timeout (a slow call can still succeed)")
+            _require(
+                0 < self.first_byte_timeout_s <= self.attempt_timeout_s,
+                owner,
+                "first_byte_timeout_s",
+                "must be within (0, attempt_timeout_s]",
+            )
+        _require(
+            0 < self.slow_call_s < self.attempt_timeout_s,
+            owner,
+            "slow_call_s",
+            "must be below the attempt timeout (a slow call can still succeed)",
+        )
         _require(self.deadline_s >= self.attempt_timeout_s, owner, "deadline_s", "must be ≥ attempt_timeout_s")
         _require(self.probe_ttl_s > self.attempt_timeout_s, owner, "probe_ttl_s", "must be > attempt_timeout_s")
 
@@ -58,15 +66,16 @@ IMAGE = Modality("image", attempt_timeout_s=120.0, first_byte_timeout_s=None, sl
 # request (10 s); a video is composed like an image.
 CAPABILITY_DEFAULTS: dict[str, Modality] = {
     "chat": LLM,
-    "embeddings": Modality("embeddings", attempt_timeout_s=30.0, first_byte_timeout_s=None, slow_call_s=10.0,
-                           deadline_s=60.0),
+    "embeddings": Modality(
+        "embeddings", attempt_timeout_s=30.0, first_byte_timeout_s=None, slow_call_s=10.0, deadline_s=60.0
+    ),
     "tts": TTS,
     "stt": Modality("stt", attempt_timeout_s=60.0, first_byte_timeout_s=None, slow_call_s=30.0, deadline_s=120.0),
     "image": IMAGE,
-    "translation": Modality("translation", attempt_timeout_s=10.0, first_byte_timeout_s=None, slow_call_s=5.0,
-                            deadline_s=20.0),
-    "video": Modality("video", attempt_timeout_s=120.0, first_byte_timeout_s=None, slow_call_s=60.0,
-                      deadline_s=180.0),
+    "translation": Modality(
+        "translation", attempt_timeout_s=10.0, first_byte_timeout_s=None, slow_call_s=5.0, deadline_s=20.0
+    ),
+    "video": Modality("video", attempt_timeout_s=120.0, first_byte_timeout_s=None, slow_call_s=60.0, deadline_s=180.0),
 }
 
 
@@ -91,7 +100,9 @@ def first_byte_timeout_for(capability: str, timeout_s: float | None = None) -> f
 def breaker_timeout_for(capabilities: tuple[str, ...] | list[str], timeout_s: float | None = None) -> float:
     """The attempt timeout one provider's breaker is sized for: the longest of its
     capabilities', since its half-open reservation must outlast any attempt it admits."""
-    return max((attempt_timeout_for(c, timeout_s) for c in capabilities), default=attempt_timeout_for("chat", timeout_s))
+    return max(
+        (attempt_timeout_for(c, timeout_s) for c in capabilities), default=attempt_timeout_for("chat", timeout_s)
+    )
 
 
 def _require(ok: bool, owner: str, name: str, why: str) -> None:
@@ -127,7 +138,9 @@ class RetryPolicy:
         _require(self.max_retry_after_s >= 0, owner, "max_retry_after_s", "must not be negative")
         _require(
             self.discard_retry_after_s >= self.max_retry_after_s,
-            owner, "discard_retry_after_s", "must be ≥ max_retry_after_s",
+            owner,
+            "discard_retry_after_s",
+            "must be ≥ max_retry_after_s",
         )
         _require(self.retry_after_jitter >= 0, owner, "retry_after_jitter", "must not be negative")
         _require(self.default_cooldown_s > 0, owner, "default_cooldown_s", "must be positive")
@@ -195,11 +208,15 @@ class BreakerPolicy:
         p = self.resolve(attempt_timeout_s)
         assert p.window_s is not None and p.probe_ttl_s is not None and p.max_half_open_s is not None
         _require(
-            p.window_s >= 2 * attempt_timeout_s, owner, "window_s",
+            p.window_s >= 2 * attempt_timeout_s,
+            owner,
+            "window_s",
             f"{p.window_s:g}s must be ≥ 2 x attempt timeout ({2 * attempt_timeout_s:g}s)",
         )
         _require(
-            p.probe_ttl_s > attempt_timeout_s, owner, "probe_ttl_s",
+            p.probe_ttl_s > attempt_timeout_s,
+            owner,
+            "probe_ttl_s",
             f"{p.probe_ttl_s:g}s must be > attempt timeout ({attempt_timeout_s:g}s)",
         )
         _require(p.max_half_open_s >= p.probe_ttl_s, owner, "max_half_open_s", "must be ≥ probe_ttl_s")
@@ -282,10 +299,12 @@ class TargetSpec:
         breaker = kw.pop("breaker", None) or BreakerPolicy.for_modality(modality)
         kw.setdefault("capability", modality.name)
         return cls(
-            provider, model,
+            provider,
+            model,
             attempt_timeout_s=kw.pop("attempt_timeout_s", modality.attempt_timeout_s),
             first_byte_timeout_s=kw.pop("first_byte_timeout_s", modality.first_byte_timeout_s),
-            breaker=breaker, **kw,
+            breaker=breaker,
+            **kw,
         )
 
     @classmethod
@@ -324,15 +343,21 @@ class TargetSpec:
         if self.first_byte_timeout_s is not None:
             _require(
                 0 < self.first_byte_timeout_s <= self.attempt_timeout_s,
-                owner, "first_byte_timeout_s", "must be within (0, attempt_timeout_s]",
+                owner,
+                "first_byte_timeout_s",
+                "must be within (0, attempt_timeout_s]",
             )
         _require(self.weight >= 0 and math.isfinite(self.weight), owner, "weight", "must be ≥ 0")
         _require(self.max_concurrent >= 1, owner, "max_concurrent", "must be at least 1")
         if self.min_useful_s is not None:
             _require(self.min_useful_s >= 0, owner, "min_useful_s", "must not be negative")
         _require(len(set(self.credentials)) == len(self.credentials), owner, "credentials", "has duplicates")
-        _require(not self.credential_versions or len(self.credential_versions) == len(self.credentials),
-                 owner, "credential_versions", "must have one entry per credential")
+        _require(
+            not self.credential_versions or len(self.credential_versions) == len(self.credentials),
+            owner,
+            "credential_versions",
+            "must have one entry per credential",
+        )
         self.retry.validate()
         self.breaker.validate(self.attempt_timeout_s)
 
@@ -381,7 +406,9 @@ class RoutePolicy:
         for target in targets:
             target.validate()
             _require(
-                target.attempt_timeout_s <= self.deadline, owner, "deadline_s",
+                target.attempt_timeout_s <= self.deadline,
+                owner,
+                "deadline_s",
                 f"{self.deadline:g}s is shorter than {target.provider}'s attempt timeout "
                 f"({target.attempt_timeout_s:g}s)",
             )

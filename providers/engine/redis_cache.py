@@ -126,8 +126,11 @@ class SharedCache:
         """Another process's operator action (reset, force open, mode): apply it to our local
         layer too, so that it also holds while Redis is away."""
         st = self.entries[key].state
-        if (st is None or origin == self.reporter_id
-                or not (st.reason in OPERATOR_REASONS or st.reason.startswith("mode_"))):
+        if (
+            st is None
+            or origin == self.reporter_id
+            or not (st.reason in OPERATOR_REASONS or st.reason.startswith("mode_"))
+        ):
             return
         loc = self.local.state(key)
         await self.local.compare_and_set(key, loc, replace(st, generation=loc.generation + 1))
@@ -144,8 +147,9 @@ class SharedCache:
             field, value = pairs[i], json.loads(pairs[i + 1])
             credential, scope = _slot(field)
             until = self.link.time.local(value["u"]) if value["u"] != "" else None
-            book[credential, scope] = Cooldown(credential, value["k"], until, value.get("r", ""), scope,
-                                               value.get("v", ""))
+            book[credential, scope] = Cooldown(
+                credential, value["k"], until, value.get("r", ""), scope, value.get("v", "")
+            )
         entry.cooldowns, entry.cver = book, cver
 
     def set_probes(self, key: str, gen: int, live: list[Any]) -> None:
@@ -156,19 +160,18 @@ class SharedCache:
     async def refresh(self, keys: list[str], *, force: bool = False) -> None:
         """Re-read `keys` (state, cooldowns, live probes, pooled counts), 64 per round trip."""
         for i in range(0, len(keys), 64):
-            chunk = keys[i:i + 64]
+            chunk = keys[i : i + 64]
             args: list[Any] = []
             for key in chunk:
                 window = self.windows.get(key)
                 bucket_ms = f"{window[0] / window[1] * 1000:.3f}" if window else ""
                 args += [self.base_name(key), bucket_ms, window[1] if window else 0]
-            reply = await self.link.run("snapshot", [self.base_name(k) + ":s" for k in chunk], args,
-                                        at=0, caller=False)
+            reply = await self.link.run("snapshot", [self.base_name(k) + ":s" for k in chunk], args, at=0, caller=False)
             if reply is None:
                 return
             now = self.link.clock.monotonic()
             for j, key in enumerate(chunk):
-                fields, cooldowns, probes, counts = reply[1 + 4 * j:5 + 4 * j]
+                fields, cooldowns, probes, counts = reply[1 + 4 * j : 5 + 4 * j]
                 if self.apply_state(key, fields, force=force):
                     await self.mirror(key, fields[11])
                 self.apply_cooldowns(key, fields[10], _pairs(cooldowns), force=force)
@@ -253,8 +256,7 @@ class SharedCache:
                     link.subscribed.set()
                     self.resync()  # what changed before we listened
                     while True:
-                        msg = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=link.cache_ttl_s)
+                        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=link.cache_ttl_s)
                         if msg is not None and msg.get("type") == "message":
                             try:
                                 await self.on_message(msg["data"])

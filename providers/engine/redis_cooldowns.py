@@ -49,10 +49,21 @@ class SharedCooldowns:
         now = self.link.clock.monotonic()
         for_ms = "" if cooldown.until is None else f"{max(0.0, cooldown.until - now) * 1000:.3f}"
         base = cache.base_name(key)
-        reply = await self.link.run("cooldown", [base + ":c", base + ":s"], [
-            cooldown_field(cooldown.slot), cooldown.kind, for_ms, cooldown.reason, cache.channel, key,
-            cache.reporter_id, cooldown.version,
-        ], at=1)
+        reply = await self.link.run(
+            "cooldown",
+            [base + ":c", base + ":s"],
+            [
+                cooldown_field(cooldown.slot),
+                cooldown.kind,
+                for_ms,
+                cooldown.reason,
+                cache.channel,
+                key,
+                cache.reporter_id,
+                cooldown.version,
+            ],
+            at=1,
+        )
         if reply is None:
             return started
         cache.apply_cooldowns(key, reply[2], reply[3:])
@@ -62,8 +73,9 @@ class SharedCooldowns:
         await self.local.drop_cooldown(key, slot)
         cache = self.cache
         base = cache.base_name(key)
-        reply = await self.link.run("drop", [base + ":c", base + ":s"],
-                                    [cooldown_field(slot), cache.channel, key, cache.reporter_id], at=0)
+        reply = await self.link.run(
+            "drop", [base + ":c", base + ":s"], [cooldown_field(slot), cache.channel, key, cache.reporter_id], at=0
+        )
         if reply is not None:
             cache.apply_cooldowns(key, reply[1], reply[2:])
 
@@ -71,7 +83,6 @@ class SharedCooldowns:
         await self.local.clear_cooldowns(key)
         cache = self.cache
         base = cache.base_name(key)
-        reply = await self.link.run("uncool", [base + ":c", base + ":s"],
-                                    [cache.channel, key, cache.reporter_id], at=0)
+        reply = await self.link.run("uncool", [base + ":c", base + ":s"], [cache.channel, key, cache.reporter_id], at=0)
         if reply is not None:
             cache.apply_cooldowns(key, reply[1], [])

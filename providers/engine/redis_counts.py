@@ -44,13 +44,21 @@ class SharedCounts:
         self.queues.clear()
 
     async def add_outcome(
-        self, key: str, now: float, *, failure: bool, slow: bool, window_s: float, buckets: int,
-        consecutive: bool, policy: BreakerPolicy | None,
+        self,
+        key: str,
+        now: float,
+        *,
+        failure: bool,
+        slow: bool,
+        window_s: float,
+        buckets: int,
+        consecutive: bool,
+        policy: BreakerPolicy | None,
     ) -> WindowCounts:
         """The counts the breaker judges: pooled where the quorum rule allows, else local."""
-        local = await self.cache.local.add_outcome(key, now, failure=failure, slow=slow,
-                                                   window_s=window_s, buckets=buckets,
-                                                   consecutive=consecutive)
+        local = await self.cache.local.add_outcome(
+            key, now, failure=failure, slow=slow, window_s=window_s, buckets=buckets, consecutive=consecutive
+        )
         self.cache.windows[key] = (window_s, buckets)
         reply = await self._count(key, (int(failure), int(slow), int(consecutive)))
         if reply is None:
@@ -73,8 +81,12 @@ class SharedCounts:
     def counts(self, key: str, now: float) -> WindowCounts:
         entry = self.cache.entries.get(key)
         link = self.link
-        if (entry is not None and entry.counts is not None and not link.gate.open
-                and link.clock.monotonic() - entry.counts_at <= 2 * link.cache_ttl_s):
+        if (
+            entry is not None
+            and entry.counts is not None
+            and not link.gate.open
+            and link.clock.monotonic() - entry.counts_at <= 2 * link.cache_ttl_s
+        ):
             return entry.counts
         return self.cache.local.counts(key, now)
 
@@ -111,9 +123,7 @@ class SharedCounts:
             skip_until.set(link.clock.monotonic() + link.cache_ttl_s)
             return None  # decide on local counts; the outcome still reaches Redis with its batch
 
-    async def _flush(
-        self, key: str, queue: list[tuple[Outcome3, asyncio.Future[list[Any] | None]]]
-    ) -> None:
+    async def _flush(self, key: str, queue: list[tuple[Outcome3, asyncio.Future[list[Any] | None]]]) -> None:
         try:
             while queue:
                 batch = queue[:]
@@ -121,14 +131,19 @@ class SharedCounts:
                 window_s, buckets = self.cache.windows[key]
                 bucket_ms = window_s / buckets * 1000.0
                 base = self.cache.base_name(key)
-                args: list[Any] = [base, f"{bucket_ms:.3f}", buckets, self.reporter_id,
-                                   int(window_s * 1000 + bucket_ms)]
+                args: list[Any] = [
+                    base,
+                    f"{bucket_ms:.3f}",
+                    buckets,
+                    self.reporter_id,
+                    int(window_s * 1000 + bucket_ms),
+                ]
                 for outcome, _ in batch:
                     args += outcome
                 reply = await self.link.run("count", [base + ":s"], args, at=0, caller=False)
                 for i, (_, done) in enumerate(batch):
                     if not done.done():
-                        done.set_result(None if reply is None else reply[1 + 6 * i:7 + 6 * i])
+                        done.set_result(None if reply is None else reply[1 + 6 * i : 7 + 6 * i])
         finally:
             if self.queues.get(key) is queue:
                 del self.queues[key]

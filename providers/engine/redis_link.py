@@ -36,8 +36,7 @@ from .clock import Clock
 log = logging.getLogger(__name__)
 
 _LUA = Path(__file__).with_name("lua")
-_SCRIPTS = ("count", "cas", "clear", "reserve", "release", "probe_result", "cooldown", "uncool",
-            "drop", "snapshot")
+_SCRIPTS = ("count", "cas", "clear", "reserve", "release", "probe_result", "cooldown", "uncool", "drop", "snapshot")
 
 # Until when this task leaves Redis alone, having waited out one timeout (local clock).
 skip_until: ContextVar[float] = ContextVar("redis_store_skip_until", default=0.0)
@@ -131,8 +130,9 @@ class RedisLink:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     log.error("Redis state store task failed", exc_info=task.exception())
             # a fresh context each: the tasks must not inherit a caller's skip_until
-            self.tasks = [loop.create_task(work(), name=name, context=contextvars.Context())
-                          for name, work in self.workers]
+            self.tasks = [
+                loop.create_task(work(), name=name, context=contextvars.Context()) for name, work in self.workers
+            ]
         return True
 
     def _start_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -154,18 +154,22 @@ class RedisLink:
             return
         self.scripts = {name: self.client.register_script(text) for name, text in self.texts.items()}
 
-    def new_client(self, socket_timeout: float | None, connect_timeout: float,
-                   max_connections: int | None = None) -> Any:
+    def new_client(
+        self, socket_timeout: float | None, connect_timeout: float, max_connections: int | None = None
+    ) -> Any:
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=max_connections or self.max_connections, timeout=None,
-            socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0), decode_responses=True, health_check_interval=0,
+            self.url,
+            max_connections=max_connections or self.max_connections,
+            timeout=None,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+            health_check_interval=0,
         )
         return aioredis.Redis(connection_pool=pool)
 
-    async def run(
-        self, name: str, keys: list[str], args: list[Any], at: int | None = None, caller: bool = True
-    ) -> Any:
+    async def run(self, name: str, keys: list[str], args: list[Any], at: int | None = None, caller: bool = True) -> Any:
         """Run one script under the op timeout; None (use local state) if Redis failed.
 
         A caller (a request's task, as opposed to this store's own tasks) that has waited out
@@ -230,8 +234,9 @@ class RedisLink:
             self.wake.set()
         if not self.warned:
             self.warned = True
-            log.warning("Redis unavailable (%s: %s); breakers use local state until it answers",
-                        type(exc).__name__, exc)
+            log.warning(
+                "Redis unavailable (%s: %s); breakers use local state until it answers", type(exc).__name__, exc
+            )
 
     # (re)connecting ------------------------------------------------------------------------
     async def open(self) -> bool:
@@ -256,8 +261,12 @@ class RedisLink:
             gate.retry_at = self.clock.monotonic() + self.cache_ttl_s
             if not self.warned:
                 self.warned = True
-                log.warning("Redis at %s unavailable (%s: %s); breakers use local state until it "
-                            "answers", self.url, type(exc).__name__, exc)
+                log.warning(
+                    "Redis at %s unavailable (%s: %s); breakers use local state until it answers",
+                    self.url,
+                    type(exc).__name__,
+                    exc,
+                )
             return False
         gate.open = False
         gate.epoch += 1

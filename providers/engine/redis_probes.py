@@ -59,8 +59,11 @@ class SharedProbes:
         self.reserving[key] = asking + 1
         try:
             reply = await self.link.run(
-                "reserve", [f"{base}:p:{gen}", f"{base}:q:{gen}", base + ":s"],
-                [gen, limit, int(ttl * 1000), keep_ms], at=1)
+                "reserve",
+                [f"{base}:p:{gen}", f"{base}:q:{gen}", base + ":s"],
+                [gen, limit, int(ttl * 1000), keep_ms],
+                at=1,
+            )
         finally:
             self.reserving[key] -= 1
         if reply is None:
@@ -99,8 +102,11 @@ class SharedProbes:
         entry = self.cache.entries[key]
         assert entry.state is not None
         gen = entry.state.generation
-        reply = await self.link.run("probe_result", [f"{self.cache.base_name(key)}:q:{gen}"],
-                                    ["ok" if success else "fail", self.keep_ms.get(key, 105_000)])
+        reply = await self.link.run(
+            "probe_result",
+            [f"{self.cache.base_name(key)}:q:{gen}"],
+            ["ok" if success else "fail", self.keep_ms.get(key, 105_000)],
+        )
         if reply is None:
             return 0, 0  # undecided; the view is local from now on
         return int(reply[0]), int(reply[1])

@@ -122,8 +122,9 @@ class RedisStateStore:
         self.max_connections = max_connections
         self.channel = prefix + "events"
         self.local = LocalStateStore()
-        self._link = link = RedisLink(url, op_timeout_s=op_timeout_s, cache_ttl_s=cache_ttl_s,
-                                      clock=self.clock, max_connections=max_connections)
+        self._link = link = RedisLink(
+            url, op_timeout_s=op_timeout_s, cache_ttl_s=cache_ttl_s, clock=self.clock, max_connections=max_connections
+        )
         self._cache = cache = SharedCache(link, self.local, prefix=prefix, reporter_id=self.reporter_id)
         self._counts = SharedCounts(link, cache, self.reporter_id)
         self._probes = SharedProbes(link, cache)
@@ -149,8 +150,9 @@ class RedisStateStore:
     ) -> RedisStateStore:
         """A store on the Redis at `url` (redis://host:port/db). Connects lazily, in the
         running loop, on first use; an unreachable Redis only means local state for now."""
-        return cls(url, prefix=prefix, reporter_id=reporter_id, op_timeout_s=op_timeout_s,
-                   cache_ttl_s=cache_ttl_s, **options)
+        return cls(
+            url, prefix=prefix, reporter_id=reporter_id, op_timeout_s=op_timeout_s, cache_ttl_s=cache_ttl_s, **options
+        )
 
     def _forget_loop(self) -> None:
         self._counts.forget()
@@ -184,8 +186,13 @@ class RedisStateStore:
         else:
             layer = _choose(sh, loc, self.clock.monotonic(), gate.open)
         cached = self._views.get(key)
-        if (cached is not None and cached[0] is sh and cached[1] is loc and cached[2] == gate.epoch
-                and cached[3] == layer):
+        if (
+            cached is not None
+            and cached[0] is sh
+            and cached[1] is loc
+            and cached[2] == gate.epoch
+            and cached[3] == layer
+        ):
             return cached[4], layer
         generation = (sh.generation if sh is not None else 0) + loc.generation + self._cache.base.get(key, 0)
         chosen = sh if layer == SHARED and sh is not None else loc
@@ -252,11 +259,27 @@ class RedisStateStore:
         now = self.clock.monotonic()
         open_ms = "" if new.open_until is None else f"{(new.open_until - now) * 1000:.3f}"
         cache = self._cache
-        reply = await self._link.run("cas", [cache.base_name(key) + ":s"], [
-            sh.state, sh.generation, sh.mode, new.state, delta, open_ms, new.opened_count,
-            new.reason, f"{(new.since - now) * 1000:.3f}", new.mode, new.cause, cache.channel, key,
-            self.reporter_id,
-        ], at=1)
+        reply = await self._link.run(
+            "cas",
+            [cache.base_name(key) + ":s"],
+            [
+                sh.state,
+                sh.generation,
+                sh.mode,
+                new.state,
+                delta,
+                open_ms,
+                new.opened_count,
+                new.reason,
+                f"{(new.since - now) * 1000:.3f}",
+                new.mode,
+                new.cause,
+                cache.channel,
+                key,
+                self.reporter_id,
+            ],
+            at=1,
+        )
         if reply is None:
             return None
         cache.apply_state(key, reply[2:])
@@ -264,11 +287,27 @@ class RedisStateStore:
 
     # counts --------------------------------------------------------------------------------
     async def add_outcome(
-        self, key: str, now: float, *, failure: bool, slow: bool, window_s: float, buckets: int,
-        consecutive: bool = True, policy: BreakerPolicy | None = None,
+        self,
+        key: str,
+        now: float,
+        *,
+        failure: bool,
+        slow: bool,
+        window_s: float,
+        buckets: int,
+        consecutive: bool = True,
+        policy: BreakerPolicy | None = None,
     ) -> WindowCounts:
-        return await self._counts.add_outcome(key, now, failure=failure, slow=slow, window_s=window_s,
-                                              buckets=buckets, consecutive=consecutive, policy=policy)
+        return await self._counts.add_outcome(
+            key,
+            now,
+            failure=failure,
+            slow=slow,
+            window_s=window_s,
+            buckets=buckets,
+            consecutive=consecutive,
+            policy=policy,
+        )
 
     def counts(self, key: str, now: float) -> WindowCounts:
         return self._counts.counts(key, now)
@@ -280,9 +319,7 @@ class RedisStateStore:
         await self._counts.clear(key, shared=True)
 
     # half-open probes ----------------------------------------------------------------------
-    async def reserve_probe(
-        self, key: str, generation: int, limit: int, ttl: float, now: float
-    ) -> int | None:
+    async def reserve_probe(self, key: str, generation: int, limit: int, ttl: float, now: float) -> int | None:
         view, layer = self._view(key)
         if generation != view.generation:
             return None  # the state moved on while the caller was deciding

@@ -70,8 +70,20 @@ def translation_error(exc: BaseException, sent: bool) -> bool:
 
 
 class Sent:
-    __slots__ = ("classification", "credential", "duration", "error", "finisher", "hedge", "index",
-                 "ok", "skipped", "status", "target", "value")
+    __slots__ = (
+        "classification",
+        "credential",
+        "duration",
+        "error",
+        "finisher",
+        "hedge",
+        "index",
+        "ok",
+        "skipped",
+        "status",
+        "target",
+        "value",
+    )
 
     def __init__(self, target: TargetSpec, credential: str | None, hedge: bool) -> None:
         self.target = target
@@ -99,10 +111,7 @@ class Sent:
 
     @property
     def slow(self) -> bool:
-        return (
-            self.duration > self.target.breaker.slow_call_s
-            or self.classification.outcome is Outcome.DEADLINE
-        )
+        return self.duration > self.target.breaker.slow_call_s or self.classification.outcome is Outcome.DEADLINE
 
     @property
     def accepted(self) -> bool | None:
@@ -136,6 +145,14 @@ class Sent:
             message = getattr(self.error, "message", None) or str(self.error) or type(self.error).__name__
             error = message[:200]
         return AttemptRecord(
-            self.target.provider, self.target.model, self.credential, cls.outcome, self.status,
-            self.duration * 1000.0, None, reason or cls.reason, error, self.hedge,
+            self.target.provider,
+            self.target.model,
+            self.credential,
+            cls.outcome,
+            self.status,
+            self.duration * 1000.0,
+            None,
+            reason or cls.reason,
+            error,
+            self.hedge,
         )

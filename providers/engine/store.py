@@ -94,8 +94,16 @@ class StateStore(Protocol):
         ...
 
     async def add_outcome(
-        self, key: str, now: float, *, failure: bool, slow: bool, window_s: float, buckets: int,
-        consecutive: bool = True, policy: BreakerPolicy | None = None,
+        self,
+        key: str,
+        now: float,
+        *,
+        failure: bool,
+        slow: bool,
+        window_s: float,
+        buckets: int,
+        consecutive: bool = True,
+        policy: BreakerPolicy | None = None,
     ) -> WindowCounts:
         """Count one call; `consecutive=False` leaves the consecutive-failure run alone.
 
@@ -114,9 +122,7 @@ class StateStore(Protocol):
         apply to the layer its last transition went to only."""
         ...
 
-    async def reserve_probe(
-        self, key: str, generation: int, limit: int, ttl: float, now: float
-    ) -> int | None:
+    async def reserve_probe(self, key: str, generation: int, limit: int, ttl: float, now: float) -> int | None:
         """Claim one of `limit` half-open probe slots for `generation`; None when all are taken."""
         ...
 
@@ -180,17 +186,23 @@ class LocalStateStore:
 
     async def compare_and_set(self, key: str, expected: BreakerState, new: BreakerState) -> bool:
         current = self._states.get(key, INITIAL)
-        if (current.state, current.generation, current.mode) != (
-            expected.state, expected.generation, expected.mode
-        ):
+        if (current.state, current.generation, current.mode) != (expected.state, expected.generation, expected.mode):
             return False
         self._states[key] = new
         return True
 
     # counts --------------------------------------------------------------------------------
     async def add_outcome(
-        self, key: str, now: float, *, failure: bool, slow: bool, window_s: float, buckets: int,
-        consecutive: bool = True, policy: BreakerPolicy | None = None,
+        self,
+        key: str,
+        now: float,
+        *,
+        failure: bool,
+        slow: bool,
+        window_s: float,
+        buckets: int,
+        consecutive: bool = True,
+        policy: BreakerPolicy | None = None,
     ) -> WindowCounts:
         window = self._windows.get(key)
         if window is None or window.window_s != window_s or window._n != buckets:
@@ -224,9 +236,7 @@ class LocalStateStore:
             probes = self._probes[key] = _Probes(generation)
         return probes
 
-    async def reserve_probe(
-        self, key: str, generation: int, limit: int, ttl: float, now: float
-    ) -> int | None:
+    async def reserve_probe(self, key: str, generation: int, limit: int, ttl: float, now: float) -> int | None:
         probes = self._probes_for(key, generation)
         probes.purge(now)
         if len(probes.tokens) >= limit:
@@ -265,8 +275,10 @@ class LocalStateStore:
         current = book.get(cooldown.slot)
         # The longer cooldown wins whatever its kind; an expired one is always shorter, and
         # one set for another version of the credential no longer holds.
-        if current is not None and current.version == cooldown.version and (
-            current.until is None or (cooldown.until is not None and current.until >= cooldown.until)
+        if (
+            current is not None
+            and current.version == cooldown.version
+            and (current.until is None or (cooldown.until is not None and current.until >= cooldown.until))
         ):
             return False
         book[cooldown.slot] = cooldown

@@ -39,8 +39,7 @@ EMPTY = WindowCounts()
 class SlidingWindow:
     """Counts calls, failures and slow calls over the last `window_s` seconds."""
 
-    __slots__ = ("_bucket_s", "_calls", "_epoch", "_fail", "_n", "_slow", "_t_calls", "_t_fail",
-                 "_t_slow", "window_s")
+    __slots__ = ("_bucket_s", "_calls", "_epoch", "_fail", "_n", "_slow", "_t_calls", "_t_fail", "_t_slow", "window_s")
 
     def __init__(self, window_s: float, buckets: int = 12) -> None:
         if window_s <= 0 or buckets < 1:

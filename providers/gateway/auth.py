@@ -84,8 +84,12 @@ def key_usage(rt: Runtime) -> KeyUsage:
 async def authenticate(request: HttpRequest, scope: str) -> KeyEntry:
     token = bearer_token(request)
     if token is None:
-        raise RequestError(401, "Missing API key: send Authorization: Bearer <key> (or x-api-key: <key>).",
-                           type_="authentication_error", code="missing_api_key")
+        raise RequestError(
+            401,
+            "Missing API key: send Authorization: Bearer <key> (or x-api-key: <key>).",
+            type_="authentication_error",
+            code="missing_api_key",
+        )
     rt = runtime()
     snapshot = await rt.current()
     digest = hashlib.sha256(token.encode()).hexdigest()
@@ -95,8 +99,9 @@ async def authenticate(request: HttpRequest, scope: str) -> KeyEntry:
     if key is None or (key.expires_at is not None and key.expires_at <= timezone.now()):
         raise RequestError(401, "Invalid API key.", type_="authentication_error", code="invalid_api_key")
     if not key.has_scope(scope):
-        raise RequestError(403, f"This API key lacks the {scope!r} scope.", type_="permission_error",
-                           code="insufficient_scope")
+        raise RequestError(
+            403, f"This API key lacks the {scope!r} scope.", type_="permission_error", code="insufficient_scope"
+        )
     # The key's own limits (routes, budget, rpm, tpm) are checked once the route is known,
     # before any provider is called (providers/keys.py, from the gateway's Exchange.run).
     key_usage(rt).touch(key, time.time())
@@ -125,8 +130,12 @@ def api_view(scope: str, *, dialect: Dialect | None = None) -> Callable[[View], 
             except RequestError as exc:
                 return exc.response(shape)
             except RequestDataTooBig:  # Django's own answer would be an HTML 400
-                return RequestError(413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
-                                         "bytes.", type_="request_too_large", code="request_too_large").response(shape)
+                return RequestError(
+                    413,
+                    f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+                    type_="request_too_large",
+                    code="request_too_large",
+                ).response(shape)
             except SuspiciousOperation as exc:  # too many form fields or files, a bad multipart name...
                 return RequestError(400, f"The request is refused: {exc}", code="invalid_request").response(shape)
 

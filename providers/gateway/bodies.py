@@ -27,8 +27,9 @@ def parse_json(request: HttpRequest, *, what: str = "The body") -> dict[str, Any
     try:
         body = load_json(request.body or b"null")
     except BoundsError as exc:
-        raise RequestError(400, f"{what} is refused: {_located(exc)}", code="invalid_json",
-                           param=exc.path or None) from None
+        raise RequestError(
+            400, f"{what} is refused: {_located(exc)}", code="invalid_json", param=exc.path or None
+        ) from None
     except ValueError as exc:
         raise RequestError(400, f"{what} is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
@@ -59,7 +60,7 @@ def validate(model: type[BaseModel], body: dict[str, Any], *, origin: dict[str, 
         param, message, kind = _first_error(exc, body)
         top = re.split(r"[.\[]", param, maxsplit=1)[0]
         if origin and top in origin:
-            param = origin[top] + param[len(top):]
+            param = origin[top] + param[len(top) :]
         raise RequestError(400, f"Invalid `{param}`: {message}.", code=kind, param=param) from None
 
 
@@ -69,8 +70,9 @@ def _data_path(loc: tuple[Any, ...], data: Any, missing: bool) -> tuple[str, int
     path = ""
     depth = 0
     for i, part in enumerate(loc):
-        if isinstance(data, dict) and isinstance(part, str) and (
-                part in data or (missing and i == len(loc) - 1)):  # a required field left out
+        if (
+            isinstance(data, dict) and isinstance(part, str) and (part in data or (missing and i == len(loc) - 1))
+        ):  # a required field left out
             path = f"{path}.{part}" if path else part
             data = data.get(part)
         elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
@@ -95,6 +97,11 @@ def _first_error(exc: ValidationError, body: dict[str, Any]) -> tuple[str, str, 
     errors = found[best]
     messages = list(dict.fromkeys(e["msg"] for e in errors))
     kinds = {e["type"] for e in errors}
-    code = ("missing_required_parameter" if kinds == {"missing"}
-            else "invalid_type" if all(k.endswith("_type") for k in kinds) else "invalid_value")
+    code = (
+        "missing_required_parameter"
+        if kinds == {"missing"}
+        else "invalid_type"
+        if all(k.endswith("_type") for k in kinds)
+        else "invalid_value"
+    )
     return best, " or ".join(messages), code

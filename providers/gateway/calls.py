@@ -54,7 +54,7 @@ async def _note_ratelimits(response: httpx.Response) -> None:
     for name, value in response.headers.items():
         name = name.lower()
         for prefix in RATELIMIT_PREFIXES:
-            rest = name[len(prefix):]
+            rest = name[len(prefix) :]
             if name.startswith(prefix) and _RATELIMIT_REST.fullmatch(rest) and len(sink) < MAX_RATELIMIT_HEADERS:
                 sink[rest] = value
 
@@ -75,8 +75,15 @@ class StreamStart:
     first: dict[str, Any]
 
 
-async def open_stream(adapter: Adapter, body: dict[str, Any], model: str, timeout: float, *,
-                      deadline: float | None = None, clock: Clock | None = None) -> StreamStart:
+async def open_stream(
+    adapter: Adapter,
+    body: dict[str, Any],
+    model: str,
+    timeout: float,
+    *,
+    deadline: float | None = None,
+    clock: Clock | None = None,
+) -> StreamStart:
     """Open a chat stream and wait for its first chunk. With `deadline` (a monotonic time on
     `clock`, the engine's), the chunks after the first stop there (`StreamDeadline`)."""
     stream = await adapter.chat_stream(body, model=model, timeout=timeout)
@@ -85,8 +92,9 @@ async def open_stream(adapter: Adapter, body: dict[str, Any], model: str, timeou
         first = await anext(chunks)
     except StopAsyncIteration:
         await stream.aclose()
-        raise UpstreamError(Classification(Outcome.FAILURE, "empty_stream"),
-                            message="the stream ended before its first chunk") from None
+        raise UpstreamError(
+            Classification(Outcome.FAILURE, "empty_stream"), message="the stream ended before its first chunk"
+        ) from None
     except BaseException:
         await stream.aclose()
         raise
@@ -95,8 +103,9 @@ async def open_stream(adapter: Adapter, body: dict[str, Any], model: str, timeou
     return StreamStart(stream, chunks, first)
 
 
-async def until_deadline(chunks: AsyncIterator[dict[str, Any]], deadline: float,
-                         clock: Clock) -> AsyncIterator[dict[str, Any]]:
+async def until_deadline(
+    chunks: AsyncIterator[dict[str, Any]], deadline: float, clock: Clock
+) -> AsyncIterator[dict[str, Any]]:
     """`chunks` until the request's deadline; then `StreamDeadline`. The time left is read
     on the engine's clock and waited for on the loop's, so a fake clock works too."""
     loop = asyncio.get_running_loop()
@@ -110,8 +119,9 @@ async def until_deadline(chunks: AsyncIterator[dict[str, Any]], deadline: float,
         except TimeoutError:
             if not scope.expired():
                 raise
-            raise StreamDeadline("the request's deadline ended the stream (X-Gateway-Deadline or the "
-                                 "route's deadline_s)") from None
+            raise StreamDeadline(
+                "the request's deadline ended the stream (X-Gateway-Deadline or the route's deadline_s)"
+            ) from None
         yield chunk
 
 
@@ -143,8 +153,9 @@ class Call:
             try:
                 value: Result | StreamStart
                 if capability == "chat" and stream:
-                    value = await open_stream(adapter, body, target.model, ctx.timeout, deadline=ctx.deadline,
-                                              clock=rt.engine.clock)
+                    value = await open_stream(
+                        adapter, body, target.model, ctx.timeout, deadline=ctx.deadline, clock=rt.engine.clock
+                    )
                 else:
                     value = await self.complete(adapter, target.model, ctx.timeout, body)
             finally:
@@ -154,8 +165,9 @@ class Call:
 
         return attempt
 
-    async def complete(self, adapter: Adapter, model: str, timeout: float,
-                       body: dict[str, Any] | None = None) -> Result:
+    async def complete(
+        self, adapter: Adapter, model: str, timeout: float, body: dict[str, Any] | None = None
+    ) -> Result:
         capability = self.capability
         body = self.body if body is None else body
         if capability == "chat":

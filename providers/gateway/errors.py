@@ -33,18 +33,25 @@ STATUS_TYPES = {
 ErrorShape = Callable[..., dict[str, Any]]  # error_body(status, type_, message, **extra)
 
 
-def openai_error_body(status: int, type_: str, message: str, *, code: str | None = None,
-                      **extra: Any) -> dict[str, Any]:
+def openai_error_body(
+    status: int, type_: str, message: str, *, code: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """OpenAI's error shape (`status` goes with the answer, not in the body)."""
     return {"error": {"type": type_, "message": message, "code": code or type_, **extra}}
 
 
-def error_response(status: int, type_: str, message: str, *, code: str | None = None,
-                   headers: dict[str, str] | None = None, shape: ErrorShape | None = None,
-                   **extra: Any) -> HttpResponse:
+def error_response(
+    status: int,
+    type_: str,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    shape: ErrorShape | None = None,
+    **extra: Any,
+) -> HttpResponse:
     body = (shape or openai_error_body)(status, type_, message, code=code, **extra)
-    response = HttpResponse(json.dumps(body, separators=(",", ":")), status=status,
-                            content_type="application/json")
+    response = HttpResponse(json.dumps(body, separators=(",", ":")), status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response[name] = value
     return response
@@ -105,9 +112,16 @@ class RequestError(Exception):
     """A request the gateway refuses before routing it (bad JSON, unknown model, ...);
     `param` names the offending field, as OpenAI's errors do."""
 
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 code: str | None = None, headers: dict[str, str] | None = None,
-                 param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> None:
         self.status = status
         self.type = type_
         self.code = code
@@ -117,5 +131,6 @@ class RequestError(Exception):
 
     def response(self, shape: ErrorShape | None = None) -> HttpResponse:
         extra = {"param": self.param} if self.param is not None else {}
-        return error_response(self.status, self.type, str(self), code=self.code, headers=self.headers,
-                              shape=shape, **extra)
+        return error_response(
+            self.status, self.type, str(self), code=self.code, headers=self.headers, shape=shape, **extra
+        )

@@ -88,15 +88,18 @@ def options(request: HttpRequest) -> tuple[float | None, str | None]:
 
 def ratelimit_headers(seen: dict[str, str]) -> dict[str, str]:
     """A provider's rate-limit headers ("remaining-requests": "99") under the gateway's names."""
-    return {UPSTREAM_RATELIMIT + "-".join(part.capitalize() for part in rest.split("-")): header_value(value)
-            for rest, value in seen.items()}
+    return {
+        UPSTREAM_RATELIMIT + "-".join(part.capitalize() for part in rest.split("-")): header_value(value)
+        for rest, value in seen.items()
+    }
 
 
 class Exchange:
     """One request's trip through the engine, and the record announced about it when it ends."""
 
-    def __init__(self, request: HttpRequest, rt: Runtime, snapshot: Snapshot, capability: str, *,
-                 dialect: Dialect = OPENAI) -> None:
+    def __init__(
+        self, request: HttpRequest, rt: Runtime, snapshot: Snapshot, capability: str, *, dialect: Dialect = OPENAI
+    ) -> None:
         self.request = request
         self.rt = rt
         self.snapshot = snapshot
@@ -129,12 +132,23 @@ class Exchange:
                 raise exc.request_error() from None
         self.admitted = True
 
-    async def run(self, call: Call, policy: RoutePolicy, targets: tuple[TargetSpec, ...], *,
-                  deadline_s: float | None, prefer: str | None) -> ChainResult[Any]:
+    async def run(
+        self,
+        call: Call,
+        policy: RoutePolicy,
+        targets: tuple[TargetSpec, ...],
+        *,
+        deadline_s: float | None,
+        prefer: str | None,
+    ) -> ChainResult[Any]:
         await self.admit()
         self.result = await self.rt.engine.execute(
-            policy, targets, call.attempt_fn(self.rt, self.snapshot),
-            deadline_s=deadline_s, preferred_provider=prefer, streaming=call.stream,
+            policy,
+            targets,
+            call.attempt_fn(self.rt, self.snapshot),
+            deadline_s=deadline_s,
+            preferred_provider=prefer,
+            streaming=call.stream,
         )
         return self.result
 
@@ -167,10 +181,22 @@ class Exchange:
         entry = self.snapshot.providers.get(provider) if provider else None
         return usage.cost(entry.price(model)) if entry is not None else Decimal(0)
 
-    def record(self, outcome: str, status: int, attempts: list[AttemptRecord], *, provider: str = "",
-               model: str = "", usage: Usage | None = None, ttft_ms: float | None = None,
-               stream: bool = False, failovers: int = 0, retries: int = 0, error: str = "",
-               saved: Decimal = Decimal(0)) -> Decimal:
+    def record(
+        self,
+        outcome: str,
+        status: int,
+        attempts: list[AttemptRecord],
+        *,
+        provider: str = "",
+        model: str = "",
+        usage: Usage | None = None,
+        ttft_ms: float | None = None,
+        stream: bool = False,
+        failovers: int = 0,
+        retries: int = 0,
+        error: str = "",
+        saved: Decimal = Decimal(0),
+    ) -> Decimal:
         """Announce the request's record; returns its cost."""
         usage = usage or Usage()
         cost = self.cost(provider, model, usage)
@@ -181,15 +207,34 @@ class Exchange:
             _pending.add(task)
             task.add_done_callback(_pending.discard)
         key = getattr(self.request, "api_key", None)
-        announce(RequestRecord(
-            at=self.at, request_id=self.request_id, route=self.route, capability=self.capability,
-            outcome=outcome, status=status, latency_ms=self.elapsed_ms(), provider=provider, model=model,
-            api_key_id=key.id if key is not None else None, ttft_ms=ttft_ms, stream=stream,
-            attempts=[a.as_dict() for a in attempts], calls=sum(1 for a in attempts if a.skipped is None),
-            failovers=failovers, retries=retries, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
-            characters=usage.characters, images=usage.images, cost=cost, error=error,
-            cache=self.cache, saved=saved,
-        ))
+        announce(
+            RequestRecord(
+                at=self.at,
+                request_id=self.request_id,
+                route=self.route,
+                capability=self.capability,
+                outcome=outcome,
+                status=status,
+                latency_ms=self.elapsed_ms(),
+                provider=provider,
+                model=model,
+                api_key_id=key.id if key is not None else None,
+                ttft_ms=ttft_ms,
+                stream=stream,
+                attempts=[a.as_dict() for a in attempts],
+                calls=sum(1 for a in attempts if a.skipped is None),
+                failovers=failovers,
+                retries=retries,
+                tokens_in=usage.tokens_in,
+                tokens_out=usage.tokens_out,
+                characters=usage.characters,
+                images=usage.images,
+                cost=cost,
+                error=error,
+                cache=self.cache,
+                saved=saved,
+            )
+        )
         return cost
 
     def failure_response(self, exc: BaseException) -> HttpResponse:
@@ -200,13 +245,21 @@ class Exchange:
             served = next((a for a in reversed(attempts) if a.skipped is None), None)
             status = upstream.status or 400
             response = relayed_error(status, upstream.body, upstream.media_type, upstream.message, self.dialect)
-            for name, value in self.headers(attempts, served.provider if served else "",
-                                            served.model if served else "").items():
+            for name, value in self.headers(
+                attempts, served.provider if served else "", served.model if served else ""
+            ).items():
                 response[name] = value
             hops = exc.hops
-            self.record("caller_error", status, attempts, provider=served.provider if served else "",
-                        model=served.model if served else "", error=upstream.classification.reason,
-                        failovers=hops.failovers, retries=hops.retries)
+            self.record(
+                "caller_error",
+                status,
+                attempts,
+                provider=served.provider if served else "",
+                model=served.model if served else "",
+                error=upstream.classification.reason,
+                failovers=hops.failovers,
+                retries=hops.retries,
+            )
             return response
         if isinstance(exc, AllTargetsFailed):
             attempts = exc.attempts
@@ -222,20 +275,37 @@ class Exchange:
             self.record(outcome, status, attempts, error=reason, failovers=hops.failovers, retries=hops.retries)
             headers = self.headers(attempts)
             retry_after = getattr(exc, "retry_after", None)
-            if status == 503 and isinstance(retry_after, int | float) and not isinstance(retry_after, bool) \
-                    and math.isfinite(retry_after):
+            if (
+                status == 503
+                and isinstance(retry_after, int | float)
+                and not isinstance(retry_after, bool)
+                and math.isfinite(retry_after)
+            ):
                 headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-            return error_response(status, type_, str(exc), attempts=[a.as_dict() for a in attempts],
-                                  headers=headers, shape=self.dialect.error_body)
+            return error_response(
+                status,
+                type_,
+                str(exc),
+                attempts=[a.as_dict() for a in attempts],
+                headers=headers,
+                shape=self.dialect.error_body,
+            )
         if isinstance(exc, NoTargets):
             self.record("unavailable", 503, [], error="no_targets")
-            return error_response(503, "no_target_available", str(exc), attempts=[], headers=self.headers([]),
-                                  shape=self.dialect.error_body)
+            return error_response(
+                503,
+                "no_target_available",
+                str(exc),
+                attempts=[],
+                headers=self.headers([]),
+                shape=self.dialect.error_body,
+            )
         raise exc
 
 
-def relayed_error(status: int, body: bytes, media_type: str | None, message: str,
-                  dialect: Dialect = OPENAI) -> HttpResponse:
+def relayed_error(
+    status: int, body: bytes, media_type: str | None, message: str, dialect: Dialect = OPENAI
+) -> HttpResponse:
     """A provider's answer to a bad request, relayed to the caller: JSON in the caller's API's
     shape as it came; other JSON (an Anthropic error to an OpenAI client, say) said again in
     that shape with the provider's type and message; anything else (an HTML error page, text)
@@ -249,9 +319,13 @@ def relayed_error(status: int, body: bytes, media_type: str | None, message: str
         if dialect.native_error(data) or (data is None and dialect is OPENAI):
             return HttpResponse(body, status=status, content_type=media_type or "application/json")
     type_, said = _upstream_error(data)
-    return error_response(status, type_ or "invalid_request_error",
-                          said or message or f"the provider answered {status}", code="upstream_error",
-                          shape=dialect.error_body)
+    return error_response(
+        status,
+        type_ or "invalid_request_error",
+        said or message or f"the provider answered {status}",
+        code="upstream_error",
+        shape=dialect.error_body,
+    )
 
 
 def _upstream_error(data: Any) -> tuple[str | None, str | None]:
@@ -263,5 +337,7 @@ def _upstream_error(data: Any) -> tuple[str | None, str | None]:
     if not isinstance(error, dict):
         return None, None
     type_, message = error.get("type"), error.get("message")
-    return (type_ if isinstance(type_, str) and type_ else None,
-            message if isinstance(message, str) and message else None)
+    return (
+        type_ if isinstance(type_, str) and type_ else None,
+        message if isinstance(message, str) and message else None,
+    )

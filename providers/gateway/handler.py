@@ -99,19 +99,24 @@ class GatewayHandler(ASGIHandler):
         except Http404:
             response = no_endpoint(request.path_info)
         except SuspiciousOperation as exc:  # as Django's handler: the caller's request, a 400
-            response = error_for_path(request.path_info, 400, "invalid_request_error",
-                                      f"The request is refused: {exc}", code="invalid_request")
+            response = error_for_path(
+                request.path_info,
+                400,
+                "invalid_request_error",
+                f"The request is refused: {exc}",
+                code="invalid_request",
+            )
         except Exception:
             log.exception("gateway view failed: %s", request.path_info)
-            response = error_for_path(request.path_info, 500, "internal_error",
-                                      "The gateway failed to handle this request.")
+            response = error_for_path(
+                request.path_info, 500, "internal_error", "The gateway failed to handle this request."
+            )
         response = finish_api_response(request.path_info, request.method or "", response)  # a 405 page -> JSON
         # As Django's own handler does; the stubs leave out this private list.
         response._resource_closers.append(request.close)  # type: ignore[attr-defined]
         if response.status_code == 500:  # 502/503 are answers about providers, logged as events
             # log_response reads any response's status; its stub asks for an HttpResponse.
-            log_response("%s: %s", response.reason_phrase, request.path,
-                         response=response, request=request)  # type: ignore[arg-type]
+            log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)  # type: ignore[arg-type]
         return response
 
     async def send_response(self, response: Any, send: Any) -> None:
@@ -128,5 +133,6 @@ class GatewayHandler(ASGIHandler):
 
 
 def _too_large(limit: int, path: str) -> HttpResponse:
-    return error_for_path(path, 413, "request_too_large", f"The request body is larger than {limit} bytes.",
-                          code="request_too_large")
+    return error_for_path(
+        path, 413, "request_too_large", f"The request body is larger than {limit} bytes.", code="request_too_large"
+    )

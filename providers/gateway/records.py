@@ -71,5 +71,8 @@ def announce(record: RequestRecord) -> None:
         try:
             listener(record)
         except Exception:  # bookkeeping must not fail a request that was answered
-            log.exception("request listener %r failed on request %s",
-                          getattr(listener, "__qualname__", listener), record.request_id)
+            log.exception(
+                "request listener %r failed on request %s",
+                getattr(listener, "__qualname__", listener),
+                record.request_id,
+            )

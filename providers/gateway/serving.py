@@ -63,11 +63,15 @@ def sse(events: list[SseEvent]) -> bytes:
 
 
 def _usage_of(usage: Usage) -> dict[str, int]:
-    return {"prompt_tokens": usage.tokens_in, "completion_tokens": usage.tokens_out,
-            "total_tokens": usage.tokens_in + usage.tokens_out}
+    return {
+        "prompt_tokens": usage.tokens_in,
+        "completion_tokens": usage.tokens_out,
+        "total_tokens": usage.tokens_in + usage.tokens_out,
+    }
 
 
 # -- the response cache ------------------------------------------------------------------------
+
 
 @dataclass
 class CacheSlot:
@@ -78,12 +82,16 @@ class CacheSlot:
     ttl_s: float
     found: Cached | None = None
 
-    async def keep(self, content: bytes, media_type: str, provider: str, model: str, usage: Usage,
-                   cost: Decimal) -> None:
+    async def keep(
+        self, content: bytes, media_type: str, provider: str, model: str, usage: Usage, cost: Decimal
+    ) -> None:
         if len(content) > max_cached_bytes():
             return
-        await self.store.put(self.key, Cached(content, media_type, provider, model, usage.tokens_in,
-                                              usage.tokens_out, str(cost)), self.ttl_s)
+        await self.store.put(
+            self.key,
+            Cached(content, media_type, provider, model, usage.tokens_in, usage.tokens_out, str(cost)),
+            self.ttl_s,
+        )
 
 
 def _bypassed(request: HttpRequest) -> bool:
@@ -91,16 +99,21 @@ def _bypassed(request: HttpRequest) -> bool:
     return "no-cache" in (part.strip().lower() for part in said.split(","))
 
 
-async def open_slot(exchange: Exchange, ttl_s: float | None, route: str, body: dict[str, Any],
-                    audio: bytes = b"") -> CacheSlot | None:
+async def open_slot(
+    exchange: Exchange, ttl_s: float | None, route: str, body: dict[str, Any], audio: bytes = b""
+) -> CacheSlot | None:
     """The request's cache slot (the lookup done, `exchange.cache` set); None without a cache."""
     if not ttl_s:
         return None
     key = getattr(exchange.request, "api_key", None)
     said: Any = body if not audio else {**body, "_audio_sha256": hashlib.sha256(audio).hexdigest()}
     try:
-        digest = cache_key(route=route, endpoint=f"{exchange.capability}:{exchange.dialect.name}",
-                           scope=str(key.id) if key is not None else "", body=said)
+        digest = cache_key(
+            route=route,
+            endpoint=f"{exchange.capability}:{exchange.dialect.name}",
+            scope=str(key.id) if key is not None else "",
+            body=said,
+        )
     except ValueError:  # not a JSON value (a NaN, say): not cacheable
         return None
     slot = CacheSlot(exchange.rt.response_cache, digest, ttl_s)
@@ -131,9 +144,18 @@ def replay(exchange: Exchange, found: Cached) -> HttpResponse:
 
 # -- serving ---------------------------------------------------------------------------------
 
-async def serve(request: HttpRequest, capability: str, body: dict[str, Any], *, stream: bool = False,
-                audio: bytes = b"", filename: str = "audio", dialect: Dialect = OPENAI,
-                caller: dict[str, Any] | None = None) -> HttpResponseBase:
+
+async def serve(
+    request: HttpRequest,
+    capability: str,
+    body: dict[str, Any],
+    *,
+    stream: bool = False,
+    audio: bytes = b"",
+    filename: str = "audio",
+    dialect: Dialect = OPENAI,
+    caller: dict[str, Any] | None = None,
+) -> HttpResponseBase:
     """Route one internal (OpenAI-shaped) request and answer in the shape of `dialect`'s API;
     `caller` is the caller's own body when `body` was translated from it."""
     rt = runtime()
@@ -172,15 +194,29 @@ async def serve(request: HttpRequest, capability: str, body: dict[str, Any], *, 
     for name, header in exchange.success_headers(result, call).items():
         response[name] = header
     provider, model = result.target.provider, result.target.model
-    cost = exchange.record("success", 200, result.attempts, provider=provider, model=model, usage=value.usage,
-                           failovers=result.failovers, retries=result.retries)
+    cost = exchange.record(
+        "success",
+        200,
+        result.attempts,
+        provider=provider,
+        model=model,
+        usage=value.usage,
+        failovers=result.failovers,
+        retries=result.retries,
+    )
     if slot is not None:
         await slot.keep(content, media_type, provider, model, value.usage, cost)
     return response
 
 
-def stream_response(exchange: Exchange, result: ChainResult[Any], translator: StreamTranslator, *,
-                    call: Call | None = None, slot: CacheSlot | None = None) -> StreamingHttpResponse:
+def stream_response(
+    exchange: Exchange,
+    result: ChainResult[Any],
+    translator: StreamTranslator,
+    *,
+    call: Call | None = None,
+    slot: CacheSlot | None = None,
+) -> StreamingHttpResponse:
     """The stream of chunks, said as `translator` (the dialect's) says it; with `slot`, the
     whole relayed stream is kept when it ended well."""
     start: StreamStart = result.value
@@ -221,16 +257,30 @@ def stream_response(exchange: Exchange, result: ChainResult[Any], translator: St
         finally:
             await start.stream.aclose()
             await result.finish(error)
-            outcome = ("success" if error is None else
-                       "cancelled" if isinstance(error, asyncio.CancelledError) else "stream_aborted")
-            cost = exchange.record(outcome, 200 if error is None else 499 if outcome == "cancelled" else 200,
-                                   result.attempts, provider=result.target.provider, model=result.target.model,
-                                   usage=start.stream.usage, ttft_ms=ttft_ms, stream=True,
-                                   failovers=result.failovers, retries=result.retries,
-                                   error="" if error is None else type(error).__name__)
+            outcome = (
+                "success"
+                if error is None
+                else "cancelled"
+                if isinstance(error, asyncio.CancelledError)
+                else "stream_aborted"
+            )
+            cost = exchange.record(
+                outcome,
+                200 if error is None else 499 if outcome == "cancelled" else 200,
+                result.attempts,
+                provider=result.target.provider,
+                model=result.target.model,
+                usage=start.stream.usage,
+                ttft_ms=ttft_ms,
+                stream=True,
+                failovers=result.failovers,
+                retries=result.retries,
+                error="" if error is None else type(error).__name__,
+            )
         if error is None and slot is not None and kept is not None:
-            await slot.keep(b"".join(kept), SSE_MEDIA_TYPE, result.target.provider, result.target.model,
-                            start.stream.usage, cost)
+            await slot.keep(
+                b"".join(kept), SSE_MEDIA_TYPE, result.target.provider, result.target.model, start.stream.usage, cost
+            )
 
     response = StreamingHttpResponse(events(), content_type=SSE_MEDIA_TYPE)
     response["Cache-Control"] = "no-cache"

@@ -51,15 +51,26 @@ from .serving import serve as _serve
 
 log = logging.getLogger(__name__)
 
-GATEWAY_HEADERS = ("X-Gateway-Route", "X-Gateway-Provider", "X-Gateway-Model", "X-Gateway-Attempts", "X-Gateway-Failovers",
-                   "X-Gateway-Cache", "X-Request-Id")
+GATEWAY_HEADERS = (
+    "X-Gateway-Route",
+    "X-Gateway-Provider",
+    "X-Gateway-Model",
+    "X-Gateway-Attempts",
+    "X-Gateway-Failovers",
+    "X-Gateway-Cache",
+    "X-Request-Id",
+)
 ROUTING_ERRORS = {
     502: Response("Every target failed (or the deadline ran out); the attempts are in the body", s.ErrorBody),
     503: Response("Every target was skipped (breaker open, cooling down, exhausted)", s.ErrorBody),
 }
 STEERING = (
-    Param("X-Gateway-Deadline", "header", "a shorter deadline for this request, seconds",
-          {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}),
+    Param(
+        "X-Gateway-Deadline",
+        "header",
+        "a shorter deadline for this request, seconds",
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+    ),
     Param("X-Gateway-Prefer", "header", "try this provider first"),
 )
 
@@ -75,23 +86,47 @@ RESPONSES = responses_api.DIALECT
 CAPABILITIES = ("chat", "embeddings", "image", "tts", "stt", "translation", "video")
 
 
-@document("POST", "/v1/chat/completions", "Chat completion (OpenAI format; stream: true for server-sent events)", scope="gateway", request=s.ChatRequest, request_content_type="application/json",
-          responses=_answers(Response("The completion, or an SSE stream of chunks", s.ChatCompletion, headers=GATEWAY_HEADERS, also=("text/event-stream",))), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@document(
+    "POST",
+    "/v1/chat/completions",
+    "Chat completion (OpenAI format; stream: true for server-sent events)",
+    scope="gateway",
+    request=s.ChatRequest,
+    request_content_type="application/json",
+    responses=_answers(
+        Response(
+            "The completion, or an SSE stream of chunks",
+            s.ChatCompletion,
+            headers=GATEWAY_HEADERS,
+            also=("text/event-stream",),
+        )
+    ),
+    errors=(400, 401, 403, 404, 413, 429),
+    params=STEERING,
+)
 @require_http_methods(["POST"])
 @api_view("gateway")
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     body = parse_json(request)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "`messages` must be a non-empty list.", code="invalid_messages",
-                           param="messages")
+        raise RequestError(400, "`messages` must be a non-empty list.", code="invalid_messages", param="messages")
     check_name(body.get("model"), "model")
     validate(s.ChatRequest, body)
     return await _serve(request, "chat", body, stream=body.get("stream") is True)
 
 
-@document("POST", "/v1/embeddings", "Embeddings (OpenAI format)", scope="gateway", request=s.EmbeddingsRequest, request_content_type="application/json",
-          responses=_answers(Response("The embeddings", s.Embeddings, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@document(
+    "POST",
+    "/v1/embeddings",
+    "Embeddings (OpenAI format)",
+    scope="gateway",
+    request=s.EmbeddingsRequest,
+    request_content_type="application/json",
+    responses=_answers(Response("The embeddings", s.Embeddings, headers=GATEWAY_HEADERS)),
+    errors=(400, 401, 403, 404, 413, 429),
+    params=STEERING,
+)
 @require_http_methods(["POST"])
 @api_view("gateway")
 async def embeddings(request: HttpRequest) -> HttpResponseBase:
@@ -103,8 +138,17 @@ async def embeddings(request: HttpRequest) -> HttpResponseBase:
     return await _serve(request, "embeddings", body)
 
 
-@document("POST", "/v1/images/generations", "Image generation (OpenAI format)", scope="gateway", request=s.ImageRequest, request_content_type="application/json",
-          responses=_answers(Response("The images", s.Images, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@document(
+    "POST",
+    "/v1/images/generations",
+    "Image generation (OpenAI format)",
+    scope="gateway",
+    request=s.ImageRequest,
+    request_content_type="application/json",
+    responses=_answers(Response("The images", s.Images, headers=GATEWAY_HEADERS)),
+    errors=(400, 401, 403, 404, 413, 429),
+    params=STEERING,
+)
 @require_http_methods(["POST"])
 @api_view("gateway")
 async def images_generations(request: HttpRequest) -> HttpResponseBase:
@@ -116,8 +160,25 @@ async def images_generations(request: HttpRequest) -> HttpResponseBase:
     return await _serve(request, "image", body)
 
 
-@document("POST", "/v1/audio/speech", "Text to speech (OpenAI format); audio bytes back", scope="gateway", request=s.SpeechRequest, request_content_type="application/json",
-          responses=_answers(Response("The audio, in the type the provider answered with (audio/mpeg, audio/wav, ...)", None, "audio/*", headers=GATEWAY_HEADERS, also=("application/octet-stream",))), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@document(
+    "POST",
+    "/v1/audio/speech",
+    "Text to speech (OpenAI format); audio bytes back",
+    scope="gateway",
+    request=s.SpeechRequest,
+    request_content_type="application/json",
+    responses=_answers(
+        Response(
+            "The audio, in the type the provider answered with (audio/mpeg, audio/wav, ...)",
+            None,
+            "audio/*",
+            headers=GATEWAY_HEADERS,
+            also=("application/octet-stream",),
+        )
+    ),
+    errors=(400, 401, 403, 404, 413, 429),
+    params=STEERING,
+)
 @require_http_methods(["POST"])
 @api_view("gateway")
 async def audio_speech(request: HttpRequest) -> HttpResponseBase:
@@ -129,8 +190,17 @@ async def audio_speech(request: HttpRequest) -> HttpResponseBase:
     return await _serve(request, "tts", body)
 
 
-@document("POST", "/v1/audio/transcriptions", "Speech to text (OpenAI format, multipart)", scope="gateway", request=s.TranscriptionRequest, request_content_type="multipart/form-data",
-          responses=_answers(Response("The transcription", s.Transcription, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@document(
+    "POST",
+    "/v1/audio/transcriptions",
+    "Speech to text (OpenAI format, multipart)",
+    scope="gateway",
+    request=s.TranscriptionRequest,
+    request_content_type="multipart/form-data",
+    responses=_answers(Response("The transcription", s.Transcription, headers=GATEWAY_HEADERS)),
+    errors=(400, 401, 403, 404, 413, 429),
+    params=STEERING,
+)
 @require_http_methods(["POST"])
 @api_view("gateway")
 async def audio_transcriptions(request: HttpRequest) -> HttpResponseBase:
@@ -155,38 +225,64 @@ def _check_transcription_fields(body: dict[str, str]) -> None:
         except ValueError:
             value = math.nan
         if not 0 <= value <= 1:
-            raise RequestError(400, "Invalid `temperature`: a number from 0 to 1.", code="invalid_value",
-                               param="temperature")
+            raise RequestError(
+                400, "Invalid `temperature`: a number from 0 to 1.", code="invalid_value", param="temperature"
+            )
 
 
 def _model_entries(snapshot: Snapshot) -> list[dict[str, Any]]:
     """What a client may put in `model`: enabled routes, then each enabled provider's models."""
     data: list[dict[str, Any]] = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "gateway",
-         "capability": route.policy.capability, "kind": "route"}
-        for name, route in sorted(snapshot.routes.items()) if route.enabled
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "gateway",
+            "capability": route.policy.capability,
+            "kind": "route",
+        }
+        for name, route in sorted(snapshot.routes.items())
+        if route.enabled
     ]
     for provider in sorted(snapshot.providers.values(), key=lambda p: p.name):
         if not provider.enabled:
             continue
         for model in provider.models:
-            data.append({"id": f"{provider.name}/{model}", "object": "model", "created": 0,
-                         "owned_by": provider.name,
-                         "capabilities": list(provider.model_capabilities.get(model, provider.capabilities)),
-                         "kind": "provider_model"})
+            data.append(
+                {
+                    "id": f"{provider.name}/{model}",
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": provider.name,
+                    "capabilities": list(provider.model_capabilities.get(model, provider.capabilities)),
+                    "kind": "provider_model",
+                }
+            )
     return data
 
 
-@document("GET", "/v1/models", "Routes and provider/model names a client may put in `model`", scope="gateway",
-          responses={200: Response("The models", s.ModelList)}, errors=(401, 403))
+@document(
+    "GET",
+    "/v1/models",
+    "Routes and provider/model names a client may put in `model`",
+    scope="gateway",
+    responses={200: Response("The models", s.ModelList)},
+    errors=(401, 403),
+)
 @require_http_methods(["GET"])
 @api_view("gateway")
 async def models(request: HttpRequest) -> HttpResponseBase:
     return JsonResponse({"object": "list", "data": _model_entries(await runtime().current())})
 
 
-@document("GET", "/v1/models/{model}", "One entry of /v1/models (a route, or provider/model: the id may hold '/')",
-          scope="gateway", responses={200: Response("The model", s.ModelEntry)}, errors=(401, 403, 404))
+@document(
+    "GET",
+    "/v1/models/{model}",
+    "One entry of /v1/models (a route, or provider/model: the id may hold '/')",
+    scope="gateway",
+    responses={200: Response("The model", s.ModelEntry)},
+    errors=(401, 403, 404),
+)
 @require_http_methods(["GET"])
 @api_view("gateway")
 async def model_detail(request: HttpRequest, model: str) -> HttpResponseBase:
@@ -194,25 +290,42 @@ async def model_detail(request: HttpRequest, model: str) -> HttpResponseBase:
         if entry["id"] == model:
             return JsonResponse(entry)
     shown = model if len(model) <= 200 else model[:200] + "…"
-    raise RequestError(404, f"The model {shown!r} does not exist (GET /v1/models lists them).",
-                       code="model_not_found", param="model")
+    raise RequestError(
+        404, f"The model {shown!r} does not exist (GET /v1/models lists them).", code="model_not_found", param="model"
+    )
 
 
 # -- /v1/messages (Anthropic) ----------------------------------------------------------------
 
+
 def _anthropic_errors(*statuses: int) -> dict[int, Response]:
     """The error answers of an Anthropic endpoint, documented with Anthropic's error body."""
-    meanings = {**ERRORS, 502: f"{ROUTING_ERRORS[502].description} (api_error)",
-                503: f"{ROUTING_ERRORS[503].description} (overloaded_error)"}
+    meanings = {
+        **ERRORS,
+        502: f"{ROUTING_ERRORS[502].description} (api_error)",
+        503: f"{ROUTING_ERRORS[503].description} (overloaded_error)",
+    }
     return {status: Response(meanings[status], anthropic.AnthropicErrorBody) for status in statuses}
 
 
-@document("POST", "/v1/messages", "Anthropic Messages API (stream: true for Anthropic's server-sent events), "
-          "served by any chat route", scope="gateway", request=anthropic.AnthropicMessageRequest,
-          responses={200: Response("The message, or Anthropic's SSE event stream", anthropic.AnthropicMessage,
-                                   headers=GATEWAY_HEADERS, also=("text/event-stream",)),
-                     **_anthropic_errors(400, 401, 403, 404, 413, 429, 502, 503)},
-          errors=(), params=STEERING)
+@document(
+    "POST",
+    "/v1/messages",
+    "Anthropic Messages API (stream: true for Anthropic's server-sent events), served by any chat route",
+    scope="gateway",
+    request=anthropic.AnthropicMessageRequest,
+    responses={
+        200: Response(
+            "The message, or Anthropic's SSE event stream",
+            anthropic.AnthropicMessage,
+            headers=GATEWAY_HEADERS,
+            also=("text/event-stream",),
+        ),
+        **_anthropic_errors(400, 401, 403, 404, 413, 429, 502, 503),
+    },
+    errors=(),
+    params=STEERING,
+)
 @require_http_methods(["POST"])
 @api_view("gateway", dialect=ANTHROPIC)
 async def messages(request: HttpRequest) -> HttpResponseBase:
@@ -222,12 +335,22 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
     return await _serve(request, "chat", chat, stream=body.get("stream") is True, dialect=ANTHROPIC, caller=body)
 
 
-@document("POST", "/v1/messages/count_tokens", "Anthropic's token count of a Messages request: an estimate "
-          "(X-Gateway-Estimated: true)", scope="gateway", request=anthropic.AnthropicCountTokensRequest,
-          responses={200: Response("The estimated prompt tokens", anthropic.AnthropicTokenCount,
-                                   headers=("X-Gateway-Estimated", "X-Gateway-Route", "X-Request-Id")),
-                     **_anthropic_errors(400, 401, 403, 404, 413, 429)},
-          errors=())
+@document(
+    "POST",
+    "/v1/messages/count_tokens",
+    "Anthropic's token count of a Messages request: an estimate (X-Gateway-Estimated: true)",
+    scope="gateway",
+    request=anthropic.AnthropicCountTokensRequest,
+    responses={
+        200: Response(
+            "The estimated prompt tokens",
+            anthropic.AnthropicTokenCount,
+            headers=("X-Gateway-Estimated", "X-Gateway-Route", "X-Request-Id"),
+        ),
+        **_anthropic_errors(400, 401, 403, 404, 413, 429),
+    },
+    errors=(),
+)
 @require_http_methods(["POST"])
 @api_view("gateway", dialect=ANTHROPIC)
 async def messages_count_tokens(request: HttpRequest) -> HttpResponseBase:
@@ -247,12 +370,24 @@ async def messages_count_tokens(request: HttpRequest) -> HttpResponseBase:
 
 # -- /v1/responses (OpenAI's Responses API) ----------------------------------------------------
 
-@document("POST", "/v1/responses", "OpenAI's Responses API, stateless (stream: true for its typed server-sent "
-          "events), served by any chat route", scope="gateway", request=responses_api.ResponsesRequest,
-          responses=_answers(Response("The response, or the stream of its typed events (event: <type>)",
-                                      responses_api.ResponsesObject, headers=GATEWAY_HEADERS,
-                                      also=("text/event-stream",))),
-          errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+
+@document(
+    "POST",
+    "/v1/responses",
+    "OpenAI's Responses API, stateless (stream: true for its typed server-sent events), served by any chat route",
+    scope="gateway",
+    request=responses_api.ResponsesRequest,
+    responses=_answers(
+        Response(
+            "The response, or the stream of its typed events (event: <type>)",
+            responses_api.ResponsesObject,
+            headers=GATEWAY_HEADERS,
+            also=("text/event-stream",),
+        )
+    ),
+    errors=(400, 401, 403, 404, 413, 429),
+    params=STEERING,
+)
 @require_http_methods(["POST"])
 @api_view("gateway", dialect=RESPONSES)
 async def responses(request: HttpRequest) -> HttpResponseBase:
@@ -306,14 +441,16 @@ def _execute_body(capability: str, data: Any, options: dict[str, Any]) -> dict[s
     elif capability in _SHORTHAND:
         body = _shorthand_body(capability, data)
     else:
-        raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.",
-                           param="capability")
+        raise RequestError(
+            400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.", param="capability"
+        )
     for name, value in options.items():
         if name not in ("deadline_s", "prefer"):
             body.setdefault(name, value)
     if capability == "translation" and not body.get("target_lang"):
-        raise RequestError(400, "translation needs `target_lang` (in `input` or `options`).",
-                           param="options.target_lang")
+        raise RequestError(
+            400, "translation needs `target_lang` (in `input` or `options`).", param="options.target_lang"
+        )
     body.pop("stream", None)
     return body
 
@@ -324,16 +461,26 @@ def _output(value: Result) -> Any:
     return {"media_type": value.media_type, "b64": base64.b64encode(value.content).decode()}
 
 
-@document("POST", "/api/execute", "Any capability through a route, with the attempt list in the answer", scope="gateway", request=s.ExecuteRequest, request_content_type="application/json",
-          responses=_answers(Response("The result and every attempt", s.ExecuteResult, headers=GATEWAY_HEADERS)), errors=(400, 401, 403, 404, 413, 429), params=STEERING)
+@document(
+    "POST",
+    "/api/execute",
+    "Any capability through a route, with the attempt list in the answer",
+    scope="gateway",
+    request=s.ExecuteRequest,
+    request_content_type="application/json",
+    responses=_answers(Response("The result and every attempt", s.ExecuteResult, headers=GATEWAY_HEADERS)),
+    errors=(400, 401, 403, 404, 413, 429),
+    params=STEERING,
+)
 @require_http_methods(["POST"])
 @api_view("gateway")
 async def execute(request: HttpRequest) -> HttpResponseBase:
     payload = parse_json(request)
     capability = payload.get("capability")
     if capability not in CAPABILITIES or capability == "stt":
-        raise RequestError(400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.",
-                           param="capability")
+        raise RequestError(
+            400, f"`capability` must be one of {', '.join(c for c in CAPABILITIES if c != 'stt')}.", param="capability"
+        )
     options = payload.get("options") or {}
     if not isinstance(options, dict):
         raise RequestError(400, "`options` must be an object.", param="options")
@@ -368,8 +515,12 @@ async def execute(request: HttpRequest) -> HttpResponseBase:
         "provider": result.target.provider,
         "model": result.target.model,
         "output": _output(value),
-        "usage": {"tokens_in": value.usage.tokens_in, "tokens_out": value.usage.tokens_out,
-                  "characters": value.usage.characters, "images": value.usage.images},
+        "usage": {
+            "tokens_in": value.usage.tokens_in,
+            "tokens_out": value.usage.tokens_out,
+            "characters": value.usage.characters,
+            "images": value.usage.images,
+        },
         "cost": float(cost),
         "failovers": result.failovers,
         "retries": result.retries,
@@ -379,6 +530,14 @@ async def execute(request: HttpRequest) -> HttpResponseBase:
     response = JsonResponse(answer)
     for name, header in exchange.success_headers(result, call).items():
         response[name] = header
-    exchange.record("success", 200, result.attempts, provider=result.target.provider, model=result.target.model,
-                    usage=value.usage, failovers=result.failovers, retries=result.retries)
+    exchange.record(
+        "success",
+        200,
+        result.attempts,
+        provider=result.target.provider,
+        model=result.target.model,
+        usage=value.usage,
+        failovers=result.failovers,
+        retries=result.retries,
+    )
     return response

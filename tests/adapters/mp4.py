@@ -12,10 +12,10 @@ def boxes(data: bytes) -> list[tuple[bytes, bytes]]:
     while at < len(data):
         if len(data) - at < 8:
             raise ValueError(f"{len(data) - at} stray bytes at {at}")
-        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
         if size < 8 or at + size > len(data):
             raise ValueError(f"box {kind!r} at {at} claims {size} bytes")
-        out.append((kind, data[at + 8:at + size]))
+        out.append((kind, data[at + 8 : at + size]))
         at += size
     return out
 

@@ -48,12 +48,8 @@ async def http(request):
     await client.aclose()
 
 
-def make(
-    base_url: str, client: httpx.AsyncClient, *, api_key: str | None = API_KEY, **kw
-) -> AnthropicAdapter:
-    config = ProviderConfig(
-        name="claude", kind="anthropic", base_url=base_url, api_key=api_key, **kw
-    )
+def make(base_url: str, client: httpx.AsyncClient, *, api_key: str | None = API_KEY, **kw) -> AnthropicAdapter:
+    config = ProviderConfig(name="claude", kind="anthropic", base_url=base_url, api_key=api_key, **kw)
     return AnthropicAdapter(config, client)
 
 
@@ -117,9 +113,7 @@ def test_image_parts_become_base64_or_url_sources():
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
     ]
-    blocks = to_anthropic({"messages": [{"role": "user", "content": content}]}, model=MODEL)[
-        "messages"
-    ][0]["content"]
+    blocks = to_anthropic({"messages": [{"role": "user", "content": content}]}, model=MODEL)["messages"][0]["content"]
 
     assert blocks[1] == {
         "type": "image",
@@ -357,16 +351,12 @@ async def test_chat_answers_an_openai_chat_completion(adapter, fake):
     assert (result.usage.tokens_in, result.usage.tokens_out, result.model) == (2, 3, MODEL)
     assert json.loads(result.content) == result.data
     sent = fake.requests_to(MESSAGES)[0]
-    assert (
-        sent.headers["x-api-key"] == API_KEY and sent.headers["anthropic-version"] == "2023-06-01"
-    )
+    assert sent.headers["x-api-key"] == API_KEY and sent.headers["anthropic-version"] == "2023-06-01"
     assert sent.json()["max_tokens"] == 1024
 
 
 async def test_the_version_option_and_a_base_url_ending_in_v1_are_honoured(fake, http):
-    adapter = make(
-        fake.url + "/v1", http, options={"version": "2026-10-21", "beta": ["a-2025", "b-2026"]}
-    )
+    adapter = make(fake.url + "/v1", http, options={"version": "2026-10-21", "beta": ["a-2025", "b-2026"]})
 
     await adapter.chat(HELLO, model=MODEL, timeout=5)
 
@@ -431,9 +421,7 @@ async def test_stop_sequences_and_max_tokens_end_the_answer_as_openai_says(adapt
 async def test_usage_prices_into_a_cost(adapter):
     result = await adapter.chat(HELLO, model=MODEL, timeout=5)
 
-    assert result.usage.cost(
-        Price(input_per_mtok=Decimal(3), output_per_mtok=Decimal(15))
-    ) == Decimal("0.000051")
+    assert result.usage.cost(Price(input_per_mtok=Decimal(3), output_per_mtok=Decimal(15))) == Decimal("0.000051")
 
 
 async def test_what_the_messages_api_lacks_is_unsupported(adapter):
@@ -453,9 +441,7 @@ async def test_a_stream_becomes_openai_chunks_with_usage(adapter, fake):
     stream = await adapter.chat_stream(HELLO, model=MODEL, timeout=5)
     chunks = await drain(stream)
 
-    assert all(
-        c["object"] == "chat.completion.chunk" and c["id"].startswith("msg_") for c in chunks
-    )
+    assert all(c["object"] == "chat.completion.chunk" and c["id"].startswith("msg_") for c in chunks)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert "".join(d.get("content") or "" for d in deltas(chunks)) == "Echo: hello world"
     assert chunks[-1]["choices"][0] == {
@@ -473,9 +459,7 @@ async def test_a_stream_ends_with_the_usage_chunk_when_the_caller_asks(adapter):
     chunks = await drain(await adapter.chat_stream(request, model=MODEL, timeout=5))
 
     assert chunks[-1]["choices"] == []
-    assert (
-        chunks[-1]["usage"]["prompt_tokens"] == 2 and chunks[-1]["usage"]["completion_tokens"] == 3
-    )
+    assert chunks[-1]["usage"]["prompt_tokens"] == 2 and chunks[-1]["usage"]["completion_tokens"] == 3
     assert all(c["usage"] is None for c in chunks[:-1])
 
 
@@ -633,15 +617,9 @@ async def test_caller_errors_keep_anthropics_own_body(adapter, fake, status, kin
 
 
 async def test_a_wrong_key_gets_anthropics_real_401(fake, http):
-    error = await failure_of(
-        make(fake.url, http, api_key="sk-ant-wrong").chat(HELLO, model=MODEL, timeout=5)
-    )
+    error = await failure_of(make(fake.url, http, api_key="sk-ant-wrong").chat(HELLO, model=MODEL, timeout=5))
 
-    assert (
-        isinstance(error, UpstreamError)
-        and error.status == 401
-        and error.outcome == Outcome.CALLER_ERROR
-    )
+    assert isinstance(error, UpstreamError) and error.status == 401 and error.outcome == Outcome.CALLER_ERROR
     assert error.message == "invalid x-api-key"
 
 
@@ -678,9 +656,7 @@ async def test_a_plain_429_carries_anthropics_default_retry_after(adapter, fake)
     assert error.outcome == Outcome.RATE_LIMITED and error.classification.retry_after == 1.0
 
 
-@pytest.mark.parametrize(
-    ("status", "code"), [(400, "credit_balance_too_low"), (429, "enforced_spend_limit_reached")]
-)
+@pytest.mark.parametrize(("status", "code"), [(400, "credit_balance_too_low"), (429, "enforced_spend_limit_reached")])
 async def test_an_empty_credit_balance_or_spend_cap_is_exhausted(adapter, fake, status, code):
     fake.fault(path=MESSAGES, status=status, error_code=code)
 
@@ -699,9 +675,7 @@ async def test_malformed_json_in_a_200_is_a_malformed_response_failure(adapter, 
 
 
 async def test_a_refused_connection_is_classified_failure(http):
-    error = await failure_of(
-        make(f"http://127.0.0.1:{free_port()}", http).chat(HELLO, model=MODEL, timeout=2)
-    )
+    error = await failure_of(make(f"http://127.0.0.1:{free_port()}", http).chat(HELLO, model=MODEL, timeout=2))
 
     assert isinstance(error, httpx.TransportError)
     assert classify_exception(error).outcome == Outcome.FAILURE
@@ -714,15 +688,9 @@ async def test_list_models_skips_retired_models_and_reads_the_context_window(ada
     models = await adapter.list_models(timeout=5)
 
     names = [m.name for m in models]
-    assert (
-        names[:2] == ["claude-opus-4-6", "claude-sonnet-4-6"]
-        and "claude-3-haiku-20240307" not in names
-    )
+    assert names[:2] == ["claude-opus-4-6", "claude-sonnet-4-6"] and "claude-3-haiku-20240307" not in names
     assert all(m.capabilities == {"chat"} for m in models)
-    assert (
-        models[0].context_window == 1_000_000
-        and models[0].details["display_name"] == "Claude Opus 4.6"
-    )
+    assert models[0].context_window == 1_000_000 and models[0].details["display_name"] == "Claude Opus 4.6"
     assert fake.requests_to("/v1/models")[0].query == {"limit": "1000"}
 
 

@@ -13,11 +13,16 @@ from tests.fakes.anthropic import API_KEY, FakeAnthropic
 
 MODEL = "claude-sonnet-4-6"
 MESSAGES = "/v1/messages"
-SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-          "required": ["city", "days"]}
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    "required": ["city", "days"],
+}
 AS_SCHEMA = {"type": "json_schema", "json_schema": {"name": "forecast", "schema": SCHEMA, "strict": True}}
-WEATHER_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}
 
 
 def ask(text: str, **fields: object) -> dict:
@@ -32,8 +37,7 @@ def fake():
 
 @pytest.fixture
 def adapter(fake, client):
-    return AnthropicAdapter(ProviderConfig(name="claude", kind="anthropic", base_url=fake.url, api_key=API_KEY),
-                            client)
+    return AnthropicAdapter(ProviderConfig(name="claude", kind="anthropic", base_url=fake.url, api_key=API_KEY), client)
 
 
 # -- structured output ------------------------------------------------------------------------
@@ -42,8 +46,9 @@ def adapter(fake, client):
 def test_a_json_schema_becomes_a_forced_tool_whose_input_schema_is_the_schema():
     body = to_anthropic(ask("Paris for 3 days", response_format=AS_SCHEMA), model=MODEL)
 
-    assert body["tools"] == [{"name": "forecast", "description": body["tools"][0]["description"],
-                              "input_schema": SCHEMA}]
+    assert body["tools"] == [
+        {"name": "forecast", "description": body["tools"][0]["description"], "input_schema": SCHEMA}
+    ]
     assert body["tool_choice"] == {"type": "tool", "name": "forecast"}
     assert "response_format" not in body
 
@@ -57,10 +62,18 @@ def test_json_object_is_the_same_tool_with_any_object():
 
 
 def test_beside_the_callers_tools_the_model_must_call_one_of_them_or_answer_in_the_schema():
-    both = to_anthropic(ask("hi", tools=[WEATHER_TOOL], response_format=AS_SCHEMA, parallel_tool_calls=False),
-                        model=MODEL)
-    named = to_anthropic(ask("hi", tools=[WEATHER_TOOL], response_format=AS_SCHEMA,
-                             tool_choice={"type": "function", "function": {"name": "get_weather"}}), model=MODEL)
+    both = to_anthropic(
+        ask("hi", tools=[WEATHER_TOOL], response_format=AS_SCHEMA, parallel_tool_calls=False), model=MODEL
+    )
+    named = to_anthropic(
+        ask(
+            "hi",
+            tools=[WEATHER_TOOL],
+            response_format=AS_SCHEMA,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        ),
+        model=MODEL,
+    )
 
     assert [t["name"] for t in both["tools"]] == ["get_weather", "forecast"]
     assert both["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
@@ -85,8 +98,9 @@ def test_a_schema_whose_root_is_not_an_object_is_unsupported():
 
 
 async def test_the_tool_input_comes_back_as_the_json_content(adapter, fake):
-    result = await adapter.chat(ask('Paris {"city": "Paris", "days": 3}', response_format=AS_SCHEMA),
-                                model=MODEL, timeout=5)
+    result = await adapter.chat(
+        ask('Paris {"city": "Paris", "days": 3}', response_format=AS_SCHEMA), model=MODEL, timeout=5
+    )
 
     choice = result.data["choices"][0]
     assert json.loads(choice["message"]["content"]) == {"city": "Paris", "days": 3}
@@ -103,8 +117,9 @@ async def test_json_object_answers_are_json_with_no_preamble(adapter):
 
 
 async def test_a_streamed_structured_answer_is_the_json_in_content_deltas(adapter):
-    stream = await adapter.chat_stream(ask('Rome {"city": "Rome", "days": 2}', response_format=AS_SCHEMA),
-                                       model=MODEL, timeout=5)
+    stream = await adapter.chat_stream(
+        ask('Rome {"city": "Rome", "days": 2}', response_format=AS_SCHEMA), model=MODEL, timeout=5
+    )
     chunks = [c async for c in stream]
 
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
@@ -114,8 +129,11 @@ async def test_a_streamed_structured_answer_is_the_json_in_content_deltas(adapte
 
 
 async def test_a_call_to_a_callers_tool_beside_a_schema_is_still_a_tool_call(adapter):
-    result = await adapter.chat(ask('call get_weather {"city": "Oslo"}', tools=[WEATHER_TOOL],
-                                    response_format=AS_SCHEMA), model=MODEL, timeout=5)
+    result = await adapter.chat(
+        ask('call get_weather {"city": "Oslo"}', tools=[WEATHER_TOOL], response_format=AS_SCHEMA),
+        model=MODEL,
+        timeout=5,
+    )
 
     choice = result.data["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
@@ -137,16 +155,20 @@ def test_tool_choice_none_with_parallel_calls_off_builds_no_refused_field(fmt):
 # -- reasoning ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("effort", "max_tokens", "thinking"), [
-    ("low", 8000, {"type": "enabled", "budget_tokens": 1024}),
-    ("medium", 8000, {"type": "enabled", "budget_tokens": 4096}),
-    ("high", 8000, {"type": "enabled", "budget_tokens": 7999}),  # kept below max_tokens
-    ("high", 1024, None),  # no room for Anthropic's smallest budget
-    ("minimal", 8000, None),
-])
+@pytest.mark.parametrize(
+    ("effort", "max_tokens", "thinking"),
+    [
+        ("low", 8000, {"type": "enabled", "budget_tokens": 1024}),
+        ("medium", 8000, {"type": "enabled", "budget_tokens": 4096}),
+        ("high", 8000, {"type": "enabled", "budget_tokens": 7999}),  # kept below max_tokens
+        ("high", 1024, None),  # no room for Anthropic's smallest budget
+        ("minimal", 8000, None),
+    ],
+)
 def test_reasoning_effort_becomes_a_thinking_budget(effort, max_tokens, thinking):
-    body = to_anthropic(ask("hi", reasoning_effort=effort, max_tokens=max_tokens, temperature=0.2, top_p=0.5),
-                        model=MODEL)
+    body = to_anthropic(
+        ask("hi", reasoning_effort=effort, max_tokens=max_tokens, temperature=0.2, top_p=0.5), model=MODEL
+    )
 
     assert body.get("thinking") == thinking
     if thinking is not None:  # Anthropic refuses these beside thinking
@@ -156,21 +178,33 @@ def test_reasoning_effort_becomes_a_thinking_budget(effort, max_tokens, thinking
 
 
 def test_thinking_is_left_out_with_a_forced_tool_and_in_a_tool_loop():
-    forced = to_anthropic(ask("hi", reasoning_effort="high", max_tokens=30000, response_format=AS_SCHEMA),
-                          model=MODEL)
-    loop = to_anthropic({
-        "max_tokens": 30000, "thinking": {"type": "enabled", "budget_tokens": 2000}, "tools": [WEATHER_TOOL],
-        "messages": [{"role": "user", "content": "weather?"},
-                     {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {
-                         "name": "get_weather", "arguments": "{}"}}]},
-                     {"role": "tool", "tool_call_id": "t1", "content": "sunny"}],
-    }, model=MODEL)
+    forced = to_anthropic(ask("hi", reasoning_effort="high", max_tokens=30000, response_format=AS_SCHEMA), model=MODEL)
+    loop = to_anthropic(
+        {
+            "max_tokens": 30000,
+            "thinking": {"type": "enabled", "budget_tokens": 2000},
+            "tools": [WEATHER_TOOL],
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+            ],
+        },
+        model=MODEL,
+    )
 
     assert "thinking" not in forced and "thinking" not in loop
 
 
 def test_an_explicit_thinking_object_wins_over_reasoning_effort():
-    body = to_anthropic(ask("hi", max_tokens=9000, reasoning_effort="low",
-                            thinking={"type": "enabled", "budget_tokens": 5000}), model=MODEL)
+    body = to_anthropic(
+        ask("hi", max_tokens=9000, reasoning_effort="low", thinking={"type": "enabled", "budget_tokens": 5000}),
+        model=MODEL,
+    )
 
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 5000}

@@ -41,8 +41,7 @@ async def test_a_text_is_translated_with_the_detected_source_and_billed_characte
     sent = fake.requests_to("/v2/translate")[-1]
     assert sent.headers["Authorization"] == f"DeepL-Auth-Key {KEY}"
     assert sent.json() == {"text": ["Hello, world!"], "target_lang": "DE", "show_billed_characters": True}
-    assert json.loads(result.content) == {
-        "translations": [{"text": "Hallo, Welt!", "detected_source_language": "EN"}]}
+    assert json.loads(result.content) == {"translations": [{"text": "Hallo, Welt!", "detected_source_language": "EN"}]}
     assert result.usage.characters == 13
 
 
@@ -111,8 +110,9 @@ async def test_too_many_requests_is_rate_limited_with_retry_after(adapter, fake)
 
 
 async def test_a_bad_key_is_a_403_caller_error_with_deepls_message(fake, client):
-    error = await raised(make(fake.url, client, api_key="other:fx").translate(
-        {"text": "a", "target_lang": "DE"}, model="", timeout=5))
+    error = await raised(
+        make(fake.url, client, api_key="other:fx").translate({"text": "a", "target_lang": "DE"}, model="", timeout=5)
+    )
 
     assert error.status == 403
     assert classify_exception(error).outcome is Outcome.CALLER_ERROR

@@ -53,8 +53,11 @@ def _fresh(ollama_server, sd_server):
 async def test_an_ollama_on_a_free_port_is_found_with_its_version_and_models(ollama_server):
     found = await discover(ollama_ports=[ollama_server.port], sdwebui_ports=[], openai_ports=[])
 
-    assert found == [DiscoveredServer("ollama", ollama_server.url, "0.12.6",
-                                      ("llama3.2:latest", "nomic-embed-text:latest", "llava:latest"))]
+    assert found == [
+        DiscoveredServer(
+            "ollama", ollama_server.url, "0.12.6", ("llama3.2:latest", "nomic-embed-text:latest", "llava:latest")
+        )
+    ]
     assert found[0].provider_config().kind == "ollama"
     assert found[0].provider_config().base_url == ollama_server.url
     assert found[0].suggested_name == f"local-ollama-{ollama_server.port}"
@@ -86,7 +89,8 @@ async def test_a_hanging_port_is_given_up_after_the_short_timeout(ollama_server)
     ollama_server.fault(path="/api/version", hang=True)
     # the hang never ends: discover returns only because it gave up on the port
     found = await asyncio.wait_for(
-        discover(ollama_ports=[ollama_server.port], sdwebui_ports=[], openai_ports=[], timeout_s=0.2), 60)
+        discover(ollama_ports=[ollama_server.port], sdwebui_ports=[], openai_ports=[], timeout_s=0.2), 60
+    )
 
     assert found == []
 
@@ -114,7 +118,9 @@ async def test_sd_webui_models_are_listed_through_its_adapter(sd_server, client)
     models = await list_provider_models(server.provider_config(), client)
 
     assert [(m.name, m.capabilities) for m in models] == [
-        ("v1-5-pruned-emaonly", frozenset({"image"})), ("sd_xl_base_1.0", frozenset({"image"}))]
+        ("v1-5-pruned-emaonly", frozenset({"image"})),
+        ("sd_xl_base_1.0", frozenset({"image"})),
+    ]
 
 
 async def test_a_pull_on_the_found_server_streams_progress_to_completion(ollama_server, client):

@@ -60,8 +60,9 @@ async def test_characters_price_per_thousand(adapter):
 
 async def test_wav_speed_and_a_named_voice_map_to_elevenlabs_fields(fake, client):
     adapter = make(fake.url, client, voices={"alloy": RACHEL})
-    result = await adapter.speech({**SPEECH, "voice": "alloy", "response_format": "wav", "speed": 1.1},
-                                  model="eleven_flash_v2_5", timeout=5)
+    result = await adapter.speech(
+        {**SPEECH, "voice": "alloy", "response_format": "wav", "speed": 1.1}, model="eleven_flash_v2_5", timeout=5
+    )
 
     sent = fake.requests_to(f"/v1/text-to-speech/{RACHEL}")[-1]
     assert sent.query["output_format"] == "wav_44100"
@@ -82,8 +83,12 @@ async def test_voices_and_tts_models_are_listed(adapter):
     voices = await adapter.voices(timeout=5)
     models = await adapter.list_models(timeout=5)
 
-    assert voices[0] == {"voice_id": RACHEL, "name": "Rachel", "category": "premade",
-                         "labels": {"accent": "american", "gender": "female", "age": "young", "use_case": "narration"}}
+    assert voices[0] == {
+        "voice_id": RACHEL,
+        "name": "Rachel",
+        "category": "premade",
+        "labels": {"accent": "american", "gender": "female", "age": "young", "use_case": "narration"},
+    }
     assert [m.name for m in models] == ["eleven_multilingual_v2", "eleven_flash_v2_5", "eleven_turbo_v2_5"]
     assert all(m.capabilities == frozenset({"tts"}) for m in models)
     assert models[0].details["max_characters"] == 10_000

@@ -36,9 +36,7 @@ def sdk(fake):
 
 @pytest.fixture
 async def async_sdk(fake):
-    async with anthropic.AsyncAnthropic(
-        base_url=fake.url, api_key=API_KEY, max_retries=0
-    ) as client:
+    async with anthropic.AsyncAnthropic(base_url=fake.url, api_key=API_KEY, max_retries=0) as client:
         yield client
 
 
@@ -48,9 +46,7 @@ async def async_sdk(fake):
 def test_a_message_parses_into_the_sdks_model(sdk):
     message = sdk.messages.create(model=MODEL, max_tokens=100, messages=HELLO)
 
-    assert (
-        message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
-    )
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
     assert message.content[0].type == "text" and message.content[0].text == "Echo: hello world"
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
     assert (message.usage.input_tokens, message.usage.output_tokens) == (2, 3)
@@ -146,9 +142,7 @@ def test_a_tool_result_round_trip_is_accepted(sdk):
             {"role": "assistant", "content": first.content},
             {
                 "role": "user",
-                "content": [
-                    {"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny"}
-                ],
+                "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny"}],
             },
         ],
     )
@@ -175,9 +169,7 @@ def test_a_tool_use_left_without_its_result_is_refused_as_the_api_does(sdk):
 
 
 def test_count_tokens_counts_words(sdk):
-    assert (
-        sdk.messages.count_tokens(model=MODEL, system="be brief", messages=HELLO).input_tokens == 4
-    )
+    assert sdk.messages.count_tokens(model=MODEL, system="be brief", messages=HELLO).input_tokens == 4
 
 
 async def test_the_async_client_streams_too(async_sdk):
@@ -284,9 +276,7 @@ def test_a_cut_stream_breaks_the_sdks_iteration(sdk, fake):
 
 def test_the_fake_requires_max_tokens_and_the_version_header_as_the_api_does(fake):
     headers = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
-    no_max_tokens = httpx.post(
-        fake.url + "/v1/messages", headers=headers, json={"model": MODEL, "messages": HELLO}
-    )
+    no_max_tokens = httpx.post(fake.url + "/v1/messages", headers=headers, json={"model": MODEL, "messages": HELLO})
     no_version = httpx.post(
         fake.url + "/v1/messages",
         headers={"x-api-key": API_KEY},

@@ -58,9 +58,7 @@ def test_the_sdk_reads_a_streamed_chat_to_the_done_part(client):
 
 
 def test_the_sdk_reads_tool_calls_with_object_arguments(client):
-    response = client.chat(
-        model="llama3.2", messages=[{"role": "user", "content": "Rome"}], tools=[WEATHER_TOOL]
-    )
+    response = client.chat(model="llama3.2", messages=[{"role": "user", "content": "Rome"}], tools=[WEATHER_TOOL])
 
     call = response.message.tool_calls[0]
     assert call.function.name == "get_weather"
@@ -143,7 +141,9 @@ async def test_the_async_sdk_chats_streams_embeds_lists_and_pulls(fake):
     sdk = ollama.AsyncClient(host=fake.url)
 
     answer = await sdk.chat(model="llama3.2", messages=[{"role": "user", "content": "yo"}])
-    parts = [p async for p in await sdk.chat(model="llama3.2", messages=[{"role": "user", "content": "yo"}], stream=True)]
+    parts = [
+        p async for p in await sdk.chat(model="llama3.2", messages=[{"role": "user", "content": "yo"}], stream=True)
+    ]
     embedded = await sdk.embed(model="nomic-embed-text", input="yo")
     listed = await sdk.list()
     pulled = [p async for p in await sdk.pull("qwen2.5:0.5b", stream=True)]
@@ -177,9 +177,14 @@ def openai_client(fake):
 
 def test_the_openai_sdk_reads_the_compatible_chat_stream_and_models(openai_client):
     answer = openai_client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
-    chunks = list(openai_client.chat.completions.create(
-        model="llama3.2", messages=[{"role": "user", "content": "hi"}], stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        openai_client.chat.completions.create(
+            model="llama3.2",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     models = openai_client.models.list()
 
     assert answer.choices[0].message.content == "Hello from llama3.2! You said: hi"
@@ -191,7 +196,8 @@ def test_the_openai_sdk_reads_the_compatible_chat_stream_and_models(openai_clien
 
 def test_the_openai_sdk_reads_compatible_tool_calls(openai_client):
     answer = openai_client.chat.completions.create(
-        model="llama3.2", messages=[{"role": "user", "content": "Rome"}], tools=[WEATHER_TOOL])
+        model="llama3.2", messages=[{"role": "user", "content": "Rome"}], tools=[WEATHER_TOOL]
+    )
 
     assert answer.choices[0].finish_reason == "tool_calls"
     assert answer.choices[0].message.tool_calls[0].function.arguments == '{"city": "Rome"}'

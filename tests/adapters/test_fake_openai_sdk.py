@@ -40,9 +40,7 @@ def sdk(fake):
 
 @pytest.fixture
 async def async_sdk(fake):
-    async with openai.AsyncOpenAI(
-        base_url=fake.url + "/v1", api_key=API_KEY, max_retries=0
-    ) as client:
+    async with openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key=API_KEY, max_retries=0) as client:
         yield client
 
 
@@ -74,10 +72,7 @@ def test_a_raw_stream_with_usage_ends_with_the_usage_chunk(sdk):
     )
 
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert (
-        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        == "Echo: hello world"
-    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: hello world"
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == 5
     assert all(c.usage is None for c in chunks[:-1])
 
@@ -121,17 +116,13 @@ def test_structured_output_parses_into_the_callers_model(sdk):
         city: str
         degrees: int
 
-    completion = sdk.chat.completions.parse(
-        model="gpt-4o-mini", messages=HELLO, response_format=Weather
-    )
+    completion = sdk.chat.completions.parse(model="gpt-4o-mini", messages=HELLO, response_format=Weather)
 
     assert completion.choices[0].message.parsed == Weather(city="sample", degrees=1)
 
 
 async def test_the_async_client_streams_too(async_sdk):
-    stream = await async_sdk.chat.completions.create(
-        model="gpt-4o-mini", messages=HELLO, stream=True
-    )
+    stream = await async_sdk.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
     assert text == "Echo: hello world"
@@ -151,12 +142,8 @@ def test_embeddings_decode_from_the_sdks_default_base64(sdk, fake):
 
 
 def test_float_embeddings_are_deterministic(sdk):
-    first = sdk.embeddings.create(
-        model="text-embedding-3-large", input="same", encoding_format="float", dimensions=4
-    )
-    second = sdk.embeddings.create(
-        model="text-embedding-3-large", input="same", encoding_format="float", dimensions=4
-    )
+    first = sdk.embeddings.create(model="text-embedding-3-large", input="same", encoding_format="float", dimensions=4)
+    second = sdk.embeddings.create(model="text-embedding-3-large", input="same", encoding_format="float", dimensions=4)
 
     assert first.data[0].embedding == second.data[0].embedding and len(first.data[0].embedding) == 4
 
@@ -178,9 +165,7 @@ def test_speech_returns_mpeg_audio(sdk):
 
 
 def test_a_transcription_reads_the_uploaded_file(sdk):
-    transcript = sdk.audio.transcriptions.create(
-        model="whisper-1", file=("note.txt", b"testing one two")
-    )
+    transcript = sdk.audio.transcriptions.create(model="whisper-1", file=("note.txt", b"testing one two"))
     verbose = sdk.audio.transcriptions.create(
         model="whisper-1", file=("note.txt", b"testing one two"), response_format="verbose_json"
     )
@@ -233,17 +218,12 @@ def test_insufficient_quota_is_a_rate_limit_error_with_its_code(sdk, fake):
     with pytest.raises(openai.RateLimitError) as info:
         sdk.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
 
-    assert (
-        info.value.code == "insufficient_quota"
-        and "exceeded your current quota" in info.value.message
-    )
+    assert info.value.code == "insufficient_quota" and "exceeded your current quota" in info.value.message
 
 
 def test_a_wrong_key_is_an_authentication_error(fake):
     with (
-        openai.OpenAI(
-            base_url=fake.url + "/v1", api_key="sk-wrong-key-1234", max_retries=0
-        ) as client,
+        openai.OpenAI(base_url=fake.url + "/v1", api_key="sk-wrong-key-1234", max_retries=0) as client,
         pytest.raises(openai.AuthenticationError) as info,
     ):
         client.models.list()

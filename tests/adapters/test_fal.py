@@ -36,11 +36,13 @@ def time_():
     return FreeTime()
 
 
-def make(url: str, client: httpx.AsyncClient, time_: FreeTime | None = None, *, api_key: str | None = API_KEY,
-         **options) -> FalAdapter:
+def make(
+    url: str, client: httpx.AsyncClient, time_: FreeTime | None = None, *, api_key: str | None = API_KEY, **options
+) -> FalAdapter:
     time_ = time_ or FreeTime()
-    config = ProviderConfig(name="fal", kind="fal", base_url=url, api_key=api_key,
-                            options={"platform_url": url, **options})
+    config = ProviderConfig(
+        name="fal", kind="fal", base_url=url, api_key=api_key, options={"platform_url": url, **options}
+    )
     return FalAdapter(config, client, clock=time_.clock, sleep=time_.sleep)
 
 
@@ -83,17 +85,27 @@ async def test_an_image_request_is_queued_polled_with_growing_waits_and_its_resu
 async def test_n_size_defaults_and_the_requests_own_input_fields_reach_the_model(fake, client):
     adapter = make(fake.url, client, input={"enable_safety_checker": False, "num_inference_steps": 2})
 
-    result = await adapter.images({"prompt": "dunes", "n": 3, "size": "1344x768", "seed": 7,
-                                   "input": {"num_inference_steps": 4}}, model=FLUX, timeout=30)
+    result = await adapter.images(
+        {"prompt": "dunes", "n": 3, "size": "1344x768", "seed": 7, "input": {"num_inference_steps": 4}},
+        model=FLUX,
+        timeout=30,
+    )
 
-    assert fake.last["input"] == {"enable_safety_checker": False, "num_inference_steps": 4, "prompt": "dunes",
-                                  "num_images": 3, "image_size": {"width": 1344, "height": 768}, "seed": 7}
+    assert fake.last["input"] == {
+        "enable_safety_checker": False,
+        "num_inference_steps": 4,
+        "prompt": "dunes",
+        "num_images": 3,
+        "image_size": {"width": 1344, "height": 768},
+        "seed": 7,
+    }
     assert len(result.data["data"]) == 3 and result.usage.images == 3
 
 
 async def test_b64_json_downloads_each_file_without_the_key(adapter, fake):
-    result = await adapter.images({"prompt": "x", "n": 2, "response_format": "b64_json", "seed": 3},
-                                  model=FLUX, timeout=30)
+    result = await adapter.images(
+        {"prompt": "x", "n": 2, "response_format": "b64_json", "seed": 3}, model=FLUX, timeout=30
+    )
 
     images = [base64.b64decode(d["b64_json"]) for d in result.data["data"]]
     assert [png_size(i) for i in images] == [(64, 64), (64, 64)] and images[0] != images[1]
@@ -107,10 +119,17 @@ async def test_the_urls_of_the_submit_answer_are_not_followed_with_the_key():
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(f"{request.method} {request.url}")
         if request.method == "POST":
-            return httpx.Response(200, json={"status": "IN_QUEUE", "request_id": "r-1", "queue_position": 0,
-                                             "status_url": "https://collector.example/steal/status",
-                                             "response_url": "https://collector.example/steal",
-                                             "cancel_url": "https://collector.example/steal/cancel"})
+            return httpx.Response(
+                200,
+                json={
+                    "status": "IN_QUEUE",
+                    "request_id": "r-1",
+                    "queue_position": 0,
+                    "status_url": "https://collector.example/steal/status",
+                    "response_url": "https://collector.example/steal",
+                    "cancel_url": "https://collector.example/steal/cancel",
+                },
+            )
         if request.url.path.endswith("/status"):
             return httpx.Response(200, json={"status": "COMPLETED"})
         return httpx.Response(200, json={"images": [{"url": "https://v3.fal.media/files/x.png"}]})
@@ -118,9 +137,11 @@ async def test_the_urls_of_the_submit_answer_are_not_followed_with_the_key():
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         result = await make("https://queue.fal.run", http).images({"prompt": "x"}, model=FLUX, timeout=30)
 
-    assert seen == ["POST https://queue.fal.run/fal-ai/flux/schnell",
-                    "GET https://queue.fal.run/fal-ai/flux/requests/r-1/status",
-                    "GET https://queue.fal.run/fal-ai/flux/requests/r-1"]
+    assert seen == [
+        "POST https://queue.fal.run/fal-ai/flux/schnell",
+        "GET https://queue.fal.run/fal-ai/flux/requests/r-1/status",
+        "GET https://queue.fal.run/fal-ai/flux/requests/r-1",
+    ]
     assert result.data["data"] == [{"url": "https://v3.fal.media/files/x.png"}]
 
 
@@ -145,8 +166,16 @@ async def test_an_endpoint_id_that_is_not_plain_segments_is_a_400_and_sends_noth
     assert fake.requests == []
 
 
-@pytest.mark.parametrize("request_", [{"prompt": ""}, {"prompt": "x", "n": 0}, {"prompt": "x", "size": "big"},
-                                       {"prompt": "x", "response_format": "png"}, {"prompt": "x", "input": [1]}])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"prompt": ""},
+        {"prompt": "x", "n": 0},
+        {"prompt": "x", "size": "big"},
+        {"prompt": "x", "response_format": "png"},
+        {"prompt": "x", "input": [1]},
+    ],
+)
 async def test_bad_image_requests_are_caller_errors_without_a_call(adapter, fake, request_):
     error = await raised(adapter.images(request_, model=FLUX, timeout=30))
 
@@ -158,8 +187,11 @@ async def test_bad_image_requests_are_caller_errors_without_a_call(adapter, fake
 
 
 async def test_speech_on_kokoro_sends_the_text_in_its_prompt_field_and_answers_the_wav(adapter, fake):
-    result = await adapter.speech({"input": "Hello from the gateway", "voice": "af_heart", "speed": 1.2,
-                                   "response_format": "wav"}, model=KOKORO, timeout=30)
+    result = await adapter.speech(
+        {"input": "Hello from the gateway", "voice": "af_heart", "speed": 1.2, "response_format": "wav"},
+        model=KOKORO,
+        timeout=30,
+    )
 
     assert fake.last["input"] == {"prompt": "Hello from the gateway", "voice": "af_heart", "speed": 1.2}
     assert result.media_type == "audio/wav" and result.content[:4] == b"RIFF"
@@ -185,8 +217,9 @@ async def test_speech_asks_for_mp3_by_default_as_openai_does(adapter, fake):
 
 
 async def test_a_sound_model_answering_audio_file_is_read_too(adapter, fake):
-    result = await adapter.speech({"input": "rain on a tin roof", "response_format": "wav"},
-                                  model="fal-ai/stable-audio", timeout=30)
+    result = await adapter.speech(
+        {"input": "rain on a tin roof", "response_format": "wav"}, model="fal-ai/stable-audio", timeout=30
+    )
 
     assert fake.last["input"] == {"prompt": "rain on a tin roof"} and result.content[:4] == b"RIFF"
 
@@ -201,8 +234,9 @@ async def test_a_format_the_model_does_not_make_is_refused_before_sending(adapte
 async def test_a_configured_audio_model_says_its_own_text_field_and_format(fake, client):
     adapter = make(fake.url, client, audio_models={"fal-ai/stable-audio": {"format": "mp3"}})
 
-    error = await raised(adapter.speech({"input": "x", "response_format": "wav"}, model="fal-ai/stable-audio",
-                                        timeout=30))
+    error = await raised(
+        adapter.speech({"input": "x", "response_format": "wav"}, model="fal-ai/stable-audio", timeout=30)
+    )
 
     assert adapter.audio_spec("fal-ai/stable-audio").text_input == "prompt"  # the known field, kept
     assert isinstance(error, UnsupportedRequest) and "makes mp3 audio" in error.message
@@ -217,8 +251,14 @@ async def test_audio_in_another_format_than_asked_is_a_failure_not_a_silent_chan
     assert classify_exception(error).reason == "wrong_audio_format"
 
 
-@pytest.mark.parametrize("request_", [{"input": ""}, {"input": "x", "response_format": "ogg"},
-                                       {"input": "x", "response_format": "wav", "fal_input": "y"}])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"input": ""},
+        {"input": "x", "response_format": "ogg"},
+        {"input": "x", "response_format": "wav", "fal_input": "y"},
+    ],
+)
 async def test_bad_speech_requests_are_caller_errors_without_a_call(adapter, fake, request_):
     error = await raised(adapter.speech(request_, model=KOKORO, timeout=30))
 
@@ -226,8 +266,9 @@ async def test_bad_speech_requests_are_caller_errors_without_a_call(adapter, fak
 
 
 async def test_speaking_instructions_are_refused_rather_than_dropped(adapter, fake):
-    error = await raised(adapter.speech({"input": "x", "response_format": "wav", "instructions": "whisper"},
-                                        model=KOKORO, timeout=30))
+    error = await raised(
+        adapter.speech({"input": "x", "response_format": "wav", "instructions": "whisper"}, model=KOKORO, timeout=30)
+    )
 
     assert isinstance(error, UnsupportedRequest) and fake.requests == []
 
@@ -266,8 +307,12 @@ async def test_a_cancelled_attempt_cancels_the_queued_request(fake, client):
             polled.set()
         await time_.sleep(seconds)
 
-    adapter = FalAdapter(ProviderConfig(name="fal", kind="fal", base_url=fake.url, api_key=API_KEY), client,
-                         clock=time_.clock, sleep=sleep)
+    adapter = FalAdapter(
+        ProviderConfig(name="fal", kind="fal", base_url=fake.url, api_key=API_KEY),
+        client,
+        clock=time_.clock,
+        sleep=sleep,
+    )
     task = asyncio.create_task(adapter.images({"prompt": "x"}, model=FLUX, timeout=1e6))
     await polled.wait()
     task.cancel()
@@ -313,18 +358,23 @@ async def test_input_the_model_refuses_is_a_caller_error_with_the_field_named(ad
     assert error.message == "num_images: ensure this value is less than or equal to 4"
 
 
-@pytest.mark.parametrize(("key", "message"), [
-    ("0123:wrong", "No user found for Key ID and Secret"),
-    ("no-colon", "Invalid Key Authorization header format. Expected '<key_id>:<key_secret>'."),
-    (None, "Authentication is required to access this application."),
-])
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("0123:wrong", "No user found for Key ID and Secret"),
+        ("no-colon", "Invalid Key Authorization header format. Expected '<key_id>:<key_secret>'."),
+        (None, "Authentication is required to access this application."),
+    ],
+)
 async def test_a_refused_key_is_our_credential_refused_inside_a_chain(fake, client, key, message):
     error = await raised(make(fake.url, client, api_key=key).images({"prompt": "x"}, model=FLUX, timeout=30))
 
     assert isinstance(error, UpstreamError) and (error.status, error.message) == (401, message)
     assert error.outcome is Outcome.CALLER_ERROR
-    assert at_fault(error.classification, 401, error.body, error.message, FLUX,
-                    caller_named=False).outcome is Outcome.CREDENTIAL_REJECTED
+    assert (
+        at_fault(error.classification, 401, error.body, error.message, FLUX, caller_named=False).outcome
+        is Outcome.CREDENTIAL_REJECTED
+    )
 
 
 async def test_an_exhausted_balance_is_exhausted_not_a_bad_key(adapter, fake):
@@ -332,8 +382,10 @@ async def test_an_exhausted_balance_is_exhausted_not_a_bad_key(adapter, fake):
 
     error = await raised(adapter.images({"prompt": "x"}, model=FLUX, timeout=30))
 
-    assert (classify_exception(error).outcome, classify_exception(error).reason) == \
-        (Outcome.EXHAUSTED, "exhausted_balance")
+    assert (classify_exception(error).outcome, classify_exception(error).reason) == (
+        Outcome.EXHAUSTED,
+        "exhausted_balance",
+    )
     assert error.status == 403 and error.message == LOCKED
 
 
@@ -359,15 +411,22 @@ async def test_an_unknown_model_sets_a_route_that_chose_it_aside(adapter, fake):
 
     assert isinstance(error, UpstreamError) and error.status == 404
     assert error.classification.reason == "model_not_found"
-    assert at_fault(error.classification, 404, error.body, error.message, "fal-ai/no-such-model",
-                    caller_named=False).outcome is Outcome.TARGET_MISCONFIGURED
+    assert (
+        at_fault(
+            error.classification, 404, error.body, error.message, "fal-ai/no-such-model", caller_named=False
+        ).outcome
+        is Outcome.TARGET_MISCONFIGURED
+    )
 
 
-@pytest.mark.parametrize(("status", "result", "reason", "cancelled"), [
-    ({"status": "COMPLETED"}, {"images": []}, "malformed_response", False),
-    ({"queue_position": 1}, None, "malformed_response", True),  # still queued, as far as we know
-    ({"status": "FAILED"}, None, "request_failed", False),  # ended: nothing to cancel
-])
+@pytest.mark.parametrize(
+    ("status", "result", "reason", "cancelled"),
+    [
+        ({"status": "COMPLETED"}, {"images": []}, "malformed_response", False),
+        ({"queue_position": 1}, None, "malformed_response", True),  # still queued, as far as we know
+        ({"status": "FAILED"}, None, "request_failed", False),  # ended: nothing to cancel
+    ],
+)
 async def test_answers_that_cannot_be_used_are_failures(status, result, reason, cancelled):
     methods: list[str] = []
 
@@ -385,8 +444,7 @@ async def test_answers_that_cannot_be_used_are_failures(status, result, reason, 
 
 
 async def test_a_refused_port_is_a_connect_failure(client):
-    error = await raised(make(f"http://127.0.0.1:{free_port()}", client).images({"prompt": "x"}, model=FLUX,
-                                                                                timeout=5))
+    error = await raised(make(f"http://127.0.0.1:{free_port()}", client).images({"prompt": "x"}, model=FLUX, timeout=5))
 
     assert classify_exception(error).reason == "connect_error"
 
@@ -422,8 +480,11 @@ async def test_a_result_url_on_the_metadata_address_is_never_fetched():
         return httpx.Response(200, json={"images": [{"url": "http://169.254.169.254/latest/meta-data/iam"}]})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        error = await raised(make("https://queue.fal.run", http).images(
-            {"prompt": "x", "response_format": "b64_json"}, model=FLUX, timeout=30))
+        error = await raised(
+            make("https://queue.fal.run", http).images(
+                {"prompt": "x", "response_format": "b64_json"}, model=FLUX, timeout=30
+            )
+        )
 
     assert isinstance(error, UpstreamError) and error.classification.reason == "unsafe_output_url"
     assert seen == ["/fal-ai/flux/schnell", "/fal-ai/flux/requests/r-2"]
@@ -434,11 +495,16 @@ async def test_a_result_url_on_the_metadata_address_is_never_fetched():
 
 async def test_models_are_the_configured_image_and_audio_ones_or_the_default(fake, client):
     default = await make(fake.url, client).list_models(timeout=5)
-    both = await make(fake.url, client, models=["fal-ai/flux/dev"], audio_models=[KOKORO, ELEVEN]).list_models(timeout=5)
+    both = await make(fake.url, client, models=["fal-ai/flux/dev"], audio_models=[KOKORO, ELEVEN]).list_models(
+        timeout=5
+    )
 
     assert [(m.name, m.capabilities) for m in default] == [(FLUX, {"image"})]
     assert [(m.name, m.capabilities, m.details.get("format")) for m in both] == [
-        ("fal-ai/flux/dev", {"image"}, None), (KOKORO, {"tts"}, "wav"), (ELEVEN, {"tts"}, "mp3")]
+        ("fal-ai/flux/dev", {"image"}, None),
+        (KOKORO, {"tts"}, "wav"),
+        (ELEVEN, {"tts"}, "mp3"),
+    ]
     assert fake.requests == []
 
 
@@ -469,16 +535,19 @@ async def test_the_deep_probe_runs_one_image_or_one_sound(fake, client):
 # -- options ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("options", "named"), [
-    ({"model": "x"}, "model is not an option"),
-    ({"audio_models": [1]}, "audio_models"),
-    ({"audio_models": {KOKORO: {"format": "ogg"}}}, f"audio_models.{KOKORO}.format"),
-    ({"poll_interval_s": 0}, "poll_interval_s"),
-    ({"poll_backoff": 0.5}, "poll_backoff"),
-    ({"input": []}, "input"),
-    ({"voices": {"alloy": 3}}, "voices"),
-    ({"platform_url": "ftp://x"}, "platform_url"),
-])
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"model": "x"}, "model is not an option"),
+        ({"audio_models": [1]}, "audio_models"),
+        ({"audio_models": {KOKORO: {"format": "ogg"}}}, f"audio_models.{KOKORO}.format"),
+        ({"poll_interval_s": 0}, "poll_interval_s"),
+        ({"poll_backoff": 0.5}, "poll_backoff"),
+        ({"input": []}, "input"),
+        ({"voices": {"alloy": 3}}, "voices"),
+        ({"platform_url": "ftp://x"}, "platform_url"),
+    ],
+)
 def test_options_it_cannot_run_with_are_refused_naming_the_option(options, named):
     with pytest.raises(ValueError) as info:
         FalAdapter.validate_options(options)
@@ -487,9 +556,15 @@ def test_options_it_cannot_run_with_are_refused_naming_the_option(options, named
 
 
 async def test_sensible_options_pass_and_configure_the_audio_specs(fake, client):
-    options = {"models": [FLUX], "audio_models": {KOKORO: {}, "acme/tts": {"text_input": "words", "format": "flac"}},
-               "poll_interval_s": 0.2, "poll_backoff": 1, "poll_max_interval_s": 2, "cancel_timeout_s": 2,
-               "input": {"sync_mode": False}}
+    options = {
+        "models": [FLUX],
+        "audio_models": {KOKORO: {}, "acme/tts": {"text_input": "words", "format": "flac"}},
+        "poll_interval_s": 0.2,
+        "poll_backoff": 1,
+        "poll_max_interval_s": 2,
+        "cancel_timeout_s": 2,
+        "input": {"sync_mode": False},
+    }
     FalAdapter.validate_options(options)
 
     adapter = make(fake.url, client, **options)

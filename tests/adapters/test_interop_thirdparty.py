@@ -25,9 +25,7 @@ from providers.engine.errors import UpstreamError
 from providers.engine.outcome import Outcome
 from tests.fakes.base import free_port
 
-pytest.importorskip(
-    "fakellm", reason="fakellm==0.3.5 is not installed (pip install fakellm==0.3.5)"
-)
+pytest.importorskip("fakellm", reason="fakellm==0.3.5 is not installed (pip install fakellm==0.3.5)")
 
 RULES = """\
 version: 1
@@ -131,17 +129,13 @@ async def http():
 
 @pytest.fixture
 def openai_adapter(fakellm, http):
-    config = ProviderConfig(
-        name="fakellm", kind="openai", base_url=fakellm + "/v1", api_key="sk-anything"
-    )
+    config = ProviderConfig(name="fakellm", kind="openai", base_url=fakellm + "/v1", api_key="sk-anything")
     return OpenAIAdapter(config, http)
 
 
 @pytest.fixture
 def anthropic_adapter(fakellm, http):
-    config = ProviderConfig(
-        name="fakellm-claude", kind="anthropic", base_url=fakellm, api_key="sk-anything"
-    )
+    config = ProviderConfig(name="fakellm-claude", kind="anthropic", base_url=fakellm, api_key="sk-anything")
     return AnthropicAdapter(config, http)
 
 
@@ -260,9 +254,7 @@ async def test_anthropic_stream_translates_fakellms_events(anthropic_adapter):
 
 async def test_anthropic_streamed_tool_use_becomes_openai_tool_call_fragments(anthropic_adapter):
     request = ask("what is the weather in Paris?", tools=[WEATHER_TOOL])
-    chunks = await drain(
-        await anthropic_adapter.chat_stream(request, model="claude-sonnet-4-6", timeout=5)
-    )
+    chunks = await drain(await anthropic_adapter.chat_stream(request, model="claude-sonnet-4-6", timeout=5))
 
     fragments = [
         c["choices"][0]["delta"]["tool_calls"][0]

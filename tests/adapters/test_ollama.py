@@ -68,12 +68,19 @@ async def test_chat_translates_messages_images_and_sampling_options_into_ollama_
     request = {
         "messages": [
             {"role": "developer", "content": "be brief"},
-            {"role": "user", "content": [
-                {"type": "text", "text": "what is this?"},
-                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+                ],
+            },
         ],
-        "temperature": 0.2, "top_p": 0.9, "seed": 7, "max_tokens": 50, "stop": "END",
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "seed": 7,
+        "max_tokens": 50,
+        "stop": "END",
     }
     await adapter.chat(request, model="llava", timeout=5)
 
@@ -117,9 +124,17 @@ async def test_a_tool_result_is_sent_with_the_tool_name_and_object_arguments(ada
     request = {
         "messages": [
             {"role": "user", "content": "Paris"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-            ]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    },
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "18 degrees"},
         ],
         "tools": [WEATHER_TOOL],
@@ -157,7 +172,9 @@ async def test_a_stream_yields_openai_chunks_and_takes_usage_from_the_done_line(
 
 
 async def test_a_stream_asked_to_include_usage_ends_with_a_usage_chunk(adapter):
-    stream = await adapter.chat_stream({**HELLO, "stream_options": {"include_usage": True}}, model="llama3.2", timeout=5)
+    stream = await adapter.chat_stream(
+        {**HELLO, "stream_options": {"include_usage": True}}, model="llama3.2", timeout=5
+    )
     chunks = [c async for c in stream]
 
     assert chunks[-1]["choices"] == []
@@ -244,7 +261,10 @@ async def _drain(stream):
 async def test_embeddings_answer_in_openai_shape_with_prompt_tokens(adapter, fake):
     result = await adapter.embeddings({"input": ["the sky", "the grass is green"]}, model="nomic-embed-text", timeout=5)
 
-    assert fake.requests_to("/api/embed")[-1].json() == {"model": "nomic-embed-text", "input": ["the sky", "the grass is green"]}
+    assert fake.requests_to("/api/embed")[-1].json() == {
+        "model": "nomic-embed-text",
+        "input": ["the sky", "the grass is green"],
+    }
     body = result.data
     assert body["object"] == "list"
     assert [d["index"] for d in body["data"]] == [0, 1]
@@ -255,8 +275,9 @@ async def test_embeddings_answer_in_openai_shape_with_prompt_tokens(adapter, fak
 
 async def test_embeddings_in_base64_decode_to_the_same_floats(adapter):
     plain = await adapter.embeddings({"input": "hi", "dimensions": 4}, model="nomic-embed-text", timeout=5)
-    packed = await adapter.embeddings({"input": "hi", "dimensions": 4, "encoding_format": "base64"},
-                                      model="nomic-embed-text", timeout=5)
+    packed = await adapter.embeddings(
+        {"input": "hi", "dimensions": 4, "encoding_format": "base64"}, model="nomic-embed-text", timeout=5
+    )
 
     floats = struct.unpack("<4f", base64.b64decode(packed.data["data"][0]["embedding"]))
     assert floats == pytest.approx(plain.data["data"][0]["embedding"], rel=1e-6)

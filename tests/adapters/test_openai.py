@@ -50,12 +50,8 @@ async def http(request):
     await client.aclose()
 
 
-def make(
-    base_url: str, client: httpx.AsyncClient, *, api_key: str | None = API_KEY, **kw
-) -> OpenAIAdapter:
-    config = ProviderConfig(
-        name="openai-test", kind="openai", base_url=base_url, api_key=api_key, **kw
-    )
+def make(base_url: str, client: httpx.AsyncClient, *, api_key: str | None = API_KEY, **kw) -> OpenAIAdapter:
+    config = ProviderConfig(name="openai-test", kind="openai", base_url=base_url, api_key=api_key, **kw)
     return OpenAIAdapter(config, client)
 
 
@@ -178,9 +174,7 @@ async def test_a_stream_yields_chunks_and_captures_usage_it_asked_for_itself(ada
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
 
 
-async def test_a_stream_keeps_the_callers_stream_options_and_forwards_the_usage_chunk(
-    adapter, fake
-):
+async def test_a_stream_keeps_the_callers_stream_options_and_forwards_the_usage_chunk(adapter, fake):
     request = {**HELLO, "stream_options": {"include_usage": True}}
     stream = await adapter.chat_stream(request, model="gpt-4o-mini", timeout=5)
     chunks = await drain(stream)
@@ -213,11 +207,7 @@ async def test_a_streamed_tool_call_arrives_as_argument_fragments(adapter):
     }
     chunks = await drain(await adapter.chat_stream(ask, model="gpt-4o-mini", timeout=5))
 
-    calls = [
-        c["choices"][0]["delta"]["tool_calls"][0]
-        for c in chunks
-        if c["choices"][0]["delta"].get("tool_calls")
-    ]
+    calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if c["choices"][0]["delta"].get("tool_calls")]
     assert calls[0]["function"]["name"] == "get_weather" and calls[0]["id"].startswith("call_")
     assert len(calls) > 2
     assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Oslo"}
@@ -474,14 +464,10 @@ async def test_malformed_json_in_a_200_is_a_malformed_response_failure(adapter, 
 
 async def test_an_error_inside_a_200_is_raised_with_its_own_status():
     def handler(request):
-        return httpx.Response(
-            200, json={"error": {"code": 502, "message": "provider returned error"}}
-        )
+        return httpx.Response(200, json={"error": {"code": 502, "message": "provider returned error"}})
 
     async with mock_client(handler) as client:
-        error = await failure_of(
-            make("http://upstream/v1", client).chat(HELLO, model="m", timeout=5)
-        )
+        error = await failure_of(make("http://upstream/v1", client).chat(HELLO, model="m", timeout=5))
 
     assert isinstance(error, UpstreamError)
     assert (error.status, error.outcome, error.message) == (
@@ -534,9 +520,7 @@ async def test_image_urls_pass_through(adapter, http):
 async def test_gpt_image_usage_includes_tokens(adapter):
     result = await adapter.images({"prompt": "a red fox"}, model="gpt-image-1", timeout=5)
 
-    assert (
-        result.usage.images == 1 and result.usage.tokens_in == 3 and result.usage.tokens_out == 272
-    )
+    assert result.usage.images == 1 and result.usage.tokens_in == 3 and result.usage.tokens_out == 272
 
 
 async def test_speech_returns_audio_bytes_with_the_upstream_content_type(adapter):

@@ -42,8 +42,9 @@ def wav_info(data: bytes) -> tuple[int, int, int, int]:
 
 
 async def test_speech_posts_json_to_synthesize_and_answers_labelled_wav(adapter, fake):
-    result = await adapter.speech({"model": "talk", "input": "Hello there, world.", "voice": "alloy"},
-                                  model="en_US-lessac-medium", timeout=5)
+    result = await adapter.speech(
+        {"model": "talk", "input": "Hello there, world.", "voice": "alloy"}, model="en_US-lessac-medium", timeout=5
+    )
 
     sent = fake.requests_to("/synthesize")[0]
     assert sent.json() == {"text": "Hello there, world.", "voice": "en_US-lessac-medium"}  # "alloy" means nothing here
@@ -73,8 +74,10 @@ async def test_a_multi_speaker_voice_takes_a_speaker_by_name_by_map_or_by_id(fak
 
     sent = [r.json() for r in fake.requests_to("/synthesize")]
     assert [{k: s.get(k) for k in ("speaker", "speaker_id")} for s in sent] == [
-        {"speaker": "p226", "speaker_id": None}, {"speaker": "p227", "speaker_id": None},
-        {"speaker": None, "speaker_id": 3}]
+        {"speaker": "p226", "speaker_id": None},
+        {"speaker": "p227", "speaker_id": None},
+        {"speaker": None, "speaker_id": 3},
+    ]
 
 
 async def test_speed_becomes_length_scale(adapter, fake):
@@ -100,8 +103,9 @@ async def test_characters_cost_per_thousand(adapter):
 @pytest.mark.parametrize("api", ["json", "text"])
 async def test_the_older_servers_request_forms(client, api):
     with FakePiper(api=api) as old:
-        result = await make(old.url, client, api=api).speech({"input": "Old server.", "voice": "echo"},
-                                                              model="en_US-lessac-medium", timeout=5)
+        result = await make(old.url, client, api=api).speech(
+            {"input": "Old server.", "voice": "echo"}, model="en_US-lessac-medium", timeout=5
+        )
         sent = old.requests_to("/")[0]
 
     assert result.content[:4] == b"RIFF" and result.usage.characters == len("Old server.")
@@ -190,7 +194,11 @@ async def test_voices_are_listed_from_the_server_with_their_details(adapter):
     assert set(models) == {"en_US-lessac-medium", "en_GB-vctk-medium", "de_DE-thorsten-low"}
     assert all(m.capabilities == {"tts"} for m in models.values())
     assert dict(models["en_GB-vctk-medium"].details) == {
-        "language": "en_GB", "quality": "medium", "sample_rate": 22050, "speakers": ["p225", "p226", "p227", "p228"]}
+        "language": "en_GB",
+        "quality": "medium",
+        "sample_rate": 22050,
+        "speakers": ["p225", "p226", "p227", "p228"],
+    }
 
 
 async def test_configured_voices_win_and_older_servers_have_one_default(fake, client):

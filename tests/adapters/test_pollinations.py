@@ -41,8 +41,8 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     assert data[:2] == b"\xff\xd8"
     at = 2
     while data[at + 1] != 0xC0:
-        at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
-    height, width = struct.unpack(">HH", data[at + 5:at + 9])
+        at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
+    height, width = struct.unpack(">HH", data[at + 5 : at + 9])
     return width, height
 
 
@@ -51,13 +51,20 @@ def sent_query(fake) -> list[dict[str, str]]:
 
 
 async def test_the_prompt_goes_in_the_url_and_the_jpeg_comes_back_as_b64_json(adapter, fake):
-    result = await adapter.images({"model": "pictures", "prompt": "a red fox", "size": "256x128", "seed": 42},
-                                  model="flux", timeout=5)
+    result = await adapter.images(
+        {"model": "pictures", "prompt": "a red fox", "size": "256x128", "seed": 42}, model="flux", timeout=5
+    )
 
     request = fake.requests[0]
     assert request.path == "/prompt/a red fox"
-    assert request.query == {"width": "256", "height": "128", "model": "flux", "nologo": "true",
-                             "private": "true", "seed": "42"}
+    assert request.query == {
+        "width": "256",
+        "height": "128",
+        "model": "flux",
+        "nologo": "true",
+        "private": "true",
+        "seed": "42",
+    }
     assert "Authorization" not in request.headers
     image = base64.b64decode(result.data["data"][0]["b64_json"])
     assert jpeg_size(image) == (256, 128)
@@ -75,8 +82,9 @@ async def test_a_prompt_with_slashes_and_symbols_survives_the_url(adapter, fake)
 
 async def test_the_url_format_names_the_same_image_for_good_and_carries_no_token(fake, client):
     adapter = make(fake.url, client, api_key="pollen-token")
-    url_result = await adapter.images({"prompt": "tower", "size": "64x64", "response_format": "url", "seed": 9},
-                                      model="turbo", timeout=5)
+    url_result = await adapter.images(
+        {"prompt": "tower", "size": "64x64", "response_format": "url", "seed": 9}, model="turbo", timeout=5
+    )
     b64_result = await adapter.images({"prompt": "tower", "size": "64x64", "seed": 9}, model="turbo", timeout=5)
 
     url = url_result.data["data"][0]["url"]
@@ -106,13 +114,21 @@ async def test_n_images_are_n_calls_with_consecutive_seeds_and_cost_per_image(ad
 async def test_options_and_pollinations_fields_reach_the_query(fake, client):
     adapter = make(fake.url, client, private=False, enhance=True, referrer="my-gateway")
 
-    await adapter.images({"prompt": "x", "size": "64x64", "seed": 1, "negative_prompt": "blurry",
-                          "safe": True, "quality": "high"}, model="flux", timeout=5)
+    await adapter.images(
+        {"prompt": "x", "size": "64x64", "seed": 1, "negative_prompt": "blurry", "safe": True, "quality": "high"},
+        model="flux",
+        timeout=5,
+    )
 
     query = sent_query(fake)[0]
     assert {k: query[k] for k in ("private", "enhance", "referrer", "negative_prompt", "safe", "quality")} == {
-        "private": "false", "enhance": "true", "referrer": "my-gateway", "negative_prompt": "blurry",
-        "safe": "true", "quality": "high"}
+        "private": "false",
+        "enhance": "true",
+        "referrer": "my-gateway",
+        "negative_prompt": "blurry",
+        "safe": "true",
+        "quality": "high",
+    }
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -178,8 +194,16 @@ async def test_one_failing_call_of_n_fails_the_request(adapter, fake):
     assert classify_exception(error).outcome is Outcome.FAILURE and error.status == 503
 
 
-@pytest.mark.parametrize("request_", [{"prompt": " "}, {"prompt": "x", "n": 5}, {"prompt": "x", "size": "4kx4k"},
-                                       {"prompt": "x", "response_format": "png"}, {"prompt": "x", "seed": "lucky"}])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"prompt": " "},
+        {"prompt": "x", "n": 5},
+        {"prompt": "x", "size": "4kx4k"},
+        {"prompt": "x", "response_format": "png"},
+        {"prompt": "x", "seed": "lucky"},
+    ],
+)
 async def test_bad_requests_are_caller_errors_without_a_call(adapter, fake, request_):
     error = await raised(adapter.images(request_, model="", timeout=5))
 
@@ -246,5 +270,10 @@ async def test_the_default_base_url_is_pollinations_and_the_query_stays_readable
 
     url = str(sent[0].url)
     assert url.startswith("https://image.pollinations.ai/prompt/a%20b?")
-    assert parse_qs(urlsplit(url).query) == {"width": ["64"], "height": ["64"], "nologo": ["true"],
-                                             "private": ["true"], "seed": ["3"]}
+    assert parse_qs(urlsplit(url).query) == {
+        "width": ["64"],
+        "height": ["64"],
+        "nologo": ["true"],
+        "private": ["true"],
+        "seed": ["3"],
+    }

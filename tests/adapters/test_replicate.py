@@ -32,8 +32,9 @@ def fake():
 
 
 def make(url: str, client: httpx.AsyncClient, *, api_key: str | None = API_TOKEN, **options) -> ReplicateAdapter:
-    config = ProviderConfig(name="replicate", kind="replicate", base_url=url, api_key=api_key,
-                            options={**POLLING, **options})
+    config = ProviderConfig(
+        name="replicate", kind="replicate", base_url=url, api_key=api_key, options={**POLLING, **options}
+    )
     return ReplicateAdapter(config, client)
 
 
@@ -73,8 +74,9 @@ def cancels(fake) -> list:
 
 
 async def test_an_official_model_runs_as_a_prediction_polled_until_it_succeeds(adapter, fake):
-    result = await adapter.images({"model": "pictures", "prompt": "a red fox"},
-                                  model="black-forest-labs/flux-schnell", timeout=5)
+    result = await adapter.images(
+        {"model": "pictures", "prompt": "a red fox"}, model="black-forest-labs/flux-schnell", timeout=5
+    )
 
     create = fake.requests_to("/v1/models/black-forest-labs/flux-schnell/predictions")[0]
     assert create.json() == {"input": {"prompt": "a red fox"}}
@@ -87,8 +89,9 @@ async def test_an_official_model_runs_as_a_prediction_polled_until_it_succeeds(a
 
 
 async def test_n_and_size_become_num_outputs_and_the_nearest_aspect_ratio(adapter, fake):
-    result = await adapter.images({"prompt": "dunes", "n": 3, "size": "1792x1024", "seed": 7},
-                                  model="black-forest-labs/flux-schnell", timeout=5)
+    result = await adapter.images(
+        {"prompt": "dunes", "n": 3, "size": "1792x1024", "seed": 7}, model="black-forest-labs/flux-schnell", timeout=5
+    )
 
     sent = fake.requests_to("/v1/models/black-forest-labs/flux-schnell/predictions")[0].json()["input"]
     assert sent == {"prompt": "dunes", "num_outputs": 3, "aspect_ratio": "16:9", "seed": 7}
@@ -96,19 +99,28 @@ async def test_n_and_size_become_num_outputs_and_the_nearest_aspect_ratio(adapte
 
 
 def test_aspect_ratios_are_the_nearest_accepted_ones():
-    assert [aspect_ratio(1024, 1024), aspect_ratio(1024, 1792), aspect_ratio(1536, 1024),
-            aspect_ratio(800, 1000)] == ["1:1", "9:16", "3:2", "4:5"]
+    assert [aspect_ratio(1024, 1024), aspect_ratio(1024, 1792), aspect_ratio(1536, 1024), aspect_ratio(800, 1000)] == [
+        "1:1",
+        "9:16",
+        "3:2",
+        "4:5",
+    ]
 
 
 async def test_width_height_models_get_the_size_and_input_defaults_and_overrides(fake, client):
     adapter = make(fake.url, client, size_input="width_height", input={"output_format": "png", "steps": 4})
 
-    await adapter.images({"prompt": "x", "size": "768x512", "input": {"steps": 8, "refine": "expert"}},
-                         model=f"stability-ai/sdxl:{SDXL}", timeout=5)
+    await adapter.images(
+        {"prompt": "x", "size": "768x512", "input": {"steps": 8, "refine": "expert"}},
+        model=f"stability-ai/sdxl:{SDXL}",
+        timeout=5,
+    )
 
     sent = fake.requests_to("/v1/predictions")[0].json()
-    assert sent == {"version": SDXL, "input": {"output_format": "png", "steps": 8, "prompt": "x",
-                                               "width": 768, "height": 512, "refine": "expert"}}
+    assert sent == {
+        "version": SDXL,
+        "input": {"output_format": "png", "steps": 8, "prompt": "x", "width": 768, "height": 512, "refine": "expert"},
+    }
 
 
 async def test_a_bare_version_id_runs_through_the_predictions_endpoint(adapter, fake):
@@ -129,8 +141,9 @@ async def test_prefer_wait_lets_a_fast_model_answer_without_a_poll(fake, client)
 
 
 async def test_b64_json_downloads_each_output_without_the_token(adapter, fake):
-    result = await adapter.images({"prompt": "x", "n": 2, "response_format": "b64_json"},
-                                  model="black-forest-labs/flux-schnell", timeout=5)
+    result = await adapter.images(
+        {"prompt": "x", "n": 2, "response_format": "b64_json"}, model="black-forest-labs/flux-schnell", timeout=5
+    )
 
     images = [base64.b64decode(d["b64_json"]) for d in result.data["data"]]
     assert [png_size(i) for i in images] == [(64, 64), (64, 64)] and images[0] != images[1]
@@ -148,12 +161,14 @@ async def test_images_cost_per_output(adapter):
 
 
 async def test_a_video_is_a_prediction_on_a_video_model_whose_one_output_url_is_an_mp4(adapter, fake, client):
-    result = await adapter.video({"prompt": "a lighthouse at dusk, waves", "duration_s": 6, "size": "1280x720"},
-                                 model="minimax/video-01", timeout=5)
+    result = await adapter.video(
+        {"prompt": "a lighthouse at dusk, waves", "duration_s": 6, "size": "1280x720"},
+        model="minimax/video-01",
+        timeout=5,
+    )
 
     create = fake.requests_to("/v1/models/minimax/video-01/predictions")[0]
-    assert create.json() == {"input": {"prompt": "a lighthouse at dusk, waves", "duration": 6,
-                                       "aspect_ratio": "16:9"}}
+    assert create.json() == {"input": {"prompt": "a lighthouse at dusk, waves", "duration": 6, "aspect_ratio": "16:9"}}
     assert fake.last["output"] == f"{fake.url}/delivery/{fake.last['id']}/output.mp4"  # one URL, not a list
     assert set(result.data) == {"created", "data"}
     assert result.data["data"] == [{"url": fake.last["output"]}]
@@ -165,22 +180,36 @@ async def test_a_video_is_a_prediction_on_a_video_model_whose_one_output_url_is_
 async def test_stills_and_a_soundtrack_go_in_the_fields_the_video_model_names(fake, client):
     adapter = make(fake.url, client, video_image_input="first_frame_image")
 
-    await adapter.video({"prompt": "animate this", "images": ["https://example.com/a.png"],
-                         "audio": "https://example.com/theme.mp3", "seed": 3,
-                         "input": {"prompt_optimizer": False}}, model="minimax/video-01", timeout=5)
-    await adapter.video({"prompt": "cut these together", "images": ["https://example.com/a.png",
-                                                                    "https://example.com/b.png"]},
-                        model="minimax/video-01", timeout=5)
+    await adapter.video(
+        {
+            "prompt": "animate this",
+            "images": ["https://example.com/a.png"],
+            "audio": "https://example.com/theme.mp3",
+            "seed": 3,
+            "input": {"prompt_optimizer": False},
+        },
+        model="minimax/video-01",
+        timeout=5,
+    )
+    await adapter.video(
+        {"prompt": "cut these together", "images": ["https://example.com/a.png", "https://example.com/b.png"]},
+        model="minimax/video-01",
+        timeout=5,
+    )
 
     first, second = (r.json()["input"] for r in fake.requests_to("/v1/models/minimax/video-01/predictions"))
-    assert first == {"prompt": "animate this", "first_frame_image": "https://example.com/a.png",
-                     "audio": "https://example.com/theme.mp3", "seed": 3, "prompt_optimizer": False}
+    assert first == {
+        "prompt": "animate this",
+        "first_frame_image": "https://example.com/a.png",
+        "audio": "https://example.com/theme.mp3",
+        "seed": 3,
+        "prompt_optimizer": False,
+    }
     assert second["first_frame_image"] == ["https://example.com/a.png", "https://example.com/b.png"]
 
 
 async def test_a_video_as_b64_json_is_downloaded_and_costs_its_per_output_price(adapter, fake):
-    result = await adapter.video({"prompt": "x", "response_format": "b64_json"}, model="minimax/video-01",
-                                 timeout=5)
+    result = await adapter.video({"prompt": "x", "response_format": "b64_json"}, model="minimax/video-01", timeout=5)
 
     assert mp4_seconds(base64.b64decode(result.data["data"][0]["b64_json"])) == 5
     assert result.usage.cost(Price(per_image=Decimal("0.5"))) == Decimal("0.5")
@@ -194,9 +223,18 @@ async def test_a_failed_video_prediction_is_a_failure(adapter, fake):
     assert classify_exception(error).outcome is Outcome.FAILURE and error.message == fake.failure_error
 
 
-@pytest.mark.parametrize("request_", [{"prompt": ""}, {"prompt": "x", "images": []}, {"prompt": "x", "images": [3]},
-                                       {"prompt": "x", "audio": 1}, {"prompt": "x", "duration_s": 0},
-                                       {"prompt": "x", "duration_s": True}, {"prompt": "x", "input": "y"}])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"prompt": ""},
+        {"prompt": "x", "images": []},
+        {"prompt": "x", "images": [3]},
+        {"prompt": "x", "audio": 1},
+        {"prompt": "x", "duration_s": 0},
+        {"prompt": "x", "duration_s": True},
+        {"prompt": "x", "input": "y"},
+    ],
+)
 async def test_bad_video_requests_are_caller_errors_without_a_call(adapter, fake, request_):
     error = await raised(adapter.video(request_, model="minimax/video-01", timeout=5))
 
@@ -205,12 +243,15 @@ async def test_bad_video_requests_are_caller_errors_without_a_call(adapter, fake
 
 
 async def test_video_models_are_listed_as_video(fake, client):
-    both = await make(fake.url, client, models=["black-forest-labs/flux-dev"],
-                      video_models=["minimax/video-01"]).list_models(timeout=5)
+    both = await make(
+        fake.url, client, models=["black-forest-labs/flux-dev"], video_models=["minimax/video-01"]
+    ).list_models(timeout=5)
     video_only = await make(fake.url, client, video_models=["minimax/video-01"]).list_models(timeout=5)
 
-    assert [(m.name, m.capabilities) for m in both] == [("black-forest-labs/flux-dev", {"image"}),
-                                                        ("minimax/video-01", {"video"})]
+    assert [(m.name, m.capabilities) for m in both] == [
+        ("black-forest-labs/flux-dev", {"image"}),
+        ("minimax/video-01", {"video"}),
+    ]
     assert [(m.name, m.capabilities) for m in video_only] == [("minimax/video-01", {"video"})]
 
 
@@ -235,8 +276,10 @@ async def test_a_poll_that_outlasts_the_attempts_time_is_the_deadline_not_an_ups
 
     error = await raised(adapter.images({"prompt": "x"}, model="black-forest-labs/flux-schnell", timeout=0.3))
 
-    assert (classify_exception(error).outcome, classify_exception(error).reason) == \
-        (Outcome.DEADLINE, "prediction_timeout")
+    assert (classify_exception(error).outcome, classify_exception(error).reason) == (
+        Outcome.DEADLINE,
+        "prediction_timeout",
+    )
     assert [r.path for r in cancels(fake)] == [f"/v1/predictions/{fake.last['id']}/cancel"]
 
 
@@ -262,8 +305,7 @@ async def test_a_cancelled_attempt_cancels_the_prediction_and_stays_cancelled(fa
     http = build_client(transport)
     try:
         adapter = make(fake.url, http)
-        task = asyncio.create_task(
-            adapter.images({"prompt": "x"}, model="black-forest-labs/flux-schnell", timeout=30))
+        task = asyncio.create_task(adapter.images({"prompt": "x"}, model="black-forest-labs/flux-schnell", timeout=30))
         await until(lambda: len(polls(fake)) >= 1)
         task.cancel()
         error = await raised(task)
@@ -312,8 +354,11 @@ async def test_a_failed_prediction_is_a_failure_with_its_error_text(adapter, fak
 
 
 async def test_a_wrong_token_is_a_caller_error(fake, client):
-    error = await raised(make(fake.url, client, api_key="r8_wrong").images(
-        {"prompt": "x"}, model="black-forest-labs/flux-schnell", timeout=5))
+    error = await raised(
+        make(fake.url, client, api_key="r8_wrong").images(
+            {"prompt": "x"}, model="black-forest-labs/flux-schnell", timeout=5
+        )
+    )
 
     assert classify_exception(error).outcome is Outcome.CALLER_ERROR
     assert (error.status, error.message) == (401, "You did not pass a valid authentication token")
@@ -374,8 +419,11 @@ async def test_a_server_error_is_a_failure(adapter, fake):
 async def test_an_output_that_cannot_be_downloaded_is_a_failure(adapter, fake):
     fake.fault(path="/delivery/", status=404)
 
-    error = await raised(adapter.images({"prompt": "x", "response_format": "b64_json"},
-                                        model="black-forest-labs/flux-schnell", timeout=5))
+    error = await raised(
+        adapter.images(
+            {"prompt": "x", "response_format": "b64_json"}, model="black-forest-labs/flux-schnell", timeout=5
+        )
+    )
 
     assert classify_exception(error).outcome is Outcome.FAILURE
     assert classify_exception(error).reason == "output_unavailable"
@@ -389,8 +437,16 @@ async def test_a_success_without_output_is_malformed(adapter, fake):
     assert classify_exception(error).reason == "malformed_response"
 
 
-@pytest.mark.parametrize("request_", [{"prompt": ""}, {"prompt": "x", "n": 0}, {"prompt": "x", "size": "big"},
-                                       {"prompt": "x", "response_format": "png"}, {"prompt": "x", "input": [1]}])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"prompt": ""},
+        {"prompt": "x", "n": 0},
+        {"prompt": "x", "size": "big"},
+        {"prompt": "x", "response_format": "png"},
+        {"prompt": "x", "input": [1]},
+    ],
+)
 async def test_bad_requests_are_caller_errors_without_a_call(adapter, fake, request_):
     error = await raised(adapter.images(request_, model="black-forest-labs/flux-schnell", timeout=5))
 
@@ -418,8 +474,9 @@ async def test_a_hang_and_a_refused_port_are_failures(adapter, fake, client):
 
 
 async def test_models_are_the_configured_ones_or_the_default(fake, client):
-    configured = await make(fake.url, client, models=["black-forest-labs/flux-dev", f"stability-ai/sdxl:{SDXL}"]
-                            ).list_models(timeout=5)
+    configured = await make(
+        fake.url, client, models=["black-forest-labs/flux-dev", f"stability-ai/sdxl:{SDXL}"]
+    ).list_models(timeout=5)
     default = await make(fake.url, client).list_models(timeout=5)
 
     assert [m.name for m in configured] == ["black-forest-labs/flux-dev", f"stability-ai/sdxl:{SDXL}"]

@@ -58,7 +58,11 @@ async def test_a1111_fields_pass_through_and_the_model_is_a_per_request_override
 
     sent = fake.requests_to("/sdapi/v1/txt2img")[-1].json()
     assert {k: sent[k] for k in ("negative_prompt", "steps", "cfg_scale", "seed")} == {
-        "negative_prompt": "blurry", "steps": 12, "cfg_scale": 5.5, "seed": 42}
+        "negative_prompt": "blurry",
+        "steps": 12,
+        "cfg_scale": 5.5,
+        "seed": 42,
+    }
     assert sent["override_settings"] == {"sd_model_checkpoint": "sd_xl_base_1.0"}
     assert result.model == "sd_xl_base_1.0"
     assert result.data["seeds"] == [42]
@@ -76,8 +80,15 @@ async def test_images_cost_per_image(adapter):
     assert result.usage.cost(Price(per_image=Decimal("0.002"))) == Decimal("0.006")
 
 
-@pytest.mark.parametrize("request_", [{"prompt": ""}, {"prompt": "x", "size": "huge"}, {"prompt": "x", "n": 0},
-                                       {"prompt": "x", "response_format": "png"}])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"prompt": ""},
+        {"prompt": "x", "size": "huge"},
+        {"prompt": "x", "n": 0},
+        {"prompt": "x", "response_format": "png"},
+    ],
+)
 async def test_bad_requests_are_caller_errors_without_a_call(adapter, fake, request_):
     error = await raised(adapter.images(request_, model="", timeout=10))
 

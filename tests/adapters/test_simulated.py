@@ -213,8 +213,12 @@ async def test_explicit_outage_windows_accept_iso_times():
     during, _ = make(options, now=start + 10)
     after, _ = make(options, now=start + 301)
 
-    assert await outcome_of(during.translate({"text": "a", "target_lang": "de"}, model="m", timeout=5)) is Outcome.FAILURE
-    assert await outcome_of(after.translate({"text": "a", "target_lang": "de"}, model="m", timeout=5)) is Outcome.SUCCESS
+    assert (
+        await outcome_of(during.translate({"text": "a", "target_lang": "de"}, model="m", timeout=5)) is Outcome.FAILURE
+    )
+    assert (
+        await outcome_of(after.translate({"text": "a", "target_lang": "de"}, model="m", timeout=5)) is Outcome.SUCCESS
+    )
 
 
 async def test_embeddings_are_deterministic_unit_vectors_also_in_base64():
@@ -226,7 +230,9 @@ async def test_embeddings_are_deterministic_unit_vectors_also_in_base64():
     vector = plain.data["data"][0]["embedding"]
     assert len(vector) == 8 and math.isclose(sum(v * v for v in vector), 1.0)
     assert plain.data["data"][1]["embedding"] != vector
-    assert struct.unpack("<8f", base64.b64decode(packed.data["data"][0]["embedding"])) == pytest.approx(vector, rel=1e-6)
+    assert struct.unpack("<8f", base64.b64decode(packed.data["data"][0]["embedding"])) == pytest.approx(
+        vector, rel=1e-6
+    )
     assert plain.usage.tokens_in == 2
 
 
@@ -275,8 +281,12 @@ async def test_translation_marks_the_target_language():
 
     result = await adapter.translate({"text": ["good day", "bye"], "target_lang": "de"}, model="m", timeout=5)
 
-    assert result.data == {"translations": [{"text": "[DE] good day", "detected_source_language": "EN"},
-                                            {"text": "[DE] bye", "detected_source_language": "EN"}]}
+    assert result.data == {
+        "translations": [
+            {"text": "[DE] good day", "detected_source_language": "EN"},
+            {"text": "[DE] bye", "detected_source_language": "EN"},
+        ]
+    }
     assert result.usage.characters == 11
 
 
@@ -286,19 +296,24 @@ async def test_models_come_from_options_or_the_defaults():
 
     assert {m.name for m in await default.list_models(timeout=5)} >= {"sim-chat", "sim-embed", "sim-tts"}
     listed = await configured.list_models(timeout=5)
-    assert [(m.name, m.capabilities) for m in listed] == [("gpt-sim", frozenset({"chat"})),
-                                                          ("embed-sim", frozenset({"embeddings"}))]
+    assert [(m.name, m.capabilities) for m in listed] == [
+        ("gpt-sim", frozenset({"chat"})),
+        ("embed-sim", frozenset({"embeddings"})),
+    ]
 
 
-@pytest.mark.parametrize(("options", "field"), [
-    ({"error_rate": 1.5}, "error_rate"),
-    ({"error_rate": 0.6, "timeout_rate": 0.6}, "must not exceed 1"),
-    ({"latency_p50_ms": 100}, "latency_p50_ms"),
-    ({"outage": {"period_s": 60, "down_s": 90}}, "outage"),
-    ({"outage": {"period_s": 60, "down_s": None}}, "outage"),
-    ({"outage": [["yesterday", "today"]]}, "outage window"),
-    ({"seed": "abc"}, "seed"),
-])
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"error_rate": 1.5}, "error_rate"),
+        ({"error_rate": 0.6, "timeout_rate": 0.6}, "must not exceed 1"),
+        ({"latency_p50_ms": 100}, "latency_p50_ms"),
+        ({"outage": {"period_s": 60, "down_s": 90}}, "outage"),
+        ({"outage": {"period_s": 60, "down_s": None}}, "outage"),
+        ({"outage": [["yesterday", "today"]]}, "outage window"),
+        ({"seed": "abc"}, "seed"),
+    ],
+)
 def test_bad_options_are_refused_naming_the_field(options, field):
     with pytest.raises(ValueError, match=field):
         Behaviour.from_options(options)

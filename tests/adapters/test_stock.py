@@ -27,8 +27,9 @@ def fake():
 
 
 def make(url: str, client: httpx.AsyncClient, *, api_key: str | None = API_KEY, **options) -> StockPhotoAdapter:
-    return StockPhotoAdapter(ProviderConfig(name="pexels", kind="stock", base_url=url, api_key=api_key,
-                                            options=options), client)
+    return StockPhotoAdapter(
+        ProviderConfig(name="pexels", kind="stock", base_url=url, api_key=api_key, options=options), client
+    )
 
 
 @pytest.fixture
@@ -40,8 +41,8 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     assert data[:2] == b"\xff\xd8"
     at = 2
     while data[at + 1] != 0xC0:
-        at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
-    height, width = struct.unpack(">HH", data[at + 5:at + 9])
+        at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
+    height, width = struct.unpack(">HH", data[at + 5 : at + 9])
     return width, height
 
 
@@ -60,14 +61,21 @@ async def test_a_search_answers_an_openai_images_response_with_credits(adapter, 
     assert sent.headers["Authorization"] == API_KEY  # Pexels takes the bare key
     photo = next(iter(fake.photos.values()))
     assert result.data["data"] == [{"url": photo["src"]["large"], "revised_prompt": "Red fox in snow (photo 1)"}]
-    assert result.data["attributions"] == [{"photographer": photo["photographer"],
-                                            "photographer_url": photo["photographer_url"], "page": photo["url"]}]
+    assert result.data["attributions"] == [
+        {"photographer": photo["photographer"], "photographer_url": photo["photographer_url"], "page": photo["url"]}
+    ]
     assert result.usage.images == 1 and result.model == "search"
 
 
-@pytest.mark.parametrize(("size", "orientation", "src"), [
-    ("1792x1024", "landscape", "landscape"), ("1024x1792", "portrait", "portrait"),
-    ("1024x1024", "square", "large2x"), ("512x512", "square", "large")])
+@pytest.mark.parametrize(
+    ("size", "orientation", "src"),
+    [
+        ("1792x1024", "landscape", "landscape"),
+        ("1024x1792", "portrait", "portrait"),
+        ("1024x1024", "square", "large2x"),
+        ("512x512", "square", "large"),
+    ],
+)
 async def test_the_size_picks_the_orientation_and_the_src_that_fits(adapter, fake, size, orientation, src):
     result = await adapter.images({"prompt": "lake", "size": size}, model="search", timeout=5)
 
@@ -77,8 +85,9 @@ async def test_the_size_picks_the_orientation_and_the_src_that_fits(adapter, fak
 
 
 async def test_b64_json_downloads_the_fitting_jpeg_without_the_key(adapter, fake):
-    result = await adapter.images({"prompt": "lake", "size": "512x512", "n": 2, "response_format": "b64_json"},
-                                  model="search", timeout=5)
+    result = await adapter.images(
+        {"prompt": "lake", "size": "512x512", "n": 2, "response_format": "b64_json"}, model="search", timeout=5
+    )
 
     images = [base64.b64decode(d["b64_json"]) for d in result.data["data"]]
     assert [jpeg_size(i) for i in images] == [(650, 650), (650, 650)]  # 4000² fitted into 940x650
@@ -105,8 +114,17 @@ def test_a_long_prompt_is_cut_at_a_word_boundary():
 
 
 async def test_fewer_photos_than_asked_are_counted_as_returned(adapter, fake):
-    fake.fault(path="/v1/search", body=json.dumps({"total_results": 1, "page": 1, "per_page": 3, "photos": [
-        {"id": 1, "alt": "", "src": {"large": "https://images.example/1.jpeg"}}]}))
+    fake.fault(
+        path="/v1/search",
+        body=json.dumps(
+            {
+                "total_results": 1,
+                "page": 1,
+                "per_page": 3,
+                "photos": [{"id": 1, "alt": "", "src": {"large": "https://images.example/1.jpeg"}}],
+            }
+        ),
+    )
 
     result = await adapter.images({"prompt": "rare thing", "n": 3}, model="search", timeout=5)
 
@@ -212,8 +230,15 @@ async def test_a_photo_that_cannot_be_downloaded_is_a_failure(adapter, fake):
     assert classify_exception(error).reason == "output_unavailable"
 
 
-@pytest.mark.parametrize("request_", [{"prompt": ""}, {"prompt": "x", "n": 81}, {"prompt": "x", "size": "wide"},
-                                       {"prompt": "x", "response_format": "png"}])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"prompt": ""},
+        {"prompt": "x", "n": 81},
+        {"prompt": "x", "size": "wide"},
+        {"prompt": "x", "response_format": "png"},
+    ],
+)
 async def test_bad_requests_are_caller_errors_without_a_call(adapter, fake, request_):
     error = await raised(adapter.images(request_, model="search", timeout=5))
 

@@ -40,7 +40,9 @@ from tests.fakes.stock import FakeStockPhotos
 
 from .expect import raised
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg==")
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg=="
+)
 
 
 class ImageHost(FakeServer):
@@ -79,8 +81,17 @@ def _fresh_fakes(images, ollama):
 
 
 def looking_at(url: str) -> dict:
-    return {"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]}]}
+    return {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ]
+    }
 
 
 def error_of(exc: BaseException) -> dict:
@@ -141,11 +152,13 @@ async def test_refused_by_dns_closed_and_silent_all_get_one_message(transport, i
     answers cannot be told apart by the caller."""
     async with build_client(transport, resolve=fake_dns) as http:
         adapter = OllamaAdapter(ProviderConfig(name="o", kind="ollama", base_url=ollama.url), http)
-        by_dns = await raised(adapter.chat(looking_at(f"http://rebind.test:{images.port}/cat.png"),
-                                           model="llava", timeout=5))
+        by_dns = await raised(
+            adapter.chat(looking_at(f"http://rebind.test:{images.port}/cat.png"), model="llava", timeout=5)
+        )
         settings.FETCH_URL_ALLOW = ["127.0.0.1"]
-        closed = await raised(adapter.chat(looking_at(f"http://127.0.0.1:{free_port()}/cat.png"),
-                                           model="llava", timeout=5))
+        closed = await raised(
+            adapter.chat(looking_at(f"http://127.0.0.1:{free_port()}/cat.png"), model="llava", timeout=5)
+        )
         silent = await raised(adapter.chat(looking_at(f"{images.url}/hang"), model="llava", timeout=0.4))
     for error in (by_dns, closed, silent):
         assert error.outcome is Outcome.CALLER_ERROR and error.status == 400
@@ -179,30 +192,51 @@ async def test_with_a_plain_client_a_caller_url_is_still_judged(client, images, 
 
 @pytest.mark.django_db(transaction=True)
 async def test_through_the_gateway_a_refused_or_dead_image_url_is_a_400_and_the_breaker_stays_closed(
-        gateway, key, ollama, images, settings):
-    await sync_to_async(apply_config)({
-        "providers": [{"name": "local-ollama", "kind": "ollama", "base_url": ollama.url, "timeout_s": 2,
-                       "breaker": {"consecutive_failures": 2, "min_calls": 2}}],
-        "routes": [{"name": "vision", "capability": "chat", "targets": [{"provider": "local-ollama",
-                                                                         "model": "llava"}]}],
-    }, actor="test", prune=True)
+    gateway, key, ollama, images, settings
+):
+    await sync_to_async(apply_config)(
+        {
+            "providers": [
+                {
+                    "name": "local-ollama",
+                    "kind": "ollama",
+                    "base_url": ollama.url,
+                    "timeout_s": 2,
+                    "breaker": {"consecutive_failures": 2, "min_calls": 2},
+                }
+            ],
+            "routes": [
+                {"name": "vision", "capability": "chat", "targets": [{"provider": "local-ollama", "model": "llava"}]}
+            ],
+        },
+        actor="test",
+        prune=True,
+    )
     urls = [f"{images.url}/cat.png", "http://169。254。169。254/latest/meta-data/", "http://[::ffff:7f00:1]/"]
     for url in urls * 2:
-        response = await gateway.post("/v1/chat/completions", json={"model": "vision", **looking_at(url)},
-                                      headers=auth(key))
+        response = await gateway.post(
+            "/v1/chat/completions", json={"model": "vision", **looking_at(url)}, headers=auth(key)
+        )
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "url_refused"
     settings.FETCH_URL_ALLOW = ["127.0.0.1"]  # now a closed port is reachable in principle
     for _ in range(4):
-        response = await gateway.post("/v1/chat/completions", headers=auth(key), json={
-            "model": "vision", **looking_at(f"http://127.0.0.1:{free_port()}/cat.png")})
+        response = await gateway.post(
+            "/v1/chat/completions",
+            headers=auth(key),
+            json={"model": "vision", **looking_at(f"http://127.0.0.1:{free_port()}/cat.png")},
+        )
         assert response.status_code == 400 and response.json()["error"]["code"] == "url_not_fetched"
-    breaker = next(b for b in (await gateway.get("/api/breakers", headers=auth(key))).json()["breakers"]
-                   if b["name"] == "local-ollama")
+    breaker = next(
+        b
+        for b in (await gateway.get("/api/breakers", headers=auth(key))).json()["breakers"]
+        if b["name"] == "local-ollama"
+    )
     assert breaker["state"] == "closed"
     assert images.requests == [] and chats(ollama) == []
-    ok = await gateway.post("/v1/chat/completions", json={"model": "vision", **looking_at(f"{images.url}/cat.png")},
-                            headers=auth(key))
+    ok = await gateway.post(
+        "/v1/chat/completions", json={"model": "vision", **looking_at(f"{images.url}/cat.png")}, headers=auth(key)
+    )
     assert ok.status_code == 200 and len(chats(ollama)) == 1
 
 
@@ -216,8 +250,16 @@ def replicate() -> Iterator[FakeReplicate]:
 
 
 def replicate_at(base_url: str, http: httpx.AsyncClient) -> ReplicateAdapter:
-    return ReplicateAdapter(ProviderConfig(name="r", kind="replicate", base_url=base_url, api_key=API_TOKEN,
-                                           options={"poll_interval_s": 0.01, "prefer_wait": False}), http)
+    return ReplicateAdapter(
+        ProviderConfig(
+            name="r",
+            kind="replicate",
+            base_url=base_url,
+            api_key=API_TOKEN,
+            options={"poll_interval_s": 0.01, "prefer_wait": False},
+        ),
+        http,
+    )
 
 
 B64 = {"prompt": "a cat", "response_format": "b64_json"}
@@ -233,8 +275,9 @@ async def test_an_output_on_the_providers_own_origin_is_downloaded(client, repli
 async def test_an_output_url_on_an_internal_address_elsewhere_is_the_providers_failure(transport, replicate):
     # The provider is reached as "localhost", its outputs name 127.0.0.1: another origin, on loopback.
     async with build_client(transport) as http:
-        error = await raised(replicate_at(f"http://localhost:{replicate.port}", http).images(B64, model=FLUX,
-                                                                                           timeout=10))
+        error = await raised(
+            replicate_at(f"http://localhost:{replicate.port}", http).images(B64, model=FLUX, timeout=10)
+        )
     assert isinstance(error, UpstreamError)
     assert error.outcome is Outcome.FAILURE and error.classification.reason == "unsafe_output_url"
     assert replicate.requests_to("/delivery") == []
@@ -253,8 +296,9 @@ async def test_a_prediction_answering_a_metadata_url_is_a_failure_and_it_is_neve
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(str(request.url))
-        return httpx.Response(201, json={"id": "p1", "status": "succeeded",
-                                         "output": ["http://169。254。169。254/latest/meta-data/iam"]})
+        return httpx.Response(
+            201, json={"id": "p1", "status": "succeeded", "output": ["http://169。254。169。254/latest/meta-data/iam"]}
+        )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         error = await raised(replicate_at("https://api.replicate.com", http).images(B64, model=FLUX, timeout=10))
@@ -271,16 +315,19 @@ async def test_a_prediction_id_that_would_change_the_poll_path_is_a_failure():
         return httpx.Response(201, json={"id": "../../account", "status": "starting"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        error = await raised(replicate_at("https://api.replicate.com", http).images({"prompt": "x"}, model=FLUX,
-                                                                                   timeout=10))
+        error = await raised(
+            replicate_at("https://api.replicate.com", http).images({"prompt": "x"}, model=FLUX, timeout=10)
+        )
     assert isinstance(error, UpstreamError) and error.outcome is Outcome.FAILURE
     assert seen == ["/v1/models/black-forest-labs/flux-schnell/predictions"]
 
 
 async def test_a_stock_photo_url_on_an_internal_address_elsewhere_is_the_providers_failure(client):
     with FakeStockPhotos() as stock:
-        adapter = StockPhotoAdapter(ProviderConfig(name="s", kind="stock", base_url=f"http://localhost:{stock.port}",
-                                                   api_key=PEXELS_KEY), client)
+        adapter = StockPhotoAdapter(
+            ProviderConfig(name="s", kind="stock", base_url=f"http://localhost:{stock.port}", api_key=PEXELS_KEY),
+            client,
+        )
         error = await raised(adapter.images({"prompt": "lake", "response_format": "b64_json"}, model="", timeout=5))
         photos = [r for r in stock.requests if r.path.startswith("/photos/")]
     assert isinstance(error, UpstreamError) and error.classification.reason == "unsafe_output_url"
@@ -295,8 +342,9 @@ BAD_SEGMENTS = ["../../v1/user", "..", ".", "a/b", "x?y=1", "x#y", "%2e%2e", "..
 @pytest.mark.parametrize("voice", BAD_SEGMENTS)
 async def test_an_elevenlabs_voice_that_is_not_an_identifier_is_a_400_and_sends_nothing(client, voice):
     with FakeElevenLabs() as fake:
-        adapter = ElevenLabsAdapter(ProviderConfig(name="e", kind="elevenlabs", base_url=fake.url,
-                                                   api_key="el-test-key"), client)
+        adapter = ElevenLabsAdapter(
+            ProviderConfig(name="e", kind="elevenlabs", base_url=fake.url, api_key="el-test-key"), client
+        )
         error = await raised(adapter.speech({"input": "hello", "voice": voice}, model="", timeout=5))
         sent = list(fake.requests)
     assert isinstance(error, UpstreamError) and error.outcome is Outcome.CALLER_ERROR and error.status == 400
@@ -306,15 +354,20 @@ async def test_an_elevenlabs_voice_that_is_not_an_identifier_is_a_400_and_sends_
 
 async def test_a_voice_mapped_by_the_operator_is_checked_too(client):
     with FakeElevenLabs() as fake:
-        adapter = ElevenLabsAdapter(ProviderConfig(name="e", kind="elevenlabs", base_url=fake.url, api_key="k",
-                                                   options={"voices": {"alloy": "../v1/user"}}), client)
+        adapter = ElevenLabsAdapter(
+            ProviderConfig(
+                name="e", kind="elevenlabs", base_url=fake.url, api_key="k", options={"voices": {"alloy": "../v1/user"}}
+            ),
+            client,
+        )
         error = await raised(adapter.speech({"input": "hello", "voice": "alloy"}, model="", timeout=5))
         assert fake.requests == []
     assert error_of(error)["code"] == "invalid_identifier"
 
 
-@pytest.mark.parametrize("model", ["../black-forest-labs", "owner/..", "owner/x?y", "owner/x#y", "owner/%2e%2e",
-                                   "./flux", "owner/x%2F..%2F"])
+@pytest.mark.parametrize(
+    "model", ["../black-forest-labs", "owner/..", "owner/x?y", "owner/x#y", "owner/%2e%2e", "./flux", "owner/x%2F..%2F"]
+)
 async def test_a_replicate_model_that_would_change_the_path_is_a_400(model):
     seen: list[str] = []
 
@@ -323,8 +376,9 @@ async def test_a_replicate_model_that_would_change_the_path_is_a_400(model):
         return httpx.Response(500)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        error = await raised(replicate_at("https://api.replicate.com", http).images({"prompt": "x"}, model=model,
-                                                                                   timeout=5))
+        error = await raised(
+            replicate_at("https://api.replicate.com", http).images({"prompt": "x"}, model=model, timeout=5)
+        )
     assert isinstance(error, UpstreamError) and error.outcome is Outcome.CALLER_ERROR and error.status == 400
     assert seen == []
 
@@ -336,4 +390,3 @@ async def test_a_pollinations_prompt_that_is_a_dot_segment_is_a_400(client, prom
         error = await raised(adapter.images({"prompt": prompt}, model="", timeout=5))
         assert fake.requests == []
     assert isinstance(error, UpstreamError) and error.outcome is Outcome.CALLER_ERROR and error.status == 400
-

@@ -26,8 +26,9 @@ def fake():
 
 
 def make(url: str, client: httpx.AsyncClient, *, api_key: str | None = None, **options) -> WhisperASRAdapter:
-    return WhisperASRAdapter(ProviderConfig(name="stt", kind="whisper", base_url=url, api_key=api_key,
-                                            options=options), client)
+    return WhisperASRAdapter(
+        ProviderConfig(name="stt", kind="whisper", base_url=url, api_key=api_key, options=options), client
+    )
 
 
 @pytest.fixture
@@ -50,8 +51,9 @@ def sent(fake):
 
 
 async def test_json_is_openais_text_alone_from_the_services_json_output(adapter, fake, spoken):
-    result = await adapter.transcription({"model": "whisper-1", "language": "en"}, spoken, "clip.wav",
-                                         model="whisper", timeout=5)
+    result = await adapter.transcription(
+        {"model": "whisper-1", "language": "en"}, spoken, "clip.wav", model="whisper", timeout=5
+    )
 
     assert result.media_type == "application/json" and result.data == {"text": SENTENCES}
     request = sent(fake)
@@ -70,16 +72,29 @@ async def test_verbose_json_has_openais_segments_language_and_duration(adapter, 
     assert set(data) == {"task", "language", "duration", "text", "segments"}
     assert (data["task"], data["language"], data["text"]) == ("transcribe", "en", SENTENCES)
     assert data["duration"] == pytest.approx(wav_seconds(spoken), abs=0.01)
-    assert [s["text"].strip() for s in data["segments"]] == ["The quick brown fox jumps over the lazy dog.",
-                                                              "It barked twice!"]
+    assert [s["text"].strip() for s in data["segments"]] == [
+        "The quick brown fox jumps over the lazy dog.",
+        "It barked twice!",
+    ]
     assert [s["id"] for s in data["segments"]] == [0, 1] and data["segments"][1]["end"] == data["duration"]
-    assert set(data["segments"][0]) == {"id", "seek", "start", "end", "text", "tokens", "temperature",
-                                        "avg_logprob", "compression_ratio", "no_speech_prob"}
+    assert set(data["segments"][0]) == {
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    }
 
 
 async def test_word_timestamps_are_asked_for_and_flattened_into_words(adapter, fake, spoken):
-    result = await adapter.transcription({"response_format": "verbose_json", "timestamp_granularities[]": "word"},
-                                         spoken, "a.wav", model="w", timeout=5)
+    result = await adapter.transcription(
+        {"response_format": "verbose_json", "timestamp_granularities[]": "word"}, spoken, "a.wav", model="w", timeout=5
+    )
 
     assert sent(fake).query["word_timestamps"] == "true"
     words = result.data["words"]
@@ -87,14 +102,16 @@ async def test_word_timestamps_are_asked_for_and_flattened_into_words(adapter, f
     assert set(words[0]) == {"word", "start", "end"} and words[0]["start"] == 0
 
 
-@pytest.mark.parametrize(("response_format", "output", "expected"), [
-    ("text", "txt", "The quick brown fox jumps over the lazy dog.\nIt barked twice!\n"),
-    ("srt", "srt", "1\n00:00:00,000 --> 00:00:"),
-    ("vtt", "vtt", "WEBVTT\n\n00:00.000 --> 00:"),
-])
+@pytest.mark.parametrize(
+    ("response_format", "output", "expected"),
+    [
+        ("text", "txt", "The quick brown fox jumps over the lazy dog.\nIt barked twice!\n"),
+        ("srt", "srt", "1\n00:00:00,000 --> 00:00:"),
+        ("vtt", "vtt", "WEBVTT\n\n00:00.000 --> 00:"),
+    ],
+)
 async def test_text_srt_and_vtt_come_back_as_plain_text(adapter, fake, spoken, response_format, output, expected):
-    result = await adapter.transcription({"response_format": response_format}, spoken, "a.wav", model="w",
-                                         timeout=5)
+    result = await adapter.transcription({"response_format": response_format}, spoken, "a.wav", model="w", timeout=5)
 
     assert sent(fake).query["output"] == output
     assert result.media_type == "text/plain" and result.content.decode().startswith(expected)
@@ -119,16 +136,18 @@ async def test_an_unknown_language_is_the_callers_422_with_the_field_named(adapt
 
 @pytest.mark.parametrize("response_format", ["diarized_json", "tsv", "xml"])
 async def test_a_format_the_service_cannot_make_is_refused_with_the_reason(adapter, fake, spoken, response_format):
-    error = await raised(adapter.transcription({"response_format": response_format}, spoken, "a.wav", model="w",
-                                               timeout=5))
+    error = await raised(
+        adapter.transcription({"response_format": response_format}, spoken, "a.wav", model="w", timeout=5)
+    )
 
     assert isinstance(error, UnsupportedRequest) and error.classification.reason == "unsupported_format"
     assert f"cannot answer response_format {response_format!r}" in error.message
     assert fake.requests == []
 
 
-@pytest.mark.parametrize("request_", [{"temperature": "0.2"}, {"include[]": "logprobs"}, {"stream": "true"},
-                                       {"chunking_strategy": "auto"}])
+@pytest.mark.parametrize(
+    "request_", [{"temperature": "0.2"}, {"include[]": "logprobs"}, {"stream": "true"}, {"chunking_strategy": "auto"}]
+)
 async def test_what_it_would_silently_drop_is_refused_instead(adapter, fake, spoken, request_):
     error = await raised(adapter.transcription(request_, spoken, "a.wav", model="w", timeout=5))
 
@@ -136,15 +155,17 @@ async def test_what_it_would_silently_drop_is_refused_instead(adapter, fake, spo
 
 
 async def test_settings_at_their_defaults_are_not_refusals(adapter, fake, spoken):
-    result = await adapter.transcription({"stream": "false", "temperature": 0, "include[]": ""}, spoken, "a.wav",
-                                         model="w", timeout=5)
+    result = await adapter.transcription(
+        {"stream": "false", "temperature": 0, "include[]": ""}, spoken, "a.wav", model="w", timeout=5
+    )
 
     assert result.data == {"text": SENTENCES}
 
 
 async def test_word_timestamps_without_verbose_json_are_a_caller_error(adapter, fake, spoken):
-    error = await raised(adapter.transcription({"timestamp_granularities[]": "word"}, spoken, "a.wav", model="w",
-                                               timeout=5))
+    error = await raised(
+        adapter.transcription({"timestamp_granularities[]": "word"}, spoken, "a.wav", model="w", timeout=5)
+    )
 
     assert classify_exception(error).outcome is Outcome.CALLER_ERROR and error.status == 400
     assert fake.requests == []
@@ -154,8 +175,9 @@ async def test_word_timestamps_without_verbose_json_are_a_caller_error(adapter, 
 
 
 async def test_audio_ffmpeg_cannot_decode_is_the_services_500_a_failure(adapter):
-    error = await raised(adapter.transcription({}, b"\xff\xd8\xff\xe0 not audio \x00\x81", "a.wav", model="w",
-                                               timeout=5))
+    error = await raised(
+        adapter.transcription({}, b"\xff\xd8\xff\xe0 not audio \x00\x81", "a.wav", model="w", timeout=5)
+    )
 
     assert classify_exception(error).outcome is Outcome.FAILURE and error.status == 500
     assert error.message == "Internal Server Error"
@@ -169,8 +191,10 @@ async def test_an_overloaded_service_is_a_failure_and_throttling_rate_limited(ad
     throttled = await raised(adapter.transcription({}, spoken, "a.wav", model="w", timeout=5))
 
     assert classify_exception(down).outcome is Outcome.FAILURE
-    assert (classify_exception(throttled).outcome, classify_exception(throttled).retry_after) == \
-        (Outcome.RATE_LIMITED, 3)
+    assert (classify_exception(throttled).outcome, classify_exception(throttled).retry_after) == (
+        Outcome.RATE_LIMITED,
+        3,
+    )
 
 
 async def test_a_json_answer_that_is_not_json_is_malformed(adapter, fake, spoken):
@@ -184,19 +208,23 @@ async def test_a_json_answer_that_is_not_json_is_malformed(adapter, fake, spoken
 async def test_behind_a_proxy_the_key_is_sent_and_a_missing_one_is_our_credential_refused(client):
     with FakeWhisperASR(api_key="proxy-secret") as guarded:
         audio = b"hello there"
-        ok = await make(guarded.url, client, api_key="proxy-secret").transcription({}, audio, "a.txt", model="w",
-                                                                                  timeout=5)
+        ok = await make(guarded.url, client, api_key="proxy-secret").transcription(
+            {}, audio, "a.txt", model="w", timeout=5
+        )
         error = await raised(make(guarded.url, client).transcription({}, audio, "a.txt", model="w", timeout=5))
 
     assert ok.data == {"text": "hello there"}
     assert isinstance(error, UpstreamError) and error.status == 401
-    assert at_fault(error.classification, 401, error.body, error.message, "w",
-                    caller_named=False).outcome is Outcome.CREDENTIAL_REJECTED
+    assert (
+        at_fault(error.classification, 401, error.body, error.message, "w", caller_named=False).outcome
+        is Outcome.CREDENTIAL_REJECTED
+    )
 
 
 async def test_a_refused_port_is_a_connect_failure(client):
-    error = await raised(make(f"http://127.0.0.1:{free_port()}", client).transcription({}, b"x", "a", model="w",
-                                                                                     timeout=2))
+    error = await raised(
+        make(f"http://127.0.0.1:{free_port()}", client).transcription({}, b"x", "a", model="w", timeout=2)
+    )
 
     assert classify_exception(error).reason == "connect_error"
 
@@ -243,8 +271,10 @@ async def test_a_server_that_is_not_the_service_fails_the_probe(adapter, fake):
     assert classify_exception(error).reason == "not_whisper_asr"
 
 
-@pytest.mark.parametrize(("options", "named"), [({"model": "x"}, "model is not an option"),
-                                                ({"encode": "yes"}, "encode"), ({"models": "large"}, "models")])
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"model": "x"}, "model is not an option"), ({"encode": "yes"}, "encode"), ({"models": "large"}, "models")],
+)
 def test_options_it_cannot_run_with_are_refused_naming_the_option(options, named):
     with pytest.raises(ValueError) as info:
         WhisperASRAdapter.validate_options(options)
@@ -253,7 +283,6 @@ def test_options_it_cannot_run_with_are_refused_naming_the_option(options, named
 
 
 async def test_encode_and_vad_filter_options_reach_the_query(fake, client, spoken):
-    await make(fake.url, client, encode=False, vad_filter=True).transcription({}, spoken, "a.wav", model="w",
-                                                                               timeout=5)
+    await make(fake.url, client, encode=False, vad_filter=True).transcription({}, spoken, "a.wav", model="w", timeout=5)
 
     assert sent(fake).query["encode"] == "false" and sent(fake).query["vad_filter"] == "true"

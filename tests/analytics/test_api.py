@@ -12,8 +12,17 @@ from tests.conftest import auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PROVIDER_FIELDS = {"requests", "successes", "failures", "success_rate", "failovers", "latency_ms", "tokens_in",
-                   "tokens_out", "cost"}
+PROVIDER_FIELDS = {
+    "requests",
+    "successes",
+    "failures",
+    "success_rate",
+    "failovers",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+}
 
 
 @pytest.fixture
@@ -23,10 +32,17 @@ async def history(burst):
 
     @sync_to_async
     def setup() -> None:
-        apply_config({"providers": [
-            {"name": "a", "kind": "simulated"}, {"name": "b", "kind": "simulated"},
-            {"name": "idle", "kind": "simulated"},
-        ]}, actor="test", prune=True)
+        apply_config(
+            {
+                "providers": [
+                    {"name": "a", "kind": "simulated"},
+                    {"name": "b", "kind": "simulated"},
+                    {"name": "idle", "kind": "simulated"},
+                ]
+            },
+            actor="test",
+            prune=True,
+        )
         now = datetime.now(UTC)
         for r in burst:
             r.at = now
@@ -68,8 +84,13 @@ async def test_a_provider_detail_has_its_block_routes_series_and_top_errors(gate
     assert body["requests"] == 16 and body["routes"]["chat"]["requests"] == 16
     assert body["series"]["step_s"] == 60 and len(body["series"]["points"]) == 5
     assert sum(p["requests"] for p in body["series"]["points"]) == 16
-    assert body["top_errors"][0] == {"kind": "attempt", "provider": "a", "error": "http_500", "count": 6,
-                                     "share": 0.5}  # of 12: 6 http_500, 4 http_503, 1 http_400, 1 skip
+    assert body["top_errors"][0] == {
+        "kind": "attempt",
+        "provider": "a",
+        "error": "http_500",
+        "count": 6,
+        "share": 0.5,
+    }  # of 12: 6 http_500, 4 http_503, 1 http_400, 1 skip
 
 
 async def test_an_unknown_provider_is_a_404(gateway, key, history):

@@ -28,8 +28,13 @@ def test_a_hit_counts_a_success_and_a_hit_and_no_call():
 
 
 async def test_hits_show_in_the_analytics_and_the_request_log(gateway, key):
-    hit = replace(record([], outcome="success", cost="0", tokens=(0, 0), request_id="from-cache"), cache="hit",
-                  provider="", model="", saved=Decimal("0.0025"))
+    hit = replace(
+        record([], outcome="success", cost="0", tokens=(0, 0), request_id="from-cache"),
+        cache="hit",
+        provider="",
+        model="",
+        saved=Decimal("0.0025"),
+    )
     await sync_to_async(write_batch)([hit, replace(record([attempt("a")], request_id="called"), cache="miss")])
     body = (await gateway.get("/api/analytics?window=30d", headers=auth(key))).json()
     assert body["total"]["cache_hits"] == 1 and body["total"]["requests"] == 2

@@ -18,17 +18,28 @@ from .conftest import NOW, attempt, record
 
 SNAPSHOT = SimpleNamespace(
     routes={"chain": object()},
-    providers={"openai-main": SimpleNamespace(models=("gpt-4o", "gpt-4o-mini")),
-               "local": SimpleNamespace(models=("llama3",))},
+    providers={
+        "openai-main": SimpleNamespace(models=("gpt-4o", "gpt-4o-mini")),
+        "local": SimpleNamespace(models=("llama3",)),
+    },
 )
 
 
-@pytest.mark.parametrize(("name", "kept"), [
-    ("chain", "chain"), ("openai-main/gpt-4o", "openai-main/gpt-4o"), ("openai-main/", "openai-main/"),
-    ("llama3", "llama3"), ("", ""),
-    ("openai-main/junk-1", OTHER), ("nobody/gpt-4o", OTHER), ("unknown-route", OTHER),
-    ("chain/x", OTHER), ("x" * 200, OTHER),
-])
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("chain", "chain"),
+        ("openai-main/gpt-4o", "openai-main/gpt-4o"),
+        ("openai-main/", "openai-main/"),
+        ("llama3", "llama3"),
+        ("", ""),
+        ("openai-main/junk-1", OTHER),
+        ("nobody/gpt-4o", OTHER),
+        ("unknown-route", OTHER),
+        ("chain/x", OTHER),
+        ("x" * 200, OTHER),
+    ],
+)
 def test_only_names_the_configuration_knows_are_kept_apart(name, kept):
     assert rollup_route(name, SNAPSHOT) == kept
 
@@ -39,8 +50,14 @@ async def test_two_thousand_junk_route_names_make_one_rollup_route_and_a_small_a
     install_runtime(SimpleNamespace(snapshot=SNAPSHOT))  # what resolved the requests
     for i in range(2000):
         name = f"openai-main/{secrets.token_hex(6)}" if i % 2 else f"route-{i}"
-        record_request(record([attempt("openai-main", "failure", 5, status=404, reason="http_404")], route=name,
-                              at=NOW, request_id=f"junk{i}"))
+        record_request(
+            record(
+                [attempt("openai-main", "failure", 5, status=404, reason="http_404")],
+                route=name,
+                at=NOW,
+                request_id=f"junk{i}",
+            )
+        )
     record_request(record([attempt("openai-main", model="gpt-4o")], route="chain", at=NOW))
     await flush_all()
 

@@ -17,21 +17,43 @@ QUIET_BREAKER = {"consecutive_failures": 100, "min_calls": 1000}
 
 
 def totals(model, **where) -> dict:
-    fields = ("requests", "successes", "failures", "caller_errors", "failovers", "retries", "calls") \
-        if model is RouteRollup else ("attempts", "successes", "failures", "caller_errors", "failovers",
-                                       "retries", "served", "skipped", "tokens_in")
+    fields = (
+        ("requests", "successes", "failures", "caller_errors", "failovers", "retries", "calls")
+        if model is RouteRollup
+        else (
+            "attempts",
+            "successes",
+            "failures",
+            "caller_errors",
+            "failovers",
+            "retries",
+            "served",
+            "skipped",
+            "tokens_in",
+        )
+    )
     return model.objects.filter(granularity="h", **where).aggregate(**{f: Sum(f) for f in fields})
 
 
 async def test_a_burst_through_the_gateway_with_failovers_is_counted_exactly(
-        gateway, configure, upstream_a, upstream_b, key, settings):
+    gateway, configure, upstream_a, upstream_b, key, settings
+):
     settings.ANALYTICS_FLUSH_INTERVAL_S = 60  # the explicit flush below writes everything
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER),
-                      provider("up-b", upstream_b.url + "/v1", breaker=QUIET_BREAKER)],
-        "routes": [{"name": "chain", "capability": "chat",
-                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER),
+                provider("up-b", upstream_b.url + "/v1", breaker=QUIET_BREAKER),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "capability": "chat",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}],
+                }
+            ],
+        }
+    )
 
     async def send(n: int, expect: int) -> None:
         for _ in range(n):
@@ -55,16 +77,38 @@ async def test_a_burst_through_the_gateway_with_failovers_is_counted_exactly(
     @sync_to_async
     def check() -> None:
         assert RequestLog.objects.count() == 11
-        assert totals(RouteRollup) == {"requests": 11, "successes": 8, "failures": 2, "caller_errors": 1,
-                                       "failovers": 5, "retries": 5, "calls": 21}
+        assert totals(RouteRollup) == {
+            "requests": 11,
+            "successes": 8,
+            "failures": 2,
+            "caller_errors": 1,
+            "failovers": 5,
+            "retries": 5,
+            "calls": 21,
+        }
         a = totals(ProviderRollup, provider="up-a")
-        assert {k: a[k] for k in ("attempts", "successes", "failures", "caller_errors", "failovers", "retries",
-                                  "served", "skipped")} == {
-            "attempts": 14, "successes": 5, "failures": 8, "caller_errors": 1, "failovers": 5, "retries": 3,
-            "served": 6, "skipped": 2}
+        assert {
+            k: a[k]
+            for k in ("attempts", "successes", "failures", "caller_errors", "failovers", "retries", "served", "skipped")
+        } == {
+            "attempts": 14,
+            "successes": 5,
+            "failures": 8,
+            "caller_errors": 1,
+            "failovers": 5,
+            "retries": 3,
+            "served": 6,
+            "skipped": 2,
+        }
         b = totals(ProviderRollup, provider="up-b")
-        assert (b["attempts"], b["successes"], b["failures"], b["failovers"], b["retries"], b["served"]) \
-            == (7, 3, 4, 0, 2, 3)
+        assert (b["attempts"], b["successes"], b["failures"], b["failovers"], b["retries"], b["served"]) == (
+            7,
+            3,
+            4,
+            0,
+            2,
+            3,
+        )
         raw_tokens = RequestLog.objects.filter(provider="up-b").aggregate(t=Sum("tokens_in"))["t"]
         assert raw_tokens > 0 and b["tokens_in"] == raw_tokens
         # the engine's own counts, as recorded on each successful request, agree with the rollups'
@@ -79,17 +123,18 @@ async def test_a_burst_through_the_gateway_with_failovers_is_counted_exactly(
 
 
 async def test_a_request_whose_model_carries_a_lone_surrogate_does_not_stop_the_request_log(
-        gateway, configure, upstream_a, key, settings):
+    gateway, configure, upstream_a, key, settings
+):
     settings.ANALYTICS_FLUSH_INTERVAL_S = 60
     await configure({"providers": [provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER)]})
     poison = b'{"model": "up-a/gpt-4o-mini\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
-    await gateway.post("/v1/chat/completions", content=poison,
-                       headers={**auth(key), "Content-Type": "application/json"})
+    await gateway.post(
+        "/v1/chat/completions", content=poison, headers={**auth(key), "Content-Type": "application/json"}
+    )
     # a provider's error text with a NUL and a lone surrogate (PostgreSQL refuses both in JSON)
     upstream_a.fault(status=500, times=2, body='{"error": {"message": "bad \\u0000 \\ud800 news"}}')
     await gateway.post("/v1/chat/completions", json={**CHAT, "model": "up-a/gpt-4o-mini"}, headers=auth(key))
-    normal = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "up-a/gpt-4o-mini"},
-                                headers=auth(key))
+    normal = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "up-a/gpt-4o-mini"}, headers=auth(key))
     assert normal.status_code == 200
     await flush_all()
 
@@ -108,12 +153,17 @@ async def test_a_request_whose_model_carries_a_lone_surrogate_does_not_stop_the_
 
 
 async def test_junk_route_names_from_callers_collapse_into_one_rollup_dimension(
-        gateway, configure, upstream_a, key, settings):
+    gateway, configure, upstream_a, key, settings
+):
     settings.ANALYTICS_FLUSH_INTERVAL_S = 60
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER, models=["gpt-4o-mini"])],
-        "routes": [{"name": "chain", "capability": "chat", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}]}],
-    })
+    await configure(
+        {
+            "providers": [provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER, models=["gpt-4o-mini"])],
+            "routes": [
+                {"name": "chain", "capability": "chat", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}]}
+            ],
+        }
+    )
     for i in range(40):
         await gateway.post("/v1/chat/completions", json={**CHAT, "model": f"up-a/junk-{i}"}, headers=auth(key))
     for model in ("chain", "up-a/gpt-4o-mini", "gpt-4o-mini"):

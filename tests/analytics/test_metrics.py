@@ -32,10 +32,14 @@ def written(burst):
         from health.models import ProviderHealth
         from providers.models import Provider
 
-        apply_config({"providers": [{"name": "a", "kind": "simulated"}, {"name": "b", "kind": "simulated"}]},
-                     actor="test", prune=True)
-        ProviderHealth.objects.create(provider=Provider.objects.get(name="a"), status="degraded", score=61.5,
-                                      breaker="open")
+        apply_config(
+            {"providers": [{"name": "a", "kind": "simulated"}, {"name": "b", "kind": "simulated"}]},
+            actor="test",
+            prune=True,
+        )
+        ProviderHealth.objects.create(
+            provider=Provider.objects.get(name="a"), status="degraded", score=61.5, breaker="open"
+        )
         write_batch(burst)
         write_batch([record([attempt("a", ms=ms)], route="embed", latency_ms=ms) for ms in (3, 30, 300, 3000)])
 
@@ -51,8 +55,10 @@ async def test_metrics_parse_as_prometheus_text_and_match_the_requests(gateway, 
     assert value(s, "gateway_requests_total", route="chat", provider="b", outcome="success") == 4
     assert value(s, "gateway_requests_total", route="chat", provider="", outcome="failure") == 2
     assert value(s, "gateway_requests_total", route="chat", provider="a", outcome="caller_error") == 1
-    assert sum(v for (n, labels), v in s.items() if n == "gateway_requests_total"
-               and ("route", "chat") in labels) == BURST_ROUTE["requests"]
+    assert (
+        sum(v for (n, labels), v in s.items() if n == "gateway_requests_total" and ("route", "chat") in labels)
+        == BURST_ROUTE["requests"]
+    )
     assert value(s, "gateway_failovers_total", provider="a", route="chat") == BURST_A["failovers"]
     assert value(s, "gateway_retries_total", provider="a", route="chat") == BURST_A["retries"]
     assert value(s, "gateway_attempts_total", provider="a", route="chat", outcome="failure") == 10
@@ -66,8 +72,11 @@ async def test_the_latency_histogram_is_cumulative_and_counts_every_request(gate
     labels = {"route": "embed", "provider": "a"}
     assert value(s, "gateway_request_duration_seconds_count", **labels) == 4
     assert value(s, "gateway_request_duration_seconds_sum", **labels) == pytest.approx(3.333)
-    buckets = sorted((float(dict(labels)["le"]), v) for (n, labels), v in s.items()
-                     if n == "gateway_request_duration_seconds_bucket" and ("route", "embed") in labels)
+    buckets = sorted(
+        (float(dict(labels)["le"]), v)
+        for (n, labels), v in s.items()
+        if n == "gateway_request_duration_seconds_bucket" and ("route", "embed") in labels
+    )
     counts = [v for _, v in buckets]
     assert counts == sorted(counts) and buckets[-1] == (float("inf"), 4)
     below = lambda seconds: max(v for le, v in buckets if le <= seconds)  # noqa: E731

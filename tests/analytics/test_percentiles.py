@@ -39,14 +39,16 @@ def test_percentiles_from_rollups_agree_with_percentiles_of_the_raw_rows_within_
     for i in range(3000):
         a_ms = rng.lognormvariate(4.5, 0.8)  # ~90 ms median, a long tail
         if i % 10 == 0:  # a failover: a slow failure on a, then b
-            attempts = [attempt("a", "failure", a_ms * 3, status=500, reason="http_500"),
-                        attempt("b", ms=rng.lognormvariate(5.5, 0.5))]
+            attempts = [
+                attempt("a", "failure", a_ms * 3, status=500, reason="http_500"),
+                attempt("b", ms=rng.lognormvariate(5.5, 0.5)),
+            ]
         else:
             attempts = [attempt("a", ms=a_ms)]
         total = sum(x["duration_ms"] for x in attempts) + rng.uniform(0.2, 2)
         records.append(record(attempts, latency_ms=total, at=NOW.replace(minute=rng.randrange(0, 30))))
     for start in range(0, len(records), 500):
-        write_batch(records[start:start + 500])
+        write_batch(records[start : start + 500])
 
     answer = queries.summary("24h", now=NOW)
     raw = list(RequestLog.objects.values_list("latency_ms", flat=True))
@@ -55,7 +57,8 @@ def test_percentiles_from_rollups_agree_with_percentiles_of_the_raw_rows_within_
         for a in attempts:
             per_provider.setdefault(a["provider"], []).append(a["duration_ms"])
     checks = [(answer["total"]["latency_ms"], raw)] + [
-        (answer["providers"][p]["latency_ms"], values) for p, values in per_provider.items()]
+        (answer["providers"][p]["latency_ms"], values) for p, values in per_provider.items()
+    ]
     for latency, values in checks:
         for q in (50, 95, 99):
             got, exact = latency[f"p{q}"], histogram.exact_percentile(values, q)

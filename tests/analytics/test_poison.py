@@ -27,10 +27,19 @@ def poison_records():
     return [
         replace(record([attempt("a", model="gpt\ud800")], request_id="surrogate"), route="chat\udfff"),
         replace(record([attempt("p" * 300, model="m" * 5000)], request_id="long"), route="r" * 1000),
-        record([attempt("a", model="a\x00b"), attempt("a", "failure", reason="nul\x00inside")],
-               request_id="nul\x00"),
-        replace(record([attempt("a", ms=float("inf"))], request_id="huge", tokens=(10**30, -5), cost="1e30",
-                       latency_ms=float("nan"), api_key_id=10**40), status=10**9, calls=10**12),
+        record([attempt("a", model="a\x00b"), attempt("a", "failure", reason="nul\x00inside")], request_id="nul\x00"),
+        replace(
+            record(
+                [attempt("a", ms=float("inf"))],
+                request_id="huge",
+                tokens=(10**30, -5),
+                cost="1e30",
+                latency_ms=float("nan"),
+                api_key_id=10**40,
+            ),
+            status=10**9,
+            calls=10**12,
+        ),
     ]
 
 
@@ -69,7 +78,8 @@ async def test_the_request_log_keeps_recording_after_poison_records(settings):
 
 
 async def test_a_record_the_database_refuses_is_quarantined_degraded_and_counted_on_metrics(
-        settings, monkeypatch, gateway, key):
+    settings, monkeypatch, gateway, key
+):
     """A poison the bounds do not know (the bounds switched off here): the database refuses
     it, the rest of its batch is written, it is written in its degraded (ASCII) form and
     counted, on SQLite (the surrogate) and PostgreSQL (both)."""
@@ -86,11 +96,15 @@ async def test_a_record_the_database_refuses_is_quarantined_degraded_and_counted
     assert rows["surrogate"].model == "gpt\\ud800"  # degraded: the surrogate as its escape
     quarantine = await sync_to_async(list)(LogQuarantine.objects.all())
     assert [(q.cause, q.count, q.degraded, q.last_request_id) for q in quarantine] == [
-        ("UnicodeEncodeError", 1, 1, "surrogate")]
+        ("UnicodeEncodeError", 1, 1, "surrogate")
+    ]
 
     text = (await gateway.get("/metrics", headers=auth(key))).text
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
     assert samples[("gateway_request_log_quarantined_total", (("cause", "UnicodeEncodeError"),))] == 1
     assert samples[("gateway_request_log_degraded_total", (("cause", "UnicodeEncodeError"),))] == 1
 

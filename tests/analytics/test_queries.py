@@ -20,8 +20,12 @@ AGES = (timedelta(days=29), timedelta(days=3), timedelta(hours=20), timedelta(mi
 @pytest.fixture
 def spread():
     """One failover request (a fails, b serves) at each age."""
-    write_batch([record([attempt("a", "failure", 30, status=503, reason="http_503"), attempt("b", ms=40)],
-                        at=NOW - age) for age in AGES])
+    write_batch(
+        [
+            record([attempt("a", "failure", 30, status=503, reason="http_503"), attempt("b", ms=40)], at=NOW - age)
+            for age in AGES
+        ]
+    )
 
 
 @pytest.mark.parametrize(("window", "expected"), [("5m", 1), ("1h", 2), ("24h", 3), ("7d", 4), ("30d", 5)])
@@ -40,10 +44,16 @@ def test_windows_are_answered_from_rollups_after_raw_rows_and_minute_rollups_are
     assert after == before
 
 
-@pytest.mark.parametrize(("window", "points", "step", "last"), [
-    ("5m", 5, 60, 1), ("1h", 60, 60, 1), ("24h", 24, 3600, 2),
-    ("7d", 169, 3600, 2),  # its old edge is widened to a whole hour: minute rollups are gone there
-    ("30d", 30, 86400, 2)])
+@pytest.mark.parametrize(
+    ("window", "points", "step", "last"),
+    [
+        ("5m", 5, 60, 1),
+        ("1h", 60, 60, 1),
+        ("24h", 24, 3600, 2),
+        ("7d", 169, 3600, 2),  # its old edge is widened to a whole hour: minute rollups are gone there
+        ("30d", 30, 86400, 2),
+    ],
+)
 def test_series_have_one_point_per_step_up_to_now(spread, window, points, step, last):
     answer = queries.series(window, now=NOW)
     assert (len(answer["points"]), answer["step_s"]) == (points, step)
@@ -79,8 +89,14 @@ def test_the_csv_export_sums_to_the_window_totals(spread):
 
 
 def test_latency_percentiles_count_only_requests_that_reached_a_provider():
-    refused = [record([attempt("a", skipped="open", ms=0), attempt("b", skipped="cooldown", ms=0)],
-                      outcome="unavailable", latency_ms=0.8) for _ in range(30)]
+    refused = [
+        record(
+            [attempt("a", skipped="open", ms=0), attempt("b", skipped="cooldown", ms=0)],
+            outcome="unavailable",
+            latency_ms=0.8,
+        )
+        for _ in range(30)
+    ]
     refused += [record([], outcome="caller_error", latency_ms=0.5) for _ in range(10)]  # refused at the edge
     served = [record([attempt("a", ms=290)], latency_ms=300) for _ in range(10)]
     write_batch(refused + served)
@@ -90,4 +106,8 @@ def test_latency_percentiles_count_only_requests_that_reached_a_provider():
     assert 250 <= latency["p50"] <= 360 and latency["avg"] == 300.0
     write_batch([record([attempt("a", skipped="open", ms=0)], outcome="unavailable", route="down", latency_ms=1)])
     assert queries.summary("5m", now=NOW)["routes"]["down"]["latency_ms"] == {
-        "avg": None, "p50": None, "p95": None, "p99": None}  # nothing reached a provider: no latency
+        "avg": None,
+        "p50": None,
+        "p95": None,
+        "p99": None,
+    }  # nothing reached a provider: no latency

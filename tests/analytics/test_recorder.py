@@ -123,8 +123,7 @@ async def test_a_refused_record_never_blocks_the_records_queued_behind_it(settin
     assert database.rows == ["a", "b", "c", "d"] and rec.queue == []
 
 
-async def test_records_are_kept_in_order_while_the_database_is_away_and_written_when_it_is_back(
-        settings, database):
+async def test_records_are_kept_in_order_while_the_database_is_away_and_written_when_it_is_back(settings, database):
     settings.ANALYTICS_BATCH_SIZE = 3
     rec = Recorder()
     rec.queue += named("a", "b", "c", "d")
@@ -137,8 +136,7 @@ async def test_records_are_kept_in_order_while_the_database_is_away_and_written_
     assert database.rows == ["a", "b", "c", "d"] and rec.quarantined == 0
 
 
-async def test_a_connection_error_on_a_database_that_answers_is_retried_then_isolated(settings, database,
-                                                                                      monkeypatch):
+async def test_a_connection_error_on_a_database_that_answers_is_retried_then_isolated(settings, database, monkeypatch):
     settings.ANALYTICS_WRITE_ATTEMPTS = 3
     rec = Recorder()
 
@@ -155,8 +153,7 @@ async def test_a_connection_error_on_a_database_that_answers_is_retried_then_iso
     assert database.rows == ["ok"] and database.quarantined == [("big", "OperationalError")]
 
 
-async def test_a_database_that_refuses_every_record_keeps_them_queued_instead_of_quarantining_them(
-        settings, database):
+async def test_a_database_that_refuses_every_record_keeps_them_queued_instead_of_quarantining_them(settings, database):
     database.refuse_all = True  # a table missing after a deploy: no record is to blame
     rec = Recorder()
     ids = [f"r{i}" for i in range(500)]
@@ -168,8 +165,7 @@ async def test_a_database_that_refuses_every_record_keeps_them_queued_instead_of
     assert await rec.flush() == 500 and database.rows == ids
 
 
-async def test_a_record_even_its_degraded_form_cannot_be_written_for_is_held_and_reported(settings, database,
-                                                                                         caplog):
+async def test_a_record_even_its_degraded_form_cannot_be_written_for_is_held_and_reported(settings, database, caplog):
     database.poison = {"bad"}
     database.degraded_fails = True
     rec = Recorder()
@@ -179,8 +175,7 @@ async def test_a_record_even_its_degraded_form_cannot_be_written_for_is_held_and
     assert "bad" in rec.report()
 
 
-async def test_each_cause_is_logged_once_however_many_records_it_refuses(settings, database, caplog,
-                                                                         monkeypatch):
+async def test_each_cause_is_logged_once_however_many_records_it_refuses(settings, database, caplog, monkeypatch):
     monkeypatch.setattr(recorder, "_reported", set())
     database.poison = {f"bad{i}" for i in range(30)}
     rec = Recorder()

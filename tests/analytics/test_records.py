@@ -21,16 +21,36 @@ def test_text_is_made_valid_utf8_without_controls_and_cut_to_its_column():
 
 
 def test_every_string_column_is_cut_to_the_models_max_length():
-    r = bound(replace(record([attempt("a")]), route="r" * 5000, model="m" * 5000, provider="p" * 5000,
-                      error="e" * 5000, request_id="i" * 5000, capability="c" * 99, outcome="o" * 99))
+    r = bound(
+        replace(
+            record([attempt("a")]),
+            route="r" * 5000,
+            model="m" * 5000,
+            provider="p" * 5000,
+            error="e" * 5000,
+            request_id="i" * 5000,
+            capability="c" * 99,
+            outcome="o" * 99,
+        )
+    )
     for name in ("route", "model", "provider", "error", "request_id", "capability", "outcome"):
         assert len(getattr(r, name)) == RequestLog._meta.get_field(name).max_length, name
 
 
 def test_numbers_are_clamped_to_what_their_columns_hold():
-    r = bound(replace(record([attempt("a")]), status=-3, calls=10**9, tokens_in=10**30, tokens_out=float("inf"),
-                      latency_ms=float("nan"), ttft_ms=float("inf"), cost=Decimal("1e40"),
-                      api_key_id=-(10**30)))
+    r = bound(
+        replace(
+            record([attempt("a")]),
+            status=-3,
+            calls=10**9,
+            tokens_in=10**30,
+            tokens_out=float("inf"),
+            latency_ms=float("nan"),
+            ttft_ms=float("inf"),
+            cost=Decimal("1e40"),
+            api_key_id=-(10**30),
+        )
+    )
     assert (r.status, r.calls, r.tokens_in, r.tokens_out) == (0, 32767, 2**31 - 1, 0)
     assert r.latency_ms == 0.0 and r.ttft_ms == 1e9 and r.api_key_id == -(2**63)
     assert r.cost == Decimal("999999.99999999")
@@ -44,8 +64,15 @@ def test_the_attempt_list_is_sanitised_recursively_and_bounded():
     for _ in range(50):
         node["x"] = {}
         node = node["x"]
-    a = {**attempt("a"), "error": "boom\x00\ud800" + "z" * 10**6, "nested": deep, "nan": float("nan"),
-         "big": 10**100, "amount": Decimal("1.5"), "k\x00ey": 1}
+    a = {
+        **attempt("a"),
+        "error": "boom\x00\ud800" + "z" * 10**6,
+        "nested": deep,
+        "nan": float("nan"),
+        "big": 10**100,
+        "amount": Decimal("1.5"),
+        "k\x00ey": 1,
+    }
     r = bound(replace(record([a]), attempts=[a, "not an attempt"] * 500))
     assert len(r.attempts) == 50  # 100 items at most, the strings dropped
     text = json.dumps(r.attempts)  # plain JSON: no NaN, no giant integers

@@ -32,16 +32,24 @@ def named_key(name: str, scopes: list[str]) -> str:
 @pytest.fixture
 async def chain(configure, upstream_a, upstream_b, settings):
     settings.ANALYTICS_FLUSH_INTERVAL_S = 60  # the explicit flush writes everything
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER, retry={"max_attempts": 1}),
-                      provider("up-b", upstream_b.url + "/v1", breaker=QUIET_BREAKER, retry={"max_attempts": 1})],
-        "routes": [{"name": "chain", "capability": "chat",
-                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1", breaker=QUIET_BREAKER, retry={"max_attempts": 1}),
+                provider("up-b", upstream_b.url + "/v1", breaker=QUIET_BREAKER, retry={"max_attempts": 1}),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "capability": "chat",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}],
+                }
+            ],
+        }
+    )
 
 
-async def test_a_request_is_found_by_the_id_its_answer_carried_with_its_attempt_timeline(
-        gateway, chain, upstream_a):
+async def test_a_request_is_found_by_the_id_its_answer_carried_with_its_attempt_timeline(gateway, chain, upstream_a):
     key = await named_key("team-a", ["gateway", "read"])
     upstream_a.fault(status=503, times=1)
     answer = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "chain"}, headers=auth(key))
@@ -52,7 +60,13 @@ async def test_a_request_is_found_by_the_id_its_answer_carried_with_its_attempt_
     assert found.status_code == 200
     body = found.json()
     assert (body["route"], body["provider"], body["model"], body["key"], body["ok"], body["failovers"]) == (
-        "chain", "up-b", "gpt-4o", "team-a", True, 1)
+        "chain",
+        "up-b",
+        "gpt-4o",
+        "team-a",
+        True,
+        1,
+    )
     assert body["tokens"]["in"] > 0 and body["timings"]["total_ms"] > 0
     timeline = [(a["provider"], a["outcome"], a["status"]) for a in body["attempts"]]
     assert timeline == [("up-a", "failure", 503), ("up-b", "success", 200)]
@@ -115,11 +129,20 @@ async def test_paging_with_the_cursor_shows_every_row_once_even_when_rows_share_
     assert seen[-3:] == ["old-0", "old-1", "old-2"]  # newest first
 
 
-@pytest.mark.parametrize(("query", "param"), [
-    ("status=bogus", "status"), ("limit=0", "limit"), ("limit=abc", "limit"), ("limit=100000", "limit"),
-    ("since=yesterday", "since"), ("cursor=%25%25%25", "cursor"), ("cursor=Zm9vfGJhcg", "cursor"),
-    ("since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "since"), ("route=" + "r" * 300, "route"),
-])
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("status=bogus", "status"),
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=100000", "limit"),
+        ("since=yesterday", "since"),
+        ("cursor=%25%25%25", "cursor"),
+        ("cursor=Zm9vfGJhcg", "cursor"),
+        ("since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "since"),
+        ("route=" + "r" * 300, "route"),
+    ],
+)
 async def test_a_bad_parameter_is_a_400_naming_it(gateway, key, query, param):
     response = await gateway.get(f"/api/requests?{query}", headers=auth(key))
     assert response.status_code == 400
@@ -133,10 +156,17 @@ async def test_the_log_needs_a_read_key(gateway, make_key):
     assert (await gateway.get("/api/requests/abc", headers=auth(gateway_only))).status_code == 403
 
 
-@pytest.mark.parametrize("filters", [
-    Filters(), Filters(route="chain"), Filters(provider="up-a"), Filters(status="ok"), Filters(status="failed"),
-    Filters(route="chain", cursor=(NOW, 10)),
-])
+@pytest.mark.parametrize(
+    "filters",
+    [
+        Filters(),
+        Filters(route="chain"),
+        Filters(provider="up-a"),
+        Filters(status="ok"),
+        Filters(status="failed"),
+        Filters(route="chain", cursor=(NOW, 10)),
+    ],
+)
 def test_each_filter_is_read_through_an_index_without_sorting_the_whole_log(filters):
     """A page stays one index range scan at any size: the plan uses an index and sorts nothing."""
     if connection.vendor != "sqlite":
@@ -156,8 +186,9 @@ def test_each_filter_is_read_through_an_index_without_sorting_the_whole_log(filt
 
 async def test_a_caller_s_own_long_request_id_is_kept_whole_and_found(gateway, chain, key):
     mine = "client-" + "x" * 50 + ":1.2"  # 61 characters of the allowed kind
-    answer = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "chain"},
-                                headers={**auth(key), "X-Request-Id": mine})
+    answer = await gateway.post(
+        "/v1/chat/completions", json={**CHAT, "model": "chain"}, headers={**auth(key), "X-Request-Id": mine}
+    )
     assert answer.status_code == 200 and answer.headers["X-Request-Id"] == mine
     await flush_all()
     found = await gateway.get(f"/api/requests/{mine}", headers=auth(key))

@@ -15,20 +15,31 @@ pytestmark = pytest.mark.django_db
 
 
 def write_at(*ages: timedelta) -> None:
-    write_batch([record([attempt("a", "failure", status=500, reason="http_500"), attempt("b")], at=NOW - age)
-                 for age in ages])
+    write_batch(
+        [record([attempt("a", "failure", status=500, reason="http_500"), attempt("b")], at=NOW - age) for age in ages]
+    )
 
 
 def test_retention_deletes_only_what_is_due():
-    write_at(timedelta(days=400), timedelta(days=91), timedelta(days=89), timedelta(days=8),
-             timedelta(days=6, hours=23), timedelta(hours=49), timedelta(hours=47), timedelta(0))
+    write_at(
+        timedelta(days=400),
+        timedelta(days=91),
+        timedelta(days=89),
+        timedelta(days=8),
+        timedelta(days=6, hours=23),
+        timedelta(hours=49),
+        timedelta(hours=47),
+        timedelta(0),
+    )
     deleted = apply_retention(now=NOW)
 
     ages = sorted(NOW - at for at in RequestLog.objects.values_list("at", flat=True))
     assert ages == [timedelta(0), timedelta(hours=47), timedelta(hours=49), timedelta(days=6, hours=23)]
     # minute rows: those of the last 48 hours (one route and two provider rows and one error each)
-    assert {NOW - b for b in RouteRollup.objects.filter(granularity="m").values_list("bucket", flat=True)} \
-        == {timedelta(seconds=15), timedelta(hours=47, seconds=15)}
+    assert {NOW - b for b in RouteRollup.objects.filter(granularity="m").values_list("bucket", flat=True)} == {
+        timedelta(seconds=15),
+        timedelta(hours=47, seconds=15),
+    }
     assert RouteRollup.objects.filter(granularity="h").count() == 6  # 91 and 400 days gone
     assert RouteRollup.objects.filter(granularity="d").count() == 7  # kept for ever (47 h and 49 h: one day)
     assert deleted == {"raw": 4, "minute": 6 * 4, "hour": 2 * 4, "day": 0}

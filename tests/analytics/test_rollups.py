@@ -15,8 +15,11 @@ from .conftest import BURST_A, BURST_B, BURST_ROUTE, NOW, attempt, record
 def sums(rows, granularity, **where):
     """Summed counters of a rollup model (or queryset) in one granularity."""
     qs = rows.objects.all() if hasattr(rows, "objects") else rows
-    fields = [f.name for f in qs.model._meta.concrete_fields if f.name not in (
-        "id", "granularity", "bucket", "route", "provider", "kind", "error")]
+    fields = [
+        f.name
+        for f in qs.model._meta.concrete_fields
+        if f.name not in ("id", "granularity", "bucket", "route", "provider", "kind", "error")
+    ]
     return qs.filter(granularity=granularity, **where).aggregate(**{f: Sum(f) for f in fields})
 
 
@@ -86,20 +89,29 @@ def test_two_threads_writing_batches_at_once_still_give_exact_counts(burst, shar
     shared_db.open()
     assert RequestLog.objects.using(alias).count() == 2 * 10 * 12
     for granularity in "mhd":
-        assert_counts(sums(RouteRollup.objects.using(alias), granularity),
-                      {k: v * 20 for k, v in BURST_ROUTE.items()})
-        assert_counts(sums(ProviderRollup.objects.using(alias), granularity, provider="a"),
-                      {k: v * 20 for k, v in BURST_A.items()})
+        assert_counts(sums(RouteRollup.objects.using(alias), granularity), {k: v * 20 for k, v in BURST_ROUTE.items()})
+        assert_counts(
+            sums(ProviderRollup.objects.using(alias), granularity, provider="a"),
+            {k: v * 20 for k, v in BURST_A.items()},
+        )
     # served by a, by b, by nobody: one row each, however the writers interleaved
     assert RouteRollup.objects.using(alias).filter(granularity="d").count() == 3
 
 
 @pytest.mark.django_db
 def test_requests_land_in_the_minute_hour_and_day_of_their_start():
-    write_batch([record([attempt("a")], at=NOW), record([attempt("a")], at=NOW + timedelta(minutes=1)),
-                 record([attempt("a")], at=NOW + timedelta(hours=12))])
-    buckets = lambda g: sorted((b.strftime("%d %H:%M"), n) for b, n in  # noqa: E731
-                               RouteRollup.objects.filter(granularity=g).values_list("bucket", "requests"))
+    write_batch(
+        [
+            record([attempt("a")], at=NOW),
+            record([attempt("a")], at=NOW + timedelta(minutes=1)),
+            record([attempt("a")], at=NOW + timedelta(hours=12)),
+        ]
+    )
+
+    def buckets(g: str) -> list[tuple[str, int]]:
+        rows = RouteRollup.objects.filter(granularity=g).values_list("bucket", "requests")
+        return sorted((b.strftime("%d %H:%M"), n) for b, n in rows)
+
     assert buckets("m") == [("20 12:30", 1), ("20 12:31", 1), ("21 00:30", 1)]
     assert buckets("h") == [("20 12:00", 2), ("21 00:00", 1)]
     assert buckets("d") == [("20 00:00", 2), ("21 00:00", 1)]

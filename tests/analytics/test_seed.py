@@ -30,8 +30,10 @@ def test_seeded_rollups_are_exactly_the_rollups_of_the_seeded_rows():
     integers = [i for i, c in enumerate(ROUTE_VALUES) if not c.endswith("_ms")]
     for granularity, since in (("m", due["minute"]), ("h", None), ("d", None)):
         expected = {row[:4]: [row[4 + i] for i in integers] for row in recomputed.rows(granularity, since)[0]}
-        stored = {(granularity, r["bucket"], r["route"], r["provider"]): [r[ROUTE_VALUES[i]] for i in integers]
-                  for r in RouteRollup.objects.filter(granularity=granularity).values()}
+        stored = {
+            (granularity, r["bucket"], r["route"], r["provider"]): [r[ROUTE_VALUES[i]] for i in integers]
+            for r in RouteRollup.objects.filter(granularity=granularity).values()
+        }
         assert stored == expected, granularity
 
 

@@ -17,8 +17,11 @@ def covered(win) -> timedelta:
 def test_short_windows_are_covered_exactly_up_to_the_current_minute(name):
     win = window(name, NOW)
     assert win.end == datetime(2026, 11, 22, 11, 28, tzinfo=UTC)
-    assert win.end - win.start == covered(win) == {"5m": timedelta(minutes=5), "1h": timedelta(hours=1),
-                                                    "24h": timedelta(hours=24)}[name]
+    assert (
+        win.end - win.start
+        == covered(win)
+        == {"5m": timedelta(minutes=5), "1h": timedelta(hours=1), "24h": timedelta(hours=24)}[name]
+    )
 
 
 def test_a_day_window_reads_hours_in_the_middle_and_minutes_at_its_edges():

@@ -24,8 +24,14 @@ from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import API_KEY, FakeOpenAI
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 USERNAME = "operator"
 PASSWORD = "operator-pass-123"  # tests/e2e/server.py's ADMIN_PASSWORD
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -46,17 +52,40 @@ class Console:
 def config(openai: FakeOpenAI, ollama: FakeOllama) -> dict[str, Any]:
     return {
         "providers": [
-            {"name": "upstream", "kind": "openai", "base_url": openai.url + "/v1", "api_key": API_KEY,
-             "models": ["gpt-4o-mini"], "capabilities": ["chat"], "priority": 1,
-             "retry": {"max_attempts": 1},
-             "breaker": {"consecutive_failures": 3, "min_calls": 3, "failure_rate": 0.5, "break_s": 120,
-                         "max_break_s": 300},
-             "health_check": {"interval_s": 60, "timeout_s": 5}},
-            {"name": "local-ollama", "kind": "ollama", "base_url": ollama.url, "priority": 4,
-             "health_check": {"interval_s": 60, "timeout_s": 5}},
+            {
+                "name": "upstream",
+                "kind": "openai",
+                "base_url": openai.url + "/v1",
+                "api_key": API_KEY,
+                "models": ["gpt-4o-mini"],
+                "capabilities": ["chat"],
+                "priority": 1,
+                "retry": {"max_attempts": 1},
+                "breaker": {
+                    "consecutive_failures": 3,
+                    "min_calls": 3,
+                    "failure_rate": 0.5,
+                    "break_s": 120,
+                    "max_break_s": 300,
+                },
+                "health_check": {"interval_s": 60, "timeout_s": 5},
+            },
+            {
+                "name": "local-ollama",
+                "kind": "ollama",
+                "base_url": ollama.url,
+                "priority": 4,
+                "health_check": {"interval_s": 60, "timeout_s": 5},
+            },
         ],
-        "routes": [{"name": "chat", "capability": "chat", "max_attempts": 1,
-                    "targets": [{"provider": "upstream", "model": "gpt-4o-mini"}]}],
+        "routes": [
+            {
+                "name": "chat",
+                "capability": "chat",
+                "max_attempts": 1,
+                "targets": [{"provider": "upstream", "model": "gpt-4o-mini"}],
+            }
+        ],
     }
 
 
@@ -93,12 +122,13 @@ ProbeResult.objects.bulk_create(rows)
 
 def setup_script(document: dict[str, Any]) -> str:
     """The demo, then our providers and route, then the day of probe history: one process."""
-    return ("import json\n"
-            "from providers.config import apply_config\n"
-            "from providers.demo import load_demo\n"
-            "assert load_demo()\n"
-            f"apply_config(json.loads({json.dumps(json.dumps(document))}), actor='browser-tests')\n"
-            + SETUP)
+    return (
+        "import json\n"
+        "from providers.config import apply_config\n"
+        "from providers.demo import load_demo\n"
+        "assert load_demo()\n"
+        f"apply_config(json.loads({json.dumps(json.dumps(document))}), actor='browser-tests')\n" + SETUP
+    )
 
 
 @pytest.fixture(scope="module")

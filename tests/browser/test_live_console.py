@@ -134,11 +134,14 @@ def test_the_pages_work_without_javascript(browser, console):
 
 def watch_swaps(page, element_id: str) -> None:  # type: ignore[no-untyped-def]
     """Note when the element is last replaced (its parent's children change)."""
-    page.evaluate("""(id) => {
+    page.evaluate(
+        """(id) => {
         window.__lastSwap = performance.now();
         new MutationObserver(() => { window.__lastSwap = performance.now(); })
             .observe(document.getElementById(id).parentElement, {childList: true});
-    }""", element_id)
+    }""",
+        element_id,
+    )
 
 
 def quiet(page) -> None:  # type: ignore[no-untyped-def]
@@ -152,8 +155,9 @@ def live_swap(page, api, element_id: str, provider: str) -> None:  # type: ignor
     until the socket's copy of `element_id` replaced the one on the page, then for quiet."""
     page.evaluate("(id) => document.getElementById(id).setAttribute('data-old', '1')", element_id)
     assert api.post(f"/api/health/{provider}/check").status_code == 200
-    page.wait_for_function("(id) => { const e = document.getElementById(id); return e && !e.hasAttribute('data-old'); }",
-                           arg=element_id)
+    page.wait_for_function(
+        "(id) => { const e = document.getElementById(id); return e && !e.hasAttribute('data-old'); }", arg=element_id
+    )
     quiet(page)
 
 

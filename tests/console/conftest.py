@@ -12,10 +12,22 @@ from providers.runtime import Runtime
 
 SIMULATED = {
     "providers": [
-        {"name": "sim-a", "kind": "simulated", "models": ["sim-small"], "priority": 1, "capabilities": ["chat"],
-         "options": {"latency_ms": 5, "seed": 1}},
-        {"name": "sim-b", "kind": "simulated", "models": ["sim-embed"], "priority": 2,
-         "capabilities": ["embeddings"], "options": {"latency_ms": 5, "seed": 2}},
+        {
+            "name": "sim-a",
+            "kind": "simulated",
+            "models": ["sim-small"],
+            "priority": 1,
+            "capabilities": ["chat"],
+            "options": {"latency_ms": 5, "seed": 1},
+        },
+        {
+            "name": "sim-b",
+            "kind": "simulated",
+            "models": ["sim-embed"],
+            "priority": 2,
+            "capabilities": ["embeddings"],
+            "options": {"latency_ms": 5, "seed": 2},
+        },
     ],
 }
 

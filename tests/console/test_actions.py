@@ -31,8 +31,11 @@ def audit_rows(action: str) -> list[tuple[str, str, dict]]:
 
 @sync_to_async
 def action_events(name: str) -> list[tuple[str, str, str]]:
-    return list(HealthEvent.objects.filter(kind="action", provider_name=name).order_by("at", "id")
-                .values_list("new", "actor", "reason"))
+    return list(
+        HealthEvent.objects.filter(kind="action", provider_name=name)
+        .order_by("at", "id")
+        .values_list("new", "actor", "reason")
+    )
 
 
 @sync_to_async
@@ -116,8 +119,9 @@ async def test_disable_and_enable_change_the_provider_and_are_audited(simulated,
 async def test_a_maintenance_window_starts_now_and_ends_on_demand(simulated, login, users):
     client = await login(users["admin"])
     before = timezone.now()
-    response = await client.post("/providers/sim-a/maintenance/start",
-                                 {"minutes": "45", "reason": "driver upgrade"}, headers=htmx())
+    response = await client.post(
+        "/providers/sim-a/maintenance/start", {"minutes": "45", "reason": "driver upgrade"}, headers=htmx()
+    )
     assert response.status_code == 200
     window = await sync_to_async(MaintenanceWindow.objects.get)(provider__name="sim-a")
     assert window.created_by == "boss" and window.reason == "driver upgrade"
@@ -186,8 +190,9 @@ async def test_a_failed_pull_says_why(configure, rt, login, users, ollama):
     assert "file does not exist" in page
 
 
-async def test_a_pull_that_failed_before_the_answer_says_so_not_pulling(configure, rt, login, users, ollama,
-                                                                        monkeypatch):
+async def test_a_pull_that_failed_before_the_answer_says_so_not_pulling(
+    configure, rt, login, users, ollama, monkeypatch
+):
     await configure({"providers": [{"name": "local", "kind": "ollama", "base_url": ollama.url}]})
     start = pulls.start
 
@@ -201,7 +206,7 @@ async def test_a_pull_that_failed_before_the_answer_says_so_not_pulling(configur
     response = await client.post("/providers/local/pull", {"model": "no-such-model"}, headers=htmx())
     html = response.content.decode()
     assert response.status_code == 200
-    flash = html[html.index('<div id="flash"'):html.index("</div>", html.index('<div id="flash"'))]
+    flash = html[html.index('<div id="flash"') : html.index("</div>", html.index('<div id="flash"'))]
     assert "The pull of no-such-model failed" in flash and "Pulling" not in flash
     assert "data-version=" in flash  # the page keeps the newer of this and the socket's pushes
 
@@ -227,8 +232,9 @@ async def test_switching_the_sd_webui_model_loads_it_and_is_audited(configure, r
         assert bad.status_code == 400 and "did not load nope.safetensors" in bad.content.decode()
 
 
-async def test_discovered_servers_are_offered_and_registered_by_a_superuser(configure, rt, login, users, ollama,
-                                                                          settings):
+async def test_discovered_servers_are_offered_and_registered_by_a_superuser(
+    configure, rt, login, users, ollama, settings
+):
     settings.DISCOVERY_HOSTS = ["127.0.0.1"]
     settings.DISCOVERY_OLLAMA_PORTS = [ollama.port]
     settings.DISCOVERY_SDWEBUI_PORTS = []
@@ -236,27 +242,29 @@ async def test_discovered_servers_are_offered_and_registered_by_a_superuser(conf
     client = await login(users["admin"])
     page = (await client.get("/discover")).content.decode()
     assert ollama.url in page and 'value="local-ollama-' in page
-    response = await client.post("/discover/register", {"name": "found", "kind": "ollama", "base_url": ollama.url,
-                                                        "models": ["llama3.2:latest"]})
+    response = await client.post(
+        "/discover/register", {"name": "found", "kind": "ollama", "base_url": ollama.url, "models": ["llama3.2:latest"]}
+    )
     assert response.status_code == 303 and response["Location"] == "/providers/found"
     provider = await provider_row("found")
     assert provider.kind == "ollama" and provider.discovered and provider.base_url == ollama.url
-    assert await audit_rows("create") == [("boss", "found", {"discovered": ollama.url,
-                                                             "models": ["llama3.2:latest"]})]
+    assert await audit_rows("create") == [("boss", "found", {"discovered": ollama.url, "models": ["llama3.2:latest"]})]
     assert await action_events("found") == [("register", "boss", f"discovered ollama at {ollama.url}")]
     again = (await client.get("/discover")).content.decode()
     assert "Registered as" in again
     twice = await client.post("/discover/register", {"name": "other", "kind": "ollama", "base_url": ollama.url})
     assert twice.status_code == 303 and twice["Location"] == "/providers/found"
-    bad = await client.post("/discover/register", {"name": "Bad Name", "kind": "ollama",
-                                                   "base_url": "http://127.0.0.1:1"})
+    bad = await client.post(
+        "/discover/register", {"name": "Bad Name", "kind": "ollama", "base_url": "http://127.0.0.1:1"}
+    )
     assert bad.status_code == 303 and bad["Location"] == "/discover"
     assert not await sync_to_async(Provider.objects.filter(base_url="http://127.0.0.1:1").exists)()
 
 
 async def test_the_provider_page_lists_models_with_context_windows(simulated, login, users):
-    await sync_to_async(ProviderModel.objects.create)(provider=await provider_row("sim-a"), name="big-model",
-                                                      context_window=131072, source="discovered")
+    await sync_to_async(ProviderModel.objects.create)(
+        provider=await provider_row("sim-a"), name="big-model", context_window=131072, source="discovered"
+    )
     client = await login(users["staff"])
     html = (await client.get("/providers/sim-a")).content.decode()
     assert "big-model" in html and "131072 tokens" in html

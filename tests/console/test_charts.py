@@ -27,8 +27,16 @@ def test_a_sparkline_without_data_says_so():
 
 def test_a_heartbeat_has_a_slot_per_check_with_its_story():
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    beats = [charts.Beat(now - timedelta(seconds=30 * i), ok=i != 1, slow=i == 2, latency_ms=90.0,
-                         error="http_500: <boom>" if i == 1 else "") for i in range(3)][::-1]
+    beats = [
+        charts.Beat(
+            now - timedelta(seconds=30 * i),
+            ok=i != 1,
+            slow=i == 2,
+            latency_ms=90.0,
+            error="http_500: <boom>" if i == 1 else "",
+        )
+        for i in range(3)
+    ][::-1]
     svg = charts.heartbeat(beats, label="p1 checks", slots=10)
     assert svg.count('class="beat beat-none"') == 7
     assert svg.count("beat-ok") == 1 and svg.count("beat-fail") == 1 and svg.count("beat-slow") == 1
@@ -46,8 +54,9 @@ def test_a_line_chart_breaks_its_line_where_data_is_missing():
 
 
 def test_a_percentage_chart_runs_to_100_and_labels_an_empty_series():
-    svg = charts.line_chart([charts.Series("success", [(0, None)], "series-ok")], 0, 60, label="Success",
-                            unit="%", y_max=100)
+    svg = charts.line_chart(
+        [charts.Series("success", [(0, None)], "series-ok")], 0, 60, label="Success", unit="%", y_max=100
+    )
     assert ">100%</text>" in svg and "success: no data" in svg and "<polyline" not in svg
 
 
@@ -65,8 +74,10 @@ def test_the_y_axis_ticks_are_round_numbers():
 
 def test_buckets_hold_counts_and_percentiles():
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    rows = [(start + timedelta(seconds=s), ok, ms) for s, ok, ms in
-            [(5, True, 100), (10, True, 300), (20, False, 9000), (70, True, 50), (130, True, 1)]]
+    rows = [
+        (start + timedelta(seconds=s), ok, ms)
+        for s, ok, ms in [(5, True, 100), (10, True, 300), (20, False, 9000), (70, True, 50), (130, True, 1)]
+    ]
     buckets = history.bucketize(rows, start.timestamp(), start.timestamp() + 120, 2)
     assert [(b.checks, b.failures) for b in buckets] == [(3, 1), (1, 0)]  # the last row is outside
     assert buckets[0].p50_ms == 100 and buckets[0].p95_ms == 300 and round(buckets[0].success_pct) == 67

@@ -63,8 +63,13 @@ async def test_a_health_update_pushes_the_card_with_its_id(simulated, async_clie
     communicator, connected = await connect("/ws/health/", ORIGIN, await session_cookie(async_client, users["staff"]))
     assert connected
     await sync_to_async(ProviderHealth.objects.create)(
-        provider=await sync_to_async(Provider.objects.get)(name="sim-a"), status="unhealthy", score=12.0,
-        last_check_at=timezone.now(), last_check_ok=False, last_error="http_503: overloaded")
+        provider=await sync_to_async(Provider.objects.get)(name="sim-a"),
+        status="unhealthy",
+        score=12.0,
+        last_check_at=timezone.now(),
+        last_check_ok=False,
+        last_error="http_503: overloaded",
+    )
     await simulated.engine.force_open("sim-a", 60)
     await settle(simulated)
     await get_channel_layer().group_send("health", {"type": "health.update", "provider": "sim-a"})
@@ -118,9 +123,20 @@ async def test_pull_progress_reaches_only_that_providers_page(simulated, async_c
     assert connected
     dashboard, connected = await connect("/ws/health/", ORIGIN, cookie)
     assert connected
-    await get_channel_layer().group_send("provider.sim-a", {
-        "type": "pull.progress", "provider": "sim-a", "model": "llama3.2", "status": "pulling 6a0746a1ec1a",
-        "percent": 42.5, "completed": 425, "total": 1000, "done": False, "error": ""})
+    await get_channel_layer().group_send(
+        "provider.sim-a",
+        {
+            "type": "pull.progress",
+            "provider": "sim-a",
+            "model": "llama3.2",
+            "status": "pulling 6a0746a1ec1a",
+            "percent": 42.5,
+            "completed": 425,
+            "total": 1000,
+            "done": False,
+            "error": "",
+        },
+    )
     html = await page.receive_from(timeout=5)
     assert html.lstrip().startswith('<div id="pull-sim-a"') and 'value="42.5"' in html and "43%" in html
     assert "pulling 6a0746a1ec1a" in html
@@ -144,13 +160,16 @@ async def closed_with(communicator: WebsocketCommunicator) -> int | None:
     return message.get("code") if message["type"] == "websocket.close" else None
 
 
-@pytest.mark.parametrize(("origin", "host"), [
-    (b"http://testserver:8001", b"testserver"),  # another port of the same host
-    (b"http://testserver", b"testserver:8000"),
-    (b"http://testserver:8000", b"testserver:8001"),
-    (b"https://testserver", b"testserver"),  # another scheme (the socket is ws, not wss)
-    (b"http://testserver.evil.example", b"testserver"),
-])
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        (b"http://testserver:8001", b"testserver"),  # another port of the same host
+        (b"http://testserver", b"testserver:8000"),
+        (b"http://testserver:8000", b"testserver:8001"),
+        (b"https://testserver", b"testserver"),  # another scheme (the socket is ws, not wss)
+        (b"http://testserver.evil.example", b"testserver"),
+    ],
+)
 async def test_a_socket_from_another_origin_of_the_same_host_is_refused(simulated, async_client, users, origin, host):
     cookie = await session_cookie(async_client, users["staff"])
     communicator, connected = await connect("/ws/health/", (b"origin", origin), (b"host", host), cookie)
@@ -160,8 +179,9 @@ async def test_a_socket_from_another_origin_of_the_same_host_is_refused(simulate
 
 async def test_a_socket_from_the_same_scheme_host_and_port_is_accepted(simulated, async_client, users):
     cookie = await session_cookie(async_client, users["staff"])
-    communicator, connected = await connect("/ws/health/", (b"origin", b"http://testserver:8000"),
-                                            (b"host", b"testserver:8000"), cookie)
+    communicator, connected = await connect(
+        "/ws/health/", (b"origin", b"http://testserver:8000"), (b"host", b"testserver:8000"), cookie
+    )
     assert connected
     await communicator.disconnect()
 
@@ -209,7 +229,8 @@ def set_status(name: str, status: str) -> None:
 
 
 async def test_a_filtered_dashboard_drops_a_card_that_stops_matching_and_takes_one_that_starts(
-        simulated, async_client, users):
+    simulated, async_client, users
+):
     await set_status("sim-a", "healthy")
     await set_status("sim-b", "healthy")
     cookie = await session_cookie(async_client, users["staff"])
@@ -231,4 +252,3 @@ async def test_a_filtered_dashboard_drops_a_card_that_stops_matching_and_takes_o
     html = await communicator.receive_from(timeout=5)
     assert 'id="card-sim-a"' in html and 'id="card-sim-b"' not in html
     await communicator.disconnect()
-

@@ -18,16 +18,30 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def seed_health(name: str, status: str, score: float, *, failed_last: bool = False) -> None:
     provider = Provider.objects.get(name=name)
     now = timezone.now()
-    ProviderHealth.objects.update_or_create(provider=provider, defaults={
-        "status": status, "score": score, "score_parts": {"probe": 40, "latency": 30, "reliability": 20,
-                                                          "state_factor": 1.0},
-        "last_check_at": now, "last_check_ok": not failed_last, "last_check_ms": 84.0,
-        "last_error": "http_500: upstream exploded" if failed_last else ""})
-    ProbeResult.objects.bulk_create([
-        ProbeResult(provider=provider, at=now - timedelta(seconds=30 * i), ok=not (failed_last and i == 0),
-                    latency_ms=80.0 + i, error="http_500" if failed_last and i == 0 else "")
-        for i in range(5)
-    ])
+    ProviderHealth.objects.update_or_create(
+        provider=provider,
+        defaults={
+            "status": status,
+            "score": score,
+            "score_parts": {"probe": 40, "latency": 30, "reliability": 20, "state_factor": 1.0},
+            "last_check_at": now,
+            "last_check_ok": not failed_last,
+            "last_check_ms": 84.0,
+            "last_error": "http_500: upstream exploded" if failed_last else "",
+        },
+    )
+    ProbeResult.objects.bulk_create(
+        [
+            ProbeResult(
+                provider=provider,
+                at=now - timedelta(seconds=30 * i),
+                ok=not (failed_last and i == 0),
+                latency_ms=80.0 + i,
+                error="http_500" if failed_last and i == 0 else "",
+            )
+            for i in range(5)
+        ]
+    )
 
 
 async def test_the_dashboard_shows_a_card_per_provider_with_its_state(simulated, login, users):
@@ -95,8 +109,14 @@ async def test_the_demo_banner_offers_removal_to_superusers_only(configure, rt, 
 
 
 async def test_recent_changes_list_the_latest_events(simulated, login, users):
-    await sync_to_async(HealthEvent.objects.create)(provider_name="sim-a", at=timezone.now(), kind="breaker",
-                                                    old="closed", new="open", reason="5 consecutive failures")
+    await sync_to_async(HealthEvent.objects.create)(
+        provider_name="sim-a",
+        at=timezone.now(),
+        kind="breaker",
+        old="closed",
+        new="open",
+        reason="5 consecutive failures",
+    )
     client = await login(users["staff"])
     html = (await client.get("/")).content.decode()
     assert "closed → open" in html and "5 consecutive failures" in html

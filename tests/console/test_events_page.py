@@ -13,9 +13,17 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def events(db):  # type: ignore[no-untyped-def]
     now = timezone.now()
-    rows = [HealthEvent(provider_name="alpha" if i % 2 else "beta", at=now - timedelta(minutes=i),
-                        kind="breaker" if i % 3 == 0 else "status", old="closed", new=f"state-{i}",
-                        reason=f"reason number {i}") for i in range(120)]
+    rows = [
+        HealthEvent(
+            provider_name="alpha" if i % 2 else "beta",
+            at=now - timedelta(minutes=i),
+            kind="breaker" if i % 3 == 0 else "status",
+            old="closed",
+            new=f"state-{i}",
+            reason=f"reason number {i}",
+        )
+        for i in range(120)
+    ]
     HealthEvent.objects.bulk_create(rows)
 
 

@@ -17,15 +17,34 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def incident(db):  # type: ignore[no-untyped-def]
     now = timezone.now()
-    row = Incident.objects.create(provider_name="alpha", opened_at=now - timedelta(minutes=5),
-                                  reason="breaker open: unavailable")
-    HealthEvent.objects.create(provider_name="alpha", at=now - timedelta(minutes=5), kind="status", old="healthy",
-                               new="unhealthy", reason="success rate 40% over 10 calls", incident=row)
-    HealthEvent.objects.create(provider_name="alpha", at=now - timedelta(minutes=5), kind="incident", new="open",
-                               reason="breaker open: unavailable", incident=row)
-    Incident.objects.create(provider_name="beta", state="resolved", opened_at=now - timedelta(hours=2),
-                            resolved_at=now - timedelta(hours=1), reason="last probe failed",
-                            resolution="recovered: success rate 100%")
+    row = Incident.objects.create(
+        provider_name="alpha", opened_at=now - timedelta(minutes=5), reason="breaker open: unavailable"
+    )
+    HealthEvent.objects.create(
+        provider_name="alpha",
+        at=now - timedelta(minutes=5),
+        kind="status",
+        old="healthy",
+        new="unhealthy",
+        reason="success rate 40% over 10 calls",
+        incident=row,
+    )
+    HealthEvent.objects.create(
+        provider_name="alpha",
+        at=now - timedelta(minutes=5),
+        kind="incident",
+        new="open",
+        reason="breaker open: unavailable",
+        incident=row,
+    )
+    Incident.objects.create(
+        provider_name="beta",
+        state="resolved",
+        opened_at=now - timedelta(hours=2),
+        resolved_at=now - timedelta(hours=1),
+        reason="last probe failed",
+        resolution="recovered: success rate 100%",
+    )
     return row
 
 
@@ -68,17 +87,20 @@ def test_an_operator_acknowledges_and_mutes(client, users, incident):
     assert incident.acknowledged_by == "oper" and incident.acknowledged_at is not None
     assert HealthEvent.objects.filter(incident=incident, kind="incident", new="acknowledged", actor="oper").exists()
 
-    muted = operator.post(f"/incidents/{incident.pk}/mute", {"minutes": "60"}, HTTP_HX_REQUEST="true",
-                          HTTP_HX_TARGET="incident-list")
+    muted = operator.post(
+        f"/incidents/{incident.pk}/mute", {"minutes": "60"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="incident-list"
+    )
     assert muted.status_code == 200 and f"Incident #{incident.pk} of alpha muted for 60 min." in muted.content.decode()
     incident.refresh_from_db()
     assert incident.muted_until is not None and incident.muted_until > timezone.now() + timedelta(minutes=59)
 
-    refused = operator.post(f"/incidents/{incident.pk}/mute", {"minutes": "lots"}, HTTP_HX_REQUEST="true",
-                            HTTP_HX_TARGET="incident-list")
+    refused = operator.post(
+        f"/incidents/{incident.pk}/mute", {"minutes": "lots"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="incident-list"
+    )
     assert refused.status_code == 400 and "Minutes must be from 0 to 10080." in refused.content.decode()
-    twice = operator.post(f"/incidents/{incident.pk}/acknowledge", HTTP_HX_REQUEST="true",
-                          HTTP_HX_TARGET="incident-list")
+    twice = operator.post(
+        f"/incidents/{incident.pk}/acknowledge", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="incident-list"
+    )
     assert twice.status_code == 409 and "already acknowledged by oper" in twice.content.decode()
 
 

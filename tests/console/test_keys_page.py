@@ -25,9 +25,21 @@ def issue(name: str, **fields: object) -> ApiKey:
 
 
 def spent(row: ApiKey, cost: str, tokens_in: int, tokens_out: int) -> RequestRecord:
-    return RequestRecord(at=datetime.now(UTC), request_id="r", route="chat", capability="chat", outcome="success",
-                         status=200, latency_ms=1.0, provider="p", model="m", api_key_id=row.pk,
-                         tokens_in=tokens_in, tokens_out=tokens_out, cost=Decimal(cost))
+    return RequestRecord(
+        at=datetime.now(UTC),
+        request_id="r",
+        route="chat",
+        capability="chat",
+        outcome="success",
+        status=200,
+        latency_ms=1.0,
+        provider="p",
+        model="m",
+        api_key_id=row.pk,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost=Decimal(cost),
+    )
 
 
 def cell(html: str, prefix: str, field: str) -> str:
@@ -42,10 +54,15 @@ async def test_anonymous_visitors_go_to_the_login_page_and_non_staff_get_403(asy
     assert (await async_client.get("/keys")).status_code == 403
 
 
-async def test_the_page_shows_the_same_spend_requests_and_tokens_as_the_api(simulated, login, users, gateway,
-                                                                            make_key):
-    billing = await issue("billing", routes=["chat"], budget=Decimal(10), budget_period="day",
-                          rate_limit_per_minute=600, tokens_per_minute=100_000)
+async def test_the_page_shows_the_same_spend_requests_and_tokens_as_the_api(simulated, login, users, gateway, make_key):
+    billing = await issue(
+        "billing",
+        routes=["chat"],
+        budget=Decimal(10),
+        budget_period="day",
+        rate_limit_per_minute=600,
+        tokens_per_minute=100_000,
+    )
     free = await issue("free-for-all")
     gone = await issue("gone")
     gone.revoked_at = timezone.now()
@@ -85,7 +102,8 @@ async def test_the_chart_has_a_point_per_day_for_thirty_days(simulated, login, u
     key = await issue("history", budget=Decimal(100), budget_period="month")
     today = datetime.now(UTC).date()
     await sync_to_async(KeySpend.objects.bulk_create)(
-        [KeySpend(key=key, day=today - timedelta(days=d), spend=Decimal(d + 1), requests=1) for d in (0, 3, 40)])
+        [KeySpend(key=key, day=today - timedelta(days=d), spend=Decimal(d + 1), requests=1) for d in (0, 3, 40)]
+    )
     client = await login(users["staff"])
     html = (await client.get("/keys")).content.decode()
     row = html.split(f'id="key-{key.prefix}"')[1].split("</tr>")[0]

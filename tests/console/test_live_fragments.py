@@ -46,7 +46,7 @@ async def test_a_pushed_fragments_controls_post_with_the_pages_csrf_header(simul
 async def test_a_forced_open_breaker_reads_unavailable_on_the_card(simulated):
     await simulated.engine.force_open("sim-a", 600)
     html, _ = await pages.render_dashboard_push(["sim-a"], ADMIN, shown=["sim-a", "sim-b"])
-    card = html[html.index('<article id="card-sim-a"'):html.index("</article>")]
+    card = html[html.index('<article id="card-sim-a"') : html.index("</article>")]
     assert re.search(r'data-field="status"><span class="dot" aria-hidden="true"></span>unhealthy<', card)
     assert "breaker forced open by an operator: unavailable" in card
     assert ">forced open<" in card
@@ -57,8 +57,10 @@ async def test_times_carry_their_instant_with_its_timezone_for_the_page_to_tick(
 
     @sync_to_async
     def checked() -> None:
-        ProviderHealth.objects.update_or_create(provider=Provider.objects.get(name="sim-a"), defaults={
-            "status": "healthy", "last_check_at": at, "last_check_ok": True})
+        ProviderHealth.objects.update_or_create(
+            provider=Provider.objects.get(name="sim-a"),
+            defaults={"status": "healthy", "last_check_at": at, "last_check_ok": True},
+        )
 
     await checked()
     client = await login(users["staff"])
@@ -70,12 +72,20 @@ async def test_times_carry_their_instant_with_its_timezone_for_the_page_to_tick(
 
 
 def test_a_failed_pull_is_pushed_as_failed_with_the_message_replaced():
-    state = {"model": "no-such-model", "status": "pulling manifest", "percent": 0.0, "completed": 0, "total": 0,
-             "done": True, "error": "pull model manifest: file does not exist", "version": 7}
+    state = {
+        "model": "no-such-model",
+        "status": "pulling manifest",
+        "percent": 0.0,
+        "completed": 0,
+        "total": 0,
+        "done": True,
+        "error": "pull model manifest: file does not exist",
+        "version": 7,
+    }
     html = pages.render_pull("local", state)
     assert html.lstrip().startswith('<div id="pull-local"') and 'data-version="7"' in html
     assert '<span class="bad-text">failed</span>' in html and "pulling manifest" not in html
-    flash = html[html.index('<div id="flash"'):]
+    flash = html[html.index('<div id="flash"') :]
     assert 'data-version="7"' in flash and 'hx-swap-oob="true"' in flash
     assert "The pull of no-such-model failed: pull model manifest: file does not exist" in flash
     assert "Pulling" not in html
@@ -91,14 +101,25 @@ async def test_a_missing_model_and_a_rejected_credential_are_shown_on_the_card_w
     await engine.store.set_cooldown("sim-a", Cooldown(None, "model_missing", None, "http_404", scope="sim-large"))
     await engine.store.set_cooldown("sim-b", Cooldown("key-b", "rejected", None, "http_403"))
     sink = hooks.EventSink()  # what a worker's sink writes when the engine emits them
-    sink(CooldownStarted(engine.clock.time(), "sim-a", None, "model_missing", None, "http_404", scope="sim-large",
-                         provider="sim-a", model="sim-large"))
+    sink(
+        CooldownStarted(
+            engine.clock.time(),
+            "sim-a",
+            None,
+            "model_missing",
+            None,
+            "http_404",
+            scope="sim-large",
+            provider="sim-a",
+            model="sim-large",
+        )
+    )
     sink(CooldownStarted(engine.clock.time(), "sim-b", "key-b", "rejected", None, "http_403"))
     await sink.written()
     html, _ = await pages.render_dashboard_push(["sim-a", "sim-b"], ADMIN, shown=["sim-a", "sim-b"])
-    card_a = html[html.index('<article id="card-sim-a"'):]
-    card_a = card_a[:card_a.index("</article>")]
+    card_a = html[html.index('<article id="card-sim-a"') :]
+    card_a = card_a[: card_a.index("</article>")]
     assert "Model sim-large missing on the provider (HTTP 404)" in card_a
-    card_b = html[html.index('<article id="card-sim-b"'):]
-    card_b = card_b[:card_b.index("</article>")]
+    card_b = html[html.index('<article id="card-sim-b"') :]
+    card_b = card_b[: card_b.index("</article>")]
     assert "Credential key-b rejected by the provider (HTTP 403), until reset" in card_b

@@ -22,27 +22,68 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def sent(provider: str, outcome: str = "success", status: int = 200, ms: float = 40.0, **extra: Any) -> dict[str, Any]:
-    return {"provider": provider, "model": "sim-small", "credential": "1", "outcome": outcome, "status": status,
-            "duration_ms": ms, "skipped": None, "reason": "" if outcome == "success" else f"http_{status}",
-            "error": "", "hedge": False, **extra}
+    return {
+        "provider": provider,
+        "model": "sim-small",
+        "credential": "1",
+        "outcome": outcome,
+        "status": status,
+        "duration_ms": ms,
+        "skipped": None,
+        "reason": "" if outcome == "success" else f"http_{status}",
+        "error": "",
+        "hedge": False,
+        **extra,
+    }
 
 
 def skipped(provider: str, why: str) -> dict[str, Any]:
-    return {"provider": provider, "model": "sim-small", "credential": None, "outcome": None, "status": None,
-            "duration_ms": 0, "skipped": why, "reason": why, "error": "", "hedge": False}
+    return {
+        "provider": provider,
+        "model": "sim-small",
+        "credential": None,
+        "outcome": None,
+        "status": None,
+        "duration_ms": 0,
+        "skipped": why,
+        "reason": why,
+        "error": "",
+        "hedge": False,
+    }
 
 
 @sync_to_async
-def log(request_id: str, *, route: str = "chat", provider: str = "sim-a", ok: bool = True, minutes_ago: float = 1,
-        attempts: list[dict[str, Any]] | None = None, key: str | None = None, **fields: Any) -> RequestLog:
+def log(
+    request_id: str,
+    *,
+    route: str = "chat",
+    provider: str = "sim-a",
+    ok: bool = True,
+    minutes_ago: float = 1,
+    attempts: list[dict[str, Any]] | None = None,
+    key: str | None = None,
+    **fields: Any,
+) -> RequestLog:
     key_id = ApiKey.objects.get(name=key).pk if key else None
     return RequestLog.objects.create(
-        at=NOW - timedelta(minutes=minutes_ago), request_id=request_id, route=route, capability="chat",
-        provider=provider if ok else "", model="sim-small" if ok else "", api_key_id=key_id,
-        outcome="success" if ok else "failure", status=200 if ok else 502, latency_ms=123.4,
+        at=NOW - timedelta(minutes=minutes_ago),
+        request_id=request_id,
+        route=route,
+        capability="chat",
+        provider=provider if ok else "",
+        model="sim-small" if ok else "",
+        api_key_id=key_id,
+        outcome="success" if ok else "failure",
+        status=200 if ok else 502,
+        latency_ms=123.4,
         attempts=attempts if attempts is not None else [sent(provider) if ok else sent(provider, "failure", 503)],
-        calls=fields.pop("calls", 1), tokens_in=11 if ok else 0, tokens_out=7 if ok else 0, cost=Decimal("0.00042") if ok else 0,
-        error="" if ok else "http_503", **fields)
+        calls=fields.pop("calls", 1),
+        tokens_in=11 if ok else 0,
+        tokens_out=7 if ok else 0,
+        cost=Decimal("0.00042") if ok else 0,
+        error="" if ok else "http_503",
+        **fields,
+    )
 
 
 @sync_to_async
@@ -82,8 +123,9 @@ async def test_each_filter_narrows_the_table(simulated, login, users):
 
     async def shown(query: str) -> set[str]:
         html = (await client.get(f"/requests?{query}")).content.decode()
-        return {rid for rid in ("by-key", "on-b", "other-route", "failed", "long-ago")
-                if f'data-request-id="{rid}"' in html}
+        return {
+            rid for rid in ("by-key", "on-b", "other-route", "failed", "long-ago") if f'data-request-id="{rid}"' in html
+        }
 
     assert await shown("key=team-a") == {"by-key"}
     assert await shown("provider=sim-b") == {"on-b"}
@@ -93,11 +135,15 @@ async def test_each_filter_narrows_the_table(simulated, login, users):
     since = (NOW - timedelta(minutes=60)).isoformat()
     until = (NOW - timedelta(minutes=2, seconds=30)).isoformat()
     assert await shown(f"since={since.replace('+', '%2B')}&until={until.replace('+', '%2B')}") == {
-        "other-route", "failed"}
+        "other-route",
+        "failed",
+    }
     # the form shows what it filters on
     html = (await client.get("/requests?status=failed&route=chat")).content.decode()
-    assert '<option value="failed" selected>' in html and 'name="route" type="text" maxlength="200" ' \
-                                                          'list="route-names" value="chat"' in html
+    assert (
+        '<option value="failed" selected>' in html
+        and 'name="route" type="text" maxlength="200" list="route-names" value="chat"' in html
+    )
 
 
 async def test_the_htmx_form_swaps_the_table_alone(simulated, login, users):
@@ -130,14 +176,17 @@ async def test_the_older_link_pages_through_the_log_with_its_cursor(simulated, l
     assert seen == [f"row-{i}" for i in range(5)]
 
 
-@pytest.mark.parametrize(("query", "message", "field"), [
-    ("status=maybe", "status: must be ok or failed", "filter-status"),
-    ("since=yesterday", "since: must be an ISO 8601 time", "filter-since"),
-    ("since=2026-12-03T11:00:00Z&until=2026-12-03T10:00:00Z", "since: is after until", "filter-since"),
-    ("route=" + "r" * 201, "route: at most 200 characters", "filter-route"),
-    ("cursor=not-a-cursor", "cursor: is not a cursor this API gave", None),  # a hand-edited URL: no field
-    ("limit=100000", "limit: must be between 1 and 500", None),
-])
+@pytest.mark.parametrize(
+    ("query", "message", "field"),
+    [
+        ("status=maybe", "status: must be ok or failed", "filter-status"),
+        ("since=yesterday", "since: must be an ISO 8601 time", "filter-since"),
+        ("since=2026-12-03T11:00:00Z&until=2026-12-03T10:00:00Z", "since: is after until", "filter-since"),
+        ("route=" + "r" * 201, "route: at most 200 characters", "filter-route"),
+        ("cursor=not-a-cursor", "cursor: is not a cursor this API gave", None),  # a hand-edited URL: no field
+        ("limit=100000", "limit: must be between 1 and 500", None),
+    ],
+)
 async def test_a_bad_filter_is_shown_beside_the_form_never_a_500(simulated, login, users, query, message, field):
     client = await login(users["staff"])
     response = await client.get(f"/requests?{query}")
@@ -161,17 +210,41 @@ async def test_the_search_box_goes_to_the_requests_page(simulated, login, users)
 
 async def test_the_request_page_shows_the_request_and_its_attempt_timeline(simulated, login, users):
     await issue("team-a")
-    await log("chain-1", key="team-a", failovers=1, retries=1, cache="miss", ttft_ms=55.5, calls=3,
-              attempts=[skipped("sim-b", "breaker_open"),
-                        sent("sim-a", "failure", 503, ms=31.0),
-                        sent("sim-a", "success", 200, ms=42.0, hedge=True)])
+    await log(
+        "chain-1",
+        key="team-a",
+        failovers=1,
+        retries=1,
+        cache="miss",
+        ttft_ms=55.5,
+        calls=3,
+        attempts=[
+            skipped("sim-b", "breaker_open"),
+            sent("sim-a", "failure", 503, ms=31.0),
+            sent("sim-a", "success", 200, ms=42.0, hedge=True),
+        ],
+    )
     client = await login(users["staff"])
     response = await client.get("/requests/chain-1")
     html = response.content.decode()
     assert response.status_code == 200
     summary = html.split('id="request-summary"')[1].split("</section>")[0]
-    for text in ("success", "status 200", "chat", "team-a", 'href="/providers/sim-a"', "sim-small", "11", "out 7",
-                 "0.00042", "miss", "123 ms", "first token 56 ms", "1 failover", "1 retry"):
+    for text in (
+        "success",
+        "status 200",
+        "chat",
+        "team-a",
+        'href="/providers/sim-a"',
+        "sim-small",
+        "11",
+        "out 7",
+        "0.00042",
+        "miss",
+        "123 ms",
+        "first token 56 ms",
+        "1 failover",
+        "1 retry",
+    ):
         assert text in summary, text
     rows = html.split('<table id="attempts">')[1].split("</tbody>")[0].split("<tr class=")[1:]
     assert len(rows) == 3
@@ -191,8 +264,15 @@ async def test_top_errors_on_the_analytics_page_link_to_the_failed_requests(simu
     from analytics.models import ErrorRollup, Granularity
 
     bucket = NOW.replace(second=0)
-    await sync_to_async(ErrorRollup.objects.create)(granularity=Granularity.MINUTE, bucket=bucket, kind="attempt",
-                                                    provider="sim-a", route="chat", error="http_503", count=3)
+    await sync_to_async(ErrorRollup.objects.create)(
+        granularity=Granularity.MINUTE,
+        bucket=bucket,
+        kind="attempt",
+        provider="sim-a",
+        route="chat",
+        error="http_503",
+        count=3,
+    )
     client = await login(users["staff"])
     html = (await client.get("/analytics")).content.decode()
     errors = html.split('id="top-errors"')[1].split("</table>")[0]
@@ -203,8 +283,12 @@ async def test_a_provider_page_lists_its_recent_failed_requests(simulated, login
     await log("served-ok", minutes_ago=1)
     await log("failed-elsewhere", ok=False, provider="sim-b", minutes_ago=2)
     await log("failed-here", ok=False, minutes_ago=3)
-    await log("skipped-here", ok=False, minutes_ago=4,
-              attempts=[skipped("sim-a", "breaker_open"), sent("sim-b", "failure", 500)])
+    await log(
+        "skipped-here",
+        ok=False,
+        minutes_ago=4,
+        attempts=[skipped("sim-a", "breaker_open"), sent("sim-b", "failure", 500)],
+    )
     for i in range(6):
         await log(f"older-failure-{i}", ok=False, minutes_ago=10 + i)
     client = await login(users["staff"])

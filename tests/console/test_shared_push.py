@@ -52,7 +52,8 @@ async def test_two_consoles_pushing_the_same_change_load_the_cards_once(simulate
     seen = boards.note_change()  # what both consoles heard of
     (everything, listed_all), (embeddings, listed_embeddings) = await asyncio.gather(
         pages.render_dashboard_push(["sim-a"], ADMIN, Filters(), ["sim-a", "sim-b"], seen=seen),
-        pages.render_dashboard_push(["sim-a"], STAFF, Filters(capability="embeddings"), ["sim-b"], seen=seen))
+        pages.render_dashboard_push(["sim-a"], STAFF, Filters(capability="embeddings"), ["sim-b"], seen=seen),
+    )
     assert card_loads() == one  # one load for both
 
     # each rendered its own view of it
@@ -61,8 +62,10 @@ async def test_two_consoles_pushing_the_same_change_load_the_cards_once(simulate
     assert '<div id="card-sim-a" hx-swap-oob="delete">' in embeddings and "<article" not in embeddings
 
     # without a change heard of in common, each console loads for itself
-    await asyncio.gather(pages.render_dashboard_push(["sim-a"], ADMIN, shown=["sim-a", "sim-b"]),
-                         pages.render_dashboard_push(["sim-a"], STAFF, shown=["sim-a", "sim-b"]))
+    await asyncio.gather(
+        pages.render_dashboard_push(["sim-a"], ADMIN, shown=["sim-a", "sim-b"]),
+        pages.render_dashboard_push(["sim-a"], STAFF, shown=["sim-a", "sim-b"]),
+    )
     assert len(card_loads()) == 2 * len(one)
 
 
@@ -83,9 +86,11 @@ async def test_a_change_heard_after_a_load_started_gets_a_load_of_its_own(simula
 
 
 async def test_one_health_update_to_two_sockets_loads_the_cards_once_and_each_gets_its_view(
-        simulated, async_client, users, card_loads):
-    unhealthy, connected = await connect("/ws/health/?status=unhealthy", ORIGIN,
-                                         await session_cookie(async_client, users["staff"]))
+    simulated, async_client, users, card_loads
+):
+    unhealthy, connected = await connect(
+        "/ws/health/?status=unhealthy", ORIGIN, await session_cookie(async_client, users["staff"])
+    )
     assert connected
     everything, connected = await connect("/ws/health/", ORIGIN, await session_cookie(AsyncClient(), users["admin"]))
     assert connected

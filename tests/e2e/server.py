@@ -32,8 +32,16 @@ class ServerProcess:
     extra: dict[str, object] = field(default_factory=dict)
 
     def manage(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, input=input,
-                              capture_output=True, text=True, check=check, timeout=120)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
@@ -50,15 +58,17 @@ class ServerProcess:
 
 def server_env(tmp_path: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_"))}
-    env.update({
-        "DATABASE_URL": env.get("E2E_DATABASE_URL") or f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "SECRET_KEY": "e2e-" + Fernet.generate_key().decode(),
-        "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "ADMIN_USERNAME": "operator",
-        "ADMIN_PASSWORD": "operator-pass-123",
-        "NO_DEMO": "1",
-        "LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "DATABASE_URL": env.get("E2E_DATABASE_URL") or f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "SECRET_KEY": "e2e-" + Fernet.generate_key().decode(),
+            "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "ADMIN_USERNAME": "operator",
+            "ADMIN_PASSWORD": "operator-pass-123",
+            "NO_DEMO": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -74,8 +84,9 @@ def prepare(tmp_path: Path, extra: Mapping[str, str] | None = None) -> ServerPro
 DEFAULT_KIND = os.environ.get("E2E_SERVER", "daphne")
 
 
-def start(server: ServerProcess, tmp_path: Path, *, server_kind: str | None = DEFAULT_KIND,
-          args: tuple[str, ...] = ()) -> ServerProcess:
+def start(
+    server: ServerProcess, tmp_path: Path, *, server_kind: str | None = DEFAULT_KIND, args: tuple[str, ...] = ()
+) -> ServerProcess:
     port = free_port()
     server.url = f"http://127.0.0.1:{port}"
     server.log_path = tmp_path / f"server-{port}.log"
@@ -83,7 +94,10 @@ def start(server: ServerProcess, tmp_path: Path, *, server_kind: str | None = DE
     chosen = ("--server", server_kind) if server_kind else ()
     server.proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), *chosen, *args],
-        cwd=ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=server.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -40,9 +40,11 @@ def api_key(server: srv.ServerProcess) -> str:
 def login(client: httpx.Client, url: str) -> None:
     page = client.get(url + "/login/")
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    response = client.post(url + "/login/", data={"username": "operator", "password": "operator-pass-123",
-                                                  "csrfmiddlewaretoken": token, "next": "/admin/"},
-                           headers={"Referer": url + "/login/"})
+    response = client.post(
+        url + "/login/",
+        data={"username": "operator", "password": "operator-pass-123", "csrfmiddlewaretoken": token, "next": "/admin/"},
+        headers={"Referer": url + "/login/"},
+    )
     assert response.status_code == 302, response.text[:500]
 
 
@@ -73,11 +75,13 @@ def test_a_staff_websocket_hears_an_operator_action_on_the_console(running):
 
     async def listen() -> str:
         uri = running.url.replace("http://", "ws://") + "/ws/health/"
-        async with websockets.connect(uri, additional_headers={"Cookie": f"sessionid={session}",
-                                                               "Origin": running.url}) as socket:
+        async with websockets.connect(
+            uri, additional_headers={"Cookie": f"sessionid={session}", "Origin": running.url}
+        ) as socket:
             # the socket joined its groups before the handshake completed: nothing is missed
-            response = await asyncio.to_thread(httpx.post, running.url + "/api/breakers/demo-fast/force-open",
-                                               headers=headers, json={"minutes": 1})
+            response = await asyncio.to_thread(
+                httpx.post, running.url + "/api/breakers/demo-fast/force-open", headers=headers, json={"minutes": 1}
+            )
             assert response.status_code == 200, response.text
             while True:
                 message = await socket.recv()
@@ -97,8 +101,9 @@ def test_the_websocket_refuses_a_page_of_another_origin(running):
     async def attempt() -> int:
         uri = running.url.replace("http://", "ws://") + "/ws/health/"
         try:
-            async with websockets.connect(uri, additional_headers={"Cookie": f"sessionid={session}",
-                                                                   "Origin": "http://evil.example"}):
+            async with websockets.connect(
+                uri, additional_headers={"Cookie": f"sessionid={session}", "Origin": "http://evil.example"}
+            ):
                 return 101
         except InvalidStatus as exc:
             return exc.response.status_code
@@ -115,18 +120,26 @@ def test_asgi_server_picks_the_server_and_sigterm_flushes_every_request_to_the_l
     srv.start(server, tmp_path, server_kind=None)
     try:
         assert httpx.get(server.url + "/healthz").headers["server"] == kind
-        statuses = [httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                               json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
-                               timeout=HANG_S).status_code
-                    for _ in range(5)]
+        statuses = [
+            httpx.post(
+                server.url + "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=HANG_S,
+            ).status_code
+            for _ in range(5)
+        ]
         assert set(statuses) <= {200, 502, 503}  # answers (demo-flaky fails now and then), each logged
         server.proc.send_signal(signal.SIGTERM)
         # uvicorn re-raises the SIGTERM it handled once it has shut down: the exit says so
         assert server.proc.wait(HANG_S) in (0, -signal.SIGTERM), server.log()
     finally:
         server.stop()
-    count = server.manage("shell", "-c", "from analytics.models import RequestLog;"
-                                         "print(RequestLog.objects.count())").stdout.strip().splitlines()[-1]
+    count = (
+        server.manage("shell", "-c", "from analytics.models import RequestLog;print(RequestLog.objects.count())")
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert count == "5", server.log()
 
 

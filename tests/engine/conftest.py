@@ -47,7 +47,6 @@ def make_breaker(clock: FakeClock, rng: random.Random, events: list[object]):  #
     def make(policy: BreakerPolicy | None = None, key: str = "p") -> CircuitBreaker:
         emitter = Emitter()
         emitter.subscribe(events.append)
-        return CircuitBreaker(key, (policy or BreakerPolicy()).resolve(30.0), LocalStateStore(),
-                              clock, rng, emitter)
+        return CircuitBreaker(key, (policy or BreakerPolicy()).resolve(30.0), LocalStateStore(), clock, rng, emitter)
 
     return make

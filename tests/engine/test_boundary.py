@@ -22,7 +22,9 @@ def test_the_public_api_is_exactly_what_all_names():
     import providers.engine as engine
 
     assert all(hasattr(engine, name) for name in engine.__all__)
-    assert {"Engine", "RoutePolicy", "TargetSpec", "ChainResult", "StateStore", "RedisStateStore"} <= set(engine.__all__)
+    assert {"Engine", "RoutePolicy", "TargetSpec", "ChainResult", "StateStore", "RedisStateStore"} <= set(
+        engine.__all__
+    )
     # The building blocks stay behind the package: the surface is what the project uses.
     assert not {"SlidingWindow", "Cooldowns", "CircuitBreaker", "order_targets", "watch_sends"} & set(engine.__all__)
     assert len(engine.__all__) <= 45

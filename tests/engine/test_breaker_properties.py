@@ -48,8 +48,9 @@ class YieldingStore(LocalStateStore):
         return await super().add_probe_result(key, generation, success)
 
 
-OUTCOMES = st.sampled_from([Outcome.SUCCESS, Outcome.FAILURE, Outcome.DEADLINE, Outcome.CALLER_ERROR,
-                            Outcome.RATE_LIMITED, Outcome.CANCELLED])
+OUTCOMES = st.sampled_from(
+    [Outcome.SUCCESS, Outcome.FAILURE, Outcome.DEADLINE, Outcome.CALLER_ERROR, Outcome.RATE_LIMITED, Outcome.CANCELLED]
+)
 STEP = st.one_of(
     st.tuples(st.just("acquire")),
     st.tuples(st.just("record"), st.integers(0, 50), OUTCOMES, st.sampled_from([0.1, 10.5])),

@@ -55,7 +55,9 @@ async def test_a_failing_target_is_retried_once_then_the_next_one_serves(engine,
     assert (router["a"].calls, router["b"].calls) == (2, 1)
     assert (result.failovers, result.retries) == (1, 1)
     assert [(a.provider, a.outcome, a.status) for a in result.attempts] == [
-        ("a", Outcome.FAILURE, 503), ("a", Outcome.FAILURE, 503), ("b", Outcome.SUCCESS, 200)
+        ("a", Outcome.FAILURE, 503),
+        ("a", Outcome.FAILURE, 503),
+        ("b", Outcome.SUCCESS, 200),
     ]
     assert [c.attempt for c in router["a"].contexts] == [1, 2]
     assert router["b"].contexts[0].chain_attempt == 3
@@ -80,8 +82,10 @@ async def test_a_5xx_waits_the_backoff_not_the_reset_of_a_rate_limit_window(engi
     # 6 ms (or in a minute and a half) says nothing about when a failing server recovers.
     headers = {**OPENAI_WINDOWS, "x-ratelimit-reset-requests": reset, "x-ratelimit-reset-tokens": reset}
     router = Router(a=Upstream(default=http_error(503, headers=headers)), b=Upstream())
-    targets = [TargetSpec("a", "m", priority=1, retry=RetryPolicy(max_attempts=3, base_delay_s=1.0)),
-               TargetSpec("b", "m", priority=2)]
+    targets = [
+        TargetSpec("a", "m", priority=1, retry=RetryPolicy(max_attempts=3, base_delay_s=1.0)),
+        TargetSpec("b", "m", priority=2),
+    ]
 
     engine.rng = UpperBound()
 
@@ -95,8 +99,7 @@ async def test_a_5xx_waits_the_backoff_not_the_reset_of_a_rate_limit_window(engi
 async def test_a_5xx_with_retry_after_waits_what_the_server_asked(engine):
     router = Router(a=Upstream(default=http_error(503, headers={"retry-after": "2"})), b=Upstream())
 
-    await engine.execute(RoutePolicy("r"), [TargetSpec("a", "m", priority=1), TargetSpec("b", "m", priority=2)],
-                         router)
+    await engine.execute(RoutePolicy("r"), [TargetSpec("a", "m", priority=1), TargetSpec("b", "m", priority=2)], router)
 
     assert 2.0 <= router["a"].started_at[1] - router["a"].started_at[0] <= 2.4  # 2 s x U(1, 1.2)
 
@@ -161,8 +164,7 @@ async def test_a_hundred_concurrent_calls_through_one_closed_breaker_overlap(eng
     upstream = Upstream(default=ok(delay=0.2))
     start = clock.monotonic()
     results = await asyncio.gather(
-        *(engine.execute(RoutePolicy("r"), [TargetSpec("a", "m", max_concurrent=100)], upstream)
-          for _ in range(100))
+        *(engine.execute(RoutePolicy("r"), [TargetSpec("a", "m", max_concurrent=100)], upstream) for _ in range(100))
     )
     assert len(results) == 100 and upstream.calls == 100
     assert upstream.max_in_flight == 100
@@ -177,6 +179,7 @@ async def test_one_gateway_attempt_against_a_500_is_one_http_request(engine):
         return httpx.Response(500, json={"error": {"message": "boom"}})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://up") as client:
+
         async def call(target, ctx):  # type: ignore[no-untyped-def]
             response = await client.post("/v1/chat/completions", json={}, timeout=ctx.timeout)
             if response.is_error:

@@ -23,9 +23,7 @@ async def test_fifty_rate_limits_cool_the_key_down_without_tripping_the_breaker(
     a = TargetSpec("a", "m", max_concurrent=50)
     route = RoutePolicy("r", max_attempts=1)
     upstream = Upstream(default=http_error(429, delay=0.1, headers={"retry-after": "5"}))
-    results = await asyncio.gather(
-        *(engine.execute(route, [a], upstream) for _ in range(50)), return_exceptions=True
-    )
+    results = await asyncio.gather(*(engine.execute(route, [a], upstream) for _ in range(50)), return_exceptions=True)
     start = clock.monotonic()  # when the 429s arrived
     assert upstream.calls == 50 and all(isinstance(r, AllTargetsFailed) for r in results)
     snap = engine.snapshot("a")
@@ -69,7 +67,7 @@ async def test_a_long_retry_after_falls_back_at_once_and_cools_the_key(engine, c
     result = await engine.execute(RoutePolicy("r"), targets, router, deadline_s=30.0)
     assert result.target.provider == "b"
     assert router["b"].started_at[0] - router["a"].started_at[0] <= 0.010
-    (_, kind, until, _), = engine.snapshot("a").scoped_cooldowns
+    ((_, kind, until, _),) = engine.snapshot("a").scoped_cooldowns
     assert kind == "rate_limited" and until == pytest.approx(clock.time() + 120.0)
 
 
@@ -77,15 +75,16 @@ async def test_an_implausible_retry_after_is_ignored_for_the_default_cooldown(en
     router = Router(a=Upstream(rate_limited(**{"retry-after": "100000"})), b=Upstream())
     result = await engine.execute(RoutePolicy("r"), [TargetSpec("a", "m"), TargetSpec("b", "m")], router)
     assert result.target.provider == "b"
-    (_, kind, until, _), = engine.snapshot("a").scoped_cooldowns
+    ((_, kind, until, _),) = engine.snapshot("a").scoped_cooldowns
     assert kind == "rate_limited" and until == pytest.approx(clock.time() + 60.0)
 
 
 async def test_an_implausible_header_gives_way_to_the_next_one(engine, clock):
-    router = Router(a=Upstream(rate_limited(**{"retry-after": "100000", "x-ratelimit-reset": str(clock.time() + 90)})),
-                    b=Upstream())
+    router = Router(
+        a=Upstream(rate_limited(**{"retry-after": "100000", "x-ratelimit-reset": str(clock.time() + 90)})), b=Upstream()
+    )
     await engine.execute(RoutePolicy("r"), [TargetSpec("a", "m"), TargetSpec("b", "m")], router)
-    (_, _, until, _), = engine.snapshot("a").scoped_cooldowns
+    ((_, _, until, _),) = engine.snapshot("a").scoped_cooldowns
     assert until == pytest.approx(clock.time() + 90.0)
 
 

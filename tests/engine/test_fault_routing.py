@@ -32,8 +32,9 @@ def cooldown_events(events: list[object]) -> list[CooldownStarted]:
 
 @pytest.mark.parametrize("status", [401, 403])
 async def test_a_refused_key_falls_back_is_set_aside_and_leaves_the_breaker_alone(engine, events, status):
-    router = Router(a=Upstream(http_error(status, body=b'{"error": {"message": "bad key sk-secret-123"}}')),
-                    b=Upstream())
+    router = Router(
+        a=Upstream(http_error(status, body=b'{"error": {"message": "bad key sk-secret-123"}}')), b=Upstream()
+    )
     targets = [TargetSpec("a", "m", credentials=("k1",), priority=0), TargetSpec("b", "m", priority=1)]
     result = await engine.execute(RoutePolicy("r"), targets, router)
     assert result.target.provider == "b"
@@ -105,8 +106,7 @@ async def test_a_404_for_something_the_caller_named_inside_the_request_is_not_a_
 
 
 async def test_a_target_that_cannot_take_the_request_is_skipped_without_a_call(engine):
-    router = Router(a=Upstream(raises(UnsupportedRequest("provider kind 'x' does not support n > 1"))),
-                    b=Upstream())
+    router = Router(a=Upstream(raises(UnsupportedRequest("provider kind 'x' does not support n > 1"))), b=Upstream())
     targets = [TargetSpec("a", "m", priority=0), TargetSpec("b", "m", priority=1)]
     result = await engine.execute(RoutePolicy("r", max_attempts=1), targets, router)
     assert result.target.provider == "b"  # max_attempts 1: the skip did not use it up
@@ -120,8 +120,10 @@ async def test_a_target_that_cannot_take_the_request_is_skipped_without_a_call(e
 
 
 async def test_when_no_target_can_take_the_request_the_caller_gets_a_400_saying_why(engine):
-    router = Router(a=Upstream(default=raises(UnsupportedRequest("a does not support audio input"))),
-                    b=Upstream(default=raises(UnsupportedRequest("b does not support custom tools"))))
+    router = Router(
+        a=Upstream(default=raises(UnsupportedRequest("a does not support audio input"))),
+        b=Upstream(default=raises(UnsupportedRequest("b does not support custom tools"))),
+    )
     targets = [TargetSpec("a", "m", priority=0), TargetSpec("b", "m2", priority=1)]
     with pytest.raises(CallerError) as caught:
         await engine.execute(RoutePolicy("r"), targets, router)
@@ -173,13 +175,14 @@ async def test_a_rate_limit_on_one_model_does_not_cool_the_providers_other_model
     with pytest.raises(AllTargetsFailed) as skipped:
         await engine.execute(RoutePolicy("r"), [chat], router)
     assert skipped.value.attempts[0].skipped == "cooldown"
-    assert [(c, k, sc) for c, k, _, sc in engine.snapshot("a").scoped_cooldowns] == [
-        ("k1", "rate_limited", "gpt-4o")]
+    assert [(c, k, sc) for c, k, _, sc in engine.snapshot("a").scoped_cooldowns] == [("k1", "rate_limited", "gpt-4o")]
 
 
 async def test_every_target_cooling_down_says_when_to_come_back(engine, clock):
-    router = Router(a=Upstream(http_error(429, headers={"retry-after": "40"})),
-                    b=Upstream(http_error(429, headers={"retry-after": "90"})))
+    router = Router(
+        a=Upstream(http_error(429, headers={"retry-after": "40"})),
+        b=Upstream(http_error(429, headers={"retry-after": "90"})),
+    )
     targets = [TargetSpec("a", "m", priority=0), TargetSpec("b", "m", priority=1)]
     with pytest.raises(AllTargetsFailed):
         await engine.execute(RoutePolicy("r"), targets, router)

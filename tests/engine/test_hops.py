@@ -56,17 +56,23 @@ def test_every_call_is_the_first_one_a_retry_or_reaches_the_end(sent, served_las
 
 
 def test_skipped_targets_count_in_neither():
-    attempts = [AttemptRecord("a", "m", None, None, None, 0.0, skipped="open"),
-                AttemptRecord("b", "m", "k", Outcome.FAILURE, 500, 1.0),
-                AttemptRecord("c", "m", "k", Outcome.SUCCESS, 200, 1.0)]
+    attempts = [
+        AttemptRecord("a", "m", None, None, None, 0.0, skipped="open"),
+        AttemptRecord("b", "m", "k", Outcome.FAILURE, 500, 1.0),
+        AttemptRecord("c", "m", "k", Outcome.SUCCESS, 200, 1.0),
+    ]
     assert hops_of(attempts, C)[:3] == (1, 0, (B,))
 
 
 async def test_a_failed_chain_carries_the_same_counts_as_a_served_one(engine: Engine):
     def fail(status: int):
         async def call(target, ctx):
-            raise UpstreamError(Classification(Outcome.FAILURE if status >= 500 else Outcome.CALLER_ERROR,
-                                               f"http_{status}"), status=status, message="x")
+            raise UpstreamError(
+                Classification(Outcome.FAILURE if status >= 500 else Outcome.CALLER_ERROR, f"http_{status}"),
+                status=status,
+                message="x",
+            )
+
         return call
 
     route = RoutePolicy(name="r", max_attempts=4)

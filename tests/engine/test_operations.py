@@ -34,8 +34,7 @@ async def test_a_snapshot_shows_counts_rates_latency_and_is_json(engine, clock):
 
 async def test_an_unknown_key_has_an_empty_closed_snapshot(engine):
     snap = engine.snapshot("nobody")
-    assert (snap.state, snap.calls, snap.success_rate, snap.p50_ms, snap.open_until) == (
-        "closed", 0, None, None, None)
+    assert (snap.state, snap.calls, snap.success_rate, snap.p50_ms, snap.open_until) == ("closed", 0, None, None, None)
 
 
 async def test_snapshots_list_every_known_key(engine):
@@ -73,11 +72,12 @@ async def test_configure_changes_thresholds_at_run_time(engine):
 
 
 async def test_every_sent_attempt_is_announced(engine, events):
-    await engine.execute(RoutePolicy("r"), [TargetSpec("a", "m", credentials=("k",))],
-                         Upstream(http_error(503)))
+    await engine.execute(RoutePolicy("r"), [TargetSpec("a", "m", credentials=("k",))], Upstream(http_error(503)))
     finished = [e for e in events if isinstance(e, AttemptFinished)]
     assert [(e.outcome, e.status, e.credential) for e in finished] == [
-        (Outcome.FAILURE, 503, "k"), (Outcome.SUCCESS, 200, "k")]
+        (Outcome.FAILURE, 503, "k"),
+        (Outcome.SUCCESS, 200, "k"),
+    ]
 
 
 async def test_a_server_that_says_do_not_retry_is_not_retried(engine):

@@ -84,8 +84,10 @@ def test_an_unknown_strategy_is_refused():
 async def test_round_robin_rotates_per_route_through_the_engine(engine):
     router = Router(a=Upstream(), b=Upstream())
     targets = [TargetSpec("a", "m"), TargetSpec("b", "m")]
-    served = [(await engine.execute(RoutePolicy("one", strategy="round_robin"), targets, router)).target.provider
-              for _ in range(4)]
+    served = [
+        (await engine.execute(RoutePolicy("one", strategy="round_robin"), targets, router)).target.provider
+        for _ in range(4)
+    ]
     other = (await engine.execute(RoutePolicy("two", strategy="round_robin"), targets, router)).target.provider
     assert served == ["a", "b", "a", "b"] and other == "a"
 
@@ -93,6 +95,7 @@ async def test_round_robin_rotates_per_route_through_the_engine(engine):
 async def test_health_scores_set_from_outside_order_the_chain(engine):
     router = Router(a=Upstream(), b=Upstream())
     engine.set_scores({"a": 20.0, "b": 95.0})
-    result = await engine.execute(RoutePolicy("r", strategy="health_score"),
-                                  [TargetSpec("a", "m"), TargetSpec("b", "m")], router)
+    result = await engine.execute(
+        RoutePolicy("r", strategy="health_score"), [TargetSpec("a", "m"), TargetSpec("b", "m")], router
+    )
     assert result.target.provider == "b"

@@ -46,9 +46,7 @@ API_KEY = "sk-ant-fake-key"
 VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")
 
 
-def _model(
-    id_: str, name: str, created: str, lifecycle: str = "active", window: int = 200_000
-) -> dict[str, Any]:
+def _model(id_: str, name: str, created: str, lifecycle: str = "active", window: int = 200_000) -> dict[str, Any]:
     return {
         "type": "model",
         "id": id_,
@@ -179,11 +177,7 @@ class FakeAnthropic(FakeServer):
             return
         headers = response.headers
         request_id = None
-        if (
-            isinstance(response, web.Response)
-            and isinstance(response.body, bytes)
-            and response.status >= 400
-        ):
+        if isinstance(response, web.Response) and isinstance(response.body, bytes) and response.status >= 400:
             try:
                 request_id = json.loads(response.body).get("request_id")
             except (ValueError, AttributeError):
@@ -201,9 +195,7 @@ class FakeAnthropic(FakeServer):
         ):
             exhausted = limited and kind == "requests"
             headers.setdefault(f"anthropic-ratelimit-{kind}-limit", str(limit))
-            headers.setdefault(
-                f"anthropic-ratelimit-{kind}-remaining", "0" if exhausted else str(limit - 1)
-            )
+            headers.setdefault(f"anthropic-ratelimit-{kind}-remaining", "0" if exhausted else str(limit - 1))
             headers.setdefault(f"anthropic-ratelimit-{kind}-reset", soon)
         if limited:
             headers.setdefault("retry-after", "1")
@@ -232,9 +224,7 @@ class FakeAnthropic(FakeServer):
         if version is None:
             return {}, fail(400, "invalid_request_error", "anthropic-version: header is required")
         if version not in VERSIONS:
-            return {}, fail(
-                400, "invalid_request_error", f"anthropic-version: invalid version {version!r}"
-            )
+            return {}, fail(400, "invalid_request_error", f"anthropic-version: invalid version {version!r}")
         if request.method != "POST":
             return {}, None
         try:
@@ -252,9 +242,7 @@ class FakeAnthropic(FakeServer):
     def _validate(
         self, body: dict[str, Any], *, needs_max_tokens: bool = True
     ) -> tuple[list[dict[str, Any]], web.Response | None]:
-        required = (
-            ("model", "max_tokens", "messages") if needs_max_tokens else ("model", "messages")
-        )
+        required = ("model", "max_tokens", "messages") if needs_max_tokens else ("model", "messages")
         for name in required:
             if name not in body:
                 return [], fail(400, "invalid_request_error", f"{name}: Field required")
@@ -318,18 +306,12 @@ class FakeAnthropic(FakeServer):
             else:
                 turns.append({"role": role, "content": list(content)})
         if not turns:
-            return [], fail(
-                400, "invalid_request_error", "messages: at least one message is required"
-            )
+            return [], fail(400, "invalid_request_error", "messages: at least one message is required")
         for i, turn in enumerate(turns):
             uses = [b["id"] for b in turn["content"] if b.get("type") == "tool_use"]
-            results = [
-                b.get("tool_use_id") for b in turn["content"] if b.get("type") == "tool_result"
-            ]
+            results = [b.get("tool_use_id") for b in turn["content"] if b.get("type") == "tool_result"]
             if results:
-                before = (
-                    turns[i - 1]["content"] if i > 0 and turns[i - 1]["role"] == "assistant" else []
-                )
+                before = turns[i - 1]["content"] if i > 0 and turns[i - 1]["role"] == "assistant" else []
                 offered = {b.get("id") for b in before if b.get("type") == "tool_use"}
                 stray = [r for r in results if r not in offered]
                 if stray:
@@ -341,11 +323,7 @@ class FakeAnthropic(FakeServer):
                         "in the previous message.",
                     )
             if uses and i + 1 < len(turns):
-                answered = {
-                    b.get("tool_use_id")
-                    for b in turns[i + 1]["content"]
-                    if b.get("type") == "tool_result"
-                }
+                answered = {b.get("tool_use_id") for b in turns[i + 1]["content"] if b.get("type") == "tool_result"}
                 missing = [u for u in uses if u not in answered]
                 if missing:
                     return [], fail(
@@ -357,13 +335,9 @@ class FakeAnthropic(FakeServer):
                     )
         for i, tool in enumerate(body.get("tools") or []):
             if not isinstance(tool, dict) or "name" not in tool:
-                return [], fail(
-                    400, "invalid_request_error", f"tools.{i}.custom.name: Field required"
-                )
+                return [], fail(400, "invalid_request_error", f"tools.{i}.custom.name: Field required")
             if "type" not in tool and "input_schema" not in tool:
-                return [], fail(
-                    400, "invalid_request_error", f"tools.{i}.custom.input_schema: Field required"
-                )
+                return [], fail(400, "invalid_request_error", f"tools.{i}.custom.input_schema: Field required")
         model = self.find_model(body["model"]) if isinstance(body["model"], str) else None
         if model is None or model["lifecycle"] == "retired":
             return [], fail(404, "not_found_error", f"model: {body['model']}")
@@ -384,20 +358,14 @@ class FakeAnthropic(FakeServer):
         return web.json_response(self.message(body, reply))
 
     def _prompt_tokens(self, body: dict[str, Any], turns: list[dict[str, Any]]) -> int:
-        return count_words(text_of(body.get("system"))) + sum(
-            count_words(text_of(t["content"])) for t in turns
-        )
+        return count_words(text_of(body.get("system"))) + sum(count_words(text_of(t["content"])) for t in turns)
 
     def reply(self, body: dict[str, Any], turns: list[dict[str, Any]]) -> Reply:
         last = turns[-1]
         results = [b for b in last["content"] if b.get("type") == "tool_result"]
         user_turn = next((t for t in reversed(turns) if t["role"] == "user"), {"content": []})
         user_text = text_of([b for b in user_turn["content"] if b.get("type") == "text"])
-        tools = [
-            (t.get("name", ""), t.get("input_schema"))
-            for t in body.get("tools") or []
-            if isinstance(t, dict)
-        ]
+        tools = [(t.get("name", ""), t.get("input_schema")) for t in body.get("tools") or [] if isinstance(t, dict)]
         choice = body.get("tool_choice") or {"type": "auto"}
         forced = None
         if choice.get("type") == "tool":
@@ -432,10 +400,7 @@ class FakeAnthropic(FakeServer):
 
     def message(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
-        content += [
-            {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
-            for c in reply.tool_calls
-        ]
+        content += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in reply.tool_calls]
         return {
             "id": new_id("msg"),
             "type": "message",
@@ -475,15 +440,9 @@ class FakeAnthropic(FakeServer):
                 }
                 yield sse(delta, "content_block_delta")
                 if n == 0 and fault is not None and fault.status is None and fault.error_code:
-                    kind = (
-                        fault.error_code if fault.error_code in ERROR_TYPES_STATUS else "api_error"
-                    )
-                    message = _ERRORS.get(
-                        ERROR_TYPES_STATUS[kind], (kind, "Internal server error")
-                    )[1]
-                    yield sse(
-                        {"type": "error", "error": {"type": kind, "message": message}}, "error"
-                    )
+                    kind = fault.error_code if fault.error_code in ERROR_TYPES_STATUS else "api_error"
+                    message = _ERRORS.get(ERROR_TYPES_STATUS[kind], (kind, "Internal server error"))[1]
+                    yield sse({"type": "error", "error": {"type": kind, "message": message}}, "error")
                     return
             yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
             index = 1

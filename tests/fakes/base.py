@@ -225,14 +225,18 @@ class FakeServer:
             if fault.retry_after is not None:
                 headers["Retry-After"] = fault.retry_after
             if fault.body is not None:
-                return web.Response(status=fault.status, text=fault.body, headers=headers,
-                                    content_type="application/json")
-            return web.json_response(self.error_body(fault.status, fault), status=fault.status,
-                                     headers=headers)
+                return web.Response(
+                    status=fault.status, text=fault.body, headers=headers, content_type="application/json"
+                )
+            return web.json_response(self.error_body(fault.status, fault), status=fault.status, headers=headers)
         response = await handler(request)
         if fault.body is not None and isinstance(response, web.Response):
-            return web.Response(status=fault.status or response.status, text=fault.body,
-                                content_type="application/json", headers=fault.headers)
+            return web.Response(
+                status=fault.status or response.status,
+                text=fault.body,
+                content_type="application/json",
+                headers=fault.headers,
+            )
         for name, value in fault.headers.items():
             response.headers[name] = value
         return response
@@ -267,8 +271,7 @@ class FakeServer:
     ) -> web.StreamResponse:
         """Send `frames` one write each, honouring the fault's `cut_stream_after` and `trickle_s`."""
         fault: Fault | None = request.get(FAULT)  # type: ignore[assignment]
-        response = web.StreamResponse(status=200, headers={"Content-Type": content_type,
-                                                           "Cache-Control": "no-cache"})
+        response = web.StreamResponse(status=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         await response.prepare(request)
         sent = 0
 

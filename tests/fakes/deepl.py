@@ -16,17 +16,48 @@ from aiohttp import web
 
 from .base import FakeServer, Fault
 
-SOURCE = {"BG": "Bulgarian", "DE": "German", "EN": "English", "ES": "Spanish", "FR": "French",
-          "IT": "Italian", "JA": "Japanese", "NL": "Dutch", "PL": "Polish", "PT": "Portuguese"}
-TARGET = {"BG": ("Bulgarian", False), "DE": ("German", True), "EN-GB": ("English (British)", False),
-          "EN-US": ("English (American)", False), "ES": ("Spanish", True), "FR": ("French", True),
-          "IT": ("Italian", True), "JA": ("Japanese", True), "NL": ("Dutch", True),
-          "PL": ("Polish", True), "PT-BR": ("Portuguese (Brazilian)", True)}
-PHRASES = {("hello, world!", "DE"): "Hallo, Welt!", ("hello, world!", "FR"): "Bonjour, le monde !",
-           ("good morning", "DE"): "Guten Morgen", ("hallo, welt!", "EN-US"): "Hello, world!"}
-_MESSAGES = {400: "Bad request.", 403: "Forbidden", 404: "Not found", 413: "Request Entity Too Large",
-             429: "Too many requests", 456: "Quota Exceeded", 500: "Internal server error",
-             503: "Service unavailable", 529: "Too many requests"}
+SOURCE = {
+    "BG": "Bulgarian",
+    "DE": "German",
+    "EN": "English",
+    "ES": "Spanish",
+    "FR": "French",
+    "IT": "Italian",
+    "JA": "Japanese",
+    "NL": "Dutch",
+    "PL": "Polish",
+    "PT": "Portuguese",
+}
+TARGET = {
+    "BG": ("Bulgarian", False),
+    "DE": ("German", True),
+    "EN-GB": ("English (British)", False),
+    "EN-US": ("English (American)", False),
+    "ES": ("Spanish", True),
+    "FR": ("French", True),
+    "IT": ("Italian", True),
+    "JA": ("Japanese", True),
+    "NL": ("Dutch", True),
+    "PL": ("Polish", True),
+    "PT-BR": ("Portuguese (Brazilian)", True),
+}
+PHRASES = {
+    ("hello, world!", "DE"): "Hallo, Welt!",
+    ("hello, world!", "FR"): "Bonjour, le monde !",
+    ("good morning", "DE"): "Guten Morgen",
+    ("hallo, welt!", "EN-US"): "Hello, world!",
+}
+_MESSAGES = {
+    400: "Bad request.",
+    403: "Forbidden",
+    404: "Not found",
+    413: "Request Entity Too Large",
+    429: "Too many requests",
+    456: "Quota Exceeded",
+    500: "Internal server error",
+    503: "Service unavailable",
+    529: "Too many requests",
+}
 
 
 def _message(message: str, detail: str | None = None) -> dict[str, Any]:
@@ -101,10 +132,15 @@ class FakeDeepL(FakeServer):
         if not target:
             return web.json_response(_message("Parameter 'target_lang' not specified."), status=400)
         if target in ("EN", "PT"):
-            return web.json_response(_message(
-                "Value for 'target_lang' not supported.",
-                f"targetLang='{target.lower()}' is deprecated, please use "
-                + ("'en-GB' or 'en-US'" if target == "EN" else "'pt-PT' or 'pt-BR'") + " instead."), status=400)
+            return web.json_response(
+                _message(
+                    "Value for 'target_lang' not supported.",
+                    f"targetLang='{target.lower()}' is deprecated, please use "
+                    + ("'en-GB' or 'en-US'" if target == "EN" else "'pt-PT' or 'pt-BR'")
+                    + " instead.",
+                ),
+                status=400,
+            )
         if target not in TARGET:
             return web.json_response(_message("Value for 'target_lang' not supported."), status=400)
         source = str(data.get("source_lang") or "").upper() or None
@@ -131,10 +167,13 @@ class FakeDeepL(FakeServer):
 
     async def languages(self, request: web.Request) -> web.Response:
         if request.query.get("type", "source") == "target":
-            return web.json_response([{"language": code, "name": name, "supports_formality": formal}
-                                      for code, (name, formal) in TARGET.items()])
+            return web.json_response(
+                [
+                    {"language": code, "name": name, "supports_formality": formal}
+                    for code, (name, formal) in TARGET.items()
+                ]
+            )
         return web.json_response([{"language": code, "name": name} for code, name in SOURCE.items()])
 
     async def usage(self, request: web.Request) -> web.Response:
-        return web.json_response({"character_count": self.character_count,
-                                  "character_limit": self.character_limit})
+        return web.json_response({"character_count": self.character_count, "character_limit": self.character_limit})

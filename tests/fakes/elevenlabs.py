@@ -27,16 +27,32 @@ _MESSAGES = {
     "voice_not_found": "A voice with the voice_id was not found.",
     "internal_server_error": "An internal server error occurred.",
 }
-_DEFAULT_STATUS = {401: "invalid_api_key", 429: "too_many_concurrent_requests", 404: "voice_not_found",
-                   400: "invalid_request"}
+_DEFAULT_STATUS = {
+    401: "invalid_api_key",
+    429: "too_many_concurrent_requests",
+    404: "voice_not_found",
+    400: "invalid_request",
+}
 
 VOICES = [
-    {"voice_id": "21m00Tcm4TlvDq8ikWAM", "name": "Rachel", "category": "premade",
-     "labels": {"accent": "american", "gender": "female", "age": "young", "use_case": "narration"}},
-    {"voice_id": "pNInz6obpgDQGcFmaJgB", "name": "Adam", "category": "premade",
-     "labels": {"accent": "american", "gender": "male", "age": "middle_aged", "use_case": "narration"}},
-    {"voice_id": "EXAVITQu4vr4xnSDxMaL", "name": "Sarah", "category": "premade",
-     "labels": {"accent": "american", "gender": "female", "age": "young", "use_case": "news"}},
+    {
+        "voice_id": "21m00Tcm4TlvDq8ikWAM",
+        "name": "Rachel",
+        "category": "premade",
+        "labels": {"accent": "american", "gender": "female", "age": "young", "use_case": "narration"},
+    },
+    {
+        "voice_id": "pNInz6obpgDQGcFmaJgB",
+        "name": "Adam",
+        "category": "premade",
+        "labels": {"accent": "american", "gender": "male", "age": "middle_aged", "use_case": "narration"},
+    },
+    {
+        "voice_id": "EXAVITQu4vr4xnSDxMaL",
+        "name": "Sarah",
+        "category": "premade",
+        "labels": {"accent": "american", "gender": "female", "age": "young", "use_case": "news"},
+    },
 ]
 
 MODELS = [
@@ -134,79 +150,136 @@ class FakeElevenLabs(FakeServer):
         except ValueError:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
-            return web.json_response({"detail": [{"type": "missing", "loc": ["body", "text"],
-                                                  "msg": "Field required", "input": data}]}, status=422)
+            return web.json_response(
+                {"detail": [{"type": "missing", "loc": ["body", "text"], "msg": "Field required", "input": data}]},
+                status=422,
+            )
         if voice_id not in {v["voice_id"] for v in VOICES}:
             return web.json_response(
-                _detail("voice_not_found", f"A voice with the voice_id {voice_id} was not found."), status=404)
+                _detail("voice_not_found", f"A voice with the voice_id {voice_id} was not found."), status=404
+            )
         model_id = data.get("model_id", "eleven_multilingual_v2")
         model = next((m for m in MODELS if m[0] == model_id), None)
         if model is None or not model[2]:
             return web.json_response(
-                _detail("model_not_found", f"A model with model ID {model_id} does not exist or cannot do text to speech."),
-                status=400)
+                _detail(
+                    "model_not_found", f"A model with model ID {model_id} does not exist or cannot do text to speech."
+                ),
+                status=400,
+            )
         text = data["text"]
         if len(text) > model[3]:
-            return web.json_response(_detail(
-                "max_character_limit_exceeded",
-                f"This request's text has {len(text)} characters and exceeds the character limit of {model[3]} characters."),
-                status=400)
+            return web.json_response(
+                _detail(
+                    "max_character_limit_exceeded",
+                    f"This request's text has {len(text)} characters and exceeds the character limit of {model[3]} characters.",
+                ),
+                status=400,
+            )
         if self.character_count + len(text) > self.character_limit:
             left = self.character_limit - self.character_count
-            return web.json_response(_detail(
-                "quota_exceeded",
-                f"This request exceeds your quota of {self.character_limit}. You have {left} credits remaining, "
-                f"while {len(text)} credits are required for this request."), status=401)
+            return web.json_response(
+                _detail(
+                    "quota_exceeded",
+                    f"This request exceeds your quota of {self.character_limit}. You have {left} credits remaining, "
+                    f"while {len(text)} credits are required for this request.",
+                ),
+                status=401,
+            )
         output_format = request.query.get("output_format", "mp3_44100_128")
         try:
             body, content_type = audio(output_format, len(text))
         except ValueError:
-            return web.json_response(_detail("invalid_output_format",
-                                              f"Invalid output format: {output_format}"), status=400)
+            return web.json_response(
+                _detail("invalid_output_format", f"Invalid output format: {output_format}"), status=400
+            )
         self.character_count += len(text)
-        return web.Response(body=body, content_type=content_type, headers={
-            "request-id": uuid.uuid4().hex,
-            "history-item-id": uuid.uuid4().hex[:20],
-            "x-character-count": str(len(text)),
-        })
+        return web.Response(
+            body=body,
+            content_type=content_type,
+            headers={
+                "request-id": uuid.uuid4().hex,
+                "history-item-id": uuid.uuid4().hex[:20],
+                "x-character-count": str(len(text)),
+            },
+        )
 
     async def voices(self, request: web.Request) -> web.Response:
-        return web.json_response({"voices": [
-            {**v, "description": None, "preview_url": f"https://storage.example/{v['voice_id']}.mp3",
-             "available_for_tiers": [], "settings": None, "samples": None, "high_quality_base_model_ids":
-             ["eleven_multilingual_v2", "eleven_flash_v2_5", "eleven_turbo_v2_5"]}
-            for v in VOICES
-        ], "has_more": False, "total_count": len(VOICES)})
+        return web.json_response(
+            {
+                "voices": [
+                    {
+                        **v,
+                        "description": None,
+                        "preview_url": f"https://storage.example/{v['voice_id']}.mp3",
+                        "available_for_tiers": [],
+                        "settings": None,
+                        "samples": None,
+                        "high_quality_base_model_ids": [
+                            "eleven_multilingual_v2",
+                            "eleven_flash_v2_5",
+                            "eleven_turbo_v2_5",
+                        ],
+                    }
+                    for v in VOICES
+                ],
+                "has_more": False,
+                "total_count": len(VOICES),
+            }
+        )
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response([
-            {
-                "model_id": model_id, "name": name, "can_be_finetuned": True,
-                "can_do_text_to_speech": tts, "can_do_voice_conversion": not tts,
-                "can_use_style": True, "can_use_speaker_boost": True, "serves_pro_voices": False,
-                "token_cost_factor": 1.0, "description": f"{name}.", "requires_alpha_access": False,
-                "max_characters_request_free_user": 2_500, "max_characters_request_subscribed_user": limit,
-                "maximum_text_length_per_request": limit,
-                "languages": [{"language_id": "en", "name": "English"}, {"language_id": "de", "name": "German"}],
-                "model_rates": {"character_cost_multiplier": 1.0 if "multilingual" in model_id else 0.5},
-                "concurrency_group": "standard",
-            }
-            for model_id, name, tts, limit in MODELS
-        ])
+        return web.json_response(
+            [
+                {
+                    "model_id": model_id,
+                    "name": name,
+                    "can_be_finetuned": True,
+                    "can_do_text_to_speech": tts,
+                    "can_do_voice_conversion": not tts,
+                    "can_use_style": True,
+                    "can_use_speaker_boost": True,
+                    "serves_pro_voices": False,
+                    "token_cost_factor": 1.0,
+                    "description": f"{name}.",
+                    "requires_alpha_access": False,
+                    "max_characters_request_free_user": 2_500,
+                    "max_characters_request_subscribed_user": limit,
+                    "maximum_text_length_per_request": limit,
+                    "languages": [{"language_id": "en", "name": "English"}, {"language_id": "de", "name": "German"}],
+                    "model_rates": {"character_cost_multiplier": 1.0 if "multilingual" in model_id else 0.5},
+                    "concurrency_group": "standard",
+                }
+                for model_id, name, tts, limit in MODELS
+            ]
+        )
 
     async def user(self, request: web.Request) -> web.Response:
         if request.headers.get("xi-api-key") in self.restricted_keys:
-            return web.json_response(_detail(
-                "missing_permissions", "The API key you used is missing the permission user_read to execute this operation."),
-                status=401)
-        return web.json_response({
-            "user_id": "u_1234567890",
-            "subscription": {
-                "tier": "starter", "character_count": self.character_count,
-                "character_limit": self.character_limit, "can_extend_character_limit": False,
-                "allowed_to_extend_character_limit": False, "next_character_count_reset_unix": 1_767_225_600,
-                "voice_limit": 10, "status": "active",
-            },
-            "is_new_user": False, "xi_api_key": self.api_key[:4] + "…",
-            "can_use_delayed_payment_methods": False, "is_onboarding_completed": True, "first_name": "Ada",
-        })
+            return web.json_response(
+                _detail(
+                    "missing_permissions",
+                    "The API key you used is missing the permission user_read to execute this operation.",
+                ),
+                status=401,
+            )
+        return web.json_response(
+            {
+                "user_id": "u_1234567890",
+                "subscription": {
+                    "tier": "starter",
+                    "character_count": self.character_count,
+                    "character_limit": self.character_limit,
+                    "can_extend_character_limit": False,
+                    "allowed_to_extend_character_limit": False,
+                    "next_character_count_reset_unix": 1_767_225_600,
+                    "voice_limit": 10,
+                    "status": "active",
+                },
+                "is_new_user": False,
+                "xi_api_key": self.api_key[:4] + "…",
+                "can_use_delayed_payment_methods": False,
+                "is_onboarding_completed": True,
+                "first_name": "Ada",
+            }
+        )

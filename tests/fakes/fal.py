@@ -78,8 +78,15 @@ def missing(field: str) -> dict[str, Any]:
 class FakeFal(FakeServer):
     kind = "fal"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, key: str = API_KEY, queue_polls: int = 2,
-                 progress_polls: int = 1) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        key: str = API_KEY,
+        queue_polls: int = 2,
+        progress_polls: int = 1,
+    ) -> None:
         super().__init__(host, port)
         self.key = key
         self.queue_polls = queue_polls
@@ -119,18 +126,24 @@ class FakeFal(FakeServer):
             return await handler(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if not scheme:
-            return web.json_response({"detail": "Authentication is required to access this application."},
-                                     status=401)
+            return web.json_response({"detail": "Authentication is required to access this application."}, status=401)
         if scheme != "Key" or ":" not in token:
             return web.json_response(
-                {"detail": "Invalid Key Authorization header format. Expected '<key_id>:<key_secret>'."}, status=401)
+                {"detail": "Invalid Key Authorization header format. Expected '<key_id>:<key_secret>'."}, status=401
+            )
         if token != self.key:
             return web.json_response({"detail": "No user found for Key ID and Secret"}, status=401)
         return await handler(request)
 
     def error_body(self, status: int, fault: Fault) -> dict[str, Any]:
-        texts = {429: "Rate limit exceeded. Please retry later.", 500: "Internal Server Error",
-                 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 403: LOCKED}
+        texts = {
+            429: "Rate limit exceeded. Please retry later.",
+            500: "Internal Server Error",
+            502: "Bad Gateway",
+            503: "Service Unavailable",
+            504: "Gateway Timeout",
+            403: LOCKED,
+        }
         return {"detail": fault.error_code or texts.get(status, f"fake fal error {status}")}
 
     def add_routes(self, app: web.Application) -> None:
@@ -145,8 +158,7 @@ class FakeFal(FakeServer):
 
     def _urls(self, app: str, rid: str) -> dict[str, str]:
         base = f"{self.url}/{app}/requests/{rid}"
-        return {"request_id": rid, "response_url": base, "status_url": f"{base}/status",
-                "cancel_url": f"{base}/cancel"}
+        return {"request_id": rid, "response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
 
     async def submit(self, request: web.Request) -> web.Response:
         endpoint = request.match_info["endpoint"]
@@ -163,11 +175,26 @@ class FakeFal(FakeServer):
         rid = str(uuid.uuid4())
         app = app_of(endpoint)
         with self._lock:
-            self.jobs[rid] = {"id": rid, "endpoint": endpoint, "app": app, "input": body, "status": "IN_QUEUE",
-                              "polls": 0, "behaviour": self.behaviour, "cancelled": False,
-                              "audio_format": self.audio_format}
-        return web.json_response({"status": "IN_QUEUE", **self._urls(app, rid), "logs": None, "metrics": {},
-                                  "queue_position": self.queue_polls})
+            self.jobs[rid] = {
+                "id": rid,
+                "endpoint": endpoint,
+                "app": app,
+                "input": body,
+                "status": "IN_QUEUE",
+                "polls": 0,
+                "behaviour": self.behaviour,
+                "cancelled": False,
+                "audio_format": self.audio_format,
+            }
+        return web.json_response(
+            {
+                "status": "IN_QUEUE",
+                **self._urls(app, rid),
+                "logs": None,
+                "metrics": {},
+                "queue_position": self.queue_polls,
+            }
+        )
 
     def _job(self, request: web.Request) -> dict[str, Any] | None:
         job = self.jobs.get(request.match_info["id"])
@@ -190,11 +217,13 @@ class FakeFal(FakeServer):
             status, polls = job["status"], job["polls"]
         answer: dict[str, Any] = {"status": status, **self._urls(job["app"], job["id"]), "logs": None}
         if status == "IN_QUEUE":
-            answer["queue_position"] = 0 if job["behaviour"] == "queue" and polls > self.queue_polls \
-                else max(0, self.queue_polls - polls)
+            answer["queue_position"] = (
+                0 if job["behaviour"] == "queue" and polls > self.queue_polls else max(0, self.queue_polls - polls)
+            )
         elif status == "IN_PROGRESS" and request.query.get("logs") in ("1", "true"):
-            answer["logs"] = [{"message": "Loading model", "level": "INFO", "source": "stdout",
-                               "timestamp": "2025-01-01T00:00:00Z"}]
+            answer["logs"] = [
+                {"message": "Loading model", "level": "INFO", "source": "stdout", "timestamp": "2025-01-01T00:00:00Z"}
+            ]
         elif status == "COMPLETED":
             answer["metrics"] = {"inference_time": 0.42}
         return web.json_response(answer, status=200 if status == "COMPLETED" else 202)
@@ -227,17 +256,36 @@ class FakeFal(FakeServer):
             return web.json_response({"detail": [missing("prompt")]}, status=422)
         count = body.get("num_images", 1)
         if not isinstance(count, int) or not 1 <= count <= limit:
-            return web.json_response({"detail": [{"loc": ["body", "num_images"], "msg": f"ensure this value is less "
-                                                  f"than or equal to {limit}", "type": "value_error.number.not_le",
-                                                  "ctx": {"limit_value": limit}}]}, status=422)
+            return web.json_response(
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "num_images"],
+                            "msg": f"ensure this value is less than or equal to {limit}",
+                            "type": "value_error.number.not_le",
+                            "ctx": {"limit_value": limit},
+                        }
+                    ]
+                },
+                status=422,
+            )
         size = body.get("image_size")
         width, height = (size["width"], size["height"]) if isinstance(size, dict) else (1024, 768)
         seed = body.get("seed", random.randrange(2**31))
         base = self.files_url or self.url
-        images = [{"url": f"{base}/files/{job['id']}/{i}.png", "width": width, "height": height,
-                   "content_type": "image/png"} for i in range(count)]
-        return web.json_response({"images": images, "timings": {"inference": 0.31}, "seed": seed,
-                                  "has_nsfw_concepts": [False] * count, "prompt": body["prompt"]})
+        images = [
+            {"url": f"{base}/files/{job['id']}/{i}.png", "width": width, "height": height, "content_type": "image/png"}
+            for i in range(count)
+        ]
+        return web.json_response(
+            {
+                "images": images,
+                "timings": {"inference": 0.31},
+                "seed": seed,
+                "has_nsfw_concepts": [False] * count,
+                "prompt": body["prompt"],
+            }
+        )
 
     def _audio(self, job: dict[str, Any]) -> web.Response:
         field, fmt, key, _, _ = AUDIO_MODELS[job["endpoint"]]
@@ -247,8 +295,16 @@ class FakeFal(FakeServer):
         fmt = job["audio_format"] or fmt
         content = self._sound(job["id"], fmt)
         base = self.files_url or self.url
-        return web.json_response({key: {"url": f"{base}/files/{job['id']}/audio.{fmt}", "content_type": _TYPES[fmt],
-                                        "file_name": f"audio.{fmt}", "file_size": len(content)}})
+        return web.json_response(
+            {
+                key: {
+                    "url": f"{base}/files/{job['id']}/audio.{fmt}",
+                    "content_type": _TYPES[fmt],
+                    "file_name": f"audio.{fmt}",
+                    "file_size": len(content),
+                }
+            }
+        )
 
     def _sound(self, rid: str, fmt: str) -> bytes:
         job = self.jobs[rid]
@@ -262,8 +318,9 @@ class FakeFal(FakeServer):
             return web.Response(status=404, text="Not Found")
         stem, _, ext = name.partition(".")
         if ext == "png" and stem.isdigit():
-            return web.Response(body=png(64, 64, int(job["input"].get("seed", 0)) + int(stem)),
-                                content_type="image/png")
+            return web.Response(
+                body=png(64, 64, int(job["input"].get("seed", 0)) + int(stem)), content_type="image/png"
+            )
         if stem == "audio" and ext in _TYPES:
             return web.Response(body=self._sound(rid, ext), content_type=_TYPES[ext])
         return web.Response(status=404, text="Not Found")

@@ -76,8 +76,9 @@ def invalid(request: Any) -> str | None:
 class FakeFFmpeg(FakeServer):
     kind = "ffmpeg"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                 processing_polls: int = 2) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None, processing_polls: int = 2
+    ) -> None:
         super().__init__(host, port)
         self.api_key = api_key
         self.processing_polls = processing_polls
@@ -109,8 +110,11 @@ class FakeFFmpeg(FakeServer):
 
     @web.middleware
     async def _check_key(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if (self.api_key is not None and not request.path.startswith("/__")
-                and request.headers.get("Authorization") != f"Bearer {self.api_key}"):
+        if (
+            self.api_key is not None
+            and not request.path.startswith("/__")
+            and request.headers.get("Authorization") != f"Bearer {self.api_key}"
+        ):
             return web.json_response({"error": "missing or invalid API key"}, status=401)
         return await handler(request)
 
@@ -136,9 +140,15 @@ class FakeFFmpeg(FakeServer):
         job_id = uuid.uuid4().hex
         with self._lock:
             self.jobs[job_id] = {
-                "id": job_id, "request": body, "status": "queued", "polls": 0, "behaviour": self.behaviour,
-                "format": output.get("format", "mp4"), "width": output.get("width", 1280),
-                "height": output.get("height", 720), "duration": float(output.get("duration_s") or pictures),
+                "id": job_id,
+                "request": body,
+                "status": "queued",
+                "polls": 0,
+                "behaviour": self.behaviour,
+                "format": output.get("format", "mp4"),
+                "width": output.get("width", 1280),
+                "height": output.get("height", 720),
+                "duration": float(output.get("duration_s") or pictures),
                 "inlined": [decode(i["url"]) for i in body["inputs"] if i["url"].startswith("data:")],
             }
         return web.json_response({"job_id": job_id, "status": "queued"}, status=202)
@@ -160,15 +170,26 @@ class FakeFFmpeg(FakeServer):
                 if job["behaviour"] != "hang" and job["polls"] > 1 + self.processing_polls:
                     job["status"] = "failed" if job["behaviour"] == "fail" else "completed"
             status, polls = job["status"], job["polls"]
-        answer: dict[str, Any] = {"job_id": job["id"], "status": status, "error": None, "result": None,
-                                  "progress": {"queued": 0, "completed": 100}.get(
-                                      status, min(99, 100 * (polls - 1) // (self.processing_polls + 1)))}
+        answer: dict[str, Any] = {
+            "job_id": job["id"],
+            "status": status,
+            "error": None,
+            "result": None,
+            "progress": {"queued": 0, "completed": 100}.get(
+                status, min(99, 100 * (polls - 1) // (self.processing_polls + 1))
+            ),
+        }
         if status == "failed":
             answer["error"] = self.failure_error
         if status == "completed":
             content, content_type = self._file(job)
-            answer["result"] = {"content_type": content_type, "size_bytes": len(content),
-                                "duration_s": job["duration"], "width": job["width"], "height": job["height"]}
+            answer["result"] = {
+                "content_type": content_type,
+                "size_bytes": len(content),
+                "duration_s": job["duration"],
+                "width": job["width"],
+                "height": job["height"],
+            }
         return web.json_response(answer)
 
     async def result(self, request: web.Request) -> web.Response:
@@ -194,5 +215,7 @@ class FakeFFmpeg(FakeServer):
         with self._lock:
             queued = sum(1 for j in self.jobs.values() if j["status"] == "queued")
             processing = sum(1 for j in self.jobs.values() if j["status"] == "processing")
-        return web.json_response({"status": self.health, "ffmpeg": FFMPEG_VERSION, "queued": queued,
-                                  "processing": processing}, status=200 if self.health == "ok" else 503)
+        return web.json_response(
+            {"status": self.health, "ffmpeg": FFMPEG_VERSION, "queued": queued, "processing": processing},
+            status=200 if self.health == "ok" else 503,
+        )

@@ -57,24 +57,49 @@ class FakeModel:
 
 def _layers(name: str, size: int) -> list[tuple[str, int]]:
     sizes = [size, 1_429, 7_711, 96, 487]  # model, template, license, params, config
-    return [
-        (f"sha256:{hashlib.sha256(f'{name}/{i}'.encode()).hexdigest()}", n)
-        for i, n in enumerate(sizes)
-    ]
+    return [(f"sha256:{hashlib.sha256(f'{name}/{i}'.encode()).hexdigest()}", n) for i, n in enumerate(sizes)]
 
 
 def _catalogue() -> dict[str, FakeModel]:
     models = [
-        FakeModel("llama3.2:latest", "llama", ["llama"], "3.2B", "Q4_K_M", 131072, 3072,
-                  ["completion", "tools"], 2_019_393_189),
-        FakeModel("nomic-embed-text:latest", "nomic-bert", ["nomic-bert"], "137M", "F16", 2048,
-                  768, ["embedding"], 274_302_450),
-        FakeModel("llava:latest", "llama", ["llama", "clip"], "7B", "Q4_0", 32768, 4096,
-                  ["completion", "vision"], 4_733_363_377, num_ctx=4096),
-        FakeModel("qwen2.5:0.5b", "qwen2", ["qwen2"], "494.03M", "Q4_K_M", 32768, 896,
-                  ["completion", "tools"], 397_821_319),
-        FakeModel("all-minilm:latest", "bert", ["bert"], "23M", "F16", 512, 384,
-                  ["embedding"], 45_960_996),
+        FakeModel(
+            "llama3.2:latest",
+            "llama",
+            ["llama"],
+            "3.2B",
+            "Q4_K_M",
+            131072,
+            3072,
+            ["completion", "tools"],
+            2_019_393_189,
+        ),
+        FakeModel(
+            "nomic-embed-text:latest",
+            "nomic-bert",
+            ["nomic-bert"],
+            "137M",
+            "F16",
+            2048,
+            768,
+            ["embedding"],
+            274_302_450,
+        ),
+        FakeModel(
+            "llava:latest",
+            "llama",
+            ["llama", "clip"],
+            "7B",
+            "Q4_0",
+            32768,
+            4096,
+            ["completion", "vision"],
+            4_733_363_377,
+            num_ctx=4096,
+        ),
+        FakeModel(
+            "qwen2.5:0.5b", "qwen2", ["qwen2"], "494.03M", "Q4_K_M", 32768, 896, ["completion", "tools"], 397_821_319
+        ),
+        FakeModel("all-minilm:latest", "bert", ["bert"], "23M", "F16", 512, 384, ["embedding"], 45_960_996),
     ]
     for model in models:
         model.layers = _layers(model.name, model.size)
@@ -173,14 +198,14 @@ class FakeOllama(FakeServer):
             503: "server busy, please try again.  maximum pending requests exceeded",
         }.get(status, "llama runner process has terminated: exit status 2")
         if _path.get().startswith("/v1/"):
-            return {"error": {"message": message, "type": _openai_type(status), "param": None,
-                              "code": None}}
+            return {"error": {"message": message, "type": _openai_type(status), "param": None, "code": None}}
         return {"error": message}
 
     def _error(self, request: web.Request, status: int, message: str) -> web.Response:
         if request.path.startswith("/v1/"):
-            body: dict[str, Any] = {"error": {"message": message, "type": _openai_type(status),
-                                              "param": None, "code": None}}
+            body: dict[str, Any] = {
+                "error": {"message": message, "type": _openai_type(status), "param": None, "code": None}
+            }
         else:
             body = {"error": message}
         return web.json_response(body, status=status)
@@ -228,17 +253,21 @@ class FakeOllama(FakeServer):
                 fn = tool.get("function", {})
                 params = fn.get("parameters", {}) or {}
                 props = params.get("properties", {}) or {}
-                args = {name: _example(props.get(name, {}), _text_of(last.get("content")))
-                        for name in params.get("required", list(props))}
-                calls.append({"id": f"call_{hashlib.sha1(json.dumps(args).encode()).hexdigest()[:8]}",
-                              "function": {"index": i, "name": fn.get("name", ""), "arguments": args}})
-            return {"text": "", "tool_calls": calls, "prompt": prompt_tokens, "tokens": [],
-                    "done_reason": "stop"}
+                args = {
+                    name: _example(props.get(name, {}), _text_of(last.get("content")))
+                    for name in params.get("required", list(props))
+                }
+                calls.append(
+                    {
+                        "id": f"call_{hashlib.sha1(json.dumps(args).encode()).hexdigest()[:8]}",
+                        "function": {"index": i, "name": fn.get("name", ""), "arguments": args},
+                    }
+                )
+            return {"text": "", "tool_calls": calls, "prompt": prompt_tokens, "tokens": [], "done_reason": "stop"}
         if last.get("role") == "tool":
             text = f"The tool answered: {_text_of(last.get('content'))}"
         else:
-            user = next((_text_of(m.get("content")) for m in reversed(messages)
-                         if m.get("role") == "user"), "")
+            user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
             text = self.reply if self.reply is not None else f"Hello from {model.name.split(':')[0]}! You said: {user}"
         fmt = data.get("format")
         if fmt:
@@ -250,8 +279,13 @@ class FakeOllama(FakeServer):
         done_reason = "stop"
         if isinstance(limit, int) and 0 < limit < len(tokens):
             tokens, done_reason = tokens[:limit], "length"
-        return {"text": "".join(tokens), "tool_calls": [], "prompt": prompt_tokens,
-                "tokens": tokens, "done_reason": done_reason}
+        return {
+            "text": "".join(tokens),
+            "tool_calls": [],
+            "prompt": prompt_tokens,
+            "tokens": tokens,
+            "done_reason": done_reason,
+        }
 
     def _final(self, model: FakeModel, answer: dict[str, Any], content: str) -> dict[str, Any]:
         return {
@@ -309,7 +343,7 @@ class FakeOllama(FakeServer):
             parameters = f"num_ctx                        {model.num_ctx}\n{parameters}"
         body: dict[str, Any] = {
             "license": "LLAMA 3.2 COMMUNITY LICENSE AGREEMENT",
-            "modelfile": f"# Modelfile generated by \"ollama show\"\nFROM {model.name}\n",
+            "modelfile": f'# Modelfile generated by "ollama show"\nFROM {model.name}\n',
             "parameters": parameters,
             "template": "{{ if .System }}<|start_header_id|>system<|end_header_id|>{{ end }}",
             "details": self._tag(model)["details"],
@@ -353,15 +387,27 @@ class FakeOllama(FakeServer):
             return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
         frames = [
-            line({"model": model.name, "created_at": now_rfc3339(),
-                  "message": {"role": "assistant", "content": token}, "done": False})
+            line(
+                {
+                    "model": model.name,
+                    "created_at": now_rfc3339(),
+                    "message": {"role": "assistant", "content": token},
+                    "done": False,
+                }
+            )
             for token in answer["tokens"]
         ]
         if answer["tool_calls"]:
-            frames.append(line({"model": model.name, "created_at": now_rfc3339(),
-                                "message": {"role": "assistant", "content": "",
-                                            "tool_calls": answer["tool_calls"]},
-                                "done": False}))
+            frames.append(
+                line(
+                    {
+                        "model": model.name,
+                        "created_at": now_rfc3339(),
+                        "message": {"role": "assistant", "content": "", "tool_calls": answer["tool_calls"]},
+                        "done": False,
+                    }
+                )
+            )
         frames.append(line(self._final(model, answer, "")))
         return await self.stream(request, frames, content_type="application/x-ndjson")
 
@@ -377,13 +423,15 @@ class FakeOllama(FakeServer):
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             return self._error(request, 400, "invalid input type")
         dims = data.get("dimensions") or model.embedding_length
-        return web.json_response({
-            "model": model.name,
-            "embeddings": [_vector(text, int(dims)) for text in inputs],
-            "total_duration": 14_143_917,
-            "load_duration": 1_019_500,
-            "prompt_eval_count": sum(max(1, len(t.split())) for t in inputs),
-        })
+        return web.json_response(
+            {
+                "model": model.name,
+                "embeddings": [_vector(text, int(dims)) for text in inputs],
+                "total_duration": 14_143_917,
+                "load_duration": 1_019_500,
+                "prompt_eval_count": sum(max(1, len(t.split())) for t in inputs),
+            }
+        )
 
     async def delete(self, request: web.Request) -> web.Response:
         data = await self._json(request)
@@ -422,8 +470,14 @@ class FakeOllama(FakeServer):
                 for step in range(1, steps + 1):
                     if self.pull_step_s:
                         await asyncio.sleep(self.pull_step_s)
-                    yield _line({"status": f"pulling {short}", "digest": digest, "total": total,
-                                 "completed": total * step // steps})
+                    yield _line(
+                        {
+                            "status": f"pulling {short}",
+                            "digest": digest,
+                            "total": total,
+                            "completed": total * step // steps,
+                        }
+                    )
             yield _line({"status": "verifying sha256 digest"})
             yield _line({"status": "writing manifest"})
             self.models[wanted.name] = replace(wanted)
@@ -435,14 +489,20 @@ class FakeOllama(FakeServer):
 
     async def openai_models(self, request: web.Request) -> web.Response:
         created = int(time.time())
-        return web.json_response({
-            "object": "list",
-            "data": [
-                {"id": m.name, "object": "model", "created": created,
-                 "owned_by": m.name.split("/")[0] if "/" in m.name else "library"}
-                for m in self.models.values()
-            ],
-        })
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": m.name,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": m.name.split("/")[0] if "/" in m.name else "library",
+                    }
+                    for m in self.models.values()
+                ],
+            }
+        )
 
     async def openai_chat(self, request: web.Request) -> web.StreamResponse:
         data = await self._json(request)
@@ -455,37 +515,49 @@ class FakeOllama(FakeServer):
         ident = f"chatcmpl-{hashlib.sha1(str(time.time_ns()).encode()).hexdigest()[:8]}"
         created = int(time.time())
         finish = "tool_calls" if answer["tool_calls"] else answer["done_reason"]
-        usage = {"prompt_tokens": answer["prompt"], "completion_tokens": len(answer["tokens"]),
-                 "total_tokens": answer["prompt"] + len(answer["tokens"])}
+        usage = {
+            "prompt_tokens": answer["prompt"],
+            "completion_tokens": len(answer["tokens"]),
+            "total_tokens": answer["prompt"] + len(answer["tokens"]),
+        }
         tool_calls = [
-            {"id": c["id"], "index": i, "type": "function",
-             "function": {"name": c["function"]["name"],
-                          "arguments": json.dumps(c["function"]["arguments"])}}
+            {
+                "id": c["id"],
+                "index": i,
+                "type": "function",
+                "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"])},
+            }
             for i, c in enumerate(answer["tool_calls"])
         ]
-        base = {"id": ident, "created": created, "model": model.name,
-                "system_fingerprint": "fp_ollama"}
+        base = {"id": ident, "created": created, "model": model.name, "system_fingerprint": "fp_ollama"}
         if not data.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": answer["text"]}
             if tool_calls:
                 message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in tool_calls]
-            return web.json_response({
-                **base, "object": "chat.completion",
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": usage,
-            })
+            return web.json_response(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    "usage": usage,
+                }
+            )
 
         def chunk(delta: dict[str, Any], finish_reason: str | None) -> bytes:
-            return sse({**base, "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
+            return sse(
+                {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+                }
+            )
 
         frames = [chunk({"role": "assistant", "content": t}, None) for t in answer["tokens"]]
         if tool_calls:
             frames.append(chunk({"role": "assistant", "content": "", "tool_calls": tool_calls}, None))
         frames.append(chunk({"role": "assistant", "content": ""}, finish))
         if (data.get("stream_options") or {}).get("include_usage"):
-            frames.append(sse({**base, "object": "chat.completion.chunk", "choices": [],
-                               "usage": usage}))
+            frames.append(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
         frames.append(sse("[DONE]"))
         return await self.stream(request, frames)
 

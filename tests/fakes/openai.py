@@ -93,8 +93,7 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
     429: (
         "requests",
         "rate_limit_exceeded",
-        "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1. "
-        "Please try again in 20s.",
+        "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
     ),
     500: (
         "server_error",
@@ -164,9 +163,7 @@ def sample(schema: Any) -> Any:
     if kind == "object" or "properties" in schema:
         props = schema.get("properties") or {}
         return {name: sample(sub) for name, sub in props.items()}
-    return {"integer": 1, "number": 1.5, "boolean": True, "array": [], "null": None}.get(
-        kind, "sample"
-    )
+    return {"integer": 1, "number": 1.5, "boolean": True, "array": [], "null": None}.get(kind, "sample")
 
 
 @dataclass
@@ -188,9 +185,7 @@ class Reply:
 
     @property
     def completion_tokens(self) -> int:
-        return count_words(self.text) + sum(
-            count_words(json.dumps(c.arguments)) for c in self.tool_calls
-        )
+        return count_words(self.text) + sum(count_words(json.dumps(c.arguments)) for c in self.tool_calls)
 
     def pieces(self) -> list[str]:
         """The text split as a stream sends it: "Echo:", " hello", " world"."""
@@ -224,9 +219,7 @@ def compose_reply(
             schema = dict(tools).get(name)
             args = first_json_object(user_text)
             reply.text = ""
-            reply.tool_calls = [
-                ToolCall(call_id, name, args if args is not None else sample(schema))
-            ]
+            reply.tool_calls = [ToolCall(call_id, name, args if args is not None else sample(schema))]
             reply.finish = "tool_calls"
             return reply
     if not reply.text:
@@ -246,9 +239,7 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     """A valid solid-colour PNG."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     row = b"\x00" + bytes(rgb) * width
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -380,9 +371,7 @@ class FakeOpenAI(FakeServer):
             )
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or key.strip() != self.api_key:
-            masked = (
-                key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 7 else "*" * len(key)
-            )
+            masked = key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 7 else "*" * len(key)
             return _fail(
                 401,
                 f"Incorrect API key provided: {masked}. You can find your API key at "
@@ -421,9 +410,7 @@ class FakeOpenAI(FakeServer):
             )
         return None
 
-    async def _prelude(
-        self, request: web.Request, *required: str
-    ) -> tuple[dict[str, Any], web.Response | None]:
+    async def _prelude(self, request: web.Request, *required: str) -> tuple[dict[str, Any], web.Response | None]:
         denied = self._auth(request)
         if denied is not None:
             return {}, denied
@@ -482,9 +469,7 @@ class FakeOpenAI(FakeServer):
     def reply(self, body: dict[str, Any]) -> Reply:
         messages = body["messages"]
         last = messages[-1]
-        user_text = next(
-            (text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
-        )
+        user_text = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         tools = [
             (t["function"].get("name", ""), t["function"].get("parameters"))
             for t in body.get("tools") or []
@@ -557,9 +542,7 @@ class FakeOpenAI(FakeServer):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}
-            ],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}],
             "usage": self._usage(reply),
             "service_tier": "default",
             "system_fingerprint": FINGERPRINT,
@@ -579,17 +562,13 @@ class FakeOpenAI(FakeServer):
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             data = {
                 **head,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             }
             if include_usage:
                 data["usage"] = None
             return sse(data)
 
-        yield chunk(
-            {"role": "assistant", "content": "" if not reply.tool_calls else None, "refusal": None}
-        )
+        yield chunk({"role": "assistant", "content": "" if not reply.tool_calls else None, "refusal": None})
         for n, piece in enumerate(reply.pieces()):
             yield chunk({"content": piece})
             if n == 0 and fault is not None and fault.status is None and fault.error_code:
@@ -647,16 +626,13 @@ class FakeOpenAI(FakeServer):
         if not isinstance(raw, list) or not raw:
             return _fail(
                 400,
-                "'$.input' is invalid. Please check the API reference: "
-                "https://platform.openai.com/docs/api-reference.",
+                "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
                 param="input",
             )
         texts = [x if isinstance(x, str) else " ".join(map(str, x)) for x in raw]
         dimensions = body.get("dimensions")
         if dimensions is not None and model == "text-embedding-ada-002":
-            return _fail(
-                400, "This model does not support specifying dimensions.", param="dimensions"
-            )
+            return _fail(400, "This model does not support specifying dimensions.", param="dimensions")
         size = dimensions or (3072 if model.endswith("-large") else 1536)
         encoding = body.get("encoding_format", "float")
         data = []
@@ -705,9 +681,7 @@ class FakeOpenAI(FakeServer):
         digest = hashlib.sha256(prompt.encode()).digest()
         items = []
         for n in range(int(body.get("n") or 1)):
-            picture = png(
-                min(width, 64), min(height, 64), (digest[0], digest[1], (digest[2] + n) % 256)
-            )
+            picture = png(min(width, 64), min(height, 64), (digest[0], digest[1], (digest[2] + n) % 256))
             item: dict[str, Any]
             if fmt == "b64_json":
                 item = {"b64_json": base64.b64encode(picture).decode()}
@@ -761,9 +735,7 @@ class FakeOpenAI(FakeServer):
             return denied
         content_type = request.headers.get("Content-Type", "")
         if not content_type.startswith("multipart/form-data"):
-            return _fail(
-                400, "Invalid Content-Type header (application/json), expected multipart/form-data."
-            )
+            return _fail(400, "Invalid Content-Type header (application/json), expected multipart/form-data.")
         form: dict[str, str] = {}
         upload: bytes | None = None
         message = BytesParser(policy=HTTP).parsebytes(
@@ -847,9 +819,7 @@ class FakeOpenAI(FakeServer):
         denied = self._auth(request)
         if denied is not None:
             return denied
-        return web.json_response(
-            {"object": "list", "data": [self._model_item(m) for m in self.models or []]}
-        )
+        return web.json_response({"object": "list", "data": [self._model_item(m) for m in self.models or []]})
 
     async def get_model(self, request: web.Request) -> web.Response:
         denied = self._auth(request)
@@ -857,9 +827,7 @@ class FakeOpenAI(FakeServer):
             return denied
         name = request.match_info["model"]
         if self.models is not None and name not in self.models:
-            return _fail(
-                404, f"The model '{name}' does not exist", param="model", code="model_not_found"
-            )
+            return _fail(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
         return web.json_response(self._model_item(name))
 
     async def unknown_url(self, request: web.Request) -> web.Response:
@@ -870,8 +838,6 @@ def _error(kind: str, code: str | None, message: str, param: str | None = None) 
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def _fail(
-    status: int, message: str, *, param: str | None = None, code: str | None = None
-) -> web.Response:
+def _fail(status: int, message: str, *, param: str | None = None, code: str | None = None) -> web.Response:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return web.json_response(_error(kind, code, message, param), status=status)

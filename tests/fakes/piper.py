@@ -31,52 +31,95 @@ from .base import FAULT, FakeServer
 
 VOICES: dict[str, dict[str, Any]] = {
     "en_US-lessac-medium": {
-        "audio": {"sample_rate": 22050, "quality": "medium"}, "espeak": {"voice": "en-us"},
-        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8}, "phoneme_type": "espeak",
-        "num_symbols": 256, "num_speakers": 1, "speaker_id_map": {}, "piper_version": "1.0.0",
-        "language": {"code": "en_US", "family": "en", "region": "US", "name_native": "English",
-                     "name_english": "English", "country_english": "United States"},
+        "audio": {"sample_rate": 22050, "quality": "medium"},
+        "espeak": {"voice": "en-us"},
+        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
+        "phoneme_type": "espeak",
+        "num_symbols": 256,
+        "num_speakers": 1,
+        "speaker_id_map": {},
+        "piper_version": "1.0.0",
+        "language": {
+            "code": "en_US",
+            "family": "en",
+            "region": "US",
+            "name_native": "English",
+            "name_english": "English",
+            "country_english": "United States",
+        },
         "dataset": "lessac",
     },
     "en_GB-vctk-medium": {
-        "audio": {"sample_rate": 22050, "quality": "medium"}, "espeak": {"voice": "en-gb-x-rp"},
-        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8}, "phoneme_type": "espeak",
-        "num_symbols": 256, "num_speakers": 4, "speaker_id_map": {"p225": 0, "p226": 1, "p227": 2, "p228": 3},
+        "audio": {"sample_rate": 22050, "quality": "medium"},
+        "espeak": {"voice": "en-gb-x-rp"},
+        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
+        "phoneme_type": "espeak",
+        "num_symbols": 256,
+        "num_speakers": 4,
+        "speaker_id_map": {"p225": 0, "p226": 1, "p227": 2, "p228": 3},
         "piper_version": "1.0.0",
-        "language": {"code": "en_GB", "family": "en", "region": "GB", "name_native": "English",
-                     "name_english": "English", "country_english": "Great Britain"},
+        "language": {
+            "code": "en_GB",
+            "family": "en",
+            "region": "GB",
+            "name_native": "English",
+            "name_english": "English",
+            "country_english": "Great Britain",
+        },
         "dataset": "vctk",
     },
     "de_DE-thorsten-low": {
-        "audio": {"sample_rate": 16000, "quality": "low"}, "espeak": {"voice": "de"},
-        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8}, "phoneme_type": "espeak",
-        "num_symbols": 256, "num_speakers": 1, "speaker_id_map": {}, "piper_version": "1.0.0",
-        "language": {"code": "de_DE", "family": "de", "region": "DE", "name_native": "Deutsch",
-                     "name_english": "German", "country_english": "Germany"},
+        "audio": {"sample_rate": 16000, "quality": "low"},
+        "espeak": {"voice": "de"},
+        "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
+        "phoneme_type": "espeak",
+        "num_symbols": 256,
+        "num_speakers": 1,
+        "speaker_id_map": {},
+        "piper_version": "1.0.0",
+        "language": {
+            "code": "de_DE",
+            "family": "de",
+            "region": "DE",
+            "name_native": "Deutsch",
+            "name_english": "German",
+            "country_english": "Germany",
+        },
         "dataset": "thorsten",
     },
 }
 
 _PAGES = {
     400: ("Bad Request", "The browser (or proxy) sent a request that this server could not understand."),
-    404: ("Not Found", "The requested URL was not found on the server. If you entered the URL manually "
-                       "please check your spelling and try again."),
+    404: (
+        "Not Found",
+        "The requested URL was not found on the server. If you entered the URL manually "
+        "please check your spelling and try again.",
+    ),
     405: ("Method Not Allowed", "The method is not allowed for the requested URL."),
     429: ("Too Many Requests", "This user has exceeded an allotted request count. Try again later."),
-    500: ("Internal Server Error", "The server encountered an internal error and was unable to complete "
-                                   "your request. Either the server is overloaded or there is an error in "
-                                   "the application."),
+    500: (
+        "Internal Server Error",
+        "The server encountered an internal error and was unable to complete "
+        "your request. Either the server is overloaded or there is an error in "
+        "the application.",
+    ),
     502: ("Bad Gateway", "The proxy server received an invalid response from an upstream server."),
-    503: ("Service Unavailable", "The server is temporarily unable to service your request due to maintenance "
-                                 "downtime or capacity problems. Please try again later."),
+    503: (
+        "Service Unavailable",
+        "The server is temporarily unable to service your request due to maintenance "
+        "downtime or capacity problems. Please try again later.",
+    ),
 }
 SECONDS_PER_CHARACTER = 0.06
 
 
 def werkzeug_page(status: int, description: str | None = None) -> web.Response:
     name, text = _PAGES.get(status, ("Error", "An error occurred."))
-    page = (f"<!doctype html>\n<html lang=en>\n<title>{status} {name}</title>\n<h1>{name}</h1>\n"
-            f"<p>{description or text}</p>\n")
+    page = (
+        f"<!doctype html>\n<html lang=en>\n<title>{status} {name}</title>\n<h1>{name}</h1>\n"
+        f"<p>{description or text}</p>\n"
+    )
     return web.Response(status=status, text=page, content_type="text/html", charset="utf-8")
 
 
@@ -100,8 +143,9 @@ def speak(text: str, sample_rate: int = 22050, speaker: int = 0, length_scale: f
 class FakePiper(FakeServer):
     kind = "piper"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api: str = "synthesize",
-                 voice: str = "en_US-lessac-medium") -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, api: str = "synthesize", voice: str = "en_US-lessac-medium"
+    ) -> None:
         super().__init__(host, port)
         if api not in ("synthesize", "json", "text"):
             raise ValueError(api)
@@ -119,8 +163,12 @@ class FakePiper(FakeServer):
     async def _html_errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         response = await handler(request)
         fault = request.get(FAULT)
-        if (fault is not None and fault.body is None and response.status >= 400
-                and response.content_type == "application/json"):
+        if (
+            fault is not None
+            and fault.body is None
+            and response.status >= 400
+            and response.content_type == "application/json"
+        ):
             page = werkzeug_page(response.status)
             for name, value in response.headers.items():
                 if name.lower() not in ("content-type", "content-length"):
@@ -144,15 +192,24 @@ class FakePiper(FakeServer):
     # -- handlers -----------------------------------------------------------------------------
 
     async def index(self, request: web.Request) -> web.Response:
-        return web.Response(text="<!DOCTYPE html><html><head><title>Piper</title></head><body>"
-                                 "<textarea id=text></textarea><audio id=audio></audio></body></html>",
-                            content_type="text/html")
+        return web.Response(
+            text="<!DOCTYPE html><html><head><title>Piper</title></head><body>"
+            "<textarea id=text></textarea><audio id=audio></audio></body></html>",
+            content_type="text/html",
+        )
 
     async def info(self, request: web.Request) -> web.Response:
         config = VOICES[self.default_voice]
-        return web.json_response({"voice": {"name": self.default_voice, "language": config["espeak"]["voice"],
-                                            "num_speakers": config["num_speakers"]},
-                                  "last": {"text": self.last["text"]} if self.last else None})
+        return web.json_response(
+            {
+                "voice": {
+                    "name": self.default_voice,
+                    "language": config["espeak"]["voice"],
+                    "num_speakers": config["num_speakers"],
+                },
+                "last": {"text": self.last["text"]} if self.last else None,
+            }
+        )
 
     async def voices(self, request: web.Request) -> web.Response:
         return web.json_response(VOICES)

@@ -26,8 +26,13 @@ from aiohttp import web
 from .base import FakeServer, Fault
 
 MODELS = ("flux", "kontext", "turbo", "gptimage")
-_ERROR_TYPES = {400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-                429: "Too Many Requests"}
+_ERROR_TYPES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    429: "Too Many Requests",
+}
 
 # JPEG (ITU T.81) pieces for a baseline, 3-component, unsubsampled image whose 8x8 blocks are
 # each one flat colour: every block is its DC coefficient followed by end-of-block.
@@ -48,9 +53,11 @@ _AC_COUNTS = bytes([1] + [0] * 15)  # one AC symbol, end-of-block (0x00), coded 
 def jpeg(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     """A valid baseline JPEG of one solid colour (decodes with any JPEG decoder)."""
     r, g, b = rgb
-    ycc = (0.299 * r + 0.587 * g + 0.114 * b,
-           128 - 0.168736 * r - 0.331264 * g + 0.5 * b,
-           128 + 0.5 * r - 0.418688 * g - 0.081312 * b)
+    ycc = (
+        0.299 * r + 0.587 * g + 0.114 * b,
+        128 - 0.168736 * r - 0.331264 * g + 0.5 * b,
+        128 + 0.5 * r - 0.418688 * g - 0.081312 * b,
+    )
     # With every quantiser 1, a flat block's DC coefficient is 8 × (sample − 128).
     dcs = [round(8 * (min(255.0, max(0.0, v)) - 128)) for v in ycc]
     bits = _BitWriter()
@@ -71,8 +78,7 @@ def jpeg(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
         return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
 
     quant = segment(0xDB, b"\x00" + bytes([1] * 64))
-    frame = segment(0xC0, struct.pack(">BHHB", 8, height, width, 3)
-                    + b"".join(bytes([i, 0x11, 0]) for i in (1, 2, 3)))
+    frame = segment(0xC0, struct.pack(">BHHB", 8, height, width, 3) + b"".join(bytes([i, 0x11, 0]) for i in (1, 2, 3)))
     tables = segment(0xC4, b"\x00" + _DC_COUNTS + bytes(range(12)) + b"\x10" + _AC_COUNTS + b"\x00")
     start = segment(0xDA, bytes([3, 1, 0x00, 2, 0x00, 3, 0x00, 0, 63, 0]))
     app0 = segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
@@ -152,22 +158,29 @@ class FakePollinations(FakeServer):
             authenticated = True
         model = query.get("model", "flux")
         if model not in MODELS:
-            return _fail(400, "Bad Request", f'Invalid option: expected one of {"|".join(repr(m) for m in MODELS)}'
-                                             .replace("'", '"'))
+            return _fail(
+                400,
+                "Bad Request",
+                f"Invalid option: expected one of {'|'.join(repr(m) for m in MODELS)}".replace("'", '"'),
+            )
         width = _side(query.get("width"))
         height = _side(query.get("height"))
         seed = query.get("seed", "42")
         body = jpeg(width, height, colour(prompt, seed, model, query.get("negative_prompt", "")))
-        return web.Response(body=body, headers={
-            "Content-Type": "image/jpeg",
-            "Cache-Control": "public, max-age=31536000, immutable",
-            "Content-Disposition": f'inline; filename="{_slug(prompt)}.jpg"',
-            "X-Auth-Status": "authenticated" if authenticated else "unauthenticated",
-        })
+        return web.Response(
+            body=body,
+            headers={
+                "Content-Type": "image/jpeg",
+                "Cache-Control": "public, max-age=31536000, immutable",
+                "Content-Disposition": f'inline; filename="{_slug(prompt)}.jpg"',
+                "X-Auth-Status": "authenticated" if authenticated else "unauthenticated",
+            },
+        )
 
     async def not_found(self, request: web.Request) -> web.Response:
-        return web.json_response({"error": "Not Found", "message": "The requested endpoint was not found",
-                                  "path": request.path}, status=404)
+        return web.json_response(
+            {"error": "Not Found", "message": "The requested endpoint was not found", "path": request.path}, status=404
+        )
 
 
 def _side(value: str | None) -> int:
@@ -178,8 +191,15 @@ def _side(value: str | None) -> int:
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:
-    return {"error": kind, "message": message, "details": {}, "timingInfo": [], "requestId": "k3x9q1",
-            "requestParameters": {}, "queueInfo": None}
+    return {
+        "error": kind,
+        "message": message,
+        "details": {},
+        "timingInfo": [],
+        "requestId": "k3x9q1",
+        "requestParameters": {},
+        "queueInfo": None,
+    }
 
 
 def _fail(status: int, kind: str, message: str) -> web.Response:

@@ -54,24 +54,35 @@ VERSIONS = {
     "stability-ai/sdxl": ("39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b", 4),
 }
 
-_TITLES = {401: "Unauthenticated", 402: "Insufficient credit", 404: "Not found",
-           422: "Input validation failed", 429: "Too Many Requests", 500: "Internal Server Error",
-           502: "Bad Gateway", 503: "Service Unavailable"}
+_TITLES = {
+    401: "Unauthenticated",
+    402: "Insufficient credit",
+    404: "Not found",
+    422: "Input validation failed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 _DETAILS = {
     401: "You did not pass a valid authentication token",
     402: "You have insufficient credit to run this model. Go to https://replicate.com/account/billing#billing "
-         "to purchase credit. Once you purchase credit, please wait a few minutes before trying again.",
+    "to purchase credit. Once you purchase credit, please wait a few minutes before trying again.",
     404: "The requested resource could not be found.",
     422: "- input: prompt is required",
     429: "Request was throttled. Your rate limit for creating predictions is reduced to 6 requests per "
-         "minute with a burst of 1 requests while you have less than $5.0 in credit. Your rate limit "
-         "resets in ~5s.",
+    "minute with a burst of 1 requests while you have less than $5.0 in credit. Your rate limit "
+    "resets in ~5s.",
 }
 
 
 def problem(status: int, detail: str | None = None, title: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"title": title or _TITLES.get(status, "Error"),
-            "detail": detail or _DETAILS.get(status, "Something went wrong."), "status": status, **extra}
+    return {
+        "title": title or _TITLES.get(status, "Error"),
+        "detail": detail or _DETAILS.get(status, "Something went wrong."),
+        "status": status,
+        **extra,
+    }
 
 
 def _now() -> str:
@@ -85,8 +96,9 @@ def _prediction_id() -> str:
 class FakeReplicate(FakeServer):
     kind = "replicate"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str = API_TOKEN,
-                 polls_to_finish: int = 2) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, token: str = API_TOKEN, polls_to_finish: int = 2
+    ) -> None:
         super().__init__(host, port)
         self.token = token
         self.polls_to_finish = polls_to_finish
@@ -143,8 +155,7 @@ class FakeReplicate(FakeServer):
     async def create_on_model(self, request: web.Request) -> web.Response:
         model = f"{request.match_info['owner']}/{request.match_info['name']}"
         if model not in OFFICIAL:
-            return web.json_response(problem(404, f"Model {model} not found or is not an official model"),
-                                     status=404)
+            return web.json_response(problem(404, f"Model {model} not found or is not an official model"), status=404)
         version, max_outputs = OFFICIAL[model]
         return await self._create(request, model, version, max_outputs)
 
@@ -157,39 +168,71 @@ class FakeReplicate(FakeServer):
         for model, (known, max_outputs) in [*VERSIONS.items(), *OFFICIAL.items()]:
             if known in (wanted, version) or (not version and name == model and model in OFFICIAL):
                 return await self._create(request, model, known, max_outputs, body)
-        return web.json_response(problem(
-            422, "The specified version does not exist (or perhaps you don't have permission to use it?)",
-            "Invalid version or not permitted"), status=422)
+        return web.json_response(
+            problem(
+                422,
+                "The specified version does not exist (or perhaps you don't have permission to use it?)",
+                "Invalid version or not permitted",
+            ),
+            status=422,
+        )
 
-    async def _create(self, request: web.Request, model: str, version: str, max_outputs: int,
-                      body: dict[str, Any] | None = None) -> web.Response:
+    async def _create(
+        self, request: web.Request, model: str, version: str, max_outputs: int, body: dict[str, Any] | None = None
+    ) -> web.Response:
         if body is None:
             body = await _json(request)
             if body is None:
-                return web.json_response(problem(400, "The request body is not valid JSON", "Bad request"),
-                                         status=400)
+                return web.json_response(problem(400, "The request body is not valid JSON", "Bad request"), status=400)
         inputs = body.get("input")
         if not isinstance(inputs, dict) or not isinstance(inputs.get("prompt"), str):
-            return web.json_response(problem(422, invalid_fields=[
-                {"type": "required", "field": "input", "description": "prompt is required"}]), status=422)
+            return web.json_response(
+                problem(
+                    422, invalid_fields=[{"type": "required", "field": "input", "description": "prompt is required"}]
+                ),
+                status=422,
+            )
         count = inputs.get("num_outputs", 1)
         if not isinstance(count, int) or not 1 <= count <= max_outputs:
             description = f"Must be less than or equal to {max_outputs}"
-            return web.json_response(problem(422, f"- input.num_outputs: {description}", invalid_fields=[
-                {"type": "less_than_equal", "field": "input.num_outputs", "description": description}]),
-                status=422)
+            return web.json_response(
+                problem(
+                    422,
+                    f"- input.num_outputs: {description}",
+                    invalid_fields=[
+                        {"type": "less_than_equal", "field": "input.num_outputs", "description": description}
+                    ],
+                ),
+                status=422,
+            )
         pid = _prediction_id()
         prediction = {
-            "id": pid, "model": model, "version": version, "input": inputs, "logs": "", "output": None,
-            "data_removed": False, "error": None, "status": "starting", "created_at": _now(),
-            "urls": {"cancel": f"{self.url}/v1/predictions/{pid}/cancel",
-                     "get": f"{self.url}/v1/predictions/{pid}", "web": f"https://replicate.com/p/{pid}"},
+            "id": pid,
+            "model": model,
+            "version": version,
+            "input": inputs,
+            "logs": "",
+            "output": None,
+            "data_removed": False,
+            "error": None,
+            "status": "starting",
+            "created_at": _now(),
+            "urls": {
+                "cancel": f"{self.url}/v1/predictions/{pid}/cancel",
+                "get": f"{self.url}/v1/predictions/{pid}",
+                "web": f"https://replicate.com/p/{pid}",
+            },
         }
         with self._lock:
             self.predictions[pid] = prediction
-            self._plans[pid] = {"behaviour": self.behaviour, "polls": 0, "count": count,
-                                "seed": inputs.get("seed", random.randrange(2**31)),
-                                "video": model in VIDEO, "duration": inputs.get("duration", 5)}
+            self._plans[pid] = {
+                "behaviour": self.behaviour,
+                "polls": 0,
+                "count": count,
+                "seed": inputs.get("seed", random.randrange(2**31)),
+                "video": model in VIDEO,
+                "duration": inputs.get("duration", 5),
+            }
         wait = _prefer_wait(request.headers.get("Prefer", ""))
         if wait is not None:
             if self._plans[pid]["behaviour"] == "hang":
@@ -219,8 +262,14 @@ class FakeReplicate(FakeServer):
             return web.json_response(prediction)
 
     async def account(self, request: web.Request) -> web.Response:
-        return web.json_response({"type": "user", "username": "fake-artist", "name": "Fake Artist",
-                                  "github_url": "https://github.com/fake-artist"})
+        return web.json_response(
+            {
+                "type": "user",
+                "username": "fake-artist",
+                "name": "Fake Artist",
+                "github_url": "https://github.com/fake-artist",
+            }
+        )
 
     async def delivery(self, request: web.Request) -> web.Response:
         pid, name = request.match_info["id"], request.match_info["file"]
@@ -253,8 +302,11 @@ class FakeReplicate(FakeServer):
             prediction.setdefault("started_at", _now())
             prediction["completed_at"] = _now()
             if plan["behaviour"] == "fail":
-                prediction.update(status="failed", error=self.failure_error,
-                                  logs=prediction["logs"] + "Traceback (most recent call last):\n")
+                prediction.update(
+                    status="failed",
+                    error=self.failure_error,
+                    logs=prediction["logs"] + "Traceback (most recent call last):\n",
+                )
                 return
             output: str | list[str] = [f"{self.url}/delivery/{pid}/out-{i}.png" for i in range(plan["count"])]
             if plan["video"]:
@@ -274,10 +326,18 @@ def mp4(seconds: float, timescale: int = 1000) -> bytes:
         return struct.pack(">I", 8 + len(payload)) + kind + payload
 
     matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-    mvhd = struct.pack(">B3xIIII", 0, 0, 0, timescale, int(seconds * timescale)) + struct.pack(
-        ">IH10x", 0x10000, 0x100) + matrix + bytes(24) + struct.pack(">I", 2)
-    return (box(b"ftyp", b"isom" + struct.pack(">I", 0x200) + b"isomiso2mp41")
-            + box(b"moov", box(b"mvhd", mvhd)) + box(b"mdat", b""))
+    mvhd = (
+        struct.pack(">B3xIIII", 0, 0, 0, timescale, int(seconds * timescale))
+        + struct.pack(">IH10x", 0x10000, 0x100)
+        + matrix
+        + bytes(24)
+        + struct.pack(">I", 2)
+    )
+    return (
+        box(b"ftyp", b"isom" + struct.pack(">I", 0x200) + b"isomiso2mp41")
+        + box(b"moov", box(b"mvhd", mvhd))
+        + box(b"mdat", b"")
+    )
 
 
 def _prefer_wait(header: str) -> float | None:

@@ -39,8 +39,12 @@ def png(width: int, height: int, seed: int = 0) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(bytes(rows), 6)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(rows), 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _checkpoint(filename: str) -> dict[str, Any]:
@@ -101,15 +105,21 @@ class FakeSDWebUI(FakeServer):
             expected = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
             if request.headers.get("Authorization") != expected:
                 return web.json_response(
-                    _a1111_error("HTTPException", "Incorrect username or password", "401: Incorrect username or password"),
-                    status=401, headers={"WWW-Authenticate": "Basic"},
+                    _a1111_error(
+                        "HTTPException", "Incorrect username or password", "401: Incorrect username or password"
+                    ),
+                    status=401,
+                    headers={"WWW-Authenticate": "Basic"},
                 )
         return await handler(request)
 
     def error_body(self, status: int, fault: Fault) -> dict[str, Any]:
         if status == 422:
-            return {"detail": [{"loc": ["body", "width"], "msg": "value is not a valid integer",
-                                "type": "type_error.integer"}]}
+            return {
+                "detail": [
+                    {"loc": ["body", "width"], "msg": "value is not a valid integer", "type": "type_error.integer"}
+                ]
+            }
         if status >= 500:
             name = fault.error_code or "OutOfMemoryError"
             return _a1111_error(name, "", "CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -126,8 +136,13 @@ class FakeSDWebUI(FakeServer):
 
     def _find(self, name: str) -> dict[str, Any] | None:
         for ckpt in self.checkpoints:
-            aliases = {ckpt["title"], ckpt["model_name"], ckpt["filename"].rsplit("/", 1)[-1],
-                       ckpt["sha256"], ckpt["hash"]}
+            aliases = {
+                ckpt["title"],
+                ckpt["model_name"],
+                ckpt["filename"].rsplit("/", 1)[-1],
+                ckpt["sha256"],
+                ckpt["hash"],
+            }
             if name in aliases:
                 return ckpt
         return None
@@ -135,9 +150,11 @@ class FakeSDWebUI(FakeServer):
     # -- handlers -----------------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.Response:
-        return web.Response(text="<!DOCTYPE html><html><head><title>Stable Diffusion</title></head>"
-                                 "<body><gradio-app></gradio-app></body></html>",
-                            content_type="text/html")
+        return web.Response(
+            text="<!DOCTYPE html><html><head><title>Stable Diffusion</title></head>"
+            "<body><gradio-app></gradio-app></body></html>",
+            content_type="text/html",
+        )
 
     async def sd_models(self, request: web.Request) -> web.Response:
         return web.json_response(self.checkpoints)
@@ -159,28 +176,37 @@ class FakeSDWebUI(FakeServer):
 
     async def memory(self, request: web.Request) -> web.Response:
         gib = 1024**3
-        return web.json_response({
-            "ram": {"free": 22.4 * gib, "used": 9.6 * gib, "total": 32.0 * gib},
-            "cuda": {
-                "system": {"free": 6.1 * gib, "used": 5.9 * gib, "total": 12.0 * gib},
-                "active": {"current": 2.1 * gib, "peak": 4.3 * gib},
-                "allocated": {"current": 2.1 * gib, "peak": 4.3 * gib},
-                "reserved": {"current": 4.6 * gib, "peak": 4.6 * gib},
-                "inactive": {"current": 0.2 * gib, "peak": 0.9 * gib},
-                "events": {"retries": 0, "oom": 0},
-            },
-        })
+        return web.json_response(
+            {
+                "ram": {"free": 22.4 * gib, "used": 9.6 * gib, "total": 32.0 * gib},
+                "cuda": {
+                    "system": {"free": 6.1 * gib, "used": 5.9 * gib, "total": 12.0 * gib},
+                    "active": {"current": 2.1 * gib, "peak": 4.3 * gib},
+                    "allocated": {"current": 2.1 * gib, "peak": 4.3 * gib},
+                    "reserved": {"current": 4.6 * gib, "peak": 4.6 * gib},
+                    "inactive": {"current": 0.2 * gib, "peak": 0.9 * gib},
+                    "events": {"retries": 0, "oom": 0},
+                },
+            }
+        )
 
     async def txt2img(self, request: web.Request) -> web.Response:
         try:
             data = json.loads(await request.read() or b"{}")
         except ValueError:
-            return web.json_response({"detail": [{"loc": ["body"], "msg": "invalid json", "type": "value_error.jsondecode"}]},
-                                     status=422)
+            return web.json_response(
+                {"detail": [{"loc": ["body"], "msg": "invalid json", "type": "value_error.jsondecode"}]}, status=422
+            )
         for key in ("width", "height", "steps", "batch_size", "n_iter"):
             if key in data and not isinstance(data[key], int):
-                return web.json_response({"detail": [{"loc": ["body", key], "msg": "value is not a valid integer",
-                                                      "type": "type_error.integer"}]}, status=422)
+                return web.json_response(
+                    {
+                        "detail": [
+                            {"loc": ["body", key], "msg": "value is not a valid integer", "type": "type_error.integer"}
+                        ]
+                    },
+                    status=422,
+                )
         width, height = data.get("width", 512), data.get("height", 512)
         count = data.get("batch_size", 1) * data.get("n_iter", 1)
         seed = data.get("seed", -1)
@@ -205,8 +231,9 @@ class FakeSDWebUI(FakeServer):
             "sd_model_name": model["model_name"],
             "sd_model_hash": model["hash"],
             "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
-            "infotexts": [f"{data.get('prompt', '')}\nSteps: {data.get('steps', 20)}, Seed: {seed + i}"
-                          for i in range(count)],
+            "infotexts": [
+                f"{data.get('prompt', '')}\nSteps: {data.get('steps', 20)}, Seed: {seed + i}" for i in range(count)
+            ],
         }
         return web.json_response({"images": images, "parameters": data, "info": json.dumps(info)})
 

@@ -33,16 +33,21 @@ API_KEY = "pexels-fake-key-563492ad6f91700001000001"
 NO_RESULTS = "qwxzv nothing matches this"
 
 _PHOTOGRAPHERS = ("Lukas Rodriguez", "Pixabay", "Eberhard Grossgasteiger", "Jaime Reimer", "Ana Arantes")
-_ERRORS = {401: "Authorization field missing", 403: "Forbidden", 429: "Rate limit exceeded",
-           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_ERRORS = {
+    401: "Authorization field missing",
+    403: "Forbidden",
+    429: "Rate limit exceeded",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 _MAX_SIDE = 1880
 
 
 class FakeStockPhotos(FakeServer):
     kind = "stock"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str = API_KEY,
-                 limit: int = 20_000) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str = API_KEY, limit: int = 20_000) -> None:
         super().__init__(host, port)
         self.api_key = api_key
         self.limit = limit
@@ -88,11 +93,13 @@ class FakeStockPhotos(FakeServer):
         photos = [self._photo(seed, i, query, orientation) for i in range(first, min(total, first + per_page))]
         body: dict[str, Any] = {"total_results": total, "page": page, "per_page": per_page, "photos": photos}
         if first + per_page < total:
-            body["next_page"] = (f"https://api.pexels.com/v1/search/?page={page + 1}&per_page={per_page}"
-                                 f"&query={quote_plus(query)}")
+            body["next_page"] = (
+                f"https://api.pexels.com/v1/search/?page={page + 1}&per_page={per_page}&query={quote_plus(query)}"
+            )
         if page > 1:
-            body["prev_page"] = (f"https://api.pexels.com/v1/search/?page={page - 1}&per_page={per_page}"
-                                 f"&query={quote_plus(query)}")
+            body["prev_page"] = (
+                f"https://api.pexels.com/v1/search/?page={page - 1}&per_page={per_page}&query={quote_plus(query)}"
+            )
         return web.json_response(body, headers=self._limits())
 
     async def photo_file(self, request: web.Request) -> web.Response:
@@ -101,26 +108,35 @@ class FakeStockPhotos(FakeServer):
         except (KeyError, ValueError):
             return web.Response(status=404, text="Not Found")
         width, height = _served_size(photo["width"], photo["height"], request.query)
-        rgb = tuple(int(photo["avg_color"][i:i + 2], 16) for i in (1, 3, 5))
-        return web.Response(body=jpeg(width, height, rgb), content_type="image/jpeg",  # type: ignore[arg-type]
-                            headers={"Cache-Control": "public, max-age=31536000"})
+        rgb = tuple(int(photo["avg_color"][i : i + 2], 16) for i in (1, 3, 5))
+        return web.Response(
+            body=jpeg(width, height, rgb),
+            content_type="image/jpeg",  # type: ignore[arg-type]
+            headers={"Cache-Control": "public, max-age=31536000"},
+        )
 
     # -- photos -------------------------------------------------------------------------------
 
     def _limits(self) -> dict[str, str]:
-        return {"X-Ratelimit-Limit": str(self.limit), "X-Ratelimit-Remaining": str(self.remaining),
-                "X-Ratelimit-Reset": str(self.reset_at)}
+        return {
+            "X-Ratelimit-Limit": str(self.limit),
+            "X-Ratelimit-Remaining": str(self.remaining),
+            "X-Ratelimit-Reset": str(self.reset_at),
+        }
 
     def _photo(self, seed: int, index: int, query: str, orientation: str) -> dict[str, Any]:
         photo_id = 1_000_000 + (seed * 31 + index * 7919) % 9_000_000
         digest = hashlib.sha256(f"{photo_id}".encode()).digest()
         width, height = {"landscape": (6000, 4000), "portrait": (4000, 6000), "square": (4000, 4000)}.get(
-            orientation, (4000 + digest[0] * 8, 3000 + digest[1] * 8))
+            orientation, (4000 + digest[0] * 8, 3000 + digest[1] * 8)
+        )
         photographer = _PHOTOGRAPHERS[digest[2] % len(_PHOTOGRAPHERS)]
         slug = "-".join(query.lower().split()[:6])
         original = f"{self.url}/photos/{photo_id}/pexels-photo-{photo_id}.jpeg"
         photo = {
-            "id": photo_id, "width": width, "height": height,
+            "id": photo_id,
+            "width": width,
+            "height": height,
             "url": f"https://www.pexels.com/photo/{slug}-{photo_id}/",
             "photographer": photographer,
             "photographer_url": f"https://www.pexels.com/@{photographer.lower().replace(' ', '-')}",

@@ -13,8 +13,13 @@ from aiohttp import web
 
 from .base import FakeServer, Fault
 
-SLACK_ERRORS = {400: "invalid_payload", 403: "action_prohibited", 404: "no_service", 410: "channel_is_archived",
-                500: "rollup_error"}
+SLACK_ERRORS = {
+    400: "invalid_payload",
+    403: "action_prohibited",
+    404: "no_service",
+    410: "channel_is_archived",
+    500: "rollup_error",
+}
 
 
 class FakeWebhook(FakeServer):

@@ -32,8 +32,9 @@ MODELS = ("Systran/faster-whisper-small", "Systran/faster-distil-whisper-large-v
 class FakeWhisper(FakeServer):
     kind = "whisper"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                 models: tuple[str, ...] = MODELS) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None, models: tuple[str, ...] = MODELS
+    ) -> None:
         super().__init__(host, port)
         self.api_key = api_key
         self.models = models
@@ -44,8 +45,10 @@ class FakeWhisper(FakeServer):
         self.heard[hashlib.sha256(audio).hexdigest()] = text
 
     def error_body(self, status: int, fault: Fault) -> dict[str, Any]:
-        return {"detail": fault.error_code or {503: "Service Unavailable", 429: "Too Many Requests"}.get(
-            status, "Internal Server Error")}
+        return {
+            "detail": fault.error_code
+            or {503: "Service Unavailable", 429: "Too Many Requests"}.get(status, "Internal Server Error")
+        }
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
@@ -62,8 +65,15 @@ class FakeWhisper(FakeServer):
         denied = self._denied(request)
         if denied is not None:
             return denied
-        return web.json_response({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 1700000000, "owned_by": m.split("/")[0]} for m in self.models]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 1700000000, "owned_by": m.split("/")[0]}
+                    for m in self.models
+                ],
+            }
+        )
 
     async def transcriptions(self, request: web.Request) -> web.Response:
         denied = self._denied(request)
@@ -74,7 +84,8 @@ class FakeWhisper(FakeServer):
         upload: bytes | None = None
         if content_type.startswith("multipart/form-data"):
             message = BytesParser(policy=HTTP).parsebytes(
-                f"Content-Type: {content_type}\r\n\r\n".encode() + await request.read())
+                f"Content-Type: {content_type}\r\n\r\n".encode() + await request.read()
+            )
             for part in message.iter_parts():  # type: ignore[attr-defined]
                 name = part.get_param("name", header="content-disposition")
                 payload = part.get_payload(decode=True) or b""
@@ -84,13 +95,24 @@ class FakeWhisper(FakeServer):
                     form[name] = payload.decode()
         missing = [f for f, v in (("file", upload), ("model", form.get("model"))) if v is None]
         if missing:
-            return web.json_response({"detail": [{"type": "missing", "loc": ["body", f], "msg": "Field required",
-                                                  "input": None} for f in missing]}, status=422)
+            return web.json_response(
+                {
+                    "detail": [
+                        {"type": "missing", "loc": ["body", f], "msg": "Field required", "input": None} for f in missing
+                    ]
+                },
+                status=422,
+            )
         assert upload is not None
         model = form["model"]
         if model not in self.models:
-            return web.json_response({"detail": f"Model '{model}' is not installed locally. You can download "
-                                                f"the model using `POST /v1/models/{model}`"}, status=404)
+            return web.json_response(
+                {
+                    "detail": f"Model '{model}' is not installed locally. You can download "
+                    f"the model using `POST /v1/models/{model}`"
+                },
+                status=404,
+            )
         text, seconds = self._hear(upload)
         if text is None:
             return web.json_response({"detail": "Invalid audio file: it could not be decoded"}, status=400)
@@ -103,13 +125,31 @@ class FakeWhisper(FakeServer):
             head = "1\n" if fmt == "srt" else "WEBVTT\n\n"
             return web.Response(text=f"{head}00:00:00{sep}000 --> {end}\n{text}\n\n", content_type="text/plain")
         if fmt == "verbose_json":
-            return web.json_response({
-                "task": "transcribe", "language": form.get("language", "en"), "duration": seconds, "text": text,
-                "words": None,
-                "segments": [{"id": 1, "seek": 0, "start": 0.0, "end": seconds, "text": text, "tokens": [],
-                              "temperature": float(form.get("temperature", 0)), "avg_logprob": -0.2,
-                              "compression_ratio": 1.1, "no_speech_prob": 0.01}] if text else [],
-            })
+            return web.json_response(
+                {
+                    "task": "transcribe",
+                    "language": form.get("language", "en"),
+                    "duration": seconds,
+                    "text": text,
+                    "words": None,
+                    "segments": [
+                        {
+                            "id": 1,
+                            "seek": 0,
+                            "start": 0.0,
+                            "end": seconds,
+                            "text": text,
+                            "tokens": [],
+                            "temperature": float(form.get("temperature", 0)),
+                            "avg_logprob": -0.2,
+                            "compression_ratio": 1.1,
+                            "no_speech_prob": 0.01,
+                        }
+                    ]
+                    if text
+                    else [],
+                }
+            )
         return web.json_response({"text": text})
 
     def _hear(self, upload: bytes) -> tuple[str | None, float]:

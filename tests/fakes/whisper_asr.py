@@ -35,16 +35,32 @@ from aiohttp import web
 from .base import FakeServer, Fault
 
 VERSION = "1.8.2"
-LANGUAGES = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "nl": "dutch",
-             "pt": "portuguese", "ja": "japanese", "zh": "chinese", "ru": "russian", "haw": "hawaiian"}
+LANGUAGES = {
+    "en": "english",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "nl": "dutch",
+    "pt": "portuguese",
+    "ja": "japanese",
+    "zh": "chinese",
+    "ru": "russian",
+    "haw": "hawaiian",
+}
 OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def enum_error(where: str, name: str, value: str, allowed: tuple[str, ...] | list[str]) -> dict[str, Any]:
     expected = ", ".join(f"'{a}'" for a in allowed[:-1]) + f" or '{allowed[-1]}'"
-    return {"type": "enum", "loc": [where, name], "msg": f"Input should be {expected}", "input": value,
-            "ctx": {"expected": expected}}
+    return {
+        "type": "enum",
+        "loc": [where, name],
+        "msg": f"Input should be {expected}",
+        "input": value,
+        "ctx": {"expected": expected},
+    }
 
 
 def _stamp(seconds: float, *, comma: bool, hours: bool) -> str:
@@ -59,8 +75,9 @@ def _stamp(seconds: float, *, comma: bool, hours: bool) -> str:
 class FakeWhisperASR(FakeServer):
     kind = "whisper"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                 engine: str = "openai_whisper") -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None, engine: str = "openai_whisper"
+    ) -> None:
         super().__init__(host, port)
         self.api_key = api_key
         self.engine = engine
@@ -71,8 +88,10 @@ class FakeWhisperASR(FakeServer):
         self.heard[hashlib.sha256(audio).hexdigest()] = (text, language)
 
     def error_body(self, status: int, fault: Fault) -> dict[str, Any]:
-        return {"detail": fault.error_code or {503: "Service Unavailable", 429: "Too Many Requests"}.get(
-            status, "Internal Server Error")}
+        return {
+            "detail": fault.error_code
+            or {503: "Service Unavailable", 429: "Too Many Requests"}.get(status, "Internal Server Error")
+        }
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/asr", self.asr)
@@ -94,7 +113,8 @@ class FakeWhisperASR(FakeServer):
         if not content_type.startswith("multipart/form-data"):
             return None
         message = BytesParser(policy=HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + await request.read())
+            f"Content-Type: {content_type}\r\n\r\n".encode() + await request.read()
+        )
         for part in message.iter_parts():  # type: ignore[attr-defined]
             if part.get_param("name", header="content-disposition") == "audio_file":
                 return part.get_payload(decode=True) or b"", part.get_filename() or "audio"
@@ -126,8 +146,11 @@ class FakeWhisperASR(FakeServer):
         words = query.get("word_timestamps") == "true"
         result = self._result(text, language or spoken, seconds, words)
         name = f"{upload[1]}.{output}"
-        return web.Response(text=_write(result, output), content_type="text/plain",
-                            headers={"Asr-Engine": self.engine, "Content-Disposition": f'attachment; filename="{name}"'})
+        return web.Response(
+            text=_write(result, output),
+            content_type="text/plain",
+            headers={"Asr-Engine": self.engine, "Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     async def detect_language(self, request: web.Request) -> web.Response:
         denied = self._denied(request)
@@ -135,32 +158,56 @@ class FakeWhisperASR(FakeServer):
             return denied
         upload = await self._upload(request)
         if upload is None:
-            return web.json_response({"detail": [{"type": "missing", "loc": ["body", "audio_file"],
-                                                  "msg": "Field required", "input": None}]}, status=422)
+            return web.json_response(
+                {
+                    "detail": [
+                        {"type": "missing", "loc": ["body", "audio_file"], "msg": "Field required", "input": None}
+                    ]
+                },
+                status=422,
+            )
         heard = self._hear(upload[0])
         if heard is None:
             return web.Response(status=500, text="Internal Server Error", content_type="text/plain")
         _, language, _ = heard
-        return web.json_response({"detected_language": LANGUAGES[language], "language_code": language,
-                                  "confidence": 0.9731})
+        return web.json_response(
+            {"detected_language": LANGUAGES[language], "language_code": language, "confidence": 0.9731}
+        )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        endpoint = {"tags": ["Endpoints"], "responses": {"200": {"description": "Successful Response"},
-                                                         "422": {"description": "Validation Error"}}}
-        return web.json_response({
-            "openapi": "3.1.0",
-            "info": {"title": "Whisper Asr Webservice", "version": VERSION,
-                     "description": "Whisper ASR Webservice is a general-purpose speech recognition webservice.",
-                     "contact": {"url": "https://github.com/ahmetoner/whisper-asr-webservice"},
-                     "license": {"name": "MIT License"}},
-            "paths": {"/asr": {"post": {**endpoint, "summary": "Asr", "operationId": "asr_asr_post"}},
-                      "/detect-language": {"post": {**endpoint, "summary": "Detect Language",
-                                                    "operationId": "detect_language_detect_language_post"}}},
-        })
+        endpoint = {
+            "tags": ["Endpoints"],
+            "responses": {"200": {"description": "Successful Response"}, "422": {"description": "Validation Error"}},
+        }
+        return web.json_response(
+            {
+                "openapi": "3.1.0",
+                "info": {
+                    "title": "Whisper Asr Webservice",
+                    "version": VERSION,
+                    "description": "Whisper ASR Webservice is a general-purpose speech recognition webservice.",
+                    "contact": {"url": "https://github.com/ahmetoner/whisper-asr-webservice"},
+                    "license": {"name": "MIT License"},
+                },
+                "paths": {
+                    "/asr": {"post": {**endpoint, "summary": "Asr", "operationId": "asr_asr_post"}},
+                    "/detect-language": {
+                        "post": {
+                            **endpoint,
+                            "summary": "Detect Language",
+                            "operationId": "detect_language_detect_language_post",
+                        }
+                    },
+                },
+            }
+        )
 
     async def docs(self, request: web.Request) -> web.Response:
-        return web.Response(text="<!DOCTYPE html><html><head><title>Whisper Asr Webservice - Swagger UI</title>"
-                                 "</head><body><div id=\"swagger-ui\"></div></body></html>", content_type="text/html")
+        return web.Response(
+            text="<!DOCTYPE html><html><head><title>Whisper Asr Webservice - Swagger UI</title>"
+            '</head><body><div id="swagger-ui"></div></body></html>',
+            content_type="text/html",
+        )
 
     async def index(self, request: web.Request) -> web.Response:
         raise web.HTTPTemporaryRedirect("/docs")
@@ -193,15 +240,28 @@ class FakeWhisperASR(FakeServer):
         for i, sentence in enumerate(sentences):
             length = seconds * len(sentence.split()) / total
             segment: dict[str, Any] = {
-                "id": i, "seek": 0, "start": round(at, 2), "end": round(at + length, 2), "text": f" {sentence}",
-                "tokens": [50364 + i, 440, 50464], "temperature": 0.0, "avg_logprob": -0.21,
-                "compression_ratio": 1.07, "no_speech_prob": 0.012,
+                "id": i,
+                "seek": 0,
+                "start": round(at, 2),
+                "end": round(at + length, 2),
+                "text": f" {sentence}",
+                "tokens": [50364 + i, 440, 50464],
+                "temperature": 0.0,
+                "avg_logprob": -0.21,
+                "compression_ratio": 1.07,
+                "no_speech_prob": 0.012,
             }
             if words:
                 step = length / max(1, len(sentence.split()))
-                segment["words"] = [{"word": f" {w}", "start": round(at + k * step, 2),
-                                     "end": round(at + (k + 1) * step, 2), "probability": 0.97}
-                                    for k, w in enumerate(sentence.split())]
+                segment["words"] = [
+                    {
+                        "word": f" {w}",
+                        "start": round(at + k * step, 2),
+                        "end": round(at + (k + 1) * step, 2),
+                        "probability": 0.97,
+                    }
+                    for k, w in enumerate(sentence.split())
+                ]
             segments.append(segment)
             at += length
         return {"text": "".join(s["text"] for s in segments), "segments": segments, "language": language}
@@ -216,11 +276,16 @@ def _write(result: dict[str, Any], output: str) -> str:
         return "".join(s["text"].strip() + "\n" for s in segments)
     if output == "tsv":
         return "start\tend\ttext\n" + "".join(
-            f"{round(1000 * s['start'])}\t{round(1000 * s['end'])}\t{s['text'].strip()}\n" for s in segments)
+            f"{round(1000 * s['start'])}\t{round(1000 * s['end'])}\t{s['text'].strip()}\n" for s in segments
+        )
     if output == "srt":
-        return "".join(f"{i}\n{_stamp(s['start'], comma=True, hours=True)} --> "
-                       f"{_stamp(s['end'], comma=True, hours=True)}\n{s['text'].strip()}\n\n"
-                       for i, s in enumerate(segments, start=1))
-    return "WEBVTT\n\n" + "".join(f"{_stamp(s['start'], comma=False, hours=False)} --> "
-                                  f"{_stamp(s['end'], comma=False, hours=False)}\n{s['text'].strip()}\n\n"
-                                  for s in segments)
+        return "".join(
+            f"{i}\n{_stamp(s['start'], comma=True, hours=True)} --> "
+            f"{_stamp(s['end'], comma=True, hours=True)}\n{s['text'].strip()}\n\n"
+            for i, s in enumerate(segments, start=1)
+        )
+    return "WEBVTT\n\n" + "".join(
+        f"{_stamp(s['start'], comma=False, hours=False)} --> "
+        f"{_stamp(s['end'], comma=False, hours=False)}\n{s['text'].strip()}\n\n"
+        for s in segments
+    )

@@ -41,18 +41,38 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 RANDOM = bool(os.environ.get("FUZZ_RANDOM"))
 
-ROUTES = {"chat": ("chat", "sim-chat"), "embed": ("embeddings", "sim-embed"), "image": ("image", "sim-image"),
-          "tts": ("tts", "sim-tts"), "translate": ("translation", "sim-translate")}
+ROUTES = {
+    "chat": ("chat", "sim-chat"),
+    "embed": ("embeddings", "sim-embed"),
+    "image": ("image", "sim-image"),
+    "tts": ("tts", "sim-tts"),
+    "translate": ("translation", "sim-translate"),
+}
 CONFIG = {
-    "providers": [{"name": "sim", "kind": "simulated", "options": {"error_rate": 0, "latency_ms": 0, "seed": 1},
-                   "capabilities": ["chat", "embeddings", "image", "tts", "translation"]}],
-    "routes": [{"name": name, "capability": capability, "targets": [{"provider": "sim", "model": model}]}
-               for name, (capability, model) in ROUTES.items()],
+    "providers": [
+        {
+            "name": "sim",
+            "kind": "simulated",
+            "options": {"error_rate": 0, "latency_ms": 0, "seed": 1},
+            "capabilities": ["chat", "embeddings", "image", "tts", "translation"],
+        }
+    ],
+    "routes": [
+        {"name": name, "capability": capability, "targets": [{"provider": "sim", "model": model}]}
+        for name, (capability, model) in ROUTES.items()
+    ],
 }
 # Which route a generated `model` is replaced with, half the time, so that requests get past
 # routing into the provider and back (a random string names no route: always a 404).
-ROUTE_FOR = {"/v1/chat/completions": "chat", "/v1/embeddings": "embed", "/v1/images/generations": "image",
-             "/v1/audio/speech": "tts", "/api/execute": "chat", "/v1/responses": "chat", "/v1/messages": "chat"}
+ROUTE_FOR = {
+    "/v1/chat/completions": "chat",
+    "/v1/embeddings": "embed",
+    "/v1/images/generations": "image",
+    "/v1/audio/speech": "tts",
+    "/api/execute": "chat",
+    "/v1/responses": "chat",
+    "/v1/messages": "chat",
+}
 GATEWAY_PATHS = ("/v1/", "/api/execute")
 # Answers in a media type other than the main one: (path, method, media type).
 OTHER_MEDIA_TYPES = [
@@ -91,7 +111,10 @@ def gateway_errors_only(ctx: Any, response: Any, case: Any) -> None:
     body = response.json() if content_type.startswith("application/json") else {}
     error_type = (body.get("error") or {}).get("type") if isinstance(body, dict) else None
     documented = case.operation.path.startswith(GATEWAY_PATHS) and (status, error_type) in {
-        (502, "all_targets_failed"), (502, "deadline_exceeded"), (503, "no_target_available")}
+        (502, "all_targets_failed"),
+        (502, "deadline_exceeded"),
+        (503, "no_target_available"),
+    }
     assert documented, f"{case.operation.label} answered {status}: {response.text[:500]}"
 
 
@@ -110,11 +133,13 @@ def steer(case: Any) -> None:
 
 
 def test_the_api_answers_every_generated_request_within_its_schema(live, document):
-    config = SchemathesisConfig.from_dict({
-        "auth": {"openapi": {"bearer": {"bearer": live.key}}},
-        # servers ignore a query parameter they do not know; refusing it is no promise of ours
-        "generation": {"allow-extra-parameters": False},
-    })
+    config = SchemathesisConfig.from_dict(
+        {
+            "auth": {"openapi": {"bearer": {"bearer": live.key}}},
+            # servers ignore a query parameter they do not know; refusing it is no promise of ours
+            "generation": {"allow-extra-parameters": False},
+        }
+    )
     api = schemathesis.openapi.from_dict(document, config=config)
     failures: list[str] = []
     timings: list[str] = []
@@ -122,18 +147,28 @@ def test_the_api_answers_every_generated_request_within_its_schema(live, documen
         operation = result.ok()
         if operation.path == "/api/events/stream":
             continue  # a valid request reads forever; tests/health/test_events_stream.py covers it
-        strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
-                             operation.as_strategy(GenerationMode.NEGATIVE))
+        strategy = st.one_of(
+            operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)
+        )
 
         @given(case=strategy)
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not RANDOM,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=not RANDOM,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case: Any) -> None:
             steer(case)
             try:
-                case.call_and_validate(base_url=live.url, timeout=30,
-                                       excluded_checks=[positive_data_acceptance, not_a_server_error],
-                                       additional_checks=[gateway_errors_only])
+                case.call_and_validate(
+                    base_url=live.url,
+                    timeout=30,
+                    excluded_checks=[positive_data_acceptance, not_a_server_error],
+                    additional_checks=[gateway_errors_only],
+                )
             except FailureGroup as group:
                 if not all(known(case, failure) for failure in group.exceptions):
                     raise
@@ -166,8 +201,11 @@ def _uses_31_only_keywords(node: Any) -> list[str]:
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ONLY_31 or (key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool)) \
-                    or (key == "type" and (value == "null" or isinstance(value, list))):
+            if (
+                key in ONLY_31
+                or (key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool))
+                or (key == "type" and (value == "null" or isinstance(value, list)))
+            ):
                 found.append(key)
             found += _uses_31_only_keywords(value)
     elif isinstance(node, list):
@@ -185,8 +223,11 @@ def test_the_config_document_schema_refuses_the_sections_the_server_refuses(docu
 
 
 def test_the_document_lists_every_media_type_an_endpoint_answers_with(document):
-    missing = [(path, media_type) for path, method, media_type in OTHER_MEDIA_TYPES
-               if media_type not in document["paths"][path][method]["responses"]["200"].get("content", {})]
+    missing = [
+        (path, media_type)
+        for path, method, media_type in OTHER_MEDIA_TYPES
+        if media_type not in document["paths"][path][method]["responses"]["200"].get("content", {})
+    ]
     assert not missing
 
 
@@ -201,15 +242,21 @@ def test_an_unknown_api_url_answers_a_json_404(live):
     assert response.status_code == 404 and response.headers["content-type"].startswith("application/json")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daphne (Twisted's http.Request) parses multipart/form-data bodies itself before the "
-    "application sees them, and answers one it cannot parse (`--boundary--` alone) with a bare 400: "
-    "no JSON error, no Content-Type, not even `Server: daphne`. The gateway's own 400 for a malformed "
-    "upload (providers/gateway/views.py) is never reached; under uvicorn it is."))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "daphne (Twisted's http.Request) parses multipart/form-data bodies itself before the "
+        "application sees them, and answers one it cannot parse (`--boundary--` alone) with a bare 400: "
+        "no JSON error, no Content-Type, not even `Server: daphne`. The gateway's own 400 for a malformed "
+        "upload (providers/gateway/views.py) is never reached; under uvicorn it is."
+    ),
+)
 def test_a_multipart_body_the_server_cannot_parse_gets_a_json_400(live):
     boundary = "c637e12e2b1a998d80d1b087531af51c"
-    response = httpx.post(live.url + "/v1/audio/transcriptions", content=f"--{boundary}--\r\n".encode(),
-                          headers={**live.headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    response = httpx.post(
+        live.url + "/v1/audio/transcriptions",
+        content=f"--{boundary}--\r\n".encode(),
+        headers={**live.headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert response.status_code == 400
     assert response.headers.get("content-type", "").startswith("application/json")
-

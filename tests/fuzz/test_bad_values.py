@@ -29,19 +29,60 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 RANDOM = bool(os.environ.get("FUZZ_RANDOM"))
-ROUTES = {"chat": ("chat", "sim-chat"), "embed": ("embeddings", "sim-embed"), "image": ("image", "sim-image"),
-          "speak": ("tts", "sim-tts"), "listen": ("stt", "sim-chat")}
+ROUTES = {
+    "chat": ("chat", "sim-chat"),
+    "embed": ("embeddings", "sim-embed"),
+    "image": ("image", "sim-image"),
+    "speak": ("tts", "sim-tts"),
+    "listen": ("stt", "sim-chat"),
+}
 CONFIG = {
-    "providers": [{"name": "up", "kind": "simulated", "options": {"seed": 1},
-                   "capabilities": ["chat", "embeddings", "image", "tts", "translation"]}],
-    "routes": [{"name": name, "capability": capability, "targets": [{"provider": "up", "model": model}]}
-               for name, (capability, model) in ROUTES.items() if capability != "stt"],
+    "providers": [
+        {
+            "name": "up",
+            "kind": "simulated",
+            "options": {"seed": 1},
+            "capabilities": ["chat", "embeddings", "image", "tts", "translation"],
+        }
+    ],
+    "routes": [
+        {"name": name, "capability": capability, "targets": [{"provider": "up", "model": model}]}
+        for name, (capability, model) in ROUTES.items()
+        if capability != "stt"
+    ],
 }
 # The parameters each endpoint reads; a generated value lands on one of these or on any key.
-COMMON = ["model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "stop",
-          "stream", "seed", "tools", "tool_choice", "response_format", "presence_penalty", "input", "dimensions",
-          "encoding_format", "prompt", "size", "voice", "speed", "capability", "route", "options", "providers",
-          "routes", "minutes", "name", "kind"]
+COMMON = [
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "stop",
+    "stream",
+    "seed",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "presence_penalty",
+    "input",
+    "dimensions",
+    "encoding_format",
+    "prompt",
+    "size",
+    "voice",
+    "speed",
+    "capability",
+    "route",
+    "options",
+    "providers",
+    "routes",
+    "minutes",
+    "name",
+    "kind",
+]
 NEST = re.compile(r'"__nest_(\d+)__"')
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -50,12 +91,26 @@ surrogate = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 bad_text = st.text(control | surrogate | st.characters(), min_size=1, max_size=24)
 huge_text = st.integers(1_000, 400_000).map(lambda n: "m" * n)
 deep = st.integers(65, 4000).map(lambda depth: f"__nest_{depth}__")  # written as raw brackets
-leaf = (st.none() | st.booleans() | st.integers(-(2**80), 2**80)
-        | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
-any_json = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                          max_size=3), max_leaves=8)
-bad_value = bad_text | huge_text | deep | any_json | st.lists(bad_text, max_size=3) | st.dictionaries(bad_text, leaf,
-                                                                                                     max_size=2)
+leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+any_json = st.recursive(
+    leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+bad_value = (
+    bad_text
+    | huge_text
+    | deep
+    | any_json
+    | st.lists(bad_text, max_size=3)
+    | st.dictionaries(bad_text, leaf, max_size=2)
+)
 mutation = st.tuples(st.sampled_from(COMMON) | bad_text, bad_value)
 
 
@@ -65,8 +120,14 @@ def draw_cases(strategy: Any) -> list[Any]:
     cases: list[Any] = []
 
     @given(case=strategy)
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not RANDOM,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=not RANDOM,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def collect(case: Any) -> None:
         cases.append(case)
 
@@ -104,8 +165,9 @@ async def test_generated_bad_values_in_a_json_body_never_get_a_server_error(gate
     url = path.replace("{name}", "up") + QUERY.get(path, "")
     for mutations in draw_cases(st.lists(mutation, min_size=1, max_size=3)):
         content = raw_body(path, mutations)
-        response = await gateway.request(method, url, content=content,
-                                         headers={**auth(key), "Content-Type": "application/json"})
+        response = await gateway.request(
+            method, url, content=content, headers={**auth(key), "Content-Type": "application/json"}
+        )
         check(response, repr(mutations))
         if path == "/api/config" and response.status_code < 300:
             await configure_again(gateway, key)
@@ -118,13 +180,20 @@ async def configure_again(gateway: Any, key: str) -> None:
 
 
 async def test_generated_bad_multipart_fields_never_get_a_server_error(gateway, key, simulated):
-    fields = st.dictionaries(st.sampled_from(["model", "temperature", "language", "prompt", "response_format"])
-                             | st.text(min_size=1, max_size=8),
-                             st.text(control | st.characters(exclude_categories=["Cs"]), max_size=40) | huge_text,
-                             min_size=1, max_size=3)
+    fields = st.dictionaries(
+        st.sampled_from(["model", "temperature", "language", "prompt", "response_format"])
+        | st.text(min_size=1, max_size=8),
+        st.text(control | st.characters(exclude_categories=["Cs"]), max_size=40) | huge_text,
+        min_size=1,
+        max_size=3,
+    )
     for data in draw_cases(fields):
-        response = await gateway.post("/v1/audio/transcriptions", headers=auth(key), data=data,
-                                      files={"file": ("a.wav", b"RIFF....WAVE", "audio/wav")})
+        response = await gateway.post(
+            "/v1/audio/transcriptions",
+            headers=auth(key),
+            data=data,
+            files={"file": ("a.wav", b"RIFF....WAVE", "audio/wav")},
+        )
         check(response, repr(data))
 
 
@@ -135,17 +204,20 @@ async def test_generated_bad_names_in_paths_never_get_a_server_error(gateway, ke
     content = TEMPLATES.get(path, "").replace("{}", "1", 1).encode() or None
     for name in draw_cases(names):
         url = path.replace("{name}", name).replace("{model}", name[:50] or "m")
-        response = await gateway.request(method, url, content=content,
-                                         headers={**auth(key), "Content-Type": "application/json"})
+        response = await gateway.request(
+            method, url, content=content, headers={**auth(key), "Content-Type": "application/json"}
+        )
         check(response, url)
 
 
 @pytest.mark.parametrize("header", ["X-Gateway-Prefer", "X-Gateway-Deadline"])
 async def test_generated_bad_steering_headers_never_get_a_server_error(gateway, key, simulated, header):
-    values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
-                     min_size=1, max_size=60)
+    values = st.text(
+        st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), min_size=1, max_size=60
+    )
     chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
     for value in draw_cases(values):
-        response = await gateway.post("/v1/chat/completions", json=chat,
-                                      headers={**auth(key), header: value.encode("latin-1")})
+        response = await gateway.post(
+            "/v1/chat/completions", json=chat, headers={**auth(key), header: value.encode("latin-1")}
+        )
         check(response, f"{header}: {value!r}")

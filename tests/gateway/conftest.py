@@ -31,8 +31,14 @@ def upstream_anthropic() -> Iterator[FakeAnthropic]:
 
 
 def provider(name: str, url: str, *, kind: str = "openai", key: str = OPENAI_KEY, **extra: object) -> dict:
-    entry = {"name": name, "kind": kind, "base_url": url, "api_key": key, "timeout_s": 2,
-             "retry": {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.05}}
+    entry = {
+        "name": name,
+        "kind": kind,
+        "base_url": url,
+        "api_key": key,
+        "timeout_s": 2,
+        "retry": {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.05},
+    }
     entry.update(extra)
     return entry
 
@@ -40,12 +46,22 @@ def provider(name: str, url: str, *, kind: str = "openai", key: str = OPENAI_KEY
 @pytest.fixture
 def two_openai(configure, upstream_a, upstream_b):
     async def setup(**route: object) -> None:
-        await configure({
-            "providers": [provider("up-a", upstream_a.url + "/v1"), provider("up-b", upstream_b.url + "/v1")],
-            "routes": [{"name": "chain", "capability": "chat",
-                        "targets": [{"provider": "up-a", "model": "gpt-4o-mini"},
-                                    {"provider": "up-b", "model": "gpt-4o"}], **route}],
-        })
+        await configure(
+            {
+                "providers": [provider("up-a", upstream_a.url + "/v1"), provider("up-b", upstream_b.url + "/v1")],
+                "routes": [
+                    {
+                        "name": "chain",
+                        "capability": "chat",
+                        "targets": [
+                            {"provider": "up-a", "model": "gpt-4o-mini"},
+                            {"provider": "up-b", "model": "gpt-4o"},
+                        ],
+                        **route,
+                    }
+                ],
+            }
+        )
 
     return setup
 

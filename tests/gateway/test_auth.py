@@ -54,6 +54,7 @@ async def test_a_revoked_key_stops_working_once_the_configuration_reloads(gatewa
 
     await two_openai()
     assert (await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))).status_code == 200
+
     @sync_to_async
     def revoke() -> None:  # as the admin's "Revoke" action does
         for row in ApiKey.objects.all():
@@ -68,8 +69,9 @@ async def test_a_revoked_key_stops_working_once_the_configuration_reloads(gatewa
 async def test_a_key_over_its_limit_gets_429_with_retry_after(gateway, two_openai, make_key):
     await two_openai()
     limited = await make_key(["gateway"], rate_limit_per_minute=2)
-    statuses = [(await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(limited))).status_code
-                for _ in range(3)]
+    statuses = [
+        (await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(limited))).status_code for _ in range(3)
+    ]
     assert statuses[:2] == [200, 200]
     last = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(limited))
     assert last.status_code == 429 and last.json()["error"]["code"] == "rate_limited"

@@ -26,10 +26,20 @@ from .conftest import provider
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROUTES = {"chat": ("chat", "gpt-4o-mini"), "embed": ("embeddings", "text-embedding-3-small"),
-          "image": ("image", "dall-e-2"), "speak": ("tts", "tts-1"), "listen": ("stt", "whisper-1")}
-CAPABILITY_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/images/generations", "/v1/audio/speech",
-                    "/v1/audio/transcriptions")
+ROUTES = {
+    "chat": ("chat", "gpt-4o-mini"),
+    "embed": ("embeddings", "text-embedding-3-small"),
+    "image": ("image", "dall-e-2"),
+    "speak": ("tts", "tts-1"),
+    "listen": ("stt", "whisper-1"),
+}
+CAPABILITY_PATHS = (
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/images/generations",
+    "/v1/audio/speech",
+    "/v1/audio/transcriptions",
+)
 
 
 @pytest.fixture
@@ -40,11 +50,17 @@ def upstream() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 async def routes(configure, upstream):
-    await configure({
-        "providers": [provider("up", upstream.url + "/v1", capabilities=["chat", "embeddings", "image", "tts", "stt"])],
-        "routes": [{"name": name, "capability": capability, "targets": [{"provider": "up", "model": model}]}
-                   for name, (capability, model) in ROUTES.items()],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("up", upstream.url + "/v1", capabilities=["chat", "embeddings", "image", "tts", "stt"])
+            ],
+            "routes": [
+                {"name": name, "capability": capability, "targets": [{"provider": "up", "model": model}]}
+                for name, (capability, model) in ROUTES.items()
+            ],
+        }
+    )
 
 
 # -- the endpoints and a valid body for each, with a place to put a bad value ------------------------
@@ -83,12 +99,12 @@ TEMPLATES = {
     "/v1/audio/speech": '{"model": "speak", "input": "hi", "voice": "alloy", "extra": {}}',
     "/api/execute": '{"capability": "chat", "route": "chat", "input": "hi", "options": {"extra": {}}}',
     "/api/config": '{"providers": [{"name": "other", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", '
-                   '"options": {"x": {}}}]}',
+    '"options": {"x": {}}}]}',
     "/api/breakers/{name}/force-open": '{"minutes": 5, "x": {}}',
     "/v1/messages": '{"model": "chat", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}], '
-                    '"metadata": {"x": {}}}',
+    '"metadata": {"x": {}}}',
     "/v1/messages/count_tokens": '{"model": "chat", "messages": [{"role": "user", "content": "hi"}], '
-                                 '"metadata": {"x": {}}}',
+    '"metadata": {"x": {}}}',
     "/api/keys/{prefix}": '{"rpm": {}}',
     "/v1/responses": '{"model": "chat", "input": "hi", "extra": {}}',
     "/api/incidents/{id}/mute": '{"minutes": 5, "x": {}}',
@@ -97,8 +113,9 @@ QUERY = {"/api/config": "?prune=false"}
 
 
 def url(method: str, path: str, name: str = "up", prefix: str = "gw_x") -> str:
-    return (path.replace("{name}", name).replace("{model}", "m").replace("{prefix}", prefix).replace("{id}", "1")
-            + QUERY.get(path, ""))
+    return path.replace("{name}", name).replace("{model}", "m").replace("{prefix}", prefix).replace(
+        "{id}", "1"
+    ) + QUERY.get(path, "")
 
 
 def body(path: str, injected: str) -> bytes:
@@ -149,8 +166,12 @@ async def test_a_malformed_value_anywhere_in_a_json_body_is_a_json_400(gateway, 
     for case, raw in GENERIC.items():
         if path == "/api/config" and case in YAML_STRINGS:
             continue  # a string in YAML; YAML's own NaN and infinity are tested below
-        response = await gateway.request(method, url(method, path, prefix=key[:11]), content=body(path, raw),
-                                         headers={**auth(key), "Content-Type": "application/json"})
+        response = await gateway.request(
+            method,
+            url(method, path, prefix=key[:11]),
+            content=body(path, raw),
+            headers={**auth(key), "Content-Type": "application/json"},
+        )
         error = assert_refused(response, upstream)
         assert response.status_code == 400, case
         assert error["code"] in ("invalid_json", "invalid_config"), (case, error)
@@ -164,8 +185,9 @@ async def test_a_malformed_value_anywhere_in_a_json_body_is_a_json_400(gateway, 
 
         incident = await Incident.objects.acreate(provider_name="up", opened_at=timezone.now())
         target = target.replace("/1/", f"/{incident.pk}/")
-    response = await gateway.request(method, target, content=body(path, "1"),
-                                     headers={**auth(key), "Content-Type": "application/json"})
+    response = await gateway.request(
+        method, target, content=body(path, "1"), headers={**auth(key), "Content-Type": "application/json"}
+    )
     assert response.status_code < 300, response.text[:500]
 
 
@@ -199,8 +221,9 @@ async def test_a_name_that_cannot_be_a_name_is_refused_before_routing(gateway, k
     field = "route" if path == "/api/execute" else "model"
     for case, name in BAD_NAMES.items():
         data = {**json.loads(body(path, "1")), field: name}
-        response = await gateway.post(path, content=json.dumps(data).encode(),
-                                      headers={**auth(key), "Content-Type": "application/json"})
+        response = await gateway.post(
+            path, content=json.dumps(data).encode(), headers={**auth(key), "Content-Type": "application/json"}
+        )
         error = assert_refused(response, upstream)
         assert response.status_code == 400 and error["param"] == field, (case, error)
         assert "x-injected" not in response.headers and "x-gateway-route" not in response.headers
@@ -210,33 +233,72 @@ async def test_a_multipart_model_name_that_cannot_be_a_name_is_refused(gateway, 
     for case, name in BAD_NAMES.items():
         if not isinstance(name, str) or not name:
             continue
-        response = await gateway.post("/v1/audio/transcriptions", headers=auth(key),
-                                      data={"model": name}, files={"file": ("a.wav", b"RIFF", "audio/wav")})
+        response = await gateway.post(
+            "/v1/audio/transcriptions",
+            headers=auth(key),
+            data={"model": name},
+            files={"file": ("a.wav", b"RIFF", "audio/wav")},
+        )
         assert assert_refused(response, upstream)["param"] == "model", case
 
 
 WRONG = {
     "/v1/chat/completions": [
-        ("temperature", "hot"), ("temperature", 5), ("temperature", True), ("top_p", 2), ("top_p", "0.5"),
-        ("presence_penalty", "x"), ("frequency_penalty", -3), ("max_tokens", "10"), ("max_tokens", 0),
-        ("max_tokens", 1.5), ("n", 0), ("n", "2"), ("stop", 5), ("stop", ["a", 1]), ("stream", "yes"),
-        ("stream", 1), ("seed", "1"), ("tools", "x"), ("tools", [1]), ("tool_choice", 5),
-        ("response_format", "json"), ("messages", [{"role": 5, "content": "x"}]),
-        ("messages", [{"role": "user", "content": 5}]), ("messages", [{"content": "x"}]),
-        ("messages", ["hello"]), ("messages", "hello"), ("messages", []),
+        ("temperature", "hot"),
+        ("temperature", 5),
+        ("temperature", True),
+        ("top_p", 2),
+        ("top_p", "0.5"),
+        ("presence_penalty", "x"),
+        ("frequency_penalty", -3),
+        ("max_tokens", "10"),
+        ("max_tokens", 0),
+        ("max_tokens", 1.5),
+        ("n", 0),
+        ("n", "2"),
+        ("stop", 5),
+        ("stop", ["a", 1]),
+        ("stream", "yes"),
+        ("stream", 1),
+        ("seed", "1"),
+        ("tools", "x"),
+        ("tools", [1]),
+        ("tool_choice", 5),
+        ("response_format", "json"),
+        ("messages", [{"role": 5, "content": "x"}]),
+        ("messages", [{"role": "user", "content": 5}]),
+        ("messages", [{"content": "x"}]),
+        ("messages", ["hello"]),
+        ("messages", "hello"),
+        ("messages", []),
     ],
     "/v1/embeddings": [
-        ("input", 5), ("input", [["a"]]), ("input", [1, "a"]), ("input", ["x"] * 3000), ("input", None),
-        ("dimensions", "8"), ("dimensions", 0), ("dimensions", 2_000_000), ("dimensions", 1e9),
+        ("input", 5),
+        ("input", [["a"]]),
+        ("input", [1, "a"]),
+        ("input", ["x"] * 3000),
+        ("input", None),
+        ("dimensions", "8"),
+        ("dimensions", 0),
+        ("dimensions", 2_000_000),
+        ("dimensions", 1e9),
         ("encoding_format", "hex"),
     ],
     "/v1/images/generations": [("n", "2"), ("n", 0), ("n", 1000), ("size", 5), ("prompt", 5), ("prompt", "")],
     "/v1/audio/speech": [("speed", "fast"), ("speed", 100), ("voice", 5), ("input", 5), ("input", "")],
     "/api/execute": [
-        ("options", {"temperature": "hot"}), ("options", {"stop": 5}), ("options", {"deadline_s": "x"}),
-        ("options", {"deadline_s": True}), ("options", {"deadline_s": 0}), ("options", {"prefer": "a\r\nb"}),
-        ("options", []), ("capability", "nope"), ("capability", 5), ("input", 5),
-        ("input", [{"role": "user", "content": 5}]), ("input", {"messages": [{"role": "user", "content": {}}]}),
+        ("options", {"temperature": "hot"}),
+        ("options", {"stop": 5}),
+        ("options", {"deadline_s": "x"}),
+        ("options", {"deadline_s": True}),
+        ("options", {"deadline_s": 0}),
+        ("options", {"prefer": "a\r\nb"}),
+        ("options", []),
+        ("capability", "nope"),
+        ("capability", 5),
+        ("input", 5),
+        ("input", [{"role": "user", "content": 5}]),
+        ("input", {"messages": [{"role": "user", "content": {}}]}),
     ],
 }
 
@@ -251,36 +313,52 @@ async def test_a_common_parameter_of_the_wrong_type_or_range_is_a_400_naming_it(
         assert error.get("param", "").split(".")[0].split("[")[0] in (field, "input", "options"), (field, error)
 
 
-@pytest.mark.parametrize(("capability", "options", "param"), [
-    ("embeddings", {"dimensions": 2_000_000}, "options.dimensions"),
-    ("chat", {"temperature": "hot"}, "options.temperature"),
-    ("image", {"n": "4"}, "options.n"),
-    ("tts", {"speed": "fast"}, "options.speed"),
-    ("translation", {"target_lang": 5}, "options.target_lang"),
-])
-async def test_execute_checks_what_the_v1_endpoint_would_and_names_the_option(gateway, key, routes, upstream,
-                                                                            capability, options, param):
-    response = await gateway.post("/api/execute", headers=auth(key), json={
-        "capability": capability, "route": "chat", "input": "hello", "options": options})
+@pytest.mark.parametrize(
+    ("capability", "options", "param"),
+    [
+        ("embeddings", {"dimensions": 2_000_000}, "options.dimensions"),
+        ("chat", {"temperature": "hot"}, "options.temperature"),
+        ("image", {"n": "4"}, "options.n"),
+        ("tts", {"speed": "fast"}, "options.speed"),
+        ("translation", {"target_lang": 5}, "options.target_lang"),
+    ],
+)
+async def test_execute_checks_what_the_v1_endpoint_would_and_names_the_option(
+    gateway, key, routes, upstream, capability, options, param
+):
+    response = await gateway.post(
+        "/api/execute",
+        headers=auth(key),
+        json={"capability": capability, "route": "chat", "input": "hello", "options": options},
+    )
     error = assert_refused(response, upstream)
     assert error["param"] == param, error
 
 
 @pytest.mark.parametrize(("field", "value"), [("temperature", "hot"), ("temperature", "7"), ("temperature", "nan")])
 async def test_a_multipart_number_that_is_not_one_is_refused(gateway, key, routes, upstream, field, value):
-    response = await gateway.post("/v1/audio/transcriptions", headers=auth(key),
-                                  data={"model": "listen", field: value}, files={"file": ("a.wav", b"RIFF", "audio/wav")})
+    response = await gateway.post(
+        "/v1/audio/transcriptions",
+        headers=auth(key),
+        data={"model": "listen", field: value},
+        files={"file": ("a.wav", b"RIFF", "audio/wav")},
+    )
     assert assert_refused(response, upstream)["param"] == field
 
 
-@pytest.mark.parametrize("extra", [
-    {"data": {f"field{i}": "x" for i in range(1500)}},
-    {"files": {f"file{i}": (f"a{i}.wav", b"RIFF", "audio/wav") for i in range(150)}},
-], ids=["too many fields", "too many files"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"data": {f"field{i}": "x" for i in range(1500)}},
+        {"files": {f"file{i}": (f"a{i}.wav", b"RIFF", "audio/wav") for i in range(150)}},
+    ],
+    ids=["too many fields", "too many files"],
+)
 async def test_a_multipart_upload_past_djangos_limits_is_a_json_400(gateway, key, routes, upstream, extra):
     files = {"file": ("a.wav", b"RIFF", "audio/wav"), **extra.get("files", {})}
-    response = await gateway.post("/v1/audio/transcriptions", headers=auth(key),
-                                  data={"model": "listen", **extra.get("data", {})}, files=files)
+    response = await gateway.post(
+        "/v1/audio/transcriptions", headers=auth(key), data={"model": "listen", **extra.get("data", {})}, files=files
+    )
     assert_refused(response, upstream)
     assert response.status_code == 400
 
@@ -304,19 +382,32 @@ PATH_NAMES = {
 async def test_a_bad_name_in_the_path_is_a_json_4xx(gateway, key, routes, upstream, method, path):
     content = body(path, "1") if (method, path) in JSON_ENDPOINTS else None
     for name in PATH_NAMES.values():
-        response = await gateway.request(method, url(method, path, name), content=content,
-                                         headers={**auth(key), "Content-Type": "application/json"})
+        response = await gateway.request(
+            method, url(method, path, name), content=content, headers={**auth(key), "Content-Type": "application/json"}
+        )
         assert_refused(response, upstream)
 
 
 # -- the classes from the issue, one by one ---------------------------------------------------------
 
 
-async def test_a_malformed_parameter_for_an_anthropic_target_never_opens_its_breaker(gateway, configure, key,
-                                                                                   upstream_anthropic):
-    await configure({"providers": [provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY,
-                                            breaker={"consecutive_failures": 2, "min_calls": 2})],
-                     "routes": [{"name": "claude", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}]})
+async def test_a_malformed_parameter_for_an_anthropic_target_never_opens_its_breaker(
+    gateway, configure, key, upstream_anthropic
+):
+    await configure(
+        {
+            "providers": [
+                provider(
+                    "claude",
+                    upstream_anthropic.url,
+                    kind="anthropic",
+                    key=ANTHROPIC_KEY,
+                    breaker={"consecutive_failures": 2, "min_calls": 2},
+                )
+            ],
+            "routes": [{"name": "claude", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}],
+        }
+    )
     chat = {"model": "claude", "messages": [{"role": "user", "content": "hi"}]}
     for bad in ({"temperature": "hot"}, {"stop": 5}, {"max_tokens": "ten"}, {"top_p": [1]}, {"stop": [None]}):
         response = await gateway.post("/v1/chat/completions", headers=auth(key), json={**chat, **bad})
@@ -330,19 +421,33 @@ async def test_a_malformed_parameter_for_an_anthropic_target_never_opens_its_bre
 
 async def test_known_fields_are_checked_and_unknown_ones_pass_through_untouched(gateway, key, routes, upstream):
     extra = {"metadata": {"nested": [1, {"deep": True}]}, "vendor_knob": "on", "logit_bias": {"50256": -100}}
-    refused = await gateway.post("/v1/chat/completions", headers=auth(key), json={
-        "model": "chat", "messages": [{"role": "user", "content": "hi"}], "temperature": "0", **extra})
+    refused = await gateway.post(
+        "/v1/chat/completions",
+        headers=auth(key),
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "temperature": "0", **extra},
+    )
     assert refused.status_code == 400 and upstream.requests_to("/v1/chat/completions") == []
-    response = await gateway.post("/v1/chat/completions", headers=auth(key), json={
-        "model": "chat", "messages": [{"role": "user", "content": "hi", "name": "ann"}], "temperature": 0, **extra})
+    response = await gateway.post(
+        "/v1/chat/completions",
+        headers=auth(key),
+        json={
+            "model": "chat",
+            "messages": [{"role": "user", "content": "hi", "name": "ann"}],
+            "temperature": 0,
+            **extra,
+        },
+    )
     assert response.status_code == 200, response.text
     sent = upstream.requests_to("/v1/chat/completions")[0].json()
     assert {k: sent[k] for k in extra} == extra and sent["messages"][0]["name"] == "ann"
 
 
 async def test_the_error_is_in_openai_shape_and_names_the_field(gateway, key, routes):
-    response = await gateway.post("/v1/chat/completions", headers=auth(key), json={
-        "model": "chat", "messages": [{"role": "user", "content": "hi"}], "stop": ["ok", 5]})
+    response = await gateway.post(
+        "/v1/chat/completions",
+        headers=auth(key),
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stop": ["ok", 5]},
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == "stop[1]"
@@ -353,27 +458,39 @@ async def test_a_lone_surrogate_is_refused_before_it_reaches_the_request_log(gat
     from analytics.recorder import flush_all
 
     raw = b'{"model": "up/gpt-4o-mini\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
-    response = await gateway.post("/v1/chat/completions", content=raw,
-                                  headers={**auth(key), "Content-Type": "application/json"})
+    response = await gateway.post(
+        "/v1/chat/completions", content=raw, headers={**auth(key), "Content-Type": "application/json"}
+    )
     error = assert_refused(response, upstream)
     assert error["param"] == "model" and "surrogate" in error["message"]
     await flush_all()
 
 
 async def test_huge_dimensions_are_refused_at_the_edge(gateway, configure, key):
-    await configure({"providers": [{"name": "sim", "kind": "simulated"}],
-                     "routes": [{"name": "embed", "capability": "embeddings",
-                                 "targets": [{"provider": "sim", "model": "sim-embed"}]}]})
-    response = await gateway.post("/v1/embeddings", headers=auth(key),
-                                  json={"model": "embed", "input": "hi", "dimensions": 2_000_000})
+    await configure(
+        {
+            "providers": [{"name": "sim", "kind": "simulated"}],
+            "routes": [
+                {"name": "embed", "capability": "embeddings", "targets": [{"provider": "sim", "model": "sim-embed"}]}
+            ],
+        }
+    )
+    response = await gateway.post(
+        "/v1/embeddings", headers=auth(key), json={"model": "embed", "input": "hi", "dimensions": 2_000_000}
+    )
     assert assert_refused(response)["param"] == "dimensions"
-    ok = await gateway.post("/v1/embeddings", headers=auth(key), json={"model": "embed", "input": "hi", "dimensions": 64})
+    ok = await gateway.post(
+        "/v1/embeddings", headers=auth(key), json={"model": "embed", "input": "hi", "dimensions": 64}
+    )
     assert ok.status_code == 200 and len(ok.json()["data"][0]["embedding"]) == 64
 
 
 async def test_a_route_header_never_carries_raw_non_ascii_text(gateway, key, routes, upstream):
-    response = await gateway.post("/v1/chat/completions", headers=auth(key), json={
-        "model": "up/modèle-😀", "messages": [{"role": "user", "content": "hi"}]})
+    response = await gateway.post(
+        "/v1/chat/completions",
+        headers=auth(key),
+        json={"model": "up/modèle-😀", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert response.status_code == 404  # the caller named the target: the provider's own 404
     assert response.headers["x-gateway-route"] == "up/mod%C3%A8le-%F0%9F%98%80"
 
@@ -381,9 +498,16 @@ async def test_a_route_header_never_carries_raw_non_ascii_text(gateway, key, rou
 # -- 405, static files ----------------------------------------------------------------------------------
 
 
-METHOD_CASES = [("GET", "/v1/chat/completions"), ("PUT", "/v1/embeddings"), ("DELETE", "/api/execute"),
-                ("POST", "/v1/models"), ("GET", "/api/breakers/up/reset"), ("POST", "/api/config"),
-                ("GET", "/api/cache"), ("PATCH", "/api/breakers/up/force-open")]
+METHOD_CASES = [
+    ("GET", "/v1/chat/completions"),
+    ("PUT", "/v1/embeddings"),
+    ("DELETE", "/api/execute"),
+    ("POST", "/v1/models"),
+    ("GET", "/api/breakers/up/reset"),
+    ("POST", "/api/config"),
+    ("GET", "/api/cache"),
+    ("PATCH", "/api/breakers/up/force-open"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), METHOD_CASES)
@@ -395,8 +519,15 @@ async def test_a_method_an_api_endpoint_does_not_take_is_a_json_405(gateway, key
     assert response.headers["allow"] and response.headers["allow"] in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("path", ["/static/..%2f..%2fpyproject.toml", "/static/..%2F..%2F..%2Fetc%2Fpasswd",
-                                  "/static/%2e%2e/%2e%2e/manage.py", "/static/css/..%2f..%2f..%2fREADME.md"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/..%2f..%2fpyproject.toml",
+        "/static/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/%2e%2e/%2e%2e/manage.py",
+        "/static/css/..%2f..%2f..%2fREADME.md",
+    ],
+)
 async def test_a_static_path_that_climbs_out_is_a_404(gateway, path):
     response = await gateway.get(path)
     assert response.status_code == 404
@@ -406,11 +537,14 @@ async def test_a_static_path_that_climbs_out_is_a_404(gateway, path):
 # -- helpers exposed to the lead: the YAML depth check ------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    "providers: " + "[" * 3000 + "]" * 3000,
-    "a: " + "{b: " * 200 + "1" + "}" * 200,
-    "".join("  " * i + "k:\n" for i in range(100)) + "  " * 100 + "v\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "providers: " + "[" * 3000 + "]" * 3000,
+        "a: " + "{b: " * 200 + "1" + "}" * 200,
+        "".join("  " * i + "k:\n" for i in range(100)) + "  " * 100 + "v\n",
+    ],
+)
 def test_a_yaml_document_nested_too_deep_is_refused_before_it_is_loaded(text):
     from providers.bounds import BoundsError, check_yaml_text
 
@@ -423,4 +557,3 @@ def test_an_ordinary_configuration_passes_the_yaml_depth_check():
     from providers.demo import DEMO_CONFIG
 
     check_yaml_text(DEMO_CONFIG)
-

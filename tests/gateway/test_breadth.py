@@ -30,8 +30,13 @@ WHISPER = "Systran/faster-whisper-small"
 
 def entry(name: str, kind: str, url: str, key: str | None = None, **extra: object) -> dict:
     """A provider as the configuration file has it; short timeouts and backoff for tests."""
-    provider = {"name": name, "kind": kind, "base_url": url, "timeout_s": 2,
-                "retry": {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.05}}
+    provider = {
+        "name": name,
+        "kind": kind,
+        "base_url": url,
+        "timeout_s": 2,
+        "retry": {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.05},
+    }
     if key is not None:
         provider["api_key"] = key
     provider.update(extra)
@@ -59,18 +64,34 @@ def stock() -> Iterator[FakeStockPhotos]:
 @pytest.fixture
 def image_chain(configure, sdwebui, replicate, stock):
     async def setup(replicate_extra: dict | None = None) -> None:
-        await configure({
-            "providers": [
-                entry("local-sd", "sdwebui", sdwebui.url),
-                entry("replicate", "replicate", replicate.url, REPLICATE_TOKEN,
-                      options={"poll_interval_s": 0.01}, **(replicate_extra or {})),
-                entry("pexels", "stock", stock.url, PEXELS_KEY),
-            ],
-            "routes": [{"name": "pictures", "capability": "image", "max_attempts": 6, "targets": [
-                {"provider": "local-sd", "model": "v1-5-pruned-emaonly"},
-                {"provider": "replicate", "model": FLUX},
-                {"provider": "pexels", "model": "search"}]}],
-        })
+        await configure(
+            {
+                "providers": [
+                    entry("local-sd", "sdwebui", sdwebui.url),
+                    entry(
+                        "replicate",
+                        "replicate",
+                        replicate.url,
+                        REPLICATE_TOKEN,
+                        options={"poll_interval_s": 0.01},
+                        **(replicate_extra or {}),
+                    ),
+                    entry("pexels", "stock", stock.url, PEXELS_KEY),
+                ],
+                "routes": [
+                    {
+                        "name": "pictures",
+                        "capability": "image",
+                        "max_attempts": 6,
+                        "targets": [
+                            {"provider": "local-sd", "model": "v1-5-pruned-emaonly"},
+                            {"provider": "replicate", "model": FLUX},
+                            {"provider": "pexels", "model": "search"},
+                        ],
+                    }
+                ],
+            }
+        )
 
     return setup
 
@@ -85,8 +106,11 @@ def is_png(data: bytes) -> bool:
 async def test_the_image_chain_is_served_by_sd_webui_while_it_works(gateway, image_chain, key, replicate):
     await image_chain()
 
-    response = await gateway.post("/v1/images/generations", headers=auth(key),
-                                  json={"model": "pictures", "prompt": "a lighthouse", "size": "64x64"})
+    response = await gateway.post(
+        "/v1/images/generations",
+        headers=auth(key),
+        json={"model": "pictures", "prompt": "a lighthouse", "size": "64x64"},
+    )
 
     assert response.status_code == 200, response.text
     assert response.headers["x-gateway-provider"] == "local-sd"
@@ -98,8 +122,11 @@ async def test_when_sd_webui_fails_replicate_serves_the_image(gateway, image_cha
     await image_chain()
     sdwebui.fault(path="/sdapi/v1/txt2img", status=500)
 
-    response = await gateway.post("/v1/images/generations", headers=auth(key), json={
-        "model": "pictures", "prompt": "a lighthouse", "response_format": "b64_json"})
+    response = await gateway.post(
+        "/v1/images/generations",
+        headers=auth(key),
+        json={"model": "pictures", "prompt": "a lighthouse", "response_format": "b64_json"},
+    )
 
     assert response.status_code == 200, response.text
     assert response.headers["x-gateway-provider"] == "replicate"
@@ -110,14 +137,18 @@ async def test_when_sd_webui_fails_replicate_serves_the_image(gateway, image_cha
     assert replicate.last["status"] == "succeeded" and stock.requests == []
 
 
-async def test_when_sd_webui_and_replicate_fail_the_stock_search_serves(gateway, image_chain, key, sdwebui,
-                                                                       replicate, stock):
+async def test_when_sd_webui_and_replicate_fail_the_stock_search_serves(
+    gateway, image_chain, key, sdwebui, replicate, stock
+):
     await image_chain()
     sdwebui.fault(path="/sdapi/v1/txt2img", status=500)
     replicate.behaviour = "fail"
 
-    response = await gateway.post("/v1/images/generations", headers=auth(key), json={
-        "model": "pictures", "prompt": "a lighthouse at dusk", "size": "1792x1024", "response_format": "url"})
+    response = await gateway.post(
+        "/v1/images/generations",
+        headers=auth(key),
+        json={"model": "pictures", "prompt": "a lighthouse at dusk", "size": "1792x1024", "response_format": "url"},
+    )
 
     assert response.status_code == 200, response.text
     assert response.headers["x-gateway-provider"] == "pexels"
@@ -129,33 +160,51 @@ async def test_when_sd_webui_and_replicate_fail_the_stock_search_serves(gateway,
     assert [p["status"] for p in replicate.predictions.values()] == ["failed", "failed"]
 
 
-async def test_a_replicate_prediction_the_attempt_gives_up_on_is_cancelled(gateway, image_chain, key, sdwebui,
-                                                                          replicate, stock):
+async def test_a_replicate_prediction_the_attempt_gives_up_on_is_cancelled(
+    gateway, image_chain, key, sdwebui, replicate, stock
+):
     await image_chain({"timeout_s": 0.5, "retry": {"max_attempts": 1}})
     sdwebui.fault(path="/sdapi/v1/txt2img", status=500)
     replicate.behaviour = "hang"
 
-    response = await gateway.post("/v1/images/generations", headers=auth(key),
-                                  json={"model": "pictures", "prompt": "a lighthouse"})
+    response = await gateway.post(
+        "/v1/images/generations", headers=auth(key), json={"model": "pictures", "prompt": "a lighthouse"}
+    )
 
     assert response.status_code == 200 and response.headers["x-gateway-provider"] == "pexels"
     assert replicate.last["status"] == "canceled"
     assert [r.path for r in replicate.requests if r.path.endswith("/cancel")] == [
-        f"/v1/predictions/{replicate.last['id']}/cancel"]
+        f"/v1/predictions/{replicate.last['id']}/cancel"
+    ]
 
 
 async def test_a_stock_search_that_finds_nothing_fails_over_without_repeating_it(gateway, configure, key, stock):
     with FakePollinations() as pollinations:
-        await configure({
-            "providers": [entry("pexels", "stock", stock.url, PEXELS_KEY),
-                          entry("pollinations", "pollinations", pollinations.url)],
-            "routes": [{"name": "pictures", "capability": "image", "targets": [
-                {"provider": "pexels", "model": "search"}, {"provider": "pollinations", "model": "flux"}]}],
-        })
+        await configure(
+            {
+                "providers": [
+                    entry("pexels", "stock", stock.url, PEXELS_KEY),
+                    entry("pollinations", "pollinations", pollinations.url),
+                ],
+                "routes": [
+                    {
+                        "name": "pictures",
+                        "capability": "image",
+                        "targets": [
+                            {"provider": "pexels", "model": "search"},
+                            {"provider": "pollinations", "model": "flux"},
+                        ],
+                    }
+                ],
+            }
+        )
         from tests.fakes.stock import NO_RESULTS
 
-        response = await gateway.post("/v1/images/generations", headers=auth(key), json={
-            "model": "pictures", "prompt": NO_RESULTS, "size": "64x64"})
+        response = await gateway.post(
+            "/v1/images/generations",
+            headers=auth(key),
+            json={"model": "pictures", "prompt": NO_RESULTS, "size": "64x64"},
+        )
 
     assert response.status_code == 200, response.text
     assert response.headers["x-gateway-provider"] == "pollinations"
@@ -168,17 +217,31 @@ async def test_a_stock_search_that_finds_nothing_fails_over_without_repeating_it
 
 async def test_when_elevenlabs_fails_piper_speaks_wav(gateway, configure, key):
     with FakeElevenLabs() as elevenlabs, FakePiper() as piper:
-        await configure({
-            "providers": [entry("elevenlabs", "elevenlabs", elevenlabs.url, "el-test-key"),
-                          entry("piper", "piper", piper.url)],
-            "routes": [{"name": "speak", "capability": "tts", "targets": [
-                {"provider": "elevenlabs", "model": "eleven_multilingual_v2"},
-                {"provider": "piper", "model": "en_US-lessac-medium"}]}],
-        })
+        await configure(
+            {
+                "providers": [
+                    entry("elevenlabs", "elevenlabs", elevenlabs.url, "el-test-key"),
+                    entry("piper", "piper", piper.url),
+                ],
+                "routes": [
+                    {
+                        "name": "speak",
+                        "capability": "tts",
+                        "targets": [
+                            {"provider": "elevenlabs", "model": "eleven_multilingual_v2"},
+                            {"provider": "piper", "model": "en_US-lessac-medium"},
+                        ],
+                    }
+                ],
+            }
+        )
         elevenlabs.fault(path="/v1/text-to-speech/", status=503)
 
-        response = await gateway.post("/v1/audio/speech", headers=auth(key), json={
-            "model": "speak", "input": "The gateway still speaks.", "voice": "21m00Tcm4TlvDq8ikWAM"})
+        response = await gateway.post(
+            "/v1/audio/speech",
+            headers=auth(key),
+            json={"model": "speak", "input": "The gateway still speaks.", "voice": "21m00Tcm4TlvDq8ikWAM"},
+        )
         spoken = piper.last
 
     assert response.status_code == 200, response.text
@@ -187,8 +250,12 @@ async def test_when_elevenlabs_fails_piper_speaks_wav(gateway, configure, key):
     with wave.open(io.BytesIO(response.content)) as audio:
         assert (audio.getnchannels(), audio.getsampwidth(), audio.getframerate()) == (1, 2, 22050)
         assert audio.getnframes() > 22050  # over a second for 26 characters
-    assert spoken == {"text": "The gateway still speaks.", "voice": "en_US-lessac-medium", "speaker_id": 0,
-                      "length_scale": 1.0}
+    assert spoken == {
+        "text": "The gateway still speaks.",
+        "voice": "en_US-lessac-medium",
+        "speaker_id": 0,
+        "length_scale": 1.0,
+    }
     assert len(elevenlabs.requests_to("/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM")) == 2
 
 
@@ -206,12 +273,24 @@ def listen_route(configure, whisper_pair):
     first, second = whisper_pair
 
     async def setup() -> None:
-        await configure({
-            "providers": [entry("whisper-a", "openai", first.url + "/v1"),
-                          entry("whisper-b", "openai", second.url + "/v1")],
-            "routes": [{"name": "listen", "capability": "stt", "targets": [
-                {"provider": "whisper-a", "model": WHISPER}, {"provider": "whisper-b", "model": WHISPER}]}],
-        })
+        await configure(
+            {
+                "providers": [
+                    entry("whisper-a", "openai", first.url + "/v1"),
+                    entry("whisper-b", "openai", second.url + "/v1"),
+                ],
+                "routes": [
+                    {
+                        "name": "listen",
+                        "capability": "stt",
+                        "targets": [
+                            {"provider": "whisper-a", "model": WHISPER},
+                            {"provider": "whisper-b", "model": WHISPER},
+                        ],
+                    }
+                ],
+            }
+        )
 
     return setup
 
@@ -222,9 +301,12 @@ async def test_a_multipart_upload_is_transcribed_through_the_gateway(gateway, li
     first.learn(audio, "hello from the gateway")
     await listen_route()
 
-    response = await gateway.post("/v1/audio/transcriptions", headers=auth(key),
-                                  data={"model": "listen", "language": "en"},
-                                  files={"file": ("clip.wav", audio, "audio/wav")})
+    response = await gateway.post(
+        "/v1/audio/transcriptions",
+        headers=auth(key),
+        data={"model": "listen", "language": "en"},
+        files={"file": ("clip.wav", audio, "audio/wav")},
+    )
 
     assert response.status_code == 200, response.text
     assert response.json() == {"text": "hello from the gateway"}
@@ -240,9 +322,12 @@ async def test_a_failing_whisper_server_falls_back_to_the_second(gateway, listen
     first.fault(path="/v1/audio/transcriptions", status=503)
     await listen_route()
 
-    response = await gateway.post("/v1/audio/transcriptions", headers=auth(key),
-                                  data={"model": "listen", "response_format": "verbose_json"},
-                                  files={"file": ("clip.wav", audio, "audio/wav")})
+    response = await gateway.post(
+        "/v1/audio/transcriptions",
+        headers=auth(key),
+        data={"model": "listen", "response_format": "verbose_json"},
+        files={"file": ("clip.wav", audio, "audio/wav")},
+    )
 
     assert response.status_code == 200, response.text
     assert response.headers["x-gateway-provider"] == "whisper-b"
@@ -255,8 +340,12 @@ async def test_a_failing_whisper_server_falls_back_to_the_second(gateway, listen
 async def test_a_transcription_without_a_file_is_refused_before_any_call(gateway, listen_route, whisper_pair, key):
     await listen_route()
 
-    response = await gateway.post("/v1/audio/transcriptions", headers=auth(key), data={"model": "listen"},
-                                  files={"other": ("x.txt", b"x", "text/plain")})
+    response = await gateway.post(
+        "/v1/audio/transcriptions",
+        headers=auth(key),
+        data={"model": "listen"},
+        files={"other": ("x.txt", b"x", "text/plain")},
+    )
 
     assert response.status_code == 400 and response.json()["error"]["code"] == "missing_file"
     assert all(server.requests == [] for server in whisper_pair)

@@ -38,15 +38,29 @@ async def test_a_500_is_retried_then_falls_back_to_the_next_target(gateway, two_
 
 
 async def test_a_provider_set_to_five_attempts_gets_five_despite_the_retry_budgets_floor(
-        gateway, configure, upstream_a, upstream_b, key):
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", retry={"max_attempts": 5, "base_delay_s": 0.001,
-                                                                      "max_delay_s": 0.01},
-                               breaker={"consecutive_failures": 10}),
-                      provider("up-b", upstream_b.url + "/v1")],
-        "routes": [{"name": "chain", "capability": "chat", "max_attempts": 10, "targets": [
-            {"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
+    gateway, configure, upstream_a, upstream_b, key
+):
+    await configure(
+        {
+            "providers": [
+                provider(
+                    "up-a",
+                    upstream_a.url + "/v1",
+                    retry={"max_attempts": 5, "base_delay_s": 0.001, "max_delay_s": 0.01},
+                    breaker={"consecutive_failures": 10},
+                ),
+                provider("up-b", upstream_b.url + "/v1"),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "capability": "chat",
+                    "max_attempts": 10,
+                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}],
+                }
+            ],
+        }
+    )
     upstream_a.fault(status=503)
 
     response = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
@@ -59,22 +73,39 @@ async def test_a_provider_set_to_five_attempts_gets_five_despite_the_retry_budge
 async def test_a_refused_connection_falls_back(gateway, configure, upstream_b, key):
     from tests.fakes.base import free_port
 
-    await configure({
-        "providers": [provider("down", f"http://127.0.0.1:{free_port()}/v1"), provider("up-b", upstream_b.url + "/v1")],
-        "routes": [{"name": "chain", "targets": [{"provider": "down", "model": "m"},
-                                                 {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("down", f"http://127.0.0.1:{free_port()}/v1"),
+                provider("up-b", upstream_b.url + "/v1"),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "targets": [{"provider": "down", "model": "m"}, {"provider": "up-b", "model": "gpt-4o"}],
+                }
+            ],
+        }
+    )
     response = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
     assert response.status_code == 200 and response.headers["x-gateway-provider"] == "up-b"
 
 
 async def test_a_timeout_falls_back(gateway, configure, upstream_a, upstream_b, key):
-    await configure({
-        "providers": [provider("slow", upstream_a.url + "/v1", timeout_s=0.3, retry={"max_attempts": 1}),
-                      provider("up-b", upstream_b.url + "/v1")],
-        "routes": [{"name": "chain", "targets": [{"provider": "slow", "model": "gpt-4o"},
-                                                 {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("slow", upstream_a.url + "/v1", timeout_s=0.3, retry={"max_attempts": 1}),
+                provider("up-b", upstream_b.url + "/v1"),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "targets": [{"provider": "slow", "model": "gpt-4o"}, {"provider": "up-b", "model": "gpt-4o"}],
+                }
+            ],
+        }
+    )
     upstream_a.fault(delay_s=3)
     response = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
     assert response.status_code == 200 and response.headers["x-gateway-provider"] == "up-b"
@@ -101,7 +132,11 @@ async def test_every_target_failing_is_a_502_with_the_attempts(gateway, two_open
     error = response.json()["error"]
     assert error["type"] == "all_targets_failed"
     assert [(a["provider"], a["status"], a["outcome"]) for a in error["attempts"]] == [
-        ("up-a", 503, "failure"), ("up-a", 503, "failure"), ("up-b", 502, "failure"), ("up-b", 502, "failure")]
+        ("up-a", 503, "failure"),
+        ("up-a", 503, "failure"),
+        ("up-b", 502, "failure"),
+        ("up-b", 502, "failure"),
+    ]
 
 
 async def test_every_target_skipped_as_open_is_a_503(gateway, two_openai, key, upstream_a, upstream_b):
@@ -143,19 +178,38 @@ async def test_insufficient_quota_sets_the_credential_aside(gateway, two_openai,
     assert detail["credentials"][0]["hint"] == "sk-…-key"
 
 
-async def test_an_openai_request_falls_back_to_anthropic_translated(gateway, configure, upstream_a, upstream_anthropic, key):
+async def test_an_openai_request_falls_back_to_anthropic_translated(
+    gateway, configure, upstream_a, upstream_anthropic, key
+):
     from tests.fakes.anthropic import API_KEY as ANTHROPIC_KEY
 
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1"),
-                      provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY)],
-        "routes": [{"name": "chain", "targets": [{"provider": "up-a", "model": "gpt-4o"},
-                                                 {"provider": "claude", "model": "claude-sonnet-4-5"}]}],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1"),
+                provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "targets": [
+                        {"provider": "up-a", "model": "gpt-4o"},
+                        {"provider": "claude", "model": "claude-sonnet-4-5"},
+                    ],
+                }
+            ],
+        }
+    )
     upstream_a.fault(status=500)
-    response = await gateway.post("/v1/chat/completions", headers=auth(key), json={
-        "model": "chain", "max_tokens": 50,
-        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]})
+    response = await gateway.post(
+        "/v1/chat/completions",
+        headers=auth(key),
+        json={
+            "model": "chain",
+            "max_tokens": 50,
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}],
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert response.headers["x-gateway-provider"] == "claude"
@@ -167,8 +221,9 @@ async def test_an_openai_request_falls_back_to_anthropic_translated(gateway, con
 
 async def test_provider_slash_model_names_one_target(gateway, two_openai, key, upstream_b):
     await two_openai()
-    response = await gateway.post("/v1/chat/completions", headers=auth(key),
-                                  json={**CHAT, "model": "up-b/gpt-4.1-mini"})
+    response = await gateway.post(
+        "/v1/chat/completions", headers=auth(key), json={**CHAT, "model": "up-b/gpt-4.1-mini"}
+    )
     assert response.status_code == 200
     assert response.headers["x-gateway-provider"] == "up-b"
     assert upstream_b.requests_to("/v1/chat/completions")[0].json()["model"] == "gpt-4.1-mini"
@@ -182,8 +237,11 @@ async def test_an_unknown_model_is_a_404_in_openai_shape(gateway, two_openai, ke
 
 async def test_malformed_json_is_a_400(gateway, two_openai, key):
     await two_openai()
-    response = await gateway.post("/v1/chat/completions", headers={**auth(key), "Content-Type": "application/json"},
-                                  content=b'{"model": "chain", "messages": [')
+    response = await gateway.post(
+        "/v1/chat/completions",
+        headers={**auth(key), "Content-Type": "application/json"},
+        content=b'{"model": "chain", "messages": [',
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
     response = await gateway.post("/v1/chat/completions", headers=auth(key), json=["not", "an", "object"])
     assert response.status_code == 400
@@ -206,8 +264,11 @@ async def test_a_stream_is_forwarded_as_server_sent_events(gateway, two_openai, 
         assert r.headers["x-gateway-provider"] == "up-a"
         lines = [line async for line in r.aiter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
-    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                   for line in lines[:-1] if json.loads(line[6:])["choices"])
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in lines[:-1]
+        if json.loads(line[6:])["choices"]
+    )
     assert text == "Echo: hello there"
 
 
@@ -220,7 +281,9 @@ async def test_a_stream_that_fails_before_its_first_byte_falls_back(gateway, two
     assert "[DONE]" in body
 
 
-async def test_a_stream_cut_after_chunks_is_not_retried_and_the_client_hears_it(gateway, two_openai, key, upstream_a, upstream_b):
+async def test_a_stream_cut_after_chunks_is_not_retried_and_the_client_hears_it(
+    gateway, two_openai, key, upstream_a, upstream_b
+):
     await two_openai()
     upstream_a.fault(cut_stream_after=3)
     async with gateway.stream("POST", "/v1/chat/completions", headers=auth(key), json={**CHAT, "stream": True}) as r:
@@ -239,7 +302,9 @@ async def test_models_lists_routes_and_provider_models(gateway, two_openai, key)
     assert body["object"] == "list" and ids[0] == "chain"
 
 
-async def test_a_failed_request_is_recorded_with_its_failovers_and_retries(gateway, two_openai, key, upstream_a, upstream_b):
+async def test_a_failed_request_is_recorded_with_its_failovers_and_retries(
+    gateway, two_openai, key, upstream_a, upstream_b
+):
     from asgiref.sync import sync_to_async
 
     from analytics.models import RequestLog
@@ -255,17 +320,29 @@ async def test_a_failed_request_is_recorded_with_its_failovers_and_retries(gatew
     assert (row.outcome, row.calls, row.failovers, row.retries) == ("failure", 4, 1, 2)
 
 
-async def test_a_provider_at_its_request_limit_is_skipped_not_sent_a_429(gateway, configure, upstream_a, upstream_b, key):
+async def test_a_provider_at_its_request_limit_is_skipped_not_sent_a_429(
+    gateway, configure, upstream_a, upstream_b, key
+):
     from .conftest import provider
 
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", limits={"requests_per_minute": 2}),
-                      provider("up-b", upstream_b.url + "/v1")],
-        "routes": [{"name": "chain", "targets": [{"provider": "up-a", "model": "gpt-4o"},
-                                                 {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
-    served = [(await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))).headers["x-gateway-provider"]
-              for _ in range(4)]
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1", limits={"requests_per_minute": 2}),
+                provider("up-b", upstream_b.url + "/v1"),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o"}, {"provider": "up-b", "model": "gpt-4o"}],
+                }
+            ],
+        }
+    )
+    served = [
+        (await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))).headers["x-gateway-provider"]
+        for _ in range(4)
+    ]
     assert served == ["up-a", "up-a", "up-b", "up-b"]
     assert len(upstream_a.requests_to("/v1/chat/completions")) == 2
 
@@ -273,12 +350,20 @@ async def test_a_provider_at_its_request_limit_is_skipped_not_sent_a_429(gateway
 async def test_a_provider_over_its_token_limit_is_skipped(gateway, configure, upstream_a, upstream_b, key):
     from .conftest import provider
 
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", limits={"tokens_per_minute": 4}),
-                      provider("up-b", upstream_b.url + "/v1")],
-        "routes": [{"name": "chain", "targets": [{"provider": "up-a", "model": "gpt-4o"},
-                                                 {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1", limits={"tokens_per_minute": 4}),
+                provider("up-b", upstream_b.url + "/v1"),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o"}, {"provider": "up-b", "model": "gpt-4o"}],
+                }
+            ],
+        }
+    )
     first = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
     assert first.headers["x-gateway-provider"] == "up-a" and first.json()["usage"]["total_tokens"] > 4
     await asyncio.sleep(0.05)  # the usage is counted just after the answer

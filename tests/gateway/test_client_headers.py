@@ -28,19 +28,27 @@ MESSAGE = {"model": "claude-route", "max_tokens": 50, "messages": [{"role": "use
 
 @pytest.fixture
 async def routes(configure, upstream_a, upstream_b, upstream_anthropic):
-    await configure({
-        "providers": [
-            provider("up-a", upstream_a.url + "/v1", breaker=QUIET, retry={"max_attempts": 1}),
-            provider("up-b", upstream_b.url + "/v1", breaker=QUIET),
-            provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY, breaker=QUIET),
-        ],
-        "routes": [
-            {"name": "chain", "capability": "chat", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"},
-                                                                {"provider": "up-b", "model": "gpt-4o"}]},
-            {"name": "claude-route", "capability": "chat", "targets": [{"provider": "claude",
-                                                                         "model": "claude-sonnet-4-6"}]},
-        ],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1", breaker=QUIET, retry={"max_attempts": 1}),
+                provider("up-b", upstream_b.url + "/v1", breaker=QUIET),
+                provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY, breaker=QUIET),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "capability": "chat",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}],
+                },
+                {
+                    "name": "claude-route",
+                    "capability": "chat",
+                    "targets": [{"provider": "claude", "model": "claude-sonnet-4-6"}],
+                },
+            ],
+        }
+    )
 
 
 async def logged(request_id: str) -> RequestLog:
@@ -67,8 +75,9 @@ async def test_a_callers_request_id_is_kept_echoed_and_logged(gateway, routes, k
 async def test_every_client_api_echoes_the_callers_id_streamed_or_not(gateway, routes, key, path):
     bodies = {COMPLETIONS: CHAT, "/v1/messages": MESSAGE, "/v1/responses": {"model": "chain", "input": "hi"}}
     for stream in (False, True):
-        response = await gateway.post(path, json={**bodies[path], "stream": stream},
-                                      headers={**auth(key), "X-Request-Id": f"id-{stream}"})
+        response = await gateway.post(
+            path, json={**bodies[path], "stream": stream}, headers={**auth(key), "X-Request-Id": f"id-{stream}"}
+        )
         assert response.status_code == 200 and response.headers["x-request-id"] == f"id-{stream}"
 
 
@@ -154,8 +163,9 @@ async def test_a_stream_carries_no_usage_the_client_did_not_ask_for(gateway, rou
 
 
 async def test_a_stream_carries_usage_when_the_client_asked(gateway, routes, key):
-    response = await gateway.post(COMPLETIONS, json={**CHAT, "stream": True,
-                                                     "stream_options": {"include_usage": True}}, headers=auth(key))
+    response = await gateway.post(
+        COMPLETIONS, json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}, headers=auth(key)
+    )
 
     chunks = data_events(response.text)
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3

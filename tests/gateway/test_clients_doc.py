@@ -53,13 +53,26 @@ def running(tmp_path_factory) -> Iterator[dict[str, str]]:
         srv.start(server, tmp)
         try:
             key = server.manage("create_api_key", "docs", "--scopes", "gateway,admin").stdout.strip().splitlines()[-1]
-            configured = httpx.put(server.url + "/api/config", headers={"Authorization": f"Bearer {key}"}, json={
-                "providers": [{"name": "up", "kind": "openai", "base_url": upstream.url + "/v1", "api_key": OPENAI_KEY}],
-                "routes": [{"name": "chat", "capability": "chat", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}],
-            }, timeout=30)
+            configured = httpx.put(
+                server.url + "/api/config",
+                headers={"Authorization": f"Bearer {key}"},
+                json={
+                    "providers": [
+                        {"name": "up", "kind": "openai", "base_url": upstream.url + "/v1", "api_key": OPENAI_KEY}
+                    ],
+                    "routes": [
+                        {"name": "chat", "capability": "chat", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}
+                    ],
+                },
+                timeout=30,
+            )
             assert configured.status_code == 200, configured.text
-            yield {"GATEWAY_URL": server.url, "GATEWAY_KEY": key,
-                   "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": key}
+            yield {
+                "GATEWAY_URL": server.url,
+                "GATEWAY_KEY": key,
+                "ANTHROPIC_BASE_URL": server.url,
+                "ANTHROPIC_API_KEY": key,
+            }
         finally:
             server.stop()
 
@@ -79,8 +92,9 @@ def test_the_block_runs_against_the_real_server(running, code):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "DJANGO_"))}
     env.update(running)
 
-    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
-                         cwd=ROOT / "docs")
+    ran = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT / "docs"
+    )
 
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert ran.stdout.strip() == "Echo: Hello", ran.stdout

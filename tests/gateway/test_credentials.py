@@ -22,9 +22,18 @@ def upstream():
 
 
 def doc(url: str, keys: list[str]) -> dict:
-    return {"providers": [{"name": "multi", "kind": "openai", "base_url": url + "/v1", "api_keys": keys,
-                           "retry": {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02}}],
-            "routes": [{"name": "chain", "targets": [{"provider": "multi", "model": "gpt-4o-mini"}]}]}
+    return {
+        "providers": [
+            {
+                "name": "multi",
+                "kind": "openai",
+                "base_url": url + "/v1",
+                "api_keys": keys,
+                "retry": {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02},
+            }
+        ],
+        "routes": [{"name": "chain", "targets": [{"provider": "multi", "model": "gpt-4o-mini"}]}],
+    }
 
 
 def used_keys(server: FakeOpenAI) -> list[str]:

@@ -21,17 +21,31 @@ def deepl():
 
 
 async def test_translation_runs_through_execute_with_the_attempt_list(gateway, configure, deepl, key):
-    await configure({
-        "providers": [
-            {"name": "sim-translate", "kind": "simulated", "options": {"error_rate": 1.0, "seed": 1}},
-            provider("deepl", deepl.url, kind="deepl", key="deepl-test-key:fx"),
-        ],
-        "routes": [{"name": "translate", "capability": "translation",
-                    "targets": [{"provider": "sim-translate"}, {"provider": "deepl"}]}],
-    })
-    response = await gateway.post("/api/execute", headers=auth(key), json={
-        "capability": "translation", "route": "translate", "input": "Hello world",
-        "options": {"target_lang": "DE"}})
+    await configure(
+        {
+            "providers": [
+                {"name": "sim-translate", "kind": "simulated", "options": {"error_rate": 1.0, "seed": 1}},
+                provider("deepl", deepl.url, kind="deepl", key="deepl-test-key:fx"),
+            ],
+            "routes": [
+                {
+                    "name": "translate",
+                    "capability": "translation",
+                    "targets": [{"provider": "sim-translate"}, {"provider": "deepl"}],
+                }
+            ],
+        }
+    )
+    response = await gateway.post(
+        "/api/execute",
+        headers=auth(key),
+        json={
+            "capability": "translation",
+            "route": "translate",
+            "input": "Hello world",
+            "options": {"target_lang": "DE"},
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["provider"] == "deepl" and body["capability"] == "translation"
@@ -44,22 +58,34 @@ async def test_translation_runs_through_execute_with_the_attempt_list(gateway, c
 
 
 async def test_chat_and_tts_through_execute(gateway, configure, key):
-    await configure({"providers": [{"name": "sim", "kind": "simulated", "options": {"seed": 3}}],
-                     "routes": [{"name": "talk", "capability": "chat", "targets": [{"provider": "sim", "model": "m"}]},
-                                {"name": "say", "capability": "tts", "targets": [{"provider": "sim", "model": "v"}]}]})
-    chat = await gateway.post("/api/execute", headers=auth(key), json={"capability": "chat", "route": "talk",
-                                                                      "input": "hi"})
+    await configure(
+        {
+            "providers": [{"name": "sim", "kind": "simulated", "options": {"seed": 3}}],
+            "routes": [
+                {"name": "talk", "capability": "chat", "targets": [{"provider": "sim", "model": "m"}]},
+                {"name": "say", "capability": "tts", "targets": [{"provider": "sim", "model": "v"}]},
+            ],
+        }
+    )
+    chat = await gateway.post(
+        "/api/execute", headers=auth(key), json={"capability": "chat", "route": "talk", "input": "hi"}
+    )
     assert chat.status_code == 200 and chat.json()["output"]["object"] == "chat.completion"
-    speech = await gateway.post("/api/execute", headers=auth(key), json={"capability": "tts", "route": "say",
-                                                                        "input": "hello"})
+    speech = await gateway.post(
+        "/api/execute", headers=auth(key), json={"capability": "tts", "route": "say", "input": "hello"}
+    )
     assert speech.status_code == 200
     audio = base64.b64decode(speech.json()["output"]["b64"])
     assert audio[:4] == b"RIFF" and speech.json()["output"]["media_type"].startswith("audio/")
 
 
 async def test_execute_refuses_bad_input_with_clear_errors(gateway, configure, key):
-    await configure({"providers": [{"name": "sim", "kind": "simulated"}],
-                     "routes": [{"name": "talk", "capability": "chat", "targets": [{"provider": "sim"}]}]})
+    await configure(
+        {
+            "providers": [{"name": "sim", "kind": "simulated"}],
+            "routes": [{"name": "talk", "capability": "chat", "targets": [{"provider": "sim"}]}],
+        }
+    )
     cases = [
         ({"capability": "telepathy", "route": "talk", "input": "x"}, 400),
         ({"capability": "chat", "route": "talk", "input": 42}, 400),
@@ -78,20 +104,49 @@ async def test_execute_refuses_bad_input_with_clear_errors(gateway, configure, k
 
 async def test_a_video_is_composed_through_execute_and_falls_back_like_any_capability(gateway, configure, key):
     with FakeReplicate() as replicate:
-        await configure({
-            "providers": [provider("replicate", replicate.url, kind="replicate", key=REPLICATE_TOKEN,
-                                   options={"poll_interval_s": 0.01}),
-                          {"name": "sim", "kind": "simulated", "options": {"seed": 5}}],
-            "routes": [{"name": "clips", "capability": "video", "targets": [
-                {"provider": "replicate", "model": "minimax/video-01"}, {"provider": "sim", "model": "sim-video"}]}],
-        })
-        served = await gateway.post("/api/execute", headers=auth(key), json={
-            "capability": "video", "route": "clips",
-            "input": {"prompt": "a boat crossing a bay", "images": ["https://example.com/bay.png"],
-                      "duration_s": 4}})
+        await configure(
+            {
+                "providers": [
+                    provider(
+                        "replicate",
+                        replicate.url,
+                        kind="replicate",
+                        key=REPLICATE_TOKEN,
+                        options={"poll_interval_s": 0.01},
+                    ),
+                    {"name": "sim", "kind": "simulated", "options": {"seed": 5}},
+                ],
+                "routes": [
+                    {
+                        "name": "clips",
+                        "capability": "video",
+                        "targets": [
+                            {"provider": "replicate", "model": "minimax/video-01"},
+                            {"provider": "sim", "model": "sim-video"},
+                        ],
+                    }
+                ],
+            }
+        )
+        served = await gateway.post(
+            "/api/execute",
+            headers=auth(key),
+            json={
+                "capability": "video",
+                "route": "clips",
+                "input": {
+                    "prompt": "a boat crossing a bay",
+                    "images": ["https://example.com/bay.png"],
+                    "duration_s": 4,
+                },
+            },
+        )
         replicate.behaviour = "fail"
-        fallback = await gateway.post("/api/execute", headers=auth(key), json={
-            "capability": "video", "route": "clips", "input": "a boat crossing a bay"})
+        fallback = await gateway.post(
+            "/api/execute",
+            headers=auth(key),
+            json={"capability": "video", "route": "clips", "input": "a boat crossing a bay"},
+        )
         sent = replicate.requests_to("/v1/models/minimax/video-01/predictions")[0].json()["input"]
 
     assert served.status_code == 200, served.text
@@ -107,8 +162,15 @@ async def test_a_video_is_composed_through_execute_and_falls_back_like_any_capab
 
 
 async def test_a_successful_attempt_shows_its_status(gateway, configure, key):
-    await configure({"providers": [{"name": "sim", "kind": "simulated", "options": {"seed": 3}}],
-                     "routes": [{"name": "talk", "capability": "chat", "targets": [{"provider": "sim", "model": "m"}]}]})
-    body = (await gateway.post("/api/execute", headers=auth(key),
-                               json={"capability": "chat", "route": "talk", "input": "hi"})).json()
+    await configure(
+        {
+            "providers": [{"name": "sim", "kind": "simulated", "options": {"seed": 3}}],
+            "routes": [{"name": "talk", "capability": "chat", "targets": [{"provider": "sim", "model": "m"}]}],
+        }
+    )
+    body = (
+        await gateway.post(
+            "/api/execute", headers=auth(key), json={"capability": "chat", "route": "talk", "input": "hi"}
+        )
+    ).json()
     assert [(a["outcome"], a["status"]) for a in body["attempts"]] == [("success", 200)]

@@ -80,9 +80,22 @@ def fakellm(tmp_path_factory) -> Iterator[str]:
     port = free_port()
     log = (home / "fakellm.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "fakellm.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--config", str(home / "fakellm.yaml")],
-        cwd=home, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "fakellm.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--config",
+            str(home / "fakellm.yaml"),
+        ],
+        cwd=home,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30  # a guard against a hang, not a timing expectation
@@ -113,19 +126,35 @@ async def routes(configure, fakellm):
     async with httpx.AsyncClient() as http:
         (await http.post(fakellm + "/_fakellm/reset", timeout=5)).raise_for_status()
     quiet = {"consecutive_failures": 100, "min_calls": 1000}
-    await configure({
-        "providers": [
-            provider("fakellm-openai", fakellm + "/v1", key="sk-anything", breaker=quiet, retry={"max_attempts": 1}),
-            provider("fakellm-anthropic", fakellm, kind="anthropic", key="sk-anything", breaker=quiet,
-                     retry={"max_attempts": 1}),
-        ],
-        "routes": [
-            {"name": "via-openai-format", "capability": "chat",
-             "targets": [{"provider": "fakellm-openai", "model": "gpt-4o-mini"}]},
-            {"name": "via-anthropic-format", "capability": "chat",
-             "targets": [{"provider": "fakellm-anthropic", "model": "claude-sonnet-4-6"}]},
-        ],
-    })
+    await configure(
+        {
+            "providers": [
+                provider(
+                    "fakellm-openai", fakellm + "/v1", key="sk-anything", breaker=quiet, retry={"max_attempts": 1}
+                ),
+                provider(
+                    "fakellm-anthropic",
+                    fakellm,
+                    kind="anthropic",
+                    key="sk-anything",
+                    breaker=quiet,
+                    retry={"max_attempts": 1},
+                ),
+            ],
+            "routes": [
+                {
+                    "name": "via-openai-format",
+                    "capability": "chat",
+                    "targets": [{"provider": "fakellm-openai", "model": "gpt-4o-mini"}],
+                },
+                {
+                    "name": "via-anthropic-format",
+                    "capability": "chat",
+                    "targets": [{"provider": "fakellm-anthropic", "model": "claude-sonnet-4-6"}],
+                },
+            ],
+        }
+    )
 
 
 @pytest.fixture
@@ -168,9 +197,15 @@ async def test_chat_completions_tool_round_trip(oai, route):
     call = first.choices[0].message.tool_calls[0]
     assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
 
-    second = await oai.chat.completions.create(model=route, tools=[CHAT_TOOL], messages=[
-        *ask, first.choices[0].message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"}])
+    second = await oai.chat.completions.create(
+        model=route,
+        tools=[CHAT_TOOL],
+        messages=[
+            *ask,
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"},
+        ],
+    )
 
     assert second.choices[0].message.content == "It is sunny in Paris."
 
@@ -196,9 +231,16 @@ async def test_messages_tool_round_trip(claude, route):
     call = next(block for block in first.content if block.type == "tool_use")
     assert first.stop_reason == "tool_use" and (call.name, call.input) == ("get_weather", {"city": "Paris"})
 
-    second = await claude.messages.create(model=route, max_tokens=64, tools=[MESSAGES_TOOL], messages=[
-        *ask, {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}]}])
+    second = await claude.messages.create(
+        model=route,
+        max_tokens=64,
+        tools=[MESSAGES_TOOL],
+        messages=[
+            *ask,
+            {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}]},
+        ],
+    )
 
     assert second.content[0].text == "It is sunny in Paris."
 
@@ -224,9 +266,15 @@ async def test_responses_tool_round_trip(oai, route):
     call = next(item for item in first.output if item.type == "function_call")
     assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Paris"})
 
-    second = await oai.responses.create(model=route, tools=[RESPONSES_TOOL], input=[
-        {"role": "user", "content": ask}, call.model_dump(exclude_none=True),
-        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21C"}])
+    second = await oai.responses.create(
+        model=route,
+        tools=[RESPONSES_TOOL],
+        input=[
+            {"role": "user", "content": ask},
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21C"},
+        ],
+    )
 
     assert second.output_text == "It is sunny in Paris."
 

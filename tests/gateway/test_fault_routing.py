@@ -20,11 +20,20 @@ WRONG_KEY = "sk-revoked-0123456789abcdef"
 
 def anthropic_first(upstream_anthropic, upstream_a) -> dict:  # type: ignore[no-untyped-def]
     return {
-        "providers": [provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY),
-                      provider("up-a", upstream_a.url + "/v1")],
-        "routes": [{"name": "chain", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"},
-                                                 {"provider": "up-a", "model": "gpt-4o"}]},
-                   {"name": "claude-only", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}],
+        "providers": [
+            provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY),
+            provider("up-a", upstream_a.url + "/v1"),
+        ],
+        "routes": [
+            {
+                "name": "chain",
+                "targets": [
+                    {"provider": "claude", "model": "claude-sonnet-4-5"},
+                    {"provider": "up-a", "model": "gpt-4o"},
+                ],
+            },
+            {"name": "claude-only", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}]},
+        ],
     }
 
 
@@ -33,13 +42,21 @@ async def breaker(gateway, key: str, name: str) -> dict:  # type: ignore[no-unty
     return next(b for b in breakers if b["name"] == name)
 
 
-async def test_a_401_falls_back_sets_the_key_aside_and_never_shows_it(gateway, configure, key, upstream_a,
-                                                                      upstream_b):
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", key=WRONG_KEY), provider("up-b", upstream_b.url + "/v1")],
-        "routes": [{"name": "chain", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"},
-                                                 {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
+async def test_a_401_falls_back_sets_the_key_aside_and_never_shows_it(gateway, configure, key, upstream_a, upstream_b):
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1", key=WRONG_KEY),
+                provider("up-b", upstream_b.url + "/v1"),
+            ],
+            "routes": [
+                {
+                    "name": "chain",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}],
+                }
+            ],
+        }
+    )
     first = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
     assert first.status_code == 200 and first.headers["x-gateway-provider"] == "up-b"
     assert WRONG_KEY[-8:] not in first.text and WRONG_KEY[-8:] not in str(first.headers)
@@ -63,13 +80,23 @@ async def test_a_403_falls_back_the_same_way(gateway, two_openai, key, upstream_
     assert [c["kind"] for c in up_a["cooldowns"]] == ["rejected"]
 
 
-async def test_a_model_missing_on_a_route_target_falls_back_and_is_flagged(gateway, configure, key, upstream_a,
-                                                                           upstream_b):
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1"), provider("up-b", upstream_b.url + "/v1")],
-        "routes": [{"name": "chain", "targets": [{"provider": "up-a", "model": "llama-not-pulled"},
-                                                 {"provider": "up-b", "model": "gpt-4o"}]}],
-    })
+async def test_a_model_missing_on_a_route_target_falls_back_and_is_flagged(
+    gateway, configure, key, upstream_a, upstream_b
+):
+    await configure(
+        {
+            "providers": [provider("up-a", upstream_a.url + "/v1"), provider("up-b", upstream_b.url + "/v1")],
+            "routes": [
+                {
+                    "name": "chain",
+                    "targets": [
+                        {"provider": "up-a", "model": "llama-not-pulled"},
+                        {"provider": "up-b", "model": "gpt-4o"},
+                    ],
+                }
+            ],
+        }
+    )
     response = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
     assert response.status_code == 200 and response.headers["x-gateway-provider"] == "up-b"
     up_a = await breaker(gateway, key, "up-a")
@@ -87,15 +114,17 @@ async def test_a_model_missing_on_a_route_target_falls_back_and_is_flagged(gatew
 
 async def test_a_model_missing_on_a_target_the_caller_named_is_returned(gateway, two_openai, key, upstream_a):
     await two_openai()
-    response = await gateway.post("/v1/chat/completions", headers=auth(key),
-                                  json={**CHAT, "model": "up-a/llama-not-pulled"})
+    response = await gateway.post(
+        "/v1/chat/completions", headers=auth(key), json={**CHAT, "model": "up-a/llama-not-pulled"}
+    )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
     assert (await breaker(gateway, key, "up-a"))["cooldowns"] == []
 
 
 async def test_a_target_that_cannot_take_the_request_is_skipped_and_not_counted(
-        gateway, configure, key, upstream_a, upstream_anthropic):
+    gateway, configure, key, upstream_a, upstream_anthropic
+):
     await configure(anthropic_first(upstream_anthropic, upstream_a))
     response = await gateway.post("/v1/chat/completions", headers=auth(key), json={**CHAT, "n": 2})
     assert response.status_code == 200, response.text
@@ -107,24 +136,31 @@ async def test_a_target_that_cannot_take_the_request_is_skipped_and_not_counted(
 
 
 async def test_when_no_target_can_take_the_request_the_caller_gets_a_400_saying_why(
-        gateway, configure, key, upstream_a, upstream_anthropic):
+    gateway, configure, key, upstream_a, upstream_anthropic
+):
     await configure(anthropic_first(upstream_anthropic, upstream_a))
-    response = await gateway.post("/v1/chat/completions", headers=auth(key),
-                                  json={**CHAT, "model": "claude-only", "n": 2})
+    response = await gateway.post(
+        "/v1/chat/completions", headers=auth(key), json={**CHAT, "model": "claude-only", "n": 2}
+    )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["code"] == "unsupported" and "claude/claude-sonnet-4-5" in error["message"] and "n > 1" in error["message"]
+    assert (
+        error["code"] == "unsupported"
+        and "claude/claude-sonnet-4-5" in error["message"]
+        and "n > 1" in error["message"]
+    )
     assert response.headers["x-gateway-attempts"] == "0"
 
 
-@pytest.mark.parametrize("bad", [{"temperature": "hot"}, {"stop": 5},
-                                 {"tools": [{"type": "function", "function": 5}]}])
+@pytest.mark.parametrize("bad", [{"temperature": "hot"}, {"stop": 5}, {"tools": [{"type": "function", "function": 5}]}])
 async def test_a_request_the_translation_cannot_build_is_a_400_and_never_opens_the_breaker(
-        gateway, configure, key, upstream_a, upstream_anthropic, bad):
+    gateway, configure, key, upstream_a, upstream_anthropic, bad
+):
     await configure(anthropic_first(upstream_anthropic, upstream_a))
     for _ in range(10):
-        response = await gateway.post("/v1/chat/completions", headers=auth(key),
-                                      json={**CHAT, "model": "claude-only", **bad})
+        response = await gateway.post(
+            "/v1/chat/completions", headers=auth(key), json={**CHAT, "model": "claude-only", **bad}
+        )
         assert response.status_code == 400, response.text
         assert "Traceback" not in response.text
     claude = await breaker(gateway, key, "claude")
@@ -134,15 +170,21 @@ async def test_a_request_the_translation_cannot_build_is_a_400_and_never_opens_t
     assert ok.status_code == 200, ok.text
 
 
-async def test_a_rate_limit_on_one_model_leaves_the_providers_other_models_alone(gateway, configure, key,
-                                                                                 upstream_a):
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1")],
-        "routes": [{"name": "big", "targets": [{"provider": "up-a", "model": "gpt-4o"}]},
-                   {"name": "small", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}]},
-                   {"name": "embed", "capability": "embeddings",
-                    "targets": [{"provider": "up-a", "model": "text-embedding-3-small"}]}],
-    })
+async def test_a_rate_limit_on_one_model_leaves_the_providers_other_models_alone(gateway, configure, key, upstream_a):
+    await configure(
+        {
+            "providers": [provider("up-a", upstream_a.url + "/v1")],
+            "routes": [
+                {"name": "big", "targets": [{"provider": "up-a", "model": "gpt-4o"}]},
+                {"name": "small", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}]},
+                {
+                    "name": "embed",
+                    "capability": "embeddings",
+                    "targets": [{"provider": "up-a", "model": "text-embedding-3-small"}],
+                },
+            ],
+        }
+    )
     upstream_a.fault(status=429, retry_after="60", times=1)
     limited = await gateway.post("/v1/chat/completions", headers=auth(key), json={**CHAT, "model": "big"})
     assert limited.status_code == 502
@@ -157,10 +199,12 @@ async def test_a_rate_limit_on_one_model_leaves_the_providers_other_models_alone
 
 
 async def test_a_streams_first_byte_waits_as_long_as_the_providers_timeout(gateway, configure, key, upstream_a):
-    await configure({
-        "providers": [provider("slow-local", upstream_a.url + "/v1", timeout_s=120)],
-        "routes": [{"name": "chain", "targets": [{"provider": "slow-local", "model": "gpt-4o"}]}],
-    })
+    await configure(
+        {
+            "providers": [provider("slow-local", upstream_a.url + "/v1", timeout_s=120)],
+            "routes": [{"name": "chain", "targets": [{"provider": "slow-local", "model": "gpt-4o"}]}],
+        }
+    )
     snapshot = await runtime().current()
     policy, (target,) = snapshot.resolve("chain", "chat")
     assert target.timeout_for(streaming=True) == 120.0  # not the 20 s chat default
@@ -173,8 +217,11 @@ async def test_a_streams_first_byte_waits_as_long_as_the_providers_timeout(gatew
 async def test_a_stream_ends_at_the_requests_deadline(gateway, two_openai, key, upstream_a):
     await two_openai()
     upstream_a.fault(trickle_s=0.4)  # six frames: 2.4 s in all, the first after 0.4 s
-    response = await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True, "max_tokens": 50},
-                                  headers={**auth(key), "X-Gateway-Deadline": "1.5"})
+    response = await gateway.post(
+        "/v1/chat/completions",
+        json={**CHAT, "stream": True, "max_tokens": 50},
+        headers={**auth(key), "X-Gateway-Deadline": "1.5"},
+    )
     assert response.status_code == 200
     events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
     assert events[-1] != "[DONE]"
@@ -185,12 +232,22 @@ async def test_a_stream_ends_at_the_requests_deadline(gateway, two_openai, key, 
 
 
 async def test_every_target_gets_its_timeouts_from_one_table_and_a_reservation_outlasting_them(
-        gateway, configure, key, upstream_a):
-    await configure({"providers": [
-        {"name": "dl", "kind": "deepl", "base_url": upstream_a.url, "api_key": "k", "models": ["default"]},
-        {"name": "mixed", "kind": "simulated", "base_url": "", "capabilities": ["tts", "chat"],
-         "models": ["sim"]},
-    ]})
+    gateway, configure, key, upstream_a
+):
+    await configure(
+        {
+            "providers": [
+                {"name": "dl", "kind": "deepl", "base_url": upstream_a.url, "api_key": "k", "models": ["default"]},
+                {
+                    "name": "mixed",
+                    "kind": "simulated",
+                    "base_url": "",
+                    "capabilities": ["tts", "chat"],
+                    "models": ["sim"],
+                },
+            ]
+        }
+    )
     snapshot = await runtime().current()
     deepl = snapshot.providers["dl"].target("default", "translation", priority=0)
     assert deepl.attempt_timeout_s == 10.0  # the translation row, not chat's 30 s

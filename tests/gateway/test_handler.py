@@ -60,10 +60,20 @@ async def test_a_client_that_disconnects_cancels_the_upstream_call(two_openai, k
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
-             "query_string": b"", "root_path": "", "scheme": "http", "server": ("testserver", 80),
-             "client": ("127.0.0.1", 5000), "http_version": "1.1", "asgi": {"version": "3.0"},
-             "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")],
+    }
     app = asyncio.ensure_future(application(scope, receive, send))
     for _ in range(100):  # until the upstream has the request
         await asyncio.sleep(0.02)

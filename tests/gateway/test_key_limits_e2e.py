@@ -32,11 +32,15 @@ COMPLETIONS = "/v1/chat/completions"
 def priced(configure, upstream_a):
     async def setup() -> None:
         target = [{"provider": "up-a", "model": "gpt-4o-mini"}]
-        await configure({
-            "providers": [provider("up-a", upstream_a.url + "/v1", prices=PRICED)],
-            "routes": [{"name": "chain", "capability": "chat", "targets": target},
-                       {"name": "other", "capability": "chat", "targets": target}],
-        })
+        await configure(
+            {
+                "providers": [provider("up-a", upstream_a.url + "/v1", prices=PRICED)],
+                "routes": [
+                    {"name": "chain", "capability": "chat", "targets": target},
+                    {"name": "other", "capability": "chat", "targets": target},
+                ],
+            }
+        )
 
     return setup
 
@@ -74,8 +78,11 @@ async def test_every_limit_error_in_the_anthropic_shape(gateway, priced, upstrea
     limited = await make_key(["gateway"], rate_limit_per_minute=1)
     assert (await gateway.post("/v1/messages", json=MESSAGE, headers=anthropic(limited))).status_code == 200
     before = calls(upstream_a)
-    for key, status, kind in ((spent, 429, "rate_limit_error"), (elsewhere, 403, "permission_error"),
-                              (limited, 429, "rate_limit_error")):
+    for key, status, kind in (
+        (spent, 429, "rate_limit_error"),
+        (elsewhere, 403, "permission_error"),
+        (limited, 429, "rate_limit_error"),
+    ):
         response = await gateway.post("/v1/messages", json=MESSAGE, headers=anthropic(key))
         assert response.status_code == status, response.text
         body = response.json()
@@ -120,8 +127,9 @@ async def test_a_key_past_its_token_limit_is_refused(gateway, priced, upstream_a
 async def test_execute_is_limited_too(gateway, priced, upstream_a, make_key):
     await priced()
     key = await make_key(["gateway"], budget=Decimal(0))
-    response = await gateway.post("/api/execute", json={"capability": "chat", "route": "chain", "input": "hi"},
-                                  headers=auth(key))
+    response = await gateway.post(
+        "/api/execute", json={"capability": "chat", "route": "chain", "input": "hi"}, headers=auth(key)
+    )
     assert response.status_code == 429 and response.json()["error"]["type"] == "budget_exceeded"
     assert calls(upstream_a) == 0
 
@@ -133,8 +141,9 @@ async def test_spend_settled_from_answers_and_streams_equals_the_request_logs_co
     await priced()
     key = await make_key(["gateway"], budget=Decimal(1000))
     assert (await gateway.post(COMPLETIONS, json=CHAT, headers=auth(key))).status_code == 200
-    streamed = await gateway.post(COMPLETIONS, json={**CHAT, "stream": True,
-                                                     "stream_options": {"include_usage": True}}, headers=auth(key))
+    streamed = await gateway.post(
+        COMPLETIONS, json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}, headers=auth(key)
+    )
     assert streamed.status_code == 200 and "[DONE]" in streamed.text
     await settled()
     await flush_all()

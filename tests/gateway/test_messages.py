@@ -23,28 +23,43 @@ from .conftest import auth, provider
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg=="
-WEATHER = {"name": "get_weather", "description": "Weather for a city",
-           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 QUIET = {"consecutive_failures": 100, "min_calls": 1000}
 ROUTES = ["openai-route", "claude-route"]  # an OpenAI-format target, an Anthropic one
 
 
 @pytest.fixture
 async def routes(configure, upstream_a, upstream_b, upstream_anthropic):
-    await configure({
-        "providers": [
-            provider("up-a", upstream_a.url + "/v1", breaker=QUIET, models=["gpt-4o-mini"]),
-            provider("up-b", upstream_b.url + "/v1", breaker=QUIET),
-            provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY, breaker=QUIET),
-        ],
-        "routes": [
-            {"name": "openai-route", "capability": "chat", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}]},
-            {"name": "claude-route", "capability": "chat", "targets": [{"provider": "claude",
-                                                                         "model": "claude-sonnet-4-6"}]},
-            {"name": "chain", "capability": "chat", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"},
-                                                                {"provider": "up-b", "model": "gpt-4o"}]},
-        ],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1", breaker=QUIET, models=["gpt-4o-mini"]),
+                provider("up-b", upstream_b.url + "/v1", breaker=QUIET),
+                provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY, breaker=QUIET),
+            ],
+            "routes": [
+                {
+                    "name": "openai-route",
+                    "capability": "chat",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}],
+                },
+                {
+                    "name": "claude-route",
+                    "capability": "chat",
+                    "targets": [{"provider": "claude", "model": "claude-sonnet-4-6"}],
+                },
+                {
+                    "name": "chain",
+                    "capability": "chat",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}, {"provider": "up-b", "model": "gpt-4o"}],
+                },
+            ],
+        }
+    )
 
 
 def asgi_client() -> httpx2.AsyncClient:
@@ -84,20 +99,29 @@ async def test_a_message_is_answered_through_either_kind_of_upstream(claude, rou
 
 
 async def test_an_openai_upstream_gets_the_system_prompt_and_stop_sequences_in_its_own_format(claude, upstream_a):
-    message = await claude.messages.create(**hello("openai-route", system="Be brief.", stop_sequences=["there"],
-                                                   extra_body={"temperature": 0.3, "top_k": 5}))
+    message = await claude.messages.create(
+        **hello(
+            "openai-route", system="Be brief.", stop_sequences=["there"], extra_body={"temperature": 0.3, "top_k": 5}
+        )
+    )
 
     sent = upstream_a.requests_to("/v1/chat/completions")[0].json()
-    assert sent["messages"] == [{"role": "system", "content": "Be brief."},
-                                {"role": "user", "content": "hello there"}]
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]
     assert sent["stop"] == ["there"] and sent["max_tokens"] == 64 and sent["temperature"] == 0.3
     assert "top_k" not in sent  # an OpenAI-format target does not take it
     assert message.content[0].text == "Echo: hello"
 
 
 async def test_an_anthropic_upstream_gets_the_request_as_it_was_written(claude, upstream_anthropic):
-    message = await claude.messages.create(**hello("claude-route", system="Be brief.", stop_sequences=["there"],
-                                                   metadata={"user_id": "u-1"}, extra_body={"top_k": 5}))
+    message = await claude.messages.create(
+        **hello(
+            "claude-route",
+            system="Be brief.",
+            stop_sequences=["there"],
+            metadata={"user_id": "u-1"},
+            extra_body={"top_k": 5},
+        )
+    )
 
     sent = upstream_anthropic.requests_to("/v1/messages")[0].json()
     assert sent["system"] == "Be brief." and sent["stop_sequences"] == ["there"] and sent["top_k"] == 5
@@ -124,25 +148,42 @@ async def test_the_raw_stream_is_anthropics_event_sequence(gateway, routes, key,
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-gateway-route"] == route
     names = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
-    assert names == ["message_start", "content_block_start", *["content_block_delta"] * 3, "content_block_stop",
-                     "message_delta", "message_stop"]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        *["content_block_delta"] * 3,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     assert "[DONE]" not in response.text
 
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_a_tool_round_trip_works_through_either_upstream(claude, route):
-    first = await claude.messages.create(**hello(route, tools=[WEATHER], messages=[
-        {"role": "user", "content": 'What is the weather? call get_weather {"city": "Paris"}'}]))
+    first = await claude.messages.create(
+        **hello(
+            route,
+            tools=[WEATHER],
+            messages=[{"role": "user", "content": 'What is the weather? call get_weather {"city": "Paris"}'}],
+        )
+    )
 
     assert first.stop_reason == "tool_use"
     call = next(block for block in first.content if block.type == "tool_use")
     assert call.name == "get_weather" and call.input == {"city": "Paris"}
 
-    second = await claude.messages.create(**hello(route, tools=[WEATHER], messages=[
-        {"role": "user", "content": 'What is the weather? call get_weather {"city": "Paris"}'},
-        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}]},
-    ]))
+    second = await claude.messages.create(
+        **hello(
+            route,
+            tools=[WEATHER],
+            messages=[
+                {"role": "user", "content": 'What is the weather? call get_weather {"city": "Paris"}'},
+                {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}]},
+            ],
+        )
+    )
 
     assert second.stop_reason == "end_turn"
     assert second.content[0].text == "Tool result: sunny, 21C"
@@ -150,8 +191,12 @@ async def test_a_tool_round_trip_works_through_either_upstream(claude, route):
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_a_streamed_tool_call_arrives_with_its_input_parsed(claude, route):
-    request = hello(route, tools=[WEATHER], tool_choice={"type": "any"},
-                    messages=[{"role": "user", "content": 'weather {"city": "Oslo"}'}])
+    request = hello(
+        route,
+        tools=[WEATHER],
+        tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": 'weather {"city": "Oslo"}'}],
+    )
     async with claude.messages.stream(**request) as stream:
         final = await stream.get_final_message()
 
@@ -161,8 +206,10 @@ async def test_a_streamed_tool_call_arrives_with_its_input_parsed(claude, route)
 
 
 async def test_an_image_reaches_each_upstream_in_its_own_format(claude, upstream_a, upstream_anthropic):
-    content = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
-               {"type": "text", "text": "what is this?"}]
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "text", "text": "what is this?"},
+    ]
     for route in ROUTES:
         await claude.messages.create(**hello(route, messages=[{"role": "user", "content": content}]))
 
@@ -177,21 +224,25 @@ async def test_an_image_reaches_each_upstream_in_its_own_format(claude, upstream
 
 async def test_a_bad_key_is_the_sdks_authentication_error(gateway, routes):
     async with asgi_client() as http:
-        client = anthropic.AsyncAnthropic(base_url="http://testserver", api_key="gw_wrong", http_client=http,
-                                          max_retries=0)
+        client = anthropic.AsyncAnthropic(
+            base_url="http://testserver", api_key="gw_wrong", http_client=http, max_retries=0
+        )
         with pytest.raises(anthropic.AuthenticationError) as info:
             await client.messages.create(**hello("openai-route"))
 
     assert info.value.status_code == 401
-    assert info.value.body == {"type": "error", "error": {"type": "authentication_error", "message": "Invalid API key.",
-                                                          "code": "invalid_api_key"}}
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "Invalid API key.", "code": "invalid_api_key"},
+    }
 
 
 async def test_a_key_without_the_gateway_scope_is_a_permission_error(gateway, routes, make_key):
     read_only = await make_key(["read"])
     async with asgi_client() as http:
-        client = anthropic.AsyncAnthropic(base_url="http://testserver", api_key=read_only, http_client=http,
-                                          max_retries=0)
+        client = anthropic.AsyncAnthropic(
+            base_url="http://testserver", api_key=read_only, http_client=http, max_retries=0
+        )
         with pytest.raises(anthropic.PermissionDeniedError) as info:
             await client.messages.create(**hello("openai-route"))
 
@@ -208,8 +259,9 @@ async def test_a_missing_key_is_an_anthropic_401(gateway, routes):
 async def test_a_key_over_its_request_limit_is_the_sdks_rate_limit_error(gateway, routes, make_key):
     limited = await make_key(["gateway"], rate_limit_per_minute=1)
     async with asgi_client() as http:
-        client = anthropic.AsyncAnthropic(base_url="http://testserver", api_key=limited, http_client=http,
-                                          max_retries=0)
+        client = anthropic.AsyncAnthropic(
+            base_url="http://testserver", api_key=limited, http_client=http, max_retries=0
+        )
         await client.messages.create(**hello("openai-route"))
         with pytest.raises(anthropic.RateLimitError) as info:
             await client.messages.create(**hello("openai-route"))
@@ -227,16 +279,24 @@ async def test_an_unknown_model_is_the_sdks_not_found_error(claude):
 
 async def test_bad_input_is_a_bad_request_naming_the_field(claude, upstream_a):
     with pytest.raises(anthropic.BadRequestError) as info:
-        await claude.messages.create(**hello("openai-route", messages=[{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png"}}]}]))
+        await claude.messages.create(
+            **hello(
+                "openai-route",
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png"}}],
+                    }
+                ],
+            )
+        )
 
     assert info.value.body["error"]["type"] == "invalid_request_error"
     assert "messages[0].content[0].source" in info.value.body["error"]["message"]
     assert upstream_a.requests == []
 
 
-async def test_every_target_failing_is_an_api_error_and_every_target_skipped_overloaded(
-        claude, upstream_a, upstream_b):
+async def test_every_target_failing_is_an_api_error_and_every_target_skipped_overloaded(claude, upstream_a, upstream_b):
     from providers.runtime import runtime
 
     upstream_a.fault(status=500)
@@ -268,16 +328,21 @@ async def test_a_providers_refusal_reaches_the_caller_in_anthropics_shape(claude
     assert info.value.body["error"]["message"]
 
 
-async def test_an_anthropic_upstreams_refusal_reaches_an_openai_client_in_openais_shape(gateway, routes, key,
-                                                                                       upstream_anthropic):
+async def test_an_anthropic_upstreams_refusal_reaches_an_openai_client_in_openais_shape(
+    gateway, routes, key, upstream_anthropic
+):
     upstream_anthropic.fault(status=400)  # Anthropic's own {"type": "error", "error": {...}}
 
-    response = await gateway.post("/v1/chat/completions", headers=auth(key), json={
-        "model": "claude-route", "messages": [{"role": "user", "content": "hi"}]})
+    response = await gateway.post(
+        "/v1/chat/completions",
+        headers=auth(key),
+        json={"model": "claude-route", "messages": [{"role": "user", "content": "hi"}]},
+    )
 
     assert response.status_code == 400
-    assert response.json() == {"error": {"type": "invalid_request_error", "message": "Invalid request.",
-                                         "code": "upstream_error"}}
+    assert response.json() == {
+        "error": {"type": "invalid_request_error", "message": "Invalid request.", "code": "upstream_error"}
+    }
 
 
 async def test_a_stream_that_breaks_mid_way_ends_with_an_error_event_the_sdk_raises(claude, upstream_a):
@@ -291,8 +356,9 @@ async def test_a_stream_that_breaks_mid_way_ends_with_an_error_event_the_sdk_rai
     assert "stream broke" in str(info.value)
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/v1/messages", 405),
-                                                        ("POST", "/v1/messages/nothing", 404)])
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/v1/messages", 405), ("POST", "/v1/messages/nothing", 404)]
+)
 async def test_answers_made_outside_the_view_are_anthropic_shaped_too(gateway, key, method, path, status):
     response = await gateway.request(method, path, headers={"x-api-key": key})
 
@@ -329,8 +395,11 @@ async def test_a_streamed_answer_is_recorded_with_its_usage(claude):
 
 async def test_the_key_may_come_as_a_bearer_token_or_x_api_key_on_every_gateway_api(gateway, routes, key):
     bearer = await gateway.post("/v1/messages", json=hello("openai-route"), headers=auth(key))
-    chat = await gateway.post("/v1/chat/completions", headers={"x-api-key": key},
-                              json={"model": "openai-route", "messages": [{"role": "user", "content": "hi"}]})
+    chat = await gateway.post(
+        "/v1/chat/completions",
+        headers={"x-api-key": key},
+        json={"model": "openai-route", "messages": [{"role": "user", "content": "hi"}]},
+    )
 
     assert bearer.status_code == 200 and chat.status_code == 200
 
@@ -340,7 +409,8 @@ async def test_the_key_may_come_as_a_bearer_token_or_x_api_key_on_every_gateway_
 
 async def test_count_tokens_is_an_estimate_and_says_so(claude, upstream_a):
     raw = await claude.messages.with_raw_response.count_tokens(
-        model="openai-route", messages=[{"role": "user", "content": "x" * 400}], tools=[WEATHER])
+        model="openai-route", messages=[{"role": "user", "content": "x" * 400}], tools=[WEATHER]
+    )
     count = await raw.parse()
 
     assert count.input_tokens > 100
@@ -382,9 +452,12 @@ def test_the_new_endpoints_are_in_the_openapi_document():
     paths = build_schema()["paths"]
 
     assert paths["/v1/messages"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/AnthropicMessageRequest"}
+        "$ref": "#/components/schemas/AnthropicMessageRequest"
+    }
     assert paths["/v1/messages"]["post"]["responses"]["401"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/AnthropicErrorBody"}
-    assert paths["/v1/messages/count_tokens"]["post"]["responses"]["200"]["content"]["application/json"][
-        "schema"] == {"$ref": "#/components/schemas/AnthropicTokenCount"}
+        "$ref": "#/components/schemas/AnthropicErrorBody"
+    }
+    assert paths["/v1/messages/count_tokens"]["post"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AnthropicTokenCount"
+    }
     assert paths["/v1/models/{model}"]["get"]["parameters"][0]["name"] == "model"

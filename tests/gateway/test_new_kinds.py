@@ -38,15 +38,18 @@ def ffmpeg():
 
 
 async def test_speech_is_transcribed_by_a_whisper_asr_service_through_the_openai_endpoint(
-        gateway, configure, whisper, key, settings):
+    gateway, configure, whisper, key, settings
+):
     settings.PROVIDER_URL_ALLOW = ["127.0.0.1"]
-    await configure({"providers": [{"name": "asr", "kind": "whisper", "base_url": whisper.url,
-                                    "models": ["whisper"]}]})
+    await configure({"providers": [{"name": "asr", "kind": "whisper", "base_url": whisper.url, "models": ["whisper"]}]})
     audio = speak(SPOKEN)
     whisper.learn(audio, SPOKEN)
-    response = await gateway.post("/v1/audio/transcriptions", headers=auth(key),
-                                  data={"model": "asr/whisper", "response_format": "json"},
-                                  files={"file": ("clip.wav", audio, "audio/wav")})
+    response = await gateway.post(
+        "/v1/audio/transcriptions",
+        headers=auth(key),
+        data={"model": "asr/whisper", "response_format": "json"},
+        files={"file": ("clip.wav", audio, "audio/wav")},
+    )
     assert response.status_code == 200, response.text
     assert response.json() == {"text": SPOKEN}
     assert response.headers["X-Gateway-Provider"] == "asr"
@@ -56,22 +59,53 @@ async def test_speech_is_transcribed_by_a_whisper_asr_service_through_the_openai
 async def test_an_image_comes_from_fal_s_queue_through_the_openai_endpoint(gateway, configure, fal, key, settings):
     settings.PROVIDER_URL_ALLOW = ["127.0.0.1"]
     settings.FETCH_URL_ALLOW = ["127.0.0.1"]  # the fake's result files live on loopback
-    await configure({"providers": [{"name": "fal", "kind": "fal", "base_url": fal.url, "api_key": FAL_KEY,
-                                    "models": ["fal-ai/flux/schnell"],
-                                    "options": {"platform_url": fal.url, "poll_interval_s": 0.01}}]})
-    response = await gateway.post("/v1/images/generations", headers=auth(key),
-                                  json={"model": "fal/fal-ai/flux/schnell", "prompt": "a red bicycle"})
+    await configure(
+        {
+            "providers": [
+                {
+                    "name": "fal",
+                    "kind": "fal",
+                    "base_url": fal.url,
+                    "api_key": FAL_KEY,
+                    "models": ["fal-ai/flux/schnell"],
+                    "options": {"platform_url": fal.url, "poll_interval_s": 0.01},
+                }
+            ]
+        }
+    )
+    response = await gateway.post(
+        "/v1/images/generations",
+        headers=auth(key),
+        json={"model": "fal/fal-ai/flux/schnell", "prompt": "a red bicycle"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["data"] and response.headers["X-Gateway-Provider"] == "fal"
 
 
 async def test_a_video_is_composed_by_the_ffmpeg_service_through_execute(gateway, configure, ffmpeg, key, settings):
     settings.PROVIDER_URL_ALLOW = ["127.0.0.1"]
-    await configure({"providers": [{"name": "compose", "kind": "ffmpeg", "base_url": ffmpeg.url,
-                                    "models": ["compose"], "options": {"poll_interval_s": 0.01}}]})
-    response = await gateway.post("/api/execute", headers=auth(key), json={
-        "capability": "video", "route": "compose/compose",
-        "input": {"prompt": "slideshow", "images": [PIXEL, PIXEL], "duration_s": 2}})
+    await configure(
+        {
+            "providers": [
+                {
+                    "name": "compose",
+                    "kind": "ffmpeg",
+                    "base_url": ffmpeg.url,
+                    "models": ["compose"],
+                    "options": {"poll_interval_s": 0.01},
+                }
+            ]
+        }
+    )
+    response = await gateway.post(
+        "/api/execute",
+        headers=auth(key),
+        json={
+            "capability": "video",
+            "route": "compose/compose",
+            "input": {"prompt": "slideshow", "images": [PIXEL, PIXEL], "duration_s": 2},
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["provider"] == "compose" and body["output"]["data"][0]["url"].startswith("data:video/mp4")

@@ -33,8 +33,9 @@ async def test_force_open_then_reset_a_breaker_is_audited_and_changes_routing(ga
     assert reset.json()["state"] == "closed"
     response = await gateway.post("/v1/chat/completions", json=CHAT, headers=auth(key))
     assert response.headers["x-gateway-provider"] == "up-a"
-    actions = await sync_to_async(lambda: list(AuditLog.objects.filter(object_name="up-a")
-                                               .values_list("action", flat=True)))()
+    actions = await sync_to_async(
+        lambda: list(AuditLog.objects.filter(object_name="up-a").values_list("action", flat=True))
+    )()
     assert {"force_open", "reset_breaker"} <= set(actions)
 
 

@@ -53,13 +53,23 @@ def set_ttl(*, route: str | None = None, provider_name: str | None = None, ttl: 
 async def cached(configure, upstream_a):
     """Route `cached` kept 60 s; route `plain` (the same target) not cached."""
     target = [{"provider": "up-a", "model": "gpt-4o-mini"}]
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", prices=PRICED,
-                               breaker={"consecutive_failures": 100, "min_calls": 1000},
-                               retry={"max_attempts": 1})],
-        "routes": [{"name": "cached", "capability": "chat", "targets": target},
-                   {"name": "plain", "capability": "chat", "targets": target}],
-    })
+    await configure(
+        {
+            "providers": [
+                provider(
+                    "up-a",
+                    upstream_a.url + "/v1",
+                    prices=PRICED,
+                    breaker={"consecutive_failures": 100, "min_calls": 1000},
+                    retry={"max_attempts": 1},
+                )
+            ],
+            "routes": [
+                {"name": "cached", "capability": "chat", "targets": target},
+                {"name": "plain", "capability": "chat", "targets": target},
+            ],
+        }
+    )
     await set_ttl(route="cached", ttl=60)
 
 
@@ -75,8 +85,7 @@ async def log_row(request_id: str) -> RequestLog:
 # -- hits ----------------------------------------------------------------------------------------
 
 
-async def test_a_repeated_request_is_answered_from_the_cache_without_an_upstream_call(gateway, cached, key,
-                                                                                     upstream_a):
+async def test_a_repeated_request_is_answered_from_the_cache_without_an_upstream_call(gateway, cached, key, upstream_a):
     first = await gateway.post(COMPLETIONS, json=CHAT, headers=auth(key))
     second = await gateway.post(COMPLETIONS, json=CHAT, headers=auth(key))
 
@@ -93,10 +102,12 @@ async def test_a_repeated_request_is_answered_from_the_cache_without_an_upstream
 
 
 async def test_the_same_body_with_its_keys_in_another_order_is_a_hit(gateway, cached, key, upstream_a):
-    await gateway.post(COMPLETIONS, json={"model": "cached", "temperature": 0.5, "messages": CHAT["messages"]},
-                       headers=auth(key))
-    again = await gateway.post(COMPLETIONS, json={"messages": CHAT["messages"], "temperature": 0.5,
-                                                  "model": "cached"}, headers=auth(key))
+    await gateway.post(
+        COMPLETIONS, json={"model": "cached", "temperature": 0.5, "messages": CHAT["messages"]}, headers=auth(key)
+    )
+    again = await gateway.post(
+        COMPLETIONS, json={"messages": CHAT["messages"], "temperature": 0.5, "model": "cached"}, headers=auth(key)
+    )
     other = await gateway.post(COMPLETIONS, json={**CHAT, "temperature": 0.6}, headers=auth(key))
 
     assert again.headers["x-gateway-cache"] == "hit" and other.headers["x-gateway-cache"] == "miss"
@@ -112,8 +123,9 @@ async def test_a_route_without_a_cache_says_nothing_and_calls_every_time(gateway
     assert row.cache == ""
 
 
-async def test_a_providers_ttl_serves_routes_without_their_own_and_a_route_may_turn_it_off(gateway, cached, key,
-                                                                                        upstream_a):
+async def test_a_providers_ttl_serves_routes_without_their_own_and_a_route_may_turn_it_off(
+    gateway, cached, key, upstream_a
+):
     await set_ttl(provider_name="up-a", ttl=60)
     await set_ttl(route="cached", ttl=0)
     answers = {}
@@ -175,8 +187,11 @@ async def test_two_keys_never_share_an_answer(gateway, cached, make_key, upstrea
     other = await gateway.post(COMPLETIONS, json=CHAT, headers=auth(two))
     again = await gateway.post(COMPLETIONS, json=CHAT, headers=auth(one))
 
-    assert (first.headers["x-gateway-cache"], other.headers["x-gateway-cache"], again.headers["x-gateway-cache"]) \
-        == ("miss", "miss", "hit")
+    assert (first.headers["x-gateway-cache"], other.headers["x-gateway-cache"], again.headers["x-gateway-cache"]) == (
+        "miss",
+        "miss",
+        "hit",
+    )
     assert calls(upstream_a) == 2
 
 
@@ -240,8 +255,7 @@ async def test_a_stream_that_broke_is_never_kept(gateway, cached, key, upstream_
     assert calls(upstream_a) == 2
 
 
-async def test_a_stream_over_the_size_limit_is_relayed_whole_and_not_kept(gateway, cached, key, upstream_a,
-                                                                          settings):
+async def test_a_stream_over_the_size_limit_is_relayed_whole_and_not_kept(gateway, cached, key, upstream_a, settings):
     settings.RESPONSE_CACHE_MAX_BYTES = 200
     answers = [await gateway.post(COMPLETIONS, json=STREAM, headers=auth(key)) for _ in range(2)]
 
@@ -266,8 +280,13 @@ async def test_a_complete_stream_is_kept_and_replayed_as_one_event_stream(gatewa
 
 
 async def test_each_client_api_keeps_its_own_answers_in_its_own_shape(gateway, cached, key, upstream_a):
-    asked = [(COMPLETIONS, CHAT), ("/v1/messages", MESSAGE), ("/v1/responses", RESPONSE),
-             ("/v1/messages", {**MESSAGE, "stream": True}), ("/v1/responses", {**RESPONSE, "stream": True})]
+    asked = [
+        (COMPLETIONS, CHAT),
+        ("/v1/messages", MESSAGE),
+        ("/v1/responses", RESPONSE),
+        ("/v1/messages", {**MESSAGE, "stream": True}),
+        ("/v1/responses", {**RESPONSE, "stream": True}),
+    ]
     answers = {}
     for path, body in asked:
         first = await gateway.post(path, json=body, headers=auth(key))
@@ -285,20 +304,30 @@ async def test_each_client_api_keeps_its_own_answers_in_its_own_shape(gateway, c
 
 
 async def test_transcriptions_of_different_audio_are_different_requests(gateway, configure, upstream_a, key):
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", capabilities=["stt"], models=["whisper-1"])],
-        "routes": [{"name": "listen", "capability": "stt", "targets": [{"provider": "up-a", "model": "whisper-1"}]}],
-    })
+    await configure(
+        {
+            "providers": [provider("up-a", upstream_a.url + "/v1", capabilities=["stt"], models=["whisper-1"])],
+            "routes": [
+                {"name": "listen", "capability": "stt", "targets": [{"provider": "up-a", "model": "whisper-1"}]}
+            ],
+        }
+    )
     await set_ttl(route="listen", ttl=60)
 
     said = {}
     for text in ("first words", "other words", "first words"):
-        response = await gateway.post("/v1/audio/transcriptions", headers=auth(key), data={"model": "listen"},
-                                      files={"file": ("a.txt", text.encode(), "text/plain")})
+        response = await gateway.post(
+            "/v1/audio/transcriptions",
+            headers=auth(key),
+            data={"model": "listen"},
+            files={"file": ("a.txt", text.encode(), "text/plain")},
+        )
         said.setdefault(text, []).append((response.headers["x-gateway-cache"], response.json()["text"]))
 
-    assert said == {"first words": [("miss", "first words"), ("hit", "first words")],
-                    "other words": [("miss", "other words")]}
+    assert said == {
+        "first words": [("miss", "first words"), ("hit", "first words")],
+        "other words": [("miss", "other words")],
+    }
 
 
 # -- Redis ---------------------------------------------------------------------------------------
@@ -318,8 +347,7 @@ def redis_db12() -> Iterator[str]:
     client.close()
 
 
-async def test_with_redis_two_runtimes_share_the_kept_answers(gateway, cached, key, upstream_a, redis_db12,
-                                                              settings):
+async def test_with_redis_two_runtimes_share_the_kept_answers(gateway, cached, key, upstream_a, redis_db12, settings):
     settings.REDIS_URL = redis_db12
     settings.SHARED_STATE = False  # breakers and limits stay in-process: only the cache is shared
     settings.REDIS_OP_TIMEOUT_S = 1.0

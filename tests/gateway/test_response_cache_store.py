@@ -20,20 +20,28 @@ json_values = st.recursive(
 @given(st.dictionaries(st.text(max_size=4), json_values, max_size=5))
 def test_the_key_ignores_the_order_of_a_body_s_keys(body):
     reordered = dict(reversed(list(body.items())))
-    assert cache_key(route="r", endpoint="chat", scope="1", body=body) == \
-        cache_key(route="r", endpoint="chat", scope="1", body=reordered)
+    assert cache_key(route="r", endpoint="chat", scope="1", body=body) == cache_key(
+        route="r", endpoint="chat", scope="1", body=reordered
+    )
 
 
 def test_the_key_changes_with_route_endpoint_scope_and_every_value():
     base = {"route": "r", "endpoint": "chat", "scope": "1", "body": {"messages": [{"content": "hi"}], "n": 1}}
     keys = {cache_key(**base)}
-    for change in ({"route": "r2"}, {"endpoint": "messages"}, {"scope": "2"},
-                   {"body": {"messages": [{"content": "hi!"}], "n": 1}}, {"body": {"messages": [{"content": "hi"}]}},
-                   {"body": {"messages": [{"content": "hi"}], "n": 1.5}}):
+    for change in (
+        {"route": "r2"},
+        {"endpoint": "messages"},
+        {"scope": "2"},
+        {"body": {"messages": [{"content": "hi!"}], "n": 1}},
+        {"body": {"messages": [{"content": "hi"}]}},
+        {"body": {"messages": [{"content": "hi"}], "n": 1.5}},
+    ):
         keys.add(cache_key(**{**base, **change}))
     assert len(keys) == 7
     # no separator trick: ("ab", "c") and ("a", "bc") are different requests
-    assert cache_key(route="ab", endpoint="c", scope="", body=1) != cache_key(route="a", endpoint="bc", scope="", body=1)
+    assert cache_key(route="ab", endpoint="c", scope="", body=1) != cache_key(
+        route="a", endpoint="bc", scope="", body=1
+    )
 
 
 def test_a_kept_answer_survives_its_own_serialisation():

@@ -21,24 +21,37 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 QUIET = {"consecutive_failures": 100, "min_calls": 1000}
 ROUTES = ["openai-route", "claude-route"]  # an OpenAI-format target, an Anthropic one
-WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 ASK = 'What is the weather? call get_weather {"city": "Paris"}'
 
 
 @pytest.fixture
 async def routes(configure, upstream_a, upstream_anthropic):
-    await configure({
-        "providers": [
-            provider("up-a", upstream_a.url + "/v1", breaker=QUIET, models=["gpt-4o-mini"]),
-            provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY, breaker=QUIET),
-        ],
-        "routes": [
-            {"name": "openai-route", "capability": "chat", "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}]},
-            {"name": "claude-route", "capability": "chat", "targets": [{"provider": "claude",
-                                                                         "model": "claude-sonnet-4-6"}]},
-        ],
-    })
+    await configure(
+        {
+            "providers": [
+                provider("up-a", upstream_a.url + "/v1", breaker=QUIET, models=["gpt-4o-mini"]),
+                provider("claude", upstream_anthropic.url, kind="anthropic", key=ANTHROPIC_KEY, breaker=QUIET),
+            ],
+            "routes": [
+                {
+                    "name": "openai-route",
+                    "capability": "chat",
+                    "targets": [{"provider": "up-a", "model": "gpt-4o-mini"}],
+                },
+                {
+                    "name": "claude-route",
+                    "capability": "chat",
+                    "targets": [{"provider": "claude", "model": "claude-sonnet-4-6"}],
+                },
+            ],
+        }
+    )
 
 
 def asgi_http() -> httpx.AsyncClient:
@@ -59,8 +72,9 @@ async def client(gateway, routes, key) -> AsyncIterator[openai.AsyncOpenAI]:
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_a_response_is_created_through_either_kind_of_upstream(client, route):
-    raw = await client.responses.with_raw_response.create(model=route, instructions="Be brief.", input="hello there",
-                                                          max_output_tokens=64)
+    raw = await client.responses.with_raw_response.create(
+        model=route, instructions="Be brief.", input="hello there", max_output_tokens=64
+    )
     response = raw.parse()
 
     assert response.object == "response" and response.status == "completed" and response.id.startswith("resp_")
@@ -73,19 +87,20 @@ async def test_a_response_is_created_through_either_kind_of_upstream(client, rou
 
 
 async def test_an_openai_upstream_gets_a_chat_request_with_the_instructions_first(client, upstream_a):
-    await client.responses.create(model="openai-route", instructions="Be brief.", input="hello there",
-                                  max_output_tokens=64, temperature=0.5)
+    await client.responses.create(
+        model="openai-route", instructions="Be brief.", input="hello there", max_output_tokens=64, temperature=0.5
+    )
 
     sent = upstream_a.requests_to("/v1/chat/completions")[0].json()
-    assert sent["messages"] == [{"role": "system", "content": "Be brief."},
-                                {"role": "user", "content": "hello there"}]
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]
     assert sent["max_tokens"] == 64 and "max_completion_tokens" not in sent  # the name every server reads
     assert sent["temperature"] == 0.5 and sent["model"] == "gpt-4o-mini"
 
 
 async def test_an_anthropic_upstream_gets_the_instructions_as_its_system_prompt(client, upstream_anthropic):
-    await client.responses.create(model="claude-route", instructions="Be brief.", input="hello there",
-                                  max_output_tokens=64)
+    await client.responses.create(
+        model="claude-route", instructions="Be brief.", input="hello there", max_output_tokens=64
+    )
 
     sent = upstream_anthropic.requests_to("/v1/messages")[0].json()
     assert sent["system"] == "Be brief." and sent["max_tokens"] == 64
@@ -99,7 +114,10 @@ async def test_a_stream_is_the_typed_event_sequence_the_sdk_assembles(client, ro
     types = [event.type for event in events]
     assert types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed"
     assert [event.delta for event in events if event.type == "response.output_text.delta"] == [
-        "Echo:", " hello", " there"]
+        "Echo:",
+        " hello",
+        " there",
+    ]
     assert [event.sequence_number for event in events] == list(range(len(events)))
     final = events[-1].response
     assert final.output_text == "Echo: hello there" and final.usage is not None
@@ -117,8 +135,9 @@ async def test_the_sdks_stream_helper_gives_the_final_response(client, route):
 
 
 async def test_the_raw_stream_names_each_event_and_carries_no_chat_chunks(gateway, routes, key):
-    response = await gateway.post("/v1/responses", headers=auth(key),
-                                  json={"model": "openai-route", "input": "hello there", "stream": True})
+    response = await gateway.post(
+        "/v1/responses", headers=auth(key), json={"model": "openai-route", "input": "hello there", "stream": True}
+    )
 
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     blocks = [block for block in response.text.split("\n\n") if block.strip()]
@@ -136,11 +155,15 @@ async def test_a_function_tool_round_trip_works_through_either_upstream(client, 
     calls = [item for item in first.output if item.type == "function_call"]
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
 
-    second = await client.responses.create(model=route, tools=[WEATHER], input=[
-        {"role": "user", "content": ASK},
-        *[item.model_dump(exclude_none=True) for item in first.output],
-        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 21C"},
-    ])
+    second = await client.responses.create(
+        model=route,
+        tools=[WEATHER],
+        input=[
+            {"role": "user", "content": ASK},
+            *[item.model_dump(exclude_none=True) for item in first.output],
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 21C"},
+        ],
+    )
 
     assert second.output_text == "Tool result: sunny, 21C"
 
@@ -168,8 +191,9 @@ async def test_a_response_is_recorded_with_its_usage(client):
 
 async def test_a_bad_key_is_the_sdks_authentication_error(gateway, routes):
     async with asgi_http() as http:
-        client = openai.AsyncOpenAI(base_url="http://testserver/v1", api_key="gw_wrong", http_client=http,
-                                    max_retries=0)
+        client = openai.AsyncOpenAI(
+            base_url="http://testserver/v1", api_key="gw_wrong", http_client=http, max_retries=0
+        )
         with pytest.raises(openai.AuthenticationError) as info:
             await client.responses.create(model="openai-route", input="hi")
 
@@ -214,16 +238,18 @@ async def test_every_target_failing_is_a_502_with_the_attempts(client, upstream_
 async def test_a_stream_that_breaks_ends_with_response_failed(client, upstream_a):
     upstream_a.fault(error_code="server_error")  # an error chunk after the first piece of text
 
-    events = [event async for event in await client.responses.create(model="openai-route", input="hello there",
-                                                                       stream=True)]
+    events = [
+        event async for event in await client.responses.create(model="openai-route", input="hello there", stream=True)
+    ]
 
     assert events[-1].type == "response.failed"
     assert "stream broke" in events[-1].response.error.message
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/v1/responses", 405),
-                                                        ("POST", "/v1/responses/resp_1/cancel", 404),
-                                                        ("GET", "/v1/responses/resp_1", 404)])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/responses", 405), ("POST", "/v1/responses/resp_1/cancel", 404), ("GET", "/v1/responses/resp_1", 404)],
+)
 async def test_answers_made_outside_the_view_are_openai_shaped(gateway, key, method, path, status):
     response = await gateway.request(method, path, headers=auth(key))
 
@@ -234,8 +260,9 @@ async def test_answers_made_outside_the_view_are_openai_shaped(gateway, key, met
 async def test_a_missing_key_and_a_body_too_large_are_openai_shaped(gateway, routes, settings):
     missing = await gateway.post("/v1/responses", json={"model": "openai-route", "input": "hi"})
     settings.GATEWAY_MAX_BODY_BYTES = 100
-    large = await gateway.post("/v1/responses", content=b'{"input": "' + b"x" * 200 + b'"}',
-                               headers={"content-type": "application/json"})
+    large = await gateway.post(
+        "/v1/responses", content=b'{"input": "' + b"x" * 200 + b'"}', headers={"content-type": "application/json"}
+    )
 
     assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
     assert large.status_code == 413 and large.json()["error"]["code"] == "request_too_large"
@@ -251,9 +278,11 @@ def test_the_endpoint_is_in_the_openapi_document():
     operation = build_schema()["paths"]["/v1/responses"]["post"]
 
     assert operation["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ResponsesRequest"}
+        "$ref": "#/components/schemas/ResponsesRequest"
+    }
     ok = operation["responses"]["200"]["content"]
     assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/ResponsesObject"}
     assert "text/event-stream" in ok
     assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ErrorBody"}
+        "$ref": "#/components/schemas/ErrorBody"
+    }

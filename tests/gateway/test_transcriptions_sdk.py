@@ -30,12 +30,22 @@ def whisper():
 @pytest.fixture
 async def client(gateway, configure, upstream_a, whisper, key, settings) -> AsyncIterator[openai.AsyncOpenAI]:
     settings.PROVIDER_URL_ALLOW = ["127.0.0.1"]
-    await configure({
-        "providers": [provider("up-a", upstream_a.url + "/v1", breaker=QUIET, models=["whisper-1"],
-                               capabilities=["stt"], retry={"max_attempts": 1}),
-                      {"name": "asr", "kind": "whisper", "base_url": whisper.url, "models": ["whisper"]}],
-        "routes": [{"name": "listen", "capability": "stt", "targets": ["up-a/whisper-1", "asr/whisper"]}],
-    })
+    await configure(
+        {
+            "providers": [
+                provider(
+                    "up-a",
+                    upstream_a.url + "/v1",
+                    breaker=QUIET,
+                    models=["whisper-1"],
+                    capabilities=["stt"],
+                    retry={"max_attempts": 1},
+                ),
+                {"name": "asr", "kind": "whisper", "base_url": whisper.url, "models": ["whisper"]},
+            ],
+            "routes": [{"name": "listen", "capability": "stt", "targets": ["up-a/whisper-1", "asr/whisper"]}],
+        }
+    )
     from project.asgi import application
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), timeout=30) as http:
@@ -43,8 +53,9 @@ async def client(gateway, configure, upstream_a, whisper, key, settings) -> Asyn
 
 
 async def test_a_transcription_through_the_route_and_its_fallback(client, upstream_a, whisper):
-    first = await client.audio.transcriptions.with_raw_response.create(model="listen",
-                                                                       file=("note.txt", b"testing one two"))
+    first = await client.audio.transcriptions.with_raw_response.create(
+        model="listen", file=("note.txt", b"testing one two")
+    )
     assert first.parse().text == "testing one two"  # the OpenAI fake reads text files back
     assert first.headers["X-Gateway-Provider"] == "up-a"
 

@@ -42,11 +42,18 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
-            "headers": [(k.lower(), v) for k, v in request.headers.raw], "scheme": request.url.scheme,
-            "path": request.url.path, "raw_path": request.url.raw_path.split(b"?")[0],
-            "query_string": request.url.query, "server": (request.url.host, request.url.port),
-            "client": ("127.0.0.1", 123), "root_path": "",
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "headers": [(k.lower(), v) for k, v in request.headers.raw],
+            "scheme": request.url.scheme,
+            "path": request.url.path,
+            "raw_path": request.url.raw_path.split(b"?")[0],
+            "query_string": request.url.query,
+            "server": (request.url.host, request.url.port),
+            "client": ("127.0.0.1", 123),
+            "root_path": "",
         }
         chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         started: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -75,8 +82,9 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
             app.result()  # the application's own error
             raise RuntimeError("the application sent no answer")
         start = started.result()
-        return httpx.Response(start["status"], headers=start.get("headers", []), stream=_Body(chunks, gone, app),
-                              request=request)
+        return httpx.Response(
+            start["status"], headers=start.get("headers", []), stream=_Body(chunks, gone, app), request=request
+        )
 
 
 @dataclass
@@ -121,8 +129,11 @@ class EventReader:
                 continue
             if not line:
                 if "data" in fields:
-                    return Event(int(fields["id"]) if "id" in fields else None, fields.get("event", "message"),
-                                 json.loads(fields["data"]))
+                    return Event(
+                        int(fields["id"]) if "id" in fields else None,
+                        fields.get("event", "message"),
+                        json.loads(fields["data"]),
+                    )
                 fields = {}
                 continue
             name, _, value = line.partition(":")

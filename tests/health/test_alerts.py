@@ -26,9 +26,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def provider(name, url, **extra):
-    entry = {"name": name, "kind": "openai", "base_url": url + "/v1", "api_key": API_KEY, "models": ["gpt-4o-mini"],
-             "timeout_s": 5, "health_check": {"interval_s": 5, "timeout_s": 1},
-             "breaker": {"consecutive_failures": 2, "break_s": 10, "max_break_s": 20, "window_s": 20}}
+    entry = {
+        "name": name,
+        "kind": "openai",
+        "base_url": url + "/v1",
+        "api_key": API_KEY,
+        "models": ["gpt-4o-mini"],
+        "timeout_s": 5,
+        "health_check": {"interval_s": 5, "timeout_s": 1},
+        "breaker": {"consecutive_failures": 2, "break_s": 10, "max_break_s": 20, "window_s": 20},
+    }
     entry.update(extra)
     return entry
 
@@ -130,10 +137,10 @@ async def settle_healthy(monitor, clock):
 
 
 async def test_a_provider_going_down_alerts_once_after_the_threshold_reminds_and_recovers_once(
-        configure, make_monitor, clock, fake, receiver, vrt):
+    configure, make_monitor, clock, fake, receiver, vrt
+):
     await configure({"providers": [provider("p1", fake.url)]})
-    await make_channel("ops", receiver.url + "/hook", failure_threshold=3, success_threshold=2,
-                       reminder_interval_s=60)
+    await make_channel("ops", receiver.url + "/hook", failure_threshold=3, success_threshold=2, reminder_interval_s=60)
     monitor = make_monitor()
     await settle_healthy(monitor, clock)
 
@@ -172,8 +179,11 @@ async def test_a_provider_going_down_alerts_once_after_the_threshold_reminds_and
     recovery = receiver.payloads()[-1]
     assert recovery["status"] in ("healthy", "degraded") and recovery["breaker"] != "open"
     assert recovery["since"] == alert["at"]
-    assert await alert_events("channel:ops") == [("p1", "alert", "sent"), ("p1", "reminder", "sent"),
-                                                 ("p1", "recovery", "sent")]
+    assert await alert_events("channel:ops") == [
+        ("p1", "alert", "sent"),
+        ("p1", "reminder", "sent"),
+        ("p1", "recovery", "sent"),
+    ]
     row = await state("ops", "p1")
     assert not row.firing and row.bad_count == 0 and row.reminders == 0
 
@@ -198,7 +208,9 @@ async def test_the_next_incident_alerts_again(configure, make_monitor, clock, fa
     assert receiver.events() == ["alert", "recovery", "alert", "recovery"]
 
 
-async def test_maintenance_silences_alerts_while_the_provider_fails(configure, make_monitor, clock, fake, receiver, vrt):
+async def test_maintenance_silences_alerts_while_the_provider_fails(
+    configure, make_monitor, clock, fake, receiver, vrt
+):
     await configure({"providers": [provider("p1", fake.url)]})
     await make_channel("ops", receiver.url + "/hook", failure_threshold=2, reminder_interval_s=60)
     monitor = make_monitor()
@@ -206,8 +218,9 @@ async def test_maintenance_silences_alerts_while_the_provider_fails(configure, m
 
     @sync_to_async
     def open_window():
-        return MaintenanceWindow.objects.create(provider=Provider.objects.get(name="p1"),
-                                                ends_at=timezone.now() + timedelta(hours=1))
+        return MaintenanceWindow.objects.create(
+            provider=Provider.objects.get(name="p1"), ends_at=timezone.now() + timedelta(hours=1)
+        )
 
     window = await open_window()
     await vrt.refresh()
@@ -326,8 +339,9 @@ async def reject(rt, name, credential, status=401):
     await sink.written()
 
 
-async def test_a_rejected_credential_alerts_and_the_provider_says_why(configure, make_monitor, clock, fake,
-                                                                     receiver, vrt):
+async def test_a_rejected_credential_alerts_and_the_provider_says_why(
+    configure, make_monitor, clock, fake, receiver, vrt
+):
     from health.api import health_entries
 
     await configure({"providers": [provider("p1", fake.url)]})
@@ -349,8 +363,9 @@ async def test_a_rejected_credential_alerts_and_the_provider_says_why(configure,
     assert "rejected by the provider (HTTP 401), until reset" in entry["cooldowns"][0]["reason"]
 
 
-async def test_a_rejected_credential_alerts_even_while_another_one_serves(configure, make_monitor, clock, fake,
-                                                                         receiver, vrt):
+async def test_a_rejected_credential_alerts_even_while_another_one_serves(
+    configure, make_monitor, clock, fake, receiver, vrt
+):
     entry = provider("p1", fake.url, api_keys=[API_KEY, "sk-revoked-key-0000000000"])
     del entry["api_key"]
     await configure({"providers": [entry]})

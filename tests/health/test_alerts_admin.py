@@ -36,8 +36,9 @@ def messages_of(response):
 
 def test_the_admin_action_sends_a_test_alert_and_records_the_result(admin_client_logged, receiver):
     channel = make_channel(receiver.url + "/hook")
-    response = admin_client_logged.post(CHANGELIST, {"action": "send_test_action", "_selected_action": [channel.pk]},
-                                        follow=True)
+    response = admin_client_logged.post(
+        CHANGELIST, {"action": "send_test_action", "_selected_action": [channel.pk]}, follow=True
+    )
     assert response.status_code == 200
     assert messages_of(response) == ["ops: test alert sent (TEST: alert channel ops works (HTTP 200))."]
     [payload] = receiver.payloads()
@@ -52,8 +53,9 @@ def test_the_admin_action_sends_a_test_alert_and_records_the_result(admin_client
 def test_a_failing_test_alert_shows_the_error_and_stores_it(admin_client_logged, receiver):
     channel = make_channel(receiver.url + "/hook")
     receiver.fault(status=404)
-    response = admin_client_logged.post(CHANGELIST, {"action": "send_test_action", "_selected_action": [channel.pk]},
-                                        follow=True)
+    response = admin_client_logged.post(
+        CHANGELIST, {"action": "send_test_action", "_selected_action": [channel.pk]}, follow=True
+    )
     [message] = messages_of(response)
     assert message.startswith("ops: test alert failed: HTTP 404")
     channel.refresh_from_db()
@@ -92,22 +94,42 @@ def test_the_command_names_the_channels_when_the_name_is_unknown(receiver):
 def test_the_channel_page_shows_where_each_provider_stands(admin_client_logged):
     channel = make_channel("https://hooks.example.com/x")
     provider = Provider.objects.create(name="p1", kind="openai", base_url="https://api.example.com/v1")
-    AlertState.objects.create(channel=channel, provider=provider, bad_count=2, firing=True, since=timezone.now(),
-                              reason="success rate 0% over 4 calls (< 70%)")
+    AlertState.objects.create(
+        channel=channel,
+        provider=provider,
+        bad_count=2,
+        firing=True,
+        since=timezone.now(),
+        reason="success rate 0% over 4 calls (< 70%)",
+    )
     page = admin_client_logged.get(f"{CHANGELIST}{channel.pk}/change/").content.decode()
-    table = page[page.index('id="alert-state"'):]
-    table = table[:table.index("</table>")]
+    table = page[page.index('id="alert-state"') :]
+    table = table[: table.index("</table>")]
     assert "<td>p1</td><td>alerting</td><td>2</td><td>0</td>" in table
     assert "success rate 0% over 4 calls (&lt; 70%)" in table
 
 
 def test_turning_a_disabled_channel_back_on_clears_its_reason(admin_client_logged):
-    channel = make_channel("https://hooks.example.com/x", enabled=False, delivery_failures=5,
-                           disabled_reason="disabled after 5 permanent delivery errors in a row; last: HTTP 404")
-    response = admin_client_logged.post(f"{CHANGELIST}{channel.pk}/change/", {
-        "name": "ops", "kind": "webhook", "enabled": "on", "target_env": "", "target": "",
-        "failure_threshold": "2", "success_threshold": "2", "reminder_interval_s": "", "notify_recovery": "on",
-    })
+    channel = make_channel(
+        "https://hooks.example.com/x",
+        enabled=False,
+        delivery_failures=5,
+        disabled_reason="disabled after 5 permanent delivery errors in a row; last: HTTP 404",
+    )
+    response = admin_client_logged.post(
+        f"{CHANGELIST}{channel.pk}/change/",
+        {
+            "name": "ops",
+            "kind": "webhook",
+            "enabled": "on",
+            "target_env": "",
+            "target": "",
+            "failure_threshold": "2",
+            "success_threshold": "2",
+            "reminder_interval_s": "",
+            "notify_recovery": "on",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     channel.refresh_from_db()
     assert channel.enabled and channel.disabled_reason == "" and channel.delivery_failures == 0

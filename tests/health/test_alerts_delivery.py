@@ -61,8 +61,15 @@ def alert_events():
 
 
 def delivery(channel, event="alert"):
-    notice = Notice(event=event, channel=channel.name, provider="p1", status="unhealthy", breaker="open",
-                    reason="success rate 0% over 4 calls (< 70%)", at=datetime.now(UTC))
+    notice = Notice(
+        event=event,
+        channel=channel.name,
+        provider="p1",
+        status="unhealthy",
+        breaker="open",
+        reason="success rate 0% over 4 calls (< 70%)",
+        at=datetime.now(UTC),
+    )
     return Delivery(channel.pk, channel.name, channel.kind, channel.target(), notice)
 
 
@@ -107,8 +114,9 @@ async def test_a_500_is_retried_and_not_counted_as_permanent(receiver):
 
 async def test_a_500_then_a_success_delivers_and_resets_the_failures(receiver):
     channel = await make_channel(receiver.url + "/hook")
-    await sync_to_async(AlertChannel.objects.filter(pk=channel.pk).update)(delivery_failures=2,
-                                                                           last_delivery_error="HTTP 500")
+    await sync_to_async(AlertChannel.objects.filter(pk=channel.pk).update)(
+        delivery_failures=2, last_delivery_error="HTTP 500"
+    )
     receiver.fault(status=500, times=1)
     outcome = await Alerter().send(delivery(channel))
     assert outcome.ok and outcome.attempts == 2
@@ -189,8 +197,10 @@ async def test_every_delivery_is_recorded_with_its_channel_and_published(receive
     assert await layer.receive(inbox) == {"type": "health.update", "provider": "p1"}
     assert await layer.receive(inbox) == {"type": "health.update", "provider": "p1"}
     events = await alert_events()
-    assert [(e[0], e[1], e[2]) for e in events] == [("alert", "failed permanently", "channel:ops"),
-                                                    ("reminder", "sent", "channel:ops")]
+    assert [(e[0], e[1], e[2]) for e in events] == [
+        ("alert", "failed permanently", "channel:ops"),
+        ("reminder", "sent", "channel:ops"),
+    ]
     assert "webhook channel ops" in events[0][3] and "HTTP 404" in events[0][3]
     assert "sent REMINDER: p1 is still unhealthy" in events[1][3]
     rows = await sync_to_async(list)(HealthEvent.objects.filter(kind="alert").values_list("provider_name", flat=True))

@@ -19,8 +19,19 @@ def fake():
 
 
 async def test_health_lists_the_contract_fields_per_provider(gateway, key, configure, fake, make_monitor):
-    await configure({"providers": [{"name": "p1", "kind": "openai", "base_url": fake.url + "/v1",
-                                    "api_key": API_KEY, "models": ["gpt-4o-mini"]}]})
+    await configure(
+        {
+            "providers": [
+                {
+                    "name": "p1",
+                    "kind": "openai",
+                    "base_url": fake.url + "/v1",
+                    "api_key": API_KEY,
+                    "models": ["gpt-4o-mini"],
+                }
+            ]
+        }
+    )
     await full_tick(make_monitor())
     body = (await gateway.get("/api/health", headers=auth(key))).json()
     entry = body["providers"][0]
@@ -35,8 +46,19 @@ async def test_health_lists_the_contract_fields_per_provider(gateway, key, confi
 
 
 async def test_check_now_probes_at_once_and_is_logged(gateway, key, configure, fake):
-    await configure({"providers": [{"name": "p1", "kind": "openai", "base_url": fake.url + "/v1",
-                                    "api_key": API_KEY, "models": ["gpt-4o-mini"]}]})
+    await configure(
+        {
+            "providers": [
+                {
+                    "name": "p1",
+                    "kind": "openai",
+                    "base_url": fake.url + "/v1",
+                    "api_key": API_KEY,
+                    "models": ["gpt-4o-mini"],
+                }
+            ]
+        }
+    )
     fake.fault(status=500, times=1)
     response = await gateway.post("/api/health/p1/check", headers=auth(key))
     assert response.status_code == 200
@@ -46,7 +68,9 @@ async def test_check_now_probes_at_once_and_is_logged(gateway, key, configure, f
     assert [r["ok"] for r in again] == [True]
     detail = (await gateway.get("/api/health/p1", headers=auth(key))).json()
     assert detail["last_check_ok"] is True
-    actions = await sync_to_async(lambda: list(HealthEvent.objects.filter(kind="action").values_list("new", flat=True)))()
+    actions = await sync_to_async(
+        lambda: list(HealthEvent.objects.filter(kind="action").values_list("new", flat=True))
+    )()
     assert actions == ["check_now", "check_now"]
 
 

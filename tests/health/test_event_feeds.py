@@ -101,11 +101,14 @@ async def test_a_feed_gets_no_incident_alerts(sim, receiver):
     assert await sync_to_async(plan_alerts)([bad]) == []
 
 
-@pytest.mark.parametrize(("kind", "events", "message"), [
-    ("webhook", ["breaker.exploded"], "unknown event types: breaker.exploded"),
-    ("slack", ["breaker.opened"], "only a webhook channel sends events"),
-    ("webhook", "breaker.opened", "must be a list of event types"),
-])
+@pytest.mark.parametrize(
+    ("kind", "events", "message"),
+    [
+        ("webhook", ["breaker.exploded"], "unknown event types: breaker.exploded"),
+        ("slack", ["breaker.opened"], "only a webhook channel sends events"),
+        ("webhook", "breaker.opened", "must be a list of event types"),
+    ],
+)
 def test_a_feed_names_known_events_on_a_webhook(db, kind, events, message):
     channel = AlertChannel(name="x", kind=kind, events=events)
     channel.set_target("http://127.0.0.1:9/hook")

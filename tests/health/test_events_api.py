@@ -33,18 +33,32 @@ async def events(gateway, key, query: str = "") -> dict:
 
 async def test_each_kind_of_change_has_its_contract_name(sim, gateway, key):
     rows = [
-        ("sim-a", "breaker", "closed", "open"), ("sim-a", "breaker", "open", "half_open"),
-        ("sim-a", "breaker", "half_open", "closed"), ("sim-a", "status", "healthy", "degraded"),
-        ("sim-a", "status", "healthy", "maintenance"), ("sim-a", "cooldown", "", "rejected"),
-        ("sim-a", "cooldown", "", "exhausted"), ("sim-a", "alert", "alert", "sent"),
-        ("sim-a", "alert", "alert", "failed"), ("sim-a", "cooldown", "", "rate_limited"),
+        ("sim-a", "breaker", "closed", "open"),
+        ("sim-a", "breaker", "open", "half_open"),
+        ("sim-a", "breaker", "half_open", "closed"),
+        ("sim-a", "status", "healthy", "degraded"),
+        ("sim-a", "status", "healthy", "maintenance"),
+        ("sim-a", "cooldown", "", "rejected"),
+        ("sim-a", "cooldown", "", "exhausted"),
+        ("sim-a", "alert", "alert", "sent"),
+        ("sim-a", "alert", "alert", "failed"),
+        ("sim-a", "cooldown", "", "rate_limited"),
     ]
     for provider, kind, old, new in rows:
         await sync_to_async(record_event)(provider, kind, old, new, f"{kind} {new}")
     listed = (await events(gateway, key))["events"]
     assert [e["event"] for e in listed][::-1] == [
-        "breaker.opened", "breaker.half_open", "breaker.closed", "provider.status", "provider.maintenance",
-        "credential.rejected", "credential.exhausted", "alert.sent", "alert.failed", "credential.rate_limited"]
+        "breaker.opened",
+        "breaker.half_open",
+        "breaker.closed",
+        "provider.status",
+        "provider.maintenance",
+        "credential.rejected",
+        "credential.exhausted",
+        "alert.sent",
+        "alert.failed",
+        "credential.rate_limited",
+    ]
     newest = listed[0]
     assert set(newest) == {"id", "event", "provider", "from", "to", "reason", "at", "actor", "detail"}
     assert (newest["provider"], newest["to"], newest["reason"]) == ("sim-a", "rate_limited", "cooldown rate_limited")
@@ -71,8 +85,9 @@ async def test_pages_follow_the_cursor_without_overlap(sim, gateway, key):
 
 
 async def test_filters_by_provider_kind_and_time(sim, gateway, key):
-    old = await sync_to_async(record_event)("sim-b", "status", "healthy", "unhealthy", "down",
-                                            at=timezone.now() - timedelta(hours=2))
+    old = await sync_to_async(record_event)(
+        "sim-b", "status", "healthy", "unhealthy", "down", at=timezone.now() - timedelta(hours=2)
+    )
     await sync_to_async(record_event)("sim-a", "breaker", "closed", "open", "tripped")
     await sync_to_async(record_event)("sim-a", "action", "", "enable", "")
     only_b = (await events(gateway, key, "?provider=sim-b"))["events"]
@@ -85,10 +100,18 @@ async def test_filters_by_provider_kind_and_time(sim, gateway, key):
     assert old.pk not in [e["id"] for e in recent] and len(recent) == 2
 
 
-@pytest.mark.parametrize(("query", "param"), [
-    ("?limit=0", "limit"), ("?limit=501", "limit"), ("?limit=many", "limit"), ("?cursor=abc", "cursor"),
-    ("?since=yesterday", "since"), ("?kind=breaker.exploded", "kind"), ("?provider=" + "p" * 65, "provider"),
-])
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("?limit=0", "limit"),
+        ("?limit=501", "limit"),
+        ("?limit=many", "limit"),
+        ("?cursor=abc", "cursor"),
+        ("?since=yesterday", "since"),
+        ("?kind=breaker.exploded", "kind"),
+        ("?provider=" + "p" * 65, "provider"),
+    ],
+)
 async def test_bad_parameters_are_a_400_naming_them(sim, gateway, key, query, param):
     response = await gateway.get(f"/api/events{query}", headers=auth(key))
     assert response.status_code == 400
@@ -108,15 +131,32 @@ async def test_the_list_needs_a_key_with_the_read_scope(sim, gateway, make_key):
 async def test_a_flood_of_failed_requests_is_two_events_per_route_window(configure, rt, gateway, key, settings):
     settings.EVENTS_REQUEST_FAILED_WINDOW_S = 60  # the whole flood falls in one window
     with FakeOpenAI() as fake:
-        await configure({"providers": [{"name": "p1", "kind": "openai", "base_url": fake.url + "/v1",
-                                        "api_key": API_KEY, "retry": {"max_attempts": 1}}],
-                         "routes": [{"name": "chat", "capability": "chat",
-                                     "targets": [{"provider": "p1", "model": "gpt-4o-mini"}]}]})
+        await configure(
+            {
+                "providers": [
+                    {
+                        "name": "p1",
+                        "kind": "openai",
+                        "base_url": fake.url + "/v1",
+                        "api_key": API_KEY,
+                        "retry": {"max_attempts": 1},
+                    }
+                ],
+                "routes": [
+                    {"name": "chat", "capability": "chat", "targets": [{"provider": "p1", "model": "gpt-4o-mini"}]}
+                ],
+            }
+        )
         await rt.refresh(force=True)
         fake.fault(status=500)
-        answers = [await gateway.post("/v1/chat/completions", headers=auth(key),
-                                      json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
-                   for _ in range(20)]
+        answers = [
+            await gateway.post(
+                "/v1/chat/completions",
+                headers=auth(key),
+                json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            for _ in range(20)
+        ]
         assert {a.status_code for a in answers} <= {502, 503}
         await failure_log.drain()
     failed = (await events(gateway, key, "?kind=request.failed"))["events"]
@@ -128,10 +168,19 @@ async def test_a_flood_of_failed_requests_is_two_events_per_route_window(configu
 
 
 async def test_a_served_request_is_no_event(sim, configure, gateway, key):
-    await configure({**SIMULATED, "routes": [{"name": "chat", "capability": "chat",
-                                              "targets": [{"provider": "sim-a", "model": "sim-small"}]}]})
-    answer = await gateway.post("/v1/chat/completions", headers=auth(key),
-                                json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    await configure(
+        {
+            **SIMULATED,
+            "routes": [
+                {"name": "chat", "capability": "chat", "targets": [{"provider": "sim-a", "model": "sim-small"}]}
+            ],
+        }
+    )
+    answer = await gateway.post(
+        "/v1/chat/completions",
+        headers=auth(key),
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert answer.status_code == 200
     await failure_log.drain()
     assert (await events(gateway, key, "?kind=request.failed"))["events"] == []

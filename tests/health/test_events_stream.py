@@ -37,14 +37,16 @@ async def sim(configure, rt):
 
 @pytest.fixture
 async def streams() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=StreamingASGITransport(application), base_url="http://testserver",
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        transport=StreamingASGITransport(application), base_url="http://testserver", timeout=30
+    ) as client:
         yield client
 
 
 @contextlib.asynccontextmanager
-async def open_stream(streams: httpx.AsyncClient, key: str, path: str = "/api/events/stream",
-                      **headers: str) -> AsyncIterator[EventReader]:
+async def open_stream(
+    streams: httpx.AsyncClient, key: str, path: str = "/api/events/stream", **headers: str
+) -> AsyncIterator[EventReader]:
     async with streams.stream("GET", path, headers={**auth(key), **headers}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -122,8 +124,9 @@ async def test_an_event_committed_after_a_later_one_is_still_sent_once(sim, stre
 
     def write(offset: int) -> int:
         last = HealthEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        event = HealthEvent.objects.create(id=last + offset, provider_name="sim-a", kind="action", new="check_now",
-                                           at=timezone.now())
+        event = HealthEvent.objects.create(
+            id=last + offset, provider_name="sim-a", kind="action", new="check_now", at=timezone.now()
+        )
         publish_sync({"type": "health.event", "provider": "sim-a", "event_id": event.pk})
         return event.pk
 
@@ -161,15 +164,30 @@ async def test_the_stream_ends_and_leaves_the_group_when_the_client_goes(sim, st
 
 async def test_a_request_every_target_failed_is_a_request_failed_event(configure, rt, gateway, streams, key):
     with FakeOpenAI() as fake:
-        await configure({"providers": [{"name": "p1", "kind": "openai", "base_url": fake.url + "/v1",
-                                        "api_key": API_KEY, "retry": {"max_attempts": 1}}],
-                         "routes": [{"name": "chat", "capability": "chat",
-                                     "targets": [{"provider": "p1", "model": "gpt-4o-mini"}]}]})
+        await configure(
+            {
+                "providers": [
+                    {
+                        "name": "p1",
+                        "kind": "openai",
+                        "base_url": fake.url + "/v1",
+                        "api_key": API_KEY,
+                        "retry": {"max_attempts": 1},
+                    }
+                ],
+                "routes": [
+                    {"name": "chat", "capability": "chat", "targets": [{"provider": "p1", "model": "gpt-4o-mini"}]}
+                ],
+            }
+        )
         await rt.refresh(force=True)
         fake.fault(status=500)
         async with open_stream(streams, key) as reader:
-            answer = await gateway.post("/v1/chat/completions", headers=auth(key),
-                                        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+            answer = await gateway.post(
+                "/v1/chat/completions",
+                headers=auth(key),
+                json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+            )
             assert answer.status_code == 502
             event = await until(reader, "request.failed")
         await failure_log.drain()
@@ -179,11 +197,14 @@ async def test_a_request_every_target_failed_is_a_request_failed_event(configure
     assert event.data["provider"] == "p1" and event.data["to"] == "failure"
 
 
-@pytest.mark.parametrize(("headers", "query", "param"), [
-    ({"Last-Event-ID": "-1"}, "", "Last-Event-ID"),
-    ({}, "?last_event_id=abc", "last_event_id"),
-    ({}, "?kind=breaker.exploded", "kind"),
-])
+@pytest.mark.parametrize(
+    ("headers", "query", "param"),
+    [
+        ({"Last-Event-ID": "-1"}, "", "Last-Event-ID"),
+        ({}, "?last_event_id=abc", "last_event_id"),
+        ({}, "?kind=breaker.exploded", "kind"),
+    ],
+)
 async def test_bad_parameters_are_a_400_naming_them(sim, gateway, key, headers, query, param):
     response = await gateway.get(f"/api/events/stream{query}", headers={**auth(key), **headers})
     assert response.status_code == 400
@@ -209,8 +230,9 @@ def redis_layer(settings):
     except redis.RedisError:
         pytest.skip("no Redis on 127.0.0.1:6379")
     client.flushdb()
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                           "CONFIG": {"hosts": [REDIS_DB9]}}}
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_DB9]}}
+    }
     yield
     client.flushdb()
     client.close()

@@ -37,10 +37,22 @@ def fake():
 @pytest.fixture
 async def monitor(configure, vrt, clock, fake):
     # A breaker that never trips and probes an hour apart: only the test's calls count.
-    await configure({"providers": [{
-        "name": "p1", "kind": "openai", "base_url": fake.url + "/v1", "api_key": API_KEY, "models": ["gpt-4o-mini"],
-        "timeout_s": 5, "health_check": {"interval_s": 3600, "timeout_s": 1},
-        "breaker": {"consecutive_failures": 0, "min_calls": 1000, "window_s": 60}}]})
+    await configure(
+        {
+            "providers": [
+                {
+                    "name": "p1",
+                    "kind": "openai",
+                    "base_url": fake.url + "/v1",
+                    "api_key": API_KEY,
+                    "models": ["gpt-4o-mini"],
+                    "timeout_s": 5,
+                    "health_check": {"interval_s": 3600, "timeout_s": 1},
+                    "breaker": {"consecutive_failures": 0, "min_calls": 1000, "window_s": 60},
+                }
+            ]
+        }
+    )
     return Monitor(vrt, now=clock, rng=random.Random(7), holder="m1")
 
 
@@ -69,8 +81,11 @@ def status():
 
 @sync_to_async
 def status_changes():
-    return list(HealthEvent.objects.filter(kind=HealthEvent.Kind.STATUS, provider_name="p1")
-                .order_by("id").values_list("old", "new"))
+    return list(
+        HealthEvent.objects.filter(kind=HealthEvent.Kind.STATUS, provider_name="p1")
+        .order_by("id")
+        .values_list("old", "new")
+    )
 
 
 async def settle(monitor, clock):

@@ -58,9 +58,16 @@ def monitor(vrt, clock):
 
 
 def provider(url, **breaker):
-    return {"name": "p1", "kind": "openai", "base_url": url + "/v1", "api_key": API_KEY, "models": ["gpt-4o-mini"],
-            "timeout_s": 5, "health_check": {"interval_s": 5, "timeout_s": 1},
-            "breaker": {"consecutive_failures": 2, "break_s": 10, "max_break_s": 20, "window_s": 20, **breaker}}
+    return {
+        "name": "p1",
+        "kind": "openai",
+        "base_url": url + "/v1",
+        "api_key": API_KEY,
+        "models": ["gpt-4o-mini"],
+        "timeout_s": 5,
+        "health_check": {"interval_s": 5, "timeout_s": 1},
+        "breaker": {"consecutive_failures": 2, "break_s": 10, "max_break_s": 20, "window_s": 20, **breaker},
+    }
 
 
 @sync_to_async
@@ -123,7 +130,8 @@ async def steady(configure, fake, monitor, clock):
 
 
 async def test_an_outage_opens_one_incident_with_one_alert_and_recovery_resolves_it_with_one_message(
-        configure, monitor, clock, fake, receiver, vrt, gateway, key):
+    configure, monitor, clock, fake, receiver, vrt, gateway, key
+):
     await configure({"providers": [provider(fake.url)]})
     await make_channel(receiver.url + "/hook", failure_threshold=2, success_threshold=2)
     for _ in range(4):
@@ -168,11 +176,14 @@ async def test_an_outage_opens_one_incident_with_one_alert_and_recovery_resolves
 
     events = (await gateway.get("/api/events?kind=incident.opened,incident.resolved", headers=auth(key))).json()
     assert [(e["event"], e["provider"], e["detail"]) for e in reversed(events["events"])] == [
-        ("incident.opened", "p1", {"incident": incident.pk}), ("incident.resolved", "p1", {"incident": incident.pk})]
+        ("incident.opened", "p1", {"incident": incident.pk}),
+        ("incident.resolved", "p1", {"incident": incident.pk}),
+    ]
 
 
-async def test_a_flapping_provider_opens_one_incident_and_alerts_once(configure, monitor, clock, fake, receiver,
-                                                                     settings):
+async def test_a_flapping_provider_opens_one_incident_and_alerts_once(
+    configure, monitor, clock, fake, receiver, settings
+):
     settings.HEALTH_FLAP_CHECKS = 1  # no damping: the status itself flips at every evaluation
     await steady(configure, fake, monitor, clock)
     await make_channel(receiver.url + "/hook", failure_threshold=1, success_threshold=1)
@@ -190,7 +201,8 @@ async def test_a_flapping_provider_opens_one_incident_and_alerts_once(configure,
 
 
 async def test_an_incident_is_acknowledged_and_muted_through_the_api_by_admin_keys_only(
-        configure, monitor, clock, fake, receiver, gateway, key, make_key):
+    configure, monitor, clock, fake, receiver, gateway, key, make_key
+):
     await steady(configure, fake, monitor, clock)
     await make_channel(receiver.url + "/hook", failure_threshold=1)
     for _ in range(3):
@@ -221,7 +233,8 @@ async def test_an_incident_is_acknowledged_and_muted_through_the_api_by_admin_ke
 
     listed = (await gateway.get("/api/incidents?state=open", headers=auth(reader))).json()["incidents"]
     assert [(i["id"], i["acknowledged_by"] != "", i["muted_until"] is not None) for i in listed] == [
-        (incident.pk, True, True)]
+        (incident.pk, True, True)
+    ]
     assert "incident.acknowledged" in [e["event"] for e in listed[0]["events"]]
     bad_state = await gateway.get("/api/incidents?state=closed", headers=auth(reader))
     assert bad_state.status_code == 400
@@ -229,8 +242,9 @@ async def test_an_incident_is_acknowledged_and_muted_through_the_api_by_admin_ke
     assert [(e["event"], e["actor"]) for e in events] == [("incident.acknowledged", answer.json()["acknowledged_by"])]
 
 
-async def test_a_muted_incident_sends_nothing_until_the_mute_ends(configure, monitor, clock, fake, receiver, gateway,
-                                                                 key):
+async def test_a_muted_incident_sends_nothing_until_the_mute_ends(
+    configure, monitor, clock, fake, receiver, gateway, key
+):
     await steady(configure, fake, monitor, clock)
     await make_channel(receiver.url + "/hook", failure_threshold=3, success_threshold=1)
     for _ in range(2):  # the incident opens with the status; the alert waits for the third

@@ -40,19 +40,31 @@ def make_channel(name: str, target: str, *, providers: tuple[str, ...] = (), **f
 
 
 async def test_a_key_passing_80_and_100_percent_of_its_budget_alerts_the_channels_once_each(
-        gateway, configure, upstream_a, receiver, settings):
+    gateway, configure, upstream_a, receiver, settings
+):
     settings.ALERT_RETRY_BASE_S = 0.01
     settings.KEY_SPEND_FLUSH_INTERVAL_S = 0.05
-    await configure({"providers": [provider("up-a", upstream_a.url + "/v1", models=["gpt-4o-mini"],
-                                            prices={"gpt-4o-mini": {"input_per_mtok": 1000, "output_per_mtok": 1000}})]})
+    await configure(
+        {
+            "providers": [
+                provider(
+                    "up-a",
+                    upstream_a.url + "/v1",
+                    models=["gpt-4o-mini"],
+                    prices={"gpt-4o-mini": {"input_per_mtok": 1000, "output_per_mtok": 1000}},
+                )
+            ]
+        }
+    )
     await make_channel("ops", receiver.url + "/all")
     await make_channel("team-a", receiver.url + "/scoped", providers=("up-a",))  # a provider's own channel
     _, key = await sync_to_async(ApiKey.issue)("budgeted", ["gateway"], budget="0.05", budget_period="day")
 
     answers = []
     for _ in range(40):
-        answer = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "up-a/gpt-4o-mini"},
-                                    headers=auth(key))
+        answer = await gateway.post(
+            "/v1/chat/completions", json={**CHAT, "model": "up-a/gpt-4o-mini"}, headers=auth(key)
+        )
         answers.append(answer.status_code)
         if answer.status_code != 200:
             break

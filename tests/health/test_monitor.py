@@ -14,9 +14,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def provider(name, url, **extra):
-    entry = {"name": name, "kind": "openai", "base_url": url + "/v1", "api_key": API_KEY, "models": ["gpt-4o-mini"],
-             "health_check": {"interval_s": 5, "timeout_s": 1},
-             "breaker": {"consecutive_failures": 2, "break_s": 30}}
+    entry = {
+        "name": name,
+        "kind": "openai",
+        "base_url": url + "/v1",
+        "api_key": API_KEY,
+        "models": ["gpt-4o-mini"],
+        "health_check": {"interval_s": 5, "timeout_s": 1},
+        "breaker": {"consecutive_failures": 2, "break_s": 30},
+    }
     entry.update(extra)
     return entry
 
@@ -74,8 +80,10 @@ async def test_a_provider_going_down_opens_its_breaker_and_logs_why(configure, m
     assert row.score == 0.0
     breaker_events = await events("p1", "breaker")
     assert breaker_events == [("breaker", "closed", "open", "consecutive_failures 2")] or (
-        len(breaker_events) == 1 and breaker_events[0][1:3] == ("closed", "open")
-        and "consecutive" in breaker_events[0][3])
+        len(breaker_events) == 1
+        and breaker_events[0][1:3] == ("closed", "open")
+        and "consecutive" in breaker_events[0][3]
+    )
     status_events = await events("p1", "status")
     assert [e[1:3] for e in status_events] == [("unknown", "healthy"), ("healthy", "unhealthy")]
     assert "success rate" in status_events[-1][3]
@@ -138,7 +146,9 @@ async def test_maintenance_shows_as_the_status_and_routes_around_the_provider(co
 
     @sync_to_async
     def open_window():
-        MaintenanceWindow.objects.create(provider=Provider.objects.get(name="p1"), ends_at=timezone.now() + timedelta(hours=1))
+        MaintenanceWindow.objects.create(
+            provider=Provider.objects.get(name="p1"), ends_at=timezone.now() + timedelta(hours=1)
+        )
 
     await open_window()
     await rt.refresh()
@@ -159,9 +169,18 @@ async def test_the_monitor_command_runs_once(configure, fake, rt):
 
 
 async def test_probes_close_a_half_open_breaker_without_any_live_traffic(configure, make_monitor, fake, clock):
-    await configure({"providers": [provider("p1", fake.url, breaker={"consecutive_failures": 2, "break_s": 0.3,
-                                                                      "max_break_s": 0.3},
-                                            health_check={"interval_s": 1, "timeout_s": 1})]})
+    await configure(
+        {
+            "providers": [
+                provider(
+                    "p1",
+                    fake.url,
+                    breaker={"consecutive_failures": 2, "break_s": 0.3, "max_break_s": 0.3},
+                    health_check={"interval_s": 1, "timeout_s": 1},
+                )
+            ]
+        }
+    )
     monitor = make_monitor()
     fake.fault(status=503)
     for _ in range(2):
@@ -178,8 +197,9 @@ async def test_probes_close_a_half_open_breaker_without_any_live_traffic(configu
     assert breaker_events[-2:] == [("open", "half_open"), ("half_open", "closed")]
 
 
-async def test_every_probe_shows_within_one_tick_even_when_the_status_does_not_change(configure, make_monitor,
-                                                                                     fake, fake2, clock):
+async def test_every_probe_shows_within_one_tick_even_when_the_status_does_not_change(
+    configure, make_monitor, fake, fake2, clock
+):
     await configure({"providers": [provider("p1", fake.url), provider("p2", fake2.url)]})
     monitor = make_monitor()
     await full_tick(monitor)
@@ -215,11 +235,17 @@ async def test_a_breaker_forced_open_shows_the_provider_unavailable_at_once(conf
 
 
 async def test_options_stored_before_they_were_validated_fail_the_probe_in_words_not_a_traceback(
-        configure, make_monitor, caplog):
+    configure, make_monitor, caplog
+):
     from providers.models import Provider
 
-    await configure({"providers": [{"name": "sim", "kind": "simulated", "models": ["m"],
-                                    "health_check": {"interval_s": 5, "timeout_s": 1}}]})
+    await configure(
+        {
+            "providers": [
+                {"name": "sim", "kind": "simulated", "models": ["m"], "health_check": {"interval_s": 5, "timeout_s": 1}}
+            ]
+        }
+    )
     # what an older version let through (or an edit in the database): the adapter refuses it
     await sync_to_async(Provider.objects.filter(name="sim").update)(options={"error_rate": 2})
     monitor = make_monitor()

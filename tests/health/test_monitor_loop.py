@@ -27,8 +27,14 @@ GUARD_S = 30.0  # a guard against a hang, never a measure of speed
 
 
 def simulated(name: str = "sim", interval_s: float = 3600) -> dict[str, Any]:
-    return {"name": name, "kind": "simulated", "models": ["sim-small"], "capabilities": ["chat"],
-            "options": {"latency_ms": 0, "seed": 1}, "health_check": {"interval_s": interval_s, "timeout_s": 5}}
+    return {
+        "name": name,
+        "kind": "simulated",
+        "models": ["sim-small"],
+        "capabilities": ["chat"],
+        "options": {"latency_ms": 0, "seed": 1},
+        "health_check": {"interval_s": interval_s, "timeout_s": 5},
+    }
 
 
 class Observed(Monitor):
@@ -119,8 +125,7 @@ async def test_a_tick_during_which_a_provider_fell_due_says_there_is_more_work(c
     assert await probes() == 2
 
 
-async def test_the_loop_collects_a_finished_probe_at_once_not_a_tick_interval_later(configure, observed,
-                                                                                    settings):
+async def test_the_loop_collects_a_finished_probe_at_once_not_a_tick_interval_later(configure, observed, settings):
     settings.MONITOR_CONCURRENCY = 1
     await configure({"providers": [simulated()]})
     monitor = observed()
@@ -157,7 +162,7 @@ async def test_the_loop_sleeps_when_idle_and_a_breaker_change_wakes_it_for_one_t
 
         await rt.engine.force_open("sim", 600)  # a breaker change in this process wakes it
         await monitor.until(lambda: monitor.sleeps > asleep[1])
-        assert monitor.ticks[asleep[0]:] == [False]  # one tick, then asleep again
+        assert monitor.ticks[asleep[0] :] == [False]  # one tick, then asleep again
         row = await health()
         assert row is not None and row.breaker == "forced_open" and row.status == "unhealthy"
         for _ in range(20):

@@ -19,8 +19,10 @@ from .conftest import full_tick
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
-ROUTED = {**SIMULATED, "routes": [{"name": "chat", "capability": "chat",
-                                   "targets": [{"provider": "sim-a", "model": "sim-small"}]}]}
+ROUTED = {
+    **SIMULATED,
+    "routes": [{"name": "chat", "capability": "chat", "targets": [{"provider": "sim-a", "model": "sim-small"}]}],
+}
 
 
 @pytest.fixture
@@ -51,13 +53,19 @@ async def test_disabling_takes_the_provider_out_of_routes_at_once_and_enabling_b
     on = await gateway.post("/api/providers/sim-a/enable", headers=auth(key))
     assert on.status_code == 200 and on.json()["enabled"] is True and on.json()["status"] != "disabled"
     assert (await gateway.post("/v1/chat/completions", headers=auth(key), json=CHAT)).status_code == 200
-    audited = await sync_to_async(lambda: list(AuditLog.objects.filter(object_name="sim-a", action__in=("enable", "disable"))
-                                               .order_by("id")
-                                               .values_list("action", "actor", "changes")))()
+    audited = await sync_to_async(
+        lambda: list(
+            AuditLog.objects.filter(object_name="sim-a", action__in=("enable", "disable"))
+            .order_by("id")
+            .values_list("action", "actor", "changes")
+        )
+    )()
     key_name = audited[0][1]
     assert key_name.startswith("api:key-")
-    assert audited == [("disable", key_name, {"enabled": [True, False]}),
-                       ("enable", key_name, {"enabled": [False, True]})]
+    assert audited == [
+        ("disable", key_name, {"enabled": [True, False]}),
+        ("enable", key_name, {"enabled": [False, True]}),
+    ]
     assert await event_names(gateway, key) == [("provider.enabled", key_name), ("provider.disabled", key_name)]
 
 
@@ -68,15 +76,17 @@ async def test_a_switch_that_changes_nothing_is_audited_but_no_event(sim, gatewa
     assert actions == [({"enabled": [True, True]},)]
 
 
-@pytest.mark.parametrize("path", ["/api/providers/nope/enable", "/api/providers/nope/disable",
-                                  "/api/health/nope/reset"])
+@pytest.mark.parametrize(
+    "path", ["/api/providers/nope/enable", "/api/providers/nope/disable", "/api/health/nope/reset"]
+)
 async def test_an_unknown_provider_is_a_404(sim, gateway, key, path):
     response = await gateway.post(path, headers=auth(key))
     assert response.status_code == 404 and response.json()["error"]["code"] == "provider_not_found"
 
 
-@pytest.mark.parametrize("path", ["/api/providers/sim-a/enable", "/api/providers/sim-a/disable",
-                                  "/api/health/sim-a/reset"])
+@pytest.mark.parametrize(
+    "path", ["/api/providers/sim-a/enable", "/api/providers/sim-a/disable", "/api/health/sim-a/reset"]
+)
 async def test_actions_need_the_admin_scope_and_a_post(sim, gateway, make_key, key, path):
     assert (await gateway.post(path)).status_code == 401
     reader = await make_key(["read"])
@@ -88,11 +98,23 @@ async def test_actions_need_the_admin_scope_and_a_post(sim, gateway, make_key, k
 
 async def test_resetting_statistics_clears_the_window_and_counters_but_not_the_breaker(configure, rt, gateway, key):
     with FakeOpenAI() as fake:
-        await configure({"providers": [{"name": "p1", "kind": "openai", "base_url": fake.url + "/v1",
-                                        "api_key": API_KEY, "retry": {"max_attempts": 1},
-                                        "breaker": {"consecutive_failures": 50, "min_calls": 50}}],
-                         "routes": [{"name": "chat", "capability": "chat",
-                                     "targets": [{"provider": "p1", "model": "gpt-4o-mini"}]}]})
+        await configure(
+            {
+                "providers": [
+                    {
+                        "name": "p1",
+                        "kind": "openai",
+                        "base_url": fake.url + "/v1",
+                        "api_key": API_KEY,
+                        "retry": {"max_attempts": 1},
+                        "breaker": {"consecutive_failures": 50, "min_calls": 50},
+                    }
+                ],
+                "routes": [
+                    {"name": "chat", "capability": "chat", "targets": [{"provider": "p1", "model": "gpt-4o-mini"}]}
+                ],
+            }
+        )
         await rt.refresh(force=True)
         fake.fault(status=500, times=3)
         for _ in range(3):
@@ -121,15 +143,32 @@ async def test_resetting_statistics_clears_the_window_and_counters_but_not_the_b
 
 async def test_the_health_list_carries_a_summary_of_the_fleet(configure, rt, gateway, key, make_monitor):
     with FakeOpenAI() as fake:
-        await configure({"providers": [
-            {"name": "up", "kind": "openai", "base_url": fake.url + "/v1", "api_key": API_KEY,
-             "models": ["gpt-4o-mini"]},
-            {"name": "off", "kind": "simulated", "models": ["sim-small"], "enabled": False},
-        ]})
+        await configure(
+            {
+                "providers": [
+                    {
+                        "name": "up",
+                        "kind": "openai",
+                        "base_url": fake.url + "/v1",
+                        "api_key": API_KEY,
+                        "models": ["gpt-4o-mini"],
+                    },
+                    {"name": "off", "kind": "simulated", "models": ["sim-small"], "enabled": False},
+                ]
+            }
+        )
         await full_tick(make_monitor())
         body = (await gateway.get("/api/health", headers=auth(key))).json()
-    assert body["summary"] == {"total": 2, "healthy": 1, "degraded": 0, "unhealthy": 0, "unknown": 0,
-                               "disabled": 1, "maintenance": 0, "score": 100.0}
+    assert body["summary"] == {
+        "total": 2,
+        "healthy": 1,
+        "degraded": 0,
+        "unhealthy": 0,
+        "unknown": 0,
+        "disabled": 1,
+        "maintenance": 0,
+        "score": 100.0,
+    }
     assert len(body["providers"]) == 2
 
 
@@ -146,8 +185,14 @@ def test_the_summary_score_is_weighted_by_traffic_and_ignores_disabled_providers
 
 async def test_a_provider_shows_its_latest_probe_details(configure, rt, gateway, key):
     with FakeOllama(version="0.12.6") as ollama:
-        await configure({"providers": [{"name": "local", "kind": "ollama", "base_url": ollama.url},
-                                       {"name": "sim-a", "kind": "simulated", "models": ["sim-small"]}]})
+        await configure(
+            {
+                "providers": [
+                    {"name": "local", "kind": "ollama", "base_url": ollama.url},
+                    {"name": "sim-a", "kind": "simulated", "models": ["sim-small"]},
+                ]
+            }
+        )
         await rt.refresh(force=True)
         assert (await gateway.get("/api/health/local", headers=auth(key))).json()["probe"] is None
         assert (await gateway.post("/api/health/local/check", headers=auth(key))).status_code == 200

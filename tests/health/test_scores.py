@@ -6,8 +6,17 @@ from health.scores import Inputs, Weights, debounce, score, status_of
 
 
 def inputs(**kw):
-    base = dict(enabled=True, maintenance=False, breaker="closed", cooling=None, probe="ok", success_rate=1.0,
-                calls=20, p95_ms=1500.0, target_p95_ms=3000.0)
+    base = dict(
+        enabled=True,
+        maintenance=False,
+        breaker="closed",
+        cooling=None,
+        probe="ok",
+        success_rate=1.0,
+        calls=20,
+        p95_ms=1500.0,
+        target_p95_ms=3000.0,
+    )
     base.update(kw)
     return Inputs(**base)
 
@@ -26,9 +35,16 @@ def test_slowness_and_failures_lower_their_own_parts():
     assert result.total == 59.0
 
 
-@pytest.mark.parametrize(("breaker", "cooling", "factor"), [
-    ("half_open", None, 0.3), ("open", None, 0.0), ("forced_open", None, 0.0), ("closed", "rate_limited", 0.0),
-    ("closed", "exhausted", 0.0)])
+@pytest.mark.parametrize(
+    ("breaker", "cooling", "factor"),
+    [
+        ("half_open", None, 0.3),
+        ("open", None, 0.0),
+        ("forced_open", None, 0.0),
+        ("closed", "rate_limited", 0.0),
+        ("closed", "exhausted", 0.0),
+    ],
+)
 def test_the_state_factor_scales_the_whole(breaker, cooling, factor):
     result = score(inputs(breaker=breaker, cooling=cooling))
     assert result.parts["state_factor"] == factor
@@ -45,8 +61,17 @@ def test_no_data_means_no_score_and_unknown_status():
     assert status_of(blank)[0] == "unknown"
 
 
-@pytest.mark.parametrize(("rate", "status"), [(0.95, "healthy"), (0.901, "healthy"), (0.9, "degraded"),
-                                              (0.7, "degraded"), (0.69, "unhealthy"), (0.0, "unhealthy")])
+@pytest.mark.parametrize(
+    ("rate", "status"),
+    [
+        (0.95, "healthy"),
+        (0.901, "healthy"),
+        (0.9, "degraded"),
+        (0.7, "degraded"),
+        (0.69, "unhealthy"),
+        (0.0, "unhealthy"),
+    ],
+)
 def test_status_follows_the_success_rate_thresholds(rate, status):
     assert status_of(inputs(success_rate=rate))[0] == status
 

@@ -13,12 +13,35 @@ from health.transports import DeliveryError, Notice, email, slack, webhook
 from tests.fakes.webhook import FakeWebhook
 
 AT = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
-ALERT = Notice(event="alert", channel="ops", provider="openai-main", status="unhealthy", breaker="open",
-               reason="breaker open (consecutive_failures 5); success rate 20% over 10 calls (< 70%)", at=AT)
-REMINDER = Notice(event="reminder", channel="ops", provider="openai-main", status="unhealthy", breaker="open",
-                  reason="still failing", at=AT + timedelta(minutes=90), since=AT)
-RECOVERY = Notice(event="recovery", channel="ops", provider="openai-main", status="healthy", breaker="closed",
-                  reason="success rate 100% over 12 calls", at=AT + timedelta(hours=2), since=AT)
+ALERT = Notice(
+    event="alert",
+    channel="ops",
+    provider="openai-main",
+    status="unhealthy",
+    breaker="open",
+    reason="breaker open (consecutive_failures 5); success rate 20% over 10 calls (< 70%)",
+    at=AT,
+)
+REMINDER = Notice(
+    event="reminder",
+    channel="ops",
+    provider="openai-main",
+    status="unhealthy",
+    breaker="open",
+    reason="still failing",
+    at=AT + timedelta(minutes=90),
+    since=AT,
+)
+RECOVERY = Notice(
+    event="recovery",
+    channel="ops",
+    provider="openai-main",
+    status="healthy",
+    breaker="closed",
+    reason="success rate 100% over 12 calls",
+    at=AT + timedelta(hours=2),
+    since=AT,
+)
 TEST = Notice(event="test", channel="ops", provider="", status="", breaker="", reason="A test sent by root.", at=AT)
 
 
@@ -41,9 +64,16 @@ async def test_the_webhook_posts_the_event_as_json(receiver):
     [request] = receiver.requests
     assert request.method == "POST" and request.headers["Content-Type"] == "application/json"
     assert request.json() == {
-        "event": "alert", "channel": "ops", "provider": "openai-main", "status": "unhealthy", "breaker": "open",
-        "reason": ALERT.reason, "at": "2026-03-01T12:00:05Z", "since": None,
-        "incident": None, "console_url": "https://console.example.com/providers/openai-main",
+        "event": "alert",
+        "channel": "ops",
+        "provider": "openai-main",
+        "status": "unhealthy",
+        "breaker": "open",
+        "reason": ALERT.reason,
+        "at": "2026-03-01T12:00:05Z",
+        "since": None,
+        "incident": None,
+        "console_url": "https://console.example.com/providers/openai-main",
         "title": "ALERT: openai-main is unhealthy",
     }
 
@@ -54,7 +84,9 @@ def test_webhook_bodies_name_the_event_and_keep_the_incident_start():
     assert webhook.payload(RECOVERY)["since"] == "2026-03-01T12:00:05Z"
     assert webhook.payload(RECOVERY)["title"] == "RECOVERED: openai-main is healthy again"
     test = webhook.payload(TEST)
-    assert test["event"] == "test" and test["provider"] is None and test["console_url"] == "https://console.example.com/"
+    assert (
+        test["event"] == "test" and test["provider"] is None and test["console_url"] == "https://console.example.com/"
+    )
 
 
 def test_an_open_breaker_on_a_provider_that_is_not_unhealthy_is_named():
@@ -75,13 +107,24 @@ async def test_the_slack_body_is_text_with_blocks_as_incoming_webhooks_expect(re
     assert [f["type"] for f in section["fields"]] == ["mrkdwn"] * 4
     assert section["fields"][0]["text"] == "*Provider*\nopenai-main"
     assert section["fields"][2]["text"] == "*Breaker*\nopen"
-    assert context == {"type": "context", "elements": [
-        {"type": "mrkdwn", "text": "<https://console.example.com/providers/openai-main|Open in the console>"}]}
+    assert context == {
+        "type": "context",
+        "elements": [
+            {"type": "mrkdwn", "text": "<https://console.example.com/providers/openai-main|Open in the console>"}
+        ],
+    }
 
 
 def test_slack_text_is_escaped_and_kept_within_block_limits():
-    notice = Notice(event="alert", channel="ops", provider="p" * 64, status="unhealthy", breaker="open",
-                    reason="<script> & " + "x" * 5000, at=AT)
+    notice = Notice(
+        event="alert",
+        channel="ops",
+        provider="p" * 64,
+        status="unhealthy",
+        breaker="open",
+        reason="<script> & " + "x" * 5000,
+        at=AT,
+    )
     body = slack.payload(notice)
     header, section, _ = body["blocks"]
     assert len(header["text"]["text"]) <= 150
@@ -133,14 +176,17 @@ class RefusingBackend(BaseEmailBackend):
         raise type(self).error
 
 
-@pytest.mark.parametrize(("error", "permanent"), [
-    (smtplib.SMTPRecipientsRefused({"a@example.com": (550, b"5.1.1 no such user")}), True),
-    (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"4.2.0 mailbox busy")}), False),
-    (smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), True),
-    (smtplib.SMTPDataError(451, b"4.3.0 try again later"), False),
-    (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), False),
-    (ConnectionRefusedError(111, "Connection refused"), False),
-])
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (550, b"5.1.1 no such user")}), True),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"4.2.0 mailbox busy")}), False),
+        (smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), True),
+        (smtplib.SMTPDataError(451, b"4.3.0 try again later"), False),
+        (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), False),
+        (ConnectionRefusedError(111, "Connection refused"), False),
+    ],
+)
 async def test_smtp_5xx_replies_are_permanent_and_the_rest_transient(settings, error, permanent):
     settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
     RefusingBackend.error = error

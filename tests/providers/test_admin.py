@@ -15,18 +15,42 @@ SECRET = "sk-admin-saved-secret-0123456789"
 
 def provider_form(**overrides):
     data = {
-        "name": "openai-main", "kind": "openai", "base_url": "https://api.openai.com/v1", "enabled": "on",
-        "capabilities": "[]", "configured_models": "[]", "priority": "1", "weight": "1", "timeout_s": "",
-        "max_concurrent": "32", "options": "{}", "retry_max_attempts": "2", "retry_base_delay_s": "0.5",
-        "retry_max_delay_s": "8", "breaker_mode": "normal", "breaker_window_s": "", "breaker_min_calls": "10",
-        "breaker_failure_rate": "0.5", "breaker_consecutive_failures": "5", "breaker_break_s": "30",
-        "breaker_max_break_s": "300", "breaker_half_open_probes": "3", "health_interval_s": "30",
-        "health_timeout_s": "10", "health_probe": "cheap",
-        "secrets-TOTAL_FORMS": "1", "secrets-INITIAL_FORMS": "0",
-        "secrets-0-position": "0", "secrets-0-label": "primary", "secrets-0-enabled": "on",
-        "secrets-0-env_var": "", "secrets-0-value": SECRET,
-        "catalog-TOTAL_FORMS": "0", "catalog-INITIAL_FORMS": "0",
-        "maintenance_windows-TOTAL_FORMS": "0", "maintenance_windows-INITIAL_FORMS": "0",
+        "name": "openai-main",
+        "kind": "openai",
+        "base_url": "https://api.openai.com/v1",
+        "enabled": "on",
+        "capabilities": "[]",
+        "configured_models": "[]",
+        "priority": "1",
+        "weight": "1",
+        "timeout_s": "",
+        "max_concurrent": "32",
+        "options": "{}",
+        "retry_max_attempts": "2",
+        "retry_base_delay_s": "0.5",
+        "retry_max_delay_s": "8",
+        "breaker_mode": "normal",
+        "breaker_window_s": "",
+        "breaker_min_calls": "10",
+        "breaker_failure_rate": "0.5",
+        "breaker_consecutive_failures": "5",
+        "breaker_break_s": "30",
+        "breaker_max_break_s": "300",
+        "breaker_half_open_probes": "3",
+        "health_interval_s": "30",
+        "health_timeout_s": "10",
+        "health_probe": "cheap",
+        "secrets-TOTAL_FORMS": "1",
+        "secrets-INITIAL_FORMS": "0",
+        "secrets-0-position": "0",
+        "secrets-0-label": "primary",
+        "secrets-0-enabled": "on",
+        "secrets-0-env_var": "",
+        "secrets-0-value": SECRET,
+        "catalog-TOTAL_FORMS": "0",
+        "catalog-INITIAL_FORMS": "0",
+        "maintenance_windows-TOTAL_FORMS": "0",
+        "maintenance_windows-INITIAL_FORMS": "0",
     }
     data.update(overrides)
     return data
@@ -56,10 +80,15 @@ def test_saving_the_change_form_without_a_value_keeps_the_stored_secret(admin_cl
     admin_client_logged.post("/admin/providers/provider/add/", provider_form())
     provider = Provider.objects.get(name="openai-main")
     secret = provider.secrets.get()
-    data = provider_form(**{
-        "priority": "4", "secrets-INITIAL_FORMS": "1", "secrets-0-id": str(secret.pk),
-        "secrets-0-provider": str(provider.pk), "secrets-0-value": "",
-    })
+    data = provider_form(
+        **{
+            "priority": "4",
+            "secrets-INITIAL_FORMS": "1",
+            "secrets-0-id": str(secret.pk),
+            "secrets-0-provider": str(provider.pk),
+            "secrets-0-value": "",
+        }
+    )
     response = admin_client_logged.post(f"/admin/providers/provider/{provider.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:3000]
     provider.refresh_from_db()
@@ -68,8 +97,9 @@ def test_saving_the_change_form_without_a_value_keeps_the_stored_secret(admin_cl
 
 
 def test_an_out_of_range_policy_is_a_readable_field_error_in_the_admin(admin_client_logged):
-    response = admin_client_logged.post("/admin/providers/provider/add/",
-                                        provider_form(breaker_failure_rate="1.5", breaker_half_open_probes="0"))
+    response = admin_client_logged.post(
+        "/admin/providers/provider/add/", provider_form(breaker_failure_rate="1.5", breaker_half_open_probes="0")
+    )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert errors["breaker_failure_rate"] == ["must be > 0 and <= 1"]
@@ -86,13 +116,13 @@ def test_admin_saves_are_audited_with_the_actor_and_the_secret_masked(admin_clie
 
 
 def test_a_new_api_key_is_shown_once_in_the_admin_and_only_its_hash_kept(admin_client_logged):
-    response = admin_client_logged.post("/admin/providers/apikey/add/",
-                                        {"name": "app", "scopes": ["gateway"], "rate_limit_per_minute": ""},
-                                        follow=True)
+    response = admin_client_logged.post(
+        "/admin/providers/apikey/add/", {"name": "app", "scopes": ["gateway"], "rate_limit_per_minute": ""}, follow=True
+    )
     body = response.content.decode()
     row = ApiKey.objects.get(name="app")
     start = body.index('id="new-api-key">') + len('id="new-api-key">')
-    key = body[start:body.index("<", start)]
+    key = body[start : body.index("<", start)]
     assert key.startswith(row.prefix)
     from providers.models import hash_key
 
@@ -105,8 +135,10 @@ def test_route_targets_are_shown_inline_in_position_order(admin_client_logged):
     load_demo()
     route = Route.objects.get(name="demo")
     body = admin_client_logged.get(f"/admin/providers/route/{route.pk}/change/").content.decode()
-    positions = [body.index(f'value="{name}"') if f'value="{name}"' in body else body.index(name)
-                 for name in ("sim-large", "sim-small")]
+    positions = [
+        body.index(f'value="{name}"') if f'value="{name}"' in body else body.index(name)
+        for name in ("sim-large", "sim-small")
+    ]
     assert positions[0] < positions[1]
     changelist = admin_client_logged.get("/admin/providers/route/").content.decode()
     assert "demo-flaky/sim-large → demo-fast/sim-small → demo-slow/sim-large" in changelist
@@ -117,18 +149,29 @@ def test_demo_providers_are_marked_and_removed_in_one_action(admin_client_logged
     changelist = admin_client_logged.get("/admin/providers/provider/").content.decode()
     assert changelist.count("(demo)") == 3
     some = Provider.objects.filter(is_demo=True).first()
-    admin_client_logged.post("/admin/providers/provider/", {
-        "action": "remove_demo_action", "_selected_action": [some.pk]})
+    admin_client_logged.post(
+        "/admin/providers/provider/", {"action": "remove_demo_action", "_selected_action": [some.pk]}
+    )
     assert not Provider.objects.filter(is_demo=True).exists()
     assert not Route.objects.filter(is_demo=True).exists()
 
 
 def test_alert_channel_target_is_write_only(admin_client_logged):
     url = "https://hooks.slack.example.com/services/T0/B0/very-secret-token"
-    response = admin_client_logged.post("/admin/health/alertchannel/add/", {
-        "name": "ops", "kind": "slack", "enabled": "on", "target_env": "", "target": url,
-        "failure_threshold": "2", "success_threshold": "2", "reminder_interval_s": "", "notify_recovery": "on",
-    })
+    response = admin_client_logged.post(
+        "/admin/health/alertchannel/add/",
+        {
+            "name": "ops",
+            "kind": "slack",
+            "enabled": "on",
+            "target_env": "",
+            "target": url,
+            "failure_threshold": "2",
+            "success_threshold": "2",
+            "reminder_interval_s": "",
+            "notify_recovery": "on",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     channel = AlertChannel.objects.get(name="ops")
     assert channel.target() == url

@@ -80,7 +80,9 @@ def test_every_contract_key_is_accepted_and_stored():
     assert float(model.input_price_per_mtok) == 0.15 and model.context_window == 128000
     route = Route.objects.get(name="default")
     assert [(t.provider.name, t.model) for t in route.targets.all()] == [
-        ("openai-main", "gpt-4o-mini"), ("local-ollama", "llama3.2")]
+        ("openai-main", "gpt-4o-mini"),
+        ("local-ollama", "llama3.2"),
+    ]
     assert (route.max_attempts, route.deadline_s) == (3, 60.0)
     channel = AlertChannel.objects.get(name="ops-hook")
     assert channel.target() == "https://hooks.example.com/T000/secret-token-abcdef"
@@ -131,13 +133,18 @@ def test_a_bad_file_on_an_empty_database_creates_nothing():
         ({"breaker": {"min_calls": 0}}, "providers[0].breaker.min_calls: must be >= 1 and <= 100000"),
         ({"breaker": {"consecutive_failures": -1}}, "providers[0].breaker.consecutive_failures: must be >= 0"),
         ({"breaker": {"break_s": 0}}, "providers[0].breaker.break_s: must be > 0 and <= 86400"),
-        ({"breaker": {"break_s": 60, "max_break_s": 30}}, "providers[0].breaker.max_break_s: must be >= breaker break_s"),
+        (
+            {"breaker": {"break_s": 60, "max_break_s": 30}},
+            "providers[0].breaker.max_break_s: must be >= breaker break_s",
+        ),
         ({"breaker": {"half_open_probes": 101}}, "providers[0].breaker.half_open_probes: must be >= 1 and <= 100"),
         # an openai provider with no capabilities listed may be sent images too (120 s attempts):
         # its one breaker's window must hold two of those
         ({"breaker": {"window_s": 30}}, "providers[0].breaker.window_s: must be >= 2 × the attempt timeout (240 s)"),
-        ({"breaker": {"window_s": 30}, "capabilities": ["chat"]},
-         "providers[0].breaker.window_s: must be >= 2 × the attempt timeout (60 s)"),
+        (
+            {"breaker": {"window_s": 30}, "capabilities": ["chat"]},
+            "providers[0].breaker.window_s: must be >= 2 × the attempt timeout (60 s)",
+        ),
         ({"health_check": {"interval_s": 0}}, "providers[0].health_check.interval_s: must be >= 1 and <= 86400"),
         ({"health_check": {"timeout_s": 0}}, "providers[0].health_check.timeout_s: must be > 0 and <= 600"),
         ({"timeout_s": 0}, "providers[0].timeout_s: must be > 0 and <= 600"),
@@ -167,7 +174,9 @@ def test_each_policy_validation_error_names_its_path(edit, message):
 
 
 def test_route_errors_name_the_target_path():
-    doc = load_document(FULL.replace("provider: local-ollama", "provider: nowhere").replace("strategy: priority", "strategy: vibes"))
+    doc = load_document(
+        FULL.replace("provider: local-ollama", "provider: nowhere").replace("strategy: priority", "strategy: vibes")
+    )
     with pytest.raises(ConfigError) as info:
         apply_config(doc, actor="test")
     assert "routes[0].targets[1].provider: unknown provider 'nowhere'" in info.value.errors
@@ -197,8 +206,11 @@ def test_export_then_import_round_trips_without_a_change():
 
 
 def test_export_round_trips_into_an_empty_database_for_env_references():
-    run_import(FULL.replace("api_key: sk-ant-literal-secret-value-0001", "api_key: env:ANTHROPIC_KEY")
-               .replace("url: https://hooks.example.com/T000/secret-token-abcdef", "url: env:HOOK_URL"))
+    run_import(
+        FULL.replace("api_key: sk-ant-literal-secret-value-0001", "api_key: env:ANTHROPIC_KEY").replace(
+            "url: https://hooks.example.com/T000/secret-token-abcdef", "url: env:HOOK_URL"
+        )
+    )
     exported = export_config()
     Route.objects.all().delete()
     Provider.objects.all().delete()
@@ -226,8 +238,11 @@ def test_a_masked_value_without_a_stored_secret_is_refused():
 
 def test_changes_are_audited_with_secrets_masked():
     run_import(FULL)
-    run_import(FULL.replace("sk-ant-literal-secret-value-0001", "sk-ant-literal-secret-value-0002")
-               .replace("priority: 2", "priority: 5"))
+    run_import(
+        FULL.replace("sk-ant-literal-secret-value-0001", "sk-ant-literal-secret-value-0002").replace(
+            "priority: 2", "priority: 5"
+        )
+    )
     update = AuditLog.objects.get(object_name="anthropic-main", action="update")
     assert update.actor == "import_config"
     assert update.changes["api_keys"] == [["sk-…0001"], ["sk-…0002"]]
@@ -249,18 +264,22 @@ def test_a_missing_file_is_a_clear_error():
 
 # -- the catalog: what the entry's `models` and `prices` say ---------------------------------
 
+
 def priced(prices: dict, models: list[str] | None = None) -> dict:
     return {"providers": [{"name": "cat", "kind": "simulated", "models": models or [], "prices": prices}]}
 
 
 def catalog() -> dict[str, tuple[str, float, int | None]]:
-    return {m.name: (m.source, float(m.input_price_per_mtok), m.context_window)
-            for m in ProviderModel.objects.filter(provider__name="cat")}
+    return {
+        m.name: (m.source, float(m.input_price_per_mtok), m.context_window)
+        for m in ProviderModel.objects.filter(provider__name="cat")
+    }
 
 
 def test_a_price_entry_the_document_drops_is_deleted_and_audited():
-    apply_config(priced({"m1": {"input_per_mtok": 1.5, "context_window": 8000}, "m2": {"input_per_mtok": 2}}),
-                 actor="test")
+    apply_config(
+        priced({"m1": {"input_per_mtok": 1.5, "context_window": 8000}, "m2": {"input_per_mtok": 2}}), actor="test"
+    )
     summary = apply_config(priced({"m1": {"input_per_mtok": 1.5, "context_window": 8000}}), actor="test")
     assert summary.updated == ["provider cat"]
     assert catalog() == {"m1": ("config", 1.5, 8000)}
@@ -280,10 +299,16 @@ def test_a_model_dropped_from_models_leaves_the_catalog_and_one_kept_without_pri
 
 def test_a_discovered_model_the_document_stops_pricing_keeps_its_row_and_facts_but_not_its_prices():
     apply_config(priced({}), actor="test")
-    ProviderModel.objects.create(provider=Provider.objects.get(name="cat"), name="found", source="discovered",
-                                 context_window=32000, capabilities=["chat"])
-    apply_config(priced({"found": {"input_per_mtok": 3, "context_window": 32000, "capabilities": ["chat"]}}),
-                 actor="test")
+    ProviderModel.objects.create(
+        provider=Provider.objects.get(name="cat"),
+        name="found",
+        source="discovered",
+        context_window=32000,
+        capabilities=["chat"],
+    )
+    apply_config(
+        priced({"found": {"input_per_mtok": 3, "context_window": 32000, "capabilities": ["chat"]}}), actor="test"
+    )
     assert catalog() == {"found": ("discovered", 3.0, 32000)}
     apply_config(priced({}), actor="test")
     assert catalog() == {"found": ("discovered", 0.0, 32000)}
@@ -294,8 +319,9 @@ def test_a_discovered_model_the_document_stops_pricing_keeps_its_row_and_facts_b
 
 def test_an_unpriced_discovered_model_is_left_alone():
     apply_config(priced({}), actor="test")
-    ProviderModel.objects.create(provider=Provider.objects.get(name="cat"), name="found", source="discovered",
-                                 context_window=32000)
+    ProviderModel.objects.create(
+        provider=Provider.objects.get(name="cat"), name="found", source="discovered", context_window=32000
+    )
     summary = apply_config(priced({}), actor="test")
     assert summary.unchanged == 1 and catalog() == {"found": ("discovered", 0.0, 32000)}
 

@@ -40,9 +40,15 @@ def connect_to(path: Path) -> None:
     """A new connection, as any process makes its first one, with the project's WAL setting."""
     from django.db.utils import ConnectionHandler
 
-    handler = ConnectionHandler({"default": {
-        "ENGINE": "django.db.backends.sqlite3", "NAME": str(path),
-        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}})
+    handler = ConnectionHandler(
+        {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": str(path),
+                "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"},
+            }
+        }
+    )
     connection = handler["default"]
     try:
         with connection.cursor() as cursor:
@@ -63,8 +69,7 @@ def test_a_new_sqlite_database_and_its_wal_files_are_readable_by_the_owner_only(
     assert all(mode(p) & 0o077 == 0 for p in companions), {p.name: oct(mode(p)) for p in companions}
 
 
-def test_an_existing_world_readable_database_is_tightened_on_the_next_connection(tmp_path, loose_umask,
-                                                                                 own_database):
+def test_an_existing_world_readable_database_is_tightened_on_the_next_connection(tmp_path, loose_umask, own_database):
     import providers.models  # noqa: F401
 
     database = tmp_path / "db.sqlite3"

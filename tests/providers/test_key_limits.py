@@ -25,10 +25,18 @@ LATE = datetime(2026, 3, 31, 23, 58, tzinfo=UTC).timestamp()
 
 
 def entry(row: ApiKey) -> KeyEntry:
-    return KeyEntry(id=row.pk, name=row.name, prefix=row.prefix, scopes=frozenset(row.scopes),
-                    rate_limit_per_minute=row.rate_limit_per_minute, expires_at=row.expires_at,
-                    routes=frozenset(row.routes), tokens_per_minute=row.tokens_per_minute, budget=row.budget,
-                    budget_period=row.budget_period)
+    return KeyEntry(
+        id=row.pk,
+        name=row.name,
+        prefix=row.prefix,
+        scopes=frozenset(row.scopes),
+        rate_limit_per_minute=row.rate_limit_per_minute,
+        expires_at=row.expires_at,
+        routes=frozenset(row.routes),
+        tokens_per_minute=row.tokens_per_minute,
+        budget=row.budget,
+        budget_period=row.budget_period,
+    )
 
 
 @pytest.fixture
@@ -49,12 +57,24 @@ def worker(clock: FakeClock, *entries: KeyEntry) -> KeyLimits:
     return KeyLimits(Engine(clock=clock), snapshot=lambda: snapshot)
 
 
-def record(key: KeyEntry, clock: FakeClock, *, cost: str = "0", tokens_in: int = 0, tokens_out: int = 0,
-           request_id: str = "r") -> RequestRecord:
-    return RequestRecord(at=datetime.fromtimestamp(clock.time(), UTC), request_id=request_id, route="chat",
-                         capability="chat", outcome="success", status=200, latency_ms=5.0, provider="p",
-                         model="m", api_key_id=key.id, tokens_in=tokens_in, tokens_out=tokens_out,
-                         cost=Decimal(cost))
+def record(
+    key: KeyEntry, clock: FakeClock, *, cost: str = "0", tokens_in: int = 0, tokens_out: int = 0, request_id: str = "r"
+) -> RequestRecord:
+    return RequestRecord(
+        at=datetime.fromtimestamp(clock.time(), UTC),
+        request_id=request_id,
+        route="chat",
+        capability="chat",
+        outcome="success",
+        status=200,
+        latency_ms=5.0,
+        provider="p",
+        model="m",
+        api_key_id=key.id,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost=Decimal(cost),
+    )
 
 
 async def refused(limits: KeyLimits, key: KeyEntry, route: str = "chat") -> KeyRefused:
@@ -77,6 +97,7 @@ def alerts() -> Iterator[list[dict[str, Any]]]:
 
 # -- routes -------------------------------------------------------------------------------------
 
+
 async def test_a_key_limited_to_routes_is_refused_on_another_with_a_403(make):
     _, key = await make(routes=["chat", "embed"])
     limits = worker(FakeClock(wall=LATE), key)
@@ -97,14 +118,20 @@ async def test_a_key_without_routes_may_use_every_route(make):
 def test_route_names_are_checked_when_the_key_is_saved():
     from django.core.exceptions import ValidationError
 
-    for bad, said in (("chat", "must be a list"), (["a", "a"], "twice"), (["a,b"], "','"), ([""], "empty"),
-                      ([3], "must be a string")):
+    for bad, said in (
+        ("chat", "must be a list"),
+        (["a", "a"], "twice"),
+        (["a,b"], "','"),
+        ([""], "empty"),
+        ([3], "must be a string"),
+    ):
         with pytest.raises(ValidationError, match=said):
             ApiKey.issue("bad", ["gateway"], routes=bad)
     assert not ApiKey.objects.filter(name="bad").exists()
 
 
 # -- requests and tokens per minute -------------------------------------------------------------
+
 
 async def test_the_request_limit_admits_n_requests_a_minute_and_says_when_to_retry(make):
     _, key = await make(rate_limit_per_minute=5)
@@ -155,6 +182,7 @@ async def test_tokens_settled_stop_the_key_once_its_minute_holds_its_token_limit
 
 
 # -- budget -------------------------------------------------------------------------------------
+
 
 async def test_a_key_whose_budget_is_spent_is_refused_with_a_429(make):
     _, key = await make(budget=Decimal("1.00"), budget_period="day")
@@ -221,6 +249,7 @@ async def test_a_request_settled_after_midnight_counts_in_the_period_it_started_
 
 # -- spend in the database ----------------------------------------------------------------------
 
+
 async def test_spend_requests_and_tokens_are_written_per_day_as_the_request_log_rounds_cost(make):
     _, key = await make()
     clock = FakeClock(wall=LATE)
@@ -265,6 +294,7 @@ async def test_a_new_count_includes_what_this_worker_has_not_written_yet(make, s
 
 
 # -- alerts -------------------------------------------------------------------------------------
+
 
 async def test_passing_80_and_100_percent_of_the_budget_is_told_once_each_per_period(make, alerts):
     row, key = await make(budget=Decimal(10), budget_period="day")

@@ -32,14 +32,32 @@ def issue(name: str, **fields: object) -> tuple[ApiKey, str]:
 
 
 def spent(row: ApiKey, cost: str, tokens_in: int = 0, tokens_out: int = 0) -> RequestRecord:
-    return RequestRecord(at=datetime.now(UTC), request_id="r", route="chat", capability="chat", outcome="success",
-                         status=200, latency_ms=1.0, provider="p", model="m", api_key_id=row.pk,
-                         tokens_in=tokens_in, tokens_out=tokens_out, cost=Decimal(cost))
+    return RequestRecord(
+        at=datetime.now(UTC),
+        request_id="r",
+        route="chat",
+        capability="chat",
+        outcome="success",
+        status=200,
+        latency_ms=1.0,
+        provider="p",
+        model="m",
+        api_key_id=row.pk,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost=Decimal(cost),
+    )
 
 
 async def test_the_list_shows_each_keys_limits_and_use_in_the_period_and_never_its_secret(gateway, admin):
-    row, secret = await issue("billing", routes=["chat"], budget=Decimal(25), budget_period="day",
-                              rate_limit_per_minute=600, tokens_per_minute=100_000)
+    row, secret = await issue(
+        "billing",
+        routes=["chat"],
+        budget=Decimal(25),
+        budget_period="day",
+        rate_limit_per_minute=600,
+        tokens_per_minute=100_000,
+    )
     await runtime().current()
     limits = limits_for(runtime())
     limits.settle(spent(row, "1.25", 10, 20))
@@ -57,8 +75,7 @@ async def test_the_list_shows_each_keys_limits_and_use_in_the_period_and_never_i
     assert (billing["budget"], billing["budget_period"], billing["spend"]) == (25.0, "day", 3.75)
     assert billing["budget_used"] == pytest.approx(0.15)
     assert (billing["requests"], billing["tokens_in"], billing["tokens_out"], billing["tokens"]) == (2, 15, 25, 40)
-    assert billing["period_start"] == datetime.now(UTC).replace(hour=0, minute=0, second=0,
-                                                                microsecond=0).isoformat()
+    assert billing["period_start"] == datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
     assert billing["active"] is True and billing["revoked_at"] is None
     assert "key_hash" not in billing
 
@@ -89,8 +106,15 @@ async def test_a_patch_changes_the_limits_at_once_and_is_audited(gateway, admin)
     row, _ = await issue("tuned", rate_limit_per_minute=10)
     await runtime().current()
     expires = (timezone.now() + timedelta(days=3)).replace(microsecond=0)
-    change = {"routes": ["chat", "embed"], "budget": 12.5, "budget_period": "week", "rpm": None, "tpm": 5000,
-              "expires_at": expires.isoformat(), "scopes": ["gateway", "read"]}
+    change = {
+        "routes": ["chat", "embed"],
+        "budget": 12.5,
+        "budget_period": "week",
+        "rpm": None,
+        "tpm": 5000,
+        "expires_at": expires.isoformat(),
+        "scopes": ["gateway", "read"],
+    }
     response = await gateway.patch(f"/api/keys/{row.prefix}", json=change, headers=auth(admin))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -109,28 +133,31 @@ async def test_a_patch_changes_the_limits_at_once_and_is_audited(gateway, admin)
     assert audit.changes["routes"] == [[], ["chat", "embed"]]
 
 
-@pytest.mark.parametrize(("change", "param"), [
-    ({"rpm": "ten"}, "rpm"),
-    ({"rpm": 0}, "rpm"),
-    ({"rpm": True}, "rpm"),
-    ({"tpm": 1.5}, "tpm"),
-    ({"budget": -1}, "budget"),
-    ({"budget": "lots"}, "budget"),
-    ({"budget": True}, "budget"),
-    ({"budget": 0.00001}, "budget"),
-    ({"budget_period": "year"}, "budget_period"),
-    ({"budget_period": None}, "budget_period"),
-    ({"scopes": []}, "scopes"),
-    ({"scopes": ["root"]}, "scopes[0]"),
-    ({"scopes": None}, "scopes"),
-    ({"routes": "chat"}, "routes"),
-    ({"routes": ["a,b"]}, "routes"),
-    ({"routes": ["chat", "chat"]}, "routes"),
-    ({"expires_at": "tomorrow"}, "expires_at"),
-    ({"expires_at": "2020-01-01T00:00:00+00:00"}, "expires_at"),
-    ({"expires_at": "2999-01-01T00:00:00"}, "expires_at"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"rpm": "ten"}, "rpm"),
+        ({"rpm": 0}, "rpm"),
+        ({"rpm": True}, "rpm"),
+        ({"tpm": 1.5}, "tpm"),
+        ({"budget": -1}, "budget"),
+        ({"budget": "lots"}, "budget"),
+        ({"budget": True}, "budget"),
+        ({"budget": 0.00001}, "budget"),
+        ({"budget_period": "year"}, "budget_period"),
+        ({"budget_period": None}, "budget_period"),
+        ({"scopes": []}, "scopes"),
+        ({"scopes": ["root"]}, "scopes[0]"),
+        ({"scopes": None}, "scopes"),
+        ({"routes": "chat"}, "routes"),
+        ({"routes": ["a,b"]}, "routes"),
+        ({"routes": ["chat", "chat"]}, "routes"),
+        ({"expires_at": "tomorrow"}, "expires_at"),
+        ({"expires_at": "2020-01-01T00:00:00+00:00"}, "expires_at"),
+        ({"expires_at": "2999-01-01T00:00:00"}, "expires_at"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 async def test_a_bad_change_is_a_400_naming_the_field_and_changes_nothing(gateway, admin, change, param):
     row, _ = await issue("steady", rate_limit_per_minute=10)
     response = await gateway.patch(f"/api/keys/{row.prefix}", json=change, headers=auth(admin))
@@ -175,11 +202,29 @@ async def test_the_schema_documents_the_keys_api(gateway):
 
 # -- create_api_key -------------------------------------------------------------------------------
 
+
 def test_create_api_key_takes_every_limit():
     err = io.StringIO()
-    call_command("create_api_key", "limited", "--scopes", "gateway", "--routes", "r1, r2", "--budget", "25",
-                 "--budget-period", "day", "--rpm", "600", "--tpm", "100000", "--expires-days", "30",
-                 stdout=io.StringIO(), stderr=err)
+    call_command(
+        "create_api_key",
+        "limited",
+        "--scopes",
+        "gateway",
+        "--routes",
+        "r1, r2",
+        "--budget",
+        "25",
+        "--budget-period",
+        "day",
+        "--rpm",
+        "600",
+        "--tpm",
+        "100000",
+        "--expires-days",
+        "30",
+        stdout=io.StringIO(),
+        stderr=err,
+    )
     row = ApiKey.objects.get(name="limited")
     assert row.routes == ["r1", "r2"] and row.budget == Decimal(25) and row.budget_period == "day"
     assert (row.rate_limit_per_minute, row.tokens_per_minute) == (600, 100_000)
@@ -193,23 +238,31 @@ def test_create_api_key_takes_every_limit():
 def test_create_api_key_without_limits_makes_an_unlimited_key():
     call_command("create_api_key", "free", stdout=io.StringIO(), stderr=io.StringIO())
     row = ApiKey.objects.get(name="free")
-    assert (row.routes, row.budget, row.rate_limit_per_minute, row.tokens_per_minute, row.expires_at) == \
-        ([], None, None, None, None)
+    assert (row.routes, row.budget, row.rate_limit_per_minute, row.tokens_per_minute, row.expires_at) == (
+        [],
+        None,
+        None,
+        None,
+        None,
+    )
 
 
-@pytest.mark.parametrize(("options", "said"), [
-    (["--rpm", "0"], "--rpm/--rate-limit: must be >= 1"),
-    (["--rpm", "lots"], "--rpm/--rate-limit: must be a whole number"),
-    (["--tpm", "-5"], "--tpm: must be >= 1"),
-    (["--budget", "-1"], "--budget: must be an amount >= 0"),
-    (["--budget", "NaN"], "--budget: must be an amount >= 0"),
-    (["--budget", "twenty"], "--budget: must be an amount such as 25"),
-    (["--budget", "0.00001"], "budget: Ensure that there are no more than 4 decimal places"),
-    (["--budget", "25", "--budget-period", "year"], "--budget-period: invalid choice: 'year'"),
-    (["--budget-period", "day"], "--budget-period needs --budget"),
-    (["--expires-days", "0"], "--expires-days: must be >= 1"),
-    (["--routes", "a,a"], "routes: names a route twice"),
-])
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--rpm", "0"], "--rpm/--rate-limit: must be >= 1"),
+        (["--rpm", "lots"], "--rpm/--rate-limit: must be a whole number"),
+        (["--tpm", "-5"], "--tpm: must be >= 1"),
+        (["--budget", "-1"], "--budget: must be an amount >= 0"),
+        (["--budget", "NaN"], "--budget: must be an amount >= 0"),
+        (["--budget", "twenty"], "--budget: must be an amount such as 25"),
+        (["--budget", "0.00001"], "budget: Ensure that there are no more than 4 decimal places"),
+        (["--budget", "25", "--budget-period", "year"], "--budget-period: invalid choice: 'year'"),
+        (["--budget-period", "day"], "--budget-period needs --budget"),
+        (["--expires-days", "0"], "--expires-days: must be >= 1"),
+        (["--routes", "a,a"], "routes: names a route twice"),
+    ],
+)
 def test_create_api_key_refuses_bad_limits_clearly(options, said):
     with pytest.raises(CommandError, match=said.replace("(", r"\(")):
         call_command("create_api_key", "bad", *options, stdout=io.StringIO(), stderr=io.StringIO())
@@ -217,6 +270,7 @@ def test_create_api_key_refuses_bad_limits_clearly(options, said):
 
 
 # -- the admin ------------------------------------------------------------------------------------
+
 
 def test_the_admin_lists_each_keys_spend_against_its_budget(admin_client_logged):
     from providers.models import KeySpend
@@ -230,9 +284,18 @@ def test_the_admin_lists_each_keys_spend_against_its_budget(admin_client_logged)
 
 
 def test_a_key_added_in_the_admin_keeps_its_limits(admin_client_logged):
-    admin_client_logged.post("/admin/providers/apikey/add/", {
-        "name": "limited", "scopes": ["gateway"], "routes": "chat, embed", "rate_limit_per_minute": "60",
-        "tokens_per_minute": "1000", "budget": "5", "budget_period": "week"})
+    admin_client_logged.post(
+        "/admin/providers/apikey/add/",
+        {
+            "name": "limited",
+            "scopes": ["gateway"],
+            "routes": "chat, embed",
+            "rate_limit_per_minute": "60",
+            "tokens_per_minute": "1000",
+            "budget": "5",
+            "budget_period": "week",
+        },
+    )
     row = ApiKey.objects.get(name="limited")
     assert row.routes == ["chat", "embed"] and row.budget == Decimal(5) and row.budget_period == "week"
     assert (row.rate_limit_per_minute, row.tokens_per_minute) == (60, 1000)

@@ -34,7 +34,10 @@ BAD_SIMULATED = [
     ("{error_rate: 2}", "error_rate must be a number from 0 to 1, not 2"),
     ("{error_rate: -0.1}", "error_rate must be a number from 0 to 1"),
     ("{timeout_rate: '0.5'}", "timeout_rate must be a number from 0 to 1"),
-    ("{error_rate: 0.6, rate_limit_rate: 0.6}", "error_rate + rate_limit_rate + exhausted_rate + timeout_rate must not exceed 1"),
+    (
+        "{error_rate: 0.6, rate_limit_rate: 0.6}",
+        "error_rate + rate_limit_rate + exhausted_rate + timeout_rate must not exceed 1",
+    ),
     ("{latency_ms: 1.0e+300}", "latency_ms must be a number from 0 to"),
     ("{latency_p50_ms: 100}", "latency_p50_ms and latency_p95_ms go together"),
     ("{seed: true}", "seed must be an integer"),
@@ -55,9 +58,14 @@ def test_import_config_refuses_simulated_options_the_adapter_could_not_run_with(
 
 
 def test_good_simulated_options_are_taken(tmp_path):
-    run_import(tmp_path, simulated("{error_rate: 0.2, latency_ms: 50, seed: 3, embedding_dims: 64, "
-                                   "outage: {period_s: 600, down_s: 60}, models: [sim-chat, {name: e, "
-                                   "capabilities: [embeddings]}]}"))
+    run_import(
+        tmp_path,
+        simulated(
+            "{error_rate: 0.2, latency_ms: 50, seed: 3, embedding_dims: 64, "
+            "outage: {period_s: 600, down_s: 60}, models: [sim-chat, {name: e, "
+            "capabilities: [embeddings]}]}"
+        ),
+    )
     assert Provider.objects.get(name="sim").options["embedding_dims"] == 64
     with pytest.raises(CommandError, match="error_rate"):
         run_import(tmp_path, simulated("{error_rate: 2}"))
@@ -65,16 +73,18 @@ def test_good_simulated_options_are_taken(tmp_path):
 
 
 def openai(options: str) -> str:
-    return ("providers:\n  - name: up\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\n"
-            f"    options: {options}\n")
+    return f"providers:\n  - name: up\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\n    options: {options}\n"
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ("{a: " + "[" * 20 + "]" * 20 + "}", "nests deeper than 16 levels"),
-    ("{a: \"\\ud800\"}", "lone surrogate"),
-    ("{a: .nan}", "is not a finite number"),
-    ("{a: [" + ", ".join(["1"] * 10_001) + "]}", "more than 10000 values"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("{a: " + "[" * 20 + "]" * 20 + "}", "nests deeper than 16 levels"),
+        ('{a: "\\ud800"}', "lone surrogate"),
+        ("{a: .nan}", "is not a finite number"),
+        ("{a: [" + ", ".join(["1"] * 10_001) + "]}", "more than 10000 values"),
+    ],
+)
 def test_every_kinds_options_are_a_bounded_json_object(tmp_path, options, message):
     with pytest.raises(CommandError, match=r"providers\[0\]\.options") as info:
         run_import(tmp_path, openai(options))
@@ -82,10 +92,13 @@ def test_every_kinds_options_are_a_bounded_json_object(tmp_path, options, messag
     assert not Provider.objects.exists()
 
 
-@pytest.mark.parametrize("text", [
-    simulated("{x: " + "[" * 3000 + "]" * 3000 + "}"),
-    simulated("{x: " + "{a: " * 3000 + "1" + "}" * 3000 + "}"),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        simulated("{x: " + "[" * 3000 + "]" * 3000 + "}"),
+        simulated("{x: " + "{a: " * 3000 + "1" + "}" * 3000 + "}"),
+    ],
+)
 def test_import_config_refuses_a_document_nested_thousands_deep_without_a_traceback(tmp_path, text):
     with pytest.raises(CommandError, match="nests deeper than"):
         run_import(tmp_path, text)
@@ -94,8 +107,11 @@ def test_import_config_refuses_a_document_nested_thousands_deep_without_a_traceb
 
 @pytest.mark.django_db(transaction=True)
 async def test_put_config_refuses_bad_simulated_options_naming_the_option(gateway, key):
-    response = await gateway.put("/api/config?prune=false", headers=auth(key), json={
-        "providers": [{"name": "sim", "kind": "simulated", "options": {"error_rate": 2}}]})
+    response = await gateway.put(
+        "/api/config?prune=false",
+        headers=auth(key),
+        json={"providers": [{"name": "sim", "kind": "simulated", "options": {"error_rate": 2}}]},
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_config"
@@ -104,8 +120,12 @@ async def test_put_config_refuses_bad_simulated_options_naming_the_option(gatewa
 
 
 def test_the_admin_refuses_bad_simulated_options_as_a_field_error(admin_client_logged):
-    response = admin_client_logged.post("/admin/providers/provider/add/", provider_form(
-        name="sim", kind="simulated", base_url="", options='{"error_rate": 2}', **{"secrets-TOTAL_FORMS": "0"}))
+    response = admin_client_logged.post(
+        "/admin/providers/provider/add/",
+        provider_form(
+            name="sim", kind="simulated", base_url="", options='{"error_rate": 2}', **{"secrets-TOTAL_FORMS": "0"}
+        ),
+    )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert errors["options"] == ["error_rate must be a number from 0 to 1, not 2"]
@@ -118,8 +138,11 @@ async def test_the_simulated_provider_itself_refuses_an_embedding_too_large_to_c
     from providers.engine import UpstreamError
 
     adapter = SimulatedAdapter(ProviderConfig(name="sim", kind="simulated", base_url=""))
-    for request in ({"input": "hi", "dimensions": 2_000_000}, {"input": ["hi"] * 100, "dimensions": 8192},
-                    {"input": "hi", "dimensions": "16"}):
+    for request in (
+        {"input": "hi", "dimensions": 2_000_000},
+        {"input": ["hi"] * 100, "dimensions": 8192},
+        {"input": "hi", "dimensions": "16"},
+    ):
         with pytest.raises(UpstreamError) as info:
             await adapter.embeddings(request, model="sim-embed", timeout=1)
         assert info.value.status == 400, request

@@ -12,12 +12,14 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_route_over_1100_providers_loads_with_every_target():
-    Provider.objects.bulk_create(Provider(name=f"p{i:04d}", kind="simulated", configured_models=["m"])
-                                 for i in range(1100))
+    Provider.objects.bulk_create(
+        Provider(name=f"p{i:04d}", kind="simulated", configured_models=["m"]) for i in range(1100)
+    )
     route = Route.objects.create(name="wide", capability="chat")
     ids = Provider.objects.order_by("name").values_list("id", flat=True)
-    RouteTarget.objects.bulk_create(RouteTarget(route=route, provider_id=pk, model="m", position=i)
-                                    for i, pk in enumerate(ids))
+    RouteTarget.objects.bulk_create(
+        RouteTarget(route=route, provider_id=pk, model="m", position=i) for i, pk in enumerate(ids)
+    )
     snapshot = load_snapshot()
     targets = snapshot.routes["wide"].targets
     assert len(targets) == 1100

@@ -60,11 +60,15 @@ def setup(live: LiveGateway, primary: FakeOpenAI, fallback: FakeOpenAI):  # type
     def make(url: str | None = None, **first: Any) -> Setup:
         n = next(_numbers)
         names = Setup(f"r{n}", f"first-{n}", f"second-{n}", f"solo{n}")
-        live.configure({
-            "providers": [openai_provider(names.first, url or primary.url, **first),
-                          openai_provider(names.second, fallback.url)],
-            "routes": [chain(names.route, names.first, names.second), chain(names.solo, names.first)],
-        })
+        live.configure(
+            {
+                "providers": [
+                    openai_provider(names.first, url or primary.url, **first),
+                    openai_provider(names.second, fallback.url),
+                ],
+                "routes": [chain(names.route, names.first, names.second), chain(names.solo, names.first)],
+            }
+        )
         return names
 
     yield make

@@ -43,8 +43,11 @@ def template() -> tuple[Path, str, dict[str, str]]:
         server.manage("migrate", "--noinput")
         server.manage("ensure_admin")
         key = server.manage("create_api_key", "live-admin", "--scopes", "gateway,read,admin").stdout
-        _TEMPLATE.update(db=folder / "db.sqlite3", key=key.strip().splitlines()[-1],
-                         secrets={k: env[k] for k in ("SECRET_KEY", "ENCRYPTION_KEYS")})
+        _TEMPLATE.update(
+            db=folder / "db.sqlite3",
+            key=key.strip().splitlines()[-1],
+            secrets={k: env[k] for k in ("SECRET_KEY", "ENCRYPTION_KEYS")},
+        )
     return _TEMPLATE["db"], _TEMPLATE["key"], _TEMPLATE["secrets"]
 
 
@@ -61,8 +64,14 @@ class LiveGateway:
         folder.mkdir(parents=True, exist_ok=True)
         db = folder / "db.sqlite3"
         shutil.copyfile(source, db)
-        extra = {"DATABASE_URL": f"sqlite:///{db}", "REDIS_URL": "", "CONFIG_POLL_INTERVAL_S": "0.5",
-                 "ANALYTICS_FLUSH_INTERVAL_S": "0.2", **secrets, **(env or {})}
+        extra = {
+            "DATABASE_URL": f"sqlite:///{db}",
+            "REDIS_URL": "",
+            "CONFIG_POLL_INTERVAL_S": "0.5",
+            "ANALYTICS_FLUSH_INTERVAL_S": "0.2",
+            **secrets,
+            **(env or {}),
+        }
         server = srv.ServerProcess(url="", env=srv.server_env(folder, extra))
         srv.start(server, folder, args=() if embedded else ("--no-embedded",))
         return cls(server, key, db)
@@ -115,8 +124,10 @@ class LiveGateway:
     @contextlib.contextmanager
     def stream(self, body: dict[str, Any]) -> Iterator[tuple[httpx.Response, list[str]]]:
         """A streamed chat: the response and its `data:` payloads, read to the end."""
-        with self.client() as client, client.stream("POST", "/v1/chat/completions",
-                                                     json={**body, "stream": True}) as response:
+        with (
+            self.client() as client,
+            client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response,
+        ):
             self.note(response)
             events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
             yield response, events
@@ -187,8 +198,13 @@ def openai_provider(name: str, url: str, **extra: Any) -> dict[str, Any]:
     from tests.fakes.openai import API_KEY
 
     entry: dict[str, Any] = {
-        "name": name, "kind": "openai", "base_url": url.rstrip("/") + "/v1", "api_key": API_KEY,
-        "models": ["gpt-4o-mini"], "capabilities": ["chat"], "timeout_s": 1,
+        "name": name,
+        "kind": "openai",
+        "base_url": url.rstrip("/") + "/v1",
+        "api_key": API_KEY,
+        "models": ["gpt-4o-mini"],
+        "capabilities": ["chat"],
+        "timeout_s": 1,
         "retry": {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.05},
     }
     entry.update(extra)
@@ -196,7 +212,11 @@ def openai_provider(name: str, url: str, **extra: Any) -> dict[str, Any]:
 
 
 def chain(name: str, *providers: str, **extra: Any) -> dict[str, Any]:
-    route: dict[str, Any] = {"name": name, "capability": "chat", "strategy": "priority",
-                             "targets": [{"provider": p, "model": "gpt-4o-mini"} for p in providers]}
+    route: dict[str, Any] = {
+        "name": name,
+        "capability": "chat",
+        "strategy": "priority",
+        "targets": [{"provider": p, "model": "gpt-4o-mini"} for p in providers],
+    }
     route.update(extra)
     return route

@@ -64,11 +64,15 @@ async def burst(live: LiveGateway, fake: FakeOpenAI) -> Counter[str]:
 async def test_a_concurrent_burst_with_faults_is_counted_exactly_once_after_sigterm(quiet_live):
     live = quiet_live
     with FakeOpenAI() as a, FakeOpenAI() as b:
-        live.configure({
-            "providers": [openai_provider("burst-a", a.url, breaker=QUIET_BREAKER),
-                          openai_provider("burst-b", b.url, breaker=QUIET_BREAKER)],
-            "routes": [chain("burst", "burst-a", "burst-b")],
-        })
+        live.configure(
+            {
+                "providers": [
+                    openai_provider("burst-a", a.url, breaker=QUIET_BREAKER),
+                    openai_provider("burst-b", b.url, breaker=QUIET_BREAKER),
+                ],
+                "routes": [chain("burst", "burst-a", "burst-b")],
+            }
+        )
         seen = await burst(live, a)
         assert sum(seen.values()) == REQUESTS == len(live.sent) == len(set(live.sent))
         assert live.rows() == []  # still queued: the writer flushes at shutdown
@@ -79,8 +83,14 @@ async def test_a_concurrent_burst_with_faults_is_counted_exactly_once_after_sigt
     # what the log says happened is what the client saw
     assert outcomes["success"] == seen["200"]
     assert outcomes["stream_aborted"] == seen["aborted"] > 0
-    assert sum(1 for r in rows if any(a["provider"] == "burst-a" and a["outcome"] != "success"
-                                      for a in json.loads(r["attempts"]))) > 0
+    assert (
+        sum(
+            1
+            for r in rows
+            if any(a["provider"] == "burst-a" and a["outcome"] != "success" for a in json.loads(r["attempts"]))
+        )
+        > 0
+    )
     live.restart()
     try:
         total = live.api("GET", "/api/analytics?window=1h").json()["total"]

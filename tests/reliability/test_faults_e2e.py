@@ -33,8 +33,10 @@ def calls(fake: Any) -> int:
 
 def attempts(row: Any) -> list[tuple[str, str, Any, str]]:
     """(provider role, outcome or skipped reason, status, reason) of each attempt in a log row."""
-    return [(a["provider"], (a["skipped"] and f"skipped:{a['skipped']}") or a["outcome"], a["status"], a["reason"])
-            for a in json.loads(row["attempts"])]
+    return [
+        (a["provider"], (a["skipped"] and f"skipped:{a['skipped']}") or a["outcome"], a["status"], a["reason"])
+        for a in json.loads(row["attempts"])
+    ]
 
 
 def logged(live: LiveGateway, response: Any) -> Any:
@@ -44,7 +46,12 @@ def logged(live: LiveGateway, response: Any) -> Any:
 
 def served(response: Any) -> tuple[int, str, str, str]:
     h = response.headers
-    return response.status_code, h.get("x-gateway-provider", ""), h["x-gateway-attempts"], h.get("x-gateway-failovers", "")
+    return (
+        response.status_code,
+        h.get("x-gateway-provider", ""),
+        h["x-gateway-attempts"],
+        h.get("x-gateway-failovers", ""),
+    )
 
 
 # -- FAILURE: retried on the same target (budgeted), then the fallback ------------------------
@@ -67,10 +74,18 @@ def test_a_server_error_is_retried_once_then_the_fallback_serves(live, setup, pr
     assert response.json()["choices"][0]["message"]["content"] == "Echo: hello there"
     assert (calls(primary), calls(fallback)) == (expect_calls, 1)
     breaker = live.breaker(names.first)
-    assert (breaker["state"], breaker["failures"], breaker["consecutive_failures"]) == \
-        ("closed", expect_calls, expect_calls)
-    assert (row["outcome"], row["status"], row["provider"], row["retries"], row["failovers"]) == \
-        ("success", 200, names.second, expect_calls - 1, 1)
+    assert (breaker["state"], breaker["failures"], breaker["consecutive_failures"]) == (
+        "closed",
+        expect_calls,
+        expect_calls,
+    )
+    assert (row["outcome"], row["status"], row["provider"], row["retries"], row["failovers"]) == (
+        "success",
+        200,
+        names.second,
+        expect_calls - 1,
+        1,
+    )
     assert attempts(row) == [*expect_attempts, (names.second, "success", 200, "ok")]
 
 
@@ -82,7 +97,9 @@ def test_a_server_error_on_a_route_with_no_fallback_is_a_502_with_the_attempts(l
     assert response.status_code == 502
     error = response.json()["error"]
     assert error["type"] == "all_targets_failed"
-    assert [(a["provider"], a["outcome"], a["status"]) for a in error["attempts"]] == [(names.first, "failure", status)] * 2
+    assert [(a["provider"], a["outcome"], a["status"]) for a in error["attempts"]] == [
+        (names.first, "failure", status)
+    ] * 2
     row = logged(live, response)
     assert (row["outcome"], row["status"], row["provider"], row["calls"]) == ("failure", 502, "", 2)
 
@@ -115,7 +132,8 @@ def test_consecutive_failures_open_the_breaker_then_requests_get_503_without_an_
 
 
 def test_a_429_with_a_short_retry_after_in_seconds_is_retried_on_the_same_target_after_the_wait(
-        live, setup, primary, fallback):
+    live, setup, primary, fallback
+):
     names = setup()
     primary.fault(status=429, retry_after="1", times=1)
     started = time.monotonic()
@@ -125,12 +143,15 @@ def test_a_429_with_a_short_retry_after_in_seconds_is_retried_on_the_same_target
     assert (calls(primary), calls(fallback)) == (2, 0)
     breaker = live.breaker(names.first)
     assert (breaker["state"], breaker["failures"]) == ("closed", 0)
-    assert attempts(logged(live, response)) == [(names.first, "rate_limited", 429, "rate_limited"),
-                                                (names.first, "success", 200, "ok")]
+    assert attempts(logged(live, response)) == [
+        (names.first, "rate_limited", 429, "rate_limited"),
+        (names.first, "success", 200, "ok"),
+    ]
 
 
 def test_a_429_with_a_long_retry_after_in_seconds_cools_the_key_down_and_falls_back_at_once(
-        live, setup, primary, fallback):
+    live, setup, primary, fallback
+):
     names = setup()
     primary.fault(status=429, retry_after="120")
     before = time.time()
@@ -312,9 +333,19 @@ def test_an_oversized_answer_is_refused_as_a_failure_and_the_fallback_serves(liv
     MAX_RESPONSE_BYTES = settings.GATEWAY_MAX_RESPONSE_BYTES  # the server's default too
 
     names = setup(timeout_s=10)
-    big = {"id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
-           "choices": [{"index": 0, "message": {"role": "assistant", "content": "y" * (MAX_RESPONSE_BYTES + 1)},
-                        "finish_reason": "stop"}]}
+    big = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "y" * (MAX_RESPONSE_BYTES + 1)},
+                "finish_reason": "stop",
+            }
+        ],
+    }
     primary.fault(status=200, body=json.dumps(big), retry_after=None)
     response = live.chat(names.body())
     assert served(response) == (200, names.second, "3", "1")
@@ -342,14 +373,16 @@ def test_the_gateway_stops_reading_an_oversized_answer_at_the_limit(live, setup)
 
 
 def test_a_stream_cut_before_its_first_chunk_falls_back_and_the_client_gets_a_whole_stream(
-        live, setup, primary, fallback):
+    live, setup, primary, fallback
+):
     names = setup()
     primary.fault(cut_stream_after=0)
     with live.stream(names.body()) as (response, events):
         assert served(response) == (200, names.second, "3", "1")
     assert events[-1] == "[DONE]"
-    text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]
-                   if json.loads(e)["choices"])
+    text = "".join(
+        json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1] if json.loads(e)["choices"]
+    )
     assert text == "Echo: hello there"
     assert (calls(primary), calls(fallback)) == (2, 1)
     row = logged(live, response)

@@ -145,7 +145,10 @@ def _read_request(sock: socket.socket) -> bytes:
 # -- behaviours ---------------------------------------------------------------------------------
 
 COMPLETION = {
-    "id": "chatcmpl-raw", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+    "id": "chatcmpl-raw",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o-mini",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "raw"}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
 }
@@ -171,8 +174,11 @@ def short_body() -> Behaviour:
 
     def behave(sock: socket.socket) -> None:
         body = json.dumps(COMPLETION).encode()
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {len(body) + 500}\r\nConnection: close\r\n\r\n".encode() + body)
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body) + 500}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
         sock.shutdown(socket.SHUT_WR)
 
     return behave
@@ -184,8 +190,13 @@ def stream_without_done(chunks: int = 1) -> Behaviour:
     def behave(sock: socket.socket) -> None:
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
         for i in range(chunks):
-            chunk = {"id": "chatcmpl-raw", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini",
-                     "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]}
+            chunk = {
+                "id": "chatcmpl-raw",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}],
+            }
             sock.sendall(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         sock.shutdown(socket.SHUT_WR)
 
@@ -196,8 +207,9 @@ def flood(size: int) -> Behaviour:
     """A 200 of `size` bytes (JSON whitespace after an opening brace), sent as fast as it goes."""
 
     def behave(sock: socket.socket) -> None:
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {size}\r\n\r\n{{".encode())
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + f"Content-Length: {size}\r\n\r\n{{".encode()
+        )
         block = b" " * (1024 * 1024)
         left = size - 1
         while left > 0:
@@ -205,4 +217,3 @@ def flood(size: int) -> Behaviour:
             left -= min(left, len(block))
 
     return behave
-

@@ -69,8 +69,12 @@ class WorkerProcess:
     def __init__(self, name: str) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.scaleout.worker", name], cwd=ROOT,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            [sys.executable, "-m", "tests.scaleout.worker", name],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
 
     def ready(self) -> None:
@@ -160,9 +164,21 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 5
         while _reachable(self.url) is not None:
@@ -171,8 +187,7 @@ class PrivateRedis:
 
     def shutdown(self) -> None:
         """What the brief calls killing Redis: `redis-cli shutdown nosave`."""
-        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"],
-                       capture_output=True, timeout=5)
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True, timeout=5)
         assert self.proc is not None
         self.proc.wait(5)
 

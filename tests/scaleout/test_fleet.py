@@ -53,9 +53,26 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.port),
-                        "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
-                        "--logfile", str(self.tmp / f"redis-{self.port}.log")], check=True)
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+                "--logfile",
+                str(self.tmp / f"redis-{self.port}.log"),
+            ],
+            check=True,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.ping():
@@ -99,34 +116,67 @@ def fleet(tmp_path_factory) -> Iterator[dict]:
     processes: list[srv.ServerProcess] = []
     monitors: list[subprocess.Popen] = []
     try:
-        base = srv.server_env(tmp, {
-            "DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + f"/{database}",
-            "REDIS_URL": redis.url, "MONITOR_EMBEDDED": "false", "MONITOR_LEASE_S": "3",
-            "CONFIG_POLL_INTERVAL_S": "0.5", "CONN_MAX_AGE": "0",
-            # the production default (50 ms) is for an idle Redis; a CI machine with two busy
-            # cores would time out shared-state operations and fall back to local breakers
-            "REDIS_OP_TIMEOUT_S": "0.25",
-        })
+        base = srv.server_env(
+            tmp,
+            {
+                "DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + f"/{database}",
+                "REDIS_URL": redis.url,
+                "MONITOR_EMBEDDED": "false",
+                "MONITOR_LEASE_S": "3",
+                "CONFIG_POLL_INTERVAL_S": "0.5",
+                "CONN_MAX_AGE": "0",
+                # the production default (50 ms) is for an idle Redis; a CI machine with two busy
+                # cores would time out shared-state operations and fall back to local breakers
+                "REDIS_OP_TIMEOUT_S": "0.25",
+            },
+        )
         admin = srv.ServerProcess(url="", env=base)
         admin.manage("migrate", "--noinput")
         admin.manage("ensure_admin")
-        provider = {"kind": "openai", "api_key": API_KEY, "models": ["gpt-4o-mini"],
-                    "retry": {"max_attempts": 1}, "timeout_s": 5}
-        breaker = {"min_calls": 4, "failure_rate": 0.5, "consecutive_failures": 3, "break_s": 2,
-                   "max_break_s": 2, "half_open_probes": 3}
+        provider = {
+            "kind": "openai",
+            "api_key": API_KEY,
+            "models": ["gpt-4o-mini"],
+            "retry": {"max_attempts": 1},
+            "timeout_s": 5,
+        }
+        breaker = {
+            "min_calls": 4,
+            "failure_rate": 0.5,
+            "consecutive_failures": 3,
+            "break_s": 2,
+            "max_break_s": 2,
+            "half_open_probes": 3,
+        }
         config = {
             "providers": [
                 # probed every second by the monitor: its probes are a second reporter
-                {"name": "watched", "base_url": up.url + "/v1", **provider, "breaker": breaker,
-                 "health_check": {"interval_s": 1, "timeout_s": 1}},
+                {
+                    "name": "watched",
+                    "base_url": up.url + "/v1",
+                    **provider,
+                    "breaker": breaker,
+                    "health_check": {"interval_s": 1, "timeout_s": 1},
+                },
                 # never probed in these tests' time: only live calls reach it
-                {"name": "quiet", "base_url": spare.url + "/v1", **provider, "breaker": breaker,
-                 "health_check": {"interval_s": 3600, "timeout_s": 1}},
-                {"name": "third", "base_url": spare.url + "/v1", **provider,
-                 "health_check": {"interval_s": 3600, "timeout_s": 1}},
+                {
+                    "name": "quiet",
+                    "base_url": spare.url + "/v1",
+                    **provider,
+                    "breaker": breaker,
+                    "health_check": {"interval_s": 3600, "timeout_s": 1},
+                },
+                {
+                    "name": "third",
+                    "base_url": spare.url + "/v1",
+                    **provider,
+                    "health_check": {"interval_s": 3600, "timeout_s": 1},
+                },
             ],
-            "routes": [{"name": n, "max_attempts": 1, "targets": [{"provider": n, "model": "gpt-4o-mini"}]}
-                       for n in ("watched", "quiet", "third")],
+            "routes": [
+                {"name": n, "max_attempts": 1, "targets": [{"provider": n, "model": "gpt-4o-mini"}]}
+                for n in ("watched", "quiet", "third")
+            ],
         }
         (tmp / "config.json").write_text(json.dumps(config))
         admin.manage("import_config", str(tmp / "config.json"))
@@ -137,8 +187,17 @@ def fleet(tmp_path_factory) -> Iterator[dict]:
             worker = srv.ServerProcess(url="", env=dict(base))
             srv.start(worker, tmp, server_kind=kind, args=("--no-embedded",))
             processes.append(worker)
-        yield {"a": processes[0], "b": processes[1], "key": key, "env": base, "redis": redis, "up": up,
-               "spare": spare, "tmp": tmp, "monitors": monitors}
+        yield {
+            "a": processes[0],
+            "b": processes[1],
+            "key": key,
+            "env": base,
+            "redis": redis,
+            "up": up,
+            "spare": spare,
+            "tmp": tmp,
+            "monitors": monitors,
+        }
     finally:
         for worker in processes:
             worker.stop()
@@ -155,8 +214,9 @@ def fleet(tmp_path_factory) -> Iterator[dict]:
 
 def start_monitor(fleet: dict, name: str) -> subprocess.Popen:
     log = (fleet["tmp"] / f"{name}.log").open("w")
-    proc = subprocess.Popen([sys.executable, "manage.py", "monitor"], cwd=srv.ROOT, env=fleet["env"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "monitor"], cwd=srv.ROOT, env=fleet["env"], stdout=log, stderr=subprocess.STDOUT
+    )
     fleet["monitors"].append(proc)
     return proc
 
@@ -166,8 +226,12 @@ def headers(fleet: dict) -> dict[str, str]:
 
 
 def chat(worker: srv.ServerProcess, fleet: dict, route: str) -> httpx.Response:
-    return httpx.post(worker.url + "/v1/chat/completions", headers=headers(fleet), timeout=10,
-                      json={"model": route, "messages": [{"role": "user", "content": "hi"}]})
+    return httpx.post(
+        worker.url + "/v1/chat/completions",
+        headers=headers(fleet),
+        timeout=10,
+        json={"model": route, "messages": [{"role": "user", "content": "hi"}]},
+    )
 
 
 def breaker(worker: srv.ServerProcess, fleet: dict, name: str) -> dict:
@@ -192,8 +256,10 @@ def test_failures_through_worker_a_open_the_breaker_and_worker_b_rejects_without
     up, a, b = fleet["up"], fleet["a"], fleet["b"]
     up.fault(status=500)
     # the monitor's probes of "watched" fail too: a second reporter for the quorum rule
-    wait_for(lambda: httpx.get(a.url + "/api/health/watched", headers=headers(fleet)).json()["last_check_ok"]
-             is False, step_s=0.1)
+    wait_for(
+        lambda: httpx.get(a.url + "/api/health/watched", headers=headers(fleet)).json()["last_check_ok"] is False,
+        step_s=0.1,
+    )
     for _ in range(4):
         assert chat(a, fleet, "watched").status_code in (502, 503)
     wait_for(lambda: breaker(a, fleet, "watched")["state"] == "open")
@@ -223,9 +289,13 @@ def test_after_the_break_the_whole_fleet_sends_exactly_the_half_open_probes(flee
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=15) as client:
+
             async def one(worker: srv.ServerProcess) -> int:
-                response = await client.post(worker.url + "/v1/chat/completions", headers=headers(fleet),
-                                             json={"model": "quiet", "messages": [{"role": "user", "content": "x"}]})
+                response = await client.post(
+                    worker.url + "/v1/chat/completions",
+                    headers=headers(fleet),
+                    json={"model": "quiet", "messages": [{"role": "user", "content": "x"}]},
+                )
                 return response.status_code
 
             return await asyncio.gather(*(one(w) for w in (a, b) for _ in range(25)))
@@ -244,17 +314,22 @@ def test_a_websocket_on_worker_b_hears_a_change_made_on_worker_a(fleet):
     with httpx.Client(base_url=b.url) as client:
         page = client.get("/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        client.post("/login/", data={"username": "operator", "password": "operator-pass-123",
-                                     "csrfmiddlewaretoken": token}, headers={"Referer": b.url + "/login/"})
+        client.post(
+            "/login/",
+            data={"username": "operator", "password": "operator-pass-123", "csrfmiddlewaretoken": token},
+            headers={"Referer": b.url + "/login/"},
+        )
         session = client.cookies["sessionid"]
 
     async def listen() -> str:
         uri = b.url.replace("http://", "ws://") + "/ws/health/"
-        async with websockets.connect(uri, additional_headers={"Cookie": f"sessionid={session}",
-                                                               "Origin": b.url}) as socket:
+        async with websockets.connect(
+            uri, additional_headers={"Cookie": f"sessionid={session}", "Origin": b.url}
+        ) as socket:
             await asyncio.sleep(0.3)
             response = await asyncio.to_thread(
-                httpx.post, a.url + "/api/breakers/third/force-open", headers=headers(fleet), json={"minutes": 1})
+                httpx.post, a.url + "/api/breakers/third/force-open", headers=headers(fleet), json={"minutes": 1}
+            )
             assert response.status_code == 200
             deadline = time.monotonic() + HANG_S
             while time.monotonic() < deadline:
@@ -278,8 +353,12 @@ def test_a_key_s_request_and_token_limits_hold_across_both_workers(fleet):
         return a.manage("create_api_key", *args).stdout.strip().splitlines()[-1]
 
     def send(worker: srv.ServerProcess, key: str) -> httpx.Response:
-        return httpx.post(worker.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                          timeout=10, json={"model": "third", "messages": [{"role": "user", "content": "hi"}]})
+        return httpx.post(
+            worker.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+            json={"model": "third", "messages": [{"role": "user", "content": "hi"}]},
+        )
 
     rpm = create(f"rpm-{secrets.token_hex(3)}", "--scopes", "gateway", "--rpm", "5")
     answers = [send(worker, rpm) for worker in (a, b) * 4]
@@ -302,6 +381,7 @@ def test_with_redis_stopped_both_workers_keep_serving_and_pick_shared_state_up_a
         assert statuses == [200] * 20
     finally:
         redis.start()
+
     # back: an operator action on A is shared with B again
     def shared() -> bool:
         httpx.post(a.url + "/api/breakers/third/force-open", headers=headers(fleet), json={"minutes": 1})
@@ -318,8 +398,9 @@ def test_when_the_leading_monitor_dies_the_other_takes_over_and_nothing_is_probe
     admin = srv.ServerProcess(url="", env=fleet["env"])
 
     def holder() -> str:
-        out = admin.manage("shell", "-c", "from health.lease import Lease;"
-                                          "print(Lease('monitor','x',3).current_holder())").stdout
+        out = admin.manage(
+            "shell", "-c", "from health.lease import Lease;print(Lease('monitor','x',3).current_holder())"
+        ).stdout
         return out.strip().splitlines()[-1]
 
     wait_for(lambda: holder() != "None", step_s=0.3)

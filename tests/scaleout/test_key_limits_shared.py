@@ -59,10 +59,18 @@ def prefix(redis_db: str) -> Iterator[str]:
 
 
 def entry(row: ApiKey) -> KeyEntry:
-    return KeyEntry(id=row.pk, name=row.name, prefix=row.prefix, scopes=frozenset(row.scopes),
-                    rate_limit_per_minute=row.rate_limit_per_minute, expires_at=row.expires_at,
-                    routes=frozenset(row.routes), tokens_per_minute=row.tokens_per_minute, budget=row.budget,
-                    budget_period=row.budget_period)
+    return KeyEntry(
+        id=row.pk,
+        name=row.name,
+        prefix=row.prefix,
+        scopes=frozenset(row.scopes),
+        rate_limit_per_minute=row.rate_limit_per_minute,
+        expires_at=row.expires_at,
+        routes=frozenset(row.routes),
+        tokens_per_minute=row.tokens_per_minute,
+        budget=row.budget,
+        budget_period=row.budget_period,
+    )
 
 
 @pytest.fixture
@@ -92,13 +100,24 @@ async def workers() -> AsyncIterator[Callable[..., KeyLimits]]:
 
 
 def record(key: KeyEntry, *, cost: str = "0", tokens: int = 0) -> RequestRecord:
-    return RequestRecord(at=datetime.now(UTC), request_id=secrets.token_hex(4), route="chat", capability="chat",
-                         outcome="success", status=200, latency_ms=5.0, provider="p", model="m",
-                         api_key_id=key.id, tokens_in=tokens, cost=Decimal(cost))
+    return RequestRecord(
+        at=datetime.now(UTC),
+        request_id=secrets.token_hex(4),
+        route="chat",
+        capability="chat",
+        outcome="success",
+        status=200,
+        latency_ms=5.0,
+        provider="p",
+        model="m",
+        api_key_id=key.id,
+        tokens_in=tokens,
+        cost=Decimal(cost),
+    )
 
 
 async def outcome(limits: KeyLimits, key: KeyEntry) -> str:
-    """"ok", or the refusal's type."""
+    """ "ok", or the refusal's type."""
     try:
         await limits.admit(key, "chat")
     except KeyRefused as exc:
@@ -119,6 +138,7 @@ def alerts() -> Iterator[list[dict[str, Any]]]:
 
 
 # -- shared by every worker ---------------------------------------------------------------------
+
 
 async def test_two_workers_admit_exactly_the_keys_request_limit(redis_db, prefix, make, workers):
     key = await make(rate_limit_per_minute=10)
@@ -164,8 +184,7 @@ async def test_tokens_counted_by_one_worker_limit_the_other(redis_db, prefix, ma
     assert await outcome(b, key) == "rate_limited"
 
 
-async def test_each_budget_threshold_is_told_once_whichever_worker_passes_it(redis_db, prefix, make, workers,
-                                                                              alerts):
+async def test_each_budget_threshold_is_told_once_whichever_worker_passes_it(redis_db, prefix, make, workers, alerts):
     key = await make(budget=Decimal(1), budget_period="day")
     a, b = workers(redis_db, prefix, key), workers(redis_db, prefix, key)
     for i in range(20):  # 2.0 in all, settled on both workers at once
@@ -186,6 +205,7 @@ async def test_a_restarted_worker_and_an_empty_redis_start_from_the_database(red
 
 
 # -- Redis away -----------------------------------------------------------------------------------
+
 
 async def test_redis_away_and_open_each_worker_checks_the_limits_on_its_own_counts(make, workers, settings):
     settings.KEY_LIMITS_WHEN_REDIS_DOWN = "open"

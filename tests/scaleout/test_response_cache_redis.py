@@ -24,8 +24,9 @@ async def test_an_answer_kept_by_one_worker_is_read_by_another_until_it_expires(
 
 
 async def test_a_redis_that_is_away_is_a_miss_not_an_error():
-    cache = RedisCache(redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2),
-                       op_timeout_s=OP_TIMEOUT_S)
+    cache = RedisCache(
+        redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2), op_timeout_s=OP_TIMEOUT_S
+    )
     key = cache_key(route="r", endpoint="chat", scope="1", body={})
     await cache.put(key, Cached(b"x", "text/plain", "p", "m"), ttl_s=60)  # no exception
     assert await cache.get(key) is None

@@ -89,9 +89,7 @@ def test_two_workers_tripping_at_once_emit_exactly_one_transition(fleet: Fleet, 
     print(f"calls sent in the race {sent}; the transition came from worker {emitted[0][0]}")
 
 
-def test_a_429_on_one_worker_cools_the_key_on_every_worker_without_a_call(
-    fleet: Fleet, prefix: str, redis_url: str
-):
+def test_a_429_on_one_worker_cools_the_key_on_every_worker_without_a_call(fleet: Fleet, prefix: str, redis_url: str):
     fleet.configure(redis_url, prefix, **POLICY)
     fleet.all("execute", n=1)
     a = fleet["A"]("execute", n=1, status=429, headers={"retry-after": "30"})

@@ -153,8 +153,9 @@ async def test_a_cancelled_shared_probe_frees_its_slot_at_once_and_a_hung_one_at
     make_engine: MakeEngine,
 ):
     # probe_ttl 2 s: the checks below, made before it passes, have time to spare on a busy machine
-    policy = BreakerPolicy(break_s=0.3, max_break_s=1.0, jitter=0.0, probe_ttl_s=2.0,
-                           max_half_open_s=30.0).resolve(30.0)
+    policy = BreakerPolicy(break_s=0.3, max_break_s=1.0, jitter=0.0, probe_ttl_s=2.0, max_half_open_s=30.0).resolve(
+        30.0
+    )
     x, y, z = [await make_engine(name) for name in "XYZ"]
     bx, by, bz = (e.breaker("p", policy) for e in (x, y, z))
     await trip(x, y, policy)
@@ -192,8 +193,7 @@ async def test_probe_results_from_different_workers_decide_one_shared_half_open(
     assert shared(engines[1]).state == "closed"
     await breakers[2].record(permits[2], F, 0.1)  # a late result of the same round
     await until(lambda: all(e.breaker("p").state() == "closed" for e in engines))
-    assert [(e.old, e.new) for e in events] == [("closed", "open"), ("open", "half_open"),
-                                                ("half_open", "closed")]
+    assert [(e.old, e.new) for e in events] == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
 
 async def test_two_failed_probes_on_two_workers_reopen_the_shared_breaker_for_twice_as_long(
@@ -219,11 +219,9 @@ async def test_one_reporter_counts_for_the_shared_breaker_only_past_ten_times_mi
     for _ in range(10):
         await b.store.add_outcome("p", 0.0, failure=False, slow=False, window_s=60.0, buckets=12, policy=policy)
     for n in range(1, 21):  # 20 failures from A alone: its own counts decide
-        counts = await a.store.add_outcome("p", 0.0, failure=True, slow=False, window_s=60.0,
-                                           buckets=12, policy=policy)
+        counts = await a.store.add_outcome("p", 0.0, failure=True, slow=False, window_s=60.0, buckets=12, policy=policy)
         assert (counts.calls, counts.failures) == (n, n)
-    counts = await a.store.add_outcome("p", 0.0, failure=True, slow=False, window_s=60.0,
-                                       buckets=12, policy=policy)
+    counts = await a.store.add_outcome("p", 0.0, failure=True, slow=False, window_s=60.0, buckets=12, policy=policy)
     assert (counts.calls, counts.failures) == (31, 21)  # more than 10 x 2: the pooled counts
 
 
@@ -265,9 +263,7 @@ async def test_a_shorter_cooldown_from_another_worker_does_not_cut_a_longer_one(
     await until(lambda: not a.store.cooldowns("p"))
 
 
-async def test_a_redis_answering_with_errors_reaches_no_caller(
-    make_engine: MakeEngine, redis_url: str, prefix: str
-):
+async def test_a_redis_answering_with_errors_reaches_no_caller(make_engine: MakeEngine, redis_url: str, prefix: str):
     a = await make_engine("A")
     client = redis.Redis.from_url(redis_url)
     client.set(f"{prefix}{{p}}:s", "not a hash")  # every script on this key now fails

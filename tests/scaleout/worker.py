@@ -46,8 +46,9 @@ class Worker:
         self.sent = 0
 
     # commands ------------------------------------------------------------------------------
-    async def configure(self, url: str, prefix: str, policy: dict[str, Any],
-                        store: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def configure(
+        self, url: str, prefix: str, policy: dict[str, Any], store: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         if self.store is not None:
             await self.store.aclose()
         self.store = RedisStateStore.from_url(url, prefix=prefix, reporter_id=self.name, **(store or {}))
@@ -55,8 +56,7 @@ class Worker:
         self.events = []
         self.engine.subscribe(self._event)
         breaker = BreakerPolicy(**policy)
-        self.target = TargetSpec(KEY, "m", breaker=breaker,
-                                 retry=RetryPolicy(max_attempts=1, throttle=False))
+        self.target = TargetSpec(KEY, "m", breaker=breaker, retry=RetryPolicy(max_attempts=1, throttle=False))
         self.engine.breaker(KEY, self.target.breaker)
         return {"connected": await self.store.connect()}
 
@@ -66,12 +66,17 @@ class Worker:
 
     async def record(self, outcome: str, n: int = 1) -> dict[str, Any]:
         """Count outcomes as the monitor does, concurrently; the wall time when all are in."""
-        await asyncio.gather(*(self.engine.record(KEY, Outcome(outcome), 0.1, self.target.breaker)
-                               for _ in range(n)))
+        await asyncio.gather(*(self.engine.record(KEY, Outcome(outcome), 0.1, self.target.breaker) for _ in range(n)))
         return {"done_at": time.time()}
 
-    async def execute(self, n: int = 1, status: int | None = None, delay: float = 0.0,
-                      headers: dict[str, str] | None = None, at: float | None = None) -> dict[str, Any]:
+    async def execute(
+        self,
+        n: int = 1,
+        status: int | None = None,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+        at: float | None = None,
+    ) -> dict[str, Any]:
         """`n` concurrent requests (from wall time `at`); what reached the transport, how each
         ended, and each one's latency."""
         if at is not None:

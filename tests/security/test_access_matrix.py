@@ -37,19 +37,42 @@ NEEDS = {"view": 1, "act": 2, "configure": 3}
 
 # Console views by URL name, and the level each needs (health/access.py, product.md).
 CONSOLE = {
-    "health-dashboard": "view", "health-events": "view", "analytics-page": "view", "health-provider": "view",
-    "health-requests": "view", "health-request": "view", "health-keys": "view",
-    "health-incidents": "view", "health-incident-acknowledge": "act", "health-incident-mute": "act",
-    "health-check-provider": "act", "health-reset-breaker": "act", "health-force-open": "act",
-    "health-pull-model": "act", "health-switch-sd-model": "act",
-    "health-enable-provider": "configure", "health-disable-provider": "configure",
-    "health-start-maintenance": "configure", "health-end-maintenance": "configure",
-    "health-discover": "configure", "health-register-discovered": "configure", "health-remove-demo": "configure",
+    "health-dashboard": "view",
+    "health-events": "view",
+    "analytics-page": "view",
+    "health-provider": "view",
+    "health-requests": "view",
+    "health-request": "view",
+    "health-keys": "view",
+    "health-incidents": "view",
+    "health-incident-acknowledge": "act",
+    "health-incident-mute": "act",
+    "health-check-provider": "act",
+    "health-reset-breaker": "act",
+    "health-force-open": "act",
+    "health-pull-model": "act",
+    "health-switch-sd-model": "act",
+    "health-enable-provider": "configure",
+    "health-disable-provider": "configure",
+    "health-start-maintenance": "configure",
+    "health-end-maintenance": "configure",
+    "health-discover": "configure",
+    "health-register-discovered": "configure",
+    "health-remove-demo": "configure",
 }
 # Reads that need `admin` (the contract: keys, their limits and spend are the admin's).
 ADMIN_READS = ("/api/keys",)
-GET_PAGES = {"health-dashboard", "health-events", "analytics-page", "health-provider", "health-discover",
-             "health-requests", "health-request", "health-keys", "health-incidents"}
+GET_PAGES = {
+    "health-dashboard",
+    "health-events",
+    "analytics-page",
+    "health-provider",
+    "health-discover",
+    "health-requests",
+    "health-request",
+    "health-keys",
+    "health-incidents",
+}
 PUBLIC = {"health-healthz", "login", "logout", "providers-schema"}
 
 
@@ -120,8 +143,11 @@ def test_every_url_pattern_is_in_the_matrix():
     names = {name for _, name in PATTERNS}
     assert set(CONSOLE) <= names, set(CONSOLE) - names
     assert len(API) >= 25
-    assert {("POST", "/v1/chat/completions", "gateway"), ("PUT", "/api/config", "admin"),
-            ("GET", "/metrics", "read")} <= set(API)
+    assert {
+        ("POST", "/v1/chat/completions", "gateway"),
+        ("PUT", "/api/config", "admin"),
+        ("GET", "/metrics", "read"),
+    } <= set(API)
 
 
 # -- sessions -------------------------------------------------------------------------------
@@ -135,8 +161,14 @@ async def session_for(async_client: Any, users: dict[str, Any], who: str) -> dic
 
 
 def asgi_client(cookies: dict[str, str] | None = None, **headers: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver",
-                             cookies=cookies or {}, headers=headers, follow_redirects=False, timeout=30)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application),
+        base_url="http://testserver",
+        cookies=cookies or {},
+        headers=headers,
+        follow_redirects=False,
+        timeout=30,
+    )
 
 
 CSRF = "c" * 32  # a CSRF secret of our own: the cookie and the form field agree, as a browser's would
@@ -220,8 +252,9 @@ async def call(client: httpx.AsyncClient, method: str, path: str, headers: dict[
     return await client.request(method, path_of(path) + query, json=body, headers=headers)
 
 
-@pytest.mark.parametrize("scopes", [["gateway"], ["read"], ["admin"], ["gateway", "read", "admin"]],
-                         ids=["gateway", "read", "admin", "all"])
+@pytest.mark.parametrize(
+    "scopes", [["gateway"], ["read"], ["admin"], ["gateway", "read", "admin"]], ids=["gateway", "read", "admin", "all"]
+)
 async def test_a_key_reaches_exactly_the_endpoints_of_its_scopes(simulated, make_key, scopes):
     key = await make_key(scopes)
     granted = set(scopes) | ({"read"} if "admin" in scopes else set())
@@ -239,7 +272,8 @@ async def test_a_key_reaches_exactly_the_endpoints_of_its_scopes(simulated, make
 
 @pytest.mark.parametrize("credential", ["none", "unknown-key", "malformed-header", "superuser-session"])
 async def test_without_a_valid_key_every_api_endpoint_answers_401_with_a_json_error(
-        simulated, users, async_client, credential):
+    simulated, users, async_client, credential
+):
     headers: dict[str, str] = {}
     cookies: dict[str, str] = {}
     if credential == "unknown-key":
@@ -290,7 +324,8 @@ async def test_the_websocket_accepts_staff_sessions_only(simulated, users, async
 
 @pytest.mark.parametrize("origin", [b"https://evil.example", b"http://testserver.evil.example", b"null", None])
 async def test_the_websocket_refuses_a_foreign_or_missing_origin_even_for_a_superuser(
-        simulated, users, async_client, origin):
+    simulated, users, async_client, origin
+):
     cookies = await session_for(async_client, users, "admin")
     headers = [(b"cookie", f"sessionid={cookies['sessionid']}".encode())]
     if origin is not None:

@@ -18,14 +18,37 @@ pytestmark = pytest.mark.django_db
 
 # The server's own settings, the names Django and libpq read, our admin bootstrap's; in
 # several cases and spellings.
-SERVER_NAMES = ["SECRET_KEY", "ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL", "ADMIN_PASSWORD",
-                "ADMIN_USERNAME", "EMAIL_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_ANYTHING", "PGPASSWORD",
-                "secret_key", "Encryption_Keys", "CONSOLE_URL", "GATEWAY_MAX_RESPONSE_BYTES", "DEBUG"]
+SERVER_NAMES = [
+    "SECRET_KEY",
+    "ENCRYPTION_KEYS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ADMIN_PASSWORD",
+    "ADMIN_USERNAME",
+    "EMAIL_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "DJANGO_ANYTHING",
+    "PGPASSWORD",
+    "secret_key",
+    "Encryption_Keys",
+    "CONSOLE_URL",
+    "GATEWAY_MAX_RESPONSE_BYTES",
+    "DEBUG",
+]
 
 
 def provider_doc(api_key: str) -> dict:
-    return {"providers": [{"name": "exfil", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
-                           "api_key": api_key, "models": ["gpt-4o-mini"]}]}
+    return {
+        "providers": [
+            {
+                "name": "exfil",
+                "kind": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "api_key": api_key,
+                "models": ["gpt-4o-mini"],
+            }
+        ]
+    }
 
 
 @pytest.mark.parametrize("name", SERVER_NAMES)
@@ -42,8 +65,17 @@ def test_an_import_refuses_an_env_reference_to_the_servers_own_settings(name, mo
 def test_every_variable_the_settings_module_reads_is_refused_and_provider_keys_are_not(monkeypatch):
     names = crypto.server_env_names()
     # read by project/settings.py through django-environ: found in its source, not listed by hand
-    for name in ("SECRET_KEY", "ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL", "EMAIL_URL", "ALLOWED_HOSTS",
-                 "GATEWAY_MAX_RESPONSE_BYTES", "DISCOVERY_HOSTS", "METRICS_PUBLIC"):
+    for name in (
+        "SECRET_KEY",
+        "ENCRYPTION_KEYS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "EMAIL_URL",
+        "ALLOWED_HOSTS",
+        "GATEWAY_MAX_RESPONSE_BYTES",
+        "DISCOVERY_HOSTS",
+        "METRICS_PUBLIC",
+    ):
         assert name in names
         assert crypto.env_reference_error(name) is not None
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment-0001")
@@ -71,8 +103,9 @@ def test_a_stored_reference_to_a_server_setting_reveals_nothing(monkeypatch, set
     # Saved before this check existed (or through a path that skipped validation): the
     # value is never read, so no call carries it.
     monkeypatch.setenv("SECRET_KEY", settings.SECRET_KEY)
-    provider = Provider.objects.create(name="exfil", kind="openai", base_url="http://127.0.0.1:9/v1",
-                                       configured_models=["gpt-4o-mini"])
+    provider = Provider.objects.create(
+        name="exfil", kind="openai", base_url="http://127.0.0.1:9/v1", configured_models=["gpt-4o-mini"]
+    )
     secret = Secret(provider=provider)
     secret.set_env("SECRET_KEY")
     secret.save()
@@ -94,8 +127,10 @@ async def test_an_admin_key_cannot_point_a_provider_at_the_servers_key(gateway, 
 
 def test_the_import_command_refuses_it_too(tmp_path):
     path = tmp_path / "doc.yaml"
-    path.write_text("providers:\n  - {name: exfil, kind: openai, base_url: 'http://127.0.0.1:9/v1', "
-                    "api_key: 'env:ENCRYPTION_KEYS'}\n")
+    path.write_text(
+        "providers:\n  - {name: exfil, kind: openai, base_url: 'http://127.0.0.1:9/v1', "
+        "api_key: 'env:ENCRYPTION_KEYS'}\n"
+    )
     from django.core.management.base import CommandError
 
     with pytest.raises((CommandError, ConfigError)) as info:

@@ -41,8 +41,12 @@ def html_upstream() -> Iterator[HtmlErrors]:
 
 @pytest.fixture
 async def simulated(configure):
-    await configure({"providers": [{"name": "sim", "kind": "simulated", "options": {"seed": 1}}],
-                     "routes": [{"name": "chat", "capability": "chat", "targets": [{"provider": "sim", "model": "sim-chat"}]}]})
+    await configure(
+        {
+            "providers": [{"name": "sim", "kind": "simulated", "options": {"seed": 1}}],
+            "routes": [{"name": "chat", "capability": "chat", "targets": [{"provider": "sim", "model": "sim-chat"}]}],
+        }
+    )
 
 
 async def test_every_api_answer_carries_nosniff_and_a_policy_that_allows_nothing(gateway, key, simulated):
@@ -55,8 +59,9 @@ async def test_every_api_answer_carries_nosniff_and_a_policy_that_allows_nothing
         "gateway 404": await gateway.get("/v1/nothing"),
         "gateway 405": await gateway.get("/v1/chat/completions", headers=auth(key)),
         "gateway 413": await gateway.post("/v1/chat/completions", content=b"x" * 30_000_000, headers=auth(key)),
-        "execute": await gateway.post("/api/execute", json={"capability": "chat", "route": "chat", "input": "hi"},
-                                      headers=auth(key)),
+        "execute": await gateway.post(
+            "/api/execute", json={"capability": "chat", "route": "chat", "input": "hi"}, headers=auth(key)
+        ),
         "operations": await gateway.get("/api/providers", headers=auth(key)),
         "operations 401": await gateway.get("/api/providers"),
         "operations 404": await gateway.get("/api/nothing/here"),
@@ -64,10 +69,12 @@ async def test_every_api_answer_carries_nosniff_and_a_policy_that_allows_nothing
         "config yaml": await gateway.get("/api/config?format=yaml", headers=auth(key)),
         "schema": await gateway.get("/api/schema"),
     }
-    wrong = {name: (r.status_code, r.headers.get("x-content-type-options"), r.headers.get("content-security-policy"))
-             for name, r in answers.items()
-             if r.headers.get("x-content-type-options") != "nosniff"
-             or r.headers.get("content-security-policy") != API_POLICY}
+    wrong = {
+        name: (r.status_code, r.headers.get("x-content-type-options"), r.headers.get("content-security-policy"))
+        for name, r in answers.items()
+        if r.headers.get("x-content-type-options") != "nosniff"
+        or r.headers.get("content-security-policy") != API_POLICY
+    }
     assert not wrong, wrong
     page = await gateway.get("/login/")  # the console keeps its own policy
     assert "script-src 'self'" in page.headers["content-security-policy"]
@@ -75,10 +82,17 @@ async def test_every_api_answer_carries_nosniff_and_a_policy_that_allows_nothing
 
 @pytest.mark.parametrize("status", [400, 422])
 async def test_a_providers_html_error_is_relayed_as_our_json_error(gateway, configure, key, html_upstream, status):
-    await configure({"providers": [provider("proxy", html_upstream.url + "/v1", models=["m"])],
-                     "routes": [{"name": "chat", "capability": "chat", "targets": [{"provider": "proxy", "model": "m"}]}]})
-    response = await gateway.post("/v1/chat/completions", headers=auth(key), json={
-        "model": "chat", "messages": [{"role": "user", "content": f"make it {status}"}]})
+    await configure(
+        {
+            "providers": [provider("proxy", html_upstream.url + "/v1", models=["m"])],
+            "routes": [{"name": "chat", "capability": "chat", "targets": [{"provider": "proxy", "model": "m"}]}],
+        }
+    )
+    response = await gateway.post(
+        "/v1/chat/completions",
+        headers=auth(key),
+        json={"model": "chat", "messages": [{"role": "user", "content": f"make it {status}"}]},
+    )
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert response.headers["content-security-policy"] == API_POLICY
@@ -106,12 +120,13 @@ async def test_a_503_from_cooldowns_says_when_to_come_back():
 def test_a_new_api_key_is_shown_once_and_never_put_in_a_cookie(admin_client_logged):
     from providers.models import ApiKey, hash_key
 
-    response = admin_client_logged.post("/admin/providers/apikey/add/",
-                                        {"name": "app", "scopes": ["gateway"], "rate_limit_per_minute": ""})
+    response = admin_client_logged.post(
+        "/admin/providers/apikey/add/", {"name": "app", "scopes": ["gateway"], "rate_limit_per_minute": ""}
+    )
     assert response.status_code == 200  # the save's own answer shows it: no redirect, no message
     body = response.content.decode()
     start = body.index('id="new-api-key">') + len('id="new-api-key">')
-    key = body[start:body.index("<", start)]
+    key = body[start : body.index("<", start)]
     assert ApiKey.objects.get(name="app").key_hash == hash_key(key)
     assert "no-store" in response["Cache-Control"]
     for cookie in response.cookies.values():

@@ -24,8 +24,9 @@ PASSWORD = "operator-pass-123"  # tests/e2e/server.py's admin
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory) -> Iterator[LiveGateway]:
-    gateway = LiveGateway.start(tmp_path_factory.mktemp("https"), {"BEHIND_HTTPS_PROXY": "1",
-                                                                   "LOGIN_FAILURE_LIMIT": "3"})
+    gateway = LiveGateway.start(
+        tmp_path_factory.mktemp("https"), {"BEHIND_HTTPS_PROXY": "1", "LOGIN_FAILURE_LIMIT": "3"}
+    )
     yield gateway
     gateway.stop()
 
@@ -40,8 +41,9 @@ def cookie_flags(response: httpx.Response, name: str) -> set[str]:
 
 
 def cookie_value(response: httpx.Response, name: str) -> str:
-    return next(h.split(";")[0].split("=", 1)[1] for h in response.headers.get_list("set-cookie")
-                if h.startswith(name + "="))
+    return next(
+        h.split(";")[0].split("=", 1)[1] for h in response.headers.get_list("set-cookie") if h.startswith(name + "=")
+    )
 
 
 def sign_in(url: str, *, forwarded_for: str, password: str = PASSWORD) -> httpx.Response:
@@ -51,10 +53,16 @@ def sign_in(url: str, *, forwarded_for: str, password: str = PASSWORD) -> httpx.
     page = httpx.get(url + "/login/", headers=headers)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
     origin = url.replace("http://", "https://")
-    return httpx.post(url + "/login/", data={"username": "operator", "password": password,
-                                             "csrfmiddlewaretoken": token, "next": "/"},
-                      headers={**headers, "Referer": origin + "/login/", "Origin": origin,
-                               "Cookie": f"csrftoken={cookie_value(page, 'csrftoken')}"})
+    return httpx.post(
+        url + "/login/",
+        data={"username": "operator", "password": password, "csrfmiddlewaretoken": token, "next": "/"},
+        headers={
+            **headers,
+            "Referer": origin + "/login/",
+            "Origin": origin,
+            "Cookie": f"csrftoken={cookie_value(page, 'csrftoken')}",
+        },
+    )
 
 
 @pytest.mark.e2e
@@ -65,8 +73,10 @@ def test_over_https_the_cookies_are_secure_and_hsts_is_sent(proxied):
     response = sign_in(proxied.url, forwarded_for="203.0.113.10")
     assert response.status_code == 302 and response.headers["location"] == "/"
     assert {"secure", "httponly", "samesite=lax"} <= cookie_flags(response, "sessionid")
-    console = httpx.get(proxied.url + "/", headers={"X-Forwarded-Proto": "https",
-                                                   "Cookie": f"sessionid={cookie_value(response, 'sessionid')}"})
+    console = httpx.get(
+        proxied.url + "/",
+        headers={"X-Forwarded-Proto": "https", "Cookie": f"sessionid={cookie_value(response, 'sessionid')}"},
+    )
     assert console.status_code == 200 and 'action="/logout/"' in console.text
 
 
@@ -88,8 +98,9 @@ def test_the_proxy_s_forwarded_address_keys_the_lockout(proxied):
 @pytest.mark.e2e
 def test_a_forged_forwarded_entry_does_not_dodge_the_lockout(proxied):
     """The proxy appends the address it saw; what the client wrote to the left of it is ignored."""
-    statuses = [sign_in(proxied.url, forwarded_for=f"10.0.0.{n}, 203.0.113.77", password="wrong").status_code
-                for n in range(3)]
+    statuses = [
+        sign_in(proxied.url, forwarded_for=f"10.0.0.{n}, 203.0.113.77", password="wrong").status_code for n in range(3)
+    ]
     assert statuses == [200, 200, 429]
     assert sign_in(proxied.url, forwarded_for="10.9.9.9, 203.0.113.77").status_code == 429
 
@@ -112,13 +123,13 @@ def test_without_the_proxy_setting_x_forwarded_proto_is_not_trusted(client):
 
 
 @pytest.mark.django_db
-def test_without_the_proxy_setting_an_invented_forwarded_address_does_not_escape_a_lockout(
-        client, django_user_model):
+def test_without_the_proxy_setting_an_invented_forwarded_address_does_not_escape_a_lockout(client, django_user_model):
     django_user_model.objects.create_user("ops", password="right-password-123", is_staff=True)
     for n in range(5):
         client.post("/login/", {"username": "ops", "password": "wrong"}, headers={"X-Forwarded-For": f"198.51.100.{n}"})
-    response = client.post("/login/", {"username": "ops", "password": "right-password-123"},
-                           headers={"X-Forwarded-For": "192.0.2.99"})
+    response = client.post(
+        "/login/", {"username": "ops", "password": "right-password-123"}, headers={"X-Forwarded-For": "192.0.2.99"}
+    )
     assert response.status_code == 429
 
 
@@ -127,8 +138,7 @@ def test_a_lockout_from_the_console_s_login_covers_the_admin_s_login(client, dja
     django_user_model.objects.create_user("ops", password="right-password-123", is_staff=True)
     for _ in range(5):
         client.post("/login/", {"username": "ops", "password": "wrong"})
-    response = client.post("/admin/login/", {"username": "ops", "password": "right-password-123",
-                                             "next": "/admin/"})
+    response = client.post("/admin/login/", {"username": "ops", "password": "right-password-123", "next": "/admin/"})
     assert response.status_code == 429
     assert "_auth_user_id" not in client.session
 
@@ -172,7 +182,9 @@ async def test_every_kind_of_answer_carries_nosniff_and_html_carries_the_policy(
         "gateway error": await gateway.post("/v1/chat/completions", json={}, headers=auth(key)),
         "gateway 401": await gateway.post("/api/execute", json={}),
     }
-    missing = {name: r.status_code for name, r in answers.items() if r.headers.get("x-content-type-options") != "nosniff"}
+    missing = {
+        name: r.status_code for name, r in answers.items() if r.headers.get("x-content-type-options") != "nosniff"
+    }
     assert not missing, missing
     for name, response in answers.items():
         if response.headers["content-type"].startswith("text/html"):

@@ -82,9 +82,15 @@ def test_a_base64_value_is_redacted_with_no_more_than_its_edges_left(held):
 
 
 NORMAL = [
-    json.dumps({"id": "chatcmpl-9x", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
-                "choices": [{"message": {"role": "assistant", "content": "Caf\u00e9 \u2603 100% & <b>\n"}}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 40}}),
+    json.dumps(
+        {
+            "id": "chatcmpl-9x",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"message": {"role": "assistant", "content": "Caf\u00e9 \u2603 100% & <b>\n"}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 40},
+        }
+    ),
     "A plain sentence about passwords, keys and tokens, 50% off &amp; more \\n as text.",
     "data: " + json.dumps({"b64_json": base64.b64encode(bytes(range(256)) * 40).decode()}) + "\n\n",
 ]
@@ -144,8 +150,10 @@ async def read_streamed(chunks: list[bytes], headers: dict[str, str] | None = No
         return b"".join([c async for c in response.aiter_raw()]), response
 
 
-@pytest.mark.parametrize("spelling", ["as is", "JSON, every character \\u-escaped", "percent-encoded (quote)",
-                                      "base64, Basic with a user", "hex"])
+@pytest.mark.parametrize(
+    "spelling",
+    ["as is", "JSON, every character \\u-escaped", "percent-encoded (quote)", "base64, Basic with a user", "hex"],
+)
 async def test_a_secret_split_across_chunks_is_redacted_wherever_the_cut_falls(held, spelling):
     body = f'{{"echo": "{SPELLINGS[spelling]}", "more": "text"}}\n'.encode()
     expected = scrub_bytes(body)
@@ -166,10 +174,16 @@ async def test_a_stream_is_not_held_back_at_the_end_of_an_event(held):
 
 async def test_header_values_and_the_reason_phrase_are_scrubbed(held):
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(401, headers={"X-Echo-Authorization": f"Bearer {KEY}",
-                                            "WWW-Authenticate": f'Basic realm="{b64("u:" + KEY)}"',
-                                            "X-Plain": "nothing to see"},
-                              content=b"{}", extensions={"reason_phrase": f"Bad key {PLAIN}".encode()})
+        return httpx.Response(
+            401,
+            headers={
+                "X-Echo-Authorization": f"Bearer {KEY}",
+                "WWW-Authenticate": f'Basic realm="{b64("u:" + KEY)}"',
+                "X-Plain": "nothing to see",
+            },
+            content=b"{}",
+            extensions={"reason_phrase": f"Bad key {PLAIN}".encode()},
+        )
 
     async with client_for(handler) as client:
         response = await client.get("http://upstream.test/")
@@ -183,8 +197,9 @@ async def test_a_compressed_body_is_scrubbed_and_its_length_stays_right(held):
     body = json.dumps({"error": f"invalid header Authorization: Bearer {KEY}"}).encode()
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
-                              content=gzip.compress(body))
+        return httpx.Response(
+            400, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}, content=gzip.compress(body)
+        )
 
     async with client_for(handler) as client:
         response = await client.get("http://upstream.test/")
@@ -196,8 +211,11 @@ async def test_a_compressed_body_is_scrubbed_and_its_length_stays_right(held):
 
 async def test_a_body_in_a_coding_no_one_can_decode_is_passed_on_as_it_is(held):
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"Content-Encoding": "x-unknown", "Content-Length": "5",
-                                            "X-Echo": KEY}, content=b"\x01\x02\x03\x04\x05")
+        return httpx.Response(
+            200,
+            headers={"Content-Encoding": "x-unknown", "Content-Length": "5", "X-Echo": KEY},
+            content=b"\x01\x02\x03\x04\x05",
+        )
 
     async with client_for(handler) as client:
         response = await client.get("http://upstream.test/")
@@ -237,8 +255,9 @@ async def test_the_set_holds_every_credential_of_the_configuration_and_follows_i
 
     hook = f"http://127.0.0.1:9/services/T000/B000/{TAG}WebhookTokenValue"
     doc = {
-        "providers": [{"name": "held", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
-                       "api_keys": [KEY, PLAIN]}],
+        "providers": [
+            {"name": "held", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_keys": [KEY, PLAIN]}
+        ],
         "alert_channels": [{"name": "held-hook", "kind": "webhook", "url": hook}],
     }
     await sync_to_async(apply_config)(doc, actor="test", prune=True)
@@ -261,6 +280,7 @@ async def test_the_set_holds_every_credential_of_the_configuration_and_follows_i
 
 # -- end to end: a provider that echoes our Authorization header ----------------------------------
 
+
 @pytest.fixture
 def echoing():
     from tests.fakes.openai import FakeOpenAI
@@ -271,10 +291,18 @@ def echoing():
 
 def echo_body(status: int) -> str:
     # What a careless proxy sends: the header it got, as is, JSON-escaped and in base64.
-    return json.dumps({"error": {"message": f"HTTP {status}: request headers: Authorization: Bearer {KEY}",
-                                 "type": "server_error" if status >= 500 else "invalid_request_error",
-                                 "debug": {"authorization_b64": b64(f"Bearer {KEY}"),
-                                           "escaped": "".join(f"\\u{ord(c):04x}" for c in KEY)}}})
+    return json.dumps(
+        {
+            "error": {
+                "message": f"HTTP {status}: request headers: Authorization: Bearer {KEY}",
+                "type": "server_error" if status >= 500 else "invalid_request_error",
+                "debug": {
+                    "authorization_b64": b64(f"Bearer {KEY}"),
+                    "escaped": "".join(f"\\u{ord(c):04x}" for c in KEY),
+                },
+            }
+        }
+    )
 
 
 def assert_no_key(text: str, where: str) -> None:
@@ -290,13 +318,31 @@ async def test_an_upstream_that_echoes_our_key_leaks_it_nowhere(gateway, key, ec
     from providers.config import apply_config
     from tests.conftest import auth
 
-    await sync_to_async(apply_config)({
-        "providers": [{"name": "echoing", "kind": "openai", "base_url": echoing.url + "/v1", "api_key": KEY,
-                       "models": ["gpt-4o-mini"], "timeout_s": 2, "retry": {"max_attempts": 1},
-                       "breaker": {"consecutive_failures": 50}}],
-        "routes": [{"name": "echo-route", "capability": "chat", "targets": [
-            {"provider": "echoing", "model": "gpt-4o-mini"}]}],
-    }, actor="test", prune=True)
+    await sync_to_async(apply_config)(
+        {
+            "providers": [
+                {
+                    "name": "echoing",
+                    "kind": "openai",
+                    "base_url": echoing.url + "/v1",
+                    "api_key": KEY,
+                    "models": ["gpt-4o-mini"],
+                    "timeout_s": 2,
+                    "retry": {"max_attempts": 1},
+                    "breaker": {"consecutive_failures": 50},
+                }
+            ],
+            "routes": [
+                {
+                    "name": "echo-route",
+                    "capability": "chat",
+                    "targets": [{"provider": "echoing", "model": "gpt-4o-mini"}],
+                }
+            ],
+        },
+        actor="test",
+        prune=True,
+    )
     chat = {"model": "echo-route", "messages": [{"role": "user", "content": "hi"}]}
     headers = {"X-Echo-Authorization": f"Bearer {KEY}"}
 

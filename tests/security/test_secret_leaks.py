@@ -60,17 +60,41 @@ def configured() -> dict[str, Any]:
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens: every call fails at once
     doc = {
         "providers": [
-            {"name": "leak-openai", "kind": "openai", "base_url": down + "/v1", "api_key": SECRETS["openai"],
-             "models": ["gpt-4o-mini"], "retry": {"max_attempts": 1}},
-            {"name": "leak-anthropic", "kind": "anthropic", "base_url": down, "api_key": SECRETS["anthropic"],
-             "models": ["claude-sonnet-4-5"], "retry": {"max_attempts": 1}},
-            {"name": "leak-eleven", "kind": "elevenlabs", "base_url": down, "api_key": SECRETS["elevenlabs"],
-             "models": ["eleven_multilingual_v2"]},
-            {"name": "leak-deepl", "kind": "deepl", "base_url": down, "api_key": SECRETS["deepl"],
-             "models": ["deepl"]},
+            {
+                "name": "leak-openai",
+                "kind": "openai",
+                "base_url": down + "/v1",
+                "api_key": SECRETS["openai"],
+                "models": ["gpt-4o-mini"],
+                "retry": {"max_attempts": 1},
+            },
+            {
+                "name": "leak-anthropic",
+                "kind": "anthropic",
+                "base_url": down,
+                "api_key": SECRETS["anthropic"],
+                "models": ["claude-sonnet-4-5"],
+                "retry": {"max_attempts": 1},
+            },
+            {
+                "name": "leak-eleven",
+                "kind": "elevenlabs",
+                "base_url": down,
+                "api_key": SECRETS["elevenlabs"],
+                "models": ["eleven_multilingual_v2"],
+            },
+            {"name": "leak-deepl", "kind": "deepl", "base_url": down, "api_key": SECRETS["deepl"], "models": ["deepl"]},
         ],
-        "routes": [{"name": "leaky", "capability": "chat", "targets": [
-            {"provider": "leak-openai", "model": "gpt-4o-mini"}, {"provider": "leak-anthropic", "model": "claude-sonnet-4-5"}]}],
+        "routes": [
+            {
+                "name": "leaky",
+                "capability": "chat",
+                "targets": [
+                    {"provider": "leak-openai", "model": "gpt-4o-mini"},
+                    {"provider": "leak-anthropic", "model": "claude-sonnet-4-5"},
+                ],
+            }
+        ],
         "alert_channels": [
             {"name": "leak-hook", "kind": "webhook", "url": SECRETS["webhook"]},
             {"name": "leak-slack", "kind": "slack", "url": SECRETS["slack"]},
@@ -82,25 +106,59 @@ def configured() -> dict[str, Any]:
 
 def save_through_the_admin(client: Client) -> None:
     provider = {
-        "name": "leak-admin", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "enabled": "on",
-        "capabilities": "[]", "configured_models": '["gpt-4o-mini"]', "priority": "5", "weight": "1",
-        "timeout_s": "", "max_concurrent": "32", "options": "{}", "retry_max_attempts": "1",
-        "retry_base_delay_s": "0.5", "retry_max_delay_s": "8", "breaker_mode": "normal", "breaker_window_s": "",
-        "breaker_min_calls": "10", "breaker_failure_rate": "0.5", "breaker_consecutive_failures": "5",
-        "breaker_break_s": "30", "breaker_max_break_s": "300", "breaker_half_open_probes": "3",
-        "health_interval_s": "30", "health_timeout_s": "10", "health_probe": "cheap",
-        "secrets-TOTAL_FORMS": "1", "secrets-INITIAL_FORMS": "0", "secrets-0-position": "0",
-        "secrets-0-label": "primary", "secrets-0-enabled": "on", "secrets-0-env_var": "",
+        "name": "leak-admin",
+        "kind": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+        "enabled": "on",
+        "capabilities": "[]",
+        "configured_models": '["gpt-4o-mini"]',
+        "priority": "5",
+        "weight": "1",
+        "timeout_s": "",
+        "max_concurrent": "32",
+        "options": "{}",
+        "retry_max_attempts": "1",
+        "retry_base_delay_s": "0.5",
+        "retry_max_delay_s": "8",
+        "breaker_mode": "normal",
+        "breaker_window_s": "",
+        "breaker_min_calls": "10",
+        "breaker_failure_rate": "0.5",
+        "breaker_consecutive_failures": "5",
+        "breaker_break_s": "30",
+        "breaker_max_break_s": "300",
+        "breaker_half_open_probes": "3",
+        "health_interval_s": "30",
+        "health_timeout_s": "10",
+        "health_probe": "cheap",
+        "secrets-TOTAL_FORMS": "1",
+        "secrets-INITIAL_FORMS": "0",
+        "secrets-0-position": "0",
+        "secrets-0-label": "primary",
+        "secrets-0-enabled": "on",
+        "secrets-0-env_var": "",
         "secrets-0-value": SECRETS["admin-key"],
-        "catalog-TOTAL_FORMS": "0", "catalog-INITIAL_FORMS": "0",
-        "maintenance_windows-TOTAL_FORMS": "0", "maintenance_windows-INITIAL_FORMS": "0",
+        "catalog-TOTAL_FORMS": "0",
+        "catalog-INITIAL_FORMS": "0",
+        "maintenance_windows-TOTAL_FORMS": "0",
+        "maintenance_windows-INITIAL_FORMS": "0",
     }
     response = client.post("/admin/providers/provider/add/", provider)
     assert response.status_code == 302, response.content.decode()[:2000]
-    response = client.post("/admin/health/alertchannel/add/", {
-        "name": "leak-admin-hook", "kind": "webhook", "enabled": "on", "target_env": "",
-        "target": SECRETS["admin-hook"], "failure_threshold": "2", "success_threshold": "2",
-        "reminder_interval_s": "", "notify_recovery": "on"})
+    response = client.post(
+        "/admin/health/alertchannel/add/",
+        {
+            "name": "leak-admin-hook",
+            "kind": "webhook",
+            "enabled": "on",
+            "target_env": "",
+            "target": SECRETS["admin-hook"],
+            "failure_threshold": "2",
+            "success_threshold": "2",
+            "reminder_interval_s": "",
+            "notify_recovery": "on",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
 
 
@@ -137,7 +195,8 @@ def admin_pages() -> list[str]:
 
 
 async def test_no_page_answer_export_or_log_line_shows_a_clear_secret(
-        configured, admin_user, gateway, key, debug_log, settings):
+    configured, admin_user, gateway, key, debug_log, settings
+):
     settings.ALERT_TIMEOUT_S = 1.0
     seen: dict[str, str] = {}
 
@@ -151,14 +210,22 @@ async def test_no_page_answer_export_or_log_line_shows_a_clear_secret(
     names = [p["name"] for p in configured["providers"]] + ["leak-admin"]
 
     # use it: failing calls (OpenAI and Anthropic formats), probes, an alert test
-    for body in ({"model": "leaky", "messages": [{"role": "user", "content": "hi"}]},
-                 {"model": "leaky", "stream": True, "messages": [{"role": "user", "content": "hi"}]}):
+    for body in (
+        {"model": "leaky", "messages": [{"role": "user", "content": "hi"}]},
+        {"model": "leaky", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    ):
         response = await gateway.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
         seen[f"POST /v1/chat/completions stream={body.get('stream', False)}"] = response.text
     for capability, data in (("tts", "hello"), ("translation", {"text": "hi", "target_lang": "DE"})):
-        response = await gateway.post("/api/execute", headers={"Authorization": f"Bearer {key}"}, json={
-            "capability": capability, "route": "leak-eleven/eleven_multilingual_v2" if capability == "tts"
-            else "leak-deepl/deepl", "input": data})
+        response = await gateway.post(
+            "/api/execute",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "capability": capability,
+                "route": "leak-eleven/eleven_multilingual_v2" if capability == "tts" else "leak-deepl/deepl",
+                "input": data,
+            },
+        )
         seen[f"POST /api/execute {capability}"] = response.text
     response = await gateway.post("/api/health/check", headers={"Authorization": f"Bearer {key}"})
     seen["POST /api/health/check"] = response.text
@@ -173,7 +240,7 @@ async def test_no_page_answer_export_or_log_line_shows_a_clear_secret(
     for ep in REGISTRY:
         if ep.method.upper() != "GET" or ep.path == "/api/events/stream":  # never ends: tests/health
             continue
-        for name in (names if "{name}" in ep.path else [None]):
+        for name in names if "{name}" in ep.path else [None]:
             path = ep.path.replace("{name}", name or "")
             for query in ("", "?format=yaml") if path == "/api/config" else ("",):
                 response = await gateway.get(path + query, headers={"Authorization": f"Bearer {key}"})
@@ -199,6 +266,8 @@ async def test_no_page_answer_export_or_log_line_shows_a_clear_secret(
     assert seen["log"].count("\n") > 20  # the log did capture the run
     found = {where: leaks(text) for where, text in seen.items() if leaks(text)}
     assert not found, found
+
+
 async def test_the_debug_error_page_shows_no_secret_in_scope(configured, gateway, key, settings, rf):
     from django.views.debug import technical_500_response
 
@@ -217,8 +286,12 @@ async def test_the_debug_error_page_shows_no_secret_in_scope(configured, gateway
         hook_url = SECRETS["webhook"]  # noqa: F841
         raise RuntimeError(f"upstream refused the call to {config.base_url}")
 
-    request = rf.post("/api/execute", data={"token": SECRETS["deepl"]},
-                      HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_X_API_KEY=SECRETS["anthropic"])
+    request = rf.post(
+        "/api/execute",
+        data={"token": SECRETS["deepl"]},
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+        HTTP_X_API_KEY=SECRETS["anthropic"],
+    )
     try:
         fail_with_secrets_in_scope()
     except RuntimeError:

@@ -18,30 +18,60 @@ from providers.models import Provider
 from providers.validation import validate_provider_url
 from tests.conftest import auth
 
-SCHEMES = ["file:///etc/passwd", "ftp://example.com/models", "gopher://127.0.0.1:6379/_INFO",
-           "javascript:alert(1)", "data:text/plain,hello", "ws://127.0.0.1:8080/", "127.0.0.1:11434"]
+SCHEMES = [
+    "file:///etc/passwd",
+    "ftp://example.com/models",
+    "gopher://127.0.0.1:6379/_INFO",
+    "javascript:alert(1)",
+    "data:text/plain,hello",
+    "ws://127.0.0.1:8080/",
+    "127.0.0.1:11434",
+]
 METADATA = [
     "http://169.254.169.254/latest/meta-data/",  # AWS, Azure, GCP, OpenStack
     "http://169.254.169.254:80/computeMetadata/v1/",
     "http://169.254.170.2/v2/credentials",  # ECS task credentials (link-local)
     "http://169.254.1.1:8080/",
-    "http://[fe80::1]/", "http://[fe80::1%25eth0]:8080/", "http://[FE80::A9FE:A9FE]/",
+    "http://[fe80::1]/",
+    "http://[fe80::1%25eth0]:8080/",
+    "http://[FE80::A9FE:A9FE]/",
     "http://[fd00:ec2::254]/latest/meta-data/",  # AWS over IPv6
-    "http://metadata.google.internal/computeMetadata/v1/", "http://METADATA.Google.Internal/",
-    "http://metadata/", "http://100.100.100.200/latest/meta-data/",  # Alibaba
-    "http://0.0.0.0:8080/", "http://[::]/", "http://224.0.0.1/", "http://[ff02::1]/",
+    "http://metadata.google.internal/computeMetadata/v1/",
+    "http://METADATA.Google.Internal/",
+    "http://metadata/",
+    "http://100.100.100.200/latest/meta-data/",  # Alibaba
+    "http://0.0.0.0:8080/",
+    "http://[::]/",
+    "http://224.0.0.1/",
+    "http://[ff02::1]/",
     "https://user:pw@169.254.169.254/",
 ]
 # The same addresses as a resolver reads them (glibc's inet_aton: decimal, hex, octal, short
 # forms), IPv4-mapped IPv6, and names with the root's trailing dot.
 SPELLINGS = [
-    "http://2852039166/", "http://0xa9fea9fe/", "http://0251.0376.0251.0376/", "http://169.254.43518/",
-    "http://0xa9.0xfe.0xa9.0xfe/", "http://[::ffff:169.254.169.254]/", "http://[::ffff:a9fe:a9fe]/",
-    "http://[64:ff9b::a9fe:a9fe]/", "http://metadata.google.internal./", "http://169.254.169.254./",
+    "http://2852039166/",
+    "http://0xa9fea9fe/",
+    "http://0251.0376.0251.0376/",
+    "http://169.254.43518/",
+    "http://0xa9.0xfe.0xa9.0xfe/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://[::ffff:a9fe:a9fe]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://metadata.google.internal./",
+    "http://169.254.169.254./",
 ]
-ALLOWED = ["http://127.0.0.1:11434", "http://localhost:8080/v1", "http://[::1]:8000/v1", "https://api.openai.com/v1",
-           "http://10.0.0.5:8000/v1", "http://192.168.1.20:7860", "http://gpu-box.lan:8000", "http://127.1:8080",
-           "https://metadata.example.com/v1", "http://my-metadata-proxy:9000"]
+ALLOWED = [
+    "http://127.0.0.1:11434",
+    "http://localhost:8080/v1",
+    "http://[::1]:8000/v1",
+    "https://api.openai.com/v1",
+    "http://10.0.0.5:8000/v1",
+    "http://192.168.1.20:7860",
+    "http://gpu-box.lan:8000",
+    "http://127.1:8080",
+    "https://metadata.example.com/v1",
+    "http://my-metadata-proxy:9000",
+]
 
 
 @pytest.mark.parametrize("url", SCHEMES + METADATA + SPELLINGS)
@@ -57,8 +87,13 @@ def test_the_rule_lets_loopback_private_and_public_addresses_through(url):
 
 def test_deny_adds_hosts_domains_and_networks_and_allow_lets_chosen_ones_through(settings):
     settings.PROVIDER_URL_DENY = ["10.0.0.0/8", "internal.example", "fd12::/16"]
-    for url in ("http://10.1.2.3:8000/", "http://internal.example/", "http://api.internal.example/v1",
-                "http://[fd12::5]/", "http://167772675/"):  # 10.0.1.3, spelt as a number
+    for url in (
+        "http://10.1.2.3:8000/",
+        "http://internal.example/",
+        "http://api.internal.example/v1",
+        "http://[fd12::5]/",
+        "http://167772675/",
+    ):  # 10.0.1.3, spelt as a number
         with pytest.raises(ValidationError, match="not allowed"):
             validate_provider_url(url)
     validate_provider_url("http://192.168.1.20:7860")
@@ -72,20 +107,29 @@ def test_deny_adds_hosts_domains_and_networks_and_allow_lets_chosen_ones_through
 
 # -- through the ways a URL gets in ---------------------------------------------------------------
 
-BAD = ["http://169.254.169.254/v1", "file:///etc/passwd", "http://[fe80::1]/", "http://2852039166/",
-       "http://metadata.google.internal/"]
+BAD = [
+    "http://169.254.169.254/v1",
+    "file:///etc/passwd",
+    "http://[fe80::1]/",
+    "http://2852039166/",
+    "http://metadata.google.internal/",
+]
 
 
 def document(url: str, hook: str = "http://127.0.0.1:9/hook") -> str:
-    return (f"providers:\n  - {{name: p1, kind: openai, base_url: '{url}', api_key: sk-test-0000000000001}}\n"
-            f"alert_channels:\n  - {{name: hook1, kind: webhook, url: '{hook}'}}\n")
+    return (
+        f"providers:\n  - {{name: p1, kind: openai, base_url: '{url}', api_key: sk-test-0000000000001}}\n"
+        f"alert_channels:\n  - {{name: hook1, kind: webhook, url: '{hook}'}}\n"
+    )
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("url", BAD)
 def test_import_config_refuses_a_bad_provider_or_alert_url_and_changes_nothing(tmp_path, url):
-    for doc, where in ((document(url), "providers[0].base_url"), (document("http://127.0.0.1:11434", url),
-                                                                    "alert_channels[0].url")):
+    for doc, where in (
+        (document(url), "providers[0].base_url"),
+        (document("http://127.0.0.1:11434", url), "alert_channels[0].url"),
+    ):
         path = tmp_path / "config.yaml"
         path.write_text(doc)
         with pytest.raises(CommandError, match=re.escape(where)):
@@ -105,8 +149,10 @@ def test_import_config_takes_loopback_urls(tmp_path):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("url", BAD)
 async def test_put_api_config_refuses_a_bad_provider_or_alert_url_and_changes_nothing(gateway, key, url):
-    for doc, where in ((document(url), "providers[0].base_url"),
-                       (document("http://127.0.0.1:11434", url), "alert_channels[0].url")):
+    for doc, where in (
+        (document(url), "providers[0].base_url"),
+        (document("http://127.0.0.1:11434", url), "alert_channels[0].url"),
+    ):
         response = await gateway.put("/api/config", content=doc.encode(), headers=auth(key))
         assert response.status_code == 400
         assert any(e.startswith(where) for e in response.json()["error"]["errors"]), response.json()
@@ -117,20 +163,52 @@ async def test_put_api_config_refuses_a_bad_provider_or_alert_url_and_changes_no
 
 def provider_form(url: str) -> dict[str, str]:
     return {
-        "name": "p1", "kind": "openai", "base_url": url, "enabled": "on", "capabilities": "[]",
-        "configured_models": "[]", "priority": "1", "weight": "1", "timeout_s": "", "max_concurrent": "32",
-        "options": "{}", "retry_max_attempts": "2", "retry_base_delay_s": "0.5", "retry_max_delay_s": "8",
-        "breaker_mode": "normal", "breaker_window_s": "", "breaker_min_calls": "10", "breaker_failure_rate": "0.5",
-        "breaker_consecutive_failures": "5", "breaker_break_s": "30", "breaker_max_break_s": "300",
-        "breaker_half_open_probes": "3", "health_interval_s": "30", "health_timeout_s": "10", "health_probe": "cheap",
-        "secrets-TOTAL_FORMS": "0", "secrets-INITIAL_FORMS": "0", "catalog-TOTAL_FORMS": "0",
-        "catalog-INITIAL_FORMS": "0", "maintenance_windows-TOTAL_FORMS": "0", "maintenance_windows-INITIAL_FORMS": "0",
+        "name": "p1",
+        "kind": "openai",
+        "base_url": url,
+        "enabled": "on",
+        "capabilities": "[]",
+        "configured_models": "[]",
+        "priority": "1",
+        "weight": "1",
+        "timeout_s": "",
+        "max_concurrent": "32",
+        "options": "{}",
+        "retry_max_attempts": "2",
+        "retry_base_delay_s": "0.5",
+        "retry_max_delay_s": "8",
+        "breaker_mode": "normal",
+        "breaker_window_s": "",
+        "breaker_min_calls": "10",
+        "breaker_failure_rate": "0.5",
+        "breaker_consecutive_failures": "5",
+        "breaker_break_s": "30",
+        "breaker_max_break_s": "300",
+        "breaker_half_open_probes": "3",
+        "health_interval_s": "30",
+        "health_timeout_s": "10",
+        "health_probe": "cheap",
+        "secrets-TOTAL_FORMS": "0",
+        "secrets-INITIAL_FORMS": "0",
+        "catalog-TOTAL_FORMS": "0",
+        "catalog-INITIAL_FORMS": "0",
+        "maintenance_windows-TOTAL_FORMS": "0",
+        "maintenance_windows-INITIAL_FORMS": "0",
     }
 
 
 def channel_form(url: str) -> dict[str, str]:
-    return {"name": "hook1", "kind": "webhook", "enabled": "on", "target_env": "", "target": url,
-            "failure_threshold": "2", "success_threshold": "2", "reminder_interval_s": "", "notify_recovery": "on"}
+    return {
+        "name": "hook1",
+        "kind": "webhook",
+        "enabled": "on",
+        "target_env": "",
+        "target": url,
+        "failure_threshold": "2",
+        "success_threshold": "2",
+        "reminder_interval_s": "",
+        "notify_recovery": "on",
+    }
 
 
 @pytest.mark.django_db
@@ -145,7 +223,13 @@ def test_the_admin_refuses_a_bad_provider_or_alert_url_with_a_field_error(admin_
 
 @pytest.mark.django_db
 def test_the_admin_takes_loopback_urls(admin_client_logged):
-    assert admin_client_logged.post("/admin/providers/provider/add/",
-                                    provider_form("http://127.0.0.1:11434")).status_code == 302
-    assert admin_client_logged.post("/admin/health/alertchannel/add/",
-                                    channel_form("http://localhost:9000/hook")).status_code == 302
+    assert (
+        admin_client_logged.post("/admin/providers/provider/add/", provider_form("http://127.0.0.1:11434")).status_code
+        == 302
+    )
+    assert (
+        admin_client_logged.post(
+            "/admin/health/alertchannel/add/", channel_form("http://localhost:9000/hook")
+        ).status_code
+        == 302
+    )

@@ -65,12 +65,21 @@ def test_every_spelling_of_the_metadata_address_is_refused_as_a_fetched_url(url)
         urlguard.Policy.fetch().check_url(url)
 
 
-@pytest.mark.parametrize("host, normal", [
-    ("169。254。169。254", "169.254.169.254"), ("１２７．０．０．１", "127.0.0.1"), ("0x7f000001", "127.0.0.1"),
-    ("017700000001", "127.0.0.1"), ("127.1", "127.0.0.1"), ("LOCALHOST.", "localhost"),
-    ("[::FFFF:7F00:1]", "::ffff:7f00:1"), ("bücher.example", "xn--bcher-kva.example"),
-    ("%6c%6f%63%61%6c%68%6f%73%74", "localhost"), ("my_service", "my_service"),
-])
+@pytest.mark.parametrize(
+    "host, normal",
+    [
+        ("169。254。169。254", "169.254.169.254"),
+        ("１２７．０．０．１", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("LOCALHOST.", "localhost"),
+        ("[::FFFF:7F00:1]", "::ffff:7f00:1"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("%6c%6f%63%61%6c%68%6f%73%74", "localhost"),
+        ("my_service", "my_service"),
+    ],
+)
 def test_a_host_is_normalised_the_way_the_resolver_reads_it(host, normal):
     assert urlguard.normalise_host(host) == normal
 
@@ -81,10 +90,20 @@ def test_a_host_that_cannot_be_normalised_is_refused(host):
         urlguard.normalise_host(host)
 
 
-LOOPBACK_AND_PRIVATE = ["http://127.0.0.1:11434", "http://localhost:8080/v1", "http://[::1]:8000/v1",
-                        "http://127.1:8080", "http://0x7f000001/", "http://[::ffff:127.0.0.1]/",
-                        "http://10.0.0.5:8000/v1", "http://192.168.1.20:7860", "http://172.16.0.1/",
-                        "http://[fd12::5]/", "http://100.64.0.1/", "http://127。0。0。1:11434/"]
+LOOPBACK_AND_PRIVATE = [
+    "http://127.0.0.1:11434",
+    "http://localhost:8080/v1",
+    "http://[::1]:8000/v1",
+    "http://127.1:8080",
+    "http://0x7f000001/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://10.0.0.5:8000/v1",
+    "http://192.168.1.20:7860",
+    "http://172.16.0.1/",
+    "http://[fd12::5]/",
+    "http://100.64.0.1/",
+    "http://127。0。0。1:11434/",
+]
 
 
 @pytest.mark.parametrize("url", LOOPBACK_AND_PRIVATE)
@@ -117,9 +136,13 @@ def test_provider_url_deny_and_allow_reach_the_running_guard(settings):
 
 # -- at connect time: what a name resolves to -----------------------------------------------------
 
-DNS = {"rebind.test": ["169.254.169.254"], "mixed.test": ["127.0.0.1", "169.254.169.254"],
-       "v6-metadata.test": ["fd00:ec2::254"], "mapped.test": ["::ffff:169.254.169.254"],
-       "home.test": ["127.0.0.1"]}
+DNS = {
+    "rebind.test": ["169.254.169.254"],
+    "mixed.test": ["127.0.0.1", "169.254.169.254"],
+    "v6-metadata.test": ["fd00:ec2::254"],
+    "mapped.test": ["::ffff:169.254.169.254"],
+    "home.test": ["127.0.0.1"],
+}
 
 
 async def fake_dns(host: str, port: int) -> list[str]:
@@ -154,7 +177,9 @@ async def test_a_provider_on_a_name_that_resolves_to_loopback_still_works(transp
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-@pytest.mark.parametrize("url", ["http://[::ffff:169.254.169.254]/", "http://0xa9fea9fe/", "http://169。254。169。254/"])
+@pytest.mark.parametrize(
+    "url", ["http://[::ffff:169.254.169.254]/", "http://0xa9fea9fe/", "http://169。254。169。254/"]
+)
 async def test_the_client_refuses_a_literal_refused_address_in_any_spelling(transport, url):
     async with build_client(transport, resolve=fake_dns) as client:
         with pytest.raises(urlguard.URLRefused):
@@ -184,8 +209,15 @@ async def test_a_followed_redirect_to_a_refused_address_is_refused(transport):
 
 # -- alerts and discovery --------------------------------------------------------------------------
 
-NOTICE = Notice(event="test", channel="ops", provider="", status="", breaker="", reason="a test",
-                at=datetime(2026, 3, 1, tzinfo=UTC))
+NOTICE = Notice(
+    event="test",
+    channel="ops",
+    provider="",
+    status="",
+    breaker="",
+    reason="a test",
+    at=datetime(2026, 3, 1, tzinfo=UTC),
+)
 
 
 @pytest.fixture
@@ -195,8 +227,16 @@ def resolver(monkeypatch):
 
     def getaddrinfo(host, port, *args, **kwargs):
         if isinstance(host, str) and host in DNS:
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
-                     (a, int(port or 0)) if ":" not in a else (a, int(port or 0), 0, 0)) for a in DNS[host]]
+            return [
+                (
+                    socket.AF_INET6 if ":" in a else socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    6,
+                    "",
+                    (a, int(port or 0)) if ":" not in a else (a, int(port or 0), 0, 0),
+                )
+                for a in DNS[host]
+            ]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
@@ -240,14 +280,25 @@ async def test_discovery_never_probes_hosts_the_guard_refuses():
         return httpx.Response(404)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        await discover(hosts=["169。254。169。254", "0xa9fea9fe", "[::ffff:a9fe:a9fe]", "127.0.0.1"],
-                       ollama_ports=[11434], sdwebui_ports=[], openai_ports=[], timeout_s=2, client=client)
+        await discover(
+            hosts=["169。254。169。254", "0xa9fea9fe", "[::ffff:a9fe:a9fe]", "127.0.0.1"],
+            ollama_ports=[11434],
+            sdwebui_ports=[],
+            openai_ports=[],
+            timeout_s=2,
+            client=client,
+        )
     assert set(probed) == {"127.0.0.1"}
-
 
 
 async def test_discovery_through_a_name_that_resolves_to_metadata_finds_nothing(ollama):
     async with build_client("httpx", resolve=fake_dns) as client:
-        found = await discover(hosts=["rebind.test", "home.test"], ollama_ports=[ollama.port], sdwebui_ports=[],
-                               openai_ports=[], timeout_s=2, client=client)
+        found = await discover(
+            hosts=["rebind.test", "home.test"],
+            ollama_ports=[ollama.port],
+            sdwebui_ports=[],
+            openai_ports=[],
+            timeout_s=2,
+            client=client,
+        )
     assert [server.base_url for server in found] == [f"http://home.test:{ollama.port}"]

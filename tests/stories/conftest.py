@@ -57,8 +57,9 @@ def load_story(gateway, key, monkeypatch):  # type: ignore[no-untyped-def]
     """`await load_story(story, base_urls={provider: url}, env={NAME: value}, tweak=fn)`;
     returns the configuration as the gateway then runs it (GET /api/config)."""
 
-    async def load(story: str, *, base_urls: dict[str, str], env: dict[str, str],
-                   tweak: Tweak | None = None) -> dict[str, Any]:
+    async def load(
+        story: str, *, base_urls: dict[str, str], env: dict[str, str], tweak: Tweak | None = None
+    ) -> dict[str, Any]:
         path = example_path(story)
         assert set(env) == env_names(story), "give every env: reference of the file a value"
         for name, value in env.items():

@@ -40,8 +40,11 @@ class UpperBound(random.Random):
 @pytest.fixture
 def fakes():
     with ExitStack() as stack:
-        yield {"deepl": stack.enter_context(FakeDeepL()), "openai": stack.enter_context(FakeOpenAI()),
-               "anthropic": stack.enter_context(FakeAnthropic())}
+        yield {
+            "deepl": stack.enter_context(FakeDeepL()),
+            "openai": stack.enter_context(FakeOpenAI()),
+            "anthropic": stack.enter_context(FakeAnthropic()),
+        }
 
 
 @pytest.fixture
@@ -51,10 +54,15 @@ async def platform(load_story, fakes):
             provider["retry"]["base_delay_s"] = BASE_DELAY_S
 
     return await load_story(
-        "admin-platform", tweak=test_sized,
-        base_urls={"deepl": fakes["deepl"].url, "openai": fakes["openai"].url + "/v1",
-                   "anthropic": fakes["anthropic"].url},
-        env={"DEEPL_API_KEY": "deepl-test-key:fx", "OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY})
+        "admin-platform",
+        tweak=test_sized,
+        base_urls={
+            "deepl": fakes["deepl"].url,
+            "openai": fakes["openai"].url + "/v1",
+            "anthropic": fakes["anthropic"].url,
+        },
+        env={"DEEPL_API_KEY": "deepl-test-key:fx", "OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY},
+    )
 
 
 async def execute(gateway, key, **payload):  # type: ignore[no-untyped-def]
@@ -62,14 +70,14 @@ async def execute(gateway, key, **payload):  # type: ignore[no-untyped-def]
 
 
 async def test_translation_and_chat_share_the_execute_endpoint(platform, gateway, key):
-    translated = await execute(gateway, key, capability="translation", route="translate", input="Hello, world!",
-                               options={"target_lang": "DE"})
+    translated = await execute(
+        gateway, key, capability="translation", route="translate", input="Hello, world!", options={"target_lang": "DE"}
+    )
     answered = await execute(gateway, key, capability="chat", route="assistant", input="Summarise ticket 42")
 
     assert translated.status_code == 200, translated.text
     assert translated.json()["provider"] == "deepl"
-    assert translated.json()["output"]["translations"] == [{"detected_source_language": "EN",
-                                                            "text": "Hallo, Welt!"}]
+    assert translated.json()["output"]["translations"] == [{"detected_source_language": "EN", "text": "Hallo, Welt!"}]
     assert translated.json()["cost"] == pytest.approx(13 * 0.025 / 1000)  # the file's price per 1000 characters
     assert answered.status_code == 200, answered.text
     assert answered.json()["output"]["choices"][0]["message"]["content"] == "Echo: Summarise ticket 42"
@@ -85,10 +93,12 @@ async def test_a_503_is_tried_five_times_with_growing_backoff_and_a_401_not_agai
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert [(a["provider"], a["outcome"], a["status"]) for a in body["attempts"]] == [
-        *[("openai", "failure", 503)] * 5, ("anthropic", "success", 200)]
+        *[("openai", "failure", 503)] * 5,
+        ("anthropic", "success", 200),
+    ]
     assert (body["provider"], body["retries"], body["failovers"]) == ("anthropic", 4, 1)
     arrivals = [r.at for r in fakes["openai"].requests_to("/v1/chat/completions")]
-    backoffs = [BASE_DELAY_S * 2 ** n for n in range(4)]  # 0.1, 0.2, 0.4, 0.8 s
+    backoffs = [BASE_DELAY_S * 2**n for n in range(4)]  # 0.1, 0.2, 0.4, 0.8 s
     # Each gap is its backoff plus the attempt: never shorter than its (growing) backoff. How
     # long an attempt takes is the machine's business, so gaps are not compared with each
     # other; the exact schedule is asserted on the fake clock (tests/engine/test_backoff.py).
@@ -104,7 +114,9 @@ async def test_a_503_is_tried_five_times_with_growing_backoff_and_a_401_not_agai
     assert refused.status_code == 200, refused.text
     body = refused.json()
     assert [(a["provider"], a["outcome"], a["status"]) for a in body["attempts"]] == [
-        ("openai", "credential_rejected", 401), ("anthropic", "success", 200)]
+        ("openai", "credential_rejected", 401),
+        ("anthropic", "success", 200),
+    ]
     assert refused.headers["x-gateway-attempts"] == "2"
     assert len(fakes["openai"].requests_to("/v1/chat/completions")) == 6  # the 5 before, and this one only
     assert "invalid_api_key" not in refused.text
@@ -146,8 +158,16 @@ async def test_analytics_are_kept_per_provider(platform, gateway, key, fakes):
     runtime().engine.set_scores({"openai": 90.0, "anthropic": 80.0})
     for text in ("one", "two", "three"):
         assert (await execute(gateway, key, capability="chat", route="assistant", input=text)).status_code == 200
-    assert (await execute(gateway, key, capability="translation", route="translate", input="good morning",
-                          options={"target_lang": "DE"})).status_code == 200
+    assert (
+        await execute(
+            gateway,
+            key,
+            capability="translation",
+            route="translate",
+            input="good morning",
+            options={"target_lang": "DE"},
+        )
+    ).status_code == 200
     await flush_all()
 
     openai = (await gateway.get("/api/analytics/openai?window=1h", headers=auth(key))).json()
@@ -181,7 +201,8 @@ async def test_only_a_superuser_changes_the_configuration(platform, users, conso
     assert saved.status_code == 302, saved.content.decode()[:2000]
     row = await sync_to_async(Provider.objects.get)(name="openai")
     assert (row.priority, row.enabled) == (9, True)
-    actions = await sync_to_async(lambda: list(AuditLog.objects.filter(object_name="openai").exclude(
-        actor="test").values_list("actor", "action")))()
+    actions = await sync_to_async(
+        lambda: list(AuditLog.objects.filter(object_name="openai").exclude(actor="test").values_list("actor", "action"))
+    )()
     assert ("boss", "disable") in actions and ("boss", "update") in actions
     assert not [a for a in actions if a[0] in ("viewer", "oper")]

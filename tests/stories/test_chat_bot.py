@@ -38,17 +38,24 @@ PICTURE = {"model": "pictures", "prompt": "a cat in a spacesuit", "size": "256x2
 @pytest.fixture
 def fakes():
     with ExitStack() as stack:
-        yield {"pollinations-text": stack.enter_context(FakeOpenAI(api_key=None, models=None)),
-               "pollinations-image": stack.enter_context(FakePollinations()),
-               "openrouter": stack.enter_context(FakeOpenAI(models=None))}
+        yield {
+            "pollinations-text": stack.enter_context(FakeOpenAI(api_key=None, models=None)),
+            "pollinations-image": stack.enter_context(FakePollinations()),
+            "openrouter": stack.enter_context(FakeOpenAI(models=None)),
+        }
 
 
 @pytest.fixture
 async def bot(load_story, fakes):
-    return await load_story("chat-bot", env={"OPENROUTER_API_KEY": OPENROUTER_KEY}, base_urls={
-        "pollinations-text": fakes["pollinations-text"].url + "/v1",
-        "pollinations-image": fakes["pollinations-image"].url,
-        "openrouter": fakes["openrouter"].url + "/v1"})
+    return await load_story(
+        "chat-bot",
+        env={"OPENROUTER_API_KEY": OPENROUTER_KEY},
+        base_urls={
+            "pollinations-text": fakes["pollinations-text"].url + "/v1",
+            "pollinations-image": fakes["pollinations-image"].url,
+            "openrouter": fakes["openrouter"].url + "/v1",
+        },
+    )
 
 
 async def chat(gateway, key, n: int = 1) -> list[str]:  # type: ignore[no-untyped-def]
@@ -74,14 +81,18 @@ async def test_chat_and_pictures_fail_over_from_pollinations_to_openrouter(bot, 
 
     assert answer.status_code == 200, answer.text
     assert (answer.headers["x-gateway-provider"], answer.headers["x-gateway-model"]) == (
-        "openrouter", "meta-llama/llama-3.3-70b-instruct")
+        "openrouter",
+        "meta-llama/llama-3.3-70b-instruct",
+    )
     assert answer.headers["x-gateway-attempts"] == "2"  # the file: no retry on the free service
     sent = fakes["openrouter"].requests_to("/v1/chat/completions")[0]
     assert sent.headers["Authorization"] == f"Bearer {OPENROUTER_KEY}"
     assert "Authorization" not in fakes["pollinations-text"].requests_to("/v1/chat/completions")[0].headers
     assert picture.status_code == 200, picture.text
     assert (picture.headers["x-gateway-provider"], picture.headers["x-gateway-model"]) == (
-        "openrouter", "black-forest-labs/flux-1.1-pro")
+        "openrouter",
+        "black-forest-labs/flux-1.1-pro",
+    )
     assert base64.b64decode(picture.json()["data"][0]["b64_json"])[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -52,8 +52,12 @@ async def platform(load_story, fakes):
     base_urls = {name: fake.url for name, fake in fakes.items()}
     for name in ("openai", "local-whisper"):
         base_urls[name] += "/v1"
-    return await load_story("media-platform", base_urls=base_urls, tweak=test_sized, env={
-        "OPENAI_API_KEY": OPENAI_KEY, "REPLICATE_API_TOKEN": REPLICATE_TOKEN, "ELEVENLABS_API_KEY": "el-test-key"})
+    return await load_story(
+        "media-platform",
+        base_urls=base_urls,
+        tweak=test_sized,
+        env={"OPENAI_API_KEY": OPENAI_KEY, "REPLICATE_API_TOKEN": REPLICATE_TOKEN, "ELEVENLABS_API_KEY": "el-test-key"},
+    )
 
 
 class Calls:
@@ -64,31 +68,50 @@ class Calls:
         self.gateway, self.headers, self.whisper = gateway, auth(key), whisper
 
     async def text(self) -> str:
-        answer = await self.gateway.post("/v1/chat/completions", headers=self.headers, json={
-            "model": "text", "messages": [{"role": "user", "content": "Title ideas for a cooking show"}]})
+        answer = await self.gateway.post(
+            "/v1/chat/completions",
+            headers=self.headers,
+            json={"model": "text", "messages": [{"role": "user", "content": "Title ideas for a cooking show"}]},
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["choices"][0]["message"]["content"]
         return answer.headers["x-gateway-provider"]
 
     async def image(self) -> str:
-        answer = await self.gateway.post("/v1/images/generations", headers=self.headers, json={
-            "model": "images", "prompt": "a bowl of ramen", "size": "256x256", "response_format": "b64_json"})
+        answer = await self.gateway.post(
+            "/v1/images/generations",
+            headers=self.headers,
+            json={"model": "images", "prompt": "a bowl of ramen", "size": "256x256", "response_format": "b64_json"},
+        )
         assert answer.status_code == 200, answer.text
         assert base64.b64decode(answer.json()["data"][0]["b64_json"])[:4] == b"\x89PNG"
         return answer.headers["x-gateway-provider"]
 
     async def video(self) -> str:
-        answer = await self.gateway.post("/api/execute", headers=self.headers, json={
-            "capability": "video", "route": "video", "input": {
-                "prompt": "steam rising from a bowl", "images": ["https://example.com/bowl.png"], "duration_s": 4},
-            "options": {"response_format": "b64_json"}})
+        answer = await self.gateway.post(
+            "/api/execute",
+            headers=self.headers,
+            json={
+                "capability": "video",
+                "route": "video",
+                "input": {
+                    "prompt": "steam rising from a bowl",
+                    "images": ["https://example.com/bowl.png"],
+                    "duration_s": 4,
+                },
+                "options": {"response_format": "b64_json"},
+            },
+        )
         assert answer.status_code == 200, answer.text
         assert mp4_seconds(base64.b64decode(answer.json()["output"]["data"][0]["b64_json"])) == 4
-        return f'{answer.json()["provider"]}/{answer.json()["model"]}'
+        return f"{answer.json()['provider']}/{answer.json()['model']}"
 
     async def speech(self) -> str:
-        answer = await self.gateway.post("/v1/audio/speech", headers=self.headers, json={
-            "model": "speech", "input": "Tonight: ramen from scratch.", "voice": "alloy"})
+        answer = await self.gateway.post(
+            "/v1/audio/speech",
+            headers=self.headers,
+            json={"model": "speech", "input": "Tonight: ramen from scratch.", "voice": "alloy"},
+        )
         assert answer.status_code == 200, answer.text
         assert answer.content
         return answer.headers["x-gateway-provider"]
@@ -96,16 +119,20 @@ class Calls:
     async def transcription(self) -> str:
         audio = speak("welcome to the kitchen")
         self.whisper.learn(audio, "welcome to the kitchen")
-        answer = await self.gateway.post("/v1/audio/transcriptions", headers=self.headers,
-                                         data={"model": "transcribe"},
-                                         files={"file": ("clip.wav", audio, "audio/wav")})
+        answer = await self.gateway.post(
+            "/v1/audio/transcriptions",
+            headers=self.headers,
+            data={"model": "transcribe"},
+            files={"file": ("clip.wav", audio, "audio/wav")},
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["text"]
         return answer.headers["x-gateway-provider"]
 
 
 async def test_every_capability_is_served_free_first_and_by_the_cheapest_paid_model_after(
-        platform, gateway, key, fakes):
+    platform, gateway, key, fakes
+):
     calls = Calls(gateway, key, fakes["local-whisper"])
     registry = (await gateway.get("/api/providers", headers=auth(key))).json()["providers"]
     offered = {capability for p in registry for capability in p["capabilities"]}
@@ -113,7 +140,11 @@ async def test_every_capability_is_served_free_first_and_by_the_cheapest_paid_mo
     assert {p["name"] for p in registry} == {*LOCAL, *REMOTE}
 
     assert [await calls.text(), await calls.image(), await calls.speech(), await calls.transcription()] == [
-        "local-ollama", "local-sd", "local-piper", "local-whisper"]
+        "local-ollama",
+        "local-sd",
+        "local-piper",
+        "local-whisper",
+    ]
     assert await calls.video() == "replicate/wan-video/wan-2.2-t2v-fast"  # $0.05 a video, not $0.50
     assert fakes["openai"].requests == [] and fakes["elevenlabs"].requests == []  # nothing paid
 
@@ -123,7 +154,11 @@ async def test_every_capability_is_served_free_first_and_by_the_cheapest_paid_mo
     fakes["local-piper"].fault(path="/synthesize", status=500)
     fakes["local-whisper"].fault(path="/v1/audio/transcriptions", status=503)
     assert [await calls.text(), await calls.image(), await calls.speech(), await calls.transcription()] == [
-        "openai", "replicate", "openai", "openai"]  # FLUX at $0.003 before DALL-E; tts-1 before ElevenLabs
+        "openai",
+        "replicate",
+        "openai",
+        "openai",
+    ]  # FLUX at $0.003 before DALL-E; tts-1 before ElevenLabs
     assert fakes["elevenlabs"].requests == []
 
 
@@ -135,23 +170,36 @@ async def test_models_are_discovered_and_categorised(platform, gateway, key):
 
     ollama = await refresh("local-ollama")  # the file lists none: all of these were discovered
     assert (ollama["llama3.2:latest"]["capabilities"], ollama["llama3.2:latest"]["context_window"]) == (
-        ["chat"], 131072)
-    assert (ollama["nomic-embed-text:latest"]["capabilities"], ollama["nomic-embed-text:latest"]["context_window"]
-            ) == (["embeddings"], 2048)
+        ["chat"],
+        131072,
+    )
+    assert (ollama["nomic-embed-text:latest"]["capabilities"], ollama["nomic-embed-text:latest"]["context_window"]) == (
+        ["embeddings"],
+        2048,
+    )
     assert all(m["source"] == "discovered" and m["free"] for m in ollama.values())
 
     openai = await refresh("openai")
-    assert {name: m["capabilities"] for name, m in openai.items() if name in (
-        "gpt-4o-mini", "dall-e-3", "tts-1", "whisper-1", "text-embedding-3-small")} == {
-        "gpt-4o-mini": ["chat"], "dall-e-3": ["image"], "tts-1": ["tts"], "whisper-1": ["stt"],
-        "text-embedding-3-small": ["embeddings"]}
+    assert {
+        name: m["capabilities"]
+        for name, m in openai.items()
+        if name in ("gpt-4o-mini", "dall-e-3", "tts-1", "whisper-1", "text-embedding-3-small")
+    } == {
+        "gpt-4o-mini": ["chat"],
+        "dall-e-3": ["image"],
+        "tts-1": ["tts"],
+        "whisper-1": ["stt"],
+        "text-embedding-3-small": ["embeddings"],
+    }
     assert not openai["gpt-4o-mini"]["free"] and openai["gpt-4o-mini"]["context_window"] == 128000  # the file's
     assert openai["text-embedding-3-small"]["free"]  # discovered, no price set for it
 
     replicate = await refresh("replicate")
     assert {name: m["capabilities"] for name, m in replicate.items()} == {
-        "black-forest-labs/flux-schnell": ["image"], "wan-video/wan-2.2-t2v-fast": ["video"],
-        "minimax/video-01": ["video"]}
+        "black-forest-labs/flux-schnell": ["image"],
+        "wan-video/wan-2.2-t2v-fast": ["video"],
+        "minimax/video-01": ["video"],
+    }
     whisper = await refresh("local-whisper")
     assert {m["capabilities"][0] for m in whisper.values()} == {"stt"} and len(whisper) == 2
 

@@ -66,9 +66,17 @@ async def studio(load_story, fakes, settings):
 
     base_urls = {name: fake.url for name, fake in fakes.items()}
     base_urls["openai"] += "/v1"
-    return await load_story("video-studio", base_urls=base_urls, tweak=test_sized, env={
-        "OPENAI_API_KEY": OPENAI_KEY, "REPLICATE_API_TOKEN": REPLICATE_TOKEN, "PEXELS_API_KEY": PEXELS_KEY,
-        "ELEVENLABS_API_KEY": "el-test-key"})
+    return await load_story(
+        "video-studio",
+        base_urls=base_urls,
+        tweak=test_sized,
+        env={
+            "OPENAI_API_KEY": OPENAI_KEY,
+            "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
+            "PEXELS_API_KEY": PEXELS_KEY,
+            "ELEVENLABS_API_KEY": "el-test-key",
+        },
+    )
 
 
 async def test_the_video_studio_story(studio, fakes, gateway, key, users, console):
@@ -89,7 +97,8 @@ async def test_the_video_studio_story(studio, fakes, gateway, key, users, consol
     assert steps[-1]["status"] == "success" and steps[-1]["percent"] == 100
     catalog = (await gateway.get("/api/providers/local-ollama/models", headers=auth(key))).json()["models"]
     assert {"name": "llama3.2:latest", "context_window": 131072} in [
-        {"name": m["name"], "context_window": m["context_window"]} for m in catalog]
+        {"name": m["name"], "context_window": m["context_window"]} for m in catalog
+    ]
 
     # The script: Ollama writes it; when Ollama fails, the hosted LLM does.
     local = await gateway.post("/v1/chat/completions", headers=auth(key), json=SCRIPT)

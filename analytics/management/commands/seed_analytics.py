@@ -11,14 +11,20 @@ from analytics.seed import DEFAULT_PROVIDERS, seed
 
 
 class Command(BaseCommand):
-    help = ("Write N realistic gateway requests over the last D days (several providers and routes, "
-            "failovers, outages, latency, tokens, cost) with their rollups, in bulk.")
+    help = (
+        "Write N realistic gateway requests over the last D days (several providers and routes, "
+        "failovers, outages, latency, tokens, cost) with their rollups, in bulk."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--rows", type=int, required=True, help="how many requests")
         parser.add_argument("--days", type=float, default=30, help="spread over the last D days (default 30)")
-        parser.add_argument("--providers", nargs="+", default=list(DEFAULT_PROVIDERS),
-                            help=f"provider names (default: {' '.join(DEFAULT_PROVIDERS)})")
+        parser.add_argument(
+            "--providers",
+            nargs="+",
+            default=list(DEFAULT_PROVIDERS),
+            help=f"provider names (default: {' '.join(DEFAULT_PROVIDERS)})",
+        )
         parser.add_argument("--seed", type=int, default=1, help="random seed (same seed, same history)")
         parser.add_argument("--clear", action="store_true", help="delete every request row and rollup first")
         parser.add_argument("--database", default=None, help="database alias (default: the usual one)")
@@ -41,11 +47,23 @@ class Command(BaseCommand):
             last[0] = done // step
             rate = done / seconds if seconds else 0
             eta = (total - done) / rate if rate else 0
-            self.stdout.write(f"  {done:>12,} / {total:,} rows ({done / total:.0%}) "
-                              f"{rate:,.0f} rows/s, {eta:,.0f} s left" if total else "  nothing to write")
+            self.stdout.write(
+                f"  {done:>12,} / {total:,} rows ({done / total:.0%}) {rate:,.0f} rows/s, {eta:,.0f} s left"
+                if total
+                else "  nothing to write"
+            )
             self.stdout.flush()
 
-        written = seed(rows, days=days, providers=options["providers"], rng_seed=options["seed"],
-                       using=options["database"], progress=progress)
-        self.stdout.write(self.style.SUCCESS(f"seeded {written:,} requests over {days:g} days "
-                                             f"for {len(options['providers'])} providers"))
+        written = seed(
+            rows,
+            days=days,
+            providers=options["providers"],
+            rng_seed=options["seed"],
+            using=options["database"],
+            progress=progress,
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"seeded {written:,} requests over {days:g} days for {len(options['providers'])} providers"
+            )
+        )

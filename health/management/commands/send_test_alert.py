@@ -32,7 +32,9 @@ class Command(BaseCommand):
             raise CommandError(f"{channel.name}: test alert failed: {outcome.detail}")
         self.stdout.write(self.style.SUCCESS(f"{channel.name}: test alert sent ({outcome.detail})"))
         if not channel.enabled:
-            self.stdout.write(self.style.WARNING(f"{channel.name} is disabled: {channel.disabled_reason or 'by an operator'}"))
+            self.stdout.write(
+                self.style.WARNING(f"{channel.name} is disabled: {channel.disabled_reason or 'by an operator'}")
+            )
 
 
 def _user() -> str:

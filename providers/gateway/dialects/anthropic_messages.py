@@ -79,6 +79,7 @@ _REASONING_MODEL = re.compile(r"(?:^|/)(?:o\d|gpt-5)", re.IGNORECASE)
 
 # -- the request's models: validation at the edge and the OpenAPI document -------------------
 
+
 class _Edge(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -133,8 +134,12 @@ class AnthropicThinkingBlock(_Edge):
 
 
 Block = Annotated[
-    AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock | AnthropicToolUseBlock
-    | AnthropicToolResultBlock | AnthropicThinkingBlock,
+    AnthropicTextBlock
+    | AnthropicImageBlock
+    | AnthropicDocumentBlock
+    | AnthropicToolUseBlock
+    | AnthropicToolResultBlock
+    | AnthropicThinkingBlock,
     Field(discriminator="type"),
 ]
 
@@ -188,6 +193,7 @@ class AnthropicMessageRequest(AnthropicCountTokensRequest):
 
 # -- request -> chat -----------------------------------------------------------------------------
 
+
 def _bad(param: str, message: str) -> RequestError:
     return RequestError(400, f"`{param}`: {message}", code="invalid_value", param=param)
 
@@ -220,11 +226,16 @@ def _document_part(block: dict[str, Any], where: str) -> dict[str, Any]:
     if source["type"] == "text" and isinstance(source.get("data"), str):
         return _marked({"type": "text", "text": source["data"]}, block)
     if source["type"] == "base64" and source.get("media_type") and source.get("data"):
-        file = {"file_data": f"data:{source['media_type']};base64,{source['data']}",
-                "filename": block.get("title") or "document.pdf"}
+        file = {
+            "file_data": f"data:{source['media_type']};base64,{source['data']}",
+            "filename": block.get("title") or "document.pdf",
+        }
         return _marked({"type": "file", "file": file}, block)
-    raise _bad(f"{where}.source", "a document is sent inline: a base64 source (`media_type`, `data`) "
-                                  "or a text one (`data`); URL and file sources are not forwarded.")
+    raise _bad(
+        f"{where}.source",
+        "a document is sent inline: a base64 source (`media_type`, `data`) "
+        "or a text one (`data`); URL and file sources are not forwarded.",
+    )
 
 
 def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -241,8 +252,10 @@ def _tool_message(block: dict[str, Any], where: str) -> dict[str, Any]:
     elif isinstance(content, str):
         result = content
     else:
-        parts = [_text_part(part) if part["type"] == "text" else _image_part(part, f"{where}.content[{k}]")
-                 for k, part in enumerate(content)]
+        parts = [
+            _text_part(part) if part["type"] == "text" else _image_part(part, f"{where}.content[{k}]")
+            for k, part in enumerate(content)
+        ]
         if all(part["type"] == "text" and "cache_control" not in part for part in parts):
             result = "\n".join(part["text"] for part in parts)
         else:
@@ -283,8 +296,13 @@ def _assistant(content: list[dict[str, Any]], i: int) -> list[dict[str, Any]]:
             if block["text"]:
                 parts.append(_text_part(block))
         elif kind == "tool_use":
-            calls.append({"id": block["id"], "type": "function",
-                          "function": {"name": block["name"], "arguments": json.dumps(block["input"])}})
+            calls.append(
+                {
+                    "id": block["id"],
+                    "type": "function",
+                    "function": {"name": block["name"], "arguments": json.dumps(block["input"])},
+                }
+            )
         elif kind in ("image", "document", "tool_result"):
             raise _bad(f"messages[{i}].content[{j}].type", f"`{kind}` blocks belong to user turns.")
     if not parts and not calls:
@@ -317,8 +335,11 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(tools):
         if tool.get("type") not in (None, "custom"):
-            raise _bad(f"tools[{i}].type", f"the server tool {tool['type']!r} runs inside Anthropic's own "
-                                          "service; the gateway forwards custom tools (`input_schema`) only.")
+            raise _bad(
+                f"tools[{i}].type",
+                f"the server tool {tool['type']!r} runs inside Anthropic's own "
+                "service; the gateway forwards custom tools (`input_schema`) only.",
+            )
         if tool.get("input_schema") is None:
             raise _bad(f"tools[{i}].input_schema", "a custom tool needs its `input_schema`.")
         function: dict[str, Any] = {"name": tool["name"], "parameters": tool["input_schema"]}
@@ -419,6 +440,7 @@ def estimate_tokens(chat: dict[str, Any]) -> int:
 
 # -- per target --------------------------------------------------------------------------------
 
+
 def _plain(part: Any) -> Any:
     return {k: v for k, v in part.items() if k != "cache_control"} if isinstance(part, dict) else part
 
@@ -453,5 +475,12 @@ def for_target(body: dict[str, Any], kind: str, model: str) -> dict[str, Any]:
     return out
 
 
-DIALECT = Dialect(name="anthropic_messages", error_body=error_body, native_error=native_error,
-                  stream=StreamTranslator, to_chat=to_chat, from_chat=from_chat, for_target=for_target)
+DIALECT = Dialect(
+    name="anthropic_messages",
+    error_body=error_body,
+    native_error=native_error,
+    stream=StreamTranslator,
+    to_chat=to_chat,
+    from_chat=from_chat,
+    for_target=for_target,
+)

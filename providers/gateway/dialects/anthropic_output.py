@@ -65,6 +65,7 @@ ERROR_TYPES = {
 
 # -- the answer's models, for the OpenAPI document -------------------------------------------
 
+
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -88,12 +89,15 @@ class AnthropicMessage(_Open):
 
 
 class AnthropicErrorDetail(_Open):
-    type: str = Field(description="invalid_request_error, authentication_error, permission_error, "
-                                  "not_found_error, request_too_large, rate_limit_error, api_error, "
-                                  "overloaded_error, timeout_error")
+    type: str = Field(
+        description="invalid_request_error, authentication_error, permission_error, "
+        "not_found_error, request_too_large, rate_limit_error, api_error, "
+        "overloaded_error, timeout_error"
+    )
     message: str
-    code: str | None = Field(default=None, description="the gateway's own reason (invalid_json, "
-                                                       "insufficient_scope, all_targets_failed, ...)")
+    code: str | None = Field(
+        default=None, description="the gateway's own reason (invalid_json, insufficient_scope, all_targets_failed, ...)"
+    )
 
 
 class AnthropicErrorBody(BaseModel):
@@ -106,6 +110,7 @@ class AnthropicTokenCount(BaseModel):
 
 
 # -- errors ----------------------------------------------------------------------------------
+
 
 def error_body(status: int, type_: str, message: str, *, code: str | None = None, **extra: Any) -> dict[str, Any]:
     """Anthropic's error shape; the type follows the status (the gateway's own words, such as
@@ -123,6 +128,7 @@ def native_error(data: Any) -> bool:
 
 
 # -- a whole answer ----------------------------------------------------------------------------
+
 
 def message_id(source: Any = None) -> str:
     """The provider's id when it is a message id already, else a new `msg_` one."""
@@ -197,8 +203,14 @@ def from_chat(completion: dict[str, Any], *, model: str, request: dict[str, Any]
         if not isinstance(call, dict):
             continue
         function = _dict(call.get("function"))
-        content.append({"type": "tool_use", "id": str(call.get("id") or f"toolu_{secrets.token_hex(12)}"),
-                        "name": str(function.get("name") or ""), "input": tool_input(function.get("arguments"))})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": str(call.get("id") or f"toolu_{secrets.token_hex(12)}"),
+                "name": str(function.get("name") or ""),
+                "input": tool_input(function.get("arguments")),
+            }
+        )
     stop_reason, stop_sequence = _stop(choice.get("finish_reason") or "stop", choice.get("stop_reason"))
     if stop_reason == "end_turn" and any(block["type"] == "tool_use" for block in content):
         stop_reason = "tool_use"  # some servers finish a turn of tool calls with "stop"
@@ -215,6 +227,7 @@ def from_chat(completion: dict[str, Any], *, model: str, request: dict[str, Any]
 
 
 # -- a stream ----------------------------------------------------------------------------------
+
 
 class StreamTranslator:
     """Chat chunks in, Anthropic's events out: `start()`, `feed()` per chunk, then `close()`
@@ -233,10 +246,19 @@ class StreamTranslator:
 
     def start(self) -> list[SseEvent]:
         message: dict[str, Any] = {
-            "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-                      "output_tokens": 0},
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 0,
+            },
         }
         return [_event("message_start", message=message)]
 
@@ -269,8 +291,9 @@ class StreamTranslator:
         if stop_reason == "end_turn" and self.calls:
             stop_reason = "tool_use"  # some servers finish a turn of tool calls with "stop"
         counted = usage_of(usage if usage is not None else self.usage)
-        events.append(_event("message_delta", delta={"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-                             usage=counted))
+        events.append(
+            _event("message_delta", delta={"stop_reason": stop_reason, "stop_sequence": stop_sequence}, usage=counted)
+        )
         events.append(_event("message_stop"))
         return events
 
@@ -295,8 +318,11 @@ class StreamTranslator:
         return [_event("content_block_stop", index=index)]
 
     def _text(self, fragment: str) -> list[SseEvent]:
-        events = [] if self.open is not None and self.open[0] == "text" else self._begin(
-            "text", {"type": "text", "text": ""})
+        events = (
+            []
+            if self.open is not None and self.open[0] == "text"
+            else self._begin("text", {"type": "text", "text": ""})
+        )
         index = self.blocks - 1
         return [*events, _event("content_block_delta", index=index, delta={"type": "text_delta", "text": fragment})]
 
@@ -305,16 +331,25 @@ class StreamTranslator:
         function = _dict(call.get("function"))
         events: list[SseEvent] = []
         if key not in self.calls:
-            block = {"type": "tool_use", "id": str(call.get("id") or f"toolu_{secrets.token_hex(12)}"),
-                     "name": str(function.get("name") or ""), "input": {}}
+            block = {
+                "type": "tool_use",
+                "id": str(call.get("id") or f"toolu_{secrets.token_hex(12)}"),
+                "name": str(function.get("name") or ""),
+                "input": {},
+            }
             events = self._begin("tool", block)
             self.calls[key] = self.blocks - 1
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             # Fragments of a call whose block is no longer open (chat streams may interleave
             # calls) still go to that call's block, by its index.
-            events.append(_event("content_block_delta", index=self.calls[key],
-                                 delta={"type": "input_json_delta", "partial_json": arguments}))
+            events.append(
+                _event(
+                    "content_block_delta",
+                    index=self.calls[key],
+                    delta={"type": "input_json_delta", "partial_json": arguments},
+                )
+            )
         return events
 
 

@@ -59,5 +59,4 @@ class StreamTranslator:
         return [(None, {"error": {"type": "stream_aborted", "code": "stream_aborted", "message": message}})]
 
 
-DIALECT = Dialect(name="openai_chat", error_body=error_body, native_error=native_error,
-                  stream=StreamTranslator)
+DIALECT = Dialect(name="openai_chat", error_body=error_body, native_error=native_error, stream=StreamTranslator)

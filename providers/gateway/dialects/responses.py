@@ -32,16 +32,34 @@ __all__ = ["DialectError", "StreamTranslator", "error_body", "from_chat", "to_ch
 
 # Responses request fields this module translates, echoes or refuses; anything else passes
 # through to the chat body (chat completions shares some, providers take extras of their own).
-_RESPONSES_FIELDS = frozenset({
-    "input", "instructions", "tools", "tool_choice", "max_output_tokens", "text", "reasoning",
-    "metadata", "store", "include", "truncation", "max_tool_calls", "previous_response_id",
-    "conversation", "prompt", "background", "stream_options", "top_logprobs",
-    "context_management", "prompt_cache_retention",
-})
+_RESPONSES_FIELDS = frozenset(
+    {
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "max_output_tokens",
+        "text",
+        "reasoning",
+        "metadata",
+        "store",
+        "include",
+        "truncation",
+        "max_tool_calls",
+        "previous_response_id",
+        "conversation",
+        "prompt",
+        "background",
+        "stream_options",
+        "top_logprobs",
+        "context_management",
+        "prompt_cache_retention",
+    }
+)
 _NOT_KEPT = "this gateway does not store responses (`store` has no effect here)"
 _STATEFUL = {
     "previous_response_id": f"{_NOT_KEPT}, so there is no earlier response to continue. "
-                            "Send the whole conversation in `input` instead.",
+    "Send the whole conversation in `input` instead.",
     "conversation": f"{_NOT_KEPT} or conversations. Send the whole conversation in `input` instead.",
     "prompt": "stored prompt templates live in OpenAI's dashboard; send `instructions` and `input` instead.",
 }
@@ -52,8 +70,9 @@ _IMAGE_DETAILS = ("low", "high", "auto", "original")
 class DialectError(ValueError):
     """A Responses request that cannot be translated; `param` is the offending field's path."""
 
-    def __init__(self, status: int, type_: str, message: str, param: str | None = None,
-                 *, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, type_: str, message: str, param: str | None = None, *, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.type = type_
@@ -64,8 +83,9 @@ class DialectError(ValueError):
         return error_body(self.status, self.type, str(self), self.param, code=self.code)
 
 
-def error_body(status: int, type: str, message: str, param: str | None = None, *,
-               code: str | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, type: str, message: str, param: str | None = None, *, code: str | None = None
+) -> dict[str, Any]:
     """OpenAI's error shape. `status` is the HTTP status the body goes with (the shape does
     not repeat it); `code` defaults to none, as OpenAI leaves it for most errors."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
@@ -111,8 +131,11 @@ def _refuse_stateful(body: dict[str, Any]) -> None:
         if body.get(name) is not None:
             raise _bad(name, f"`{name}` is not supported: {why}", "unsupported_parameter")
     if body.get("background"):
-        raise _bad("background", "`background` is not supported: " + _NOT_KEPT
-                   + ", so a background response could never be fetched.", "unsupported_parameter")
+        raise _bad(
+            "background",
+            "`background` is not supported: " + _NOT_KEPT + ", so a background response could never be fetched.",
+            "unsupported_parameter",
+        )
 
 
 def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,8 +144,7 @@ def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
     if body.get("instructions") is not None:
         messages.append({"role": "system", "content": _string(body["instructions"], "instructions")})
     if body.get("input") is None:
-        raise _bad("input", "`input` is required: a string or a list of input items.",
-                   "missing_required_parameter")
+        raise _bad("input", "`input` is required: a string or a list of input items.", "missing_required_parameter")
     messages += _messages(body["input"])
     if not messages:
         raise _bad("input", "`input` must not be empty.")
@@ -163,18 +185,27 @@ def _messages(value: Any) -> list[dict[str, Any]]:
             _add_call(messages, item, where)
         elif kind == "function_call_output":
             call_id = _string(item.get("call_id"), f"{where}.call_id")
-            messages.append({"role": "tool", "tool_call_id": call_id,
-                             "content": _tool_output(item.get("output"), f"{where}.output")})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call_id,
+                    "content": _tool_output(item.get("output"), f"{where}.output"),
+                }
+            )
         elif kind == "reasoning":
             # a reasoning item handed back from an earlier turn: chat has no slot for it, and
             # the answer it led to is in the following items
             continue
         elif kind == "item_reference":
-            raise _bad(where, f"`{where}` refers to a stored item: {_NOT_KEPT}. "
-                       "Send the item itself.", "unsupported_parameter")
+            raise _bad(
+                where, f"`{where}` refers to a stored item: {_NOT_KEPT}. Send the item itself.", "unsupported_parameter"
+            )
         else:
-            raise _bad(f"{where}.type", f"`{where}.type` {kind!r} is not supported: only message, "
-                       "function_call and function_call_output items translate to chat completions.")
+            raise _bad(
+                f"{where}.type",
+                f"`{where}.type` {kind!r} is not supported: only message, "
+                "function_call and function_call_output items translate to chat completions.",
+            )
     return messages
 
 
@@ -207,10 +238,17 @@ def _part(raw: Any, where: str) -> dict[str, Any]:
     if kind == "input_image":
         if part.get("image_url") is None:
             if part.get("file_id") is not None:
-                raise _bad(f"{where}.file_id", f"`{where}.file_id`: file ids need OpenAI's file store; "
-                           "send `image_url` (an https: or data: URL) instead.", "unsupported_parameter")
-            raise _bad(f"{where}.image_url", f"`{where}.image_url` is required: an https: or data: URL.",
-                       "missing_required_parameter")
+                raise _bad(
+                    f"{where}.file_id",
+                    f"`{where}.file_id`: file ids need OpenAI's file store; "
+                    "send `image_url` (an https: or data: URL) instead.",
+                    "unsupported_parameter",
+                )
+            raise _bad(
+                f"{where}.image_url",
+                f"`{where}.image_url` is required: an https: or data: URL.",
+                "missing_required_parameter",
+            )
         image: dict[str, Any] = {"url": _string(part["image_url"], f"{where}.image_url")}
         detail = part.get("detail")
         if detail is not None:
@@ -220,25 +258,39 @@ def _part(raw: Any, where: str) -> dict[str, Any]:
         return {"type": "image_url", "image_url": image}
     if kind == "input_file":
         if part.get("file_url") is not None:
-            raise _bad(f"{where}.file_url", f"`{where}.file_url` has no chat-completions form; "
-                       "send the file inline as `file_data`.", "unsupported_parameter")
+            raise _bad(
+                f"{where}.file_url",
+                f"`{where}.file_url` has no chat-completions form; send the file inline as `file_data`.",
+                "unsupported_parameter",
+            )
         file: dict[str, Any] = {}
         for name in ("file_data", "file_id", "filename"):
             if part.get(name) is not None:
                 file[name] = _string(part[name], f"{where}.{name}")
         if "file_data" not in file and "file_id" not in file:
-            raise _bad(f"{where}.file_data", f"`{where}` needs `file_data` (the file as a data: URL).",
-                       "missing_required_parameter")
+            raise _bad(
+                f"{where}.file_data",
+                f"`{where}` needs `file_data` (the file as a data: URL).",
+                "missing_required_parameter",
+            )
         return {"type": "file", "file": file}
-    raise _bad(f"{where}.type", f"`{where}.type` {kind!r} is not a content part this gateway "
-               "translates: use input_text, input_image, input_file or output_text.")
+    raise _bad(
+        f"{where}.type",
+        f"`{where}.type` {kind!r} is not a content part this gateway "
+        "translates: use input_text, input_image, input_file or output_text.",
+    )
 
 
 def _add_call(messages: list[dict[str, Any]], item: dict[str, Any], where: str) -> None:
     arguments = item.get("arguments", "{}")
-    call = {"id": _string(item.get("call_id"), f"{where}.call_id"), "type": "function",
-            "function": {"name": _string(item.get("name"), f"{where}.name"),
-                         "arguments": _string(arguments, f"{where}.arguments")}}
+    call = {
+        "id": _string(item.get("call_id"), f"{where}.call_id"),
+        "type": "function",
+        "function": {
+            "name": _string(item.get("name"), f"{where}.name"),
+            "arguments": _string(arguments, f"{where}.arguments"),
+        },
+    }
     last = messages[-1] if messages else None
     # One model turn is a message and/or several calls in Responses, one assistant message in chat.
     if last is not None and last["role"] == "assistant":
@@ -265,10 +317,13 @@ def _tools(value: Any) -> list[dict[str, Any]]:
         where = f"tools[{i}]"
         tool = _object(raw, where)
         if tool.get("type") != "function":
-            raise _bad(f"{where}.type", f"`{where}.type` {tool.get('type')!r} is not supported: built-in "
-                       "tools run inside OpenAI's own service, and this gateway answers /v1/responses "
-                       "through chat completions, where only `function` tools exist.",
-                       "unsupported_parameter")
+            raise _bad(
+                f"{where}.type",
+                f"`{where}.type` {tool.get('type')!r} is not supported: built-in "
+                "tools run inside OpenAI's own service, and this gateway answers /v1/responses "
+                "through chat completions, where only `function` tools exist.",
+                "unsupported_parameter",
+            )
         function: dict[str, Any] = {"name": _string(tool.get("name"), f"{where}.name")}
         if tool.get("description") is not None:
             function["description"] = _string(tool["description"], f"{where}.description")
@@ -287,8 +342,12 @@ def _tool_choice(value: Any) -> str | dict[str, Any]:
         return str(value)
     choice = _object(value, "tool_choice", "'none', 'auto', 'required' or a function choice")
     if choice.get("type") != "function":
-        raise _bad("tool_choice.type", f"`tool_choice.type` {choice.get('type')!r} is not supported: "
-                   "only function tools translate to chat completions.", "unsupported_parameter")
+        raise _bad(
+            "tool_choice.type",
+            f"`tool_choice.type` {choice.get('type')!r} is not supported: "
+            "only function tools translate to chat completions.",
+            "unsupported_parameter",
+        )
     return {"type": "function", "function": {"name": _string(choice.get("name"), "tool_choice.name")}}
 
 
@@ -306,8 +365,10 @@ def _text_config(value: Any) -> dict[str, Any]:
     if kind == "json_object":
         out["response_format"] = {"type": "json_object"}
     elif kind == "json_schema":
-        schema: dict[str, Any] = {"name": _string(form.get("name"), "text.format.name"),
-                                  "schema": _object(form.get("schema"), "text.format.schema")}
+        schema: dict[str, Any] = {
+            "name": _string(form.get("name"), "text.format.name"),
+            "schema": _object(form.get("schema"), "text.format.schema"),
+        }
         if form.get("description") is not None:
             schema["description"] = _string(form["description"], "text.format.description")
         if form.get("strict") is not None:
@@ -334,8 +395,9 @@ def _list(value: Any, where: str, what: str) -> list[Any]:
 
 def _string(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise _bad(where, f"`{where}` must be a string.",
-                   "missing_required_parameter" if value is None else "invalid_type")
+        raise _bad(
+            where, f"`{where}` must be a string.", "missing_required_parameter" if value is None else "invalid_type"
+        )
     return value
 
 

@@ -45,8 +45,9 @@ class ResponsesRequest(_Open):
     prompts are refused with a 400; `store` has no effect)."""
 
     model: str = Field(description="a route name, provider/model or a model a provider lists")
-    input: str | list[dict[str, Any]] = Field(description="a string, or message, function_call and "
-                                                          "function_call_output items")
+    input: str | list[dict[str, Any]] = Field(
+        description="a string, or message, function_call and function_call_output items"
+    )
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = Field(default=None, description="function tools")
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
@@ -82,8 +83,9 @@ class ResponsesObject(_Open):
     incomplete_details: dict[str, Any] | None
 
 
-def error_body(status: int, type_: str, message: str, *, code: str | None = None, param: str | None = None,
-               **extra: Any) -> dict[str, Any]:
+def error_body(
+    status: int, type_: str, message: str, *, code: str | None = None, param: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """OpenAI's error shape, as the Responses API answers it (`param` always present); the
     gateway's own extras (an attempt list) ride along."""
     body = translator.error_body(status, type_, message, param, code=code or type_)
@@ -115,5 +117,12 @@ def stream(*, model: str, request: dict[str, Any]) -> StreamTranslator:
     return cast(StreamTranslator, translator.StreamTranslator(model=model, request=request))
 
 
-DIALECT = Dialect(name="responses", error_body=error_body, native_error=openai_chat.native_error,
-                  stream=stream, to_chat=to_chat, from_chat=translator.from_chat, for_target=for_target)
+DIALECT = Dialect(
+    name="responses",
+    error_body=error_body,
+    native_error=openai_chat.native_error,
+    stream=stream,
+    to_chat=to_chat,
+    from_chat=translator.from_chat,
+    for_target=for_target,
+)

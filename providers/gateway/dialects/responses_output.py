@@ -20,8 +20,14 @@ Event = tuple[str, dict[str, Any]]
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def from_chat(completion: dict[str, Any], *, model: str, response_id: str | None = None,
-              created: float | None = None, request: dict[str, Any] | None = None) -> dict[str, Any]:
+def from_chat(
+    completion: dict[str, Any],
+    *,
+    model: str,
+    response_id: str | None = None,
+    created: float | None = None,
+    request: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The Response object for a chat completion. `request` is the caller's Responses body:
     the Response echoes its settings (tools, instructions, ...), as OpenAI's does."""
     choices = completion.get("choices")
@@ -44,14 +50,26 @@ def from_chat(completion: dict[str, Any], *, model: str, response_id: str | None
         output.append(_Item("message", parts=parts).shape(item_status))
     for call in calls:
         function = call.get("function") or {}
-        output.append(_Item("function_call", call_id=str(call.get("id") or _new_id("call")),
-                            name=str(function.get("name") or ""),
-                            arguments=[str(function.get("arguments") or "")]).shape("completed"))
+        output.append(
+            _Item(
+                "function_call",
+                call_id=str(call.get("id") or _new_id("call")),
+                name=str(function.get("name") or ""),
+                arguments=[str(function.get("arguments") or "")],
+            ).shape("completed")
+        )
     if created is None and isinstance(completion.get("created"), int | float):
         created = completion["created"]
-    return _response(request or {}, response_id=response_id or _new_id("resp"), model=model,
-                     created=created, status="incomplete" if reason else "completed",
-                     output=output, usage=_usage(completion.get("usage")), incomplete=reason)
+    return _response(
+        request or {},
+        response_id=response_id or _new_id("resp"),
+        model=model,
+        created=created,
+        status="incomplete" if reason else "completed",
+        output=output,
+        usage=_usage(completion.get("usage")),
+        incomplete=reason,
+    )
 
 
 def _chat_text(content: Any) -> str:
@@ -85,9 +103,18 @@ def _tokens(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _response(request: dict[str, Any], *, response_id: str, model: str, created: float | None,
-              status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
-              incomplete: str | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+def _response(
+    request: dict[str, Any],
+    *,
+    response_id: str,
+    model: str,
+    created: float | None,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    incomplete: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A Response object: the answer's own fields and the request's settings, echoed."""
     created_at = int(created if created is not None else time.time())
     text = _dict(request.get("text"))
@@ -164,8 +191,14 @@ class _Item:
     def shape(self, status: str | None = None) -> dict[str, Any]:
         status = status or self.status
         if self.kind == "function_call":
-            return {"id": self.id, "type": "function_call", "status": status, "call_id": self.call_id,
-                    "name": self.name, "arguments": "".join(self.arguments)}
+            return {
+                "id": self.id,
+                "type": "function_call",
+                "status": status,
+                "call_id": self.call_id,
+                "name": self.name,
+                "arguments": "".join(self.arguments),
+            }
         content = [part.shape() for part in self.parts]
         if self.kind == "reasoning":
             return {"id": self.id, "type": "reasoning", "status": status, "summary": [], "content": content}
@@ -174,10 +207,16 @@ class _Item:
 
 # -- stream -------------------------------------------------------------------------------
 
-_DELTA = {"output_text": "response.output_text.delta", "refusal": "response.refusal.delta",
-          "reasoning_text": "response.reasoning_text.delta"}
-_DONE = {"output_text": "response.output_text.done", "refusal": "response.refusal.done",
-         "reasoning_text": "response.reasoning_text.done"}
+_DELTA = {
+    "output_text": "response.output_text.delta",
+    "refusal": "response.refusal.delta",
+    "reasoning_text": "response.reasoning_text.delta",
+}
+_DONE = {
+    "output_text": "response.output_text.done",
+    "refusal": "response.refusal.done",
+    "reasoning_text": "response.reasoning_text.done",
+}
 
 
 class StreamTranslator:
@@ -189,8 +228,9 @@ class StreamTranslator:
     before the next is added. Usage comes from `close(usage)` or else the chunks' own.
     """
 
-    def __init__(self, *, model: str, request: dict[str, Any], response_id: str | None = None,
-                 created: float | None = None) -> None:
+    def __init__(
+        self, *, model: str, request: dict[str, Any], response_id: str | None = None, created: float | None = None
+    ) -> None:
         self.model = model
         self.request = request
         self.response_id = response_id or _new_id("resp")
@@ -205,8 +245,10 @@ class StreamTranslator:
 
     def start(self) -> list[Event]:
         response = self._snapshot("in_progress")
-        return [self._event("response.created", response=response),
-                self._event("response.in_progress", response=response)]
+        return [
+            self._event("response.created", response=response),
+            self._event("response.in_progress", response=response),
+        ]
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         if self._ended or not isinstance(chunk, dict):
@@ -244,8 +286,7 @@ class StreamTranslator:
         events += self._finish_open("incomplete" if reason else "completed")
         self._ended = True
         status = "incomplete" if reason else "completed"
-        response = self._snapshot(status, usage=_usage(usage if usage is not None else self._usage),
-                                  incomplete=reason)
+        response = self._snapshot(status, usage=_usage(usage if usage is not None else self._usage), incomplete=reason)
         events.append(self._event(f"response.{status}", response=response))
         return events
 
@@ -256,8 +297,9 @@ class StreamTranslator:
         self._ended = True
         if self._open is not None:
             self._open.status = "incomplete"
-        response = self._snapshot("failed", usage=_usage(self._usage),
-                                  error={"code": "server_error", "message": message})
+        response = self._snapshot(
+            "failed", usage=_usage(self._usage), error={"code": "server_error", "message": message}
+        )
         return [self._event("response.failed", response=response)]
 
     def _event(self, type_: str, **fields: Any) -> Event:
@@ -265,12 +307,26 @@ class StreamTranslator:
         self._sequence += 1
         return type_, payload
 
-    def _snapshot(self, status: str, *, usage: dict[str, Any] | None = None, incomplete: str | None = None,
-                  error: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _snapshot(
+        self,
+        status: str,
+        *,
+        usage: dict[str, Any] | None = None,
+        incomplete: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         output = [item.shape() for item in self._items] if status != "in_progress" else []
-        return _response(self.request, response_id=self.response_id, model=self.model,
-                         created=self.created, status=status, output=output, usage=usage,
-                         incomplete=incomplete, error=error)
+        return _response(
+            self.request,
+            response_id=self.response_id,
+            model=self.model,
+            created=self.created,
+            status=status,
+            output=output,
+            usage=usage,
+            incomplete=incomplete,
+            error=error,
+        )
 
     def _begin(self, kind: str, **fields: Any) -> list[Event]:
         events = self._finish_open("completed")
@@ -283,8 +339,15 @@ class StreamTranslator:
     def _begin_part(self, item: _Item, kind: str) -> list[Event]:
         events = self._finish_part(item) if item.parts else []
         item.parts.append(_Part(kind))
-        events.append(self._event("response.content_part.added", item_id=item.id, output_index=item.index,
-                                  content_index=len(item.parts) - 1, part=item.parts[-1].shape()))
+        events.append(
+            self._event(
+                "response.content_part.added",
+                item_id=item.id,
+                output_index=item.index,
+                content_index=len(item.parts) - 1,
+                part=item.parts[-1].shape(),
+            )
+        )
         return events
 
     def _text(self, kind: str, part_kind: str, fragment: str) -> list[Event]:
@@ -297,8 +360,16 @@ class StreamTranslator:
             events += self._begin_part(item, part_kind)
         item.parts[-1].chunks.append(fragment)
         extra: dict[str, Any] = {"logprobs": []} if part_kind == "output_text" else {}
-        events.append(self._event(_DELTA[part_kind], item_id=item.id, output_index=item.index,
-                                  content_index=len(item.parts) - 1, delta=fragment, **extra))
+        events.append(
+            self._event(
+                _DELTA[part_kind],
+                item_id=item.id,
+                output_index=item.index,
+                content_index=len(item.parts) - 1,
+                delta=fragment,
+                **extra,
+            )
+        )
         return events
 
     def _call(self, call: dict[str, Any], position: int) -> list[Event]:
@@ -309,8 +380,9 @@ class StreamTranslator:
         if item is not None and call.get("id") and call["id"] != item.call_id:
             item = None  # a server that numbers every call 0: a new id is a new call
         if item is None:
-            events += self._begin("function_call", call_id=str(call.get("id") or _new_id("call")),
-                                  name=str(function.get("name") or ""))
+            events += self._begin(
+                "function_call", call_id=str(call.get("id") or _new_id("call")), name=str(function.get("name") or "")
+            )
             item = self._calls[key] = self._items[-1]
         elif function.get("name") and not item.name:
             item.name = str(function["name"])
@@ -320,19 +392,29 @@ class StreamTranslator:
             # A fragment for a call already done (chat servers send calls one after another,
             # so none do) still reaches the final response, which carries the whole arguments.
             if item is self._open:
-                events.append(self._event("response.function_call_arguments.delta", item_id=item.id,
-                                          output_index=item.index, delta=arguments))
+                events.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=item.id,
+                        output_index=item.index,
+                        delta=arguments,
+                    )
+                )
         return events
 
     def _finish_part(self, item: _Item) -> list[Event]:
         part = item.parts[-1]
         where = {"item_id": item.id, "output_index": item.index, "content_index": len(item.parts) - 1}
         shape = part.shape()
-        done: dict[str, Any] = {"output_text": {"text": shape.get("text"), "logprobs": []},
-                                "refusal": {"refusal": shape.get("refusal")},
-                                "reasoning_text": {"text": shape.get("text")}}[part.kind]
-        return [self._event(_DONE[part.kind], **where, **done),
-                self._event("response.content_part.done", **where, part=shape)]
+        done: dict[str, Any] = {
+            "output_text": {"text": shape.get("text"), "logprobs": []},
+            "refusal": {"refusal": shape.get("refusal")},
+            "reasoning_text": {"text": shape.get("text")},
+        }[part.kind]
+        return [
+            self._event(_DONE[part.kind], **where, **done),
+            self._event("response.content_part.done", **where, part=shape),
+        ]
 
     def _finish_open(self, status: str) -> list[Event]:
         item, self._open = self._open, None
@@ -340,8 +422,14 @@ class StreamTranslator:
             return []
         events: list[Event] = []
         if item.kind == "function_call":
-            events.append(self._event("response.function_call_arguments.done", item_id=item.id,
-                                      output_index=item.index, arguments="".join(item.arguments)))
+            events.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    arguments="".join(item.arguments),
+                )
+            )
         elif item.parts:
             events += self._finish_part(item)
         item.status = status

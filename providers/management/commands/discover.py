@@ -11,8 +11,10 @@ from providers.discovery import discover_configured, register
 
 
 class Command(BaseCommand):
-    help = ("Look for Ollama, Stable Diffusion WebUI and OpenAI-compatible servers on the DISCOVERY_* "
-            "hosts and ports; --register creates a provider for each one not registered yet.")
+    help = (
+        "Look for Ollama, Stable Diffusion WebUI and OpenAI-compatible servers on the DISCOVERY_* "
+        "hosts and ports; --register creates a provider for each one not registered yet."
+    )
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -25,9 +25,11 @@ class Command(BaseCommand):
         username = os.environ.get("ADMIN_USERNAME", "")
         password = os.environ.get("ADMIN_PASSWORD", "")
         if password and not username:
-            raise CommandError("ADMIN_PASSWORD is set but ADMIN_USERNAME is not: set ADMIN_USERNAME to the "
-                               "administrator's name (for example ADMIN_USERNAME=admin), or unset "
-                               "ADMIN_PASSWORD to get a generated password.")
+            raise CommandError(
+                "ADMIN_PASSWORD is set but ADMIN_USERNAME is not: set ADMIN_USERNAME to the "
+                "administrator's name (for example ADMIN_USERNAME=admin), or unset "
+                "ADMIN_PASSWORD to get a generated password."
+            )
         if username and password:
             user, created = User.objects.get_or_create(username=username)
             user.is_staff = user.is_superuser = True
@@ -41,5 +43,6 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
         bar = "=" * 60
-        self.stdout.write(f"{bar}\nCreated the admin user (shown once):\n  username: {username}\n"
-                          f"  password: {password}\n{bar}")
+        self.stdout.write(
+            f"{bar}\nCreated the admin user (shown once):\n  username: {username}\n  password: {password}\n{bar}"
+        )

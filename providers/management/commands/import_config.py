@@ -17,8 +17,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="YAML or JSON file, or - for standard input")
-        parser.add_argument("--prune", action="store_true",
-                            help="also delete providers, routes and alert channels the file does not name")
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            help="also delete providers, routes and alert channels the file does not name",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = options["file"]

@@ -41,6 +41,11 @@ class Command(BaseCommand):
                     setattr(row, field, crypto.rotate(getattr(row, field)))
                     row.save(update_fields=[field])
                     count += 1
-            AuditLog.objects.create(actor="rotate_secrets", action="rotate", object_type="secrets",
-                                    object_name="all", changes={"count": count})
+            AuditLog.objects.create(
+                actor="rotate_secrets",
+                action="rotate",
+                object_type="secrets",
+                object_name="all",
+                changes={"count": count},
+            )
         self.stdout.write(self.style.SUCCESS(f"re-encrypted {count} secrets with the newest key"))

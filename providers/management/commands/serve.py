@@ -44,14 +44,17 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--server", choices=["daphne", "uvicorn"], default=settings.ASGI_SERVER)
-        parser.add_argument("--no-embedded", action="store_true",
-                            help="do not run the embedded tasks (the monitor) in this process")
+        parser.add_argument(
+            "--no-embedded", action="store_true", help="do not run the embedded tasks (the monitor) in this process"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         embedded = not options["no_embedded"]
         prepare_heap()
-        self.stdout.write(f"serving on http://{options['host']}:{options['port']} with {options['server']}"
-                          f"{' + embedded monitor' if embedded and settings.EMBEDDED_TASKS else ''}")
+        self.stdout.write(
+            f"serving on http://{options['host']}:{options['port']} with {options['server']}"
+            f"{' + embedded monitor' if embedded and settings.EMBEDDED_TASKS else ''}"
+        )
         if options["server"] == "uvicorn":
             self.run_uvicorn(options["host"], options["port"], embedded)
         else:
@@ -61,9 +64,19 @@ class Command(BaseCommand):
         loop, http, ws = uvicorn_protocols()
         if ws == "none":
             self.stderr.write("neither websockets nor wsproto is installed: the console's live updates are off")
-        config = uvicorn.Config("project.asgi:application", host=host, port=port, loop=loop, http=http, ws=ws,
-                                lifespan="off", proxy_headers=False, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=10)
+        config = uvicorn.Config(
+            "project.asgi:application",
+            host=host,
+            port=port,
+            loop=loop,
+            http=http,
+            ws=ws,
+            lifespan="off",
+            proxy_headers=False,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
         EmbeddingServer(config, embedded).run()
 
     def run_daphne(self, host: str, port: int, embedded: bool) -> None:
