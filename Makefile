@@ -27,9 +27,11 @@ run: $(VENV)/.installed .env
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
-## Lint: ruff, mypy (strict for the engine and the adapters), import-linter's layer contracts
+## Lint: ruff (checks and the formatter's --check), mypy (strict for the engine and the adapters),
+## import-linter's layer contracts
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
