@@ -57,6 +57,9 @@ RETRY_MS = 3000  # how long a browser's EventSource waits before it reconnects
 LISTEN_RETRY_S = 1.0  # after the channel layer failed
 
 
+LEAVE_TIMEOUT_S = 2.0
+
+
 def keepalive_s() -> float:
     return float(getattr(settings, "EVENTS_KEEPALIVE_S", 15.0))
 
@@ -210,6 +213,8 @@ async def events(start: int | None, provider: str = "", kinds: list[str] | None 
             await asyncio.wait({listener}, timeout=2.0)
         if layer is not None and channel:
             try:
-                await layer.group_discard(GROUP, channel)
+                # bounded: a client that left must not keep the response open on a slow layer
+                async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                    await layer.group_discard(GROUP, channel)
             except Exception:  # the membership expires on its own (group_expiry)
                 log.warning("could not leave the %s group", GROUP, exc_info=True)

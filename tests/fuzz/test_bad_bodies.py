@@ -26,7 +26,13 @@ def body_endpoints() -> list[tuple[str, str, str]]:
         for method, operation in operations.items():
             if "requestBody" in operation:
                 [media_type] = operation["requestBody"]["content"]
-                found.append((method.upper(), path.replace("{name}", "sim").replace("{model}", "m"), media_type))
+                found.append(
+                    (
+                        method.upper(),
+                        path.replace("{name}", "sim").replace("{model}", "m").replace("{id}", "1"),
+                        media_type,
+                    )
+                )
     return sorted(found)
 
 

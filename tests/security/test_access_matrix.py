@@ -242,7 +242,7 @@ async def test_the_admin_lets_in_staff_and_only_superusers_reach_the_models(simu
 
 
 def path_of(path: str) -> str:
-    return path.replace("{name}", "sim-a").replace("{model}", "m")
+    return path.replace("{name}", "sim-a").replace("{model}", "m").replace("{id}", "1").replace("{prefix}", "gw_x")
 
 
 async def call(client: httpx.AsyncClient, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
