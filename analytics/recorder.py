@@ -36,6 +36,7 @@ from typing import Any
 from django.conf import settings
 
 from project.database import db_call
+from providers.engine import wait_event
 
 from .dimensions import current_snapshot, rollup_route
 from .records import COLUMNS, RequestRecord, bound, degrade
@@ -121,8 +122,8 @@ class Recorder:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):  # the interval passed: flush anyway
-                await asyncio.wait_for(self._wake.wait(), settings.ANALYTICS_FLUSH_INTERVAL_S)
+            # woken by a full batch, or the interval passed: flush anyway
+            await wait_event(self._wake, settings.ANALYTICS_FLUSH_INTERVAL_S)
             self._wake.clear()
             try:
                 await self.flush()

@@ -25,7 +25,6 @@ cancels the response; the group membership and the wake task end with it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -38,6 +37,7 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest
 
+from providers.engine import wait_event
 from providers.gateway.errors import RequestError
 
 from . import feed
@@ -145,8 +145,7 @@ async def _listen(layer: BaseChannelLayer, channel: str, wake: asyncio.Event, st
             # message may be lost) and at each keep-alive meanwhile, and listens again soon.
             log.warning("the events stream could not read the channel layer", exc_info=True)
             wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), LISTEN_RETRY_S)
+            await wait_event(stop, LISTEN_RETRY_S)
             continue
         if message.get("type") in WAKES:
             wake.set()
@@ -199,9 +198,7 @@ async def events(start: int | None, provider: str = "", kinds: list[str] | None 
                 yield b"".join(chunks)
             if len(rows) == BATCH:
                 continue  # more stored events to catch up on
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=keepalive_s())
-            except TimeoutError:
+            if not await wait_event(wake, keepalive_s()):
                 yield b": keep-alive\n\n"
                 if layer is not None:
                     await _stay_subscribed(layer, channel)

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import math
 import weakref
@@ -58,7 +57,7 @@ from django.db.models import F, Sum
 
 from project.database import db_call
 
-from .engine import Engine
+from .engine import Engine, wait_event
 from .gateway.errors import RequestError
 from .gateway.records import RequestRecord
 from .models import ApiKey, KeySpend
@@ -271,8 +270,7 @@ class KeyLimits:
             due = loop.time() + getattr(settings, "KEY_SPEND_FLUSH_INTERVAL_S", FLUSH_INTERVAL_S)
             while (left := due - loop.time()) > 0:  # count what arrives meanwhile at once
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), left)
+                await wait_event(self._wake, left)
                 await self.count()
             await self.write()
 

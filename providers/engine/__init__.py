@@ -55,6 +55,7 @@ from .policy import (
 from .result import AttemptContext, AttemptRecord, ChainResult, Hops, count_hops
 from .sent import mark_request_sent
 from .store import StateStore
+from .waiting import wait_event
 
 if TYPE_CHECKING:
     from .redis_store import RedisStateStore
@@ -101,6 +102,7 @@ __all__ = [
     "first_byte_timeout_for",
     "mark_request_sent",
     "modality_for",
+    "wait_event",
 ]
 
 

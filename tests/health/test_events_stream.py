@@ -17,6 +17,7 @@ from django.utils import timezone
 from health.events import GROUP, publish_sync, record_event
 from health.failures import failure_log
 from project.asgi import application
+from project.channel_layers import redis_channel_layer
 from tests.conftest import auth
 from tests.console.conftest import SIMULATED
 from tests.fakes.openai import API_KEY, FakeOpenAI
@@ -239,12 +240,23 @@ def redis_layer(settings):
     except redis.RedisError:
         pytest.skip("no Redis on 127.0.0.1:6379")
     client.flushdb()
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_DB9]}}
-    }
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_DB9)}
     yield
     client.flushdb()
     client.close()
+
+
+def test_the_redis_layer_waits_for_an_idle_receive_longer_than_redis_takes_to_answer_it() -> None:
+    """An idle receive (a console or a stream waiting for its next push) is a blocking pop that
+    Redis answers after `brpop_timeout`; the client's read timeout must be longer, or every idle
+    wait ends in a TimeoutError that closes the websocket or the stream."""
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.utils import create_pool
+
+    layer = RedisChannelLayer(**redis_channel_layer(REDIS_DB9)["CONFIG"])
+    connection = create_pool(layer.hosts[0]).make_connection()
+    assert connection.socket_timeout is not None  # a Redis that is gone is still noticed
+    assert connection.socket_timeout >= 2 * layer.brpop_timeout
 
 
 async def test_with_redis_an_event_published_by_another_process_reaches_the_stream(sim, streams, key, redis_layer):
@@ -257,7 +269,7 @@ async def test_with_redis_an_event_published_by_another_process_reaches_the_stre
             event = record_event("sim-a", "breaker", "closed", "open", "failure_rate 0.60 >= 0.5 over 10 calls")
         finally:
             connections.close_all()
-        layer = RedisChannelLayer(hosts=[REDIS_DB9])
+        layer = RedisChannelLayer(**redis_channel_layer(REDIS_DB9)["CONFIG"])
         asyncio.run(layer.group_send(GROUP, {"type": "health.update", "provider": "sim-a"}))
         return event.pk
 
