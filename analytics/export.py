@@ -40,7 +40,7 @@ ROUTE_COLUMNS = (
     "retries",
     "calls",
 )
-USAGE = ("tokens_in", "tokens_out", "characters", "images", "cost")
+USAGE = ("tokens_in", "tokens_out", "characters", "images", "cost", "cost_unknown")
 LATENCY = ("avg", "p50", "p95", "p99")
 
 

@@ -30,7 +30,8 @@ class RequestLog(models.Model):
     tokens_out = models.PositiveIntegerField(default=0)
     characters = models.PositiveIntegerField(default=0)
     images = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    # What the answer cost at the model's prices; NULL: unknown (a unit it used has no known price).
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=0, null=True, blank=True)
     error = models.CharField(max_length=100, blank=True)
     cache = models.CharField(max_length=8, blank=True)  # hit | miss | bypass; "" when the route has no cache
     saved = models.DecimalField(max_digits=14, decimal_places=8, default=0)  # what a cache hit saved
@@ -78,6 +79,9 @@ class Rollup(models.Model):
     characters = models.PositiveBigIntegerField(default=0)
     images = models.PositiveBigIntegerField(default=0)
     cost_nano = models.BigIntegerField(default=0)  # in 1e-9 of the price unit: exact sums
+    # Answers whose cost is unknown (no known price for a unit they used): not in cost_nano,
+    # where they would read as free, but counted here, so a sum says how much it leaves out.
+    cost_unknown = models.PositiveBigIntegerField(default=0)
     # h00..h74: the latency histogram (analytics/histogram.py), one integer column per bucket
     # so that adding to it is an atomic `SET h07 = h07 + 1` and a window's sums are plain SUMs.
     locals().update(_histogram_fields())

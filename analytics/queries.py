@@ -11,6 +11,8 @@ Two perspectives, as in the rollups (analytics/rollups.py):
   `failures` its failed ones (errors, rate limits, exhausted credit, timeouts, broken
   streams), `failovers` how often a request left it for another provider; latency is per
   attempt; tokens and cost are those of the answers it served.
+In both, `cost` sums the known costs and `cost_unknown` counts the answers whose cost is
+unknown (a model without a known price): an unknown cost is never added as 0.
 In both, `success_rate` = successes / (successes + failures): caller errors and cancellations
 are nobody's outage. It is null when there was nothing to count.
 """
@@ -24,7 +26,7 @@ from . import histogram
 from .models import ErrorRollup, Granularity, ProviderRollup, RouteRollup
 from .rollups import PROVIDER_VALUES, ROUTE_VALUES
 from .sums import Sums, add, series_sums, window_sums
-from .windows import Window, window
+from .windows import SPANS, Window, window
 
 ROUTE_FAILURES = ("failures", "unavailable", "deadlines", "stream_aborted")
 PROVIDER_FAILURES = ("failures", "rate_limited", "exhausted", "deadlines", "stream_aborted")
@@ -58,7 +60,8 @@ def _usage(s: Sums) -> dict[str, Any]:
         "tokens_out": int(s.get("tokens_out", 0)),
         "characters": int(s.get("characters", 0)),
         "images": int(s.get("images", 0)),
-        "cost": round(s.get("cost_nano", 0) / 1e9, 9),
+        "cost": round(s.get("cost_nano", 0) / 1e9, 9),  # the known costs only
+        "cost_unknown": int(s.get("cost_unknown", 0)),  # answers whose cost is unknown, not in `cost`
     }
 
 
@@ -263,7 +266,7 @@ def _costs(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     def tally(key: str) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
         for row in pairs:
-            t = out.setdefault(row[key], {"cost": 0.0, "tokens_in": 0, "tokens_out": 0, "served": 0})
+            t = out.setdefault(row[key], {"cost": 0.0, "cost_unknown": 0, "tokens_in": 0, "tokens_out": 0, "served": 0})
             for field in t:
                 t[field] += row[field]
         for t in out.values():
@@ -272,10 +275,11 @@ def _costs(pairs: list[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         "total": round(sum(row["cost"] for row in pairs), 9),
+        "cost_unknown": sum(row["cost_unknown"] for row in pairs),
         "providers": tally("provider"),
         "routes": tally("route"),
         "pairs": [
-            {k: row[k] for k in ("provider", "route", "cost", "tokens_in", "tokens_out", "served")}
+            {k: row[k] for k in ("provider", "route", "cost", "cost_unknown", "tokens_in", "tokens_out", "served")}
             for row in sorted(pairs, key=lambda row: -row["cost"])
             if row["served"]
         ],
@@ -307,6 +311,20 @@ def provider_known(provider: str) -> bool:
         Provider.objects.filter(name=provider).exists()
         or ProviderRollup.objects.filter(granularity=Granularity.DAY, provider=provider).exists()
     )
+
+
+def oldest_data(now: datetime | None = None) -> datetime | None:
+    """When the oldest request still in the rollups was made, to the minute while minute
+    rollups keep it (to the hour beyond), or None when there is none. Two indexed reads."""
+    hours = RouteRollup.objects.filter(granularity=Granularity.HOUR).order_by("bucket")
+    first_hour = hours.values_list("bucket", flat=True).first()
+    if first_hour is None:
+        return None
+    minutes = RouteRollup.objects.filter(
+        granularity=Granularity.MINUTE, bucket__gte=first_hour, bucket__lt=first_hour + SPANS[Granularity.HOUR]
+    )
+    first_minute = minutes.order_by("bucket").values_list("bucket", flat=True).first()
+    return first_minute or first_hour
 
 
 def page(name: str = "24h", *, now: datetime | None = None) -> dict[str, Any]:

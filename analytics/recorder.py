@@ -354,7 +354,8 @@ def insert_rows(connection: Any, records: list[RequestRecord]) -> None:
         row = [getattr(r, name) for name in COLUMNS]
         row[at] = ops.adapt_datetimefield_value(row[at])
         row[attempts] = ops.adapt_json_value(row[attempts], None)
-        row[cost] = ops.adapt_decimalfield_value(Decimal(row[cost]), 14, 8)
+        if row[cost] is not None:  # None: unknown, NULL
+            row[cost] = ops.adapt_decimalfield_value(Decimal(row[cost]), 14, 8)
         rows.append(row)
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)

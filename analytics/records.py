@@ -178,7 +178,7 @@ class Bounds:
     text: tuple[tuple[str, int], ...]  # (column, max_length)
     integers: tuple[tuple[str, int, int, bool], ...]  # (column, low, high, nullable)
     floats: tuple[tuple[str, bool], ...]  # (column, nullable): durations in ms
-    decimals: tuple[tuple[str, int, int], ...]  # (column, max_digits, decimal_places)
+    decimals: tuple[tuple[str, int, int, bool], ...]  # (column, max_digits, decimal_places, nullable)
     datetimes: tuple[str, ...]
     booleans: tuple[str, ...]
     json: tuple[str, ...]
@@ -208,7 +208,7 @@ def column_bounds() -> Bounds:
         elif isinstance(f, DateTimeField):
             groups["datetimes"].append(name)
         elif isinstance(f, DecimalField):
-            groups["decimals"].append((name, f.max_digits, f.decimal_places))
+            groups["decimals"].append((name, f.max_digits, f.decimal_places, f.null))
         elif isinstance(f, FloatField):
             groups["floats"].append((name, f.null))
         elif isinstance(f, BooleanField):
@@ -241,8 +241,10 @@ def bound(record: RequestRecord) -> RequestRecord:
         v = getattr(record, name)
         if (type(v) is not float or not 0.0 <= v <= MAX_MS) and not (null and v is None):  # NaN fails too
             setattr(record, name, clamp_ms(v))
-    for name, digits, places in b.decimals:
-        setattr(record, name, clamp_decimal(getattr(record, name), digits, places))
+    for name, digits, places, null in b.decimals:
+        v = getattr(record, name)
+        if not (null and v is None):  # a nullable amount (cost) may be unknown
+            setattr(record, name, clamp_decimal(v, digits, places))
     for name in b.datetimes:
         v = getattr(record, name)
         if type(v) is not datetime or v.tzinfo is None:

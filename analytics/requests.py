@@ -199,7 +199,7 @@ def summary(row: RequestLog, key_names: dict[int, str]) -> dict[str, Any]:
         "tokens": {"in": row.tokens_in, "out": row.tokens_out},
         "characters": row.characters,
         "images": row.images,
-        "cost": format(row.cost.normalize(), "f"),
+        "cost": None if row.cost is None else format(row.cost.normalize(), "f"),  # null: price unknown
         "cache": row.cache or None,  # hit | miss | bypass; null when the route has no cache
         "saved": format(row.saved.normalize(), "f"),
         "timings": {

@@ -9,7 +9,8 @@ PostgreSQL transactions never wait on each other's rows in opposite orders.
 
 Two perspectives, both with the route dimension:
 - `RouteRollup` (route, serving provider): client requests by outcome, failovers, retries,
-  end-to-end latency, time to first token, tokens and cost;
+  end-to-end latency, time to first token, tokens and cost (known costs summed in
+  `cost_nano`, answers of unknown cost counted in `cost_unknown`);
 - `ProviderRollup` (provider, route): the attempts sent to a provider from each request's
   attempt list, by outcome, skips, failovers away from it, retries on it, attempt latency,
   and the tokens and cost of the answers it served.
@@ -39,7 +40,7 @@ from . import histogram
 from .models import ErrorRollup, Granularity, ProviderRollup, RouteRollup
 from .records import RequestRecord, clamp_ms
 
-COMMON = ("latency_sum_ms", "tokens_in", "tokens_out", "characters", "images", "cost_nano")
+COMMON = ("latency_sum_ms", "tokens_in", "tokens_out", "characters", "images", "cost_nano", "cost_unknown")
 ROUTE_VALUES: tuple[str, ...] = (
     "requests",
     "successes",
@@ -225,6 +226,9 @@ def _usage(r: RequestRecord, columns: dict[str, int]) -> list[tuple[int, float]]
         value = getattr(r, name)
         if value:
             out.append((columns[name], value))
+    if r.cost is None:  # unknown: counted apart, never summed as 0
+        out.append((columns["cost_unknown"], 1))
+        return out
     cost = nano(r.cost) if r.cost else 0
     if cost:
         out.append((columns["cost_nano"], cost))

@@ -25,7 +25,8 @@ class Usage(BaseModel):
     tokens_out: int
     characters: int
     images: int
-    cost: float = Field(description="in the price unit of the model catalog")
+    cost: float = Field(description="in the price unit of the model catalog: the answers of known cost")
+    cost_unknown: int = Field(description="answers whose cost is unknown (no known price): not in `cost`")
 
 
 class RouteFigures(Usage):
@@ -148,7 +149,9 @@ class LoggedRequest(BaseModel):
     tokens: RequestTokens
     characters: int
     images: int
-    cost: str = Field(description="in the configured price currency, as a decimal string")
+    cost: str | None = Field(
+        description="in the configured price currency, as a decimal string; null: unknown (no known price)"
+    )
     cache: str | None = Field(description="hit, miss or bypass; null when the route has no cache")
     saved: str = Field(description="a cache hit: what the answer cost when a provider made it")
     timings: RequestTimings

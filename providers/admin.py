@@ -264,6 +264,30 @@ class RouteAdmin(AuditedAdmin):
     list_filter = ["capability", "strategy", "enabled", "is_demo"]
     search_fields = ["name", "description"]
     inlines = [RouteTargetInline]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "capability",
+                    "strategy",
+                    "max_attempts",
+                    "deadline_s",
+                    "hedge",
+                    "hedge_delay_s",
+                    "cache_ttl_s",
+                    "enabled",
+                    "description",
+                    "is_demo",
+                ]
+            },
+        ),
+        (
+            "Retries on each target (empty: each provider's own)",
+            {"fields": ["retry_max_attempts", "retry_base_delay_s", "retry_max_delay_s"]},
+        ),
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
         return super().get_queryset(request).prefetch_related("targets__provider")

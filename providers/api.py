@@ -103,6 +103,8 @@ def _summary(entry: ProviderEntry, health: HealthSummary | None, breaker: str, b
         "status": status,
         "score": health.score if health is not None else None,
         "breaker": breaker,
+        # Why the provider cannot be called (e.g. `base_url: env:NAME` unset); null: it can.
+        "problem": entry.problem or None,
     }
 
 
@@ -146,7 +148,7 @@ async def providers_list(request: HttpRequest) -> HttpResponse:
     snapshot = await rt.current()
     health = await db_call(_health_rows)
     rows = [
-        _summary(e, health.get(e.name), rt.engine.snapshot(e.name).state, e.config.base_url)
+        _summary(e, health.get(e.name), rt.engine.snapshot(e.name).state, e.base_url)
         for e in snapshot.providers.values()
         if (not capability or capability in e.capabilities) and (enabled is None or e.enabled == enabled)
     ]
@@ -188,7 +190,7 @@ async def provider_detail(request: HttpRequest, name: str) -> HttpResponse:
             )
         return rows
 
-    data = _summary(entry, health, breaker.state, entry.config.base_url)
+    data = _summary(entry, health, breaker.state, entry.base_url)
     b = entry.breaker
     data.update(
         {
@@ -346,7 +348,7 @@ async def _switch(request: HttpRequest, name: str, enabled: bool) -> HttpRespons
         await _note_action(name, "enable" if enabled else "disable", who)
     entry = await provider_entry(name)
     health = (await db_call(_health_rows)).get(name)
-    return JsonResponse(_summary(entry, health, rt.engine.snapshot(name).state, entry.config.base_url))
+    return JsonResponse(_summary(entry, health, rt.engine.snapshot(name).state, entry.base_url))
 
 
 @document(
@@ -423,16 +425,18 @@ async def provider_models(request: HttpRequest, name: str) -> HttpResponse:
     def rows() -> list[dict[str, Any]]:
         out = []
         for m in Provider.objects.get(name=name).catalog.all():
+            # As charged: the operator's price, else the provider's published one; null: unknown.
+            charged, configured = m.prices(), m.configured_prices()
+            prices = {field: None if p is None else float(p) for field, p in charged.items()}
             out.append(
                 {
                     "name": m.name,
                     "capabilities": m.capabilities,
                     "context_window": m.context_window,
-                    "input_price_per_mtok": float(m.input_price_per_mtok),
-                    "output_price_per_mtok": float(m.output_price_per_mtok),
-                    "price_per_image": float(m.price_per_image),
-                    "price_per_kchar": float(m.price_per_kchar),
+                    **prices,
+                    "published": [f for f, p in charged.items() if p is not None and configured[f] is None],
                     "source": m.source,
+                    "price_known": any(p is not None for p in prices.values()),
                     "free": m.is_free,
                 }
             )

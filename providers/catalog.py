@@ -1,11 +1,17 @@
 """The model catalog: what each provider serves, discovered through its adapter and kept in
 the database (`ProviderModel`, source "discovered"), refreshed on a schedule by the monitor
-and on demand; `DELETE /api/cache` forgets it. Prices an operator set are never touched."""
+and on demand; `DELETE /api/cache` forgets it.
+
+Prices an operator set (the price columns) are never touched. What a provider publishes in
+its model list (OpenRouter, Together: providers/adapters/published_prices.py) is kept apart,
+in `details["published_prices"]`, on every row of the provider, whatever its source, and
+refreshed with each listing; it prices only what the operator left unknown."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,6 +19,7 @@ from django.utils import timezone
 from project.database import db_call
 
 from .adapters import ModelInfo
+from .adapters.published_prices import PUBLISHED, published_prices
 from .models import Capability, Provider, ProviderModel
 from .runtime import Runtime
 
@@ -28,14 +35,18 @@ def store_models(provider_name: str, infos: Sequence[ModelInfo]) -> int:
     with transaction.atomic():
         for info in infos:
             capabilities = sorted(c for c in info.capabilities if c in Capability.values)
+            published = {k: str(v) for k, v in published_prices(info.details).items()}
             row = existing.get(info.name)
             if row is None:
+                details = dict(info.details)
+                if published:
+                    details[PUBLISHED] = published
                 ProviderModel.objects.create(
                     provider=provider,
                     name=info.name,
                     capabilities=capabilities,
                     context_window=info.context_window,
-                    details=dict(info.details),
+                    details=details,
                     source=ProviderModel.Source.DISCOVERED,
                     discovered_at=now,
                 )
@@ -44,6 +55,7 @@ def store_models(provider_name: str, infos: Sequence[ModelInfo]) -> int:
             fields = {
                 "capabilities": row.capabilities or capabilities,
                 "context_window": info.context_window or row.context_window,
+                "details": _with_published(row.details, published),
             }
             if any(getattr(row, k) != v for k, v in fields.items()):
                 for key, value in fields.items():
@@ -52,6 +64,16 @@ def store_models(provider_name: str, infos: Sequence[ModelInfo]) -> int:
                 row.save(update_fields=[*fields, "discovered_at"])
                 changed += 1
     return changed
+
+
+def _with_published(details: Any, published: dict[str, str]) -> dict[str, Any]:
+    """`details` with the prices the provider publishes now (none: the key goes)."""
+    out = dict(details) if isinstance(details, dict) else {}
+    if published:
+        out[PUBLISHED] = published
+    else:
+        out.pop(PUBLISHED, None)
+    return out
 
 
 def forget_discovered() -> int:

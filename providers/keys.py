@@ -9,7 +9,8 @@ admitted request is counted in the same atomic step that admits it (no read-then
 
 `settle(record)` hears every finished request (a `RequestRecord` listener; a stream when it
 ends): its tokens go to the key's minute, its cost (the request log's, to 1e-8) to the key's
-spend in the period the request started in. Alerts: `signals.key_budget_crossed` when that
+spend in the period the request started in (an unknown cost, a model without a known price,
+counts 0 and is logged once per key and model). Alerts: `signals.key_budget_crossed` when that
 spend passes 80 % and 100 % of the budget, once per threshold, period and budget.
 
 Where counts live: the runtime's limit store (providers/engine/limits.py), Redis when REDIS_URL
@@ -191,6 +192,7 @@ class KeyLimits:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._alerts: dict[asyncio.Task[None], None] = {}  # in the order they were made
+        self._unpriced: set[tuple[int, str, str]] = set()  # (key, provider, model) already logged unpriced
 
     # -- admission -------------------------------------------------------------------------------
 
@@ -293,7 +295,14 @@ class KeyLimits:
     async def _settle_one(self, record: RequestRecord) -> None:
         assert record.api_key_id is not None
         key_id = record.api_key_id
-        cost = record.cost.quantize(COST_STEP, rounding=ROUND_HALF_EVEN)
+        # An unknown cost (a model without a known price: `record.cost` None) counts 0 toward the
+        # budget: there is no amount to count, and refusing the key's traffic for it would make
+        # every unpriced model unusable with a budgeted key. The request stays flagged where it
+        # is recorded (the request log's cost is null, analytics count it in `cost_unknown`), and
+        # the first such request per key and model is logged, so the gap is seen, not hidden.
+        if record.cost is None:
+            self._warn_unpriced(key_id, record)
+        cost = (record.cost or Decimal(0)).quantize(COST_STEP, rounding=ROUND_HALF_EVEN)
         spend = int(cost * NANO)
         tokens = record.tokens_in + record.tokens_out
         entry = self.entry(key_id)
@@ -315,6 +324,19 @@ class KeyLimits:
         # After the store: a count seeded meanwhile read the database and this batch without it.
         day = record.at.astimezone(UTC).date()
         self._unwritten.setdefault((key_id, day), Tally()).add(Tally(cost, 1, record.tokens_in, record.tokens_out))
+
+    def _warn_unpriced(self, key_id: int, record: RequestRecord) -> None:
+        entry = self.entry(key_id)
+        seen = (key_id, record.provider, record.model)
+        if entry is None or entry.budget is None or seen in self._unpriced:
+            return
+        self._unpriced.add(seen)
+        log.warning(
+            "key limits: API key %r used %s/%s, whose price is unknown: counted 0 toward its budget",
+            entry.name,
+            record.provider,
+            record.model,
+        )
 
     def entry(self, key_id: int) -> KeyEntry | None:
         """The key as the configuration has it now (else as this runtime last admitted it)."""

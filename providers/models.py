@@ -8,6 +8,7 @@ takes effect without a restart.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets as pysecrets
 from decimal import Decimal
 
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from . import crypto
 from .adapters import validate_options
+from .adapters.published_prices import PRICE_FIELDS, effective_prices
 from .bounds import BoundsError, check_json, name_problem
 from .engine import attempt_timeout_for, breaker_timeout_for
 from .validation import RangeValidator, validate_name, validate_provider_url, validate_route_name
@@ -110,11 +112,38 @@ def _validate_dict(value: object) -> None:
         raise ValidationError("must be a mapping", code="dict")
 
 
+ENV_PREFIX = "env:"
+
+
+def validate_base_url(value: str) -> None:
+    """A provider's URL, or `env:NAME` to read it from the environment when it is used.
+
+    The name follows the rule of `api_key: env:NAME` (never one of the server's own settings);
+    a variable set now must hold a URL the guard takes, like a literal one. An unset one is
+    allowed here (the server's environment may differ from the importer's): the provider is
+    unusable, with that reason, until it is set (`Provider.resolved_base_url`)."""
+    if not value.startswith(ENV_PREFIX):
+        validate_provider_url(value)
+        return
+    name = value.removeprefix(ENV_PREFIX)
+    if (why := crypto.env_reference_error(name)) is not None:
+        raise ValidationError(why, code="env")
+    resolved = os.environ.get(name, "").strip()
+    if resolved:
+        try:
+            validate_provider_url(resolved)
+        except ValidationError as exc:
+            raise ValidationError(f"{value} holds a URL that {exc.messages[0]}", code="denied") from None
+
+
 class Provider(models.Model):
     name = models.CharField(max_length=64, unique=True, validators=[validate_name])
     kind = models.CharField(max_length=20, choices=Kind.choices)
     base_url = models.CharField(
-        max_length=500, blank=True, validators=[validate_provider_url], help_text="Empty: the kind's public default."
+        max_length=500,
+        blank=True,
+        validators=[validate_base_url],
+        help_text="Empty: the kind's public default. env:NAME: read from that environment variable.",
     )
     enabled = models.BooleanField(default=True)
     capabilities = models.JSONField(
@@ -226,6 +255,33 @@ class Provider(models.Model):
     def effective_capabilities(self) -> list[str]:
         return list(self.capabilities) or list(KIND_CAPABILITIES.get(self.kind, []))
 
+    @property
+    def base_url_env(self) -> str | None:
+        """The environment variable `base_url` names (`env:NAME`), or None for a literal."""
+        return self.base_url.removeprefix(ENV_PREFIX) if self.base_url.startswith(ENV_PREFIX) else None
+
+    def resolved_base_url(self) -> tuple[str, str]:
+        """(the URL to call, "") or (a URL nothing is sent to, why the provider is unusable).
+
+        A literal is returned as it is. `env:NAME` is read now and judged by the URL guard like
+        a literal; unset, refused or naming a server setting, the provider cannot be called:
+        never the kind's public default (the provider's key would go there)."""
+        name = self.base_url_env
+        if name is None:
+            return self.base_url, ""
+        if (why := crypto.env_reference_error(name)) is not None:
+            return self.base_url, f"base_url {why}"
+        resolved = os.environ.get(name, "").strip()
+        if not resolved:
+            return self.base_url, f"base_url env:{name} is not set"
+        try:
+            validate_provider_url(resolved)
+        except ValidationError as exc:
+            # The URL itself still goes to the adapter: the guard in the HTTP client refuses it
+            # on every connection too, exactly as it would a literal.
+            return resolved, f"base_url env:{name} holds a URL that {exc.messages[0]}"
+        return resolved, ""
+
     def attempt_timeout_for(self, capability: str) -> float:
         """The engine's one capability table decides the default (providers/engine/policy.py)."""
         return attempt_timeout_for(capability, self.timeout_s)
@@ -287,6 +343,9 @@ class Secret(models.Model):
             raise ValidationError({"env_var": why})
 
 
+PRICE_HELP = "Empty: unknown (the price the provider publishes, when it does); 0: free."
+
+
 class ProviderModel(models.Model):
     """A model a provider serves: configured, discovered or added by hand, with its prices."""
 
@@ -299,20 +358,22 @@ class ProviderModel(models.Model):
     name = models.CharField(max_length=200)
     capabilities = models.JSONField(default=list, blank=True, validators=[_validate_capabilities])
     context_window = models.PositiveIntegerField(null=True, blank=True)
+    # The operator's prices (configuration, admin, API). Empty (NULL) is unknown, 0 is free;
+    # an unknown one may still be filled by what the provider publishes (`prices()`).
     input_price_per_mtok = models.DecimalField(
-        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+        max_digits=12, decimal_places=6, null=True, blank=True, validators=[RangeValidator(0)], help_text=PRICE_HELP
     )
     output_price_per_mtok = models.DecimalField(
-        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+        max_digits=12, decimal_places=6, null=True, blank=True, validators=[RangeValidator(0)], help_text=PRICE_HELP
     )
     price_per_image = models.DecimalField(
-        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+        max_digits=12, decimal_places=6, null=True, blank=True, validators=[RangeValidator(0)], help_text=PRICE_HELP
     )
     price_per_kchar = models.DecimalField(
-        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+        max_digits=12, decimal_places=6, null=True, blank=True, validators=[RangeValidator(0)], help_text=PRICE_HELP
     )
     price_per_minute = models.DecimalField(
-        max_digits=12, decimal_places=6, default=Decimal(0), validators=[RangeValidator(0)]
+        max_digits=12, decimal_places=6, null=True, blank=True, validators=[RangeValidator(0)], help_text=PRICE_HELP
     )
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.MANUAL)
     details = models.JSONField(default=dict, blank=True)
@@ -325,17 +386,26 @@ class ProviderModel(models.Model):
     def __str__(self) -> str:
         return f"{self.provider.name}/{self.name}"
 
+    def configured_prices(self) -> dict[str, Decimal | None]:
+        """The operator's prices by column name (None: unknown)."""
+        return {name: getattr(self, name) for name in PRICE_FIELDS}
+
+    def prices(self) -> dict[str, Decimal | None]:
+        """Each price as it is charged: the operator's, else the one the provider published
+        (`details["published_prices"]`, read at discovery), else None (unknown)."""
+        return effective_prices(self.configured_prices(), self.details)
+
+    @property
+    def price_known(self) -> bool:
+        """Whether any price of the model is known (configured or published)."""
+        return any(p is not None for p in self.prices().values())
+
     @property
     def is_free(self) -> bool:
-        return not any(
-            (
-                self.input_price_per_mtok,
-                self.output_price_per_mtok,
-                self.price_per_image,
-                self.price_per_kchar,
-                self.price_per_minute,
-            )
-        )
+        """Known to cost nothing: some price known, and every known one 0. A model without a
+        known price is not free: its price is unknown."""
+        known = [p for p in self.prices().values() if p is not None]
+        return bool(known) and not any(known)
 
 
 class MaintenanceWindow(models.Model):
@@ -391,6 +461,26 @@ class Route(models.Model):
         help_text="Response cache: identical requests within this many seconds are answered from the "
         "cache. Empty: the first target's provider's setting; 0: no cache.",
     )
+    # The route's own retries on each target, over its providers' (`retry` in the config);
+    # each one left empty is the provider's own.
+    retry_max_attempts = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(1, 10)],
+        help_text="Attempts per target on this route, the first included. Empty: each provider's own.",
+    )
+    retry_base_delay_s = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, 60)],
+        help_text="First backoff bound between attempts on a target. Empty: each provider's own.",
+    )
+    retry_max_delay_s = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, 300, low_inclusive=False)],
+        help_text="Largest backoff between attempts on a target. Empty: each provider's own.",
+    )
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True)
     is_demo = models.BooleanField(default=False)
@@ -402,6 +492,11 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        base, cap = self.retry_base_delay_s, self.retry_max_delay_s
+        if base is not None and cap is not None and cap < base:
+            raise ValidationError({"retry_max_delay_s": "must be >= retry base_delay_s"})
 
 
 class RouteTarget(models.Model):

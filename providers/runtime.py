@@ -183,6 +183,10 @@ class Runtime:
     # -- adapters ----------------------------------------------------------------------------
 
     def adapter(self, provider: ProviderEntry, credential: str | None) -> Adapter:
+        if provider.problem:
+            # Unusable as configured (an `env:` base URL unset or refused): probes and tests say
+            # why, and nothing is sent anywhere, least of all to the kind's public default.
+            raise UpstreamError(Classification(Outcome.FAILURE, "misconfigured"), message=provider.problem)
         key = (provider.name, credential, id(provider))
         adapter = self._adapters.get(key)
         if adapter is None:

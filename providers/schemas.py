@@ -257,7 +257,7 @@ class ExecuteResult(BaseModel):
     model: str
     output: Any
     usage: Usage
-    cost: float
+    cost: float | None = Field(description="at the model's prices; null: a price it used is unknown")
     failovers: int
     retries: int
     latency_ms: float
@@ -279,7 +279,7 @@ class Credential(BaseModel):
 class ProviderSummary(BaseModel):
     name: str
     kind: str
-    base_url: str
+    base_url: str = Field(description="As configured: a URL, env:NAME (never the value read from it) or empty")
     enabled: bool
     maintenance: bool
     capabilities: list[str]
@@ -290,6 +290,9 @@ class ProviderSummary(BaseModel):
     status: str
     score: float | None
     breaker: str
+    problem: str | None = Field(
+        default=None, description="Why the provider cannot be called, e.g. base_url env:NAME is not set"
+    )
 
 
 class ProviderDetail(ProviderSummary):
@@ -338,12 +341,17 @@ class CatalogModel(BaseModel):
     name: str
     capabilities: list[str]
     context_window: int | None
-    input_price_per_mtok: float
-    output_price_per_mtok: float
-    price_per_image: float
-    price_per_kchar: float
+    input_price_per_mtok: float | None = Field(description="USD; null: unknown (0 is free)")
+    output_price_per_mtok: float | None
+    price_per_image: float | None
+    price_per_kchar: float | None
+    price_per_minute: float | None
+    published: list[str] = Field(
+        description="the prices above that are the provider's published ones (the operator set none)"
+    )
     source: str
-    free: bool
+    price_known: bool = Field(description="some price of the model is known")
+    free: bool = Field(description="some price is known and every known one is 0")
 
 
 class CatalogList(BaseModel):

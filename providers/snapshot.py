@@ -80,6 +80,10 @@ class ProviderEntry:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     cache_ttl_s: float | None = None  # response cache; None or 0: none
+    base_url: str = ""  # as configured: a URL, env:NAME or empty (config.base_url is what is called)
+    # Why the provider cannot be called (an env: base URL unset or refused); its targets are
+    # skipped with this reason and its probes fail with it.
+    problem: str = ""
 
     def default_model(self, capability: str) -> str:
         for name in self.models:
@@ -93,21 +97,12 @@ class ProviderEntry:
         return self.models[0] if self.models else ""
 
     def price(self, model: str) -> Price | None:
+        """The model's prices as charged; None when none is known."""
         return self.prices.get(model)
 
     def target(
         self, model: str, capability: str, *, priority: int, weight: float | None = None, caller_named: bool = False
     ) -> TargetSpec:
-        price = self.prices.get(model)
-        cost = 0.0
-        if price is not None:
-            cost = float(
-                price.input_per_mtok
-                + price.output_per_mtok
-                + price.per_image * 1000
-                + price.per_kchar * 1000
-                + price.per_minute * 1000
-            )
         return TargetSpec(
             provider=self.name,
             model=model,
@@ -116,7 +111,7 @@ class ProviderEntry:
             credential_versions=tuple(_fingerprint(key) for _, key in self.credentials),
             priority=priority,
             weight=weight if weight is not None else self.weight,
-            cost=cost,
+            cost=price_rank(self.prices.get(model)),  # None: unknown, ranked last by the cost strategy
             enabled=self.enabled,
             maintenance=self.maintenance,
             # Both from the one capability table, or the provider's own timeout_s when set.
@@ -130,7 +125,25 @@ class ProviderEntry:
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
             caller_named=caller_named,
+            problem=self.problem,
         )
+
+
+def price_rank(price: Price | None) -> float | None:
+    """What the cost strategy ranks a model by: its known prices summed, each unit weighted
+    so that a thousand images, characters or minutes weigh as a million tokens; None when
+    no price of the model is known (it sorts after every priced target, not as free)."""
+    if price is None:
+        return None
+    weighted = (
+        (price.input_per_mtok, 1),
+        (price.output_per_mtok, 1),
+        (price.per_image, 1000),
+        (price.per_kchar, 1000),
+        (price.per_minute, 1000),
+    )
+    known = [value * weight for value, weight in weighted if value is not None]
+    return float(sum(known)) if known else None
 
 
 def _fingerprint(key: str | None) -> str:
@@ -257,17 +270,25 @@ def default_deadline(capability: str, targets: tuple[TargetSpec, ...] | list[Tar
     return max(modality_for(capability).deadline_s, longest + 1.0)
 
 
-def _price(row: ProviderModel) -> Price:
-    return Price(
-        input_per_mtok=Decimal(row.input_price_per_mtok),
-        output_per_mtok=Decimal(row.output_price_per_mtok),
-        per_image=Decimal(row.price_per_image),
-        per_kchar=Decimal(row.price_per_kchar),
-        per_minute=Decimal(row.price_per_minute),
+def _price(row: ProviderModel) -> Price | None:
+    """The row's prices as charged (the operator's, else the published ones); None when
+    none is known."""
+    prices = row.prices()
+    price = Price(
+        input_per_mtok=prices["input_price_per_mtok"],
+        output_per_mtok=prices["output_price_per_mtok"],
+        per_image=prices["price_per_image"],
+        per_kchar=prices["price_per_kchar"],
+        per_minute=prices["price_per_minute"],
     )
+    return price if price.known else None
 
 
-def _provider_entry(provider: Provider, now: datetime, windows: list[MaintenanceWindow]) -> ProviderEntry:
+def _provider_entry(
+    provider: Provider, now: datetime, windows: list[MaintenanceWindow], route_attempts: int = 0
+) -> ProviderEntry:
+    """The provider as the hot path reads it. `route_attempts`: the most attempts per target
+    a route calling it sets (its retry budget's floor leaves a request those retries)."""
     credentials: list[tuple[str, str | None]] = []
     for secret in provider.secrets.all():
         if secret.enabled:
@@ -288,6 +309,7 @@ def _provider_entry(provider: Provider, now: datetime, windows: list[Maintenance
         max_break_s=provider.breaker_max_break_s,
         half_open_probes=provider.breaker_half_open_probes,
     ).resolve(primary)
+    base_url, problem = provider.resolved_base_url()
     return ProviderEntry(
         name=provider.name,
         kind=provider.kind,
@@ -296,11 +318,11 @@ def _provider_entry(provider: Provider, now: datetime, windows: list[Maintenance
         capabilities=tuple(capabilities),
         models=tuple(names),
         model_capabilities={m.name: tuple(m.capabilities) for m in catalog if m.capabilities},
-        prices={m.name: _price(m) for m in catalog},
+        prices={m.name: price for m in catalog if (price := _price(m)) is not None},
         config=ProviderConfig(
             name=provider.name,
             kind=provider.kind,
-            base_url=provider.base_url,
+            base_url=base_url,
             api_key=None,
             timeout_s=attempt_timeout_for(capabilities[0] if capabilities else "chat", provider.timeout_s),
             # httpx's read timeout also bounds the wait for a stream's first chunk: it must not
@@ -319,7 +341,7 @@ def _provider_entry(provider: Provider, now: datetime, windows: list[Maintenance
             # The budget's floor (resilience.md §4: max(3, 10 %)) must leave one request the
             # retries its provider is set to, or `retry.max_attempts` above 4 could never
             # happen; the 10 % rule still caps what many requests add.
-            budget_min_retries=max(3, provider.retry_max_attempts - 1),
+            budget_min_retries=max(3, provider.retry_max_attempts - 1, route_attempts - 1),
         ),
         breaker=breaker,
         breaker_mode=provider.breaker_mode,
@@ -328,6 +350,39 @@ def _provider_entry(provider: Provider, now: datetime, windows: list[Maintenance
         requests_per_minute=provider.limit_requests_per_minute,
         tokens_per_minute=provider.limit_tokens_per_minute,
         cache_ttl_s=provider.cache_ttl_s,
+        base_url=provider.base_url,
+        problem=problem,
+    )
+
+
+def _route_entry(route: Route, providers: Mapping[str, ProviderEntry]) -> RouteEntry:
+    targets = []
+    for position, row in enumerate(route.targets.all()):
+        entry = providers.get(row.provider.name)
+        if entry is None:
+            continue
+        model = row.model or entry.default_model(route.capability)
+        targets.append(entry.target(model, route.capability, priority=position, weight=row.weight))
+    hedge = HedgePolicy(delay_s=route.hedge_delay_s or 1.0) if route.hedge else None
+    if route.hedge and route.hedge_delay_s:
+        hedge = HedgePolicy(delay_s=route.hedge_delay_s, min_samples=10**9)  # fixed delay
+    policy = RoutePolicy(
+        name=route.name,
+        capability=route.capability,
+        strategy=route.strategy,
+        max_attempts=route.max_attempts,
+        hedge=hedge,
+        deadline_s=route.deadline_s or default_deadline(route.capability, targets),
+        retry_max_attempts=route.retry_max_attempts,
+        retry_base_delay_s=route.retry_base_delay_s,
+        retry_max_delay_s=route.retry_max_delay_s,
+    )
+    # The route's retries are put on its targets once, here: the engine reads `target.retry`.
+    return RouteEntry(
+        policy=policy,
+        targets=tuple(policy.target_for(t) for t in targets),
+        enabled=route.enabled,
+        cache_ttl_s=route.cache_ttl_s,
     )
 
 
@@ -341,39 +396,25 @@ def load_snapshot() -> Snapshot:
     for window in MaintenanceWindow.objects.filter(ends_at__gt=now):
         windows.setdefault(window.provider_id, []).append(window)
         boundaries.extend(t for t in (window.starts_at, window.ends_at) if t > now)
+    # The targets with their provider joined in one query: a second prefetch of the providers
+    # by id is an expression SQLite refuses past ~1,000 providers ("Expression tree is too large").
+    targets_with_providers = Prefetch("targets", queryset=RouteTarget.objects.select_related("provider"))
+    route_rows = list(Route.objects.prefetch_related(targets_with_providers))
+    route_attempts: dict[int, int] = {}  # by provider id: the most attempts a route gives it
+    for route in route_rows:
+        attempts = route.retry_max_attempts or 0
+        for row in route.targets.all() if attempts else ():
+            route_attempts[row.provider_id] = max(route_attempts.get(row.provider_id, 0), attempts)
     providers: dict[str, ProviderEntry] = {}
     errors: list[str] = []
     for provider in Provider.objects.prefetch_related("secrets", "catalog"):
         try:
-            providers[provider.name] = _provider_entry(provider, now, windows.get(provider.pk, []))
+            providers[provider.name] = _provider_entry(
+                provider, now, windows.get(provider.pk, []), route_attempts.get(provider.pk, 0)
+            )
         except Exception as exc:  # one unreadable provider (a lost key) must not stop the rest
             errors.append(f"provider {provider.name}: {exc}")
-    routes: dict[str, RouteEntry] = {}
-    # The targets with their provider joined in one query: a second prefetch of the providers
-    # by id is an expression SQLite refuses past ~1,000 providers ("Expression tree is too large").
-    targets_with_providers = Prefetch("targets", queryset=RouteTarget.objects.select_related("provider"))
-    for route in Route.objects.prefetch_related(targets_with_providers):
-        targets = []
-        for position, row in enumerate(route.targets.all()):
-            entry = providers.get(row.provider.name)
-            if entry is None:
-                continue
-            model = row.model or entry.default_model(route.capability)
-            targets.append(entry.target(model, route.capability, priority=position, weight=row.weight))
-        hedge = HedgePolicy(delay_s=route.hedge_delay_s or 1.0) if route.hedge else None
-        if route.hedge and route.hedge_delay_s:
-            hedge = HedgePolicy(delay_s=route.hedge_delay_s, min_samples=10**9)  # fixed delay
-        policy = RoutePolicy(
-            name=route.name,
-            capability=route.capability,
-            strategy=route.strategy,
-            max_attempts=route.max_attempts,
-            hedge=hedge,
-            deadline_s=route.deadline_s or default_deadline(route.capability, targets),
-        )
-        routes[route.name] = RouteEntry(
-            policy=policy, targets=tuple(targets), enabled=route.enabled, cache_ttl_s=route.cache_ttl_s
-        )
+    routes = {route.name: _route_entry(route, providers) for route in route_rows}
     keys = {
         k.key_hash: KeyEntry(
             id=k.pk,

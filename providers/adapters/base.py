@@ -26,6 +26,9 @@ import httpx
 from providers.engine import Classification, Outcome, UnsupportedRequest, UpstreamError
 
 CAPABILITIES = ("chat", "embeddings", "image", "tts", "stt", "translation", "video")
+# OpenAI's speech `response_format` values: the names every speech adapter declares its formats in.
+SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+MILLION = Decimal(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,28 +56,54 @@ class Usage:
     images: int = 0
     audio_seconds: float = 0.0
 
-    def cost(self, price: Price | None) -> Decimal:
-        if price is None:
-            return Decimal(0)
-        million = Decimal(1_000_000)
-        return (
-            price.input_per_mtok * self.tokens_in / million
-            + price.output_per_mtok * self.tokens_out / million
-            + price.per_image * self.images
-            + price.per_kchar * Decimal(self.characters) / Decimal(1000)
-            + price.per_minute * Decimal(str(self.audio_seconds)) / Decimal(60)
+    def cost(self, price: Price | None) -> Decimal | None:
+        """What this usage cost at `price`; None when that is unknown: no unit the call used
+        (its count above 0) has a known price, the model having none at all included.
+
+        A used unit whose price is unknown while another one's is known is taken as not billed
+        that way: speech is billed per character or per minute (and reports both), and a price
+        of 0 is how an operator says a unit is free. A call that used nothing cost nothing."""
+        p = price or Price()  # no price at all: every one unknown
+        terms = (
+            (self.tokens_in, p.input_per_mtok, MILLION),
+            (self.tokens_out, p.output_per_mtok, MILLION),
+            (self.images, p.per_image, Decimal(1)),
+            (self.characters, p.per_kchar, Decimal(1000)),
+            (self.audio_seconds, p.per_minute, Decimal(60)),
         )
+        used = [(amount, rate, per) for amount, rate, per in terms if amount]
+        if not used:
+            return Decimal(0)
+        priced = [(amount, rate, per) for amount, rate, per in used if rate is not None]
+        if not priced:
+            return None
+        total = Decimal(0)
+        for amount, rate, per in priced:
+            count = Decimal(str(amount)) if isinstance(amount, float) else Decimal(amount)
+            total += rate * count / per
+        return total
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """A model's prices, in dollars; edited in the admin, applied by `Usage.cost`."""
+    """A model's prices, in dollars (configured, set in the admin, or published by the
+    provider: providers/adapters/published_prices.py), applied by `Usage.cost`.
 
-    input_per_mtok: Decimal = Decimal(0)
-    output_per_mtok: Decimal = Decimal(0)
-    per_image: Decimal = Decimal(0)
-    per_kchar: Decimal = Decimal(0)
-    per_minute: Decimal = Decimal(0)
+    None is an unknown price; 0 is free. A price nobody gave is unknown, never free."""
+
+    input_per_mtok: Decimal | None = None
+    output_per_mtok: Decimal | None = None
+    per_image: Decimal | None = None
+    per_kchar: Decimal | None = None
+    per_minute: Decimal | None = None
+
+    @property
+    def known(self) -> bool:
+        """Whether any of the prices is known."""
+        return any(
+            p is not None
+            for p in (self.input_per_mtok, self.output_per_mtok, self.per_image, self.per_kchar, self.per_minute)
+        )
 
 
 @dataclass(slots=True)
@@ -275,6 +304,10 @@ class Adapter:
     kind: ClassVar[str]
     capabilities: ClassVar[frozenset[str]]
     default_base_url: ClassVar[str] = ""
+    # The speech `response_format`s (SPEECH_FORMATS names) this adapter answers in; None for an
+    # adapter that declares none (it checks formats itself, or makes no speech). An instance may
+    # narrow it from its options (a local server that makes fewer formats than its wire format).
+    speech_formats: frozenset[str] | None = None
 
     def __init__(self, config: ProviderConfig, client: httpx.AsyncClient) -> None:
         self.config = config
@@ -321,6 +354,26 @@ class Adapter:
         self, request: dict[str, Any], audio: bytes, filename: str, *, model: str, timeout: float
     ) -> Result:
         raise Unsupported(self.kind, "speech to text")
+
+    def speech_format(self, request: Mapping[str, Any]) -> str | None:
+        """The speech `response_format` the caller asked for, checked against `speech_formats`
+        before anything is sent: None when the caller named none (the adapter's own format is
+        then fine, served under its true Content-Type). A format this adapter cannot make is
+        `UnsupportedRequest` (reason `unsupported_format`): the engine skips the target with
+        that message and tries the next, so no target ever answers in another format than asked;
+        when none can, the caller gets a 400 naming the format and every target that could not."""
+        wanted = request.get("response_format")
+        if wanted is None or wanted == "":
+            return None
+        if not isinstance(wanted, str):
+            raise bad_request("'response_format' must be a string such as 'mp3' or 'wav'")
+        formats = self.speech_formats
+        if formats is not None and wanted not in formats:
+            raise UnsupportedRequest(
+                f"{self.kind} cannot make {wanted!r} audio (it makes {', '.join(sorted(formats)) or 'none'})",
+                reason="unsupported_format",
+            )
+        return wanted
 
     async def translate(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
         """`request` is {"text": str | list[str], "target_lang": str, "source_lang"?: str}.

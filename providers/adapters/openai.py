@@ -10,10 +10,26 @@ a 200 whose body is not JSON raises `UpstreamError` FAILURE `malformed_response`
 stops before `data: [DONE]` raises FAILURE `stream_broken`, and one that breaks mid-way lets
 httpx's transport error through. Both are FAILURE for the engine.
 
+Speech: the caller's `response_format` goes upstream as sent, and the answer must be in it
+(speech.py): audio evidently in another format is a FAILURE `wrong_audio_format`, so the engine
+falls back rather than serve it; the Content-Type is the asked format's. OpenAI makes mp3, opus,
+aac, flac, wav and pcm; a local server that makes fewer says which in `speech_formats`, and a
+request for another is skipped before anything is sent (`Adapter.speech_format`).
+
+Local speech servers (Kokoro-FastAPI, Chatterbox TTS API, Speaches, openedai-speech) copy
+`POST /v1/audio/speech` and are this kind with capability `tts`. Some have no `GET /v1/models`:
+when it answers 404 or 405 the probe asks for one spoken word instead, so it proves what the
+routes use (a wrong base URL still fails: its speech call is a 404 too).
+
 Options (`ProviderConfig.options`):
     stream_include_usage  add `stream_options.include_usage` to streams the caller left
                           without `stream_options` (default true; turn off for a server that
                           rejects the field)
+    speech_formats        the `response_format`s the server really makes, e.g. ["wav"] for a
+                          Chatterbox server that always writes WAV (default: all six of OpenAI's)
+    probe                 "models" (default: GET /models, a deep probe a one-token chat) or
+                          "speech" (every probe one spoken word: for a TTS-only server)
+    probe_voice           the voice that word is spoken in (default "alloy"; Kokoro: "af_heart")
 """
 
 from __future__ import annotations
@@ -27,9 +43,11 @@ import httpx
 from providers.engine import Classification, Outcome, UpstreamError
 
 from .base import (
+    SPEECH_FORMATS,
     Adapter,
     ChatStream,
     ModelInfo,
+    ProviderConfig,
     Result,
     Usage,
     json_object,
@@ -37,6 +55,7 @@ from .base import (
     stream_broken,
     wav_seconds,
 )
+from .speech import found_format, served_type
 from .sse import read_sse
 
 __all__ = ["OpenAIAdapter", "infer_capabilities"]
@@ -93,10 +112,33 @@ def _usage_of(reported: Any) -> Usage:
     return Usage(tokens_in=int(tokens_in), tokens_out=int(tokens_out))
 
 
+PROBES = ("models", "speech")
+
+
 class OpenAIAdapter(Adapter):
     kind = "openai"
     capabilities = frozenset({"chat", "embeddings", "image", "tts", "stt"})
     default_base_url = "https://api.openai.com/v1"
+    speech_formats = frozenset(SPEECH_FORMATS)
+
+    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient) -> None:
+        super().__init__(config, client)
+        formats = config.options.get("speech_formats")
+        if formats:
+            self.speech_formats = frozenset(formats)
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        formats = options.get("speech_formats")
+        if formats is not None and (
+            not isinstance(formats, list | tuple) or not formats or not set(formats) <= set(SPEECH_FORMATS)
+        ):
+            raise ValueError(f"speech_formats must be a non-empty list of {', '.join(SPEECH_FORMATS)}")
+        if options.get("probe", "models") not in PROBES:
+            raise ValueError(f"probe must be one of {', '.join(PROBES)}")
+        voice = options.get("probe_voice")
+        if voice is not None and (not isinstance(voice, str) or not voice):
+            raise ValueError("probe_voice must be a voice name")
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -211,12 +253,12 @@ class OpenAIAdapter(Adapter):
         return Result(content=response.content, usage=usage, model=model, data=data)
 
     async def speech(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        wanted = self.speech_format(request)
         response = await self._post("/audio/speech", timeout, json={**request, "model": model})
-        media_type = response.headers.get("content-type", "audio/mpeg").split(";")[0].strip()
         text = request.get("input")
         return Result(
             content=response.content,
-            media_type=media_type,
+            media_type=served_type(self.kind, wanted, response),
             usage=Usage(characters=len(text) if isinstance(text, str) else 0),
             model=model,
         )
@@ -256,8 +298,12 @@ class OpenAIAdapter(Adapter):
             self.base_url + "/models", headers=self.headers(), timeout=self.timeout(timeout)
         )
         await self.check(response)
-        data = self._json(response)
-        items = data.get("data")
+        # OpenAI's shape is {"data": [...]}; some compatible servers (Together) answer the array itself.
+        try:
+            listed = json.loads(response.content)
+        except ValueError as exc:
+            raise malformed(f"the answer is not JSON: {exc}", response=response) from exc
+        items = listed if isinstance(listed, list) else self._json(response).get("data")
         if not isinstance(items, list):
             raise malformed("model list has no data array", response=response)
         models = []
@@ -275,12 +321,24 @@ class OpenAIAdapter(Adapter):
         return models
 
     async def probe(self, *, timeout: float, deep: bool = False, model: str | None = None) -> dict[str, Any]:
+        if self.config.options.get("probe") == "speech" or (deep and model is not None and _speaks(model)):
+            return await self._speech_probe(model, timeout)
         if not deep:
-            models = await self.list_models(timeout=timeout)
+            try:
+                models = await self.list_models(timeout=timeout)
+            except UpstreamError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                # No model list: a speech-only server (Chatterbox-style) is asked to speak.
+                return await self._speech_probe(model, timeout)
             return {"models": len(models)}
         if model is None:
-            chat_models = [m.name for m in await self.list_models(timeout=timeout) if "chat" in m.capabilities]
+            listed = await self.list_models(timeout=timeout)
+            chat_models = [m.name for m in listed if "chat" in m.capabilities]
             if not chat_models:
+                speech_models = [m.name for m in listed if "tts" in m.capabilities]
+                if speech_models:
+                    return await self._speech_probe(speech_models[0], timeout)
                 raise UpstreamError(
                     Classification(Outcome.FAILURE, "no_chat_model"),
                     message="deep probe: the provider lists no chat model",
@@ -302,3 +360,18 @@ class OpenAIAdapter(Adapter):
             "tokens_in": result.usage.tokens_in,
             "tokens_out": result.usage.tokens_out,
         }
+
+    async def _speech_probe(self, model: str | None, timeout: float) -> dict[str, Any]:
+        """One spoken word: the cheapest call a speech-only server proves itself with."""
+        voice = self.config.options.get("probe_voice") or "alloy"
+        request = {"input": "ok", "voice": voice}
+        response = await self._post("/audio/speech", timeout, json={**request, "model": model or "tts-1"})
+        label = response.headers.get("content-type", "").split(";")[0].strip()
+        found = found_format(None, label, response.content)
+        if found is None and (not response.content or label == "application/json"):
+            raise malformed("the speech probe answered no audio", response=response)
+        return {"speech": True, "audio_format": found or label, "audio_bytes": len(response.content)}
+
+
+def _speaks(model: str) -> bool:
+    return "tts" in infer_capabilities(model)

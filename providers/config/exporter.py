@@ -38,8 +38,10 @@ def fields_of(obj: Any, keys: tuple[Key, ...], *, skip_empty: bool = True) -> di
 
 
 def price_spec(model: ProviderModel) -> dict[str, Any]:
-    """A catalog row as its `prices` entry: what is known (a price of 0 is unknown)."""
-    return {k: v for k, v in fields_of(model, PRICE_KEYS).items() if v not in (0, 0.0)}
+    """A catalog row as its `prices` entry: the operator's prices that are known, a 0 (free)
+    included; an unknown one (NULL) is left out, which imports as unknown again. What the
+    provider published (`details`) is not the operator's and stays out."""
+    return fields_of(model, PRICE_KEYS)
 
 
 def export_config() -> dict[str, Any]:

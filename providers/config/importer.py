@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import DecimalField
 from pydantic import BaseModel
 from pydantic import ValidationError as EntryError
 
@@ -168,8 +169,8 @@ class Importer:
         for key in keys:
             value = key.read(entry)
             old = getattr(obj, key.field)
-            if isinstance(old, Decimal) and value is not None:
-                value = Decimal(str(value))
+            if value is not None and isinstance(obj._meta.get_field(key.field), DecimalField):
+                value = Decimal(str(value))  # a price: exact, and equal to the stored one when unchanged
             if old != value:
                 changes[key.dotted] = [_plain(old), _plain(value)]
                 setattr(obj, key.field, value)

@@ -143,13 +143,14 @@ class LimitsConfig(ConfigEntry):
 
 
 class PriceConfig(ConfigEntry):
-    """One model's prices and facts (a row of the provider's model catalog)."""
+    """One model's prices and facts (a row of the provider's model catalog). A price left
+    out or null is unknown (the provider's published price, when it publishes one); 0 is free."""
 
-    input_per_mtok: Number = stored(ProviderModel, "input_price_per_mtok")
-    output_per_mtok: Number = stored(ProviderModel, "output_price_per_mtok")
-    per_image: Number = stored(ProviderModel, "price_per_image")
-    per_kchar: Number = stored(ProviderModel, "price_per_kchar")
-    per_minute: Number = stored(ProviderModel, "price_per_minute")
+    input_per_mtok: Number | None = stored(ProviderModel, "input_price_per_mtok")
+    output_per_mtok: Number | None = stored(ProviderModel, "output_price_per_mtok")
+    per_image: Number | None = stored(ProviderModel, "price_per_image")
+    per_kchar: Number | None = stored(ProviderModel, "price_per_kchar")
+    per_minute: Number | None = stored(ProviderModel, "price_per_minute")
     context_window: WholeNumber | None = stored(ProviderModel, "context_window")
     capabilities: list[str] = stored(ProviderModel, "capabilities")
 
@@ -203,6 +204,15 @@ def _shorthand(value: Any) -> Any:
 Target = Annotated[TargetConfig, BeforeValidator(_shorthand, json_schema_input_type=TargetConfig | str)]
 
 
+class RouteRetryConfig(ConfigEntry):
+    """A route's own retries on each of its targets, over the providers' `retry`: a key left
+    out is each provider's own."""
+
+    max_attempts: WholeNumber | None = stored(Route, "retry_max_attempts")
+    base_delay_s: Number | None = stored(Route, "retry_base_delay_s")
+    max_delay_s: Number | None = stored(Route, "retry_max_delay_s")
+
+
 class RouteConfig(ConfigEntry):
     name: Name
     capability: str = stored(Route, "capability")
@@ -214,6 +224,7 @@ class RouteConfig(ConfigEntry):
     enabled: bool = stored(Route, "enabled")
     description: str = stored(Route, "description")
     cache: RouteCacheConfig = Field(default_factory=RouteCacheConfig)
+    retry: RouteRetryConfig = Field(default_factory=RouteRetryConfig)
     targets: list[Target] = Field(
         min_length=1, description='The chain, in order: {provider, model, weight} or "provider/model".'
     )

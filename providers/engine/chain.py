@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .engine import Engine, KeyState
 
 AttemptFn = Callable[[TargetSpec, AttemptContext], Awaitable[Any]]
+MISCONFIGURED = "misconfigured"  # the skip of a target whose `problem` says it cannot be called
 Admitted = tuple[str | None, "Permit", int, "KeyState"]  # credential, permit, bulkhead lease, key state
 
 
@@ -276,6 +277,8 @@ class FallbackChain:
             return None, "disabled"
         if target.maintenance:
             return None, "maintenance"
+        if target.problem:
+            return None, MISCONFIGURED
         reason = breaker.check(now)
         if reason is not None:
             return None, reason
@@ -317,7 +320,7 @@ class FallbackChain:
 
     def _refused(self, target: TargetSpec, reason: str, record: bool) -> str:
         if record:
-            self._skip(target, reason)
+            self._skip(target, reason, target.problem if reason == MISCONFIGURED else "")
         return reason
 
     def _skip(self, target: TargetSpec, reason: str, detail: str = "") -> None:
@@ -446,10 +449,7 @@ class FallbackChain:
             # No target can take this request: the caller's to change, and it is told why.
             why = "; ".join(f"{a.provider}/{a.model}: {a.error}" for a in self.attempts)
             return CallerError.unsupported(f"no target of this route can take the request ({why})", self.attempts)
-        names = (
-            "; ".join(f"{a.provider}: {'skipped ' + a.skipped if a.skipped else a.reason}" for a in self.attempts)
-            or "no targets"
-        )
+        names = "; ".join(_named(a) for a in self.attempts) or "no targets"
         last = self.last_error or self.skip_error
         all_skipped = self.sent == 0
         left = self.deadline - self.engine.clock.monotonic()
@@ -467,6 +467,15 @@ class FallbackChain:
             all_skipped=all_skipped,
             retry_after=self.comeback if all_skipped else None,
         )
+
+
+def _named(attempt: AttemptRecord) -> str:
+    """One attempt in a failure's message: what happened, and why for a target that cannot be
+    called at all (an operator's to fix, so said in words)."""
+    if not attempt.skipped:
+        return f"{attempt.provider}: {attempt.reason}"
+    why = f" ({attempt.error})" if attempt.skipped == MISCONFIGURED and attempt.error else ""
+    return f"{attempt.provider}: skipped {attempt.skipped}{why}"
 
 
 def _invalid_message(target: TargetSpec, error: BaseException) -> str:

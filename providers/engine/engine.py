@@ -88,6 +88,8 @@ class Engine:
         """
         if not targets:
             raise NoTargets(f"route {route.name!r} has no targets")
+        if route.overrides_retry:  # a no-op for targets built for the route (`target_for`)
+            targets = [route.target_for(t) for t in targets]
         now = self.clock.monotonic()
         deadline = now + (deadline_s if deadline_s is not None else route.deadline)
         outer = _deadline.get()

@@ -259,7 +259,9 @@ class TargetSpec:
     credentials: tuple[str, ...] = ()
     priority: int = 0
     weight: float = 1.0
-    cost: float = 0.0
+    # What the cost strategy ranks by (a price of 0 is free); None: the price is unknown, and
+    # the target sorts after every priced one (strategies.cost_rank).
+    cost: float | None = 0.0
     enabled: bool = True
     maintenance: bool = False
     attempt_timeout_s: float = LLM.attempt_timeout_s
@@ -282,6 +284,9 @@ class TargetSpec:
     # 401/403 stays set aside only while its fingerprint is the same, so editing the key in
     # the configuration brings it back at once.
     credential_versions: tuple[str, ...] = ()
+    # Why the target cannot be called at all, when it cannot (its provider's configuration is
+    # unusable: an `env:` base URL that is unset or refused); skipped as "misconfigured".
+    problem: str = ""
 
     def __post_init__(self) -> None:
         if not self.breaker_key:
@@ -384,10 +389,47 @@ class RoutePolicy:
     max_attempts: int = 3  # across the whole chain; skipped targets do not count
     deadline_s: float | None = None  # None: the capability's default (LLM 60, TTS 20, image 180)
     hedge: HedgePolicy | None = None
+    # The route's own retries on each target, over each provider's `RetryPolicy` (None: the
+    # provider's): attempts per target, the first included, and the backoff's bounds.
+    retry_max_attempts: int | None = None
+    retry_base_delay_s: float | None = None
+    retry_max_delay_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.deadline_s is None:
             object.__setattr__(self, "deadline_s", modality_for(self.capability).deadline_s)
+
+    @property
+    def overrides_retry(self) -> bool:
+        return (self.retry_max_attempts, self.retry_base_delay_s, self.retry_max_delay_s) != (None, None, None)
+
+    def retry_for(self, retry: RetryPolicy) -> RetryPolicy:
+        """A provider's `retry` as this route uses it: the route's fields over it, the same
+        object when nothing changes. A route's base delay above a provider's max delay (the
+        route set only one of the two) raises that max to it. The retry budget's floor grows
+        with the attempts, as for a provider's own: one request may always use the retries
+        its route is set to."""
+        attempts = retry.max_attempts if self.retry_max_attempts is None else self.retry_max_attempts
+        base = retry.base_delay_s if self.retry_base_delay_s is None else self.retry_base_delay_s
+        cap = max(retry.max_delay_s if self.retry_max_delay_s is None else self.retry_max_delay_s, base)
+        floor = max(retry.budget_min_retries, attempts - 1)
+        if (attempts, base, cap, floor) == (
+            retry.max_attempts,
+            retry.base_delay_s,
+            retry.max_delay_s,
+            retry.budget_min_retries,
+        ):
+            return retry
+        return replace(retry, max_attempts=attempts, base_delay_s=base, max_delay_s=cap, budget_min_retries=floor)
+
+    def target_for(self, target: TargetSpec) -> TargetSpec:
+        """`target` as this route calls it: with the route's retries over its provider's. The
+        same object when the route sets none or they are in place already, so a target built
+        once (the gateway's configuration snapshot) keeps its identity from call to call."""
+        if not self.overrides_retry:
+            return target
+        retry = self.retry_for(target.retry)
+        return target if retry is target.retry else replace(target, retry=retry)
 
     @property
     def deadline(self) -> float:
@@ -403,6 +445,18 @@ class RoutePolicy:
         _require(self.deadline > 0, owner, "deadline_s", "must be positive")
         if self.hedge is not None:
             self.hedge.validate()
+        if self.retry_max_attempts is not None:
+            _require(self.retry_max_attempts >= 1, owner, "retry_max_attempts", "must be at least 1")
+        if self.retry_base_delay_s is not None:
+            _require(self.retry_base_delay_s >= 0, owner, "retry_base_delay_s", "must not be negative")
+        if self.retry_max_delay_s is not None:
+            _require(self.retry_max_delay_s > 0, owner, "retry_max_delay_s", "must be positive")
+            _require(
+                self.retry_max_delay_s >= (self.retry_base_delay_s or 0.0),
+                owner,
+                "retry_max_delay_s",
+                "must be ≥ retry_base_delay_s",
+            )
         for target in targets:
             target.validate()
             _require(

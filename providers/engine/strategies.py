@@ -24,8 +24,17 @@ def by_priority(targets: Sequence[TargetSpec]) -> list[TargetSpec]:
     return sorted(targets, key=lambda t: t.priority)
 
 
+def cost_rank(target: TargetSpec) -> tuple[int, float]:
+    """Priced targets by price (a price of 0 is free, first); a target whose price is unknown
+    (`cost` None or NaN) after every priced one: unknown is not free."""
+    cost = target.cost
+    if cost is None or math.isnan(cost):
+        return (1, 0.0)
+    return (0, cost)
+
+
 def by_cost(targets: Sequence[TargetSpec]) -> list[TargetSpec]:
-    return sorted(targets, key=lambda t: t.cost)
+    return sorted(targets, key=cost_rank)
 
 
 def by_health_score(targets: Sequence[TargetSpec], scores: Mapping[str, float]) -> list[TargetSpec]:

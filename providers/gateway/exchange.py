@@ -177,7 +177,9 @@ class Exchange:
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
-    def cost(self, provider: str, model: str, usage: Usage) -> Decimal:
+    def cost(self, provider: str, model: str, usage: Usage) -> Decimal | None:
+        """What `provider` charged for `usage` at `model`'s prices; None: unknown (a unit used
+        has no known price). Nobody served (no provider): nothing was charged."""
         entry = self.snapshot.providers.get(provider) if provider else None
         return usage.cost(entry.price(model)) if entry is not None else Decimal(0)
 
@@ -196,8 +198,8 @@ class Exchange:
         retries: int = 0,
         error: str = "",
         saved: Decimal = Decimal(0),
-    ) -> Decimal:
-        """Announce the request's record; returns its cost."""
+    ) -> Decimal | None:
+        """Announce the request's record; returns its cost (None: unknown)."""
         usage = usage or Usage()
         cost = self.cost(provider, model, usage)
         entry = self.snapshot.providers.get(provider) if provider else None

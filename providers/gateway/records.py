@@ -45,7 +45,9 @@ class RequestRecord:
     tokens_out: int = 0
     characters: int = 0
     images: int = 0
-    cost: Decimal = Decimal(0)
+    # What the answer cost at the model's prices; None: unknown (no unit it used has a known
+    # price: adapters.Usage.cost). A request nobody served costs 0.
+    cost: Decimal | None = Decimal(0)
     error: str = ""  # the error class (the last reason) when it failed
     cache: str = ""  # hit | miss | bypass: what the response cache did ("" when the route has none)
     saved: Decimal = Decimal(0)  # a cache hit: what the kept answer cost when a provider made it

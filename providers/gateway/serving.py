@@ -83,13 +83,15 @@ class CacheSlot:
     found: Cached | None = None
 
     async def keep(
-        self, content: bytes, media_type: str, provider: str, model: str, usage: Usage, cost: Decimal
+        self, content: bytes, media_type: str, provider: str, model: str, usage: Usage, cost: Decimal | None
     ) -> None:
         if len(content) > max_cached_bytes():
             return
+        # An unknown cost is kept as "": a hit on it saves an unknown amount, counted as 0 (replay).
+        said = "" if cost is None else str(cost)
         await self.store.put(
             self.key,
-            Cached(content, media_type, provider, model, usage.tokens_in, usage.tokens_out, str(cost)),
+            Cached(content, media_type, provider, model, usage.tokens_in, usage.tokens_out, said),
             self.ttl_s,
         )
 
@@ -136,7 +138,7 @@ def replay(exchange: Exchange, found: Cached) -> HttpResponse:
     response["X-Gateway-Failovers"] = "0"
     try:
         saved = Decimal(found.cost)
-    except InvalidOperation:
+    except InvalidOperation:  # unreadable, or unknown (kept as ""): no saving counted
         saved = Decimal(0)
     exchange.record("success", 200, [], stream=streamed, saved=saved if saved.is_finite() else Decimal(0))
     return response

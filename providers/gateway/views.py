@@ -169,7 +169,8 @@ async def images_generations(request: HttpRequest) -> HttpResponseBase:
     request_content_type="application/json",
     responses=_answers(
         Response(
-            "The audio, in the type the provider answered with (audio/mpeg, audio/wav, ...)",
+            "The audio in the `response_format` asked for (audio/mpeg for mp3, audio/wav, ...): a target "
+            "that cannot make it is skipped, and with none that can the answer is a 400",
             None,
             "audio/*",
             headers=GATEWAY_HEADERS,
@@ -506,8 +507,7 @@ async def execute(request: HttpRequest) -> HttpResponseBase:
     except (CallerError, AllTargetsFailed, NoTargets) as exc:
         return exchange.failure_response(exc)
     value: Result = result.value
-    entry = snapshot.providers.get(result.target.provider)
-    cost = value.usage.cost(entry.price(result.target.model) if entry else None)
+    cost = exchange.cost(result.target.provider, result.target.model, value.usage)
     answer = {
         "id": exchange.request_id,
         "route": exchange.route,
@@ -521,7 +521,7 @@ async def execute(request: HttpRequest) -> HttpResponseBase:
             "characters": value.usage.characters,
             "images": value.usage.images,
         },
-        "cost": float(cost),
+        "cost": None if cost is None else float(cost),  # null: the model's price is unknown
         "failovers": result.failovers,
         "retries": result.retries,
         "latency_ms": round(exchange.elapsed_ms(), 3),

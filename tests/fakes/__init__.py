@@ -23,10 +23,32 @@ FAKES: dict[str, str] = {
     "fal": "tests.fakes.fal:FakeFal",
     "whisper": "tests.fakes.whisper_asr:FakeWhisperASR",
     "ffmpeg": "tests.fakes.ffmpeg:FakeFFmpeg",
+    # `openai` kind servers with a model list of their own shape, prices included
+    "openrouter": "tests.fakes.openrouter:FakeOpenRouter",
+    "together": "tests.fakes.together:FakeTogether",
+}
+
+# What a fake needs that it has no default for, when it is started by name (`python -m tests.fakes`).
+DEFAULTS: dict[str, dict[str, object]] = {
+    "openrouter": {
+        "prices": {
+            "openai/o3-mini": {"prompt": "0.0000011", "completion": "0.0000044"},
+            "meta-llama/llama-3.3-70b-instruct": {"prompt": "0.00000013", "completion": "0.0000004"},
+            "google/gemma-3-27b-it:free": {"prompt": "0", "completion": "0"},
+            "openrouter/auto": {"prompt": "-1", "completion": "-1"},
+        }
+    },
+    "together": {
+        "prices": {
+            "meta-llama/Llama-3.3-70B-Instruct-Turbo": {"input": 0.88, "output": 0.88},
+            "black-forest-labs/FLUX.1-schnell": {"input": 0, "output": 0},
+        },
+        "types": {"black-forest-labs/FLUX.1-schnell": "image"},
+    },
 }
 
 
 def fake_server(kind: str, **kwargs: object) -> FakeServer:
     module_name, _, class_name = FAKES[kind].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**kwargs)
+    return cls(**{**DEFAULTS.get(kind, {}), **kwargs})

@@ -16,7 +16,8 @@ Answers are deterministic:
   those of the answer.
 - embeddings: unit vectors seeded from (model, text); `encoding_format` float or base64
   (the SDK's default). images: a solid-colour PNG as b64_json or as a URL served here.
-  speech: MP3-framed bytes (or a WAV) with the right content type. transcriptions: the text
+  speech: silent audio in the asked `response_format` (MP3 frames, a WAV, raw PCM, FLAC, Ogg
+  Opus, ADTS AAC: the first bytes each format starts with) under its content type. transcriptions: the text
   of the uploaded file if it is UTF-8, else a note of its size.
 
 Auth: `Authorization: Bearer <api_key>` (default `API_KEY`); `api_key=None` accepts any or
@@ -287,6 +288,15 @@ def audio(text: str, response_format: str) -> bytes:
             + struct.pack("<I", len(data))
             + data
         )
+    if response_format == "pcm":  # 24 kHz 16-bit mono samples, no header
+        return b"\x00\x00" * int(24000 * seconds)
+    if response_format == "flac":  # the stream marker and a STREAMINFO block, then silence
+        return b"fLaC\x80\x00\x00\x22" + bytes(34) + bytes(int(2000 * seconds))
+    if response_format == "opus":  # an Ogg page carrying the OpusHead
+        return b"OggS\x00\x02" + bytes(20) + b"\x01\x13OpusHead\x01\x01" + bytes(int(2000 * seconds))
+    if response_format == "aac":  # ADTS frames (MPEG-4 AAC LC, 24 kHz mono)
+        frame = b"\xff\xf1\x58\x40\x02\x1f\xfc" + bytes(9)
+        return frame * max(1, int(seconds * 23))
     # MPEG-1 layer III, 128 kbit/s, 44.1 kHz frames of silence after an ID3 tag.
     frame = b"\xff\xfb\x90\x64" + b"\x00" * 413
     return b"ID3\x04\x00\x00\x00\x00\x00\x00" + frame * max(1, int(seconds * 38))

@@ -269,9 +269,10 @@ def priced(prices: dict, models: list[str] | None = None) -> dict:
     return {"providers": [{"name": "cat", "kind": "simulated", "models": models or [], "prices": prices}]}
 
 
-def catalog() -> dict[str, tuple[str, float, int | None]]:
+def catalog() -> dict[str, tuple[str, float | None, int | None]]:
+    """name -> (source, input price or None when unknown, context window)."""
     return {
-        m.name: (m.source, float(m.input_price_per_mtok), m.context_window)
+        m.name: (m.source, None if m.input_price_per_mtok is None else float(m.input_price_per_mtok), m.context_window)
         for m in ProviderModel.objects.filter(provider__name="cat")
     }
 
@@ -290,9 +291,9 @@ def test_a_price_entry_the_document_drops_is_deleted_and_audited():
 def test_a_model_dropped_from_models_leaves_the_catalog_and_one_kept_without_prices_has_none():
     apply_config(priced({"m1": {"input_per_mtok": 1.5}}, models=["m1", "m2", "m3"]), actor="test")
     apply_config(priced({}, models=["m1", "m3"]), actor="test")
-    assert catalog() == {"m1": ("config", 0.0, None), "m3": ("config", 0.0, None)}
+    assert catalog() == {"m1": ("config", None, None), "m3": ("config", None, None)}
     changes = AuditLog.objects.filter(object_name="cat", action="update").get().changes
-    assert changes["prices.m1"] == [{"input_per_mtok": 1.5}, {"input_per_mtok": 0.0}]
+    assert changes["prices.m1"] == [{"input_per_mtok": 1.5}, {"input_per_mtok": None}]
     assert changes["prices.m2"] == [{}, None]
     assert changes["models"] == [["m1", "m2", "m3"], ["m1", "m3"]]
 
@@ -311,10 +312,10 @@ def test_a_discovered_model_the_document_stops_pricing_keeps_its_row_and_facts_b
     )
     assert catalog() == {"found": ("discovered", 3.0, 32000)}
     apply_config(priced({}), actor="test")
-    assert catalog() == {"found": ("discovered", 0.0, 32000)}
+    assert catalog() == {"found": ("discovered", None, 32000)}
     assert ProviderModel.objects.get(name="found").capabilities == ["chat"]
     audit = AuditLog.objects.filter(object_name="cat", action="update").latest("id")
-    assert audit.changes == {"prices.found": [{"input_per_mtok": 3.0}, {"input_per_mtok": 0.0}]}
+    assert audit.changes == {"prices.found": [{"input_per_mtok": 3.0}, {"input_per_mtok": None}]}
 
 
 def test_an_unpriced_discovered_model_is_left_alone():
@@ -323,7 +324,7 @@ def test_an_unpriced_discovered_model_is_left_alone():
         provider=Provider.objects.get(name="cat"), name="found", source="discovered", context_window=32000
     )
     summary = apply_config(priced({}), actor="test")
-    assert summary.unchanged == 1 and catalog() == {"found": ("discovered", 0.0, 32000)}
+    assert summary.unchanged == 1 and catalog() == {"found": ("discovered", None, 32000)}
 
 
 def test_a_model_the_configuration_made_without_prices_survives_export_and_import():
@@ -331,7 +332,7 @@ def test_a_model_the_configuration_made_without_prices_survives_export_and_impor
     exported = export_config()
     assert exported["providers"][0]["prices"] == {"bare": {}}
     summary = apply_config(exported, actor="test", prune=True)
-    assert summary.unchanged == 1 and catalog() == {"bare": ("config", 0.0, None)}
+    assert summary.unchanged == 1 and catalog() == {"bare": ("config", None, None)}
 
 
 @pytest.mark.django_db(transaction=True)

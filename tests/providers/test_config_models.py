@@ -118,7 +118,7 @@ PROVIDER_ALLOWED = (
         (
             {"providers": [provider()], "routes": [{"name": "r", "targets": ["p1/m"], "colour": 1}]},
             "routes[0].colour: unknown field (allowed: cache, capability, deadline_s, description, enabled, hedge, "
-            "hedge_delay_s, max_attempts, name, strategy, targets)",
+            "hedge_delay_s, max_attempts, name, retry, strategy, targets)",
         ),
         (
             {"providers": [provider()], "routes": [{"name": "r", "targets": [{"provider": "p1", "modle": "m"}]}]},
