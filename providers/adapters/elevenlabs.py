@@ -3,8 +3,13 @@
 An OpenAI speech request `{model, input, voice, response_format, speed}` becomes
 `{text, model_id, voice_settings}` for the voice's id (`options["voices"]` may map OpenAI-style
 names such as "alloy" to voice ids; otherwise `voice` is the id), with `output_format` from
-`response_format` (mp3 is `mp3_44100_128`). The answer is the audio bytes and the upstream
-content type, billed in characters.
+`response_format`: of OpenAI's formats ElevenLabs makes mp3 (`mp3_44100_128`, also its
+default), pcm (`pcm_24000`, OpenAI's 24 kHz), wav (`wav_44100`) and opus (`opus_48000_128`)
+(`speech_formats`); aac and flac are refused before anything is sent, so the engine skips
+this target rather than answer in another format. An ElevenLabs `output_format` name
+(`mp3_44100_192`, `pcm_16000`, `ulaw_8000`, ...) is taken as it is. The answer is the audio
+bytes, checked to be in the format asked and served under that format's Content-Type (speech.py),
+billed in characters.
 
 Errors are `{"detail": {"status", "message"}}`; `classify_http` reads `detail.status`, so a 401
 `quota_exceeded` is EXHAUSTED while a 401 `invalid_api_key` is a CALLER_ERROR, and a 429
@@ -13,17 +18,22 @@ Errors are `{"detail": {"status", "message"}}`; `classify_http` reads `detail.st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from providers.engine import Classification, Outcome, UpstreamError
 
 from .base import Adapter, ModelInfo, Result, Usage, bad_request, malformed
+from .media import AUDIO_TYPES
+from .speech import served_type
 from .urlguard import path_segment
 
 DEFAULT_MODEL = "eleven_multilingual_v2"
 
 # OpenAI response_format -> ElevenLabs output_format. OpenAI's pcm is 24 kHz 16-bit mono.
 _FORMATS = {"mp3": "mp3_44100_128", "pcm": "pcm_24000", "wav": "wav_44100", "opus": "opus_48000_128"}
+# The codecs of ElevenLabs' own `output_format` names (codec_samplerate[_bitrate]).
+_CODECS = ("mp3", "pcm", "ulaw", "alaw", "opus", "wav")
 _PASSTHROUGH = ("language_code", "seed", "previous_text", "next_text", "apply_text_normalization")
 
 
@@ -31,8 +41,16 @@ class ElevenLabsAdapter(Adapter):
     kind = "elevenlabs"
     capabilities = frozenset({"tts"})
     default_base_url = "https://api.elevenlabs.io"
+    speech_formats = frozenset(_FORMATS)
+
+    def speech_format(self, request: Mapping[str, Any]) -> str | None:
+        wanted = request.get("response_format")
+        if isinstance(wanted, str) and "_" in wanted and wanted.split("_")[0] in _CODECS:
+            return wanted  # already an ElevenLabs output_format
+        return super().speech_format(request)
 
     async def speech(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        wanted = self.speech_format(request)
         text = request.get("input")
         if not isinstance(text, str) or not text:
             raise bad_request("'input' is required")
@@ -43,7 +61,7 @@ class ElevenLabsAdapter(Adapter):
             raise bad_request("'voice' is required")
         # The id goes into the path: "../../v1/user" must not reach another endpoint.
         voice_id = path_segment((self.config.options.get("voices") or {}).get(voice, voice), "voice")
-        output_format = _output_format(request.get("response_format") or "mp3")
+        output_format = _output_format(wanted or "mp3")
         body: dict[str, Any] = {"text": text, "model_id": model or DEFAULT_MODEL}
         settings = dict(request.get("voice_settings") or {})
         if request.get("speed") is not None:
@@ -61,7 +79,11 @@ class ElevenLabsAdapter(Adapter):
             timeout=self.timeout(timeout),
         )
         await self.check(response)
-        media_type = response.headers.get("content-type", "audio/mpeg").split(";")[0]
+        codec = output_format.split("_")[0]
+        if codec in AUDIO_TYPES:
+            media_type = served_type(self.kind, codec, response)
+        else:  # u-law and A-law: no OpenAI name, served as ElevenLabs labels them
+            media_type = response.headers.get("content-type", "audio/basic").split(";")[0]
         if media_type == "application/json":  # a 200 that is not audio is not usable
             raise UpstreamError(
                 Classification(Outcome.FAILURE, "malformed_response"),
@@ -147,7 +169,7 @@ class ElevenLabsAdapter(Adapter):
 def _output_format(response_format: str) -> str:
     if response_format in _FORMATS:
         return _FORMATS[response_format]
-    if response_format.split("_")[0] in ("mp3", "pcm", "ulaw", "alaw", "opus", "wav"):
+    if response_format.split("_")[0] in _CODECS:
         return response_format  # already an ElevenLabs output_format
     raise bad_request(f"response_format {response_format!r} is not available from ElevenLabs")
 

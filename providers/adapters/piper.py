@@ -15,11 +15,12 @@ multi-speaker voice, through `options["speakers"]` (OpenAI name -> Piper speaker
 as itself when it is not one of OpenAI's voice names (those mean nothing to Piper and are left
 out); `speed` becomes `length_scale` = 1/speed. The "text" API takes none of these.
 
-Piper only makes WAV. Any `response_format` is answered with the WAV, labelled `audio/wav`,
-rather than refused: a CALLER_ERROR would end a TTS chain whose last resort this usually is,
-while a correctly labelled WAV still plays almost everywhere. (Piper's Flask server labels its
-WAV `text/html`; the adapter checks the RIFF header instead.) Usage: characters = len(input),
-audio seconds from the WAV header.
+Piper only makes WAV (`speech_formats`). A request naming another `response_format` is
+refused before anything is sent (`UnsupportedRequest`, reason `unsupported_format`): the
+engine skips this target, saying why, and tries the next, so an mp3 asked for is never
+answered with WAV; with no format named, the WAV is served as `audio/wav`. (Piper's Flask
+server labels its WAV `text/html`; the adapter checks the RIFF header instead.) Usage:
+characters = len(input), audio seconds from the WAV header.
 
 Errors: an empty text would be a 500 from Piper (a ValueError in Flask), so it is refused
 first as a CALLER_ERROR. Flask answers HTML error pages: 5xx are FAILURE, 400 (a bad speaker
@@ -56,6 +57,7 @@ class PiperAdapter(Adapter):
     kind = "piper"
     capabilities = frozenset({"tts"})
     default_base_url = "http://127.0.0.1:5000"
+    speech_formats = frozenset({"wav"})
 
     @property
     def api(self) -> str:
@@ -65,6 +67,7 @@ class PiperAdapter(Adapter):
         return str(api)
 
     async def speech(self, request: dict[str, Any], *, model: str, timeout: float) -> Result:
+        self.speech_format(request)
         text = request.get("input")
         if not isinstance(text, str) or not text.strip():
             raise bad_request("'input' is required")

@@ -192,6 +192,7 @@ class SimulatedAdapter(Adapter):
     kind = "simulated"
     capabilities = frozenset({"chat", "embeddings", "image", "tts", "translation", "video"})
     default_base_url = "simulated://local"
+    speech_formats = frozenset({"wav"})  # its speech is always a short WAV
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:

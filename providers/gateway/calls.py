@@ -6,6 +6,10 @@ stream belongs to the client and a break is never retried (resilience.md §2). T
 stream ends at the request's deadline: the chunk iterator then raises `StreamDeadline`, so
 the client hears why in a stream_aborted error event and the provider is not blamed.
 
+Speech keeps the caller's `response_format`: a target whose adapter cannot make it is skipped
+("unsupported", saying which format it makes) before anything is sent, and when no target can,
+the caller gets a 400 naming the format and every target (see `Adapter.speech_format`).
+
 An answer larger than `GATEWAY_MAX_RESPONSE_BYTES` is never read past that size: the shared
 client's transport cuts it (providers/adapters/client.py), the attempt fails with
 `response_too_large`, and the engine retries or falls back as for any broken answer.
@@ -177,6 +181,9 @@ class Call:
         if capability == "image":
             return await adapter.images(body, model=model, timeout=timeout)
         if capability == "tts":
+            # A format the target cannot make skips it (UnsupportedRequest) before anything is
+            # sent: every target answers in the format asked, or not at all.
+            adapter.speech_format(body)
             return await adapter.speech(body, model=model, timeout=timeout)
         if capability == "stt":
             return await adapter.transcription(body, self.audio, self.filename, model=model, timeout=timeout)

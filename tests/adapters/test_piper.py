@@ -11,6 +11,7 @@ import pytest
 
 from providers.adapters.base import Price, ProviderConfig
 from providers.adapters.piper import PiperAdapter, wav_seconds
+from providers.engine import UnsupportedRequest
 from providers.engine.outcome import Outcome, classify_exception
 from tests.fakes.base import free_port
 from tests.fakes.piper import FakePiper
@@ -88,10 +89,22 @@ async def test_speed_becomes_length_scale(adapter, fake):
     assert fast.usage.audio_seconds == pytest.approx(normal.usage.audio_seconds / 2, abs=0.02)
 
 
-async def test_any_response_format_is_answered_with_wav_labelled_as_such(adapter):
-    result = await adapter.speech({"input": "as mp3 please", "response_format": "mp3"}, model="", timeout=5)
+async def test_wav_asked_or_no_format_named_is_answered_with_wav_labelled_as_such(adapter):
+    asked = await adapter.speech({"input": "as wav please", "response_format": "wav"}, model="", timeout=5)
+    unnamed = await adapter.speech({"input": "any format"}, model="", timeout=5)
 
-    assert result.media_type == "audio/wav" and result.content[:4] == b"RIFF"
+    assert asked.media_type == unnamed.media_type == "audio/wav"
+    assert asked.content[:4] == unnamed.content[:4] == b"RIFF"
+
+
+async def test_another_format_is_refused_before_anything_is_sent(adapter, fake):
+    before = len(fake.requests)
+    error = await raised(adapter.speech({"input": "as mp3 please", "response_format": "mp3"}, model="", timeout=5))
+
+    assert isinstance(error, UnsupportedRequest)
+    assert error.classification.reason == "unsupported_format"
+    assert "'mp3'" in error.message and "wav" in error.message
+    assert len(fake.requests) == before
 
 
 async def test_characters_cost_per_thousand(adapter):
