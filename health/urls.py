@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/providers/<str:name>/disable", providers_api.provider_disable, name="providers-disable"),
     # Incidents: the API (read; changes need admin) and the console page.
     path("", include("health.incidents_urls")),
+    path("", include("health.test_urls")),
+    path("", include("health.config_urls")),
     # The console (staff only).
     path("", health_views.dashboard, name="health-dashboard"),
     path("events", health_views.events_page, name="health-events"),

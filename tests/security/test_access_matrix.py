@@ -59,6 +59,20 @@ CONSOLE = {
     "health-discover": "configure",
     "health-register-discovered": "configure",
     "health-remove-demo": "configure",
+    # configuration pages: anybody on staff reads them; the forms that change it are superusers'
+    "health-config-providers": "view",
+    "health-config-provider": "view",
+    "health-config-routes": "view",
+    "health-config-route": "view",
+    "health-config-provider-new": "configure",
+    "health-config-provider-delete": "configure",
+    "health-config-route-new": "configure",
+    "health-config-route-delete": "configure",
+    "health-config-provider-test": "act",
+    # test pages: the form is shown to staff, sending it is an operator's (checked below)
+    "health-provider-test": "view",
+    "health-route-test": "view",
+    "health-test-audio": "view",
 }
 # Reads that need `admin` (the contract: keys, their limits and spend are the admin's).
 ADMIN_READS = ("/api/keys",)
@@ -72,6 +86,17 @@ GET_PAGES = {
     "health-request",
     "health-keys",
     "health-incidents",
+    "health-config-providers",
+    "health-config-provider",
+    "health-config-routes",
+    "health-config-route",
+    "health-config-provider-new",
+    "health-config-provider-delete",
+    "health-config-route-new",
+    "health-config-route-delete",
+    "health-provider-test",
+    "health-route-test",
+    "health-test-audio",
 }
 PUBLIC = {"health-healthz", "login", "logout", "providers-schema"}
 
