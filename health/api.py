@@ -298,6 +298,12 @@ EVENT_FILTERS = [
     params=[
         *EVENT_FILTERS,
         Param("since", description="from this time on (ISO 8601 or seconds since the epoch)"),
+        Param("until", description="before this time (exclusive; ISO 8601 or seconds since the epoch)"),
+        Param(
+            "q",
+            description="text search: events whose provider name or reason holds every word (case-insensitive)",
+            schema={"type": "string", "maxLength": feed.Q_MAX},
+        ),
         Param(
             "limit",
             description=f"events per page (1-{feed.MAX_LIMIT}, default {feed.DEFAULT_LIMIT})",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +24,7 @@ from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from project.database import db_call
@@ -47,6 +48,21 @@ BREAKER_LABELS = {
 }
 KIND_LABELS = dict(Kind.choices)
 SORTS = {"priority": "Priority", "worst": "Worst first", "name": "Name"}
+
+# The table: the default view above TABLE_AT providers (a wall of cards past a dozen).
+TABLE_AT = 12
+VIEWS = ("cards", "table")
+STRIP = 20  # checks in a table row's strip
+# Sortable columns, each with the direction it starts in: what needs eyes first.
+COLUMNS = {
+    "name": ("Name", "asc"),
+    "status": ("Status", "asc"),
+    "score": ("Score", "asc"),
+    "latency": ("Latency", "desc"),
+    "errors": ("Error rate", "desc"),
+    "priority": ("Priority", "asc"),
+}
+Q_MAX = 64  # characters of a name search
 
 
 @dataclass(frozen=True)
@@ -74,10 +90,43 @@ class Card:
     last_error: str = ""
     cooldowns: tuple[dict[str, Any], ...] = ()
     beats: tuple[charts.Beat, ...] = ()
+    hidden: bool = False  # a table row the page's filters or search leave out (it stays, hidden)
 
     @property
     def dom_id(self) -> str:
         return f"card-{self.name}"
+
+    @property
+    def row_id(self) -> str:
+        return f"row-{self.name}"
+
+    @property
+    def error_rate(self) -> float | None:
+        return None if self.success_rate is None else max(0.0, 1.0 - self.success_rate)
+
+    def sort_value(self, column: str) -> float | str | None:
+        """The value a table column sorts by (None: no value, always last). table.js sorts the
+        rows on the page by the same values (`data-k-<column>`), so the two orders agree."""
+        if column == "name":
+            return self.name
+        if column == "status":
+            return STATUS_ORDER.get(self.status, 2) * 3 + BREAKER_ORDER.get(self.breaker, 2)
+        if column == "score":
+            return self.score
+        if column == "latency":
+            return self.p95_ms
+        if column == "errors":
+            return self.error_rate
+        return self.priority
+
+    @property
+    def sort_keys(self) -> dict[str, str]:
+        """The sort values as the row's data attributes ("" for none)."""
+        return {c: "" if (v := self.sort_value(c)) is None else f"{v:g}" for c in COLUMNS if c != "name"}
+
+    @cached_property
+    def strip(self) -> SafeString:
+        return status_strip(self.beats, label=f"{self.name} checks")
 
     @property
     def kind_label(self) -> str:
@@ -122,6 +171,37 @@ class Card:
             -1 if self.score is None else self.score,
             self.name,
         )
+
+
+def status_strip(beats: Iterable[charts.Beat], *, label: str, slots: int = STRIP) -> SafeString:
+    """The last `slots` checks as a compact strip, oldest left: one path per outcome (a table
+    row's strip is a few hundred bytes, so 200 rows stay light), one summary for people."""
+    shown = list(beats)[-slots:]
+    paths: dict[str, list[str]] = {"none": [], "ok": [], "slow": [], "fail": []}
+    offset = slots - len(shown)
+    for i in range(slots):
+        state = "none" if i < offset else _outcome(shown[i - offset])
+        paths[state].append(f"M{i * 4} 0h3v12h-3z")
+    failed = sum(1 for b in shown if not b.ok)
+    slow = sum(1 for b in shown if b.ok and b.slow)
+    summary = (
+        f"{label}: last {len(shown)} checks, {len(shown) - failed - slow} ok, {slow} slow, {failed} failed"
+        if shown
+        else f"{label}: no checks yet"
+    )
+    drawn = "".join(f'<path class="beat beat-{state}" d="{"".join(d)}"></path>' for state, d in paths.items() if d)
+    return format_html(
+        '<svg class="strip" role="img" aria-label="{}" viewBox="0 0 {} 12" preserveAspectRatio="none">'
+        "<title>{}</title>{}</svg>",
+        summary,
+        slots * 4 - 1,
+        summary,
+        SafeString(drawn),
+    )
+
+
+def _outcome(beat: charts.Beat) -> str:
+    return "fail" if not beat.ok else ("slow" if beat.slow else "ok")
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -205,27 +285,77 @@ async def load_cards(names: list[str] | None = None, *, beats: bool = True) -> l
 
 @dataclass(frozen=True)
 class Filters:
-    """The dashboard's GET parameters; unknown values are ignored, never an error."""
+    """The dashboard's GET parameters; unknown values are ignored, never an error.
+
+    Two views: cards (filtered by status and capability, sorted by `sort`) and a table
+    (`view=table`, or by default above TABLE_AT providers), which also filters by kind,
+    searches names (`q`) and sorts by any column (`sort`, `dir`).
+
+    The table keeps every row on the page, hiding those its filters leave out, so that a push
+    replaces one row in place whatever the page's search and sort: the socket lists all rows
+    in the configuration's order and the page (table.js) arranges them, live, as its URL says.
+    Only a page render (`arrange`, the view's own) sorts and hides them on the server, for the
+    first paint and for a browser without JavaScript.
+    """
 
     capability: str = ""
     status: str = ""
     sort: str = "priority"
+    view: str = ""  # "cards", "table", or "": the table above TABLE_AT providers
+    kind: str = ""
+    q: str = ""
+    dir: str = ""  # "asc", "desc", or "": the column's own
+    arrange: bool = False
 
     @classmethod
-    def from_query(cls, query: Any) -> Filters:
-        capability = query.get("capability", "")
-        status = query.get("status", "")
-        sort = query.get("sort", "priority")
+    def from_query(cls, query: Any, *, arrange: bool = False) -> Filters:
+        def pick(name: str, allowed: Iterable[str], default: str = "") -> str:
+            value = query.get(name, default)
+            return value if value in allowed else default
+
         return cls(
-            capability if capability in Capability.values else "",
-            status if status in Status.values else "",
-            sort if sort in SORTS else "priority",
+            capability=pick("capability", Capability.values),
+            status=pick("status", Status.values),
+            sort=pick("sort", {*SORTS, *COLUMNS}, "priority"),
+            view=pick("view", VIEWS),
+            kind=pick("kind", Kind.values),
+            q=str(query.get("q", "")).strip()[:Q_MAX],
+            dir=pick("dir", ("asc", "desc")),
+            arrange=arrange,
         )
 
+    threshold = TABLE_AT  # for templates: `total > filters.threshold`
+
+    def table_for(self, total: int) -> bool:
+        """Whether a dashboard of `total` providers shows the table."""
+        return self.view == "table" or (not self.view and total > TABLE_AT)
+
+    def matches(self, card: Card) -> bool:
+        return (
+            (not self.capability or self.capability in card.capabilities)
+            and (not self.status or card.status == self.status)
+            and (not self.kind or card.kind == self.kind)
+            and (not self.q or self.q.lower() in card.name.lower())
+        )
+
+    @property
+    def column(self) -> str:
+        """The table's sort column (the cards' "worst first" is its status column)."""
+        return "status" if self.sort == "worst" else self.sort
+
+    @property
+    def descending(self) -> bool:
+        return (self.dir or COLUMNS[self.column][1]) == "desc"
+
     def apply(self, cards: Iterable[Card]) -> list[Card]:
+        every = list(cards)
+        if self.table_for(len(every)):
+            if not self.arrange:
+                return every
+            return [c if self.matches(c) else replace(c, hidden=True) for c in self.ordered(every)]
         chosen = [
             c
-            for c in cards
+            for c in every
             if (not self.capability or self.capability in c.capabilities)
             and (not self.status or c.status == self.status)
         ]
@@ -233,11 +363,31 @@ class Filters:
             chosen.sort(key=Card.worst_first)
         elif self.sort == "name":
             chosen.sort(key=lambda c: c.name)
+        elif self.sort in COLUMNS:
+            chosen = self.ordered(chosen)
         return chosen
+
+    def ordered(self, cards: list[Card]) -> list[Card]:
+        """By the sort column; rows without a value last, ties by name (as table.js)."""
+        if self.column == "priority" and not self.dir:
+            return list(cards)  # the configuration's order: priority, then name
+        by_name = sorted(cards, key=lambda c: c.name)
+        known = [c for c in by_name if c.sort_value(self.column) is not None]
+        known.sort(key=lambda c: c.sort_value(self.column), reverse=self.descending)  # type: ignore[arg-type,return-value]
+        return known + [c for c in by_name if c.sort_value(self.column) is None]
 
     def href(self, **changes: str) -> str:
         """The dashboard's URL with these parameters changed ("" removes one)."""
-        values = {**{"capability": self.capability, "status": self.status, "sort": self.sort}, **changes}
+        values = {
+            "view": self.view,
+            "capability": self.capability,
+            "status": self.status,
+            "kind": self.kind,
+            "q": self.q,
+            "sort": self.sort,
+            "dir": self.dir,
+            **changes,
+        }
         if values["sort"] == "priority":
             values["sort"] = ""
         query = urlencode({k: v for k, v in values.items() if v})
@@ -266,6 +416,44 @@ class Filters:
                 {"value": k, "label": v, "href": self.href(sort=k), "current": self.sort == k} for k, v in SORTS.items()
             ],
         }
+
+    def columns(self) -> list[dict[str, str]]:
+        """The table's sortable headers: each with its link (the other direction when it is
+        the sort column) and its `aria-sort`."""
+        out = []
+        for name, (label, first) in COLUMNS.items():
+            current = self.column == name
+            direction = ("asc" if self.descending else "desc") if current else first
+            out.append(
+                {
+                    "name": name,
+                    "label": label,
+                    "href": self.href(sort=name, dir=direction, view="table"),
+                    "sort": ("descending" if self.descending else "ascending") if current else "none",
+                    "first": first,
+                }
+            )
+        return out
+
+    @property
+    def cards_href(self) -> str:
+        return self.href(view="cards")
+
+    @property
+    def table_href(self) -> str:
+        return self.href(view="table")
+
+    @property
+    def kinds(self) -> list[tuple[str, str]]:
+        return list(Kind.choices)
+
+    @property
+    def statuses(self) -> list[str]:
+        return list(Status.values)
+
+    @property
+    def capabilities(self) -> list[str]:
+        return list(Capability.values)
 
 
 def status_counts(statuses: Iterable[str]) -> list[tuple[str, int]]:

@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from django.db.models import Q, QuerySet
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .models import EVENT_TYPES, HealthEvent
 
@@ -79,6 +79,7 @@ assert set(_FILTERS) == set(EVENT_NAMES), "every event name has its filter"
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+Q_MAX = 100  # characters of a text search
 
 
 def event_name(kind: str, old: str, new: str) -> str:
@@ -134,13 +135,19 @@ def _instant(value: Any) -> Any:
 
 
 class EventQuery(BaseModel):
-    """`GET /api/events`' parameters; an error names the one at fault."""
+    """`GET /api/events`' parameters; an error names the one at fault.
+
+    `since` is inclusive and `until` exclusive (ISO 8601, UTC unless it says, or seconds since
+    the epoch); `q` keeps the events whose provider name or reason holds every one of its
+    words, ignoring case."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     provider: str = Field(default="", max_length=64)
     kind: Annotated[list[str], BeforeValidator(_names)] = Field(default_factory=list, max_length=len(EVENT_NAMES))
     since: Annotated[datetime | None, BeforeValidator(_instant)] = None
+    until: Annotated[datetime | None, BeforeValidator(_instant)] = None
+    q: str = Field(default="", max_length=Q_MAX)
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: int | None = Field(default=None, ge=1)
 
@@ -152,10 +159,21 @@ class EventQuery(BaseModel):
             raise ValueError(f"unknown event type {unknown[0]!r}; known: {', '.join(EVENT_NAMES)}")
         return names
 
-    @field_validator("since")
+    @field_validator("since", "until")
     @classmethod
     def _zoned(cls, at: datetime | None) -> datetime | None:
         return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+    @field_validator("q")
+    @classmethod
+    def _text(cls, text: str) -> str:
+        return " ".join(text.split())
+
+    @model_validator(mode="after")
+    def _range(self) -> EventQuery:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("`since` is after `until`")
+        return self
 
 
 @dataclass(frozen=True)
@@ -170,7 +188,7 @@ class QueryError(ValueError):
 def parse_query(query: Any) -> EventQuery:
     """The parameters of a QueryDict (or a mapping of lists); QueryError for a bad one."""
     raw: dict[str, Any] = {}
-    for name in ("provider", "since", "limit", "cursor"):
+    for name in ("provider", "since", "until", "q", "limit", "cursor"):
         value = query.get(name)
         if value not in (None, ""):
             raw[name] = value
@@ -181,9 +199,11 @@ def parse_query(query: Any) -> EventQuery:
         return EventQuery.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        param = str(error["loc"][0]) if error["loc"] else "query"
+        param = str(error["loc"][0]) if error["loc"] else "since"
         message = error["msg"].removeprefix("Value error, ")
-        if param == "since":
+        if not error["loc"]:  # the range as a whole
+            message = "is after `until`"
+        elif param in ("since", "until"):
             message = "must be an ISO 8601 time (2026-12-03T10:00:00Z) or seconds since the epoch"
         raise QueryError(param, message[:600]) from None
 
@@ -199,6 +219,10 @@ def filtered(q: EventQuery) -> QuerySet[HealthEvent]:
         rows = rows.filter(match)
     if q.since is not None:
         rows = rows.filter(at__gte=q.since)
+    if q.until is not None:
+        rows = rows.filter(at__lt=q.until)
+    for word in q.q.split():
+        rows = rows.filter(Q(provider_name__icontains=word) | Q(reason__icontains=word))
     return rows
 
 

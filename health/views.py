@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
@@ -18,7 +18,8 @@ from providers.openapi import Response, document
 
 from . import pages
 from .access import Role, console_view
-from .cards import Filters
+from .cards import VIEWS, Filters
+from .events_page import events_context
 from .history import WINDOWS
 
 
@@ -63,10 +64,26 @@ def template_for(request: ConsoleRequest, template: str, partials: dict[str, str
     return f"{template}#{partials.get(request.htmx.target or '', default)}"
 
 
+VIEW_COOKIE = "console_view"
+VIEW_COOKIE_AGE = 365 * 24 * 3600
+
+
 @console_view()
 async def dashboard(request: ConsoleRequest) -> HttpResponse:
-    context = await pages.dashboard_context(Filters.from_query(request.GET), request.role)
-    return render(request, template_for(request, pages.DASHBOARD, {"resync": "live"}, "board"), context)
+    """The providers, as cards or as a table. The view chosen (`?view=`) is remembered in a
+    cookie; a visit without `view` goes to the remembered one by a redirect, so the page's URL
+    always names its view and the socket, which learns the view from the URL, agrees."""
+    remembered = request.COOKIES.get(VIEW_COOKIE, "")
+    if not request.htmx and "view" not in request.GET and remembered in VIEWS:
+        query = request.GET.copy()
+        query["view"] = remembered
+        return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
+    filters = Filters.from_query(request.GET, arrange=True)
+    context = await pages.dashboard_context(filters, request.role)
+    response = render(request, template_for(request, pages.DASHBOARD, {"resync": "live"}, "board"), context)
+    if filters.view and filters.view != remembered:
+        response.set_cookie(VIEW_COOKIE, filters.view, max_age=VIEW_COOKIE_AGE, samesite="Lax", httponly=True)
+    return response
 
 
 @console_view()
@@ -83,5 +100,9 @@ async def provider_page(request: ConsoleRequest, name: str) -> HttpResponse:
 
 @console_view()
 def events_page(request: ConsoleRequest) -> HttpResponse:
-    context = pages.events_context(request.GET, request.role)
-    return render(request, template_for(request, pages.EVENTS, {}, "event-list"), context)
+    """The event history; a search or range the API would refuse is shown beside the form
+    (400 for a whole page, 200 for htmx, which swaps only 2xx answers in)."""
+    context, usable = events_context(request.GET)
+    context["role"] = request.role
+    status = 200 if usable or request.htmx else 400
+    return render(request, template_for(request, pages.EVENTS, {}, "event-list"), context, status=status)
