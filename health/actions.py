@@ -38,6 +38,7 @@ from . import pages, pulls
 from .access import Level, View, console_view
 from .events import publish, record_action
 from .monitor import check_now
+from .templatetags.console import stamp
 from .views import ConsoleRequest
 
 MAX_MINUTES = 7 * 24 * 60
@@ -279,7 +280,7 @@ async def start_maintenance(request: HttpRequest, name: str) -> str:
     except ValidationError as exc:
         raise ActionError("; ".join(exc.messages)) from exc
     await _reload(name)
-    return f"{name} is in maintenance until {window.ends_at:%H:%M} UTC."
+    return f"{name} is in maintenance until {stamp(window.ends_at)}."
 
 
 def _end_maintenance(name: str, user: Any) -> int:

@@ -138,6 +138,9 @@ LOGOUT_REDIRECT_URL = "/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+# The zone the console writes timestamps in (an IANA name such as Europe/Berlin); empty: each
+# browser's own (the page is written in UTC and console.js rewrites it).
+CONSOLE_TIME_ZONE = env.str("CONSOLE_TIME_ZONE", default="")
 USE_I18N = True
 USE_TZ = True
 
@@ -295,6 +298,8 @@ ANALYTICS_HOUR_RETENTION_DAYS = env.float("ANALYTICS_HOUR_RETENTION_DAYS", defau
 ANALYTICS_DAY_RETENTION_DAYS = env.float("ANALYTICS_DAY_RETENTION_DAYS", default=0)
 # Rows deleted per statement when pruning, so a big delete never holds a long lock.
 ANALYTICS_PRUNE_CHUNK = env.int("ANALYTICS_PRUNE_CHUNK", default=5000)
+# The currency model prices (and so costs and key budgets) are written in: a label, never converted.
+PRICE_CURRENCY = env.str("PRICE_CURRENCY", default="USD")
 # Serve /metrics without an API key (for a scraper on a private network).
 METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=False)
 

@@ -11,11 +11,47 @@
   var SIGNED_OUT = 4401;
   var socket = null;
 
+  // The banner says the page is no longer live, in words and out of the top bar (which a
+  // phone scrolls away): shown after a second without the socket, so that leaving the page
+  // (which closes it) or a quick reconnect does not flash it.
+  var bannerTimer = null;
+  var leaving = false;
+  window.addEventListener("pagehide", function () { leaving = true; });
+  window.addEventListener("beforeunload", function () { leaving = true; });
+
+  function showBanner(text) {
+    var banner = document.getElementById("reconnect-banner");
+    if (!banner) { return; }
+    if (text === null) {
+      window.clearTimeout(bannerTimer);
+      bannerTimer = null;
+      banner.hidden = true;
+      return;
+    }
+    if (bannerTimer !== null || !banner.hidden) {
+      banner.querySelector("[data-banner-text]").textContent = text;
+      return;
+    }
+    bannerTimer = window.setTimeout(function () {
+      bannerTimer = null;
+      if (leaving) { return; }
+      banner.querySelector("[data-banner-text]").textContent = text;
+      banner.hidden = false;
+    }, 1000);
+  }
+
   function liveStatus(state, text) {
     var el = document.getElementById("live-status");
     if (!el) { return; }
     el.setAttribute("data-state", state);
     el.textContent = text;
+    if (state === "on") {
+      showBanner(null);
+    } else if (state === "off") {
+      showBanner(text === "Reconnecting…"
+        ? "Live updates lost: reconnecting… What you see may be out of date."
+        : text);
+    }
   }
 
   // Whatever changed while the socket was down (or before it first opened) is fetched
@@ -154,6 +190,22 @@
     flash("The server did not answer. Check your connection and try again.");
   });
 
+  // -- polling only where somebody looks -------------------------------------------------------
+  // A part that refreshes itself (`data-poll`, e.g. the analytics figures every 15 s) asks
+  // nothing while its tab is hidden, and catches up at once when the tab is shown again
+  // (its hx-trigger listens for `console:visible`).
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var elt = evt.detail.elt;
+    if (document.hidden && elt && elt.hasAttribute && elt.hasAttribute("data-poll")) {
+      evt.preventDefault();
+    }
+  });
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) {
+      document.body.dispatchEvent(new CustomEvent("console:visible"));
+    }
+  });
+
   // -- relative times -------------------------------------------------------------------------
   // "8 s ago" keeps counting: every <time data-ago> (and <span data-until>) carries its
   // instant in ISO 8601 with its timezone, and is rewritten each second in the wording of
@@ -173,7 +225,48 @@
     return Math.round(seconds / 86400) + " d";
   }
 
+  // Timestamps: the server writes them in the console's zone (CONSOLE_TIME_ZONE), or in UTC
+  // marked data-stamp="browser", which is rewritten here in the browser's own zone, in the
+  // same format: 2026-03-05 14:03:07 CET. A relative time keeps its words and gets the
+  // timestamp as its title.
+  var stampFormat = null;
+  try {
+    stampFormat = new Intl.DateTimeFormat(undefined, {
+      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      second: "2-digit", hourCycle: "h23", timeZoneName: "short"
+    });
+  } catch (e) { stampFormat = null; /* an old browser: the server's UTC stays */ }
+
+  function localStamp(date) {
+    var parts = {};
+    stampFormat.formatToParts(date).forEach(function (part) { parts[part.type] = part.value; });
+    return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute + ":" +
+      parts.second + " " + parts.timeZoneName;
+  }
+
+  function localise() {
+    if (!stampFormat) { return; }
+    document.querySelectorAll('time[data-stamp="browser"]').forEach(function (el) {
+      var at = new Date(el.getAttribute("datetime"));
+      if (isNaN(at.getTime())) { return; }
+      var text = localStamp(at);
+      if (el.hasAttribute("data-ago") || el.hasAttribute("data-until")) {
+        el.setAttribute("title", text);
+      } else {
+        el.textContent = text;
+      }
+      el.setAttribute("data-stamp", "local");
+    });
+  }
+  document.addEventListener("htmx:load", localise);
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", localise);
+  } else {
+    localise();
+  }
+
   function tick() {
+    localise();  // what a live swap brought in
     var now = Date.now() + serverOffset;
     document.querySelectorAll("time[data-ago]").forEach(function (el) {
       var at = Date.parse(el.getAttribute("datetime"));
@@ -223,9 +316,24 @@
     });
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", setUpTheme);
-  } else {
+  // On a phone the links are one row that scrolls sideways: the current page's is in sight.
+  function showCurrentLink() {
+    var list = document.querySelector(".nav-links");
+    var link = list && list.querySelector('[aria-current="page"]');
+    if (!link || list.scrollWidth <= list.clientWidth) { return; }
+    var box = list.getBoundingClientRect();
+    var at = link.getBoundingClientRect();
+    list.scrollLeft += at.left - box.left - (box.width - at.width) / 2;
+  }
+
+  function setUp() {
     setUpTheme();
+    showCurrentLink();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", setUp);
+  } else {
+    setUp();
   }
 })();
