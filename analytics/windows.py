@@ -84,6 +84,22 @@ def parse_window(value: str | None) -> str:
     return value
 
 
+def fitting_window(oldest: datetime | None, now: datetime) -> str:
+    """The window a page opens on when none is asked for: DEFAULT_WINDOW, or when the oldest
+    data (a bucket start) is younger than that, the smallest window that still shows all of
+    it, so a fresh install's first requests are bars across the chart, not a dot at its edge.
+    No data at all: 1 hour (a window that fills while one watches)."""
+    if oldest is None:
+        return "1h"
+    for name, length in WINDOWS.items():
+        if length > WINDOWS[DEFAULT_WINDOW]:
+            break
+        end = floor(now, SPANS[Granularity.MINUTE]) + SPANS[Granularity.MINUTE]
+        if end - length <= oldest:
+            return name
+    return DEFAULT_WINDOW
+
+
 def floor(at: datetime, step: timedelta) -> datetime:
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     return epoch + ((at - epoch) // step) * step

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.cache import cache
-from django.core.paginator import Paginator
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -22,16 +21,17 @@ from providers.runtime import runtime
 
 from . import charts, pulls
 from .access import Role
+from .annotations import config_changes
 from .cards import Card, Filters, boards, load_cards, recent_events, status_counts
 from .history import WINDOW_LABELS, WINDOWS, History, probe_history
-from .models import HealthEvent
+from .probe_details import latest_server_details
+from .uptime import uptime_of
 
 log = logging.getLogger(__name__)
 
 DASHBOARD = "health/dashboard.html"
 PROVIDER = "health/provider.html"
 EVENTS = "health/events.html"
-EVENTS_PER_PAGE = 50
 PROVIDER_EVENTS = 20
 FAILED_REQUESTS = 5
 
@@ -97,6 +97,7 @@ async def render_dashboard_push(
     listed = [c.name for c in chosen]
     context: dict[str, Any] = {
         "role": role,
+        "filters": filters,
         "total": len(every),
         "counts": status_counts([c.status for c in every]),
         "recent": board.recent,
@@ -128,13 +129,22 @@ def _provider_rows(name: str) -> dict[str, Any] | None:
 
 
 async def provider_live_context(name: str, role: Role) -> dict[str, Any] | None:
-    """What changes while the page is open: the summary, configuration state, events, pull."""
+    """What changes while the page is open: the summary, configuration state, events, pull,
+    and the server's details from its latest probe."""
     rows = await db_call(_provider_rows, name)
     if rows is None:
         return None
     cards = await load_cards([name])
     card = cards[0] if cards else Card(name=name, kind=rows["provider"].kind, status="unknown", breaker="closed")
-    return {"name": name, "card": card, "role": role, **rows, "pull": await cache.aget(pulls.state_key(name))}
+    return {
+        "name": name,
+        "card": card,
+        "role": role,
+        **rows,
+        "pull": await cache.aget(pulls.state_key(name)),
+        # what the latest probe said about the server (version, loaded models, memory)
+        "server": await db_call(latest_server_details, name),
+    }
 
 
 def _traffic(name: str, window: str, start: float, end: float) -> list[tuple[float, dict[str, Any]]]:
@@ -177,13 +187,19 @@ def history_charts(name: str, window: str) -> dict[str, Any]:
             )
         )
     label = WINDOW_LABELS[window]
+    # the provider's configuration changes in the window: a marker on both charts and a list
+    changes = config_changes(datetime.fromtimestamp(history.start, UTC), datetime.fromtimestamp(history.end, UTC), name)
+    notes = [c.annotation for c in changes]
     return {
         "history": history,
+        "uptime": uptime_of(name, datetime.fromtimestamp(history.start, UTC), datetime.fromtimestamp(history.end, UTC)),
+        "changes": changes[::-1][:20],
+        "changes_count": len(changes),
         "calls": calls,
         "window": window,
         "window_label": label,
         "latency_chart": charts.line_chart(
-            latency, history.start, history.end, label=f"Latency of {name} over the last {label}"
+            latency, history.start, history.end, label=f"Latency of {name} over the last {label}", annotations=notes
         ),
         "success_chart": charts.line_chart(
             success,
@@ -192,6 +208,7 @@ def history_charts(name: str, window: str) -> dict[str, Any]:
             unit="%",
             y_max=100,
             label=f"Success rate of {name} over the last {label}",
+            annotations=notes,
         ),
         "windows": [{"value": w, "label": WINDOW_LABELS[w], "current": w == window} for w in WINDOWS],
     }
@@ -254,34 +271,3 @@ def render_pull(name: str, state: dict[str, Any]) -> str:
             "flash_version": state.get("version"),
         },
     )
-
-
-# -- events page -----------------------------------------------------------------------------
-
-
-def events_context(query: Any, role: Role) -> dict[str, Any]:
-    provider = query.get("provider", "")
-    kind = query.get("kind", "")
-    rows = HealthEvent.objects.all()
-    if provider:
-        rows = rows.filter(provider_name=provider)
-    if kind in HealthEvent.Kind.values:
-        rows = rows.filter(kind=kind)
-    else:
-        kind = ""
-    page = Paginator(rows, EVENTS_PER_PAGE).get_page(query.get("page"))
-    names = sorted(
-        set(Provider.objects.values_list("name", flat=True))
-        | set(HealthEvent.objects.exclude(provider_name="").values_list("provider_name", flat=True).distinct())
-    )
-    base = {k: v for k, v in (("provider", provider), ("kind", kind)) if v}
-    return {
-        "section": "events",
-        "role": role,
-        "page": page,
-        "provider": provider,
-        "kind": kind,
-        "providers": names,
-        "kinds": HealthEvent.Kind.values,
-        "base_query": base,
-    }

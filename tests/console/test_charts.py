@@ -92,3 +92,52 @@ def test_the_formatting_filters():
     assert console.ago(now - timedelta(minutes=5), now) == "5 min ago"
     assert console.ago(now - timedelta(hours=5), now) == "5 h ago"
     assert console.ago(None) == "never"
+
+
+def test_a_bar_chart_stacks_counts_per_step_and_leaves_empty_steps_bare():
+    svg = charts.bar_chart(
+        [0, 60, 120, 180],
+        60,
+        [charts.Stack("ok", [3, 0, 2, 0], "series-ok"), charts.Stack("failed", [1, 0, 0, 0], "series-bad")],
+        0,
+        240,
+        label="Requests per minute",
+    )
+    assert svg.count('<rect class="bar series-ok"') == 2 and svg.count('<rect class="bar series-bad"') == 1
+    assert svg.count("<g><title>") == 2  # a tooltip per step with requests, none for empty steps
+    assert "1970-01-01 00:00 UTC: 3 ok, 1 failed" in svg
+    assert 'aria-label="Requests per minute. ok 5 in all, at most 3 in a step; failed 1 in all' in svg
+    assert "<title>Requests per minute</title><desc>" in svg
+    ok = re.findall(r'<rect class="bar series-ok" x="[^"]+" y="([^"]+)" width="[^"]+" height="([^"]+)"', svg)
+    bad = re.search(r'<rect class="bar series-bad" x="[^"]+" y="([^"]+)" width="[^"]+" height="([^"]+)"', svg)
+    assert float(bad.group(1)) + float(bad.group(2)) == float(ok[0][0])  # the failed bar sits on the ok one
+
+
+def test_a_bar_chart_counts_in_whole_numbers_and_clips_the_first_step():
+    svg = charts.bar_chart([-30, 30], 60, [charts.Stack("n", [1, 2], "series-a")], 0, 90, label="N")
+    assert re.findall(r'x="42" y="[^"]+" text-anchor="end">([^<]*)</text>', svg) == ["0", "1", "2"]
+    widths = [float(w) for w in re.findall(r'<rect class="bar series-a" x="[^"]+" y="[^"]+" width="([^"]+)"', svg)]
+    assert widths[0] < widths[1]  # half of the first step is before the window
+
+
+def test_annotations_mark_their_moment_with_a_dashed_line_and_say_so():
+    notes = [
+        charts.Annotation(30, "alice disabled provider p1"),
+        charts.Annotation(500, "outside the window"),
+        charts.Annotation(45, "bob put in maintenance provider p1", "note-maintenance"),
+    ]
+    svg = charts.line_chart(
+        [charts.Series("p50", [(0, 10.0), (60, 20.0)], "series-a")], 0, 60, label="Latency", annotations=notes
+    )
+    assert svg.count('<g class="note ') == 2 and '<g class="note note-maintenance">' in svg
+    assert "<title>1970-01-01 00:00 UTC · alice disabled provider p1</title>" in svg
+    assert "2 changes marked: 1970-01-01 00:00 UTC alice disabled provider p1; " in svg
+    assert "outside the window" not in svg
+    x = re.search(r'<g class="note note-config"><title>[^<]*</title><line x1="([^"]+)"', svg).group(1)
+    assert float(x) == 48 + (640 - 48 - 8) / 2  # halfway along the plot
+
+
+def test_a_lone_point_between_gaps_is_a_dot_not_a_line():
+    points = [(0, None), (10, 5.0), (20, None), (30, 6.0), (40, 7.0)]
+    svg = charts.line_chart([charts.Series("p95", points, "series-b")], 0, 40, label="L")
+    assert svg.count("<circle") == 1 and svg.count("<polyline") == 1

@@ -80,9 +80,9 @@ async def test_an_htmx_request_without_a_known_target_gets_the_summary(simulated
 async def test_the_resync_partial_carries_every_live_part(simulated, login, users):
     client = await login(users["staff"])
     html = (await client.get("/providers/sim-a", headers=htmx("resync"))).content.decode()
-    for part in ('id="summary-sim-a"', 'id="config-sim-a"', 'id="events-sim-a"'):
+    for part in ('id="summary-sim-a"', 'id="config-sim-a"', 'id="events-sim-a"', 'id="server-sim-a"'):
         assert part in html
-    assert html.count('hx-swap-oob="true"') == 3
+    assert html.count('hx-swap-oob="true"') == 4
 
 
 async def test_the_events_partial_of_the_provider(simulated, login, users):
