@@ -56,7 +56,9 @@ def test_an_image_test_shows_the_image_and_a_speech_test_plays(page, console, sc
     page.get_by_role("button", name="Send image test").click()
     image = page.locator("#test-result img.answer-image")
     expect(image).to_be_visible()
-    page.wait_for_function("document.querySelector('#test-result img.answer-image').naturalWidth > 0")
+    # A function, not an expression: Playwright evals the string once (under CSP, only the first
+    # evaluation, made through the debugger, may eval; the polls after it reuse the function).
+    page.wait_for_function("() => document.querySelector('#test-result img.answer-image').naturalWidth > 0")
     page.set_viewport_size({"width": 1400, "height": 900})
     page.screenshot(path=str(screenshots / "test-page.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
@@ -70,7 +72,7 @@ def test_an_image_test_shows_the_image_and_a_speech_test_plays(page, console, sc
     audio = page.locator("#test-result audio.answer-audio")
     expect(audio).to_be_visible()
     # The audio is served by the console (same origin, as the page's CSP wants) and loads.
-    page.wait_for_function("document.querySelector('#test-result audio.answer-audio').readyState >= 1")
+    page.wait_for_function("() => document.querySelector('#test-result audio.answer-audio').readyState >= 1")
     assert page.evaluate("document.querySelector('#test-result audio.answer-audio').duration") > 0
 
 
