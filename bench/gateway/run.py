@@ -4,6 +4,7 @@
         [--requests 3000] [--stream-requests 300] [--rounds 3] [--max-seconds 30]
         [--no-floor] [--details] [--json out.json]
         [--paths messages responses cache keys keys-redis]
+        [--stream-only] [--baseline /path/to/another/copy]
 
 Starts, on loopback, a fast fake OpenAI upstream (bench/upstream.py: a fixed completion at once,
 or 200 server-sent chunks for `"stream": true`) and, each pointed at it:
@@ -35,6 +36,11 @@ in-process counts), `keys-redis` (the same under a second gateway process on the
 database with REDIS_URL=--redis-url and SHARED_STATE=true, measured on the plain chat path
 too). With --paths, the upstream's model has prices (a keyed request's spend is real).
 Without it, the run is what it was.
+
+`--stream-only` measures the streamed phases alone and prints them with each subject's CPU
+per stream at c=32. `--baseline DIR` also starts the gateway from another copy of the project
+(the code before a change, say), on the same database, measured in the same rounds: a change
+measured beside what it changed, interleaved, on a busy machine.
 """
 
 from __future__ import annotations
@@ -161,16 +167,20 @@ def path_phases(paths: list[str]) -> tuple[str, ...]:
 
 
 async def one_round(
-    order: list[sj.Subject], plan: Plan, figures: dict[str, Figures], paths: tuple[str, ...] = ()
+    order: list[sj.Subject],
+    plan: Plan,
+    figures: dict[str, Figures],
+    paths: tuple[str, ...] = (),
+    phases: tuple[str, ...] = PHASES,
 ) -> None:
     for subject in order:
         if subject.phases is not None:
             for phase in subject.phases:
                 await measure(subject, plan, phase, figures[subject.name])
             continue
-        for phase in PHASES:
+        for phase in phases:
             await measure(subject, plan, phase, figures[subject.name])
-        if "failover" in subject.routes:
+        if "failover" in subject.routes and phases == PHASES:
             await measure(subject, plan, "failover-1", figures[subject.name])
             await measure(subject, plan, "skip-1", figures[subject.name])
             for phase in paths:
@@ -239,6 +249,25 @@ def table(order: list[sj.Subject], figures: dict[str, Figures]) -> list[str]:
             f"| {label}{flag} | {f.median('c1', rps):,.0f} | {added} | {f.median('c32', rps):,.0f} "
             f"| {t_added} | {f.median('stream1', events_per_s):,.0f} "
             f"| {f.median('stream32', events_per_s):,.0f} | {f.median('c32', cpu):.2f} |"
+        )
+    return lines
+
+
+def stream_table(order: list[sj.Subject], figures: dict[str, Figures]) -> list[str]:
+    """--stream-only: the streamed phases, with the subject's CPU per stream at c=32 (a figure
+    less moved by other work on the machine than chunks per second)."""
+    d_ttfb = figures["direct"].median("stream1", ttfb)
+    lines = [
+        "| | TTFB added p50 at c=1 | chunks/s at c=1 | chunks/s at c=32 | CPU ms/stream at c=32 |",
+        "|---|---|---|---|---|",
+    ]
+    for s in order:
+        f = figures[s.name]
+        t_added = f"— ({d_ttfb:.2f} ms)" if s.name == "direct" else f"{f.median('stream1', ttfb) - d_ttfb:+.2f} ms"
+        flag = f" ({f.failures()} non-200!)" if f.failures() else ""
+        lines.append(
+            f"| {s.label}{flag} | {t_added} | {f.median('stream1', events_per_s):,.0f} "
+            f"| {f.median('stream32', events_per_s):,.0f} | {f.median('stream32', cpu):.2f} |"
         )
     return lines
 
@@ -383,6 +412,14 @@ def main() -> None:
         default=30,
         help="start no request of a phase after this long (LiteLLM is measured on fewer)",
     )
+    parser.add_argument(
+        "--stream-only", action="store_true", help="measure the streamed phases only (stream1, stream32)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the gateway from this copy of the project (same database), measured beside it",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="measure every subject this many times, interleaved")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--details", action="store_true", help="print every run's figures")
@@ -413,6 +450,8 @@ def main() -> None:
             started.append(gateway)
             sj.open_skip_target(gateway)
             check_paths(gateway, args.paths)
+            if args.baseline is not None:
+                started.append(sj.start_gateway(server, env, key, tree=args.baseline.resolve()))
             if "keys-redis" in args.paths:
                 shared = sj.start_gateway(server, env, key, redis_url=args.redis_url)
                 shared.limited_headers = limited
@@ -431,7 +470,8 @@ def main() -> None:
         )
         figures = {s.name: Figures() for s in started}
         for i in range(args.rounds):
-            asyncio.run(one_round(started, plan, figures, path_phases(args.paths)))
+            phases = ("stream1", "stream32") if args.stream_only else PHASES
+            asyncio.run(one_round(started, plan, figures, path_phases(args.paths), phases))
             print(f"round {i + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
     finally:
         for subject in reversed(started):
@@ -440,9 +480,12 @@ def main() -> None:
         for s in started:
             detail(s.name, figures[s.name])
     print()
-    print("\n".join(table(started, figures)))
-    print()
-    print("\n".join(goals(args.servers, figures)))
+    if args.stream_only:
+        print("\n".join(stream_table(started, figures)))
+    else:
+        print("\n".join(table(started, figures)))
+        print()
+        print("\n".join(goals(args.servers, figures)))
     if args.paths:
         print()
         print("\n".join(paths_table(args.servers, args.paths, figures)))

@@ -210,22 +210,33 @@ def create_limited_key(env: dict[str, str]) -> str:
 
 
 def start_gateway(
-    server: str | None, env: dict[str, str], key: str, *, prefix: tuple[str, ...] = (), redis_url: str | None = None
+    server: str | None,
+    env: dict[str, str],
+    key: str,
+    *,
+    prefix: tuple[str, ...] = (),
+    redis_url: str | None = None,
+    tree: Path | None = None,
 ) -> Subject:
     """`manage.py serve --no-embedded` (the server named, or the project's default when None);
     `prefix` runs it under another program (a profiler); `redis_url`: with REDIS_URL (and
-    SHARED_STATE) set, so breakers, limits and the response cache live in Redis."""
+    SHARED_STATE) set, so breakers, limits and the response cache live in Redis; `tree`: the
+    code of another copy of the project (a baseline to compare with), on the same database."""
     port = free_port()
     args = [*prefix, sys.executable, "manage.py", "serve", "--port", str(port), "--no-embedded"]
     if server:
         args += ["--server", server]
     if redis_url:
         env = {**env, "REDIS_URL": redis_url, "SHARED_STATE": "true"}
-    proc = _popen(args, env)
+    proc = _popen(args, env, cwd=tree or ROOT)
     base = f"http://127.0.0.1:{port}"
     wait_up(base + "/healthz", proc)
     headers = {"Authorization": f"Bearer {key}"}
     shown = server or "default server"
+    if tree is not None:
+        return Subject(
+            f"baseline-{server or 'default'}", f"baseline ({tree}), {shown}", base, proc, headers, ("bench",)
+        )
     if redis_url:
         return Subject(
             f"gateway-{server or 'default'}-redis", f"this gateway, {shown}, REDIS_URL set", base, proc, headers

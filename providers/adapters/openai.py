@@ -56,7 +56,7 @@ from .base import (
     wav_seconds,
 )
 from .speech import found_format, served_type
-from .sse import read_sse
+from .sse import as_read, read_sse
 
 __all__ = ["OpenAIAdapter", "infer_capabilities"]
 
@@ -224,13 +224,16 @@ class OpenAIAdapter(Adapter):
                 if isinstance(reported, Mapping):
                     found = _usage_of(reported)
                     usage.tokens_in, usage.tokens_out = found.tokens_in, found.tokens_out
-                if hide_usage:
+                if hide_usage and "usage" in chunk:
                     # The caller did not ask for the usage chunk: it would see an empty `choices`.
                     if reported and not chunk.get("choices"):
                         continue
-                    if "usage" in chunk and chunk["usage"] is None:
+                    if reported is None:
                         del chunk["usage"]
-                yield chunk
+                        yield chunk
+                        continue
+                # Unchanged: relayed as the provider wrote it, where the caller's shape is this one.
+                yield as_read(chunk, data)
             raise stream_broken(response, "stream ended before data: [DONE]")
         finally:
             await response.aclose()

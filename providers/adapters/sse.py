@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
+
+
+class SseJson(dict[str, Any]):
+    """A JSON object read from one event's data, with that data as it came (`text`), so that a
+    chunk relayed unchanged can be written out as it was read instead of serialised again.
+    Made with `as_read`.
+
+    `text` holds only while the object is unchanged: whoever changes a chunk makes a plain
+    dict of it (`dict(chunk)`, or a new one), never changes this in place.
+    """
+
+    __slots__ = ("text",)
+    text: str
+
+
+def as_read(data: dict[str, Any], text: str) -> dict[str, Any]:
+    """`data`, read from `text`, as an `SseJson` that keeps `text`; `data` as it is when `text`
+    spans lines (it would no longer fit one `data:` line)."""
+    if "\n" in text or "\r" in text:
+        return data
+    kept = SseJson(data)
+    kept.text = text
+    return kept
 
 
 async def read_sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
@@ -18,9 +42,12 @@ async def read_sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     event = ""
     data: list[str] = []
     async for line in response.aiter_lines():
+        if line.startswith("data: "):  # the common line first
+            data.append(line[6:])
+            continue
         if not line:
             if data:
-                yield event, "\n".join(data)
+                yield event, data[0] if len(data) == 1 else "\n".join(data)
             event, data = "", []
             continue
         if line.startswith(":"):

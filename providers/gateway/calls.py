@@ -3,8 +3,9 @@
 For a stream, the attempt itself waits for the first chunk, so a provider that fails before
 its first byte is a plain failure the engine can retry or fall back from; after it, the
 stream belongs to the client and a break is never retried (resilience.md §2). The whole
-stream ends at the request's deadline: the chunk iterator then raises `StreamDeadline`, so
-the client hears why in a stream_aborted error event and the provider is not blamed.
+stream ends at the request's deadline: the chunk batches (`ChunkBatches`, one timer for the
+whole stream) then raise `StreamDeadline`, so the client hears why in the error event of its
+API's shape and the provider is not blamed.
 
 Speech keeps the caller's `response_format`: a target whose adapter cannot make it is skipped
 ("unsupported", saying which format it makes) before anything is sent, and when no target can,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,11 +73,17 @@ def watch_ratelimits(client: httpx.AsyncClient) -> None:
 
 @dataclass
 class StreamStart:
-    """A stream whose first chunk has arrived."""
+    """A stream whose first chunk has arrived. `deadline_at`, on the event loop's clock, is
+    when the chunks after the first stop (`StreamDeadline`); None: never."""
 
     stream: ChatStream
     chunks: AsyncIterator[dict[str, Any]]
     first: dict[str, Any]
+    deadline_at: float | None = None
+
+    def batches(self) -> ChunkBatches:
+        """The chunks after the first, in batches (see `ChunkBatches`)."""
+        return ChunkBatches(self.chunks, self.deadline_at)
 
 
 async def open_stream(
@@ -102,31 +109,172 @@ async def open_stream(
     except BaseException:
         await stream.aclose()
         raise
+    at = None
     if deadline is not None and clock is not None:
-        chunks = until_deadline(chunks, deadline, clock)
-    return StreamStart(stream, chunks, first)
+        # The time left is read on the engine's clock and waited for on the loop's, so a fake
+        # clock works too.
+        at = asyncio.get_running_loop().time() + (deadline - clock.monotonic())
+    return StreamStart(stream, chunks, first, at)
 
 
-async def until_deadline(
-    chunks: AsyncIterator[dict[str, Any]], deadline: float, clock: Clock
-) -> AsyncIterator[dict[str, Any]]:
-    """`chunks` until the request's deadline; then `StreamDeadline`. The time left is read
-    on the engine's clock and waited for on the loop's, so a fake clock works too."""
-    loop = asyncio.get_running_loop()
-    at = loop.time() + (deadline - clock.monotonic())
-    while True:
+DEADLINE_MESSAGE = "the request's deadline ended the stream (X-Gateway-Deadline or the route's deadline_s)"
+
+
+class ChunkBatches:
+    """Chunks in batches: each batch is one chunk that had to be waited for and every chunk
+    after it that was ready without waiting (the rest of one upstream read, as a rule), so
+    that the caller can translate a batch and write it to the client at once, one server
+    write for many events.
+
+    Whether a chunk is ready is found by running the iterator's next step up to its first
+    suspension: a step that completes is ready; one that suspends (the provider has not sent
+    more yet) is held, the batch so far is handed out, and the held step is resumed where
+    it stopped when the next batch is asked for, exactly as if it had been awaited. `aclose()`
+    cancels a held step (as cancelling the task would have), so the chunk iterator can be
+    closed after it.
+
+    The deadline is one timer for the whole stream, not one per chunk: when it passes during
+    a wait, the waiting task is cancelled and the wait ends in `StreamDeadline`; a batch
+    asked for after it ends the same way.
+    """
+
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]], deadline_at: float | None = None) -> None:
+        self._chunks = chunks
+        self._deadline_at = deadline_at
+        self._held: _Held | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._waiting = False
+        self._fired = False  # the timer cancelled the task during a wait
+        self._expired = False
+        self._error: BaseException | None = None  # raised after the batch it interrupted
+        self.ended = False  # the chunks ended well: the last batch is (or was) the last
+
+    def __aiter__(self) -> ChunkBatches:
+        return self
+
+    async def __anext__(self) -> list[dict[str, Any]]:
+        if self.ended:
+            raise StopAsyncIteration
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._expired:
+            raise StreamDeadline(DEADLINE_MESSAGE)
+        if self._deadline_at is not None and self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            self._timer = loop.call_at(self._deadline_at, self._expire)
+        held, self._held = self._held, None
         try:
-            async with asyncio.timeout_at(at) as scope:
-                chunk = await anext(chunks)
+            first = await self._wait(held if held is not None else _start(anext(self._chunks)))
         except StopAsyncIteration:
+            self.ended = True
+            raise
+        batch = [first]
+        while True:
+            try:
+                step = _start(anext(self._chunks))
+            except StopAsyncIteration:
+                self.ended = True
+                return batch
+            except Exception as exc:  # the stream broke: relay what came before, then say why
+                self._error = exc
+                return batch
+            if isinstance(step, _Held):
+                self._held = step
+                return batch
+            batch.append(step.value)
+
+    async def _wait(self, step: _Ready | _Held) -> dict[str, Any]:
+        if isinstance(step, _Ready):
+            return step.value
+        task = self._task
+        cancelling = task.cancelling() if task is not None else 0
+        self._waiting = True
+        try:
+            return await step
+        except asyncio.CancelledError:
+            if self._fired and task is not None and task.uncancel() <= cancelling:
+                raise StreamDeadline(DEADLINE_MESSAGE) from None
+            raise
+        finally:
+            self._waiting = False
+
+    def _expire(self) -> None:
+        self._expired = True
+        if self._waiting and self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    async def aclose(self) -> None:
+        """Stop the timer, and cancel the step held for the next batch, if any."""
+        if self._timer is not None:
+            self._timer.cancel()
+        held, self._held = self._held, None
+        if held is None:
             return
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            raise StreamDeadline(
-                "the request's deadline ended the stream (X-Gateway-Deadline or the route's deadline_s)"
-            ) from None
-        yield chunk
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
+        try:
+            await held.throwing(asyncio.CancelledError())
+        except (asyncio.CancelledError, StopAsyncIteration):
+            if task is not None and task.cancelling() > cancelling:
+                raise  # the task itself was cancelled meanwhile: not ours to swallow
+        except Exception:
+            # The stream is being left already, with the error (or the client's leaving) that is
+            # recorded for it; how its abandoned read ended adds nothing.
+            pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    value: Any
+
+
+class _Held:
+    """An awaitable run up to its first suspension (`_start`): awaiting this resumes it where
+    it stopped, passing what the task sends or throws on to it, as `yield from` would."""
+
+    __slots__ = ("_first_error", "_inner", "_yielded")
+
+    def __init__(self, inner: Any, yielded: Any) -> None:
+        self._inner = inner
+        self._yielded = yielded
+        self._first_error: BaseException | None = None
+
+    def throwing(self, error: BaseException) -> _Held:
+        """This, resumed with `error` thrown in where it stopped instead of what it waited for."""
+        self._first_error = error
+        return self
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        inner = self._inner
+        try:
+            yielded = inner.throw(self._first_error) if self._first_error is not None else self._yielded
+            while True:
+                try:
+                    sent = yield yielded
+                except GeneratorExit:
+                    inner.close()
+                    raise
+                except BaseException as exc:  # the task's cancellation, passed on
+                    yielded = inner.throw(exc)
+                else:
+                    yielded = inner.send(sent)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _start(awaitable: Awaitable[Any]) -> _Ready | _Held:
+    """Run `awaitable` (one step of an async iterator) until it completes or first suspends.
+    StopAsyncIteration, or any error, raised before it suspends is raised here."""
+    inner = awaitable.__await__()
+    try:
+        yielded = inner.send(None)
+    except StopIteration as stop:
+        return _Ready(stop.value)
+    return _Held(inner, yielded)
 
 
 @dataclass

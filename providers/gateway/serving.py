@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -32,12 +33,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from providers.adapters import Result, Usage
+from providers.adapters import ChatStream, Result, Usage
+from providers.adapters.sse import SseJson
 from providers.engine import AllTargetsFailed, CallerError, ChainResult, NoTargets, StreamDeadline
 from providers.runtime import runtime
 
 from .cache import BYPASS, HIT, MISS, Cached, ResponseCache, cache_key
-from .calls import Call, StreamStart
+from .calls import Call, ChunkBatches, StreamStart
 from .dialects.dialect import Dialect, SseEvent, StreamTranslator
 from .dialects.openai_chat import wants_usage
 from .exchange import OPENAI, Exchange, options
@@ -55,11 +57,19 @@ def _dumps(data: Any) -> bytes:
 
 
 def sse(events: list[SseEvent]) -> bytes:
-    out = b""
+    """Server-sent events as bytes. A chunk relayed as the provider wrote it (`SseJson`, not
+    changed since it was read) is written as it was read, not serialised again."""
+    out: list[bytes] = []
     for name, data in events:
-        head = b"event: " + name.encode() + b"\n" if name else b""
-        out += head + b"data: " + (data.encode() if isinstance(data, str) else _dumps(data)) + b"\n\n"
-    return out
+        if name:
+            out.append(b"event: " + name.encode() + b"\n")
+        if isinstance(data, str):
+            out.append(b"data: " + data.encode() + b"\n\n")
+        elif type(data) is SseJson:
+            out.append(b"data: " + data.text.encode() + b"\n\n")
+        else:
+            out.append(b"data: " + _dumps(data) + b"\n\n")
+    return b"".join(out)
 
 
 def _usage_of(usage: Usage) -> dict[str, int]:
@@ -211,6 +221,25 @@ async def serve(
     return response
 
 
+async def relay(
+    translator: StreamTranslator, first: dict[str, Any], batches: ChunkBatches, stream: ChatStream
+) -> AsyncGenerator[bytes, None]:
+    """What the client is sent of a stream that ends well, one server write each: the first
+    chunk's events at once, then one write per batch, the closing events with the last
+    (`stream.usage` is final by then)."""
+    yield sse(translator.start() + translator.feed(first))
+    feed = translator.feed
+    async for batch in batches:
+        said = [event for chunk in batch for event in feed(chunk)]
+        if batches.ended:  # the last batch: the closing events go in the same write
+            yield sse(said + translator.close(_usage_of(stream.usage)))
+            return
+        if said:
+            yield sse(said)
+    # the end came after a wait, with no chunk
+    yield sse(translator.close(_usage_of(stream.usage)))
+
+
 def stream_response(
     exchange: Exchange,
     result: ChainResult[Any],
@@ -220,7 +249,9 @@ def stream_response(
     slot: CacheSlot | None = None,
 ) -> StreamingHttpResponse:
     """The stream of chunks, said as `translator` (the dialect's) says it; with `slot`, the
-    whole relayed stream is kept when it ended well."""
+    whole relayed stream is kept when it ended well. The first chunk is written at once; after
+    it, the events of the chunks that arrive together (one upstream read, as a rule) are
+    written together, one server write for them all (calls.ChunkBatches)."""
     start: StreamStart = result.value
     ttft_ms = exchange.elapsed_ms()
     limit = max_cached_bytes()
@@ -240,13 +271,11 @@ def stream_response(
                     kept.append(data)
             return data
 
+        batches = start.batches()
         try:
-            yield out(sse(translator.start() + translator.feed(start.first)))
-            async for chunk in start.chunks:
-                said = translator.feed(chunk)
-                if said:
-                    yield out(sse(said))
-            yield out(sse(translator.close(_usage_of(start.stream.usage))))
+            async with aclosing(relay(translator, start.first, batches, start.stream)) as said:
+                async for data in said:
+                    yield out(data)
         except asyncio.CancelledError as exc:  # the client went away: stop the upstream call
             error = exc
             raise
@@ -257,6 +286,7 @@ def stream_response(
             message = str(exc) if isinstance(exc, StreamDeadline) else f"the provider's stream broke: {exc}"
             yield sse(translator.fail(message))
         finally:
+            await batches.aclose()
             await start.stream.aclose()
             await result.finish(error)
             outcome = (
