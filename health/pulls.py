@@ -134,16 +134,9 @@ async def follow(
         with contextlib.suppress(Exception):
             await db_call(record_action, name, "pull_model", actor, detail)
     if not state["error"]:
-        from providers.catalog import refresh_catalog
+        from providers.catalog import model_pulled
 
-        # Routes that found the model missing use it again at once (every worker, via the
-        # shared store), not after the model_missing cooldown runs out.
-        with contextlib.suppress(Exception):
-            await rt.engine.clear_model_missing(name, model)
-        try:
-            await refresh_catalog(rt, name)
-        except Exception:  # the model is there; the catalog lists it on its next refresh
-            log.warning("could not refresh the catalog of %s after a pull", name, exc_info=True)
+        await model_pulled(rt, name, model)
     return state
 
 

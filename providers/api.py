@@ -12,7 +12,6 @@ The URL patterns of enable/disable are in health/urls.py for now (see there).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NamedTuple
@@ -26,7 +25,7 @@ from django.views.decorators.http import require_http_methods
 from project.database import db_call
 
 from . import schemas as s
-from .catalog import forget_discovered, refresh_catalog
+from .catalog import forget_discovered, model_pulled, refresh_catalog
 from .config import ConfigError, apply_config, export_config, load_document
 from .engine import UpstreamError
 from .gateway.auth import api_view
@@ -476,8 +475,7 @@ async def provider_model_pull(request: HttpRequest, name: str, model: str) -> Ht
         except Exception as exc:
             yield json.dumps({"status": "error", "error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n"
             return
-        with contextlib.suppress(Exception):  # the pull worked; the catalog refreshes on its schedule anyway
-            await refresh_catalog(rt, name)
+        await model_pulled(rt, name, model)
 
     response = StreamingHttpResponse(progress(), content_type="application/x-ndjson")
     response["Cache-Control"] = "no-cache"

@@ -90,3 +90,17 @@ async def refresh_catalog(rt: Runtime, provider_name: str, *, timeout_s: float =
     if await db_call(store_models, provider_name, infos):
         await rt.refresh(force=True)
     return infos
+
+
+async def model_pulled(rt: Runtime, provider_name: str, model: str) -> None:
+    """After a pull of `model` to `provider_name` worked (from the console or the API): routes
+    that found the model missing use it again at once (every worker, through the shared store),
+    not when the model_missing cooldown runs out; and the catalog lists it."""
+    try:
+        await rt.engine.clear_model_missing(provider_name, model)
+    except Exception:
+        log.warning("could not clear %s's model_missing mark for %s", provider_name, model, exc_info=True)
+    try:
+        await refresh_catalog(rt, provider_name)
+    except Exception:  # the model is there; the catalog lists it on its next refresh
+        log.warning("could not refresh the catalog of %s after a pull", provider_name, exc_info=True)

@@ -1,79 +1,86 @@
-"""Story 2, the admin platform (examples/admin-platform.yaml): translation and chat through the
-one execute endpoint; a failing provider tried 5 times with growing backoff, a 401 never
-retried; the assistant ordered by health score from the monitor; analytics per provider;
-configuration changed only by superusers, in the console and in the admin."""
+"""SAMIA, the admin platform (examples/admin-platform.yaml), under uvicorn: translation and chat
+through the one execute endpoint; a failing provider tried 5 times with backoff, a provider's 401
+never retried nor shown (the credential set aside, an event says so); the assistant ordered by
+the health scores the running monitor keeps; the fleet's health summary and the provider
+registry filtered and sorted; statistics reset; analytics per provider; configuration changed
+only by superusers (console, admin) and admin keys (API)."""
 
 from __future__ import annotations
 
-import random
+from collections.abc import Iterator
 from contextlib import ExitStack
 
+import httpx
 import pytest
-from asgiref.sync import sync_to_async
 
-from analytics.recorder import flush_all
-from health.monitor import Monitor
-from providers.models import AuditLog, Provider
-from providers.runtime import runtime
-from tests.conftest import auth
 from tests.fakes.anthropic import API_KEY as ANTHROPIC_KEY
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.deepl import FakeDeepL
 from tests.fakes.openai import API_KEY as OPENAI_KEY
 from tests.fakes.openai import FakeOpenAI
 
-from .conftest import form_fields, gaps
+from .stage import Stage, Template, open_stage
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.e2e
 
-BASE_DELAY_S = 0.1  # the file's 0.5 s, made shorter for the test
-
-
-class UpperBound(random.Random):
-    """Full jitter draws U(0, bound); this draws the bound itself, so each backoff is exactly
-    min(max_delay, base x 2^(n-1)) and the gaps between attempts can be checked."""
-
-    def uniform(self, a: float, b: float) -> float:
-        return b
+BASE_DELAY_S = 0.05  # the file's 0.5 s, made shorter for the test
 
 
-@pytest.fixture
-def fakes():
-    with ExitStack() as stack:
-        yield {
-            "deepl": stack.enter_context(FakeDeepL()),
-            "openai": stack.enter_context(FakeOpenAI()),
-            "anthropic": stack.enter_context(FakeAnthropic()),
-        }
-
-
-@pytest.fixture
-async def platform(load_story, fakes):
+@pytest.fixture(scope="module")
+def platform(template: Template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     def test_sized(config: dict) -> None:
         for provider in config["providers"]:
             provider["retry"]["base_delay_s"] = BASE_DELAY_S
 
-    return await load_story(
-        "admin-platform",
-        tweak=test_sized,
-        base_urls={
-            "deepl": fakes["deepl"].url,
-            "openai": fakes["openai"].url + "/v1",
-            "anthropic": fakes["anthropic"].url,
-        },
-        env={"DEEPL_API_KEY": "deepl-test-key:fx", "OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY},
+    with ExitStack() as stack:
+        fakes = {
+            "deepl": stack.enter_context(FakeDeepL()),
+            "openai": stack.enter_context(FakeOpenAI()),
+            "anthropic": stack.enter_context(FakeAnthropic()),
+        }
+        stage = open_stage(
+            template,
+            tmp_path_factory.mktemp("admin-platform"),
+            "admin-platform",
+            fakes,
+            paths={"openai": "/v1"},
+            tweak=test_sized,
+            env={
+                "DEEPL_API_KEY": "deepl-test-key:fx",
+                "OPENAI_API_KEY": OPENAI_KEY,
+                "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+            },
+        )
+        stack.callback(stage.stop)
+        yield stage
+
+
+@pytest.fixture(autouse=True)
+def calm(platform: Stage) -> Iterator[None]:
+    yield
+    platform.calm()
+
+
+def healthier(stage: Stage, first: str, second: str) -> None:
+    """Make the monitor find `second` failing its health check and wait until its score is
+    below `first`'s (the probes run now: `POST /api/health/check`)."""
+    stage.fakes[second].fault(path="/v1/models", status=500)
+    stage.fakes[first].clear_faults()
+    assert stage.post("/api/health/check").status_code == 200
+
+    def ranked() -> bool:
+        health = stage.health()
+        return (health[first]["score"] or 0) > (health[second]["score"] or 0)
+
+    stage.until(ranked, f"{first} scored above {second}")
+    stage.fakes[second].clear_faults()
+
+
+def test_translation_and_chat_share_the_execute_endpoint(platform):
+    translated = platform.execute(
+        capability="translation", route="translate", input="Hello, world!", options={"target_lang": "DE"}
     )
-
-
-async def execute(gateway, key, **payload):  # type: ignore[no-untyped-def]
-    return await gateway.post("/api/execute", headers=auth(key), json=payload)
-
-
-async def test_translation_and_chat_share_the_execute_endpoint(platform, gateway, key):
-    translated = await execute(
-        gateway, key, capability="translation", route="translate", input="Hello, world!", options={"target_lang": "DE"}
-    )
-    answered = await execute(gateway, key, capability="chat", route="assistant", input="Summarise ticket 42")
+    answered = platform.execute(capability="chat", route="assistant", input="Summarise ticket 42")
 
     assert translated.status_code == 200, translated.text
     assert translated.json()["provider"] == "deepl"
@@ -83,12 +90,11 @@ async def test_translation_and_chat_share_the_execute_endpoint(platform, gateway
     assert answered.json()["output"]["choices"][0]["message"]["content"] == "Echo: Summarise ticket 42"
 
 
-async def test_a_503_is_tried_five_times_with_growing_backoff_and_a_401_not_again(platform, gateway, key, fakes):
-    runtime().engine.rng = UpperBound()
-    runtime().engine.set_scores({"openai": 90.0, "anthropic": 80.0})  # openai first on this route
-    fakes["openai"].fault(path="/v1/chat/completions", status=503)
+def test_a_503_is_tried_five_times_then_the_next_provider_serves(platform):
+    healthier(platform, "openai", "anthropic")
+    platform.fakes["openai"].fault(path="/v1/chat/completions", status=503)
 
-    answer = await execute(gateway, key, capability="chat", route="assistant", input="Status of order 7?")
+    answer = platform.execute(capability="chat", route="assistant", input="Status of order 7?")
 
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -97,112 +103,143 @@ async def test_a_503_is_tried_five_times_with_growing_backoff_and_a_401_not_agai
         ("anthropic", "success", 200),
     ]
     assert (body["provider"], body["retries"], body["failovers"]) == ("anthropic", 4, 1)
-    arrivals = [r.at for r in fakes["openai"].requests_to("/v1/chat/completions")]
-    backoffs = [BASE_DELAY_S * 2**n for n in range(4)]  # 0.1, 0.2, 0.4, 0.8 s
-    # Each gap is its backoff plus the attempt: never shorter than its (growing) backoff. How
-    # long an attempt takes is the machine's business, so gaps are not compared with each
-    # other; the exact schedule is asserted on the fake clock (tests/engine/test_backoff.py).
-    assert all(gap >= backoff for gap, backoff in zip(gaps(arrivals), backoffs, strict=True)), gaps(arrivals)
-    assert body["latency_ms"] >= sum(backoffs) * 1000
+    assert len(platform.fakes["openai"].requests_to("/v1/chat/completions")) >= 5
 
-    fakes["openai"].clear_faults()
-    fakes["openai"].fault(path="/v1/chat/completions", status=401, error_code="invalid_api_key")
-    refused = await execute(gateway, key, capability="chat", route="assistant", input="Status of order 8?")
 
-    # The provider refused our key, not the caller's request: never tried again, never shown to
-    # the caller; the chain falls back and the key is set aside (product.md, "Who is at fault").
+def test_a_401_from_the_provider_is_not_retried_nor_shown_and_sets_the_key_aside(platform):
+    healthier(platform, "openai", "anthropic")
+    platform.fakes["openai"].fault(path="/v1/chat/completions", status=401, error_code="invalid_api_key")
+    before = len(platform.fakes["openai"].requests_to("/v1/chat/completions"))
+
+    with platform.events() as events:
+        refused = platform.execute(capability="chat", route="assistant", input="Status of order 8?")
+        rejected = events.wait("credential.rejected", "openai")
+
+    # The provider refused our key, not the caller's request: tried once, never shown to the
+    # caller; the chain falls back and the key is set aside (product.md, "Who is at fault").
     assert refused.status_code == 200, refused.text
-    body = refused.json()
-    assert [(a["provider"], a["outcome"], a["status"]) for a in body["attempts"]] == [
+    assert [(a["provider"], a["outcome"], a["status"]) for a in refused.json()["attempts"]] == [
         ("openai", "credential_rejected", 401),
         ("anthropic", "success", 200),
     ]
-    assert refused.headers["x-gateway-attempts"] == "2"
-    assert len(fakes["openai"].requests_to("/v1/chat/completions")) == 6  # the 5 before, and this one only
-    assert "invalid_api_key" not in refused.text
-    detail = (await gateway.get("/api/providers/openai", headers=auth(key))).json()
+    assert refused.headers["x-gateway-attempts"] == "2" and "invalid_api_key" not in refused.text
+    assert len(platform.fakes["openai"].requests_to("/v1/chat/completions")) == before + 1
+    assert rejected.data["to"] == "rejected"
+    detail = platform.get("/api/providers/openai")
     assert [c["state"] for c in detail["credentials"]] == ["rejected"]
+    # Set aside: the next request does not call it at all.
+    assert platform.execute(capability="chat", route="assistant", input="Status of order 9?").json()["provider"] == (
+        "anthropic"
+    )
+    assert len(platform.fakes["openai"].requests_to("/v1/chat/completions")) == before + 1
 
 
-async def test_the_assistant_asks_the_provider_the_monitor_finds_healthier_first(platform, gateway, key, fakes):
-    monitor = Monitor(runtime(), rng=random.Random(1))
-    fakes["anthropic"].fault(path="/v1/models", status=500)  # its health check fails
+def test_the_assistant_asks_the_provider_the_monitor_finds_healthier_first(platform):
+    healthier(platform, "openai", "anthropic")
+    first = platform.execute(capability="chat", route="assistant", input="hi").json()
+    by_health = [p["name"] for p in platform.get("/api/providers?capability=chat&sort=health_score")["providers"]]
 
-    async def tick() -> None:
-        await monitor.tick()
-        await monitor.wait_for_probes()
-        await monitor.tick()
+    healthier(platform, "anthropic", "openai")
+    second = platform.execute(capability="chat", route="assistant", input="hi").json()
 
-    async def scores() -> dict[str, float]:
-        health = (await gateway.get("/api/health", headers=auth(key))).json()["providers"]
-        return {h["name"]: h["score"] for h in health}
-
-    await tick()
-    before = await scores()
-    first = await execute(gateway, key, capability="chat", route="assistant", input="hi")
-    fakes["anthropic"].clear_faults()
-    fakes["openai"].fault(path="/v1/models", status=500)
-    monitor.due.clear()  # probe again now, not at the file's 30 s interval
-    await tick()
-    after = await scores()
-    second = await execute(gateway, key, capability="chat", route="assistant", input="hi")
-
-    assert before["openai"] > before["anthropic"] and first.json()["provider"] == "openai"
-    assert after["anthropic"] > after["openai"]
+    assert [a["provider"] for a in first["attempts"]] == ["openai"]
+    assert by_health == ["openai", "anthropic"]
     # Listed second in the file, Anthropic now goes first: the order is the health score's.
-    assert [a["provider"] for a in second.json()["attempts"]] == ["anthropic"]
+    assert [a["provider"] for a in second["attempts"]] == ["anthropic"]
+    assert [p["name"] for p in platform.get("/api/providers?capability=chat&sort=health_score")["providers"]] == [
+        "anthropic",
+        "openai",
+    ]
 
 
-async def test_analytics_are_kept_per_provider(platform, gateway, key, fakes):
-    fakes["openai"].fault(path="/v1/chat/completions", status=503, times=1)
-    runtime().engine.set_scores({"openai": 90.0, "anthropic": 80.0})
+def test_the_fleet_has_a_health_summary_and_the_registry_filters_and_sorts(platform):
+    summary = platform.get("/api/health")["summary"]
+    assert summary["total"] == 3
+    assert sum(summary[s] for s in ("healthy", "degraded", "unhealthy", "unknown", "disabled", "maintenance")) == 3
+    assert 0 <= summary["score"] <= 100
+
+    assert [p["name"] for p in platform.get("/api/providers?capability=translation")["providers"]] == ["deepl"]
+    assert [p["name"] for p in platform.get("/api/providers?sort=name")["providers"]] == [
+        "anthropic",
+        "deepl",
+        "openai",
+    ]
+    assert platform.post("/api/providers/deepl/disable").status_code == 200
+    assert [p["name"] for p in platform.get("/api/providers?enabled=false")["providers"]] == ["deepl"]
+    assert {p["name"] for p in platform.get("/api/providers?enabled=true")["providers"]} == {"openai", "anthropic"}
+    platform.until(lambda: platform.get("/api/health")["summary"]["disabled"] == 1, "deepl counted as disabled")
+
+
+def test_statistics_are_reset_by_an_operator(platform, reader):
+    platform.fakes["openai"].fault(path="/v1/chat/completions", status=503, times=1)
+    healthier(platform, "openai", "anthropic")
+    assert platform.execute(capability="chat", route="assistant", input="one").status_code == 200
+    with platform.events() as events:
+        reset = platform.post("/api/health/openai/reset")
+        assert reset.status_code == 200, reset.text
+        assert events.wait("health.reset", "openai").data["actor"]
+    assert platform.post("/api/health/openai/reset", key=reader).status_code == 403
+
+
+@pytest.fixture(scope="module")
+def reader(platform: Stage) -> str:
+    """A key for a dashboard: it reads, it does not change anything."""
+    out = platform.manage("create_api_key", "dashboard-reader", "--scopes", "read,gateway")
+    return out.strip().splitlines()[-1]
+
+
+def test_analytics_are_kept_per_provider(platform):
+    names = ("openai", "anthropic", "deepl")
+    healthier(platform, "openai", "anthropic")
+    # The request log and the analytics are written in batches, in order: once a marker request
+    # is in the log, every earlier one is counted.
+    marker = platform.execute(capability="translation", route="translate", input="x", options={"target_lang": "DE"})
+    platform.logged(marker.headers["x-request-id"])
+    before = {name: platform.analytics(name) for name in names}
+
     for text in ("one", "two", "three"):
-        assert (await execute(gateway, key, capability="chat", route="assistant", input=text)).status_code == 200
-    assert (
-        await execute(
-            gateway,
-            key,
-            capability="translation",
-            route="translate",
-            input="good morning",
-            options={"target_lang": "DE"},
-        )
-    ).status_code == 200
-    await flush_all()
+        assert platform.execute(capability="chat", route="assistant", input=text).json()["provider"] == "openai"
+    translated = platform.execute(
+        capability="translation", route="translate", input="good morning", options={"target_lang": "DE"}
+    )
+    platform.logged(translated.headers["x-request-id"])
+    after = {name: platform.analytics(name) for name in names}
 
-    openai = (await gateway.get("/api/analytics/openai?window=1h", headers=auth(key))).json()
-    deepl = (await gateway.get("/api/analytics/deepl?window=1h", headers=auth(key))).json()
+    counts = ("requests", "successes", "failures", "failovers")
+    assert {f: after["openai"][f] - before["openai"][f] for f in counts} == {
+        "requests": 3,
+        "successes": 3,
+        "failures": 0,
+        "failovers": 0,
+    }
+    assert after["openai"]["routes"]["assistant"]["requests"] - before["openai"]["routes"]["assistant"]["requests"] == 3
+    assert after["openai"]["tokens_in"] > before["openai"]["tokens_in"]
+    assert after["openai"]["cost"] > before["openai"]["cost"]  # the file's prices
+    assert after["anthropic"]["requests"] == before["anthropic"]["requests"]
+    assert after["deepl"]["requests"] - before["deepl"]["requests"] == 1
+    assert after["deepl"]["characters"] - before["deepl"]["characters"] == len("good morning")
+    assert after["deepl"]["cost"] - before["deepl"]["cost"] == pytest.approx(len("good morning") * 0.025 / 1000)
 
-    assert openai["provider"] == "openai" and deepl["provider"] == "deepl"
-    assert (openai["requests"], openai["successes"], openai["failures"], openai["retries"]) == (4, 3, 1, 1)
-    assert openai["routes"]["assistant"]["requests"] == 4 and openai["tokens_in"] > 0
-    assert (deepl["requests"], deepl["successes"], deepl["characters"]) == (1, 1, len("good morning"))
-    assert deepl["cost"] == pytest.approx(len("good morning") * 0.025 / 1000)
 
+def test_only_a_superuser_or_an_admin_key_changes_the_configuration(platform, reader):
+    for who in ("viewer", "oper"):
+        client = platform.console(who)
+        assert client.get("/providers/openai").status_code == 200  # they see it
+        assert client.post("/providers/openai/disable").status_code == 403
+        assert client.post("/admin/providers/provider/add/", data={"name": "x"}).status_code == 403
+    assert platform.post("/api/providers/openai/disable", key=reader).status_code == 403
+    assert [p["enabled"] for p in platform.get("/api/providers?capability=chat&sort=name")["providers"]] == [True, True]
 
-async def test_only_a_superuser_changes_the_configuration(platform, users, console):
-    provider_id = await sync_to_async(lambda: Provider.objects.get(name="openai").pk)()
-    change_page = f"/admin/providers/provider/{provider_id}/change/"
+    with platform.events() as events:
+        boss = platform.console("operator")  # ensure_admin's superuser
+        assert boss.post("/providers/openai/disable").status_code == 303
+        disabled = events.wait("provider.disabled", "openai")
+        around = platform.execute(capability="chat", route="assistant", input="hi").json()
+        assert [a["provider"] for a in around["attempts"] if a["skipped"] is None] == ["anthropic"]
 
-    for who in ("staff", "operator"):
-        client = await console(users[who])
-        assert (await client.get("/providers/openai")).status_code == 200  # they see it
-        assert (await client.post("/providers/openai/disable")).status_code == 403
-        assert (await client.get(change_page)).status_code == 403
-        assert (await client.post(change_page, {"priority": "9"})).status_code == 403
-    assert await sync_to_async(lambda: Provider.objects.get(name="openai").enabled)()
-
-    boss = await console(users["admin"])
-    assert (await boss.post("/providers/openai/disable")).status_code == 303
-    assert not await sync_to_async(lambda: Provider.objects.get(name="openai").enabled)()
-    form = form_fields((await boss.get(change_page)).content.decode())
-    form.update({"priority": "9", "enabled": "on"})
-    saved = await boss.post(change_page, form)
-    assert saved.status_code == 302, saved.content.decode()[:2000]
-    row = await sync_to_async(Provider.objects.get)(name="openai")
-    assert (row.priority, row.enabled) == (9, True)
-    actions = await sync_to_async(
-        lambda: list(AuditLog.objects.filter(object_name="openai").exclude(actor="test").values_list("actor", "action"))
-    )()
-    assert ("boss", "disable") in actions and ("boss", "update") in actions
-    assert not [a for a in actions if a[0] in ("viewer", "oper")]
+        enabled = platform.post("/api/providers/openai/enable")
+        assert enabled.status_code == 200, enabled.text
+        events.wait("provider.enabled", "openai")
+    assert disabled.data["actor"] == "operator"
+    audit = httpx.get(platform.url + "/api/events?provider=openai", headers=platform.headers()).json()
+    assert {"provider.disabled", "provider.enabled"} <= {e["event"] for e in audit["events"]}

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from .conftest import EXAMPLES, ROOT
+from .stage import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,10 @@
-"""Story 1, the video studio (examples/video-studio.yaml): Ollama found on its port and a model
-pulled onto it with progress; the script written by Ollama, then by the hosted LLM when Ollama
-fails; stills from SD WebUI, then Replicate, then a stock photo; the voice-over from
-ElevenLabs, then Piper; every provider on the dashboard; a breaker forced open and reset."""
+"""Aura, the video studio (examples/video-studio.yaml), under daphne: Ollama found on its port;
+the first script asked for before its model is on Ollama (the route's model is missing: the
+hosted LLM writes it and health says why), then the model pulled with progress and the script
+written locally; Ollama failing over to OpenAI; stills from SD WebUI, then Replicate, then a
+stock photo; the voice-over from ElevenLabs, then Piper, in the format asked for; every provider
+on the dashboard and its probe's details on the provider's page; a breaker forced open and
+reset from the console, heard on the events stream and the console's websocket."""
 
 from __future__ import annotations
 
@@ -9,14 +12,13 @@ import base64
 import io
 import json
 import wave
+from collections.abc import Iterator
 from contextlib import ExitStack
-from io import StringIO
 
+import httpx
+import openai
 import pytest
-from asgiref.sync import sync_to_async
-from django.core.management import call_command
 
-from tests.conftest import auth
 from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import API_KEY as OPENAI_KEY
@@ -28,19 +30,22 @@ from tests.fakes.sdwebui import FakeSDWebUI
 from tests.fakes.stock import API_KEY as PEXELS_KEY
 from tests.fakes.stock import FakeStockPhotos
 
-from .conftest import provider_entry
+from .listeners import breaker_label
+from .stage import Stage, Template, open_stage, provider_entry
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.e2e
 
-SCRIPT = {"model": "script", "messages": [{"role": "user", "content": "A 30 second intro"}]}
-STILL = {"model": "stills", "prompt": "a lighthouse at dusk", "size": "64x64", "response_format": "b64_json"}
-VOICE = {"model": "voiceover", "input": "Welcome back to the channel.", "voice": "21m00Tcm4TlvDq8ikWAM"}
+SCRIPT = [{"role": "user", "content": "A 30 second intro"}]
+VOICE = "21m00Tcm4TlvDq8ikWAM"
 
 
-@pytest.fixture
-def fakes():
+@pytest.fixture(scope="module")
+def studio(template: Template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
+    def test_sized(config: dict) -> None:
+        provider_entry(config, "replicate")["options"]["poll_interval_s"] = 0.01
+
     with ExitStack() as stack:
-        yield {
+        fakes = {
             # Ollama is running, but the script's model is not on it yet.
             "local-ollama": stack.enter_context(FakeOllama(installed=("nomic-embed-text:latest",))),
             "openai": stack.enter_context(FakeOpenAI()),
@@ -50,110 +55,188 @@ def fakes():
             "elevenlabs": stack.enter_context(FakeElevenLabs()),
             "local-piper": stack.enter_context(FakePiper()),
         }
+        stage = open_stage(
+            template,
+            tmp_path_factory.mktemp("video-studio"),
+            "video-studio",
+            fakes,
+            paths={"openai": "/v1"},
+            tweak=test_sized,
+            server_kind="daphne",
+            env={
+                "OPENAI_API_KEY": OPENAI_KEY,
+                "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
+                "PEXELS_API_KEY": PEXELS_KEY,
+                "ELEVENLABS_API_KEY": "el-test-key",
+            },
+        )
+        stack.callback(stage.stop)
+        yield stage
 
 
-@pytest.fixture
-async def studio(load_story, fakes, settings):
-    settings.DISCOVERY_HOSTS = ["127.0.0.1"]
-    settings.DISCOVERY_OLLAMA_PORTS = [fakes["local-ollama"].port]
-    settings.DISCOVERY_SDWEBUI_PORTS = [fakes["local-sd"].port]
-    settings.DISCOVERY_OPENAI_PORTS = []
+@pytest.fixture(autouse=True)
+def calm(studio: Stage) -> Iterator[None]:
+    yield
+    studio.calm()
+    studio.fakes["replicate"].behaviour = "succeed"  # type: ignore[attr-defined]
 
-    def test_sized(config: dict) -> None:
-        # Backoff between the two attempts on a failing SD WebUI: 10 ms, not up to 0.5 s.
-        provider_entry(config, "local-sd")["retry"]["base_delay_s"] = 0.01
-        provider_entry(config, "replicate")["options"]["poll_interval_s"] = 0.01
 
-    base_urls = {name: fake.url for name, fake in fakes.items()}
-    base_urls["openai"] += "/v1"
-    return await load_story(
-        "video-studio",
-        base_urls=base_urls,
-        tweak=test_sized,
-        env={
-            "OPENAI_API_KEY": OPENAI_KEY,
-            "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
-            "PEXELS_API_KEY": PEXELS_KEY,
-            "ELEVENLABS_API_KEY": "el-test-key",
-        },
+def test_the_first_script_is_written_by_openai_while_the_model_is_missing_then_by_ollama_once_pulled(studio):
+    client = studio.openai()
+    with studio.events() as events:
+        first = client.chat.completions.with_raw_response.create(model="script", messages=SCRIPT)
+
+        # Ollama answered 404 for the route's model: the route is misconfigured for that target,
+        # so the chain fell back, and health and the events say why.
+        assert (first.headers["x-gateway-provider"], first.headers["x-gateway-attempts"]) == ("openai", "2")
+        assert first.parse().choices[0].message.content == "Echo: A 30 second intro"
+        missing = events.wait("model.missing", "local-ollama")
+        assert "llama3.2" in json.dumps(missing.data)
+        attempts = studio.logged(first.headers["x-request-id"])["attempts"]
+        assert (attempts[0]["provider"], attempts[0]["outcome"], attempts[0]["status"]) == (
+            "local-ollama",
+            "target_misconfigured",
+            404,
+        )
+        assert "model_missing" in json.dumps(studio.get("/api/health/local-ollama"))
+
+        # An operator pulls it from the provider's page; its socket shows the progress.
+        with studio.socket("oper", query="?provider=local-ollama") as socket:
+            operator = studio.console("oper")
+            assert operator.post("/providers/local-ollama/pull", data={"model": "llama3.2"}).status_code == 303
+            socket.wait(lambda m: "llama3.2" in m and "100" in m)
+        events.wait("provider.action", "local-ollama", lambda e: e.data["reason"] == "pulled llama3.2")
+    studio.until(lambda: "model_missing" not in json.dumps(studio.get("/api/health/local-ollama")), "the pull cleared")
+    local = client.chat.completions.with_raw_response.create(model="script", messages=SCRIPT)
+    assert (local.headers["x-gateway-provider"], local.headers["x-gateway-attempts"]) == ("local-ollama", "1")
+    assert local.parse().choices[0].message.content
+
+
+def test_a_model_pulled_through_the_api_serves_the_script_at_once(studio):
+    client = studio.openai()
+    # The model is removed from Ollama (its own API), so the route finds it missing again.
+    assert (
+        httpx.request(
+            "DELETE", studio.fakes["local-ollama"].url + "/api/delete", json={"model": "llama3.2"}
+        ).status_code
+        == 200
     )
+    with studio.events() as events:
+        missing = client.chat.completions.with_raw_response.create(model="script", messages=SCRIPT)
+        assert missing.headers["x-gateway-provider"] == "openai"
+        events.wait("model.missing", "local-ollama")
 
-
-async def test_the_video_studio_story(studio, fakes, gateway, key, users, console):
-    ollama, sd, replicate = fakes["local-ollama"], fakes["local-sd"], fakes["replicate"]
-
-    # Ollama is detected on its port: discovery finds it (and SD WebUI) where the file says.
-    out = StringIO()
-    await sync_to_async(call_command)("discover", "--register", stdout=out)
-    assert f"ollama   {ollama.url}" in out.getvalue()
-    assert "already registered as local-ollama" in out.getvalue()
-    assert "already registered as local-sd" in out.getvalue()
-
-    # The script's model is pulled onto it, with progress up to 100 %.
-    pull = await gateway.post("/api/providers/local-ollama/models/llama3.2/pull", headers=auth(key))
-    assert pull.status_code == 200 and pull.headers["content-type"] == "application/x-ndjson"
-    steps = [json.loads(line) for line in pull.text.splitlines()]
+    # Pulled with progress (ndjson lines up to 100 %), as the file's header shows with curl.
+    with (
+        studio.http() as http,
+        http.stream("POST", "/api/providers/local-ollama/models/llama3.2/pull") as pull,
+    ):
+        assert pull.status_code == 200 and pull.headers["content-type"] == "application/x-ndjson"
+        steps = [json.loads(line) for line in pull.iter_lines() if line]
     assert any(0 < s["percent"] < 100 for s in steps), "progress is reported on the way"
     assert steps[-1]["status"] == "success" and steps[-1]["percent"] == 100
-    catalog = (await gateway.get("/api/providers/local-ollama/models", headers=auth(key))).json()["models"]
+    catalog = studio.get("/api/providers/local-ollama/models")["models"]
     assert {"name": "llama3.2:latest", "context_window": 131072} in [
         {"name": m["name"], "context_window": m["context_window"]} for m in catalog
     ]
-
-    # The script: Ollama writes it; when Ollama fails, the hosted LLM does.
-    local = await gateway.post("/v1/chat/completions", headers=auth(key), json=SCRIPT)
-    assert local.status_code == 200, local.text
+    local = client.chat.completions.with_raw_response.create(model="script", messages=SCRIPT)
     assert local.headers["x-gateway-provider"] == "local-ollama"
-    assert local.json()["choices"][0]["message"]["content"]
-    ollama.fault(path="/api/chat", status=500)
-    hosted = await gateway.post("/v1/chat/completions", headers=auth(key), json=SCRIPT)
-    assert hosted.status_code == 200, hosted.text
-    assert (hosted.headers["x-gateway-provider"], hosted.headers["x-gateway-model"]) == ("openai", "gpt-4o-mini")
-    assert hosted.headers["x-gateway-failovers"] == "1"
-    assert hosted.json()["choices"][0]["message"]["content"] == "Echo: A 30 second intro"
-    ollama.clear_faults()
 
-    # Stills: SD WebUI, then Replicate, then a stock photo.
+
+def test_discovery_finds_ollama_and_sd_webui_where_the_file_registered_them(studio):
+    ports = {
+        "DISCOVERY_HOSTS": "127.0.0.1",
+        "DISCOVERY_OLLAMA_PORTS": str(studio.fakes["local-ollama"].port),
+        "DISCOVERY_SDWEBUI_PORTS": str(studio.fakes["local-sd"].port),
+        "DISCOVERY_OPENAI_PORTS": "",
+    }
+    out = studio.manage("discover", "--register", env=ports)
+    assert f"ollama   {studio.fakes['local-ollama'].url}" in out, out
+    assert "already registered as local-ollama" in out and "already registered as local-sd" in out
+
+
+def test_ollama_failing_hands_the_script_to_openai(studio):
+    studio.fakes["local-ollama"].fault(path="/api/chat", status=500)
+    answer = studio.openai().chat.completions.with_raw_response.create(model="script", messages=SCRIPT)
+
+    assert (answer.headers["x-gateway-provider"], answer.headers["x-gateway-model"]) == ("openai", "gpt-4o-mini")
+    assert answer.headers["x-gateway-failovers"] == "1"
+    assert answer.parse().choices[0].message.content == "Echo: A 30 second intro"
+
+
+def test_stills_come_from_sd_webui_then_replicate_then_a_stock_photo(studio):
+    images = studio.openai().images
     served_by = []
     for broken in (None, "local-sd", "replicate"):
         if broken == "local-sd":
-            sd.fault(path="/sdapi/v1/txt2img", status=500)
+            studio.fakes["local-sd"].fault(path="/sdapi/v1/txt2img", status=500)
         if broken == "replicate":
-            replicate.behaviour = "fail"
-        image = await gateway.post("/v1/images/generations", headers=auth(key), json=STILL)
-        assert image.status_code == 200, image.text
-        served_by.append(image.headers["x-gateway-provider"])
-        if served_by[-1] != "pexels":
-            assert base64.b64decode(image.json()["data"][0]["b64_json"])[:8] == b"\x89PNG\r\n\x1a\n"
+            studio.fakes["replicate"].behaviour = "fail"
+        answer = images.with_raw_response.generate(
+            model="stills", prompt="a lighthouse at dusk", size="64x64", response_format="b64_json"
+        )
+        served_by.append(answer.headers["x-gateway-provider"])
+        picture = base64.b64decode(answer.parse().data[0].b64_json or "")
+        assert picture[:8] == b"\x89PNG\r\n\x1a\n" or picture[:2] == b"\xff\xd8", served_by
     assert served_by == ["local-sd", "replicate", "pexels"]
-    assert replicate.last["status"] == "failed" and fakes["pexels"].requests
-    sd.clear_faults()
-    replicate.behaviour = "succeed"
+    assert studio.fakes["pexels"].requests
 
-    # The voice-over: ElevenLabs, then Piper's WAV.
-    eleven = await gateway.post("/v1/audio/speech", headers=auth(key), json=VOICE)
-    assert eleven.status_code == 200 and eleven.headers["x-gateway-provider"] == "elevenlabs"
-    fakes["elevenlabs"].fault(path="/v1/text-to-speech/", status=503)
-    piper = await gateway.post("/v1/audio/speech", headers=auth(key), json=VOICE)
-    assert piper.status_code == 200, piper.text
-    assert piper.headers["x-gateway-provider"] == "local-piper" and piper.headers["content-type"] == "audio/wav"
+
+def test_the_voice_over_comes_from_elevenlabs_then_piper_in_the_format_asked_for(studio):
+    speech = studio.openai().audio.speech
+    eleven = speech.with_raw_response.create(
+        model="voiceover", input="Welcome back.", voice=VOICE, response_format="wav"
+    )
+    assert eleven.headers["x-gateway-provider"] == "elevenlabs"
+    assert eleven.headers["content-type"] == "audio/wav"
+
+    studio.fakes["elevenlabs"].fault(path="/v1/text-to-speech/", status=503)
+    piper = speech.with_raw_response.create(
+        model="voiceover", input="Welcome back.", voice=VOICE, response_format="wav"
+    )
+    assert (piper.headers["x-gateway-provider"], piper.headers["content-type"]) == ("local-piper", "audio/wav")
     with wave.open(io.BytesIO(piper.content)) as audio:
-        assert audio.getnframes() / audio.getframerate() > 1.0
+        assert audio.getnframes() / audio.getframerate() > 0.5
 
-    # The dashboard shows every provider of the studio.
-    staff = await console(users["staff"])
-    page = (await staff.get("/")).content.decode()
-    for name in fakes:
+    # mp3 asked for: Piper makes only WAV, so it is skipped with the reason, never a silent WAV.
+    with pytest.raises(openai.APIStatusError) as failed:
+        speech.create(model="voiceover", input="Welcome back.", voice=VOICE, response_format="mp3")
+    body = failed.value.response.json()["error"]
+    assert [(a["provider"], a["skipped"]) for a in body["attempts"]][-1] == ("local-piper", "unsupported")
+
+
+def test_every_provider_is_on_the_dashboard_and_its_probe_details_on_its_page(studio):
+    viewer = studio.console("viewer")
+    page = viewer.get("/").text
+    for name in studio.fakes:
         assert f'href="/providers/{name}"' in page, name
 
-    # A breaker forced open is routed around; reset from the console, SD WebUI serves again.
-    forced = await gateway.post("/api/breakers/local-sd/force-open", headers=auth(key), json={"minutes": 10})
-    assert forced.json()["state"] == "forced_open"
-    around = await gateway.post("/v1/images/generations", headers=auth(key), json=STILL)
-    assert around.headers["x-gateway-provider"] == "replicate"
-    operator = await console(users["operator"])
-    assert (await operator.post("/providers/local-sd/reset")).status_code == 303
-    breakers = (await gateway.get("/api/breakers", headers=auth(key))).json()["breakers"]
-    assert {b["name"]: b["state"] for b in breakers}["local-sd"] == "closed"
-    again = await gateway.post("/v1/images/generations", headers=auth(key), json=STILL)
-    assert again.headers["x-gateway-provider"] == "local-sd"
+    # The monitor probed Ollama on its own schedule (no one asked it to): its version is kept.
+    probe = studio.until(lambda: studio.get("/api/health/local-ollama").get("probe"), "a probe of local-ollama")
+    assert probe["ok"] and probe["detail"]["version"] == "0.12.6"
+    assert "0.12.6" in viewer.get("/providers/local-ollama").text
+    sd = studio.until(lambda: studio.get("/api/health/local-sd").get("probe"), "a probe of local-sd")
+    assert {"ram_free_gb", "vram_free_gb"} <= set(sd["detail"]), sd
+    sd_page = viewer.get("/providers/local-sd").text
+    assert "Memory (RAM)" in sd_page and "VRAM" in sd_page
+
+
+def test_a_breaker_forced_open_is_routed_around_and_reset_from_the_console(studio):
+    images = studio.openai().images
+    still = {"model": "stills", "prompt": "a lighthouse", "size": "64x64", "response_format": "b64_json"}
+    with studio.events() as events, studio.socket("viewer") as socket:
+        forced = studio.post("/api/breakers/local-sd/force-open", json={"minutes": 10})
+        assert forced.json()["state"] == "forced_open"
+        assert events.wait("breaker.opened", "local-sd").data["to"] == "forced_open"
+        socket.wait(lambda m: "forced" in (breaker_label(m, "local-sd") or "").lower())
+        around = images.with_raw_response.generate(**still)
+        assert around.headers["x-gateway-provider"] == "replicate"
+
+        # An operator (the `operators` group) resets it on the provider's page.
+        operator = studio.console("oper")
+        assert operator.post("/providers/local-sd/reset").status_code == 303
+        assert events.wait("breaker.closed", "local-sd").data["from"] == "forced_open"
+        socket.wait(lambda m: (breaker_label(m, "local-sd") or "").lower() == "closed")
+    breakers = {b["name"]: b["state"] for b in studio.get("/api/breakers")["breakers"]}
+    assert breakers["local-sd"] == "closed"
+    assert images.with_raw_response.generate(**still).headers["x-gateway-provider"] == "local-sd"
