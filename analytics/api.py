@@ -140,15 +140,23 @@ async def request_list(request: HttpRequest) -> HttpResponse:
 @document(
     "GET",
     "/api/requests/{request_id}",
-    "One request by its X-Request-Id: every attempt, tokens, cost and timings",
+    "One request by its X-Request-Id: every attempt, tokens, cost and timings; for an admin key, "
+    "also its request and response bodies when REQUEST_BODY_RETENTION_DAYS keeps them",
     scope="read",
     tags=["requests"],
-    responses={200: Response("The request", s.RequestDetail)},
+    responses={
+        200: Response(
+            "The request (`request_body` and `response_body` only for a key with the admin scope)", s.RequestDetail
+        )
+    },
     errors=(401, 403, 404),
 )
 @api_view("read")
 async def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
-    found = await db_call(requests.find, request_id) if len(request_id) <= 64 else None
+    # Bodies hold what users sent and got: only an admin key reads them (a read key: left out).
+    key = getattr(request, "api_key", None)
+    admin = key is not None and key.has_scope("admin")
+    found = await db_call(requests.find, request_id, bodies=admin) if len(request_id) <= 64 else None
     if found is None:
         raise RequestError(
             404,

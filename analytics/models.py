@@ -52,6 +52,25 @@ class RequestLog(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.route} {self.provider or '-'} {self.outcome} {self.status}"
 
 
+class RequestBody(models.Model):
+    """What one request sent and got back, kept apart from the narrow RequestLog (whose pages
+    must stay one index scan at ten million rows) and only while REQUEST_BODY_RETENTION_DAYS
+    keeps bodies: the caller's body and the answer as relayed, scrubbed of credentials and
+    bounded by REQUEST_BODY_MAX_BYTES (providers/gateway/kept_bodies.py). Written in the same
+    batch and transaction as its RequestLog row, and found by that row's (request_id, at)."""
+
+    at = models.DateTimeField(db_index=True)
+    request_id = models.CharField(max_length=64)
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)  # "": nothing was sent back (the client left first)
+
+    class Meta:
+        indexes = [models.Index(fields=["request_id", "at"], name="analytics_body_request_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.request_id}"
+
+
 class Granularity(models.TextChoices):
     MINUTE = "m", "minute"
     HOUR = "h", "hour"

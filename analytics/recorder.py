@@ -20,6 +20,9 @@ The log must never stop. When a batch fails to write:
   (at most ANALYTICS_QUARANTINE_MAX) and named at shutdown.
 So a poison record never blocks the records queued behind it, and a clean shutdown writes
 everything it can and reports what it could not.
+
+When REQUEST_BODY_RETENTION_DAYS keeps bodies, the records that carry them add RequestBody
+rows in the same transaction as their RequestLog rows (bisected and degraded with them).
 """
 
 from __future__ import annotations
@@ -294,6 +297,8 @@ def write_batch(
     alias = using or router.db_for_write(RequestLog)
     with transaction.atomic(using=alias):
         insert_rows(connections[alias], records)
+        if settings.REQUEST_BODY_RETENTION_DAYS > 0:
+            insert_bodies(alias, records)
         if rollups:
             add_to_rollups(records, using=alias)
         if quarantine is not None:
@@ -359,6 +364,24 @@ def insert_rows(connection: Any, records: list[RequestRecord]) -> None:
         rows.append(row)
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+def insert_bodies(alias: str, records: list[RequestRecord]) -> None:
+    """INSERT the RequestBody rows of the records that carry bodies (none when bodies are not kept)."""
+    from .models import RequestBody
+
+    rows = [
+        RequestBody(
+            at=r.at,
+            request_id=r.request_id,
+            request_body=r.request_body or "",
+            response_body=r.response_body or "",
+        )
+        for r in records
+        if r.request_body is not None or r.response_body is not None
+    ]
+    if rows:
+        RequestBody.objects.using(alias).bulk_create(rows)
 
 
 _recorders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Recorder] = weakref.WeakKeyDictionary()

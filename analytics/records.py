@@ -9,6 +9,12 @@ One such record used to stop the request log for the whole process. `bound` make
 value fit the RequestLog column it goes to, reading the lengths, digits and integer ranges
 from the model's fields, so the bounds are the same on every database; `degrade` is the
 last resort for a record a database still refused (analytics/recorder.py): ASCII only.
+
+The kept bodies (`request_body`, `response_body`: not RequestLog columns, written to
+RequestBody when REQUEST_BODY_RETENTION_DAYS keeps them) come scrubbed and bounded from the
+gateway (providers/gateway/kept_bodies.py); here they lose NUL and lone surrogates and are
+cut at REQUEST_BODY_MAX_BYTES characters (and the room of the gateway's cut marker), should a
+record come from anywhere else.
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 # Defined where the gateway builds it; the analytics modules read it from here.
 from providers.gateway.records import RequestRecord as RequestRecord
 
+# What a record carries that is no RequestLog column.
+NOT_COLUMNS = frozenset({"rollup_route", "request_body", "response_body"})
 # The RequestLog columns, in the record's order.
-COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RequestRecord) if f.name != "rollup_route")
+COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RequestRecord) if f.name not in NOT_COLUMNS)
+BODY_MARKER_ROOM = 200  # characters past REQUEST_BODY_MAX_BYTES: the gateway's "bytes cut" marker
 
 # No request lasts 11 days: a longer "latency" is a broken clock, and an unbounded float would
 # overflow the rollups' sums (PostgreSQL refuses an infinite float8 sum).
@@ -255,7 +265,22 @@ def bound(record: RequestRecord) -> RequestRecord:
         setattr(record, name, clean_attempts(getattr(record, name)))
     if record.rollup_route is not None:
         record.rollup_route = clean_text(record.rollup_route, _route_length())
+    if record.request_body is not None or record.response_body is not None:
+        _bound_bodies(record)
     return record
+
+
+def body_chars() -> int:
+    """The most characters of one kept body."""
+    return max(0, int(settings.REQUEST_BODY_MAX_BYTES)) + BODY_MARKER_ROOM
+
+
+def _bound_bodies(record: RequestRecord, *, ascii: bool = False) -> None:
+    limit = body_chars()
+    if record.request_body is not None:
+        record.request_body = clean_text(record.request_body, limit, ascii=ascii, controls=False)
+    if record.response_body is not None:
+        record.response_body = clean_text(record.response_body, limit, ascii=ascii, controls=False)
 
 
 def degrade(record: RequestRecord) -> RequestRecord:
@@ -270,6 +295,7 @@ def degrade(record: RequestRecord) -> RequestRecord:
     copy.attempts = clean_attempts(copy.attempts, ascii=True)
     if copy.rollup_route is not None:
         copy.rollup_route = clean_text(copy.rollup_route, _route_length(), ascii=True)
+    _bound_bodies(copy, ascii=True)
     return bound(copy)
 
 

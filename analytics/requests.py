@@ -9,6 +9,10 @@ client pages never shift what it sees next. Each filter has an index whose secon
 
 `status`: `ok` is a request that was answered (outcome `success`); `failed` is every other
 outcome (a failure, a caller error, no target, a deadline, a stream cut, a cancelled request).
+
+Bodies: when REQUEST_BODY_RETENTION_DAYS keeps them, one request's page (`find(..., bodies=True)`)
+adds `request_body` and `response_body` from RequestBody (null when none was kept for it, or
+bodies are not kept now). They hold user data: the API gives them to `admin` keys only.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from providers.models import ApiKey
 
-from .models import RequestLog
+from .models import RequestBody, RequestLog
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -164,14 +169,33 @@ def page(f: Filters) -> dict[str, Any]:
     }
 
 
-def find(request_id: str) -> dict[str, Any] | None:
-    """The newest request with this id (a client may reuse its own ids), with its attempts."""
+def find(request_id: str, *, bodies: bool = False) -> dict[str, Any] | None:
+    """The newest request with this id (a client may reuse its own ids), with its attempts;
+    with `bodies`, also its kept `request_body` and `response_body` (None: not kept)."""
     row = RequestLog.objects.filter(request_id=request_id).order_by("-at", "-id").first()
     if row is None:
         return None
     entry = summary(row, _key_names({row.api_key_id}))
     entry["attempts"] = [_attempt(a) for a in row.attempts if isinstance(a, dict)]
+    if bodies:
+        kept = kept_bodies(row) if bodies_kept() else None
+        entry["request_body"], entry["response_body"] = kept if kept is not None else (None, None)
     return entry
+
+
+def bodies_kept() -> bool:
+    """Whether request and response bodies are kept now (REQUEST_BODY_RETENTION_DAYS > 0)."""
+    return bool(settings.REQUEST_BODY_RETENTION_DAYS > 0)
+
+
+def kept_bodies(row: RequestLog) -> tuple[str, str] | None:
+    """The (request, response) bodies kept for the request of `row`; None when none were."""
+    return (
+        RequestBody.objects.filter(request_id=row.request_id, at=row.at)
+        .order_by("-id")
+        .values_list("request_body", "response_body")
+        .first()
+    )
 
 
 def _key_names(ids: set[int | None]) -> dict[int, str]:

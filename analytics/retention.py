@@ -2,7 +2,9 @@
 
 Defaults: raw rows 7 days (ANALYTICS_RAW_RETENTION_DAYS), minute rollups 48 hours
 (ANALYTICS_MINUTE_RETENTION_HOURS), hour rollups 90 days (ANALYTICS_HOUR_RETENTION_DAYS), day
-rollups for ever (ANALYTICS_DAY_RETENTION_DAYS = 0). Each chunk of at most
+rollups for ever (ANALYTICS_DAY_RETENTION_DAYS = 0); kept request and response bodies
+(RequestBody) REQUEST_BODY_RETENTION_DAYS, and none at all when that is 0 (the default): turning
+it off forgets what was kept. Each chunk of at most
 ANALYTICS_PRUNE_CHUNK rows is its own statement and transaction, so a big delete never holds
 the write lock for long; writers slip in between chunks. The monitor calls `apply_retention`
 in its housekeeping; `manage.py prune_analytics` runs it by hand.
@@ -16,13 +18,14 @@ from django.conf import settings
 from django.db import connections, router, transaction
 from django.db.models import Model
 
-from .models import ErrorRollup, Granularity, ProviderRollup, RequestLog, RouteRollup
+from .models import ErrorRollup, Granularity, ProviderRollup, RequestBody, RequestLog, RouteRollup
 
 ROLLUPS = (RouteRollup, ProviderRollup, ErrorRollup)
 
 
 def cutoffs(now: datetime | None = None) -> dict[str, datetime | None]:
-    """Per kind of row (raw, minute, hour, day), the time before which it is due; None: kept."""
+    """Per kind of row (raw, minute, hour, day, bodies), the time before which it is due; None:
+    kept. Bodies are never kept for ever: with REQUEST_BODY_RETENTION_DAYS at 0 all are due."""
     now = now or datetime.now(UTC)
 
     def before(delta: timedelta) -> datetime | None:
@@ -33,6 +36,7 @@ def cutoffs(now: datetime | None = None) -> dict[str, datetime | None]:
         "minute": before(timedelta(hours=settings.ANALYTICS_MINUTE_RETENTION_HOURS)),
         "hour": before(timedelta(days=settings.ANALYTICS_HOUR_RETENTION_DAYS)),
         "day": before(timedelta(days=settings.ANALYTICS_DAY_RETENTION_DAYS)),
+        "bodies": before(timedelta(days=max(settings.REQUEST_BODY_RETENTION_DAYS, 0))) or now,
     }
 
 
@@ -45,9 +49,12 @@ def apply_retention(now: datetime | None = None, *, max_rows: int | None = None)
     `max_rows` for some kind.
     """
     due = cutoffs(now)
-    deleted = {"raw": 0, "minute": 0, "hour": 0, "day": 0}
+    deleted = {"raw": 0, "minute": 0, "hour": 0, "day": 0, "bodies": 0}
     if due["raw"] is not None:
         deleted["raw"] = _delete(RequestLog, "at", due["raw"], {}, max_rows)
+    bodies = due["bodies"]
+    assert bodies is not None  # never kept for ever
+    deleted["bodies"] = _delete(RequestBody, "at", bodies, {}, max_rows)
     spans = {
         "minute": (Granularity.MINUTE, timedelta(minutes=1)),
         "hour": (Granularity.HOUR, timedelta(hours=1)),

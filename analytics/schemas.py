@@ -177,3 +177,15 @@ class LoggedAttempt(BaseModel):
 
 class RequestDetail(LoggedRequest):
     attempts: list[LoggedAttempt]
+    request_body: str | None = Field(
+        default=None,
+        description="admin keys only (left out for others): the caller's body as kept, scrubbed of credentials "
+        "and cut at REQUEST_BODY_MAX_BYTES with a marker saying how many bytes went (an upload described, "
+        "not kept); null when REQUEST_BODY_RETENTION_DAYS is 0 (the default) or none was kept for this request",
+    )
+    response_body: str | None = Field(
+        default=None,
+        description="admin keys only (left out for others): the answer as the caller got it, kept like "
+        "`request_body` (a stream: its server-sent events as relayed; binary answers: their content type "
+        "and size); null when not kept",
+    )

@@ -6,10 +6,15 @@ The filters are a GET form, so a filtered view is a URL to share and works witho
 JavaScript; with htmx the form and the "older" link swap the `request-list` partial only. A
 filter the API would refuse is shown beside the form (400 for a whole page; 200 for htmx, which
 swaps only 2xx answers in), never a 500. The search box takes an `X-Request-Id` to its page.
+
+A request's page shows its request and response bodies when REQUEST_BODY_RETENTION_DAYS keeps
+them (scrubbed and bounded by the gateway; JSON pretty-printed when it parses, always escaped by
+the template), and says in one line that they are not kept, and which setting keeps them, when not.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -93,17 +98,42 @@ async def requests_page(request: ConsoleRequest) -> HttpResponse:
     return render(request, template, context, status=200 if usable or request.htmx else 400)
 
 
+def pretty(body: str | None) -> str | None:
+    """A kept body as the page shows it: JSON indented when it parses (a body cut short does
+    not), any other text as it is."""
+    if not body:
+        return body
+    try:
+        data = json.loads(body)
+        shown = json.dumps(data, indent=2, ensure_ascii=False)
+        if not shown.isascii():
+            shown.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate written as an escape: shown as one
+        return json.dumps(data, indent=2)
+    except (ValueError, RecursionError):
+        return body
+    return shown
+
+
 def _one(request_id: str) -> dict[str, Any] | None:
-    found = log.find(request_id) if len(request_id) <= LONGEST_ID else None
+    found = log.find(request_id, bodies=True) if len(request_id) <= LONGEST_ID else None
     if found is None:
         return None
     entry = _shown(found)
     entry["attempts"] = [{**a, "number": i} for i, a in enumerate(found["attempts"], start=1)]
+    entry["request_body"] = pretty(found["request_body"])
+    entry["response_body"] = pretty(found["response_body"])
     return entry
 
 
 @console_view()
 async def request_page(request: ConsoleRequest, request_id: str) -> HttpResponse:
     entry = await db_call(_one, request_id)
-    context = {"section": "requests", "role": request.role, "request_id": request_id, "entry": entry}
+    context = {
+        "section": "requests",
+        "role": request.role,
+        "request_id": request_id,
+        "entry": entry,
+        "bodies_kept": log.bodies_kept(),
+    }
     return render(request, ONE, context, status=200 if entry is not None else 404)

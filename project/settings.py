@@ -296,6 +296,11 @@ ANALYTICS_RAW_RETENTION_DAYS = env.float("ANALYTICS_RAW_RETENTION_DAYS", default
 ANALYTICS_MINUTE_RETENTION_HOURS = env.float("ANALYTICS_MINUTE_RETENTION_HOURS", default=48)
 ANALYTICS_HOUR_RETENTION_DAYS = env.float("ANALYTICS_HOUR_RETENTION_DAYS", default=90)
 ANALYTICS_DAY_RETENTION_DAYS = env.float("ANALYTICS_DAY_RETENTION_DAYS", default=0)
+# Request and response bodies (scrubbed of credentials) are kept this many days, for the request
+# page and GET /api/requests/<id> (admin keys); 0, the default, keeps none and forgets those kept.
+REQUEST_BODY_RETENTION_DAYS = env.float("REQUEST_BODY_RETENTION_DAYS", default=0)
+# The most of each body kept; the rest is cut, and a marker says how many bytes went.
+REQUEST_BODY_MAX_BYTES = env.int("REQUEST_BODY_MAX_BYTES", default=65536)
 # Rows deleted per statement when pruning, so a big delete never holds a long lock.
 ANALYTICS_PRUNE_CHUNK = env.int("ANALYTICS_PRUNE_CHUNK", default=5000)
 # The currency model prices (and so costs and key budgets) are written in: a label, never converted.

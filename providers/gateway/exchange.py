@@ -49,6 +49,7 @@ from .calls import Call
 from .dialects import openai_chat
 from .dialects.dialect import Dialect
 from .errors import RequestError, error_response, is_json
+from .kept_bodies import Answer, Transcript, body_limit, keep_bodies
 from .records import RequestRecord, announce
 
 OPENAI = openai_chat.DIALECT
@@ -112,6 +113,9 @@ class Exchange:
         self.result: ChainResult[Any] | None = None
         self.cache = ""  # hit | miss | bypass on a route with a response cache
         self.admitted = False
+        # The bytes of each body the record keeps; None (the default): bodies are not kept,
+        # and this is all the work they cost (kept_bodies.py).
+        self.body_limit = body_limit()
 
     def resolve(self, model: Any) -> tuple[RoutePolicy, tuple[TargetSpec, ...]]:
         try:
@@ -174,6 +178,11 @@ class Exchange:
             headers.update(ratelimit_headers(call.ratelimits.get(result.target.provider, {})))
         return headers
 
+    def transcript(self) -> Transcript | None:
+        """Where a streamed answer's relayed bytes are noted for the record; None when bodies
+        are not kept."""
+        return Transcript(self.body_limit) if self.body_limit is not None else None
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
@@ -198,8 +207,10 @@ class Exchange:
         retries: int = 0,
         error: str = "",
         saved: Decimal = Decimal(0),
+        answer: Answer = None,
     ) -> Decimal | None:
-        """Announce the request's record; returns its cost (None: unknown)."""
+        """Announce the request's record; returns its cost (None: unknown). `answer` is what
+        the caller was sent (a response, or a stream's transcript), kept when bodies are."""
         usage = usage or Usage()
         cost = self.cost(provider, model, usage)
         entry = self.snapshot.providers.get(provider) if provider else None
@@ -209,34 +220,35 @@ class Exchange:
             _pending.add(task)
             task.add_done_callback(_pending.discard)
         key = getattr(self.request, "api_key", None)
-        announce(
-            RequestRecord(
-                at=self.at,
-                request_id=self.request_id,
-                route=self.route,
-                capability=self.capability,
-                outcome=outcome,
-                status=status,
-                latency_ms=self.elapsed_ms(),
-                provider=provider,
-                model=model,
-                api_key_id=key.id if key is not None else None,
-                ttft_ms=ttft_ms,
-                stream=stream,
-                attempts=[a.as_dict() for a in attempts],
-                calls=sum(1 for a in attempts if a.skipped is None),
-                failovers=failovers,
-                retries=retries,
-                tokens_in=usage.tokens_in,
-                tokens_out=usage.tokens_out,
-                characters=usage.characters,
-                images=usage.images,
-                cost=cost,
-                error=error,
-                cache=self.cache,
-                saved=saved,
-            )
+        record = RequestRecord(
+            at=self.at,
+            request_id=self.request_id,
+            route=self.route,
+            capability=self.capability,
+            outcome=outcome,
+            status=status,
+            latency_ms=self.elapsed_ms(),
+            provider=provider,
+            model=model,
+            api_key_id=key.id if key is not None else None,
+            ttft_ms=ttft_ms,
+            stream=stream,
+            attempts=[a.as_dict() for a in attempts],
+            calls=sum(1 for a in attempts if a.skipped is None),
+            failovers=failovers,
+            retries=retries,
+            tokens_in=usage.tokens_in,
+            tokens_out=usage.tokens_out,
+            characters=usage.characters,
+            images=usage.images,
+            cost=cost,
+            error=error,
+            cache=self.cache,
+            saved=saved,
         )
+        if self.body_limit is not None:
+            keep_bodies(record, self.request, answer, self.body_limit)
+        announce(record)
         return cost
 
     def failure_response(self, exc: BaseException) -> HttpResponse:
@@ -261,6 +273,7 @@ class Exchange:
                 error=upstream.classification.reason,
                 failovers=hops.failovers,
                 retries=hops.retries,
+                answer=response,
             )
             return response
         if isinstance(exc, AllTargetsFailed):
@@ -274,7 +287,6 @@ class Exchange:
             last = next((a for a in reversed(attempts) if a.skipped is None), None)
             reason = last.reason if last else (attempts[-1].skipped or "") if attempts else ""
             hops = exc.hops
-            self.record(outcome, status, attempts, error=reason, failovers=hops.failovers, retries=hops.retries)
             headers = self.headers(attempts)
             retry_after = getattr(exc, "retry_after", None)
             if (
@@ -284,7 +296,7 @@ class Exchange:
                 and math.isfinite(retry_after)
             ):
                 headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-            return error_response(
+            response = error_response(
                 status,
                 type_,
                 str(exc),
@@ -292,9 +304,18 @@ class Exchange:
                 headers=headers,
                 shape=self.dialect.error_body,
             )
+            self.record(
+                outcome,
+                status,
+                attempts,
+                error=reason,
+                failovers=hops.failovers,
+                retries=hops.retries,
+                answer=response,
+            )
+            return response
         if isinstance(exc, NoTargets):
-            self.record("unavailable", 503, [], error="no_targets")
-            return error_response(
+            response = error_response(
                 503,
                 "no_target_available",
                 str(exc),
@@ -302,6 +323,8 @@ class Exchange:
                 headers=self.headers([]),
                 shape=self.dialect.error_body,
             )
+            self.record("unavailable", 503, [], error="no_targets", answer=response)
+            return response
         raise exc
 
 

@@ -54,6 +54,10 @@ class RequestRecord:
     # Not a column: the route name the rollups count this request under (analytics/dimensions.py);
     # None: `route` itself. The raw row always keeps `route`.
     rollup_route: str | None = None
+    # Not columns: the caller's body and the answer it got, scrubbed and bounded (kept_bodies.py);
+    # None unless REQUEST_BODY_RETENTION_DAYS keeps bodies (analytics keeps them apart: RequestBody).
+    request_body: str | None = None
+    response_body: str | None = None
 
 
 RequestListener = Callable[[RequestRecord], None]

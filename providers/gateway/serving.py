@@ -150,7 +150,9 @@ def replay(exchange: Exchange, found: Cached) -> HttpResponse:
         saved = Decimal(found.cost)
     except InvalidOperation:  # unreadable, or unknown (kept as ""): no saving counted
         saved = Decimal(0)
-    exchange.record("success", 200, [], stream=streamed, saved=saved if saved.is_finite() else Decimal(0))
+    exchange.record(
+        "success", 200, [], stream=streamed, saved=saved if saved.is_finite() else Decimal(0), answer=response
+    )
     return response
 
 
@@ -215,6 +217,7 @@ async def serve(
         usage=value.usage,
         failovers=result.failovers,
         retries=result.retries,
+        answer=response,
     )
     if slot is not None:
         await slot.keep(content, media_type, provider, model, value.usage, cost)
@@ -251,7 +254,8 @@ def stream_response(
     """The stream of chunks, said as `translator` (the dialect's) says it; with `slot`, the
     whole relayed stream is kept when it ended well. The first chunk is written at once; after
     it, the events of the chunks that arrive together (one upstream read, as a rule) are
-    written together, one server write for them all (calls.ChunkBatches)."""
+    written together, one server write for them all (calls.ChunkBatches). When request bodies
+    are kept, the record keeps the events as relayed, up to the size bound (kept_bodies.py)."""
     start: StreamStart = result.value
     ttft_ms = exchange.elapsed_ms()
     limit = max_cached_bytes()
@@ -271,11 +275,14 @@ def stream_response(
                     kept.append(data)
             return data
 
+        # Bodies kept: each write noted first; not kept (the default), `out` as it is.
+        told = exchange.transcript()
+        emit = out if told is None else told.tap(out)
         batches = start.batches()
         try:
             async with aclosing(relay(translator, start.first, batches, start.stream)) as said:
                 async for data in said:
-                    yield out(data)
+                    yield emit(data)
         except asyncio.CancelledError as exc:  # the client went away: stop the upstream call
             error = exc
             raise
@@ -284,7 +291,8 @@ def stream_response(
             error = exc
             # A deadline that ran out is said as such: the provider did nothing wrong.
             message = str(exc) if isinstance(exc, StreamDeadline) else f"the provider's stream broke: {exc}"
-            yield sse(translator.fail(message))
+            failed = sse(translator.fail(message))
+            yield failed if told is None else told.add(failed)
         finally:
             await batches.aclose()
             await start.stream.aclose()
@@ -308,6 +316,7 @@ def stream_response(
                 failovers=result.failovers,
                 retries=result.retries,
                 error="" if error is None else type(error).__name__,
+                answer=told,
             )
         if error is None and slot is not None and kept is not None:
             await slot.keep(

@@ -539,5 +539,6 @@ async def execute(request: HttpRequest) -> HttpResponseBase:
         usage=value.usage,
         failovers=result.failovers,
         retries=result.retries,
+        answer=response,
     )
     return response

@@ -42,10 +42,10 @@ def test_retention_deletes_only_what_is_due():
     }
     assert RouteRollup.objects.filter(granularity="h").count() == 6  # 91 and 400 days gone
     assert RouteRollup.objects.filter(granularity="d").count() == 7  # kept for ever (47 h and 49 h: one day)
-    assert deleted == {"raw": 4, "minute": 6 * 4, "hour": 2 * 4, "day": 0}
+    assert deleted == {"raw": 4, "minute": 6 * 4, "hour": 2 * 4, "day": 0, "bodies": 0}
     assert ProviderRollup.objects.filter(granularity="m").count() == 2 * 2
     assert ErrorRollup.objects.filter(granularity="m").count() == 2
-    assert apply_retention(now=NOW) == {"raw": 0, "minute": 0, "hour": 0, "day": 0}
+    assert apply_retention(now=NOW) == {"raw": 0, "minute": 0, "hour": 0, "day": 0, "bodies": 0}
 
 
 def test_a_big_delete_goes_in_chunks_and_max_rows_bounds_one_call(settings):
