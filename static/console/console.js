@@ -196,7 +196,15 @@
   // (its hx-trigger listens for `console:visible`).
   document.addEventListener("htmx:beforeRequest", function (evt) {
     var elt = evt.detail.elt;
-    if (document.hidden && elt && elt.hasAttribute && elt.hasAttribute("data-poll")) {
+    if (!elt || !elt.hasAttribute || !elt.hasAttribute("data-poll")) {
+      return;
+    }
+    // Nor while the operator is using a control inside it (a select open, a field half typed):
+    // a refresh would replace it under their hands. The next tick catches up.
+    var active = document.activeElement;
+    var busy = active && active !== document.body && elt.contains(active) &&
+      /^(SELECT|INPUT|TEXTAREA)$/.test(active.tagName);
+    if (document.hidden || busy) {
       evt.preventDefault();
     }
   });
