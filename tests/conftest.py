@@ -23,6 +23,15 @@ from providers.engine.clock import VirtualTimeLoop
 
 TEST_KEY = Fernet.generate_key().decode()
 
+# A test's own HTTP client waits for a real server as long as the test may run (pytest-timeout),
+# not httpx's 5 s default: on a busy machine a server's first answer (an OpenAPI document built
+# on first use, a cold import in a fresh worker) can take longer, and a slow machine must make a
+# slow run, not a red one. httpx binds that default object into its signatures, so it is changed
+# in place; the application's own clients always pass their timeouts (adapters/client.py,
+# health/alerts.py, health/forwarding.py) and are not affected.
+_DEFAULT_TIMEOUT = httpx._config.DEFAULT_TIMEOUT_CONFIG
+_DEFAULT_TIMEOUT.connect = _DEFAULT_TIMEOUT.read = _DEFAULT_TIMEOUT.write = _DEFAULT_TIMEOUT.pool = 60.0
+
 
 @pytest.fixture(autouse=True)
 def _encryption_key(settings: pytest.FixtureRequest) -> Iterator[None]:
