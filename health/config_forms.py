@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
+from health.scores import Damping
 from providers.config import ProviderConfig, RouteConfig
 from providers.models import BreakerMode, Capability, Kind, ProbeMode, Strategy
 
@@ -69,7 +71,8 @@ PROVIDER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Circuit breaker", ("breaker__mode", "breaker__window_s", "breaker__min_calls", "breaker__failure_rate",
                          "breaker__consecutive_failures", "breaker__break_s", "breaker__max_break_s",
                          "breaker__half_open_probes")),
-    ("Health check", ("health_check__interval_s", "health_check__timeout_s", "health_check__probe")),
+    ("Health check", ("health_check__interval_s", "health_check__timeout_s", "health_check__probe",
+                      "health_check__flap_checks", "health_check__flap_seconds")),
 )  # fmt: skip
 
 # Kind-specific options with a typed field of their own; the rest go in `options_extra`.
@@ -133,6 +136,8 @@ class ProviderForm(forms.Form):
     health_check__interval_s = _number("Interval (s)")
     health_check__timeout_s = _number("Timeout (s)")
     health_check__probe = _choice("Probe", ProbeMode.choices)
+    health_check__flap_checks = _number("Flap damping: evaluations", whole=True)
+    health_check__flap_seconds = _number("Flap damping: seconds")
     options__error_rate = _number("Error rate")
     options__rate_limit_rate = _number("Rate-limit rate")
     options__exhausted_rate = _number("Quota-exhausted rate")
@@ -158,9 +163,21 @@ class ProviderForm(forms.Form):
         self.kind_shown = kind
         for name, text in SIMULATED_HELP.items():
             self.fields[name].help_text = text
+        self._show_flap_defaults()
         if editing:
             self.fields["name"].disabled = True  # the name is the entry's key: no renaming here
             self.fields["name"].help_text = "The name is the provider's key; it cannot be changed here."
+
+    def _show_flap_defaults(self) -> None:
+        # Read at each form, not at import: the global settings are what an empty field means now.
+        flap = Damping.of(getattr(settings, "HEALTH_FLAP_CHECKS", None), getattr(settings, "HEALTH_FLAP_SECONDS", None))
+        defaults = {
+            "health_check__flap_checks": ("Consecutive evaluations a status change must be seen on", flap.checks),
+            "health_check__flap_seconds": ("How long (s) a status change must last, 0: no minimum", flap.seconds),
+        }
+        for name, (what, default) in defaults.items():
+            self.fields[name].help_text = f"{what}. Empty: the global default ({default:g})."
+            self.fields[name].widget.attrs["placeholder"] = f"global default ({default:g})"
 
     def clean_models(self) -> list[str]:
         return [m for m in LIST_SPLIT.split(self.cleaned_data.get("models") or "") if m]

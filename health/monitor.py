@@ -298,7 +298,7 @@ class Monitor:
         snapshot = await self.rt.current()
         engine = self.rt.engine
         weights = scores.Weights(*settings.HEALTH_SCORE_WEIGHTS)
-        damping = scores.Damping.of(
+        flap = scores.Damping.of(
             getattr(settings, "HEALTH_FLAP_CHECKS", None), getattr(settings, "HEALTH_FLAP_SECONDS", None)
         )
         events: list[tuple[str, str, str, str]] = []
@@ -336,6 +336,7 @@ class Monitor:
             # A fact (forced open, every credential set aside, a credential refused) and its
             # end show at once: the alert it may send names the status it calls for.
             fact = scores.fact(inputs) is not None or bool(rejected)
+            damping = flap.over(provider.flap_checks, provider.flap_seconds)
             decided = scores.debounce(
                 view.status,
                 view.pending,

@@ -13,8 +13,9 @@ open, or every credential set aside, leaves the provider unavailable (unhealthy)
 breaker makes it unhealthy too, and a credential the provider rejects while others still
 serve makes a healthy provider degraded. A measured change needs the new status on
 consecutive evaluations (`Damping`: HEALTH_FLAP_CHECKS of them, default `DEBOUNCE`, spanning
-HEALTH_FLAP_SECONDS, default 0), so a provider whose rate hovers at a threshold does not flip
-at every evaluation; a fact takes effect at once.
+HEALTH_FLAP_SECONDS, default 0; a provider's `health_check.flap_checks` / `flap_seconds` over
+them), so a provider whose rate hovers at a threshold does not flip at every evaluation; a fact
+takes effect at once.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def _measured(inputs: Inputs) -> tuple[str, str]:
 class Damping:
     """Flap damping: a measured status change is taken once it has been seen on `checks`
     consecutive evaluations spanning at least `seconds` (settings HEALTH_FLAP_CHECKS and
-    HEALTH_FLAP_SECONDS). Both must hold: evaluations come faster than the schedule when a
+    HEALTH_FLAP_SECONDS, or a provider's own: `over`). Both must hold: evaluations come faster than the schedule when a
     breaker change wakes the monitor, so a count alone can be met within a second."""
 
     checks: int = DEBOUNCE
@@ -141,6 +142,13 @@ class Damping:
         n = checks if isinstance(checks, int) and not isinstance(checks, bool) else DEBOUNCE
         s = seconds if isinstance(seconds, int | float) and not isinstance(seconds, bool) else 0.0
         return cls(max(1, n), max(0.0, float(s)))
+
+    def over(self, checks: int | None, seconds: float | None) -> Damping:
+        """This damping with a provider's own values where it sets them (None: this one's);
+        itself when it sets none, so the common case builds nothing."""
+        if checks is None and seconds is None:
+            return self
+        return Damping.of(self.checks if checks is None else checks, self.seconds if seconds is None else seconds)
 
 
 @dataclass(frozen=True)

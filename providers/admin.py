@@ -202,7 +202,18 @@ class ProviderAdmin(AuditedAdmin):
                 ]
             },
         ),
-        ("Health checks", {"fields": ["health_interval_s", "health_timeout_s", "health_probe"]}),
+        (
+            "Health checks",
+            {
+                "fields": [
+                    "health_interval_s",
+                    "health_timeout_s",
+                    "health_probe",
+                    "health_flap_checks",
+                    "health_flap_seconds",
+                ]
+            },
+        ),
         ("Request limits", {"fields": ["limit_requests_per_minute", "limit_tokens_per_minute"]}),
         ("Origin", {"fields": ["is_demo", "discovered"], "classes": ["collapse"]}),
     ]

@@ -187,6 +187,21 @@ class Provider(models.Model):
     health_interval_s = models.FloatField(default=30.0, validators=[RangeValidator(1, 86400)])
     health_timeout_s = models.FloatField(default=10.0, validators=[RangeValidator(0, 600, low_inclusive=False)])
     health_probe = models.CharField(max_length=10, choices=ProbeMode.choices, default=ProbeMode.CHEAP)
+    # Flap damping (health/scores.py `Damping`), this provider's own over the global settings.
+    health_flap_checks = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(1, 1000)],
+        help_text="Consecutive evaluations a measured status change must be seen on before it is taken. "
+        "Empty: the global HEALTH_FLAP_CHECKS.",
+    )
+    health_flap_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[RangeValidator(0, 86400)],
+        help_text="How long (s) a measured status change must have lasted before it is taken, 0 for the "
+        "checks alone. Empty: the global HEALTH_FLAP_SECONDS.",
+    )
 
     max_concurrent = models.PositiveIntegerField(default=32, validators=[RangeValidator(1, 10000)])
     limit_requests_per_minute = models.PositiveIntegerField(

@@ -80,6 +80,9 @@ class ProviderEntry:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     cache_ttl_s: float | None = None  # response cache; None or 0: none
+    # flap damping (health/scores.py `Damping`); None: the global HEALTH_FLAP_CHECKS / _SECONDS
+    flap_checks: int | None = None
+    flap_seconds: float | None = None
     base_url: str = ""  # as configured: a URL, env:NAME or empty (config.base_url is what is called)
     # Why the provider cannot be called (an env: base URL unset or refused); its targets are
     # skipped with this reason and its probes fail with it.
@@ -350,6 +353,8 @@ def _provider_entry(
         requests_per_minute=provider.limit_requests_per_minute,
         tokens_per_minute=provider.limit_tokens_per_minute,
         cache_ttl_s=provider.cache_ttl_s,
+        flap_checks=provider.health_flap_checks,
+        flap_seconds=provider.health_flap_seconds,
         base_url=provider.base_url,
         problem=problem,
     )

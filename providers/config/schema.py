@@ -127,6 +127,8 @@ class HealthCheckConfig(ConfigEntry):
     interval_s: Number = stored(Provider, "health_interval_s")
     timeout_s: Number = stored(Provider, "health_timeout_s")
     probe: str = stored(Provider, "health_probe")
+    flap_checks: WholeNumber | None = stored(Provider, "health_flap_checks")
+    flap_seconds: Number | None = stored(Provider, "health_flap_seconds")
 
 
 class ProviderCacheConfig(ConfigEntry):

@@ -104,7 +104,8 @@ PROVIDER_ALLOWED = (
         ),
         (
             {"providers": [provider(health_check={"every": 1})]},
-            "providers[0].health_check.every: unknown field (allowed: interval_s, probe, timeout_s)",
+            "providers[0].health_check.every: unknown field (allowed: flap_checks, flap_seconds, interval_s, probe, "
+            "timeout_s)",
         ),
         (
             {"providers": [provider(limits={"rpm": 1})]},
