@@ -36,6 +36,14 @@ is published. A failure is stored on the channel (`last_delivery_error`, `delive
 reset on success); ALERT_DISABLE_AFTER permanent failures in a row disable the channel
 with the reason in `disabled_reason`.
 
+Grouping (ALERT_GROUPING, on by default): when several providers go bad in the same
+evaluation (a shared network or an upstream region failing), each channel gets one alert
+for all of them rather than one each; likewise their reminders and their recoveries that
+fall in one evaluation (`group_deliveries`, pure). The grouped notice lists every member
+(`Notice.group`); the delivery is sent, retried and counted towards ALERT_DISABLE_AFTER
+once, and recorded once per member, so each provider's incident timeline still shows its
+alert. Acknowledgements, tests and budget notices are never grouped.
+
 A webhook channel that names event types (`events`) gets no alerts: it is an event feed
 (health/forwarding.py), which the Alerter feeds at each evaluation too.
 """
@@ -72,7 +80,7 @@ from providers.models import Provider
 from .events import publish, publish_sync, record_event
 from .forwarding import Feeds
 from .models import AlertChannel, AlertState, HealthEvent, Incident
-from .transports import DeliveryError, Notice, transport
+from .transports import GROUPED_EVENTS, DeliveryError, Notice, transport
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,7 @@ __all__ = [
     "Observation",
     "Rules",
     "decide",
+    "group_deliveries",
     "notify_acknowledged",
     "plan_alerts",
     "record_delivery",
@@ -285,7 +294,32 @@ def plan_alerts(observations: list[Observation]) -> list[Delivery]:
         with transaction.atomic():
             AlertState.objects.bulk_create(created, batch_size=500)
             _update_states(updated)
-    return deliveries
+    return group_deliveries(deliveries) if settings.ALERT_GROUPING else deliveries
+
+
+def group_deliveries(deliveries: list[Delivery]) -> list[Delivery]:
+    """One evaluation's deliveries with those of one channel and one event (alert, reminder,
+    recovery) for several providers made one: its notice is the first member's (by provider
+    name) with every member's own notice in `group`. It takes the place of its first member
+    in the list; the rest keep their order."""
+
+    keys = [
+        (d.channel_id, d.notice.event) if d.notice.event in GROUPED_EVENTS and d.notice.provider else None
+        for d in deliveries
+    ]
+    members: dict[tuple[int, str], list[Delivery]] = {}
+    for key, delivery in zip(keys, deliveries, strict=True):
+        if key is not None:
+            members.setdefault(key, []).append(delivery)
+    grouped: list[Delivery] = []
+    for key, delivery in zip(keys, deliveries, strict=True):
+        same = members[key] if key is not None else [delivery]
+        if len(same) == 1:
+            grouped.append(delivery)
+        elif same[0] is delivery:
+            notices = tuple(sorted((m for d in same for m in d.notice.members), key=lambda n: n.provider))
+            grouped.append(replace(delivery, notice=replace(notices[0], group=notices)))
+    return grouped
 
 
 def _state_column(name: str) -> tuple[Field[Any, Any], str]:
@@ -371,9 +405,10 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
 
 
-def record_delivery(delivery: Delivery, outcome: Outcome, actor: str = "") -> HealthEvent:
-    """The delivery as a HealthEvent, its result on the channel; disable the channel after
-    ALERT_DISABLE_AFTER permanent failures in a row."""
+def record_delivery(delivery: Delivery, outcome: Outcome, actor: str = "") -> list[HealthEvent]:
+    """The delivery as HealthEvents (one per provider of a group, all at one time, each in its
+    provider's incident), its result on the channel; disable the channel after
+    ALERT_DISABLE_AFTER permanent failures in a row (of deliveries, not of events)."""
     notice = delivery.notice
     tag = f"channel:{delivery.channel}"
     new = SENT if outcome.ok else FAILED_PERMANENTLY if outcome.permanent else FAILED
@@ -385,37 +420,49 @@ def record_delivery(delivery: Delivery, outcome: Outcome, actor: str = "") -> He
         reason = f"{delivery.kind} channel {delivery.channel}{by}: {notice.event} not sent{tries}: {outcome.detail}"
     now = timezone.now()
     with transaction.atomic():
-        event = record_event(
-            notice.provider, HealthEvent.Kind.ALERT, old=notice.event, new=new, reason=reason, actor=tag
-        )
-        if notice.incident is not None:  # part of the incident's timeline
-            HealthEvent.objects.filter(pk=event.pk).update(incident_id=notice.incident)
+        events = []
+        for member in notice.members:
+            event = record_event(
+                member.provider, HealthEvent.Kind.ALERT, old=notice.event, new=new, reason=reason, actor=tag, at=now
+            )
+            if member.incident is not None:  # part of the incident's timeline
+                HealthEvent.objects.filter(pk=event.pk).update(incident_id=member.incident)
+            events.append(event)
         channels = AlertChannel.objects.filter(pk=delivery.channel_id)
         if outcome.ok:
             channels.update(last_delivery_at=now, last_delivery_error="", delivery_failures=0)
-            return event
+            return events
         channels.update(
             last_delivery_at=now, last_delivery_error=outcome.detail, delivery_failures=F("delivery_failures") + 1
         )
         limit = settings.ALERT_DISABLE_AFTER
-        if outcome.permanent and limit > 0:
-            recent = list(
-                HealthEvent.objects.filter(kind=HealthEvent.Kind.ALERT, actor=tag)
-                .order_by("-id")
-                .values_list("new", flat=True)[:limit]
-            )
-            if len(recent) == limit and all(r == FAILED_PERMANENTLY for r in recent):
-                why = f"disabled after {limit} permanent delivery errors in a row; last: {outcome.detail}"
-                if channels.filter(enabled=True).update(enabled=False, disabled_reason=why[:200]):
-                    log.warning("alert channel %s %s", delivery.channel, why)
-    return event
+        if outcome.permanent and limit > 0 and _permanent_failures_in_a_row(tag, limit) >= limit:
+            why = f"disabled after {limit} permanent delivery errors in a row; last: {outcome.detail}"
+            if channels.filter(enabled=True).update(enabled=False, disabled_reason=why[:200]):
+                log.warning("alert channel %s %s", delivery.channel, why)
+    return events
 
 
-async def _publish(delivery: Delivery, event: HealthEvent) -> None:
-    if delivery.notice.provider:
-        await publish({"type": "health.update", "provider": delivery.notice.provider})
-    else:
-        await publish({"type": "health.event", "provider": "", "event_id": event.pk})
+def _permanent_failures_in_a_row(tag: str, limit: int) -> int:
+    """The channel's latest deliveries that failed permanently, in a row, counted up to `limit`.
+    A group's delivery wrote one event per provider, all at one time: they count once."""
+    counted: set[datetime] = set()
+    rows = HealthEvent.objects.filter(kind=HealthEvent.Kind.ALERT, actor=tag).order_by("-id").values_list("at", "new")
+    for at, new in rows.iterator(chunk_size=200):
+        if new != FAILED_PERMANENTLY:
+            break
+        counted.add(at)
+        if len(counted) >= limit:
+            break
+    return len(counted)
+
+
+async def _publish(delivery: Delivery, events: list[HealthEvent]) -> None:
+    if not delivery.notice.provider:
+        await publish({"type": "health.event", "provider": "", "event_id": events[0].pk})
+        return
+    for name in delivery.notice.providers:
+        await publish({"type": "health.update", "provider": name})
 
 
 class Alerter:
@@ -449,17 +496,17 @@ class Alerter:
         log.info(
             "alert %s for %s via %s: %s in %.0f ms",
             delivery.notice.event,
-            delivery.notice.provider,
+            ", ".join(delivery.notice.providers) or "-",
             delivery.channel,
             "sent" if outcome.ok else "failed",
             (time.perf_counter() - started) * 1000,
         )
         try:
-            event = await db_call(record_delivery, delivery, outcome)
+            events = await db_call(record_delivery, delivery, outcome)
         except Exception:
             log.exception("could not record the delivery of an alert to channel %s", delivery.channel)
             return outcome
-        await _publish(delivery, event)
+        await _publish(delivery, events)
         return outcome
 
     async def wait_for_deliveries(self) -> None:
@@ -495,7 +542,7 @@ def send_test_alert(channel: AlertChannel, actor: str = "") -> Outcome:
     )
     delivery = Delivery(channel.pk, channel.name, channel.kind, channel.target(), notice)
     outcome = async_to_sync(deliver)(delivery, retries=0)
-    event = record_delivery(delivery, outcome, actor=actor)
+    [event] = record_delivery(delivery, outcome, actor=actor)
     publish_sync({"type": "health.event", "provider": "", "event_id": event.pk})
     return outcome
 

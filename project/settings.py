@@ -316,6 +316,9 @@ ALERT_TIMEOUT_S = env.float("ALERT_TIMEOUT_S", default=5.0)  # per delivery atte
 ALERT_RETRIES = env.int("ALERT_RETRIES", default=2)  # more attempts after a transient error
 ALERT_RETRY_BASE_S = env.float("ALERT_RETRY_BASE_S", default=1.0)  # backoff: base × 2^(n-1), jittered
 ALERT_CONCURRENCY = env.int("ALERT_CONCURRENCY", default=8)  # deliveries in flight at once
+# Providers that go bad (or recover) in the same evaluation share one alert per channel,
+# which lists them all; False sends one alert per provider.
+ALERT_GROUPING = env.bool("ALERT_GROUPING", default=True)
 # Where links in alerts point (the console's address as people reach it).
 CONSOLE_URL = env.str("CONSOLE_URL", default=f"http://127.0.0.1:{PORT}")
 # Email alerts go through Django's mail backend, e.g. smtp+tls://user:password@host:587;

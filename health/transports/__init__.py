@@ -6,6 +6,11 @@ saying what was sent, or raises `DeliveryError`. The error tree is that one clas
 an address refused by the URL rules or no valid email address, an SMTP 5xx), `False` for
 what may pass (timeouts, refused connections, 5xx, 408, 429, SMTP 4xx). Transports never
 put the target in a message: a webhook URL usually embeds its token.
+
+A `Notice` may stand for several providers at once (`group`: the alerter's grouping of the
+providers that went bad, or recovered, in the same evaluation): its own provider fields are
+the first member's, `members` lists them all, and `title` and `lines()` speak of the whole
+group. Each transport renders every member.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import httpx
 from django.conf import settings
 
 EVENTS = ("alert", "reminder", "recovery", "acknowledged", "test")
+GROUPED_EVENTS = ("alert", "reminder", "recovery")  # what several providers may share
+NAMES_SHOWN = 10  # provider names in a group's title; the rest are counted
 
 
 class DeliveryError(Exception):
@@ -42,10 +49,33 @@ class Notice:
     at: datetime
     since: datetime | None = None  # when the incident's alert went out (reminders, recoveries)
     incident: int | None = None  # the incident it is about (health/incidents.py)
+    # Every member's own notice when this one speaks for several providers (the first member
+    # is this notice without its group); empty for a notice about one provider or none.
+    group: tuple[Notice, ...] = ()
+
+    @property
+    def members(self) -> tuple[Notice, ...]:
+        """The notices this one stands for: its group, or itself."""
+        return self.group or (self,)
+
+    @property
+    def grouped(self) -> bool:
+        return len(self.group) > 1
+
+    @property
+    def providers(self) -> list[str]:
+        return [m.provider for m in self.members if m.provider]
+
+    @property
+    def alerted_at(self) -> datetime | None:
+        """When the first alert of its members went out (a group's members may differ)."""
+        return min((m.since for m in self.members if m.since is not None), default=None)
 
     @property
     def console_url(self) -> str:
         base = settings.CONSOLE_URL.rstrip("/")
+        if self.grouped:
+            return f"{base}/incidents"
         return f"{base}/providers/{quote(self.provider)}" if self.provider else f"{base}/"
 
     def trouble(self, still: bool = False) -> str:
@@ -56,6 +86,8 @@ class Notice:
 
     @property
     def title(self) -> str:
+        if self.grouped:
+            return self._group_title()
         if self.event == "alert":
             return f"ALERT: {self.provider} {self.trouble()}"
         if self.event == "reminder":
@@ -69,8 +101,34 @@ class Notice:
             return f"BUDGET: {self.reason}"
         return f"TEST: alert channel {self.channel} works"
 
+    def _group_title(self) -> str:
+        names = self.providers
+        shown = ", ".join(names[:NAMES_SHOWN]) + (
+            f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
+        )
+        count = f"{len(names)} providers"
+        if self.event == "reminder":
+            lasting = f" (for {duration(self.alerted_at, self.at)})" if self.alerted_at else ""
+            return f"REMINDER: {count} are still down{lasting}: {shown}"
+        if self.event == "recovery":
+            return f"RECOVERED: {count} are back: {shown}"
+        return f"ALERT: {count} are down: {shown}"
+
+    def state(self) -> str:
+        """One provider's state in a line: "unhealthy, breaker open, incident #4: <reason>"."""
+        text = f"{self.status}, breaker {self.breaker}" + (
+            f", incident #{self.incident}" if self.incident is not None else ""
+        )
+        return f"{text}: {self.reason}" if self.reason else text
+
     def lines(self) -> list[tuple[str, str]]:
-        """(label, value) pairs for the body of a message."""
+        """(label, value) pairs for the body of a message; a group's has one per provider."""
+        if self.grouped:
+            rows = [(m.provider, m.state()) for m in self.members]
+            rows.append(("At", stamp(self.at)))
+            if self.alerted_at is not None:
+                rows.append(("Alerted at", stamp(self.alerted_at)))
+            return rows
         if self.event in ("test", "budget"):
             return [("Channel", self.channel), ("Sent at", stamp(self.at)), ("Note", self.reason)]
         rows = [

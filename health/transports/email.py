@@ -3,7 +3,8 @@
 The target is one address or several separated by commas. Sending is blocking I/O, so it
 runs in a thread; the connection gets ALERT_TIMEOUT_S as its timeout. SMTP replies in the
 5xx range (a refused recipient or sender, bad credentials) are permanent, 4xx and lost
-connections are transient.
+connections are transient. A group (several providers in one notice) has one body line per
+provider: its status, breaker, incident and reason.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Slack takes {"text": ..., "blocks": [...]}: `text` is the fallback shown in notifications,
 `blocks` the Block Kit layout (a header, a section with fields, a context line with the
 console link). Block limits respected here: header text 150 characters, section text 3000,
-field text 2000. Slack answers 404 (no such hook) or 410 (channel archived) for a hook that
+field text 2000. A group (several providers in one notice) lists one provider a line in the
+section text, as many as its 3000 characters hold, then how many more there are. Slack answers 404 (no such hook) or 410 (channel archived) for a hook that
 will never work again, which the shared HTTP rules count as permanent.
 """
 
@@ -22,9 +23,31 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def roster(notice: Notice, limit: int = 3000) -> str:
+    """A group's providers, one a line ("• *name* unhealthy, breaker open, ..."), as many whole
+    lines as fit in `limit` characters, then a line counting the ones left out."""
+    lines = [f"\u2022 *{escape(m.provider)}* {escape(m.state())}"[:500] for m in notice.members]
+    kept: list[str] = []
+    size = 0
+    for i, line in enumerate(lines):
+        left = len(lines) - i - 1
+        room = len(f"\n\u2026 and {left} more") if left else 0  # to say what a cut after this line leaves out
+        if size + len(line) + room > limit:
+            kept.append(f"\u2026 and {left + 1} more")
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(kept)
+
+
 def payload(notice: Notice) -> dict[str, Any]:
     title = notice.title
-    if notice.event in ("test", "budget"):
+    if notice.grouped:
+        summary = roster(notice)
+        fields = [("Providers", str(len(notice.members))), ("At", stamp(notice.at))]
+        if notice.alerted_at is not None:
+            fields.append(("Alerted at", stamp(notice.alerted_at)))
+    elif notice.event in ("test", "budget"):
         summary = notice.reason or "A test from the gateway."
         fields = [("Channel", notice.channel), ("Sent at", stamp(notice.at))]
     else:
@@ -45,7 +68,7 @@ def payload(notice: Notice) -> dict[str, Any]:
             {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": escape(summary)[:3000]},
+                "text": {"type": "mrkdwn", "text": (summary if notice.grouped else escape(summary))[:3000]},
                 "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{escape(value)}"[:2000]} for label, value in fields],
             },
             {

@@ -2,8 +2,14 @@
 
 The body: {"event": "alert" | "reminder" | "recovery" | "acknowledged" | "test" | "budget", "channel",
 "provider", "status", "breaker", "reason", "at", "since", "incident" (its id, or null),
-"console_url", "title"}; times are ISO 8601
-in UTC, and a test or a budget notice carries null for the provider's fields.
+"console_url", "title", "providers"}; times are ISO 8601 in UTC, and a test or a budget notice
+carries null for the provider's fields.
+
+`providers` lists every provider the notice is about, each as {"provider", "status",
+"breaker", "reason", "incident", "since"}: one entry for a notice about one provider, one per
+member for a group (providers that went bad, or recovered, in the same evaluation), none for
+a test or a budget notice. The top-level provider fields are always the first entry's, so a
+receiver that reads only `provider` keeps working; `title` speaks of the whole notice.
 """
 
 from __future__ import annotations
@@ -19,18 +25,31 @@ from .http import post_json
 
 def payload(notice: Notice) -> dict[str, Any]:
     test = notice.event in ("test", "budget")  # no provider's state in it
+    first = notice.members[0]
     return {
         "event": notice.event,
         "channel": notice.channel,
-        "provider": None if test else notice.provider,
-        "status": None if test else notice.status,
-        "breaker": None if test else notice.breaker,
-        "reason": notice.reason,
+        "provider": None if test else first.provider,
+        "status": None if test else first.status,
+        "breaker": None if test else first.breaker,
+        "reason": first.reason,
         "at": _iso(notice.at),
-        "since": _iso(notice.since) if notice.since else None,
-        "incident": notice.incident,
-        "console_url": notice.console_url,
+        "since": _iso(first.since) if first.since else None,
+        "incident": first.incident,
+        "console_url": first.console_url,
         "title": notice.title,
+        "providers": [] if test else [_member(m) for m in notice.members],
+    }
+
+
+def _member(notice: Notice) -> dict[str, Any]:
+    return {
+        "provider": notice.provider,
+        "status": notice.status,
+        "breaker": notice.breaker,
+        "reason": notice.reason,
+        "incident": notice.incident,
+        "since": _iso(notice.since) if notice.since else None,
     }
 
 

@@ -75,6 +75,16 @@ async def test_the_webhook_posts_the_event_as_json(receiver):
         "incident": None,
         "console_url": "https://console.example.com/providers/openai-main",
         "title": "ALERT: openai-main is unhealthy",
+        "providers": [
+            {
+                "provider": "openai-main",
+                "status": "unhealthy",
+                "breaker": "open",
+                "reason": ALERT.reason,
+                "incident": None,
+                "since": None,
+            }
+        ],
     }
 
 
