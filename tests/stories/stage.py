@@ -5,7 +5,12 @@ What `make run` does, and what a stage does instead:
 - `migrate` and `ensure_admin`: once per session into a template database (`Template`), which
   every story copies, with the users a story signs in as and one API key;
 - `demo`: skipped (`NO_DEMO=1`), as an operator with their own providers would;
-- `serve`: the same command, under uvicorn (the default) or daphne, with its embedded monitor.
+- `serve`: the same command, under uvicorn (the default) or daphne, with its embedded monitor:
+  one process on its own SQLite database with in-process state, as `make run` starts it, also
+  when the suite runs with REDIS_URL (CI's second pass): a REDIS_URL in the environment would
+  turn the embedded monitor off and share breaker state between the stories' servers through
+  one Redis database that the suite empties before every test. The scale-out path has its own
+  tests (tests/scaleout).
 
 Loading the story: the example file is read, each provider's `base_url` is pointed at its fake
 (a test never reaches the internet) and the few settings a story names are made test-sized
@@ -95,6 +100,10 @@ class Template:
                 "ADMIN_PASSWORD": PASSWORD,
                 # The events stream says it is alive every second: a listener stopping waits no longer.
                 "EVENTS_KEEPALIVE_S": "1",
+                # `make run`'s single process (see above), whatever the suite's environment holds.
+                "REDIS_URL": "",
+                "SHARED_STATE": "false",
+                "MONITOR_EMBEDDED": "true",
             }
         )
         database = tmp / "template.sqlite3"
