@@ -7,6 +7,10 @@ import os
 # Each test's event loop has its own executor threads; a connection they keep open would
 # outlive the test (and stop PostgreSQL from dropping the test database), so tests reconnect.
 os.environ.setdefault("CONN_MAX_AGE", "0")
+# With REDIS_URL (CI's second pass), the gateway's shared state, limits and cache wait this long
+# for Redis: on a machine with both cores busy, the production default (50 ms) would make Redis
+# look away and every worker fall back to local state. Tests of a slow Redis set their own.
+os.environ.setdefault("REDIS_OP_TIMEOUT_S", "2")
 
 import asyncio
 import time

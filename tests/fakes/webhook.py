@@ -13,6 +13,11 @@ from aiohttp import web
 
 from .base import FakeServer, Fault
 
+# How long a sender should wait for this receiver's answer in tests. A slower answer makes the
+# alerter retry, and the receiver then records the same alert twice; on a busy CI machine an
+# answer can take seconds. Tests of the timeout itself set their own, with `fault(hang=True)`.
+PATIENCE_S = 30.0
+
 SLACK_ERRORS = {
     400: "invalid_payload",
     403: "action_prohibited",

@@ -23,7 +23,7 @@ from providers.engine import CircuitOpen, Engine, Outcome
 from providers.models import Provider
 from providers.runtime import Runtime, install_runtime
 from tests.fakes.openai import API_KEY, FakeOpenAI
-from tests.fakes.webhook import FakeWebhook
+from tests.fakes.webhook import PATIENCE_S, FakeWebhook
 
 AT = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 
@@ -44,7 +44,7 @@ def provider(name, url):
 @pytest.fixture(autouse=True)
 def _fast_alerts(settings):
     settings.ALERT_RETRY_BASE_S = 0.01
-    settings.ALERT_TIMEOUT_S = 2.0
+    settings.ALERT_TIMEOUT_S = PATIENCE_S
     settings.ALERT_RETRIES = 2
     settings.ALERT_DISABLE_AFTER = 3
     settings.CONSOLE_URL = "https://console.example.com"

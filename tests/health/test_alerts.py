@@ -20,7 +20,7 @@ from providers.engine import CircuitOpen, Engine, Outcome
 from providers.models import MaintenanceWindow, Provider
 from providers.runtime import Runtime, install_runtime
 from tests.fakes.openai import API_KEY, FakeOpenAI
-from tests.fakes.webhook import FakeWebhook
+from tests.fakes.webhook import PATIENCE_S, FakeWebhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +43,7 @@ def provider(name, url, **extra):
 @pytest.fixture(autouse=True)
 def _fast_alerts(settings):
     settings.ALERT_RETRY_BASE_S = 0.01
-    settings.ALERT_TIMEOUT_S = 2.0
+    settings.ALERT_TIMEOUT_S = PATIENCE_S
     settings.CONSOLE_URL = "https://console.example.com"
 
 

@@ -16,7 +16,7 @@ from health.alerts import Alerter, Delivery, Observation, plan_alerts
 from health.models import AlertChannel, HealthEvent
 from health.transports import Notice
 from providers.models import Provider
-from tests.fakes.webhook import FakeWebhook
+from tests.fakes.webhook import PATIENCE_S, FakeWebhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +26,7 @@ TOKEN = "T0-B0-very-secret-token"
 @pytest.fixture(autouse=True)
 def _fast(settings):
     settings.ALERT_RETRY_BASE_S = 0.01
-    settings.ALERT_TIMEOUT_S = 2.0
+    settings.ALERT_TIMEOUT_S = PATIENCE_S
     settings.ALERT_RETRIES = 2
     settings.ALERT_DISABLE_AFTER = 3
 

@@ -12,7 +12,7 @@ from health.alerts import Alerter, Observation, plan_alerts
 from health.models import AlertChannel
 from tests.conftest import auth
 from tests.console.conftest import SIMULATED
-from tests.fakes.webhook import FakeWebhook
+from tests.fakes.webhook import PATIENCE_S, FakeWebhook
 
 from .conftest import full_tick
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _fast(settings):
     settings.ALERT_RETRY_BASE_S = 0.0  # a transient failure is tried again on the next run
-    settings.ALERT_TIMEOUT_S = 2.0
+    settings.ALERT_TIMEOUT_S = PATIENCE_S
 
 
 @pytest.fixture

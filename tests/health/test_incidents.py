@@ -20,7 +20,7 @@ from providers.models import Provider
 from providers.runtime import Runtime, install_runtime
 from tests.conftest import auth
 from tests.fakes.openai import API_KEY, FakeOpenAI
-from tests.fakes.webhook import FakeWebhook
+from tests.fakes.webhook import PATIENCE_S, FakeWebhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _settings(settings):
     settings.ALERT_RETRY_BASE_S = 0.01
-    settings.ALERT_TIMEOUT_S = 2.0
+    settings.ALERT_TIMEOUT_S = PATIENCE_S
     settings.CONSOLE_URL = "https://console.example.com"
 
 

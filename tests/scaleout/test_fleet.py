@@ -33,6 +33,8 @@ from tests.e2e import server as srv
 from tests.fakes.base import free_port
 from tests.fakes.openai import API_KEY, FakeOpenAI
 
+from .conftest import OP_TIMEOUT_S
+
 pytestmark = [pytest.mark.scaleout, pytest.mark.e2e]
 
 PG_ADMIN = os.environ.get("SCALEOUT_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -125,9 +127,7 @@ def fleet(tmp_path_factory) -> Iterator[dict]:
                 "MONITOR_LEASE_S": "3",
                 "CONFIG_POLL_INTERVAL_S": "0.5",
                 "CONN_MAX_AGE": "0",
-                # the production default (50 ms) is for an idle Redis; a CI machine with two busy
-                # cores would time out shared-state operations and fall back to local breakers
-                "REDIS_OP_TIMEOUT_S": "0.25",
+                "REDIS_OP_TIMEOUT_S": str(OP_TIMEOUT_S),  # see its comment in conftest.py
             },
         )
         admin = srv.ServerProcess(url="", env=base)

@@ -9,6 +9,8 @@ import pytest
 
 from providers.engine.limits import RedisLimits
 
+from .conftest import OP_TIMEOUT_S
+
 pytestmark = pytest.mark.scaleout
 
 URL = os.environ.get("SCALEOUT_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -28,7 +30,8 @@ async def pair():
     finally:
         await probe.aclose()
     prefix = f"gw:test-limit:{secrets.token_hex(4)}:"
-    a, b = RedisLimits.from_url(URL, prefix=prefix), RedisLimits.from_url(URL, prefix=prefix)
+    a = RedisLimits.from_url(URL, prefix=prefix, op_timeout_s=OP_TIMEOUT_S)
+    b = RedisLimits.from_url(URL, prefix=prefix, op_timeout_s=OP_TIMEOUT_S)
     yield a, b
     await a.aclose()
     await b.aclose()
