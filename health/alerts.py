@@ -393,13 +393,17 @@ async def deliver(
         await asyncio.sleep(delay)
 
 
-@functools.cache
 def _scrubbed() -> httpx.AsyncBaseTransport:
-    """A delivery's transport: what a receiver answers (kept in the channel's last error) passes
-    the same credential scrubber as every provider answer."""
+    """A new transport for one delivery: what a receiver answers (kept in the channel's last
+    error) passes the same credential scrubber as every provider answer.
+
+    New each time, never shared: a client closes its transport when it is done, and a shared one
+    closed by one delivery cut the connection of another still in flight (the receiver had the
+    alert, the sender saw an error and sent it again); nor can one pool serve two event loops."""
     return ScrubbingTransport(httpx.AsyncHTTPTransport(verify=_tls()))
 
 
+@functools.cache
 def _tls() -> ssl.SSLContext:
     """One TLS context for every delivery: building one costs some 60 ms (the CA bundle)."""
     return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())

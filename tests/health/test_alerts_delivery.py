@@ -6,6 +6,7 @@ asserts the channel row, the event log and the requests the receiver saw.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -94,6 +95,19 @@ async def test_a_channel_whose_receiver_answers_404_is_disabled_after_alert_disa
     # A disabled channel is left out of the next evaluation.
     bad = Observation("p1", "unhealthy", "open", True, False, "down", datetime.now(UTC))
     assert await sync_to_async(plan_alerts)([bad]) == []
+
+
+async def test_deliveries_in_flight_together_each_arrive_once(receiver):
+    """One delivery finishing must not cut another still waiting for its answer: with one
+    transport shared by every delivery, the first to finish closed it, the slow one saw its
+    connection drop after the receiver had the alert, and sent it again."""
+    fast = await make_channel(receiver.url + "/fast", name="fast")
+    slow = await make_channel(receiver.url + "/slow", name="slow")
+    receiver.fault(path="/slow", delay_s=0.5)
+    alerter = Alerter()
+    outcomes = await asyncio.gather(*(alerter.send(delivery(c)) for c in (slow, fast, fast, fast)))
+    assert [(o.ok, o.attempts) for o in outcomes] == [(True, 1)] * 4
+    assert len(receiver.payloads("/slow")) == 1 and len(receiver.payloads("/fast")) == 3
 
 
 async def test_a_500_is_retried_and_not_counted_as_permanent(receiver):
