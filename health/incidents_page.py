@@ -11,6 +11,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from providers.models import AuditLog
@@ -40,11 +41,21 @@ def _context(state: str, provider: str, role: Role) -> dict[str, Any]:
     }
 
 
+def _filters(values: Any) -> tuple[str, str]:
+    """The list's filters (state, provider) from a query or from an action's form, which carries
+    them so that the list comes back as the operator had filtered it."""
+    state = values.get("state", "")
+    return (state if state in Incident.State.values else ""), values.get("provider", "")[:64]
+
+
+def _list_url(state: str, provider: str) -> str:
+    query = urlencode({k: v for k, v in (("state", state), ("provider", provider)) if v})
+    return reverse("health-incidents") + (f"?{query}" if query else "")
+
+
 @console_view()
 def incidents_page(request: ConsoleRequest) -> HttpResponse:
-    state = request.GET.get("state", "")
-    state = state if state in Incident.State.values else ""
-    context = _context(state, request.GET.get("provider", "")[:64], request.role)
+    context = _context(*_filters(request.GET), request.role)
     template = f"{TEMPLATE}#incident-list" if request.htmx else TEMPLATE
     return render(request, template, context)
 
@@ -75,12 +86,7 @@ def _answer(request: ConsoleRequest, pk: int, action: str, minutes: float = 0) -
         publish_sync({"type": "health.event", "provider": incident.provider_name, "event_id": event_id})
         done = "acknowledged" if action == "acknowledge" else (f"muted for {minutes:g} min" if minutes else "unmuted")
         text, level, status = f"Incident #{pk} of {incident.provider_name} {done}.", messages.SUCCESS, 200
-    if request.htmx:
-        context = _context("", "", request.role)
-        context["flash"] = [("error" if level == messages.ERROR else "success", text)]
-        return render(request, f"{TEMPLATE}#incident-list", context, status=status)
-    messages.add_message(request, level, text)
-    return see_other(reverse("health-incidents"))
+    return _list(request, level, text, status)
 
 
 @require_POST
@@ -103,9 +109,15 @@ def mute_incident(request: ConsoleRequest, pk: int) -> HttpResponse:
 
 
 def _refuse(request: ConsoleRequest, text: str) -> HttpResponse:
+    return _list(request, messages.ERROR, text, 400)
+
+
+def _list(request: ConsoleRequest, level: int, text: str, status: int) -> HttpResponse:
+    """After an action: the list with its message, filtered as it was when the form was sent."""
+    filters = _filters(request.POST)
     if request.htmx:
-        context = _context("", "", request.role)
-        context["flash"] = [("error", text)]
-        return render(request, f"{TEMPLATE}#incident-list", context, status=400)
-    messages.error(request, text)
-    return see_other(reverse("health-incidents"))
+        context = _context(*filters, request.role)
+        context["flash"] = [("error" if level == messages.ERROR else "success", text)]
+        return render(request, f"{TEMPLATE}#incident-list", context, status=status)
+    messages.add_message(request, level, text)
+    return see_other(_list_url(*filters))

@@ -104,6 +104,28 @@ def test_an_operator_acknowledges_and_mutes(client, users, incident):
     assert twice.status_code == 409 and "already acknowledged by oper" in twice.content.decode()
 
 
+def test_after_any_action_the_list_comes_back_filtered_as_it_was(client, users, incident):
+    operator = signed_in(client, users["operator"])
+    page = operator.get("/incidents?state=open&provider=alpha").content.decode()
+    assert page.count('<input type="hidden" name="state" value="open">') == 2  # acknowledge, mute
+    assert page.count('<input type="hidden" name="provider" value="alpha">') == 2
+    filters = {"state": "open", "provider": "alpha"}
+    htmx = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "incident-list"}
+    answers = [
+        operator.post(f"/incidents/{incident.pk}/mute", {"minutes": "15", **filters}, **htmx),
+        operator.post(f"/incidents/{incident.pk}/mute", {"minutes": "lots", **filters}, **htmx),  # refused
+        operator.post(f"/incidents/{incident.pk}/acknowledge", filters, **htmx),
+        operator.post(f"/incidents/{incident.pk}/acknowledge", filters, **htmx),  # already: 409
+    ]
+    assert [a.status_code for a in answers] == [200, 400, 200, 409]
+    for answer in answers:  # the resolved incident of "beta" stays filtered out
+        body = answer.content.decode()
+        assert f'id="incident-{incident.pk}"' in body and "recovered: success rate 100%" not in body
+        assert "?state=open&amp;provider=alpha" in body  # and the list keeps polling with them
+    plain = operator.post(f"/incidents/{incident.pk}/mute", {"minutes": "0", **filters})
+    assert plain.status_code == 303 and plain["Location"] == "/incidents?state=open&provider=alpha"
+
+
 def test_staff_who_only_see_cannot_act_and_strangers_are_sent_to_sign_in(client, users, incident):
     assert signed_in(client, users["staff"]).post(f"/incidents/{incident.pk}/acknowledge").status_code == 403
     anonymous = Client()
