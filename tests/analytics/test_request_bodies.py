@@ -87,6 +87,20 @@ def test_bodies_older_than_the_retention_are_pruned_and_all_once_it_is_off(setti
     assert RequestBody.objects.count() == 0
 
 
+def test_a_body_goes_with_its_row_when_the_log_keeps_less_than_the_bodies(settings):
+    settings.REQUEST_BODY_RETENTION_DAYS = 30
+    settings.ANALYTICS_RAW_RETENTION_DAYS = 7
+    write_batch([with_bodies("old", timedelta(days=8)), with_bodies("recent", timedelta(days=6))])
+
+    deleted = apply_retention(now=NOW)
+    assert (deleted["raw"], deleted["bodies"]) == (1, 1)
+    assert list(RequestBody.objects.values_list("request_id", flat=True)) == ["recent"]
+    assert list(RequestLog.objects.values_list("request_id", flat=True)) == ["recent"]
+    settings.ANALYTICS_RAW_RETENTION_DAYS = 0  # the log kept for ever: the bodies' own retention
+    write_batch([with_bodies("older", timedelta(days=31))])
+    assert apply_retention(now=NOW)["bodies"] == 1 and RequestLog.objects.filter(request_id="older").exists()
+
+
 def test_the_prune_command_says_that_bodies_are_not_kept(capsys):
     call_command("prune_analytics")
     assert "bodies: deleted 0 rows (REQUEST_BODY_RETENTION_DAYS is 0: none are kept)" in capsys.readouterr().out
