@@ -279,7 +279,7 @@ class Importer:
         no longer names is deleted, and one named in `models` without prices has unknown
         ones. A row of another source (discovered, added by hand) stays, with its prices
         unknown unless the entry gives them; what discovery found out (context window,
-        capabilities) it keeps.
+        capabilities) it keeps, unless the entry names that key.
         """
         catalog = {m.name: m for m in obj.catalog.all()} if obj.pk else {}
         named = dict.fromkeys([*entry.models, *entry.prices])
@@ -289,7 +289,11 @@ class Importer:
                 provider=obj, name=model_name, source=ProviderModel.Source.CONFIG
             )
             if model_name in entry.prices:
-                changes = self.assign(row, entry.prices[model_name], PRICE_KEYS)
+                price = entry.prices[model_name]
+                keys = PRICE_KEYS
+                if row.source != row.Source.CONFIG:  # the facts discovery found stay unless named
+                    keys = tuple(k for k in PRICE_KEYS if k in MONEY_KEYS or k.path[0] in price.model_fields_set)
+                changes = self.assign(row, price, keys)
             else:
                 # no prices given: every key at its default (unknown), or only the prices of a
                 # row the configuration did not make

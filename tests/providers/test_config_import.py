@@ -318,6 +318,26 @@ def test_a_discovered_model_the_document_stops_pricing_keeps_its_row_and_facts_b
     assert audit.changes == {"prices.found": [{"input_per_mtok": 3.0}, {"input_per_mtok": None}]}
 
 
+def test_pricing_a_discovered_model_keeps_the_facts_discovery_found_unless_the_entry_names_them():
+    apply_config(priced({}), actor="test")
+    ProviderModel.objects.create(
+        provider=Provider.objects.get(name="cat"),
+        name="found",
+        source="discovered",
+        context_window=32000,
+        capabilities=["chat", "image"],
+    )
+    apply_config(priced({"found": {"input_per_mtok": 3, "output_per_mtok": 6}}), actor="test")
+    row = ProviderModel.objects.get(name="found")
+    assert (row.context_window, row.capabilities, float(row.output_price_per_mtok)) == (32000, ["chat", "image"], 6.0)
+    audit = AuditLog.objects.filter(object_name="cat", action="update").latest("id")
+    assert set(audit.changes) == {"prices.found"}
+    assert audit.changes["prices.found"][1] == {"input_per_mtok": 3.0, "output_per_mtok": 6.0}
+    apply_config(priced({"found": {"input_per_mtok": 3, "output_per_mtok": 6, "capabilities": ["chat"]}}), actor="t")
+    row.refresh_from_db()
+    assert (row.context_window, row.capabilities) == (32000, ["chat"])  # named: the entry's own
+
+
 def test_an_unpriced_discovered_model_is_left_alone():
     apply_config(priced({}), actor="test")
     ProviderModel.objects.create(
