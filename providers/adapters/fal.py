@@ -71,13 +71,11 @@ Options (`ProviderConfig.options`):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,10 +95,8 @@ from .base import (
 )
 from .media import AUDIO_TYPES, audio_format, download
 from .piper import OPENAI_VOICES
-from .polling import Clock, PollSchedule, Sleep, loop_clock, poll_until
+from .polling import POLL_OPTIONS, Clock, JobPoller, PollSchedule, Sleep
 from .urlguard import path_segment
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "fal-ai/flux/schnell"
 DEFAULT_PLATFORM_URL = "https://api.fal.ai"
@@ -135,18 +131,17 @@ AUDIO_MODELS: dict[str, AudioSpec] = {
     "fal-ai/chatterbox/text-to-speech": AudioSpec("text", "wav"),
     "fal-ai/stable-audio": AudioSpec("prompt", "wav"),
 }
-OPTIONS = frozenset(
-    {
-        "models",
-        "audio_models",
-        "voices",
-        "input",
-        "platform_url",
-        "poll_interval_s",
-        "poll_backoff",
-        "poll_max_interval_s",
-        "cancel_timeout_s",
-    }
+OPTIONS = (
+    frozenset(
+        {
+            "models",
+            "audio_models",
+            "voices",
+            "input",
+            "platform_url",
+        }
+    )
+    | POLL_OPTIONS
 )
 
 
@@ -164,9 +159,8 @@ class FalAdapter(Adapter):
         sleep: Sleep | None = None,
     ) -> None:
         super().__init__(config, client)
-        self.clock = clock or loop_clock
-        self.sleep = sleep or _asyncio_sleep
-        self.schedule = PollSchedule.from_options(config.options)
+        self.poller = JobPoller(config.options, config.connect_timeout_s, clock, sleep)
+        self.clock = self.poller.clock
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
@@ -190,11 +184,6 @@ class FalAdapter(Adapter):
         url = options.get("platform_url")
         if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
             raise ValueError("platform_url must be an http(s) URL")
-        cancel = options.get("cancel_timeout_s")
-        if cancel is not None and (
-            isinstance(cancel, bool) or not isinstance(cancel, int | float) or not 0 < cancel <= 60
-        ):
-            raise ValueError("cancel_timeout_s must be a number of seconds above 0 and at most 60")
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -351,40 +340,20 @@ class FalAdapter(Adapter):
             )
 
         if state["status"] != "COMPLETED":
-            try:
-                await poll_until(
-                    step,
-                    deadline=deadline,
-                    schedule=self.schedule,
-                    clock=self.clock,
-                    sleep=self.sleep,
-                    expired=expired,
-                    connect_timeout_s=self.config.connect_timeout_s,
-                )
-            except BaseException:
-                if state["status"] in WAITING:
-                    await self._cancel(path, request_id)
-                raise
-        return await self._call("GET", path, deadline)
 
-    async def _cancel(self, path: str, request_id: str) -> None:
-        """Best effort: a queued request is dropped, or the failure to drop it is logged."""
-        seconds = float(self.config.options.get("cancel_timeout_s", 3.0))
-        try:
-            response = await self.client.put(
-                f"{self.base_url}{path}/cancel", headers=self._headers(), timeout=self.timeout(seconds)
+            def cancel(seconds: float) -> Awaitable[httpx.Response]:
+                return self.client.put(
+                    f"{self.base_url}{path}/cancel", headers=self._headers(), timeout=self.timeout(seconds)
+                )
+
+            await self.poller.wait(
+                step,
+                deadline=deadline,
+                expired=expired,
+                running=lambda: state["status"] in WAITING,
+                cancel=lambda: self.poller.cancel(cancel, f"fal {self.config.name}: request {request_id}"),
             )
-        except httpx.HTTPError as exc:
-            log.warning("fal %s: could not cancel request %s: %r", self.config.name, request_id, exc)
-            return
-        if not response.is_success:
-            log.info(
-                "fal %s: cancelling request %s answered %s: %s",
-                self.config.name,
-                request_id,
-                response.status_code,
-                response.text[:200],
-            )
+        return await self._call("GET", path, deadline)
 
     # -- models, prices and probes ----------------------------------------------------------------
 
@@ -469,10 +438,6 @@ class FalAdapter(Adapter):
             base_url=self.base_url,
             connect_timeout=self.config.connect_timeout_s,
         )
-
-
-async def _asyncio_sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
 
 
 def _endpoint(model: str) -> list[str]:

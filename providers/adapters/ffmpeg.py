@@ -63,14 +63,12 @@ Options (`ProviderConfig.options`):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
-import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import httpx
@@ -79,26 +77,23 @@ from providers.engine import Classification, Outcome, UpstreamError
 
 from .base import Adapter, ModelInfo, ProviderConfig, Result, Usage, bad_request, malformed
 from .media import data_url, download, parse_data_url
-from .polling import Clock, PollSchedule, Sleep, loop_clock, poll_until
+from .polling import POLL_OPTIONS, Clock, JobPoller, PollSchedule, Sleep
 from .urlguard import FETCH, URLRefused, caller_error, current
-
-log = logging.getLogger(__name__)
 
 WAITING = frozenset({"queued", "processing"})
 FORMATS = {"mp4": "video/mp4", "webm": "video/webm"}
-OPTIONS = frozenset(
-    {
-        "width",
-        "height",
-        "fps",
-        "image_duration_s",
-        "inline_inputs",
-        "models",
-        "poll_interval_s",
-        "poll_backoff",
-        "poll_max_interval_s",
-        "cancel_timeout_s",
-    }
+OPTIONS = (
+    frozenset(
+        {
+            "width",
+            "height",
+            "fps",
+            "image_duration_s",
+            "inline_inputs",
+            "models",
+        }
+    )
+    | POLL_OPTIONS
 )
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_IMAGES = 50
@@ -124,9 +119,8 @@ class FFmpegAdapter(Adapter):
         sleep: Sleep | None = None,
     ) -> None:
         super().__init__(config, client)
-        self.clock = clock or loop_clock
-        self.sleep = sleep or _asyncio_sleep
-        self.schedule = PollSchedule.from_options(config.options)
+        self.poller = JobPoller(config.options, config.connect_timeout_s, clock, sleep)
+        self.clock = self.poller.clock
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:
@@ -148,12 +142,11 @@ class FFmpegAdapter(Adapter):
             ):
                 even = " and even" if name != "fps" else ""
                 raise ValueError(f"{name} must be a whole number from {low} to {high}{even}, not {value!r}")
-        for name, high in (("image_duration_s", _MAX_DURATION_S), ("cancel_timeout_s", 60)):
-            value = options.get(name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high
-            ):
-                raise ValueError(f"{name} must be a number of seconds above 0 and at most {high}")
+        value = options.get("image_duration_s")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= _MAX_DURATION_S
+        ):
+            raise ValueError(f"image_duration_s must be a number of seconds above 0 and at most {_MAX_DURATION_S}")
         if not isinstance(options.get("inline_inputs", True), bool):
             raise ValueError("inline_inputs must be true or false")
         models = options.get("models")
@@ -288,20 +281,19 @@ class FFmpegAdapter(Adapter):
             )
 
         if state["status"] != "completed":
-            try:
-                await poll_until(
-                    step,
-                    deadline=deadline,
-                    schedule=self.schedule,
-                    clock=self.clock,
-                    sleep=self.sleep,
-                    expired=expired,
-                    connect_timeout_s=self.config.connect_timeout_s,
+
+            def cancel(seconds: float) -> Awaitable[httpx.Response]:
+                return self.client.delete(
+                    f"{self.base_url}/jobs/{job_id}", headers=self._headers(), timeout=self.timeout(seconds)
                 )
-            except BaseException:
-                if state["status"] in WAITING:
-                    await self._cancel(job_id)
-                raise
+
+            await self.poller.wait(
+                step,
+                deadline=deadline,
+                expired=expired,
+                running=lambda: state["status"] in WAITING,
+                cancel=lambda: self.poller.cancel(cancel, f"ffmpeg {self.config.name}: job {job_id}"),
+            )
         return await self._result(job_id, deadline)
 
     async def _result(self, job_id: str, deadline: float) -> tuple[bytes, str]:
@@ -324,25 +316,6 @@ class FFmpegAdapter(Adapter):
         if not media_type.startswith("video/") or not response.content:
             raise malformed(f"the composition's file is not a video ({media_type or 'no type'})", response=response)
         return response.content, media_type
-
-    async def _cancel(self, job_id: str) -> None:
-        """Best effort: the job stops, or the failure to stop it is logged."""
-        seconds = float(self.config.options.get("cancel_timeout_s", 3.0))
-        try:
-            response = await self.client.delete(
-                f"{self.base_url}/jobs/{job_id}", headers=self._headers(), timeout=self.timeout(seconds)
-            )
-        except httpx.HTTPError as exc:
-            log.warning("ffmpeg %s: could not cancel job %s: %r", self.config.name, job_id, exc)
-            return
-        if not response.is_success:
-            log.info(
-                "ffmpeg %s: cancelling job %s answered %s: %s",
-                self.config.name,
-                job_id,
-                response.status_code,
-                response.text[:200],
-            )
 
     # -- models and probes ----------------------------------------------------------------------
 
@@ -413,10 +386,6 @@ class FFmpegAdapter(Adapter):
         if not isinstance(data, dict):
             raise malformed("the answer is not a JSON object", response=response)
         return data
-
-
-async def _asyncio_sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
 
 
 def _check_kind(media_type: str, kind: str, what: str) -> None:

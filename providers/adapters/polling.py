@@ -13,13 +13,20 @@ provider failing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-__all__ = ["Clock", "PollSchedule", "Sleep", "loop_clock", "poll_until"]
+__all__ = ["POLL_OPTIONS", "Clock", "JobPoller", "PollSchedule", "Sleep", "loop_clock", "poll_until"]
+
+log = logging.getLogger(__name__)
+
+# The options every queue adapter takes for its polling (PollSchedule, and `cancel_timeout_s`:
+# how long a cancellation may take).
+POLL_OPTIONS = frozenset({"poll_interval_s", "poll_backoff", "poll_max_interval_s", "cancel_timeout_s"})
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -71,6 +78,11 @@ class PollSchedule:
             if not number or not (low <= value if low_ok else low < value) or value > high:
                 above = "at least" if low_ok else "above"
                 raise ValueError(f"{name} must be a number {above} {low:g} and at most {high:g}, not {value!r}")
+        cancel = options.get("cancel_timeout_s")
+        if cancel is not None and (
+            isinstance(cancel, bool) or not isinstance(cancel, int | float) or not 0 < cancel <= 60
+        ):
+            raise ValueError("cancel_timeout_s must be a number of seconds above 0 and at most 60")
 
 
 def _timed_out_at_deadline(exc: httpx.TimeoutException, remaining: float, connect_timeout_s: float) -> bool:
@@ -114,3 +126,62 @@ async def poll_until(
             if _timed_out_at_deadline(exc, remaining, connect_timeout_s):
                 raise expired() from None
             raise
+
+
+async def _asyncio_sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+class JobPoller:
+    """What a queue adapter needs to wait for its jobs: the schedule from its options, the clock
+    and sleep it was given (a test's, or the running loop's), and its connect limit.
+
+    `wait` polls until the job ends and, when the wait stops early (the deadline, a failed
+    poll, the attempt cancelled) while the job may still be running, cancels it; `cancel`
+    sends that cancellation as a best effort, within `cancel_timeout_s` (3 s by default)."""
+
+    def __init__(
+        self, options: Mapping[str, Any], connect_timeout_s: float, clock: Clock | None, sleep: Sleep | None
+    ) -> None:
+        self.schedule = PollSchedule.from_options(options)
+        self.clock: Clock = clock or loop_clock
+        self.sleep: Sleep = sleep or _asyncio_sleep
+        self.connect_timeout_s = connect_timeout_s
+        self.cancel_timeout_s = float(options.get("cancel_timeout_s", 3.0))
+
+    async def wait(
+        self,
+        step: Callable[[float], Awaitable[bool]],
+        *,
+        deadline: float,
+        expired: Callable[[], BaseException],
+        running: Callable[[], bool],
+        cancel: Callable[[], Awaitable[None]],
+    ) -> None:
+        """`poll_until` on this poller's schedule; on any way out but the job's end, `cancel()`
+        when `running()` says the job has not ended."""
+        try:
+            await poll_until(
+                step,
+                deadline=deadline,
+                schedule=self.schedule,
+                clock=self.clock,
+                sleep=self.sleep,
+                expired=expired,
+                connect_timeout_s=self.connect_timeout_s,
+            )
+        except BaseException:
+            if running():
+                await cancel()
+            raise
+
+    async def cancel(self, send: Callable[[float], Awaitable[httpx.Response]], what: str) -> None:
+        """Best effort: `send(timeout_s)` asks the service to drop the job (`what`, e.g.
+        "fal p1: request 12ab"); a failure to do so is logged, never raised."""
+        try:
+            response = await send(self.cancel_timeout_s)
+        except httpx.HTTPError as exc:
+            log.warning("%s: could not cancel: %r", what, exc)
+            return
+        if not response.is_success:
+            log.info("%s: cancelling answered %s: %s", what, response.status_code, response.text[:200])
