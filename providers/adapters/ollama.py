@@ -311,6 +311,9 @@ class OllamaAdapter(Adapter):
         version = await self.version(timeout=timeout)
         tags = await self._get("/api/tags", timeout)
         details: dict[str, Any] = {"version": version, "models": len(tags.get("models") or [])}
+        loaded = await self._loaded(timeout)
+        if loaded is not None:
+            details["loaded"] = loaded
         if deep and model:
             result = await self.chat(
                 {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1},
@@ -319,6 +322,28 @@ class OllamaAdapter(Adapter):
             )
             details["tokens"] = result.usage.tokens_in + result.usage.tokens_out
         return details
+
+    async def _loaded(self, timeout: float) -> list[dict[str, Any]] | None:
+        """The models Ollama holds in memory (`GET /api/ps`): name, and bytes on the GPU
+        (`size_vram`) as the provider page shows them; None from a server too old to say
+        (before 0.1.38 it answers 404)."""
+        response = await self.client.get(
+            f"{self.base_url}/api/ps", headers=self._headers(), timeout=self.timeout(timeout)
+        )
+        if response.status_code == 404:
+            return None
+        await self.check(response)
+        rows = json_object(response).get("models")
+        if not isinstance(rows, list):
+            return []
+        return [
+            {
+                "name": str(row["name"]),
+                "size_vram": row.get("size_vram") if isinstance(row.get("size_vram"), int) else 0,
+            }
+            for row in rows
+            if isinstance(row, dict) and row.get("name")
+        ]
 
     # -- plumbing -----------------------------------------------------------------------------
 

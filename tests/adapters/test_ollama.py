@@ -296,7 +296,21 @@ async def test_token_array_inputs_are_refused_as_a_caller_error_without_a_call(a
 
 async def test_version_and_probe_report_the_server_version_and_model_count(adapter):
     assert await adapter.version(timeout=5) == "0.12.6"
-    assert await adapter.probe(timeout=5) == {"version": "0.12.6", "models": 3}
+    assert await adapter.probe(timeout=5) == {"version": "0.12.6", "models": 3, "loaded": []}
+
+
+async def test_the_probe_says_which_models_are_loaded_in_memory(adapter):
+    await adapter.chat({"messages": [{"role": "user", "content": "hi"}]}, model="llama3.2", timeout=5)
+    await adapter.embeddings({"input": "hi"}, model="nomic-embed-text", timeout=5)
+    details = await adapter.probe(timeout=5)
+    assert [m["name"] for m in details["loaded"]] == ["llama3.2:latest", "nomic-embed-text:latest"]
+    assert all(m["size_vram"] > 0 for m in details["loaded"])  # the fake holds them all on the GPU
+
+
+async def test_a_server_too_old_for_api_ps_is_probed_without_loaded_models(client):
+    with FakeOllama(has_ps=False) as old:
+        details = await make(old.url, client).probe(timeout=5)
+    assert details == {"version": "0.12.6", "models": 3}
 
 
 async def test_a_deep_probe_makes_a_one_token_chat(adapter, fake):

@@ -71,7 +71,7 @@ def section(html: str) -> str:
     return html[start : html.index("</section>", start)]
 
 
-async def test_a_check_of_ollama_shows_its_version_and_models_on_the_page(servers, login, users):
+async def test_a_check_of_ollama_shows_its_version_and_models_on_the_page(servers, login, users, ollama):
     client = await login(users["operator"])
     checked = await client.post("/providers/local-llm/check", **htmx())
     assert checked.status_code == 200
@@ -81,7 +81,13 @@ async def test_a_check_of_ollama_shows_its_version_and_models_on_the_page(server
     server = section(page)
     assert "<dt>Version</dt><dd>0.12.6</dd>" in server
     assert "<dt>Models available</dt><dd>3</dd>" in server
+    assert "<dt>Loaded models</dt><dd>none</dd>" in server  # Ollama has loaded none yet
     assert "As its check reported" in server
+
+    ollama.loaded["llama3.2:latest"] = ollama.models["llama3.2:latest"]  # as a chat would load it
+    assert (await client.post("/providers/local-llm/check", **htmx())).status_code == 200
+    server = section((await client.get("/providers/local-llm")).content.decode())
+    assert "<dt>Loaded models</dt><dd>llama3.2:latest (" in server and " VRAM)</dd>" in server
 
 
 async def test_a_check_of_sd_webui_shows_free_ram_and_vram_in_gib(servers, login, users):

@@ -150,8 +150,10 @@ class FakeOllama(FakeServer):
         installed: tuple[str, ...] = ("llama3.2:latest", "nomic-embed-text:latest", "llava:latest"),
         pull_step_s: float = 0.0,
         reply: str | None = None,
+        has_ps: bool = True,
     ) -> None:
         super().__init__(host, port)
+        self.has_ps = has_ps  # `GET /api/ps` (models loaded in memory) came with Ollama 0.1.38
         self.version = version
         self.api_key = api_key
         self.show_capabilities = show_capabilities  # Ollama < 0.6 had no `capabilities` in show
@@ -160,11 +162,13 @@ class FakeOllama(FakeServer):
         self.registry = _catalogue()
         self.installed = installed
         self.models: dict[str, FakeModel] = {n: replace(self.registry[n]) for n in installed}
+        self.loaded: dict[str, FakeModel] = {}  # what a chat or an embedding used, as Ollama keeps it
 
     def reset(self) -> None:
-        """Clear faults and recorded requests, and forget pulled or deleted models."""
+        """Clear faults and recorded requests, and forget pulled, deleted or loaded models."""
         super().reset()
         self.models = {n: replace(self.registry[n]) for n in self.installed}
+        self.loaded = {}
 
     # -- frame --------------------------------------------------------------------------------
 
@@ -214,6 +218,8 @@ class FakeOllama(FakeServer):
         app.router.add_get("/", self.root)
         app.router.add_get("/api/version", self.api_version)
         app.router.add_get("/api/tags", self.tags)
+        if self.has_ps:
+            app.router.add_get("/api/ps", self.ps)
         app.router.add_post("/api/show", self.show)
         app.router.add_post("/api/chat", self.chat)
         app.router.add_post("/api/embed", self.embed)
@@ -330,6 +336,17 @@ class FakeOllama(FakeServer):
     async def tags(self, request: web.Request) -> web.Response:
         return web.json_response({"models": [self._tag(m) for m in self.models.values()]})
 
+    async def ps(self, request: web.Request) -> web.Response:
+        """The models in memory, as Ollama lists them (`size_vram`: the part on the GPU)."""
+        models = [
+            {**self._tag(m), "expires_at": "2099-01-01T00:05:00Z", "size_vram": m.size}
+            for m in self.loaded.values()
+            if m.name in self.models
+        ]
+        for row in models:
+            row.pop("modified_at", None)
+        return web.json_response({"models": models})
+
     async def show(self, request: web.Request) -> web.Response:
         data = await self._json(request)
         if isinstance(data, web.Response):
@@ -371,6 +388,7 @@ class FakeOllama(FakeServer):
         model = self._model(request, data.get("model"))
         if isinstance(model, web.Response):
             return model
+        self.loaded[model.name] = model
         if "completion" not in model.capabilities:
             return self._error(request, 400, f'"{model.name}" does not support chat')
         messages = data.get("messages")
@@ -418,6 +436,7 @@ class FakeOllama(FakeServer):
         model = self._model(request, data.get("model"))
         if isinstance(model, web.Response):
             return model
+        self.loaded[model.name] = model
         raw = data.get("input", [])
         inputs = [raw] if isinstance(raw, str) else raw
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
@@ -511,6 +530,7 @@ class FakeOllama(FakeServer):
         model = self._model(request, data.get("model"))
         if isinstance(model, web.Response):
             return model
+        self.loaded[model.name] = model
         answer = self._answer(data, model)
         ident = f"chatcmpl-{hashlib.sha1(str(time.time_ns()).encode()).hexdigest()[:8]}"
         created = int(time.time())
