@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
 from analytics import queries
@@ -55,10 +57,19 @@ def test_seeded_history_has_several_providers_routes_failovers_and_errors():
 
 
 def test_the_seed_command_reports_progress_and_is_repeatable(capsys):
-    call_command("seed_analytics", "--rows", "500", "--days", "1", "--providers", "x", "y")
+    # The history ends at --until (default: now, to the minute): two runs a minute apart would
+    # spread their rows differently, so the same history is the same seed and the same end.
+    args = ["seed_analytics", "--rows", "500", "--days", "1", "--providers", "x", "y", "--until", "2026-11-20T12:00"]
+    call_command(*args)
     out = capsys.readouterr().out
     assert "500 / 500 rows (100%)" in out and "seeded 500 requests" in out
-    first = list(RequestLog.objects.order_by("id").values_list("route", "provider", "latency_ms")[:50])
-    call_command("seed_analytics", "--rows", "500", "--days", "1", "--providers", "x", "y", "--clear")
-    assert RequestLog.objects.count() == 500
-    assert list(RequestLog.objects.order_by("id").values_list("route", "provider", "latency_ms")[:50]) == first
+    first = list(RequestLog.objects.order_by("id").values_list("at", "route", "provider", "latency_ms"))
+    until = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    assert (
+        until - timedelta(days=1) <= min(r[0] for r in first)
+        and until - timedelta(hours=1) < max(r[0] for r in first) < until
+    )
+    call_command(*args, "--clear")
+    assert list(RequestLog.objects.order_by("id").values_list("at", "route", "provider", "latency_ms")) == first
+    with pytest.raises(CommandError, match="not an ISO 8601 time"):
+        call_command("seed_analytics", "--rows", "5", "--until", "yesterday")

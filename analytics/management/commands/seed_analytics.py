@@ -1,7 +1,10 @@
-"""`manage.py seed_analytics --rows N [--days D] [--providers ...]`: realistic request history."""
+"""`manage.py seed_analytics --rows N [--days D] [--providers ...] [--seed S] [--until TIME]`:
+realistic request history. The same seed and the same `--until` give the same history."""
 
 from __future__ import annotations
 
+import argparse
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -25,7 +28,15 @@ class Command(BaseCommand):
             default=list(DEFAULT_PROVIDERS),
             help=f"provider names (default: {' '.join(DEFAULT_PROVIDERS)})",
         )
-        parser.add_argument("--seed", type=int, default=1, help="random seed (same seed, same history)")
+        parser.add_argument(
+            "--seed", type=int, default=1, help="random seed (the same seed and --until, the same history)"
+        )
+        parser.add_argument(
+            "--until",
+            type=_instant,
+            default=None,
+            help="end the history at this time (ISO 8601, UTC unless it says; default: now)",
+        )
         parser.add_argument("--clear", action="store_true", help="delete every request row and rollup first")
         parser.add_argument("--database", default=None, help="database alias (default: the usual one)")
 
@@ -59,6 +70,7 @@ class Command(BaseCommand):
             days=days,
             providers=options["providers"],
             rng_seed=options["seed"],
+            now=options["until"],
             using=options["database"],
             progress=progress,
         )
@@ -67,3 +79,11 @@ class Command(BaseCommand):
                 f"seeded {written:,} requests over {days:g} days for {len(options['providers'])} providers"
             )
         )
+
+
+def _instant(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
