@@ -153,6 +153,25 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+_tests_since_collect = 0
+
+
+@pytest.fixture(autouse=True)
+def _collect_dead_threads_connections():  # type: ignore[no-untyped-def]
+    """Each async test's event loop has executor threads; when a loop closes, a connection one
+    of its threads opened is left in a reference cycle, and stays open on PostgreSQL until a
+    full garbage collection, which a long run seldom makes: the idle sessions pile up towards
+    max_connections ("too many clients already"). A full collection every 25 tests ends them."""
+    global _tests_since_collect
+    yield
+    _tests_since_collect += 1
+    if _tests_since_collect >= 25:
+        import gc
+
+        _tests_since_collect = 0
+        gc.collect()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _end_stray_database_sessions(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
     """Threads of async tests keep connections open; on PostgreSQL they would stop the test
