@@ -351,7 +351,8 @@ class FalAdapter(Adapter):
                 deadline=deadline,
                 expired=expired,
                 running=lambda: state["status"] in WAITING,
-                cancel=lambda: self.poller.cancel(cancel, f"fal {self.config.name}: request {request_id}"),
+                cancel=cancel,
+                what=f"fal {self.config.name}: request {request_id}",
             )
         return await self._call("GET", path, deadline)
 

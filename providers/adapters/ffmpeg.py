@@ -292,7 +292,8 @@ class FFmpegAdapter(Adapter):
                 deadline=deadline,
                 expired=expired,
                 running=lambda: state["status"] in WAITING,
-                cancel=lambda: self.poller.cancel(cancel, f"ffmpeg {self.config.name}: job {job_id}"),
+                cancel=cancel,
+                what=f"ffmpeg {self.config.name}: job {job_id}",
             )
         return await self._result(job_id, deadline)
 

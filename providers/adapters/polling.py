@@ -156,10 +156,11 @@ class JobPoller:
         deadline: float,
         expired: Callable[[], BaseException],
         running: Callable[[], bool],
-        cancel: Callable[[], Awaitable[None]],
+        cancel: Callable[[float], Awaitable[httpx.Response]],
+        what: str,
     ) -> None:
-        """`poll_until` on this poller's schedule; on any way out but the job's end, `cancel()`
-        when `running()` says the job has not ended."""
+        """`poll_until` on this poller's schedule; on any way out but the job's end, when
+        `running()` says the job has not ended, `self.cancel(cancel, what)`."""
         try:
             await poll_until(
                 step,
@@ -172,7 +173,7 @@ class JobPoller:
             )
         except BaseException:
             if running():
-                await cancel()
+                await self.cancel(cancel, what)
             raise
 
     async def cancel(self, send: Callable[[float], Awaitable[httpx.Response]], what: str) -> None:
