@@ -4,9 +4,9 @@ Defaults: raw rows 7 days (ANALYTICS_RAW_RETENTION_DAYS), minute rollups 48 hour
 (ANALYTICS_MINUTE_RETENTION_HOURS), hour rollups 90 days (ANALYTICS_HOUR_RETENTION_DAYS), day
 rollups for ever (ANALYTICS_DAY_RETENTION_DAYS = 0); kept request and response bodies
 (RequestBody) REQUEST_BODY_RETENTION_DAYS, and none at all when that is 0 (the default): turning
-it off forgets what was kept. A body goes with its row at the latest, whichever retention is shorter. Each chunk of at most
-ANALYTICS_PRUNE_CHUNK rows is its own statement and transaction, so a big delete never holds
-the write lock for long; writers slip in between chunks. The monitor calls `apply_retention`
+it off forgets what was kept. A body goes with its row at the latest, whichever retention is
+shorter. Each chunk of at most ANALYTICS_PRUNE_CHUNK rows is its own statement and transaction,
+so a big delete never holds the write lock for long; writers slip in between chunks. The monitor calls `apply_retention`
 in its housekeeping; `manage.py prune_analytics` runs it by hand.
 """
 

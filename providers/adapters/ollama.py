@@ -327,9 +327,7 @@ class OllamaAdapter(Adapter):
         """The models Ollama holds in memory (`GET /api/ps`): name, and bytes on the GPU
         (`size_vram`) as the provider page shows them; None from a server too old to say
         (before 0.1.38 it answers 404)."""
-        response = await self.client.get(
-            f"{self.base_url}/api/ps", headers=self._headers(), timeout=self.timeout(timeout)
-        )
+        response = await self._request("/api/ps", timeout)
         if response.status_code == 404:
             return None
         await self.check(response)
@@ -351,10 +349,11 @@ class OllamaAdapter(Adapter):
         # Ollama itself has no authentication; a key is for a reverse proxy in front of it.
         return {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
 
+    async def _request(self, path: str, timeout: float) -> httpx.Response:
+        return await self.client.get(f"{self.base_url}{path}", headers=self._headers(), timeout=self.timeout(timeout))
+
     async def _get(self, path: str, timeout: float) -> dict[str, Any]:
-        response = await self.client.get(
-            f"{self.base_url}{path}", headers=self._headers(), timeout=self.timeout(timeout)
-        )
+        response = await self._request(path, timeout)
         await self.check(response)
         return json_object(response)
 
