@@ -298,15 +298,14 @@ def test_a_model_dropped_from_models_leaves_the_catalog_and_one_kept_without_pri
     assert changes["models"] == [["m1", "m2", "m3"], ["m1", "m3"]]
 
 
-def test_a_discovered_model_the_document_stops_pricing_keeps_its_row_and_facts_but_not_its_prices():
+def discovered(**facts) -> None:
+    """Provider `cat` (configured with no prices) and a model of it that discovery found."""
     apply_config(priced({}), actor="test")
-    ProviderModel.objects.create(
-        provider=Provider.objects.get(name="cat"),
-        name="found",
-        source="discovered",
-        context_window=32000,
-        capabilities=["chat"],
-    )
+    ProviderModel.objects.create(provider=Provider.objects.get(name="cat"), name="found", source="discovered", **facts)
+
+
+def test_a_discovered_model_the_document_stops_pricing_keeps_its_row_and_facts_but_not_its_prices():
+    discovered(context_window=32000, capabilities=["chat"])
     apply_config(
         priced({"found": {"input_per_mtok": 3, "context_window": 32000, "capabilities": ["chat"]}}), actor="test"
     )
@@ -319,14 +318,7 @@ def test_a_discovered_model_the_document_stops_pricing_keeps_its_row_and_facts_b
 
 
 def test_pricing_a_discovered_model_keeps_the_facts_discovery_found_unless_the_entry_names_them():
-    apply_config(priced({}), actor="test")
-    ProviderModel.objects.create(
-        provider=Provider.objects.get(name="cat"),
-        name="found",
-        source="discovered",
-        context_window=32000,
-        capabilities=["chat", "image"],
-    )
+    discovered(context_window=32000, capabilities=["chat", "image"])
     apply_config(priced({"found": {"input_per_mtok": 3, "output_per_mtok": 6}}), actor="test")
     row = ProviderModel.objects.get(name="found")
     assert (row.context_window, row.capabilities, float(row.output_price_per_mtok)) == (32000, ["chat", "image"], 6.0)
@@ -339,10 +331,7 @@ def test_pricing_a_discovered_model_keeps_the_facts_discovery_found_unless_the_e
 
 
 def test_an_unpriced_discovered_model_is_left_alone():
-    apply_config(priced({}), actor="test")
-    ProviderModel.objects.create(
-        provider=Provider.objects.get(name="cat"), name="found", source="discovered", context_window=32000
-    )
+    discovered(context_window=32000)
     summary = apply_config(priced({}), actor="test")
     assert summary.unchanged == 1 and catalog() == {"found": ("discovered", None, 32000)}
 
