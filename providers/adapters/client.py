@@ -29,6 +29,7 @@ import httpx
 from providers.engine import Classification, Outcome, UpstreamError, mark_request_sent
 
 from . import urlguard
+from .answer import Bounded, DirectPath, too_large
 from .scrub import ScrubbingTransport
 from .urlguard import URLRefused
 
@@ -39,37 +40,31 @@ Resolve = Callable[[str, int], Awaitable[list[str]]]
 PolicyRef = str | urlguard.Policy
 
 
-def _too_large(size: int, limit: int) -> UpstreamError:
-    return UpstreamError(
-        Classification(Outcome.FAILURE, "response_too_large"),
-        status=200,
-        message=f"the answer has over {limit} bytes ({size} seen); the gateway reads at most "
-        f"{limit} (GATEWAY_MAX_RESPONSE_BYTES)",
-    )
-
-
-class _CountedStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, limit: int) -> None:
+class _BoundedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, bounded: Bounded) -> None:
         self.inner = inner
-        self.limit = limit
+        self.bounded = bounded
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        seen = 0
         async for chunk in self.inner:
-            seen += len(chunk)
-            if seen > self.limit:
-                raise _too_large(seen, self.limit)
-            yield chunk
+            out = self.bounded.feed(chunk)
+            if out:
+                yield out
+        tail = self.bounded.flush()
+        if tail:
+            yield tail
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
 class LimitedTransport(httpx.AsyncBaseTransport):
-    """Stops reading an answer past `limit` bytes: a Content-Length above it is refused before
-    any body is read, and a body that grows past it is cut there (the connection closed), so
-    no upstream can make the gateway hold more than `limit` of one answer in memory. Either way
-    the attempt fails with `response_too_large`, and the engine retries or falls back."""
+    """Stops reading an answer past `limit` bytes, on the wire or decoded: a Content-Length
+    above it is refused before any body is read, and a body that grows past it, or that
+    inflates past it, is cut there (the connection closed), so no upstream can make the
+    gateway hold more than `limit` of one answer in memory. Either way the attempt fails
+    with `response_too_large`, and the engine retries or falls back. A compressed body is
+    handed on decoded (`answer.Bounded`)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
         self.inner = inner
@@ -80,10 +75,17 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.limit:
             await response.aclose()
-            raise _too_large(int(length), self.limit)
+            raise too_large(int(length), self.limit)
+        bounded = Bounded(response.headers, self.limit)
         # An async transport's answer streams asynchronously (httpx types it as either kind).
-        response.stream = _CountedStream(cast(httpx.AsyncByteStream, response.stream), self.limit)
-        return response
+        stream = _BoundedStream(cast(httpx.AsyncByteStream, response.stream), bounded)
+        if not bounded.decodes:
+            response.stream = stream
+            return response
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-length", b"content-encoding")]
+        return httpx.Response(
+            response.status_code, headers=headers, stream=stream, request=request, extensions=response.extensions
+        )
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -261,6 +263,74 @@ class GuardedClient(httpx.AsyncClient):
         self.max_response_bytes = max_response_bytes
         self.resolve = resolve
         self._fetcher: GuardedClient | None = None
+        self._direct: DirectPath | None = None
+
+    async def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        content: Any = None,
+        data: Any = None,
+        files: Any = None,
+        json: Any = None,
+        params: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+        timeout: Any = httpx.USE_CLIENT_DEFAULT,
+        extensions: Any = None,
+    ) -> httpx.Response:
+        """httpx's `request`, through the direct path when it can take the request: a str URL,
+        a JSON or bytes body, headers as a mapping, no params, form, files, auth, cookies,
+        redirects, extensions or request hooks (`get` and `post` come here too). The client's
+        response hooks see its answer, as on httpx's way."""
+        direct = self._direct
+        if (
+            direct is not None
+            and isinstance(url, str)
+            and not self._event_hooks["request"]
+            and data is None
+            and files is None
+            and params is None
+            and cookies is None
+            and extensions is None
+            and auth is httpx.USE_CLIENT_DEFAULT
+            and self._auth is None
+            and (
+                follow_redirects is False
+                or (follow_redirects is httpx.USE_CLIENT_DEFAULT and not self.follow_redirects)
+            )
+            and (content is None or isinstance(content, bytes | str))
+            and (headers is None or isinstance(headers, dict | httpx.Headers))
+        ):
+            response = await direct.send(
+                method,
+                url,
+                content=content,
+                json=json,
+                headers=headers,
+                timeout=self.timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout,
+            )
+            for hook in self._event_hooks["response"]:
+                await hook(response)
+            return response
+        return await super().request(
+            method,
+            url,
+            content=content,
+            data=data,
+            files=files,
+            json=json,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            auth=auth,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+            extensions=extensions,
+        )
 
     def fetcher(self) -> GuardedClient:
         if self._fetcher is None:
@@ -333,10 +403,33 @@ def build_client(
     )
     # A proxy from the environment gets a transport of its own, which resolves nothing here:
     # its requests are still judged by URL.
+    proxied = False
     for pattern, mounted in list(client._mounts.items()):
         if mounted is not None:
             client._mounts[pattern] = GuardedTransport(ScrubbingTransport(mounted), policy)
+            proxied = True
+    if transport == "aiohttp" and not proxied:
+        client._direct = DirectPath(
+            _session_of(aio),
+            policy=policy,
+            limit=max_response_bytes,
+            default_headers=client.headers,
+            fetching=_is_fetch(policy),
+        )
     return client
+
+
+def _session_of(aio: Any) -> Callable[[], Any]:
+    """The aiohttp session of `aio`, made on first use: one pool for both paths."""
+
+    def session() -> Any:
+        from aiohttp import ClientSession
+
+        if not isinstance(aio.client, ClientSession):
+            aio.client = aio.get_client()
+        return aio.client
+
+    return session
 
 
 def _session_factory(aio: Any, policy: PolicyRef, resolve: Resolve | None) -> Callable[[], Any]:

@@ -42,7 +42,7 @@ import contextlib
 import re
 import string
 import threading
-from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
+from collections.abc import AsyncIterator, Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -54,9 +54,12 @@ __all__ = [
     "Redactor",
     "ScrubbingTransport",
     "current",
+    "decoder_for",
     "forget_secrets",
     "scrub_bytes",
+    "scrub_exception",
     "scrub_text",
+    "scrubbed_headers",
     "use_secrets",
 ]
 
@@ -487,7 +490,7 @@ def scrub_text(text: str) -> str:
 # -- the transport ------------------------------------------------------------------------------
 
 
-def _scrub_exception(exc: BaseException, redactor: Redactor) -> None:
+def scrub_exception(exc: BaseException, redactor: Redactor) -> None:
     """Transport errors quote URLs and peers: a key in a URL must not reach a log through them."""
     args = exc.args
     if args and isinstance(args[0], str):
@@ -497,7 +500,7 @@ def _scrub_exception(exc: BaseException, redactor: Redactor) -> None:
             exc.args = (cleaned, *args[1:])
 
 
-def _decoder(encodings: list[str]) -> httpx._decoders.ContentDecoder | None:
+def decoder_for(encodings: list[str]) -> httpx._decoders.ContentDecoder | None:
     """The decoder httpx itself would apply after us (gzip, deflate, br and zstd when their
     libraries are installed); None for an identity body. KeyError for an unknown coding."""
     from httpx import _decoders
@@ -506,6 +509,20 @@ def _decoder(encodings: list[str]) -> httpx._decoders.ContentDecoder | None:
     if not found:
         return None
     return found[0] if len(found) == 1 else _decoders.MultiDecoder(children=found)
+
+
+def scrubbed_headers(
+    redactor: Redactor, raw: Iterable[tuple[bytes, bytes]], drop: Collection[bytes] = ()
+) -> list[tuple[bytes, bytes]]:
+    """An answer's headers with every secret removed, less those named in `drop` (lowercase)."""
+    headers = []
+    for name, value in raw:
+        if name.lower() in drop:
+            continue
+        if redactor.matches(name):
+            continue  # a header named after a secret says nothing worth keeping
+        headers.append((name, redactor.sub(value)))
+    return headers
 
 
 class _ScrubbedStream(httpx.AsyncByteStream):
@@ -530,7 +547,7 @@ class _ScrubbedStream(httpx.AsyncByteStream):
             if self.decoder is not None:
                 carry += self.decoder.flush()
         except Exception as exc:
-            _scrub_exception(exc, self.redactor)
+            scrub_exception(exc, self.redactor)
             raise
         if carry:
             yield self.redactor.sub(carry)
@@ -559,7 +576,7 @@ class ScrubbingTransport(httpx.AsyncBaseTransport):
             response = await self.inner.handle_async_request(request)
         except Exception as exc:
             if redactor is not None:
-                _scrub_exception(exc, redactor)
+                scrub_exception(exc, redactor)
             raise
         if redactor is None:
             return response
@@ -567,20 +584,14 @@ class ScrubbingTransport(httpx.AsyncBaseTransport):
             c.strip().lower() for c in response.headers.get_list("content-encoding", split_commas=True) if c.strip()
         ]
         try:
-            decoder = _decoder(codings)
+            decoder = decoder_for(codings)
         except KeyError:
             stream, framing = response.stream, set()
         else:
             # An async transport's answer streams asynchronously (httpx types it as either kind).
             inner = cast(httpx.AsyncByteStream, response.stream)
             stream, framing = _ScrubbedStream(inner, redactor, decoder), {b"content-length", b"content-encoding"}
-        headers = []
-        for name, value in response.headers.raw:
-            if name.lower() in framing:
-                continue
-            if redactor.matches(name):
-                continue  # a header named after a secret says nothing worth keeping
-            headers.append((name, redactor.sub(value)))
+        headers = scrubbed_headers(redactor, response.headers.raw, framing)
         extensions = dict(response.extensions)
         reason = extensions.get("reason_phrase")
         if isinstance(reason, bytes):
