@@ -282,14 +282,14 @@ class GuardedClient(httpx.AsyncClient):
         timeout: Any = httpx.USE_CLIENT_DEFAULT,
         extensions: Any = None,
     ) -> httpx.Response:
-        """httpx's `request`, through the direct path when it can take the request: a str URL,
+        """httpx's `request`, through the direct path when it can take the request: an absolute URL,
         a JSON or bytes body, headers as a mapping, no params, form, files, auth, cookies,
         redirects, extensions or request hooks (`get` and `post` come here too). The client's
         response hooks see its answer, as on httpx's way."""
         direct = self._direct
         if (
             direct is not None
-            and isinstance(url, str)
+            and isinstance(url, str | httpx.URL)
             and not self._event_hooks["request"]
             and data is None
             and files is None
@@ -307,7 +307,7 @@ class GuardedClient(httpx.AsyncClient):
         ):
             response = await direct.send(
                 method,
-                url,
+                url if isinstance(url, str) else str(url),
                 content=content,
                 json=json,
                 headers=headers,
