@@ -121,6 +121,23 @@ class DirectResponse(httpx.Response):
     def request(self, value: httpx.Request) -> None:
         self._request = value
 
+    @classmethod
+    def read_whole(
+        cls, status: int, headers: list[tuple[bytes, bytes]], body: bytes, reason: bytes, method: str, url: str
+    ) -> DirectResponse:
+        """What `httpx.Response(content=body)` makes, without running the body through httpx's
+        decoders again (it arrives decoded): read, closed, framed by `headers` as given."""
+        response = cls(
+            status,
+            headers=headers,
+            stream=httpx.ByteStream(body),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+        response._content = body
+        response.is_stream_consumed = response.is_closed = True
+        response._method, response._target = method, url
+        return response
+
 
 @lru_cache(maxsize=512)
 def _client_timeout(connect: float | None, read: float | None, pool: float | None) -> aiohttp.ClientTimeout:
@@ -215,11 +232,9 @@ class DirectPath:
             out = scrub.scrubbed_headers(redactor, raw, drop)
         else:
             out = [(name, value) for name, value in raw if name.lower() not in drop]
-        response = DirectResponse(
-            status, headers=out, content=data, extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason}
-        )
-        response._method, response._target = method, url
-        return response
+        if drop and all(name.lower() != b"transfer-encoding" for name, _ in out):
+            out.append((b"content-length", str(len(data)).encode()))  # as httpx frames a body it holds
+        return DirectResponse.read_whole(status, out, data, reason, method, url)
 
     async def _read(self, answer: Any) -> tuple[bytes, Bounded]:
         limit = self.limit

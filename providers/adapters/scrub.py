@@ -366,6 +366,8 @@ class Redactor:
 
     def matches(self, data: bytes) -> list[tuple[int, int]]:
         """Where `data` spells a secret: sorted, disjoint (start, end) pairs."""
+        if len(data) < self.shortest:
+            return []  # every spelling of a value (escaped, encoded) is at least as long as it
         view, outer = _decoded(data)
         found = self._in_view(view)
         if outer:
