@@ -10,7 +10,8 @@ admitted request is counted in the same atomic step that admits it (no read-then
 `settle(record)` hears every finished request (a `RequestRecord` listener; a stream when it
 ends): its tokens go to the key's minute, its cost (the request log's, to 1e-8) to the key's
 spend in the period the request started in (an unknown cost, a model without a known price,
-counts 0 and is logged once per key and model). Alerts: `signals.key_budget_crossed` when that
+counts 0 and is logged once per key and model). Requests that finish together are counted
+together: one store call (one Redis script) per key and period for each drain of the queue. Alerts: `signals.key_budget_crossed` when that
 spend passes 80 % and 100 % of the budget, once per threshold, period and budget.
 
 Where counts live: the runtime's limit store (providers/engine/limits.py), Redis when REDIS_URL
@@ -175,6 +176,17 @@ class Tally:
         self.tokens_out += other.tokens_out
 
 
+@dataclass
+class _Sum:
+    """What one drain of the inbox counts on one key in one period."""
+
+    entry: KeyEntry
+    end: float  # the period's end (Unix time)
+    spend: int = 0  # nano-units
+    tokens: int = 0
+    tallies: list[tuple[RequestRecord, Tally]] = field(default_factory=list)
+
+
 class KeyLimits:
     """The key limits of one engine's limit store (one per runtime; `limits_for`). Also the
     store's `KeyLedger`: it seeds counts from the database and tells budget crossings."""
@@ -290,40 +302,65 @@ class KeyLimits:
         """Count the queued requests in the store now (the database gets them with the next batch)."""
         async with self._counting:
             while self._inbox:
-                await self._settle_one(self._inbox.popleft())
+                drained = list(self._inbox)
+                self._inbox.clear()
+                await self._settle(drained)
 
-    async def _settle_one(self, record: RequestRecord) -> None:
-        assert record.api_key_id is not None
-        key_id = record.api_key_id
-        # An unknown cost (a model without a known price: `record.cost` None) counts 0 toward the
-        # budget: there is no amount to count, and refusing the key's traffic for it would make
-        # every unpriced model unusable with a budgeted key. The request stays flagged where it
-        # is recorded (the request log's cost is null, analytics count it in `cost_unknown`), and
-        # the first such request per key and model is logged, so the gap is seen, not hidden.
-        if record.cost is None:
-            self._warn_unpriced(key_id, record)
-        cost = (record.cost or Decimal(0)).quantize(COST_STEP, rounding=ROUND_HALF_EVEN)
-        spend = int(cost * NANO)
-        tokens = record.tokens_in + record.tokens_out
-        entry = self.entry(key_id)
-        if entry is not None and (spend or entry.budget is not None or (entry.tokens_per_minute and tokens)):
-            at = record.at.timestamp()
-            period, end = _period_at(entry.budget_period, at)
+    async def _settle(self, records: list[RequestRecord]) -> None:
+        """Count `records` in the store: their sum, once per key and period. Spend and tokens
+        add up, so one count of the sum is the counts one by one; under load that is one store
+        call (a Redis script) per key per drain instead of one per request."""
+        sums: dict[tuple[int, str], _Sum] = {}
+        for record in records:
+            assert record.api_key_id is not None
+            key_id = record.api_key_id
+            # An unknown cost (a model without a known price: `record.cost` None) counts 0 toward
+            # the budget: there is no amount to count, and refusing the key's traffic for it would
+            # make every unpriced model unusable with a budgeted key. The request stays flagged
+            # where it is recorded (the request log's cost is null, analytics count it in
+            # `cost_unknown`), and the first such request per key and model is logged, so the gap
+            # is seen, not hidden.
+            if record.cost is None:
+                self._warn_unpriced(key_id, record)
+            cost = (record.cost or Decimal(0)).quantize(COST_STEP, rounding=ROUND_HALF_EVEN)
+            spend = int(cost * NANO)
+            tokens = record.tokens_in + record.tokens_out
+            entry = self.entry(key_id)
+            tally = Tally(cost, 1, record.tokens_in, record.tokens_out)
+            if entry is None or not (spend or entry.budget is not None or (entry.tokens_per_minute and tokens)):
+                self._tally(key_id, record, tally)
+                continue
+            period, end = _period_at(entry.budget_period, record.at.timestamp())
+            total = sums.get((key_id, period))
+            if total is None:
+                total = sums[(key_id, period)] = _Sum(entry, end)
+            total.spend += spend
+            total.tokens += tokens if entry.tokens_per_minute else 0
+            total.tallies.append((record, tally))
+        for (key_id, period), total in sums.items():
+            entry = total.entry
             try:
                 await self.store.settle_key(
                     str(key_id),
-                    tokens=tokens if entry.tokens_per_minute else 0,
-                    spend=spend,
+                    tokens=total.tokens,
+                    spend=total.spend,
                     budget=None if entry.budget is None else to_nano(entry.budget),
                     period=period,
-                    expires_in_s=end - self.now() + KEEP_AFTER_PERIOD_S,
+                    expires_in_s=total.end - self.now() + KEEP_AFTER_PERIOD_S,
                     ledger=self,
                 )
-            except Exception:  # not in the shared count: the database has it, and seeds the count from it
-                log.exception("key limits: could not count request %s on API key %r", record.request_id, entry.name)
-        # After the store: a count seeded meanwhile read the database and this batch without it.
+            except Exception:  # not in the shared count: the database has them, and seeds the count from it
+                ids = ", ".join(record.request_id for record, _ in total.tallies[:5])
+                log.exception(
+                    "key limits: could not count %d request(s) on API key %r (%s)", len(total.tallies), entry.name, ids
+                )
+            # After the store: a count seeded meanwhile read the database and this batch without it.
+            for record, tally in total.tallies:
+                self._tally(key_id, record, tally)
+
+    def _tally(self, key_id: int, record: RequestRecord, tally: Tally) -> None:
         day = record.at.astimezone(UTC).date()
-        self._unwritten.setdefault((key_id, day), Tally()).add(Tally(cost, 1, record.tokens_in, record.tokens_out))
+        self._unwritten.setdefault((key_id, day), Tally()).add(tally)
 
     def _warn_unpriced(self, key_id: int, record: RequestRecord) -> None:
         entry = self.entry(key_id)

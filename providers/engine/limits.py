@@ -463,8 +463,8 @@ class RedisLimits:
         expires_in_s: float,
         ledger: KeyLedger,
     ) -> int | None:
-        """Not to be called concurrently for one store (providers/keys.py settles one request
-        at a time): a rebuilt hash restarts this worker's total from the request in hand."""
+        """Not to be called concurrently for one store (providers/keys.py settles one sum of
+        requests at a time): a rebuilt hash restarts this worker's total from the sum in hand."""
         await self.resend_keys(ledger)
         sent = self._sent.get((key, period))
         if sent is None:

@@ -293,6 +293,42 @@ async def test_a_new_count_includes_what_this_worker_has_not_written_yet(make, s
     assert (await refused(limits, monthly)).type == "budget_exceeded"
 
 
+async def test_requests_that_finish_together_are_counted_once_per_key_and_period(make):
+    _, key = await make(budget=Decimal(10), budget_period="day", tokens_per_minute=1000)
+    _, other = await make(budget=Decimal(10), budget_period="day")
+    clock = FakeClock(wall=LATE)
+    limits = worker(clock, key, other)
+    calls: list[tuple[int, int, int]] = []
+    settle_key = limits.store.settle_key
+
+    async def seen(name: str, **given: Any) -> Any:  # the real store, its calls noted
+        calls.append((int(name), given["spend"], given["tokens"]))
+        return await settle_key(name, **given)
+
+    limits.store.settle_key = seen  # type: ignore[method-assign]
+    yesterday = record(key, clock, cost="1", tokens_in=10, request_id="y")  # started at 23:58
+    clock.advance(300)  # the others in the new day
+    for i in range(3):
+        limits.settle(record(key, clock, cost="2", tokens_in=5, tokens_out=1, request_id=f"k{i}"))
+    limits.settle(record(other, clock, cost="0.5", request_id="o"))
+    limits.settle(yesterday)
+    await limits.flush()
+
+    nano = 10**9
+    assert sorted(calls) == sorted([(key.id, 6 * nano, 18), (key.id, 1 * nano, 10), (other.id, nano // 2, 0)])
+    assert await limits.spend(key.id, "day") == 6 and await limits.spend(other.id, "day") == Decimal("0.5")
+    rows = await sync_to_async(
+        lambda: sorted(KeySpend.objects.values_list("key_id", "day", "spend", "requests", "tokens_in", "tokens_out"))
+    )()
+    assert rows == sorted(
+        [
+            (key.id, date(2026, 3, 31), Decimal(1), 1, 10, 0),
+            (key.id, date(2026, 4, 1), Decimal(6), 3, 15, 3),
+            (other.id, date(2026, 4, 1), Decimal("0.5"), 1, 0, 0),
+        ]
+    )
+
+
 # -- alerts -------------------------------------------------------------------------------------
 
 
