@@ -55,6 +55,7 @@ import httpx
 
 from providers.engine import Classification, Outcome, UpstreamError
 
+from . import wirejson
 from .base import (
     Adapter,
     ChatStream,
@@ -584,7 +585,7 @@ class _ChunkTranslator:
 
 def _event_payload(response: httpx.Response, data: str) -> dict[str, Any]:
     try:
-        payload = json.loads(data)
+        payload = wirejson.loads(data)
     except ValueError:
         payload = None
     if not isinstance(payload, dict):

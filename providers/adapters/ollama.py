@@ -25,6 +25,7 @@ import httpx
 
 from providers.engine import Classification, Outcome, UpstreamError
 
+from . import wirejson
 from .base import (
     Adapter,
     ChatStream,
@@ -566,7 +567,7 @@ def _context_window(shown: dict[str, Any]) -> tuple[int | None, int | None]:
 
 def _line_object(response: httpx.Response, line: str) -> dict[str, Any]:
     try:
-        data = json.loads(line)
+        data = wirejson.loads(line)
     except ValueError as exc:
         raise malformed(
             response=response, message=f"a stream line is not JSON: {line[:80]!r}", body=line.encode()

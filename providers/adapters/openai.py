@@ -42,6 +42,7 @@ import httpx
 
 from providers.engine import Classification, Outcome, UpstreamError
 
+from . import wirejson
 from .base import (
     SPEECH_FORMATS,
     Adapter,
@@ -211,7 +212,7 @@ class OpenAIAdapter(Adapter):
                 if data.strip() == "[DONE]":
                     return
                 try:
-                    chunk = json.loads(data)
+                    chunk = wirejson.loads(data)
                 except ValueError as exc:
                     raise stream_broken(response, f"unreadable chunk: {data[:120]!r}", "malformed_response") from exc
                 if not isinstance(chunk, dict):
