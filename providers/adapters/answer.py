@@ -18,7 +18,7 @@ of the shared client.
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -176,16 +176,16 @@ class DirectPath:
                 headers[name.lower()] = value
         return headers
 
-    async def send(
+    def _request(
         self,
         method: str,
         url: str,
-        *,
         content: bytes | str | None,
         json: Any,
         headers: Mapping[str, str] | None,
         timeout: Any,
-    ) -> httpx.Response:
+    ) -> Any:
+        """The aiohttp request (not yet awaited) for a request the guard lets through."""
         try:
             target = yarl.URL(url)
         except (ValueError, TypeError) as exc:
@@ -204,37 +204,80 @@ class DirectPath:
         wait = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         if not self.fetching:
             mark_request_sent()  # the provider now has the request: later errors are its answer's
+        return self.session().request(
+            method,
+            target,
+            data=body,
+            headers=self._headers(headers, json is not None),
+            allow_redirects=False,
+            auto_decompress=False,
+            compress=False,
+            timeout=_client_timeout(wait.connect, wait.read, wait.pool),
+        )
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | str | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        timeout: Any,
+    ) -> httpx.Response:
+        """The answer, read whole."""
         redactor = scrub.current()
         try:
             with map_aiohttp_exceptions():
-                async with self.session().request(
-                    method,
-                    target,
-                    data=body,
-                    headers=self._headers(headers, json is not None),
-                    allow_redirects=False,
-                    auto_decompress=False,
-                    compress=False,
-                    timeout=_client_timeout(wait.connect, wait.read, wait.pool),
-                ) as answer:
+                async with self._request(method, url, content, json, headers, timeout) as answer:
                     data, bounded = await self._read(answer)
                     status, reason, raw = answer.status, (answer.reason or "").encode(), answer.raw_headers
         except Exception as exc:
             if redactor is not None:
                 scrub.scrub_exception(exc, redactor)
             raise
-        # A decoded body, or one the scrubber may change, is framed by its end, not its old headers.
-        drop = _FRAMING if bounded.readable and (bounded.decodes or redactor is not None) else frozenset()
-        if redactor is not None:
-            if bounded.readable:
-                data = redactor.sub(data)
-            reason = redactor.sub(reason)
-            out = scrub.scrubbed_headers(redactor, raw, drop)
-        else:
-            out = [(name, value) for name, value in raw if name.lower() not in drop]
-        if drop and all(name.lower() != b"transfer-encoding" for name, _ in out):
+        out, reason = _head(raw, reason, bounded, redactor)
+        if redactor is not None and bounded.readable:
+            data = redactor.sub(data)
+        reframed = bounded.readable and (bounded.decodes or redactor is not None)
+        if reframed and all(name.lower() != b"transfer-encoding" for name, _ in out):
             out.append((b"content-length", str(len(data)).encode()))  # as httpx frames a body it holds
         return DirectResponse.read_whole(status, out, data, reason, method, url)
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | str | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        timeout: Any,
+    ) -> httpx.Response:
+        """The answer with its body still to read (`aiter_*`), as `send(stream=True)` gives it;
+        the caller closes it."""
+        redactor = scrub.current()
+        try:
+            with map_aiohttp_exceptions():
+                answer = await self._request(method, url, content, json, headers, timeout)
+        except Exception as exc:
+            if redactor is not None:
+                scrub.scrub_exception(exc, redactor)
+            raise
+        bounded = Bounded(answer.headers, self.limit)
+        length = answer.headers.get("content-length", "")
+        if self.limit is not None and length.isdigit() and int(length) > self.limit:
+            answer.close()
+            raise too_large(int(length), self.limit)
+        out, reason = _head(answer.raw_headers, (answer.reason or "").encode(), bounded, redactor)
+        response = DirectResponse(
+            answer.status,
+            headers=out,
+            stream=_Streamed(answer, bounded, redactor if bounded.readable else None),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+        response._method, response._target = method, url
+        return response
 
     async def _read(self, answer: Any) -> tuple[bytes, Bounded]:
         limit = self.limit
@@ -254,3 +297,52 @@ class DirectPath:
 
 
 _FRAMING = frozenset({b"content-length", b"content-encoding"})
+
+
+def _head(
+    raw: Any, reason: bytes, bounded: Bounded, redactor: scrub.Redactor | None
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """An answer's headers and reason as passed on: scrubbed, and without the framing of a body
+    that is decoded or may be changed by the scrubber (it is framed by its end)."""
+    drop = _FRAMING if bounded.readable and (bounded.decodes or redactor is not None) else frozenset()
+    if redactor is None:
+        return [(name, value) for name, value in raw if name.lower() not in drop], reason
+    return scrub.scrubbed_headers(redactor, raw, drop), redactor.sub(reason)
+
+
+class _Streamed(httpx.AsyncByteStream):
+    """A body read as it arrives: bounded and decoded (`Bounded`), scrubbed (a value cut across
+    two reads is held back until it can be judged), transport errors mapped to httpx's and
+    scrubbed. Closing it early closes the connection (its rest was not read)."""
+
+    def __init__(self, answer: Any, bounded: Bounded, redactor: scrub.Redactor | None) -> None:
+        self.answer = answer
+        self.bounded = bounded
+        self.redactor = redactor
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        bounded, redactor = self.bounded, self.redactor
+        carry = b""
+        try:
+            with map_aiohttp_exceptions():
+                async for chunk in self.answer.content.iter_any():
+                    out = bounded.feed(chunk)
+                    if redactor is not None and out:
+                        out, carry = redactor.split(carry + out)
+                    if out:
+                        yield out
+                tail = carry + bounded.flush()
+        except Exception as exc:
+            self.answer.close()
+            held = scrub.current()
+            if held is not None:
+                scrub.scrub_exception(exc, held)
+            raise
+        if tail:
+            yield redactor.sub(tail) if redactor is not None else tail
+
+    async def aclose(self) -> None:
+        if self.answer.content.at_eof():
+            self.answer.release()  # read to its end: the connection goes back to the pool
+        else:
+            self.answer.close()

@@ -25,6 +25,8 @@ import httpx
 
 from providers.engine import Classification, Outcome, UnsupportedRequest, UpstreamError
 
+from .client import GuardedClient
+
 CAPABILITIES = ("chat", "embeddings", "image", "tts", "stt", "translation", "video")
 # OpenAI's speech `response_format` values: the names every speech adapter declares its formats in.
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -407,8 +409,12 @@ class Adapter:
     ) -> httpx.Response:
         """Send with a streamed answer. A non-2xx is raised as `UpstreamError` (its body read)
         and the response closed; the caller closes a successful one (ChatStream does)."""
-        request = self.client.build_request(method, url, timeout=timeout, **kwargs)
-        response = await self.client.send(request, stream=True)
+        if isinstance(self.client, GuardedClient):
+            response = await self.client.open(method, url, timeout=timeout, **kwargs)
+        else:  # a plain httpx client (tests hand some adapters one)
+            response = await self.client.send(
+                self.client.build_request(method, url, timeout=timeout, **kwargs), stream=True
+            )
         try:
             await self.check(response)
         except BaseException:

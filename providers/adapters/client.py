@@ -265,6 +265,41 @@ class GuardedClient(httpx.AsyncClient):
         self._fetcher: GuardedClient | None = None
         self._direct: DirectPath | None = None
 
+    def _direct_for(
+        self,
+        url: Any,
+        content: Any,
+        headers: Any,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        others: tuple[Any, ...] = (),
+    ) -> DirectPath | None:
+        """The direct path, if it can take this request: an absolute URL, a JSON or bytes body,
+        headers as a mapping, no params, form, files, auth, cookies, redirects, extensions
+        (`others`, all None) or request hooks."""
+        direct = self._direct
+        if (
+            direct is not None
+            and isinstance(url, str | httpx.URL)
+            and not self._event_hooks["request"]
+            and all(other is None for other in others)
+            and auth is httpx.USE_CLIENT_DEFAULT
+            and self._auth is None
+            and (
+                follow_redirects is False
+                or (follow_redirects is httpx.USE_CLIENT_DEFAULT and not self.follow_redirects)
+            )
+            and (content is None or isinstance(content, bytes | str))
+            and (headers is None or isinstance(headers, dict | httpx.Headers))
+        ):
+            return direct
+        return None
+
+    async def _heard(self, response: httpx.Response) -> httpx.Response:
+        for hook in self._event_hooks["response"]:
+            await hook(response)
+        return response
+
     async def request(
         self,
         method: str,
@@ -282,29 +317,13 @@ class GuardedClient(httpx.AsyncClient):
         timeout: Any = httpx.USE_CLIENT_DEFAULT,
         extensions: Any = None,
     ) -> httpx.Response:
-        """httpx's `request`, through the direct path when it can take the request: an absolute URL,
-        a JSON or bytes body, headers as a mapping, no params, form, files, auth, cookies,
-        redirects, extensions or request hooks (`get` and `post` come here too). The client's
-        response hooks see its answer, as on httpx's way."""
-        direct = self._direct
-        if (
-            direct is not None
-            and isinstance(url, str | httpx.URL)
-            and not self._event_hooks["request"]
-            and data is None
-            and files is None
-            and params is None
-            and cookies is None
-            and extensions is None
-            and auth is httpx.USE_CLIENT_DEFAULT
-            and self._auth is None
-            and (
-                follow_redirects is False
-                or (follow_redirects is httpx.USE_CLIENT_DEFAULT and not self.follow_redirects)
-            )
-            and (content is None or isinstance(content, bytes | str))
-            and (headers is None or isinstance(headers, dict | httpx.Headers))
-        ):
+        """httpx's `request` (`get` and `post` come here too), through the direct path when it
+        can take the request (`_direct_for`). The client's response hooks see its answer, as on
+        httpx's way."""
+        direct = self._direct_for(
+            url, content, headers, follow_redirects, auth, (data, files, params, cookies, extensions)
+        )
+        if direct is not None:
             response = await direct.send(
                 method,
                 url if isinstance(url, str) else str(url),
@@ -313,9 +332,7 @@ class GuardedClient(httpx.AsyncClient):
                 headers=headers,
                 timeout=self.timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout,
             )
-            for hook in self._event_hooks["response"]:
-                await hook(response)
-            return response
+            return await self._heard(response)
         return await super().request(
             method,
             url,
@@ -331,6 +348,36 @@ class GuardedClient(httpx.AsyncClient):
             timeout=timeout,
             extensions=extensions,
         )
+
+    async def open(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        content: Any = None,
+        json: Any = None,
+        headers: Any = None,
+        timeout: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        """`send(build_request(...), stream=True)`: the answer with its body still to read; the
+        caller closes it. Through the direct path when it can take the request."""
+        direct = self._direct_for(url, content, headers)
+        if direct is not None:
+            response = await direct.open(
+                method,
+                url if isinstance(url, str) else str(url),
+                content=content,
+                json=json,
+                headers=headers,
+                timeout=self.timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout,
+            )
+            try:
+                return await self._heard(response)
+            except BaseException:
+                await response.aclose()
+                raise
+        request = self.build_request(method, url, content=content, json=json, headers=headers, timeout=timeout)
+        return await self.send(request, stream=True)
 
     def fetcher(self) -> GuardedClient:
         if self._fetcher is None:

@@ -1,8 +1,8 @@
 """Every way the shared client reads an answer applies the same guards: decoded, within the size
 limit (on the wire and decoded), scrubbed. The ways are the direct path (a whole answer on the
-aiohttp transport: `providers/adapters/answer.py`), httpx's own machinery on either transport,
-and a streamed read (`send(stream=True)`, as chat streams are read). A real server sends the
-answers."""
+aiohttp transport, whole or streamed: `providers/adapters/answer.py`), and httpx's own
+machinery on either transport, whole or streamed (`send(stream=True)`). A real server sends
+the answers."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ COMPRESS = {
     "zstd": lambda data: zstandard.ZstdCompressor().compress(data),
 }
 
-# transport, how the answer is read
-WAYS = [("aiohttp", "whole"), ("aiohttp", "stream"), ("httpx", "whole"), ("httpx", "stream")]
+# transport, how the answer is read: whole (`post`), streamed the httpx way (`send(stream=True)`),
+# streamed as the adapters open a stream (`open`: the direct path on the aiohttp transport)
+WAYS = [(transport, way) for transport in ("aiohttp", "httpx") for way in ("whole", "stream", "open")]
 
 
 @pytest.fixture
@@ -76,7 +77,11 @@ async def read(transport: str, way: str, url: str) -> httpx.Response:
             # the direct path takes exactly the aiohttp transport's whole answers
             assert isinstance(response, DirectResponse) == (transport == "aiohttp")
             return response
-        response = await client.send(client.build_request("POST", url, json={"q": 1}, timeout=10), stream=True)
+        if way == "open":
+            response = await client.open("POST", httpx.URL(url), json={"q": 1}, timeout=10)
+            assert isinstance(response, DirectResponse) == (transport == "aiohttp")
+        else:
+            response = await client.send(client.build_request("POST", url, json={"q": 1}, timeout=10), stream=True)
         try:
             await response.aread()
         finally:
@@ -156,6 +161,15 @@ async def test_a_body_in_a_coding_no_one_can_decode_is_passed_on_as_it_is(upstre
     response = await read(transport, way, url)
     assert response.content == b"\x01\x02\x03"
     assert response.headers["content-encoding"] == "x-unknown" and response.headers["x-echo"] == REDACTED
+
+
+@pytest.mark.parametrize(("transport", "way"), WAYS)
+async def test_a_secret_cut_across_two_reads_is_scrubbed(upstream, held, transport, way):
+    event = f'data: {{"error": "key {KEY} refused"}}\n\n'.encode()
+    cut = event.index(KEY.encode()) + 6  # the key arrives in two pieces, read one at a time
+    url = serve(upstream, "/cut", [event[:cut], event[cut:]], headers={"Content-Type": "text/event-stream"})
+    response = await read(transport, way, url)
+    assert response.content == event.replace(KEY.encode(), REDACTED.encode())
 
 
 async def _closed_port() -> int:
