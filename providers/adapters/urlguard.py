@@ -40,7 +40,7 @@ import json
 import re
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 import idna
@@ -230,6 +230,7 @@ def as_address(host: str) -> Address | None:
 
 
 _INTERNAL = "a loopback, private or internal address"
+_PASSED_KEPT = 4096  # hosts a policy remembers passing; past that, judged each time
 
 
 # -- policies -----------------------------------------------------------------------------------
@@ -246,6 +247,9 @@ class Policy:
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
     setting: str = ""  # the setting that opens a refused address, named in messages
+    # Hosts `check_host` passed, as given: a verdict depends only on the host and the fields
+    # above, which never change, and every request's URL is judged (a refusal is judged anew).
+    _passed: dict[tuple[str, bool], str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
     def provider(cls, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> Policy:
@@ -281,6 +285,15 @@ class Policy:
 
     def check_host(self, host: str, *, normalised: bool = False) -> str:
         """A host as a URL names it: an address judged at once, a name by the lists."""
+        passed = self._passed.get((host, normalised))
+        if passed is not None:
+            return passed
+        normal = self._check_host(host, normalised)
+        if len(self._passed) < _PASSED_KEPT:
+            self._passed[(host, normalised)] = normal
+        return normal
+
+    def _check_host(self, host: str, normalised: bool) -> str:
         normal = host if normalised else normalise_host(host)
         address = as_address(normal)
         if address is not None:

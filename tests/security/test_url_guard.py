@@ -134,6 +134,28 @@ def test_provider_url_deny_and_allow_reach_the_running_guard(settings):
     urlguard.current("provider").check_url("http://169.254.170.2/v2/credentials")
 
 
+def test_a_verdict_is_the_same_every_time_it_is_asked_and_follows_the_settings(settings):
+    hosts = ("gpu.lan", "10.0.0.7", "api.example.com", "169.254.169.254", "metadata.google.internal")
+    first = urlguard.current("provider")
+
+    def verdicts(policy):
+        found = []
+        for host in hosts:
+            try:
+                found.append(policy.check_host(host))
+            except urlguard.URLRefused as refused:
+                found.append(f"refused: {refused}")
+        return found
+
+    before = verdicts(first)
+    assert before == verdicts(first) == verdicts(first)  # asked again: remembered passes, refusals anew
+    assert before[:3] == ["gpu.lan", "10.0.0.7", "api.example.com"] and before[3].startswith("refused")
+    settings.PROVIDER_URL_DENY = ["gpu.lan", "10.0.0.0/8"]  # a new configuration: nothing passed is kept
+    after = verdicts(urlguard.current("provider"))
+    assert after[0].startswith("refused") and after[1].startswith("refused") and after[2] == "api.example.com"
+    assert verdicts(first) == before  # the old policy still judges as it did
+
+
 # -- at connect time: what a name resolves to -----------------------------------------------------
 
 DNS = {
