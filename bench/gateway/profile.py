@@ -3,10 +3,11 @@ under load, as a flame graph and as a summary by module.
 
     .venv/bin/python -m pip install -e '.[bench]'   # py-spy: the bench's tool, not a test dependency
     .venv/bin/python -m bench.gateway.profile [--server uvicorn] [--seconds 20] [--concurrency 32]
-        [--stream] [--svg docs/profile-chat.svg]
+        [--stream | --path {chat,messages,responses}] [--svg docs/profile-chat.svg]
 
 Starts the fast fake upstream and the gateway (as bench/gateway/run.py does), drives
-`POST /v1/chat/completions` (or streamed ones, `--stream`) at a fixed concurrency, and samples
+`POST /v1/chat/completions` (or streamed ones, `--stream`, or whole requests to
+`/v1/messages` or `/v1/responses` with `--path`) at a fixed concurrency, and samples
 the server with py-spy (by thread) twice, one run after the other: once into collapsed stacks (the summary
 printed here, and `<svg>.txt` beside the flame graph), once into the SVG flame graph.
 
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway import subjects as sj  # noqa: E402
-from bench.gateway.run import body  # noqa: E402
+from bench.gateway.run import body, request_for  # noqa: E402
 from bench.load import run_load, run_stream_load  # noqa: E402
 
 PROJECT = ("providers", "analytics", "health", "project")
@@ -151,6 +152,9 @@ def record(pid: int, seconds: int, fmt: str, out: Path, rate: int) -> subprocess
     )
 
 
+ENDPOINTS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default="uvicorn", choices=["uvicorn", "daphne"])
@@ -158,6 +162,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--stream", action="store_true", help="streamed requests (200 chunks each)")
+    parser.add_argument(
+        "--path",
+        default="chat",
+        choices=["chat", "messages", "responses"],
+        help="whole requests to this path (as bench.gateway.run --paths sends them)",
+    )
     parser.add_argument("--svg", type=Path, default=ROOT / "docs" / "profile-chat.svg")
     args = parser.parse_args()
 
@@ -181,12 +191,13 @@ def main() -> None:
                             warmup=0,
                         )
                     else:
+                        url, sent, headers = request_for(gateway, "chat" if args.path == "chat" else f"{args.path}-32")
                         await run_load(
-                            gateway.chat_url,
-                            body("bench"),
+                            url,
+                            sent,
                             concurrency=args.concurrency,
                             requests=args.concurrency * 50,
-                            headers=gateway.headers,
+                            headers=headers,
                             warmup=0,
                         )
 
@@ -211,7 +222,7 @@ def main() -> None:
     kind = "streamed (200 chunks)" if args.stream else "whole"
     head = (
         f"py-spy, {args.rate} Hz, {args.seconds} s: manage.py serve --server {args.server}, "
-        f"{kind} POST /v1/chat/completions at c={args.concurrency}"
+        f"{kind} POST {ENDPOINTS[args.path]} at c={args.concurrency}"
     )
     text = "\n".join([head, *summary]) + "\n"
     args.svg.with_suffix(".txt").write_text(text)

@@ -19,7 +19,6 @@ import asyncio
 import json
 import math
 import re
-import secrets
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -48,6 +47,7 @@ from .bodies import check_name
 from .calls import Call
 from .dialects import openai_chat
 from .dialects.dialect import Dialect
+from .dialects.ids import new_hex
 from .errors import RequestError, error_response, is_json
 from .kept_bodies import Answer, Transcript, body_limit, keep_bodies
 from .records import RequestRecord, announce
@@ -67,7 +67,7 @@ def request_id_of(request: HttpRequest) -> str:
     if isinstance(known, str):
         return known
     said = request.META.get("HTTP_X_REQUEST_ID", "")
-    request_id = said if isinstance(said, str) and _REQUEST_ID.fullmatch(said) else secrets.token_hex(8)
+    request_id = said if isinstance(said, str) and _REQUEST_ID.fullmatch(said) else new_hex(8)
     request.gateway_request_id = request_id  # type: ignore[attr-defined]
     return request_id
 

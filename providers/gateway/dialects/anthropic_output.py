@@ -23,12 +23,12 @@ event (`api_error`), as Anthropic's own streams do.
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .dialect import SseEvent
+from .ids import new_hex
 
 __all__ = [
     "AnthropicErrorBody",
@@ -134,7 +134,7 @@ def message_id(source: Any = None) -> str:
     """The provider's id when it is a message id already, else a new `msg_` one."""
     if isinstance(source, str) and source.startswith("msg_"):
         return source
-    return f"msg_{secrets.token_hex(12)}"
+    return f"msg_{new_hex(12)}"
 
 
 def tool_input(arguments: Any) -> dict[str, Any]:
@@ -206,7 +206,7 @@ def from_chat(completion: dict[str, Any], *, model: str, request: dict[str, Any]
         content.append(
             {
                 "type": "tool_use",
-                "id": str(call.get("id") or f"toolu_{secrets.token_hex(12)}"),
+                "id": str(call.get("id") or f"toolu_{new_hex(12)}"),
                 "name": str(function.get("name") or ""),
                 "input": tool_input(function.get("arguments")),
             }
@@ -333,7 +333,7 @@ class StreamTranslator:
         if key not in self.calls:
             block = {
                 "type": "tool_use",
-                "id": str(call.get("id") or f"toolu_{secrets.token_hex(12)}"),
+                "id": str(call.get("id") or f"toolu_{new_hex(12)}"),
                 "name": str(function.get("name") or ""),
                 "input": {},
             }

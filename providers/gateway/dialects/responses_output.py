@@ -10,9 +10,10 @@ object made here (tests/gateway/test_responses_dialect.py).
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from .ids import new_hex
 
 Event = tuple[str, dict[str, Any]]
 
@@ -149,7 +150,7 @@ def _response(
 
 
 def _new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{new_hex(16)}"
 
 
 def _dict(value: Any) -> dict[str, Any]:
