@@ -127,7 +127,7 @@ def routes_using(name: str) -> list[str]:
 
 def route_rows() -> list[dict[str, Any]]:
     rows = []
-    for route in Route.objects.prefetch_related("targets__provider"):
+    for route in Route.objects.with_targets():
         rows.append(
             {
                 "name": route.name,

@@ -4,7 +4,7 @@ write-only (the form never renders a stored value), a new API key is shown once.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -25,6 +25,7 @@ from .models import (
     Provider,
     ProviderModel,
     Route,
+    RouteQuerySet,
     RouteTarget,
     Scope,
     Secret,
@@ -301,7 +302,7 @@ class RouteAdmin(AuditedAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
-        return super().get_queryset(request).prefetch_related("targets__provider")
+        return cast(RouteQuerySet, super().get_queryset(request)).with_targets()
 
     @admin.display(description="fallback chain")
     def chain(self, obj: Route) -> str:

@@ -447,6 +447,16 @@ class MaintenanceWindow(models.Model):
         return self.starts_at <= timezone.now() < self.ends_at
 
 
+class RouteQuerySet(models.QuerySet["Route"]):
+    def with_targets(self) -> RouteQuerySet:
+        """Each route's targets prefetched with their providers joined in the same query. A
+        second prefetch of the providers by id (`prefetch_related("targets__provider")`) is an
+        expression SQLite refuses past ~1,000 providers ("Expression tree is too large")."""
+        return self.prefetch_related(
+            models.Prefetch("targets", queryset=RouteTarget.objects.select_related("provider"))
+        )
+
+
 class Route(models.Model):
     """What a client names in `model`: an ordered fallback chain for one capability."""
 
@@ -501,6 +511,8 @@ class Route(models.Model):
     is_demo = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RouteQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -36,7 +35,6 @@ from .models import (
     Provider,
     ProviderModel,
     Route,
-    RouteTarget,
 )
 
 STREAM_IDLE_TIMEOUT_S = 30.0  # between two chunks of a stream (resilience.md §6)
@@ -401,10 +399,7 @@ def load_snapshot() -> Snapshot:
     for window in MaintenanceWindow.objects.filter(ends_at__gt=now):
         windows.setdefault(window.provider_id, []).append(window)
         boundaries.extend(t for t in (window.starts_at, window.ends_at) if t > now)
-    # The targets with their provider joined in one query: a second prefetch of the providers
-    # by id is an expression SQLite refuses past ~1,000 providers ("Expression tree is too large").
-    targets_with_providers = Prefetch("targets", queryset=RouteTarget.objects.select_related("provider"))
-    route_rows = list(Route.objects.prefetch_related(targets_with_providers))
+    route_rows = list(Route.objects.with_targets())
     route_attempts: dict[int, int] = {}  # by provider id: the most attempts a route gives it
     for route in route_rows:
         attempts = route.retry_max_attempts or 0

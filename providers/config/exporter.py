@@ -64,7 +64,7 @@ def export_config() -> dict[str, Any]:
             entry["prices"] = prices
         providers.append(entry)
     routes = []
-    for route in Route.objects.prefetch_related("targets__provider").order_by("name"):
+    for route in Route.objects.with_targets().order_by("name"):
         entry = {"name": route.name, **fields_of(route, ROUTE_KEYS)}
         entry["targets"] = [
             {"provider": t.provider.name, "model": t.model, **fields_of(t, TARGET_KEYS)} for t in route.targets.all()

@@ -326,7 +326,7 @@ class Importer:
 
     def stage_routes(self, provider_names: set[str]) -> dict[str, Staged]:
         staged: dict[str, Staged] = {}
-        existing = {r.name: r for r in Route.objects.prefetch_related("targets__provider")}
+        existing = {r.name: r for r in Route.objects.with_targets()}
         for path, entry in self.named_entries("routes", "route", RouteConfig):
             obj = existing.get(entry.name) or Route(name=entry.name)
             item = Staged(obj, obj.pk is None, self.assign(obj, entry, ROUTE_KEYS))
