@@ -174,7 +174,7 @@ class Recorder:
         while parts:
             part = parts.pop(0)
             try:
-                await db_call(write_batch, part)
+                await db_call(write_and_release, part)
             except Exception as exc:
                 failures += 1
                 if (is_connection_error(exc) and await self._keep_waiting(exc)) or failures > ISOLATION_FAILURES:
@@ -306,6 +306,24 @@ def write_batch(
             count_quarantined({cause: len(records)}, request_id, message, degraded=degraded, using=alias)
 
 
+def write_and_release(records: list[RequestRecord]) -> None:
+    """`write_batch`, then close this thread's SQLite connection. A SQLite connection kept open
+    across batches held on to about as much memory as the rows it wrote (+5.5 MiB per 10,000
+    requests, without end: bench/memory), none of it in Python's heap or SQLite's page cache
+    (tracemalloc, PRAGMA shrink_memory and malloc_trim found or freed none of it); a connection
+    opened per batch costs well under a millisecond. PostgreSQL's stay open (CONN_MAX_AGE)."""
+    from django.db import connections, router
+
+    from .models import RequestLog
+
+    try:
+        write_batch(records)
+    finally:
+        connection = connections[router.db_for_write(RequestLog)]
+        if connection.vendor == "sqlite" and not connection.in_atomic_block:
+            connection.close()
+
+
 def count_quarantined(
     counts: dict[str, int], request_id: str, message: str, *, degraded: bool, using: str | None = None
 ) -> None:
@@ -338,32 +356,67 @@ def count_quarantined(
 
 
 def insert_rows(connection: Any, records: list[RequestRecord]) -> None:
-    """INSERT the records' RequestLog rows with one prepared statement.
+    """INSERT the records' RequestLog rows, as many rows per statement as the database takes.
 
     Django's bulk_create builds and adapts every value through the field machinery, which
-    cost more than everything else in a batch; the values here are adapted by hand.
+    cost more than everything else in a batch; the values here are adapted by hand. One
+    statement per row (`executemany`) costs SQLite's driver a release and a retake of the GIL
+    per row: under load the event loop holds the GIL, every retake waits for it, and the
+    writer fell behind the requests (the log lagged further behind every second at about
+    2,000 requests a second: docs/performance.md). A statement of many rows is one retake.
     """
     from .models import RequestLog
 
     ops = connection.ops
-    qn = ops.quote_name
-    sql = (
-        f"INSERT INTO {qn(RequestLog._meta.db_table)} ({', '.join(qn(f) for f in COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-    )
     at = COLUMNS.index("at")
     attempts = COLUMNS.index("attempts")
     cost = COLUMNS.index("cost")
-    rows = []
+    values: list[Any] = []
     for r in records:
         row = [getattr(r, name) for name in COLUMNS]
         row[at] = ops.adapt_datetimefield_value(row[at])
         row[attempts] = ops.adapt_json_value(row[attempts], None)
         if row[cost] is not None:  # None: unknown, NULL
             row[cost] = ops.adapt_decimalfield_value(Decimal(row[cost]), 14, 8)
-        rows.append(row)
+        values.extend(row)
+    width = len(COLUMNS)
+    per = max(1, _parameters_per_statement(connection) // width)
+    table = RequestLog._meta.db_table
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        for first in range(0, len(records), per):
+            count = min(per, len(records) - first)
+            cursor.execute(
+                _insert_sql(connection.vendor, ops.quote_name, table, count),
+                values[first * width : (first + count) * width],
+            )
+
+
+_SQL: dict[tuple[str, str, int], str] = {}
+
+
+def _insert_sql(vendor: str, quote: Any, table: str, rows: int) -> str:
+    key = (vendor, table, rows)
+    sql = _SQL.get(key)
+    if sql is None:
+        row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+        sql = f"INSERT INTO {quote(table)} ({', '.join(quote(f) for f in COLUMNS)}) VALUES {', '.join([row] * rows)}"
+        if len(_SQL) < 64:
+            _SQL[key] = sql
+    return sql
+
+
+def _parameters_per_statement(connection: Any) -> int:
+    """How many parameters one statement may carry: SQLite's own limit (32,766 since 3.32; Django
+    assumes 999), PostgreSQL's protocol limit (65,535)."""
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        connection.ensure_connection()
+        try:
+            return int(connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        except AttributeError:  # Python before 3.11
+            return int(connection.features.max_query_params)
+    return 65535
 
 
 def insert_bodies(alias: str, records: list[RequestRecord]) -> None:
