@@ -18,7 +18,8 @@ of the shared client.
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -227,15 +228,10 @@ class DirectPath:
     ) -> httpx.Response:
         """The answer, read whole."""
         redactor = scrub.current()
-        try:
-            with map_aiohttp_exceptions():
-                async with self._request(method, url, content, json, headers, timeout) as answer:
-                    data, bounded = await self._read(answer)
-                    status, reason, raw = answer.status, (answer.reason or "").encode(), answer.raw_headers
-        except Exception as exc:
-            if redactor is not None:
-                scrub.scrub_exception(exc, redactor)
-            raise
+        with _transport_errors(redactor):
+            async with self._request(method, url, content, json, headers, timeout) as answer:
+                data, bounded = await self._read(answer)
+                status, reason, raw = answer.status, (answer.reason or "").encode(), answer.raw_headers
         out, reason = _head(raw, reason, bounded, redactor)
         if redactor is not None and bounded.readable:
             data = redactor.sub(data)
@@ -257,18 +253,14 @@ class DirectPath:
         """The answer with its body still to read (`aiter_*`), as `send(stream=True)` gives it;
         the caller closes it."""
         redactor = scrub.current()
+        with _transport_errors(redactor):
+            answer = await self._request(method, url, content, json, headers, timeout)
         try:
-            with map_aiohttp_exceptions():
-                answer = await self._request(method, url, content, json, headers, timeout)
-        except Exception as exc:
-            if redactor is not None:
-                scrub.scrub_exception(exc, redactor)
+            _refuse_declared_size(answer, self.limit)
+        except UpstreamError:
+            answer.close()
             raise
         bounded = Bounded(answer.headers, self.limit)
-        length = answer.headers.get("content-length", "")
-        if self.limit is not None and length.isdigit() and int(length) > self.limit:
-            answer.close()
-            raise too_large(int(length), self.limit)
         out, reason = _head(answer.raw_headers, (answer.reason or "").encode(), bounded, redactor)
         response = DirectResponse(
             answer.status,
@@ -280,12 +272,10 @@ class DirectPath:
         return response
 
     async def _read(self, answer: Any) -> tuple[bytes, Bounded]:
-        limit = self.limit
-        bounded = Bounded(answer.headers, limit)
+        bounded = Bounded(answer.headers, self.limit)
         length = answer.headers.get("content-length", "")
         try:
-            if limit is not None and length.isdigit() and int(length) > limit:
-                raise too_large(int(length), limit)
+            _refuse_declared_size(answer, self.limit)
             if not bounded.decodes and length.isdigit():
                 return bounded.feed(await answer.read()), bounded  # aiohttp reads no more than that
             parts = [bounded.feed(chunk) async for chunk in answer.content.iter_any()]
@@ -297,6 +287,26 @@ class DirectPath:
 
 
 _FRAMING = frozenset({b"content-length", b"content-encoding"})
+
+
+@contextmanager
+def _transport_errors(redactor: scrub.Redactor | None) -> Iterator[None]:
+    """aiohttp's errors raised as httpx's (what the engine classifies), with secrets scrubbed
+    from their messages (they quote URLs)."""
+    try:
+        with map_aiohttp_exceptions():
+            yield
+    except Exception as exc:
+        if redactor is not None:
+            scrub.scrub_exception(exc, redactor)
+        raise
+
+
+def _refuse_declared_size(answer: Any, limit: int | None) -> None:
+    """A Content-Length over the limit is refused before any of the body is read."""
+    length = answer.headers.get("content-length", "")
+    if limit is not None and length.isdigit() and int(length) > limit:
+        raise too_large(int(length), limit)
 
 
 def _head(
@@ -324,7 +334,7 @@ class _Streamed(httpx.AsyncByteStream):
         bounded, redactor = self.bounded, self.redactor
         carry = b""
         try:
-            with map_aiohttp_exceptions():
+            with _transport_errors(scrub.current()):
                 async for chunk in self.answer.content.iter_any():
                     out = bounded.feed(chunk)
                     if redactor is not None and out:
@@ -332,11 +342,8 @@ class _Streamed(httpx.AsyncByteStream):
                     if out:
                         yield out
                 tail = carry + bounded.flush()
-        except Exception as exc:
-            self.answer.close()
-            held = scrub.current()
-            if held is not None:
-                scrub.scrub_exception(exc, held)
+        except Exception:
+            self.answer.close()  # not read to its end: the connection cannot be reused
             raise
         if tail:
             yield redactor.sub(tail) if redactor is not None else tail

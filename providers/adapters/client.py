@@ -295,6 +295,11 @@ class GuardedClient(httpx.AsyncClient):
             return direct
         return None
 
+    def _given(self, content: Any, json: Any, headers: Any, timeout: Any) -> dict[str, Any]:
+        """A request's body, headers and timeout as the direct path takes them."""
+        wait = self.timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout
+        return {"content": content, "json": json, "headers": headers, "timeout": wait}
+
     async def _heard(self, response: httpx.Response) -> httpx.Response:
         for hook in self._event_hooks["response"]:
             await hook(response)
@@ -324,15 +329,9 @@ class GuardedClient(httpx.AsyncClient):
             url, content, headers, follow_redirects, auth, (data, files, params, cookies, extensions)
         )
         if direct is not None:
-            response = await direct.send(
-                method,
-                url if isinstance(url, str) else str(url),
-                content=content,
-                json=json,
-                headers=headers,
-                timeout=self.timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout,
+            return await self._heard(
+                await direct.send(method, str(url), **self._given(content, json, headers, timeout))
             )
-            return await self._heard(response)
         return await super().request(
             method,
             url,
@@ -363,14 +362,7 @@ class GuardedClient(httpx.AsyncClient):
         caller closes it. Through the direct path when it can take the request."""
         direct = self._direct_for(url, content, headers)
         if direct is not None:
-            response = await direct.open(
-                method,
-                url if isinstance(url, str) else str(url),
-                content=content,
-                json=json,
-                headers=headers,
-                timeout=self.timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout,
-            )
+            response = await direct.open(method, str(url), **self._given(content, json, headers, timeout))
             try:
                 return await self._heard(response)
             except BaseException:
