@@ -67,7 +67,9 @@ async def test_a_feed_receives_the_events_it_names_in_order(sim, gateway, key, r
     assert [p["id"] for p in sent] == [e["id"] for e in reversed(listed)]
     channel = await reload(channel)
     newest = (await gateway.get("/api/events?limit=1", headers=auth(key))).json()["events"][0]["id"]
-    assert channel.events_cursor == newest and channel.last_delivery_error == ""
+    # Past what it delivered, at most the newest event: on a busy machine the tick may write an
+    # event after the feed's run, which the next run looks at (seen once in a full CI run).
+    assert sent[-1]["id"] <= channel.events_cursor <= newest and channel.last_delivery_error == ""
 
 
 async def test_a_new_feed_starts_with_what_comes_next(sim, gateway, key, receiver):
