@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from .client import PolicyRef
 
-__all__ = ["Bounded", "DirectPath", "DirectResponse", "too_large"]
+__all__ = ["FRAMING", "Bounded", "DirectPath", "DirectResponse", "refuse_declared_size", "too_large"]
 
 # A compressed body goes to its decoder a slice at a time, so that one slice can never make
 # more than about a megabyte however the body was built: deflate inflates at most about
@@ -256,7 +256,7 @@ class DirectPath:
         with _transport_errors(redactor):
             answer = await self._request(method, url, content, json, headers, timeout)
         try:
-            _refuse_declared_size(answer, self.limit)
+            refuse_declared_size(answer, self.limit)
         except UpstreamError:
             answer.close()
             raise
@@ -275,7 +275,7 @@ class DirectPath:
         bounded = Bounded(answer.headers, self.limit)
         length = answer.headers.get("content-length", "")
         try:
-            _refuse_declared_size(answer, self.limit)
+            refuse_declared_size(answer, self.limit)
             if not bounded.decodes and length.isdigit():
                 return bounded.feed(await answer.read()), bounded  # aiohttp reads no more than that
             parts = [bounded.feed(chunk) async for chunk in answer.content.iter_any()]
@@ -286,7 +286,7 @@ class DirectPath:
             raise
 
 
-_FRAMING = frozenset({b"content-length", b"content-encoding"})
+FRAMING = frozenset({b"content-length", b"content-encoding"})  # what a decoded or rewritten body drops
 
 
 @contextmanager
@@ -302,7 +302,7 @@ def _transport_errors(redactor: scrub.Redactor | None) -> Iterator[None]:
         raise
 
 
-def _refuse_declared_size(answer: Any, limit: int | None) -> None:
+def refuse_declared_size(answer: Any, limit: int | None) -> None:
     """A Content-Length over the limit is refused before any of the body is read."""
     length = answer.headers.get("content-length", "")
     if limit is not None and length.isdigit() and int(length) > limit:
@@ -314,7 +314,7 @@ def _head(
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """An answer's headers and reason as passed on: scrubbed, and without the framing of a body
     that is decoded or may be changed by the scrubber (it is framed by its end)."""
-    drop = _FRAMING if bounded.readable and (bounded.decodes or redactor is not None) else frozenset()
+    drop = FRAMING if bounded.readable and (bounded.decodes or redactor is not None) else frozenset()
     if redactor is None:
         return [(name, value) for name, value in raw if name.lower() not in drop], reason
     return scrub.scrubbed_headers(redactor, raw, drop), redactor.sub(reason)

@@ -29,7 +29,7 @@ import httpx
 from providers.engine import Classification, Outcome, UpstreamError, mark_request_sent
 
 from . import urlguard
-from .answer import Bounded, DirectPath, too_large
+from .answer import FRAMING, Bounded, DirectPath, refuse_declared_size
 from .scrub import ScrubbingTransport
 from .urlguard import URLRefused
 
@@ -72,17 +72,18 @@ class LimitedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.inner.handle_async_request(request)
-        length = response.headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.limit:
+        try:
+            refuse_declared_size(response, self.limit)
+        except UpstreamError:
             await response.aclose()
-            raise too_large(int(length), self.limit)
+            raise
         bounded = Bounded(response.headers, self.limit)
         # An async transport's answer streams asynchronously (httpx types it as either kind).
         stream = _BoundedStream(cast(httpx.AsyncByteStream, response.stream), bounded)
         if not bounded.decodes:
             response.stream = stream
             return response
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-length", b"content-encoding")]
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in FRAMING]
         return httpx.Response(
             response.status_code, headers=headers, stream=stream, request=request, extensions=response.extensions
         )
