@@ -400,7 +400,7 @@ def _insert_sql(vendor: str, quote: Any, table: str, rows: int) -> str:
     if sql is None:
         row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
         sql = f"INSERT INTO {quote(table)} ({', '.join(quote(f) for f in COLUMNS)}) VALUES {', '.join([row] * rows)}"
-        if len(_SQL) < 64:
+        if len(_SQL) < 8:  # the full statement and a few short ones; a tail is cheap to build
             _SQL[key] = sql
     return sql
 
