@@ -11,7 +11,8 @@ admitted request is counted in the same atomic step that admits it (no read-then
 ends): its tokens go to the key's minute, its cost (the request log's, to 1e-8) to the key's
 spend in the period the request started in (an unknown cost, a model without a known price,
 counts 0 and is logged once per key and model). Requests that finish together are counted
-together: one store call (one Redis script) per key and period for each drain of the queue. Alerts: `signals.key_budget_crossed` when that
+together: one store call (one Redis script) per key and period for each drain of the queue.
+Alerts: `signals.key_budget_crossed` when that
 spend passes 80 % and 100 % of the budget, once per threshold, period and budget.
 
 Where counts live: the runtime's limit store (providers/engine/limits.py), Redis when REDIS_URL

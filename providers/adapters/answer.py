@@ -235,8 +235,7 @@ class DirectPath:
         out, reason = _head(raw, reason, bounded, redactor)
         if redactor is not None and bounded.readable:
             data = redactor.sub(data)
-        reframed = bounded.readable and (bounded.decodes or redactor is not None)
-        if reframed and all(name.lower() != b"transfer-encoding" for name, _ in out):
+        if _reframed(bounded, redactor) and all(name.lower() != b"transfer-encoding" for name, _ in out):
             out.append((b"content-length", str(len(data)).encode()))  # as httpx frames a body it holds
         return DirectResponse.read_whole(status, out, data, reason, method, url)
 
@@ -255,12 +254,7 @@ class DirectPath:
         redactor = scrub.current()
         with _transport_errors(redactor):
             answer = await self._request(method, url, content, json, headers, timeout)
-        try:
-            refuse_declared_size(answer, self.limit)
-        except UpstreamError:
-            answer.close()
-            raise
-        bounded = Bounded(answer.headers, self.limit)
+        bounded = self._bounded(answer)
         out, reason = _head(answer.raw_headers, (answer.reason or "").encode(), bounded, redactor)
         response = DirectResponse(
             answer.status,
@@ -271,12 +265,20 @@ class DirectPath:
         response._method, response._target = method, url
         return response
 
-    async def _read(self, answer: Any) -> tuple[bytes, Bounded]:
-        bounded = Bounded(answer.headers, self.limit)
-        length = answer.headers.get("content-length", "")
+    def _bounded(self, answer: Any) -> Bounded:
+        """The answer's body bound, once its Content-Length is within the limit (else the
+        connection is closed: its body is not read)."""
         try:
             refuse_declared_size(answer, self.limit)
-            if not bounded.decodes and length.isdigit():
+        except UpstreamError:
+            answer.close()
+            raise
+        return Bounded(answer.headers, self.limit)
+
+    async def _read(self, answer: Any) -> tuple[bytes, Bounded]:
+        bounded = self._bounded(answer)
+        try:
+            if not bounded.decodes and answer.headers.get("content-length", "").isdigit():
                 return bounded.feed(await answer.read()), bounded  # aiohttp reads no more than that
             parts = [bounded.feed(chunk) async for chunk in answer.content.iter_any()]
             parts.append(bounded.flush())
@@ -286,7 +288,7 @@ class DirectPath:
             raise
 
 
-FRAMING = frozenset({b"content-length", b"content-encoding"})  # what a decoded or rewritten body drops
+FRAMING = scrub.FRAMING
 
 
 @contextmanager
@@ -309,12 +311,18 @@ def refuse_declared_size(answer: Any, limit: int | None) -> None:
         raise too_large(int(length), limit)
 
 
+def _reframed(bounded: Bounded, redactor: scrub.Redactor | None) -> bool:
+    """Whether the body passed on is no longer the one the answer's framing headers describe:
+    decoded, or readable by a scrubber that may change it."""
+    return bounded.readable and (bounded.decodes or redactor is not None)
+
+
 def _head(
     raw: Any, reason: bytes, bounded: Bounded, redactor: scrub.Redactor | None
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """An answer's headers and reason as passed on: scrubbed, and without the framing of a body
     that is decoded or may be changed by the scrubber (it is framed by its end)."""
-    drop = FRAMING if bounded.readable and (bounded.decodes or redactor is not None) else frozenset()
+    drop = FRAMING if _reframed(bounded, redactor) else frozenset()
     if redactor is None:
         return [(name, value) for name, value in raw if name.lower() not in drop], reason
     return scrub.scrubbed_headers(redactor, raw, drop), redactor.sub(reason)

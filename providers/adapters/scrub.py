@@ -527,6 +527,9 @@ def scrubbed_headers(
     return headers
 
 
+FRAMING = frozenset({b"content-length", b"content-encoding"})  # what a decoded or rewritten body drops
+
+
 class _ScrubbedStream(httpx.AsyncByteStream):
     def __init__(
         self, inner: httpx.AsyncByteStream, redactor: Redactor, decoder: httpx._decoders.ContentDecoder | None
@@ -588,11 +591,11 @@ class ScrubbingTransport(httpx.AsyncBaseTransport):
         try:
             decoder = decoder_for(codings)
         except KeyError:
-            stream, framing = response.stream, set()
+            stream, framing = response.stream, frozenset[bytes]()
         else:
             # An async transport's answer streams asynchronously (httpx types it as either kind).
             inner = cast(httpx.AsyncByteStream, response.stream)
-            stream, framing = _ScrubbedStream(inner, redactor, decoder), {b"content-length", b"content-encoding"}
+            stream, framing = _ScrubbedStream(inner, redactor, decoder), FRAMING
         headers = scrubbed_headers(redactor, response.headers.raw, framing)
         extensions = dict(response.extensions)
         reason = extensions.get("reason_phrase")
